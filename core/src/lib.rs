@@ -1,0 +1,16 @@
+//! Postern's protocol core.
+//!
+//! Pure state machines and pure functions: no sockets, no files, no clock,
+//! no randomness, no threads, no async runtime. Bytes, time and answers
+//! come in through `handle_*` and `answer_*` methods; bytes, actions and
+//! questions go out through `poll_output`. See `DESIGN.md`.
+
+pub mod crc32c;
+pub mod net;
+pub mod proxy;
+pub mod sasl;
+pub mod secret;
+pub mod smtp;
+
+pub use net::Networks;
+pub use secret::Secret;

@@ -1,0 +1,113 @@
+//! Settings of the SMTP server session.
+
+use super::data::BareNewline;
+use crate::proxy::ProxyConfig;
+use std::time::Duration;
+
+/// Server-wide SMTP settings, shared by every session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpConfig {
+    /// The name in the greeting, EHLO reply and Received headers.
+    pub hostname: String,
+    /// Text after the hostname in the greeting.
+    pub banner: String,
+    /// The domain `RCPT TO:<postmaster>` (no domain) is delivered to.
+    pub postmaster_domain: String,
+    /// The limits.
+    pub limits: SmtpLimits,
+    /// What to do with bare CR / bare LF in message data.
+    pub bare_newline: BareNewline,
+}
+
+impl SmtpConfig {
+    /// Settings with Postfix-like defaults for `hostname`.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        let hostname = hostname.into();
+        Self {
+            postmaster_domain: hostname.clone(),
+            hostname,
+            banner: "ESMTP Postern".to_owned(),
+            limits: SmtpLimits::default(),
+            bare_newline: BareNewline::default(),
+        }
+    }
+}
+
+/// Every limit of an SMTP session, each a named setting. Defaults are no
+/// looser than Postfix's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpLimits {
+    /// Longest command line, CRLF included (Postfix `line_length_limit`: 2048).
+    pub max_line: usize,
+    /// Recipients per message (`smtpd_recipient_limit`: 1000).
+    pub max_recipients: usize,
+    /// Largest message in bytes (`message_size_limit`: 10240000).
+    pub max_message_size: u64,
+    /// Errors before the session is closed (`smtpd_hard_error_limit`: 20).
+    pub hard_error_limit: u32,
+    /// Idle time allowed while a command is awaited (`smtpd_timeout`: 300 s).
+    pub command_timeout: Duration,
+    /// Idle time allowed inside DATA or a BDAT chunk (`smtpd_timeout`: 300 s).
+    pub data_timeout: Duration,
+    /// Unprocessed input held while the session waits for the runtime
+    /// (pipelined commands); more than this closes the session.
+    pub max_pipelined: usize,
+}
+
+impl Default for SmtpLimits {
+    fn default() -> Self {
+        Self {
+            max_line: 2048,
+            max_recipients: 1000,
+            max_message_size: 10_240_000,
+            hard_error_limit: 20,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(300),
+            max_pipelined: 256 * 1024,
+        }
+    }
+}
+
+/// What a listener is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Receives mail for local domains from anyone (port 25 / 2525). No AUTH.
+    Mx,
+    /// Takes mail from authenticated users (587 / 465 and their twins):
+    /// AUTH offered under TLS, and required before MAIL.
+    Submission,
+}
+
+/// How a listener does TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// No TLS at all.
+    None,
+    /// Plain text with STARTTLS offered (RFC 3207).
+    StartTls,
+    /// TLS from the first byte (after any PROXY header), as on 465.
+    Implicit,
+}
+
+/// One listener's settings, shared by its sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// MX or submission.
+    pub role: Role,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// PROXY header policy.
+    pub proxy: ProxyConfig,
+}
+
+impl ListenerConfig {
+    /// An MX listener with STARTTLS and no PROXY header.
+    pub fn mx() -> Self {
+        Self { role: Role::Mx, tls: TlsMode::StartTls, proxy: ProxyConfig::forbidden() }
+    }
+
+    /// A submission listener with STARTTLS and no PROXY header.
+    pub fn submission() -> Self {
+        Self { role: Role::Submission, tls: TlsMode::StartTls, proxy: ProxyConfig::forbidden() }
+    }
+}

@@ -1,0 +1,1125 @@
+//! The SMTP server session: a sans-IO state machine (RFC 5321 with
+//! PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, STARTTLS,
+//! AUTH PLAIN/LOGIN and CHUNKING).
+//!
+//! # Driving a session
+//!
+//! The runtime owns the socket and the clock; the session owns the
+//! protocol. One loop, written once here and followed by every runtime:
+//!
+//! ```text
+//! let mut s = SmtpSession::new(config, listener, peer, local, now);
+//! loop {
+//!     // 1. drain every output, in order
+//!     while let Some(out) = s.poll_output() {
+//!         match out {
+//!             Output::Send(bytes)        => write them,
+//!             Output::StartTls { early } => handshake (feeding `early` first),
+//!                                           then s.handle_tls_established(info),
+//!             Output::Event(question)    => find the answer, call s.answer_*(..),
+//!             Output::Event(Notice(n))   => log it,
+//!             Output::Close              => flush and close; stop.
+//!         }
+//!     }
+//!     // 2. wait for input or the timer
+//!     select! {
+//!         bytes = read()            => s.handle_input(now, &bytes) (or s.handle_eof()),
+//!         _ = sleep_until(s.poll_timeout()) => s.handle_timeout(now),
+//!     }
+//! }
+//! ```
+//!
+//! While a question is unanswered the session processes no input (it holds
+//! what arrives, up to `max_pipelined`), so the runtime should answer
+//! before reading more.
+
+use super::address::{parse_path, split_path_arg, Address, Path, PathError};
+use super::command::{self, Command, CommandError};
+use super::config::{ListenerConfig, Role, SmtpConfig, TlsMode};
+use super::data::{DataError, DataReceiver};
+use super::event::{
+    AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
+    Message, Notice, RcptAnswer, RcptRequest, Recipient, StoreAnswer, TlsInfo,
+};
+use super::reply::Reply;
+use crate::proxy::{ClientAddress, ProxyGate, ProxyStep};
+use crate::sasl::{self, SaslError};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the session wants the runtime to do next.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Write these bytes to the client.
+    Send(Vec<u8>),
+    /// Start the TLS handshake now. `early` holds bytes already received
+    /// that belong to the handshake (only after a PROXY header on an
+    /// implicit-TLS listener); bytes pipelined after STARTTLS are never
+    /// here: they were discarded.
+    StartTls {
+        /// Bytes to feed the TLS layer before reading the socket.
+        early: Vec<u8>,
+    },
+    /// A question to answer or a fact to log.
+    Event(Event),
+    /// Flush what was sent and close the connection.
+    Close,
+}
+
+/// Counters for the disconnect log line (Postfix style `ehlo=1 mail=1 ...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Commands received.
+    pub commands: u32,
+    /// Commands answered with an error.
+    pub errors: u32,
+    /// Messages accepted.
+    pub messages: u32,
+    /// Recipients accepted.
+    pub recipients: u32,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the PROXY gate to decide.
+    Proxy,
+    /// Waiting for `answer_connect`.
+    Connect,
+    /// Waiting for `handle_tls_established`; `greet` after implicit TLS.
+    Tls { greet: bool },
+    /// Reading commands.
+    Command,
+    /// `334` sent for PLAIN, waiting for the response line.
+    AuthPlain,
+    /// LOGIN, waiting for the user name (`None`) or the password.
+    AuthLogin { username: Option<String> },
+    /// Inside DATA.
+    Data(Box<DataReceiver>),
+    /// Inside a BDAT chunk; `refuse` is the reply owed once it is consumed.
+    Bdat { remaining: u64, last: bool, refuse: Option<Reply> },
+    /// A question is out.
+    Wait(Pending),
+    /// Done.
+    Closed,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Auth { mechanism: &'static str, username: String },
+    Mail(Transaction),
+    Rcpt(Address),
+    Store,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    from: Option<Address>,
+    body: BodyType,
+    smtputf8: bool,
+    declared_size: Option<u64>,
+    rcpts: Vec<Recipient>,
+    /// BDAT chunks so far (`None` until the first BDAT).
+    chunks: Option<Vec<u8>>,
+}
+
+enum Flow {
+    Continue,
+    /// Drop the rest of the input (after STARTTLS).
+    DiscardRest,
+}
+
+/// One SMTP server connection. See the module documentation for the loop
+/// that drives it.
+#[derive(Debug)]
+pub struct SmtpSession {
+    cfg: Arc<SmtpConfig>,
+    listener: Arc<ListenerConfig>,
+    gate: Option<ProxyGate>,
+    address: ClientAddress,
+    phase: Phase,
+    inbuf: Vec<u8>,
+    outputs: VecDeque<Output>,
+    now: Instant,
+    deadline: Option<Instant>,
+    discarding_line: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: Option<TlsInfo>,
+    auth_user: Option<String>,
+    txn: Option<Transaction>,
+    stats: Stats,
+}
+
+impl SmtpSession {
+    /// A session for a connection from `peer` to `local` accepted at `now`.
+    pub fn new(
+        cfg: Arc<SmtpConfig>,
+        listener: Arc<ListenerConfig>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Self {
+        let mut gate = ProxyGate::new(listener.proxy.clone(), peer, local, now);
+        let address = gate.socket_address();
+        let first = gate.on_connect();
+        let mut s = Self {
+            cfg,
+            listener,
+            gate: Some(gate),
+            address,
+            phase: Phase::Proxy,
+            inbuf: Vec::new(),
+            outputs: VecDeque::new(),
+            now,
+            deadline: None,
+            discarding_line: false,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            auth_user: None,
+            txn: None,
+            stats: Stats::default(),
+        };
+        s.arm();
+        if let ProxyStep::Refused(e) = first {
+            s.notice(Notice::ProxyRefused(e));
+            s.close();
+        } else if !s.listener.proxy.is_required() && s.listener.tls != TlsMode::Implicit {
+            // No header expected and the server speaks first: ask now, and
+            // keep the gate only to sniff for a header that must not come.
+            s.phase = Phase::Connect;
+            s.push(Output::Event(Event::Connect(address)));
+        }
+        s
+    }
+
+    // ----- getters -----
+
+    /// The client and server addresses (the PROXY source once decoded).
+    pub fn client(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// The authenticated user, if any.
+    pub fn authenticated(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// Whether TLS is active.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Counters for the disconnect log line.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Whether the session is closed (after `Output::Close`).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the session would process input now (no question pending).
+    /// A runtime may stop reading while this is false.
+    pub fn wants_input(&self) -> bool {
+        !matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Tls { .. } | Phase::Closed)
+    }
+
+    /// Bytes held inside the session (unprocessed input, a partial PROXY
+    /// header, message data). Bounded by the limits.
+    pub fn buffered_len(&self) -> usize {
+        let data = match &self.phase {
+            Phase::Data(rx) => rx.buffered_len(),
+            _ => 0,
+        };
+        let chunks = self.txn.as_ref().and_then(|t| t.chunks.as_ref()).map_or(0, Vec::len);
+        self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len) + data + chunks
+    }
+
+    /// The most bytes [`Self::buffered_len`] may reach.
+    pub fn buffer_limit(&self) -> usize {
+        let l = &self.cfg.limits;
+        let msg = usize::try_from(l.max_message_size).unwrap_or(usize::MAX);
+        l.max_pipelined.saturating_add(l.max_line).saturating_add(msg).saturating_add(
+            self.listener.proxy.max_header,
+        )
+    }
+
+    // ----- inputs -----
+
+    /// Bytes from the client (already decrypted under TLS).
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = now;
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Tls { .. } => {
+                // Plain bytes while the handshake should be running: never
+                // process them as commands.
+                self.notice(Notice::DiscardedAfterStartTls(bytes.len()));
+                return;
+            }
+            _ => {}
+        }
+        let mut owned;
+        let mut input = bytes;
+        if let Some(gate) = self.gate.as_mut() {
+            match gate.handle_input(input) {
+                ProxyStep::NeedMore => return,
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    self.close();
+                    return;
+                }
+                ProxyStep::Done { address, rest } => {
+                    self.gate = None;
+                    owned = rest;
+                    if matches!(self.phase, Phase::Proxy) {
+                        self.address = address;
+                        self.phase = Phase::Connect;
+                        self.push(Output::Event(Event::Connect(address)));
+                        self.inbuf.append(&mut owned);
+                        self.check_overflow();
+                        return;
+                    }
+                    input = &owned;
+                }
+            }
+        }
+        self.arm();
+        if self.inbuf.is_empty() {
+            let n = self.run(input);
+            if n < input.len() {
+                self.inbuf.extend_from_slice(&input[n..]);
+            }
+        } else {
+            self.inbuf.extend_from_slice(input);
+            self.resume();
+        }
+        self.check_overflow();
+    }
+
+    /// The client closed its side.
+    pub fn handle_eof(&mut self) {
+        if let Some(gate) = self.gate.as_mut() {
+            if let ProxyStep::Refused(e) = gate.handle_eof() {
+                self.gate = None;
+                self.notice(Notice::ProxyRefused(e));
+                self.close();
+                return;
+            }
+        }
+        let during = match self.phase {
+            Phase::Closed => return,
+            Phase::Data(_) => "DATA",
+            Phase::Bdat { .. } => "BDAT",
+            Phase::AuthPlain | Phase::AuthLogin { .. } => "AUTH",
+            _ => "command",
+        };
+        self.notice(Notice::LostConnection { during });
+        self.phase = Phase::Closed;
+        self.push(Output::Close);
+    }
+
+    /// The TLS handshake the session asked for has completed.
+    pub fn handle_tls_established(&mut self, info: TlsInfo) {
+        let Phase::Tls { greet } = self.phase else { return };
+        // RFC 3207 4.2: forget everything learned before TLS.
+        self.tls = Some(info);
+        self.helo = None;
+        self.esmtp = false;
+        self.auth_user = None;
+        self.txn = None;
+        self.inbuf.clear();
+        self.phase = Phase::Command;
+        self.arm();
+        if greet {
+            self.greet();
+        }
+    }
+
+    /// The clock moved on (at or after [`Self::poll_timeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(gate) = self.gate.as_mut() {
+            if let ProxyStep::Refused(e) = gate.handle_timeout(now) {
+                self.gate = None;
+                self.notice(Notice::ProxyRefused(e));
+                self.close();
+                return;
+            }
+        }
+        let Some(deadline) = self.deadline else { return };
+        if now < deadline || !self.timer_running() {
+            return;
+        }
+        self.notice(Notice::Timeout);
+        if matches!(self.phase, Phase::Proxy | Phase::Tls { .. }) {
+            self.close();
+        } else {
+            let text = format!("421 4.4.2 {} Error: timeout exceeded\r\n", self.cfg.hostname);
+            self.send(text.as_bytes());
+            self.close();
+        }
+    }
+
+    // ----- answers -----
+
+    /// Answers [`Event::Connect`].
+    pub fn answer_connect(&mut self, answer: ConnectAnswer) {
+        if !matches!(self.phase, Phase::Connect) {
+            return;
+        }
+        match answer {
+            ConnectAnswer::Refuse(reply) => {
+                self.send_reply(&reply);
+                self.close();
+            }
+            ConnectAnswer::Accept => {
+                if self.listener.tls == TlsMode::Implicit {
+                    let early = std::mem::take(&mut self.inbuf);
+                    self.phase = Phase::Tls { greet: true };
+                    self.push(Output::StartTls { early });
+                } else {
+                    self.greet();
+                    self.phase = Phase::Command;
+                    self.arm();
+                    self.resume();
+                }
+            }
+        }
+    }
+
+    /// Answers [`Event::Auth`].
+    pub fn answer_auth(&mut self, answer: AuthAnswer) {
+        let Phase::Wait(Pending::Auth { .. }) = self.phase else { return };
+        let Phase::Wait(Pending::Auth { mechanism, username }) =
+            std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return;
+        };
+        match answer {
+            AuthAnswer::Success { user } => {
+                self.auth_user = Some(user);
+                self.send(b"235 2.7.0 Authentication successful\r\n");
+            }
+            AuthAnswer::Failure => {
+                self.notice(Notice::AuthFailed { username, mechanism });
+                self.error(b"535 5.7.8 Error: authentication failed: authentication failure\r\n");
+            }
+            AuthAnswer::TempFail => {
+                self.error(b"454 4.7.0 Temporary authentication failure\r\n");
+            }
+        }
+        self.after_answer();
+    }
+
+    /// Answers [`Event::MailFrom`].
+    pub fn answer_mail(&mut self, answer: MailAnswer) {
+        let Phase::Wait(Pending::Mail(_)) = self.phase else { return };
+        let Phase::Wait(Pending::Mail(txn)) = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return;
+        };
+        match answer {
+            MailAnswer::Accept => {
+                self.txn = Some(txn);
+                self.send(b"250 2.1.0 Ok\r\n");
+            }
+            MailAnswer::Reject(reply) => self.send_reply(&reply),
+        }
+        self.after_answer();
+    }
+
+    /// Answers [`Event::RcptTo`]. The relay decision is made here: a
+    /// remote recipient is accepted only from an authenticated client.
+    pub fn answer_rcpt(&mut self, answer: RcptAnswer) {
+        let Phase::Wait(Pending::Rcpt(_)) = self.phase else { return };
+        let Phase::Wait(Pending::Rcpt(to)) = std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return;
+        };
+        let local = match answer {
+            RcptAnswer::Local => Some(true),
+            RcptAnswer::Remote if self.auth_user.is_some() => Some(false),
+            RcptAnswer::Remote => {
+                let r = format!("554 5.7.1 <{to}>: Relay access denied\r\n");
+                self.error(r.as_bytes());
+                None
+            }
+            RcptAnswer::UnknownUser => {
+                let r = format!(
+                    "550 5.1.1 <{to}>: Recipient address rejected: User unknown in virtual mailbox table\r\n"
+                );
+                self.error(r.as_bytes());
+                None
+            }
+            RcptAnswer::TempFail => {
+                let r = format!("451 4.3.0 <{to}>: Temporary lookup failure\r\n");
+                self.error(r.as_bytes());
+                None
+            }
+            RcptAnswer::Reject(reply) => {
+                self.send_reply(&reply);
+                None
+            }
+        };
+        if let (Some(local), Some(txn)) = (local, self.txn.as_mut()) {
+            if !txn.rcpts.iter().any(|r| r.address == to) {
+                txn.rcpts.push(Recipient { address: to, local });
+                self.stats.recipients += 1;
+            }
+            self.send(b"250 2.1.5 Ok\r\n");
+        }
+        self.after_answer();
+    }
+
+    /// Answers [`Event::Message`]. Call it with `Stored` only once the
+    /// message is durable: the 250 goes out now.
+    pub fn answer_message(&mut self, answer: StoreAnswer) {
+        let Phase::Wait(Pending::Store) = self.phase else { return };
+        self.phase = Phase::Command;
+        self.txn = None;
+        match answer {
+            StoreAnswer::Stored { id } => {
+                self.stats.messages += 1;
+                let r = format!("250 2.0.0 Ok: queued as {id}\r\n");
+                self.send(r.as_bytes());
+            }
+            StoreAnswer::TempFail(None) => self.error(b"452 4.3.1 Insufficient system storage\r\n"),
+            StoreAnswer::TempFail(Some(reply)) | StoreAnswer::Reject(reply) => {
+                self.notice(Notice::MessageRejected(reply.clone()));
+                self.send_reply(&reply);
+            }
+        }
+        self.after_answer();
+    }
+
+    // ----- outputs -----
+
+    /// The next thing for the runtime to do, in order.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
+        let own = if self.timer_running() { self.deadline } else { None };
+        match (gate, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- internals -----
+
+    fn timer_running(&self) -> bool {
+        !matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Closed)
+    }
+
+    fn arm(&mut self) {
+        let t = match self.phase {
+            Phase::Data(_) | Phase::Bdat { .. } => self.cfg.limits.data_timeout,
+            _ => self.cfg.limits.command_timeout,
+        };
+        self.deadline = Some(self.now + t);
+    }
+
+    fn after_answer(&mut self) {
+        if self.is_closed() {
+            return;
+        }
+        self.arm();
+        self.resume();
+    }
+
+    fn check_overflow(&mut self) {
+        if self.inbuf.len() > self.cfg.limits.max_pipelined + self.cfg.limits.max_line
+            && !self.is_closed()
+        {
+            self.inbuf = Vec::new();
+            self.notice(Notice::InputOverflow);
+            let text = format!("421 4.7.0 {} Error: too much pipelined input\r\n", self.cfg.hostname);
+            self.send(text.as_bytes());
+            self.close();
+        }
+    }
+
+    /// Processes held input until it runs out or a question is asked.
+    fn resume(&mut self) {
+        if self.inbuf.is_empty() {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.inbuf);
+        let n = self.run(&buf);
+        if matches!(self.phase, Phase::Tls { .. } | Phase::Closed) {
+            // STARTTLS or close: whatever was held is gone.
+            return;
+        }
+        buf.drain(..n);
+        // Keep anything that arrived meanwhile (nothing, in a sans-IO call).
+        buf.append(&mut self.inbuf);
+        self.inbuf = buf;
+    }
+
+    /// Processes `input`; returns how many bytes were consumed.
+    fn run(&mut self, input: &[u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            match &mut self.phase {
+                Phase::Command | Phase::AuthPlain | Phase::AuthLogin { .. } => {
+                    let rest = &input[pos..];
+                    if rest.is_empty() {
+                        return pos;
+                    }
+                    let max = self.cfg.limits.max_line;
+                    match memchr::memchr(b'\n', rest) {
+                        Some(k) => {
+                            pos += k + 1;
+                            if self.discarding_line {
+                                self.discarding_line = false;
+                                continue;
+                            }
+                            if k + 1 > max {
+                                self.error(b"500 5.5.2 Error: line too long\r\n");
+                                continue;
+                            }
+                            let line = rest[..k].strip_suffix(b"\r").unwrap_or(&rest[..k]);
+                            if let Flow::DiscardRest = self.line(line) {
+                                let dropped = input.len() - pos;
+                                if dropped > 0 {
+                                    self.notice(Notice::DiscardedAfterStartTls(dropped));
+                                }
+                                return input.len();
+                            }
+                        }
+                        None => {
+                            if self.discarding_line {
+                                return input.len();
+                            }
+                            if rest.len() >= max {
+                                self.discarding_line = true;
+                                self.error(b"500 5.5.2 Error: line too long\r\n");
+                                return input.len();
+                            }
+                            return pos;
+                        }
+                    }
+                }
+                Phase::Data(rx) => {
+                    let (n, done) = rx.feed(&input[pos..]);
+                    pos += n;
+                    if !done {
+                        return pos;
+                    }
+                    self.end_of_data();
+                }
+                Phase::Bdat { remaining, .. } => {
+                    let avail = (input.len() - pos) as u64;
+                    let take = avail.min(*remaining);
+                    *remaining -= take;
+                    let done = *remaining == 0;
+                    let end = pos + take as usize;
+                    self.bdat_bytes(&input[pos..end]);
+                    pos = end;
+                    if !done {
+                        return pos;
+                    }
+                    self.end_of_chunk();
+                }
+                Phase::Proxy | Phase::Connect | Phase::Tls { .. } | Phase::Wait(_) | Phase::Closed => {
+                    return pos;
+                }
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Flow {
+        match std::mem::replace(&mut self.phase, Phase::Command) {
+            Phase::AuthPlain => {
+                let text = String::from_utf8_lossy(line);
+                match sasl::decode_plain(&text) {
+                    Ok(c) => self.ask_auth("PLAIN", c.username, c.password),
+                    Err(e) => self.sasl_error(e),
+                }
+                Flow::Continue
+            }
+            Phase::AuthLogin { username: None } => {
+                let text = String::from_utf8_lossy(line);
+                match sasl::decode_login_step(&text) {
+                    Ok(u) => {
+                        self.send(b"334 UGFzc3dvcmQ6\r\n");
+                        self.phase = Phase::AuthLogin { username: Some(u) };
+                    }
+                    Err(e) => self.sasl_error(e),
+                }
+                Flow::Continue
+            }
+            Phase::AuthLogin { username: Some(u) } => {
+                let text = String::from_utf8_lossy(line);
+                match sasl::decode_login_step(&text) {
+                    Ok(p) => self.ask_auth("LOGIN", u, crate::Secret::new(p)),
+                    Err(e) => self.sasl_error(e),
+                }
+                Flow::Continue
+            }
+            _ => {
+                self.stats.commands += 1;
+                match command::parse(line) {
+                    Ok(cmd) => self.command(cmd),
+                    Err(CommandError::Unrecognized) => {
+                        self.error(b"500 5.5.2 Error: command not recognized\r\n");
+                        Flow::Continue
+                    }
+                    Err(CommandError::Syntax(msg)) => {
+                        let r = format!("501 5.5.4 {msg}\r\n");
+                        self.error(r.as_bytes());
+                        Flow::Continue
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command<'_>) -> Flow {
+        match cmd {
+            Command::Noop => self.send(b"250 2.0.0 Ok\r\n"),
+            Command::Helo(name) => {
+                self.helo = Some(name.to_owned());
+                self.esmtp = false;
+                self.txn = None;
+                let r = format!("250 {}\r\n", self.cfg.hostname);
+                self.send(r.as_bytes());
+            }
+            Command::Ehlo(name) => {
+                self.helo = Some(name.to_owned());
+                self.esmtp = true;
+                self.txn = None;
+                self.ehlo_reply();
+            }
+            Command::Mail(arg) => self.mail(arg),
+            Command::Rcpt(arg) => self.rcpt(arg),
+            Command::Data => self.data(),
+            Command::Bdat { size, last } => self.bdat(size, last),
+            Command::Rset => {
+                self.txn = None;
+                self.send(b"250 2.0.0 Ok\r\n");
+            }
+            Command::Quit => {
+                self.send(b"221 2.0.0 Bye\r\n");
+                self.close();
+            }
+            Command::Vrfy => {
+                self.send(b"252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n")
+            }
+            Command::Expn => self.error(b"502 5.5.1 EXPN command is disabled\r\n"),
+            Command::Help => self.send(
+                b"214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH\r\n",
+            ),
+            Command::NotImplemented => self.error(b"502 5.5.1 Error: command not implemented\r\n"),
+            Command::StartTls => return self.starttls(),
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
+        }
+        Flow::Continue
+    }
+
+    fn ehlo_reply(&mut self) {
+        let mut r = Vec::with_capacity(256);
+        r.extend_from_slice(b"250-");
+        r.extend_from_slice(self.cfg.hostname.as_bytes());
+        r.extend_from_slice(b"\r\n250-PIPELINING\r\n250-SIZE ");
+        r.extend_from_slice(self.cfg.limits.max_message_size.to_string().as_bytes());
+        r.extend_from_slice(b"\r\n");
+        if self.listener.tls == TlsMode::StartTls && self.tls.is_none() {
+            r.extend_from_slice(b"250-STARTTLS\r\n");
+        }
+        if self.auth_offered() {
+            r.extend_from_slice(b"250-AUTH PLAIN LOGIN\r\n");
+        }
+        r.extend_from_slice(
+            b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+        );
+        self.send(&r);
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.listener.role == Role::Submission && self.tls.is_some()
+    }
+
+    fn mail(&mut self, arg: &str) {
+        if self.helo.is_none() {
+            return self.error(b"503 5.5.1 Error: send HELO/EHLO first\r\n");
+        }
+        if self.txn.is_some() {
+            return self.error(b"503 5.5.1 Error: nested MAIL command\r\n");
+        }
+        if self.listener.role == Role::Submission {
+            if self.listener.tls == TlsMode::StartTls && self.tls.is_none() {
+                return self.error(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+            }
+            if self.auth_user.is_none() {
+                return self.error(b"530 5.7.0 Authentication required\r\n");
+            }
+        }
+        let Ok((path, params)) = split_path_arg(arg) else {
+            return self.error(b"501 5.1.7 Bad sender address syntax\r\n");
+        };
+        let from = match parse_path(path) {
+            Ok(p) => p.map(|p| p.address),
+            Err(_) => return self.error(b"501 5.1.7 Bad sender address syntax\r\n"),
+        };
+        let mut txn = Transaction {
+            from,
+            body: BodyType::SevenBit,
+            smtputf8: false,
+            declared_size: None,
+            rcpts: Vec::new(),
+            chunks: None,
+        };
+        if !params.is_empty() && !self.esmtp {
+            return self.error(b"555 5.5.4 Unsupported option: ESMTP parameters need EHLO\r\n");
+        }
+        for p in params.split(' ').filter(|p| !p.is_empty()) {
+            let (key, value) = match p.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (p, None),
+            };
+            if key.eq_ignore_ascii_case("SIZE") {
+                let Some(n) = value.filter(|v| v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty()).and_then(|v| v.parse::<u64>().ok()) else {
+                    return self.error(b"501 5.5.4 Bad SIZE parameter\r\n");
+                };
+                if n > self.cfg.limits.max_message_size {
+                    return self.error(b"552 5.3.4 Message size exceeds fixed limit\r\n");
+                }
+                txn.declared_size = Some(n);
+            } else if key.eq_ignore_ascii_case("BODY") {
+                match value {
+                    Some(v) if v.eq_ignore_ascii_case("7BIT") => txn.body = BodyType::SevenBit,
+                    Some(v) if v.eq_ignore_ascii_case("8BITMIME") => txn.body = BodyType::EightBitMime,
+                    _ => return self.error(b"501 5.5.4 Bad BODY parameter\r\n"),
+                }
+            } else if key.eq_ignore_ascii_case("SMTPUTF8") && value.is_none() {
+                txn.smtputf8 = true;
+            } else if key.eq_ignore_ascii_case("AUTH") && value.is_some() {
+                // RFC 4954 5: accepted and not trusted.
+            } else {
+                let r = format!("555 5.5.4 Unsupported option: {}\r\n", sanitize(key));
+                return self.error(r.as_bytes());
+            }
+        }
+        if txn.from.as_ref().is_some_and(|a| !a.is_ascii()) && !txn.smtputf8 {
+            return self.error(b"553 5.6.7 Must declare SMTPUTF8 to send an UTF-8 address\r\n");
+        }
+        self.stats_event(Event::MailFrom(MailRequest {
+            from: txn.from.clone(),
+            authenticated: self.auth_user.clone(),
+        }));
+        self.phase = Phase::Wait(Pending::Mail(txn));
+    }
+
+    fn rcpt(&mut self, arg: &str) {
+        let Some(txn) = self.txn.as_ref() else {
+            return self.error(b"503 5.5.1 Error: need MAIL command\r\n");
+        };
+        if txn.chunks.is_some() {
+            return self.error(b"503 5.5.1 Error: RCPT after BDAT\r\n");
+        }
+        if txn.rcpts.len() >= self.cfg.limits.max_recipients {
+            return self.error(b"452 4.5.3 Error: too many recipients\r\n");
+        }
+        let smtputf8 = txn.smtputf8;
+        let Ok((path, params)) = split_path_arg(arg) else {
+            return self.error(b"501 5.1.3 Bad recipient address syntax\r\n");
+        };
+        let path = if path.eq_ignore_ascii_case("postmaster") {
+            Ok(Some(Path {
+                address: Address::new("postmaster", self.cfg.postmaster_domain.clone()),
+                rerouted: false,
+            }))
+        } else {
+            parse_path(path)
+        };
+        let path = match path {
+            Ok(Some(p)) => p,
+            Ok(None) | Err(PathError::Null) => {
+                return self.error(b"501 5.1.3 Bad recipient address syntax\r\n")
+            }
+            Err(_) => return self.error(b"501 5.1.3 Bad recipient address syntax\r\n"),
+        };
+        if let Some(p) = params.split(' ').find(|p| !p.is_empty()) {
+            let key = p.split_once('=').map_or(p, |(k, _)| k);
+            let r = format!("555 5.5.4 Unsupported option: {}\r\n", sanitize(key));
+            return self.error(r.as_bytes());
+        }
+        if !path.address.is_ascii() && !smtputf8 {
+            return self.error(b"553 5.6.7 Must declare SMTPUTF8 to send an UTF-8 address\r\n");
+        }
+        self.stats_event(Event::RcptTo(RcptRequest {
+            to: path.address.clone(),
+            rerouted: path.rerouted,
+            authenticated: self.auth_user.clone(),
+        }));
+        self.phase = Phase::Wait(Pending::Rcpt(path.address));
+    }
+
+    fn data(&mut self) {
+        let Some(txn) = self.txn.as_ref() else {
+            return self.error(b"503 5.5.1 Error: need RCPT command\r\n");
+        };
+        if txn.chunks.is_some() {
+            return self.error(b"503 5.5.1 Error: DATA after BDAT\r\n");
+        }
+        if txn.rcpts.is_empty() {
+            return self.error(b"554 5.5.1 Error: no valid recipients\r\n");
+        }
+        let hint = txn.declared_size.unwrap_or(0) as usize;
+        self.send(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+        self.phase = Phase::Data(Box::new(DataReceiver::new(
+            self.cfg.limits.max_message_size,
+            self.cfg.bare_newline,
+            hint,
+        )));
+        self.arm();
+    }
+
+    fn end_of_data(&mut self) {
+        let Phase::Data(rx) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
+        match rx.finish() {
+            Ok(data) => self.ask_store(data),
+            Err(DataError::TooBig) => {
+                self.txn = None;
+                self.error(b"552 5.3.4 Error: message file too big\r\n");
+            }
+            Err(DataError::BareNewline) => {
+                self.txn = None;
+                self.error(b"550 5.5.2 Error: bare <CR> or <LF> received in message data\r\n");
+            }
+        }
+        self.arm();
+    }
+
+    fn bdat(&mut self, size: u64, last: bool) {
+        let refuse = match self.txn.as_mut() {
+            None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
+            Some(t) if t.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
+            Some(t) => {
+                t.chunks.get_or_insert_with(Vec::new);
+                None
+            }
+        };
+        self.phase = Phase::Bdat { remaining: size, last, refuse };
+        self.arm();
+        if size == 0 {
+            self.end_of_chunk();
+        }
+    }
+
+    fn bdat_bytes(&mut self, bytes: &[u8]) {
+        let max = self.cfg.limits.max_message_size;
+        if let (Phase::Bdat { refuse: None, .. }, Some(txn)) = (&mut self.phase, self.txn.as_mut()) {
+            if let Some(chunks) = txn.chunks.as_mut() {
+                if (chunks.len() + bytes.len()) as u64 > max {
+                    // Keep consuming the chunk, keep nothing, refuse at its end.
+                    txn.chunks = Some(Vec::new());
+                    if let Phase::Bdat { refuse, .. } = &mut self.phase {
+                        *refuse = Some(Reply::new(552, "5.3.4", "Error: message file too big"));
+                    }
+                } else {
+                    chunks.extend_from_slice(bytes);
+                }
+            }
+        }
+    }
+
+    fn end_of_chunk(&mut self) {
+        let Phase::Bdat { last, refuse, remaining } =
+            std::mem::replace(&mut self.phase, Phase::Command)
+        else {
+            return;
+        };
+        debug_assert_eq!(remaining, 0);
+        self.arm();
+        if let Some(reply) = refuse {
+            // The transaction is over: later chunks get "need MAIL".
+            self.txn = None;
+            let mut out = Vec::new();
+            reply.write_to(&mut out);
+            return self.error(&out);
+        }
+        let Some(txn) = self.txn.as_mut() else { return };
+        if last {
+            let data = txn.chunks.take().unwrap_or_default();
+            self.ask_store(data);
+        } else {
+            let n = txn.chunks.as_ref().map_or(0, Vec::len);
+            let r = format!("250 2.0.0 Ok: {n} octets received\r\n");
+            self.send(r.as_bytes());
+        }
+    }
+
+    fn ask_store(&mut self, data: Vec<u8>) {
+        let Some(txn) = self.txn.as_ref() else { return };
+        let envelope = Envelope {
+            mail_from: txn.from.clone(),
+            rcpt_to: txn.rcpts.clone(),
+            body: txn.body,
+            smtputf8: txn.smtputf8,
+            helo: self.helo.clone().unwrap_or_default(),
+            esmtp: self.esmtp,
+            client: self.address,
+            tls: self.tls.clone(),
+            authenticated: self.auth_user.clone(),
+        };
+        self.push(Output::Event(Event::Message(Box::new(Message { envelope, data }))));
+        self.phase = Phase::Wait(Pending::Store);
+    }
+
+    fn starttls(&mut self) -> Flow {
+        if self.listener.tls != TlsMode::StartTls {
+            self.error(b"502 5.5.1 Error: command not implemented\r\n");
+            return Flow::Continue;
+        }
+        if self.tls.is_some() {
+            self.error(b"554 5.5.1 Error: TLS already active\r\n");
+            return Flow::Continue;
+        }
+        self.send(b"220 2.0.0 Ready to start TLS\r\n");
+        self.phase = Phase::Tls { greet: false };
+        self.push(Output::StartTls { early: Vec::new() });
+        Flow::DiscardRest
+    }
+
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) {
+        if self.listener.role != Role::Submission || self.listener.tls == TlsMode::None {
+            return self.error(b"503 5.5.1 Error: authentication not enabled\r\n");
+        }
+        if self.tls.is_none() {
+            return self.error(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+        }
+        if self.helo.is_none() {
+            return self.error(b"503 5.5.1 Error: send HELO/EHLO first\r\n");
+        }
+        if self.auth_user.is_some() {
+            return self.error(b"503 5.5.1 Error: already authenticated\r\n");
+        }
+        if self.txn.is_some() {
+            return self.error(b"503 5.5.1 Error: MAIL transaction in progress\r\n");
+        }
+        if mechanism.eq_ignore_ascii_case("PLAIN") {
+            match initial {
+                Some(ir) => match sasl::decode_plain(ir) {
+                    Ok(c) => self.ask_auth("PLAIN", c.username, c.password),
+                    Err(e) => self.sasl_error(e),
+                },
+                None => {
+                    self.send(b"334 \r\n");
+                    self.phase = Phase::AuthPlain;
+                }
+            }
+        } else if mechanism.eq_ignore_ascii_case("LOGIN") {
+            match initial {
+                Some(ir) => match sasl::decode_login_step(ir) {
+                    Ok(u) => {
+                        self.send(b"334 UGFzc3dvcmQ6\r\n");
+                        self.phase = Phase::AuthLogin { username: Some(u) };
+                    }
+                    Err(e) => self.sasl_error(e),
+                },
+                None => {
+                    self.send(b"334 VXNlcm5hbWU6\r\n");
+                    self.phase = Phase::AuthLogin { username: None };
+                }
+            }
+        } else {
+            self.error(b"504 5.5.4 Unsupported authentication mechanism\r\n");
+        }
+    }
+
+    fn ask_auth(&mut self, mechanism: &'static str, username: String, password: crate::Secret<String>) {
+        self.push(Output::Event(Event::Auth(AuthRequest {
+            mechanism,
+            username: username.clone(),
+            password,
+        })));
+        self.phase = Phase::Wait(Pending::Auth { mechanism, username });
+    }
+
+    fn sasl_error(&mut self, e: SaslError) {
+        self.phase = Phase::Command;
+        match e {
+            SaslError::Cancelled => self.error(b"501 5.7.0 Authentication aborted\r\n"),
+            SaslError::Base64 => self.error(b"501 5.5.2 Cannot decode response\r\n"),
+            SaslError::Malformed | SaslError::AuthzidMismatch => {
+                self.error(b"535 5.7.8 Error: authentication failed: malformed response\r\n")
+            }
+        }
+    }
+
+    fn greet(&mut self) {
+        let g = format!("220 {} {}\r\n", self.cfg.hostname, self.cfg.banner);
+        self.send(g.as_bytes());
+    }
+
+    fn stats_event(&mut self, e: Event) {
+        self.push(Output::Event(e));
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.push(Output::Event(Event::Notice(n)));
+    }
+
+    fn push(&mut self, o: Output) {
+        self.outputs.push_back(o);
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        if let Some(Output::Send(buf)) = self.outputs.back_mut() {
+            buf.extend_from_slice(bytes);
+        } else {
+            self.outputs.push_back(Output::Send(bytes.to_vec()));
+        }
+    }
+
+    fn send_reply(&mut self, reply: &Reply) {
+        let mut out = Vec::with_capacity(64);
+        reply.write_to(&mut out);
+        if reply.is_error() {
+            self.error(&out);
+        } else {
+            self.send(&out);
+        }
+    }
+
+    /// Sends an error reply and counts it; closes at the hard limit.
+    fn error(&mut self, bytes: &[u8]) {
+        self.send(bytes);
+        self.stats.errors += 1;
+        if self.stats.errors >= self.cfg.limits.hard_error_limit && !self.is_closed() {
+            self.notice(Notice::TooManyErrors);
+            let r = format!("421 4.7.0 {} Error: too many errors\r\n", self.cfg.hostname);
+            self.send(r.as_bytes());
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.is_closed() {
+            self.phase = Phase::Closed;
+            self.inbuf = Vec::new();
+            self.txn = None;
+            self.push(Output::Close);
+        }
+    }
+}
+
+/// A parameter name fit to echo back: printable ASCII, at most 32 bytes.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_graphic()).take(32).collect()
+}
