@@ -582,3 +582,55 @@ pub fn proxy_header(arg: &str) -> Result<Vec<u8>, String> {
         _ => Err(format!("bad @proxy-header {arg:?}")),
     }
 }
+
+/// What a session produced: server bytes and the event summaries
+/// (notices left out), for comparing runs of the same transcript.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Everything the server sent.
+    pub output: Vec<u8>,
+    /// Every event but notices, with stored message bytes.
+    pub events: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Runs a transcript's client side without checking expectations,
+/// cutting each client read at the positions `cuts` picks for its length.
+pub fn run_with_cuts(
+    t: &Transcript,
+    cuts: &mut dyn FnMut(usize) -> Vec<usize>,
+) -> Result<Outcome, String> {
+    let setup = Setup::from_header(&t.header)?;
+    let mut d = Driver::new(setup);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut flush = |d: &mut Driver, pending: &mut Vec<u8>| {
+        if !pending.is_empty() {
+            let bytes = std::mem::take(pending);
+            let c = cuts(bytes.len());
+            d.input_split(&bytes, &c);
+        }
+    };
+    for (_, step) in &t.steps {
+        match step {
+            Step::Client(b) => pending.extend_from_slice(b),
+            Step::Directive(n, a) if n == "proxy-header" => pending.extend(proxy_header(a)?),
+            Step::Directive(n, a) => {
+                flush(&mut d, &mut pending);
+                match n.as_str() {
+                    "tls-established" => d.tls_established()?,
+                    "advance" => d.advance(duration(a)?),
+                    "eof" => d.eof(),
+                    _ => d.directive(n, a)?,
+                }
+            }
+            _ => flush(&mut d, &mut pending),
+        }
+    }
+    flush(&mut d, &mut pending);
+    let events = d
+        .events
+        .into_iter()
+        .filter(|e| !e.text.starts_with("notice "))
+        .map(|e| (e.text, e.data))
+        .collect();
+    Ok(Outcome { output: d.output, events })
+}

@@ -9,7 +9,7 @@
 //! [`BareNewline`], a message with a bare CR or LF is refused at its end or
 //! stored with each one turned into CRLF.
 
-use memchr::memchr2;
+use memchr::memchr2_iter;
 
 /// What to do with a bare CR or bare LF inside message data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -117,23 +117,57 @@ impl DataReceiver {
                         self.state = State::Mid;
                     }
                 }
-                State::Mid => match memchr2(b'\r', b'\n', &input[i..]) {
-                    None => {
-                        self.emit(&input[i..]);
-                        return (len, false);
-                    }
-                    Some(k) => {
-                        self.emit(&input[i..i + k]);
-                        let c = input[i + k];
-                        i += k + 1;
-                        if c == b'\r' {
-                            self.state = State::Cr;
-                        } else {
+                State::Mid => {
+                    // Fast path: walk every CR and LF of the rest, copying
+                    // whole runs of ordinary lines at once; stop at a line
+                    // that starts with a dot (stuffing or the end marker).
+                    let rest = &input[i..];
+                    let mut copied = 0;
+                    let mut skip_lf = usize::MAX;
+                    let mut next = None;
+                    for p in memchr2_iter(b'\r', b'\n', rest) {
+                        if rest[p] == b'\n' {
+                            if p == skip_lf {
+                                continue;
+                            }
                             // Bare LF: never a line start, so never part of an end marker.
+                            self.emit(&rest[copied..p]);
                             self.bare_newline();
+                            copied = p + 1;
+                            continue;
+                        }
+                        match rest.get(p + 1) {
+                            None => {
+                                self.emit(&rest[copied..p]);
+                                next = Some((p + 1, State::Cr));
+                                break;
+                            }
+                            Some(b'\n') => match rest.get(p + 2) {
+                                Some(b'.') | None => {
+                                    self.emit(&rest[copied..p + 2]);
+                                    next = Some((p + 2, State::LineStart));
+                                    break;
+                                }
+                                Some(_) => skip_lf = p + 1,
+                            },
+                            Some(_) => {
+                                self.emit(&rest[copied..p]);
+                                self.bare_newline();
+                                copied = p + 1;
+                            }
                         }
                     }
-                },
+                    match next {
+                        Some((k, state)) => {
+                            i += k;
+                            self.state = state;
+                        }
+                        None => {
+                            self.emit(&rest[copied..]);
+                            return (len, false);
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,117 @@
+//! Property tests for the SMTP core: any split of the same input gives the
+//! same outputs, and arbitrary input never panics and never grows the
+//! session's buffers past its limits.
+
+use postern_conformance::replay::{run_with_cuts, Driver, Setup};
+use postern_conformance::{testdata, transcript};
+use proptest::prelude::*;
+use std::fs;
+
+fn load_all() -> Vec<(String, transcript::Transcript)> {
+    let dir = testdata().join("transcripts/smtp");
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .expect("transcripts dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .map(|p| {
+            let text = fs::read_to_string(&p).expect("read");
+            (p.display().to_string(), transcript::parse(&text).expect("parse"))
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Cutting every client read at random places changes nothing the
+    /// server says or stores.
+    #[test]
+    fn any_split_gives_the_same_session(pick in any::<prop::sample::Index>(), seeds in prop::collection::vec(any::<u64>(), 1..8)) {
+        let all = load_all();
+        let (name, t) = &all[pick.index(all.len())];
+        let whole = run_with_cuts(t, &mut |_| Vec::new()).expect("whole run");
+        let mut k = 0usize;
+        let split = run_with_cuts(t, &mut |len| {
+            k += 1;
+            if len < 2 { return Vec::new(); }
+            let mut c: Vec<usize> = seeds.iter().map(|s| (s.wrapping_mul(k as u64 + 1) % len as u64) as usize).collect();
+            c.sort_unstable();
+            c
+        }).expect("split run");
+        prop_assert_eq!(&whole.output, &split.output, "{}", name);
+        prop_assert_eq!(&whole.events, &split.events, "{}", name);
+    }
+
+    /// One byte at a time, too.
+    #[test]
+    fn byte_by_byte_gives_the_same_session(pick in any::<prop::sample::Index>()) {
+        let all = load_all();
+        let (name, t) = &all[pick.index(all.len())];
+        let whole = run_with_cuts(t, &mut |_| Vec::new()).expect("whole run");
+        let split = run_with_cuts(t, &mut |len| (1..len).collect()).expect("split run");
+        prop_assert_eq!(&whole.output, &split.output, "{}", name);
+        prop_assert_eq!(&whole.events, &split.events, "{}", name);
+    }
+}
+
+fn token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        Just(b"EHLO x\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@example.net>\r\n".to_vec()),
+        Just(b"RCPT TO:<alice@example.com>\r\n".to_vec()),
+        Just(b"RCPT TO:<x@remote.example>\r\n".to_vec()),
+        Just(b"DATA\r\n".to_vec()),
+        Just(b"BDAT 7\r\n".to_vec()),
+        Just(b"BDAT 3 LAST\r\n".to_vec()),
+        Just(b"\r\n.\r\n".to_vec()),
+        Just(b"\n.\n".to_vec()),
+        Just(b"STARTTLS\r\n".to_vec()),
+        Just(b"AUTH PLAIN\r\n".to_vec()),
+        Just(b"AUTH LOGIN\r\n".to_vec()),
+        Just(b"RSET\r\n".to_vec()),
+        Just(vec![b'A'; 3000]),
+        Just(postern_core::proxy::encode_v2(
+            "203.0.113.7:1".parse().expect("addr"),
+            "10.0.20.1:25".parse().expect("addr"),
+            true,
+        )),
+        Just(b"\r\n\r\n\0\r\nQUIT\n".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Arbitrary input on every kind of listener: no panic, buffers within
+    /// the limits after every read.
+    #[test]
+    fn arbitrary_input_is_bounded(
+        listener in 0usize..6,
+        reads in prop::collection::vec(prop::collection::vec(token(), 1..6), 1..24),
+    ) {
+        let header: Vec<(String, String)> = match listener {
+            0 => vec![],
+            1 => vec![("listener".into(), "submission".into())],
+            2 => vec![("proxy".into(), "required".into())],
+            3 => vec![("tls".into(), "implicit".into()), ("proxy".into(), "required".into())],
+            4 => vec![("tls".into(), "none".into()), ("set".into(), "max_line=64 max_message_size=512 max_pipelined=256".into())],
+            _ => vec![("listener".into(), "submission".into()), ("tls".into(), "implicit".into())],
+        };
+        let setup = Setup::from_header(&header).expect("setup");
+        let mut d = Driver::new(setup);
+        let limit = d.session.buffer_limit();
+        for read in reads {
+            let bytes: Vec<u8> = read.concat();
+            d.input(&bytes);
+            let _ = d.tls_established();
+            prop_assert!(d.session.buffered_len() <= limit, "{} > {}", d.session.buffered_len(), limit);
+            d.output.clear();
+            d.events.clear();
+            d.log.clear();
+        }
+        d.eof();
+    }
+}
