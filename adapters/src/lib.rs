@@ -1,1 +1,5 @@
-//! Backends behind the core's decisions (Maildir, spool, directory); filled in by the daemon work.
+//! Postern's backends: the real implementations behind the core's
+//! questions. Synchronous code; the runtime decides which thread runs it.
+
+pub mod directory;
+pub mod maildir;

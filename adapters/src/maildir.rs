@@ -1,0 +1,164 @@
+//! Maildir++ delivery (<https://cr.yp.to/proto/maildir.html>), crash-safe.
+//!
+//! A message is written to `tmp/`, fsync'd, renamed into `new/`, and the
+//! `new/` directory is fsync'd, all before [`Maildir::deliver`] returns: a
+//! kill -9 or a power cut after that cannot lose it, and nothing
+//! half-written ever appears in `new/`. Files are stored with LF line ends,
+//! as Postfix and Dovecot store them; the name carries the file size
+//! (`S=`) and the CRLF size (`W=`), as Dovecot's do.
+
+use crate::directory::Mailbox;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The Maildir folders every account gets, with their IMAP special use.
+pub const DEFAULT_FOLDERS: &[&str] = &[".Drafts", ".Sent", ".Junk", ".Trash"];
+
+/// A Maildir++ tree: `<root>/<domain>/<user>/{cur,new,tmp}`.
+#[derive(Debug)]
+pub struct Maildir {
+    root: PathBuf,
+    host: String,
+    counter: AtomicU64,
+}
+
+impl Maildir {
+    /// A tree under `root`; `hostname` goes into file names.
+    pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Self {
+        let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        Self { root: root.into(), host, counter: AtomicU64::new(0) }
+    }
+
+    /// The data root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a mailbox's INBOX.
+    pub fn mailbox_path(&self, mb: &Mailbox) -> PathBuf {
+        self.root.join(&mb.domain).join(&mb.user)
+    }
+
+    /// Creates the mailbox (INBOX and the default folders) if missing,
+    /// fsyncing each new directory's parent.
+    pub fn ensure(&self, mb: &Mailbox) -> io::Result<PathBuf> {
+        let inbox = self.mailbox_path(mb);
+        if inbox.join("new").is_dir() && inbox.join("tmp").is_dir() && inbox.join("cur").is_dir() {
+            return Ok(inbox);
+        }
+        if !self.root.is_dir() {
+            fs::create_dir_all(&self.root)?;
+        }
+        create_dir_synced(&self.root.join(&mb.domain))?;
+        create_dir_synced(&inbox)?;
+        for sub in ["cur", "new", "tmp"] {
+            create_dir_synced(&inbox.join(sub))?;
+        }
+        for folder in DEFAULT_FOLDERS {
+            let f = inbox.join(folder);
+            create_dir_synced(&f)?;
+            for sub in ["cur", "new", "tmp"] {
+                create_dir_synced(&f.join(sub))?;
+            }
+            // Dovecot marks Maildir++ folders with this empty file.
+            let marker = f.join("maildirfolder");
+            if !marker.exists() {
+                File::create(&marker)?;
+            }
+        }
+        Ok(inbox)
+    }
+
+    /// Delivers `prefix` (header lines, CRLF) and `message` (CRLF) to the
+    /// mailbox's `new/`, durably. Returns the file name.
+    pub fn deliver(&self, mb: &Mailbox, prefix: &[u8], message: &[u8]) -> io::Result<String> {
+        let inbox = self.ensure(mb)?;
+        let mut body = Vec::with_capacity(prefix.len() + message.len());
+        crlf_to_lf(&mut body, prefix);
+        crlf_to_lf(&mut body, message);
+        let wire_size = prefix.len() + message.len();
+        let name = self.unique_name(body.len(), wire_size);
+        let tmp = inbox.join("tmp").join(&name);
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            drop(f);
+            let new_dir = inbox.join("new");
+            fs::rename(&tmp, new_dir.join(&name))?;
+            sync_dir(&new_dir)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(name)
+    }
+
+    fn unique_name(&self, size: usize, wire_size: usize) -> String {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}.M{}P{}Q{}.{},S={},W={}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            n,
+            self.host,
+            size,
+            wire_size
+        )
+    }
+}
+
+fn create_dir_synced(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// fsyncs a directory so a rename or create inside it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Appends `data` with each CRLF turned into LF.
+pub fn crlf_to_lf(out: &mut Vec<u8>, data: &[u8]) {
+    let mut start = 0;
+    for i in memchr::memmem::find_iter(data, b"\r\n") {
+        out.extend_from_slice(&data[start..i]);
+        out.push(b'\n');
+        start = i + 2;
+    }
+    out.extend_from_slice(&data[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_into_new_with_lf() {
+        let dir = std::env::temp_dir().join(format!("postern-maildir-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::new(&dir, "mx.example.com");
+        let mb = Mailbox { domain: "example.com".into(), user: "alice".into() };
+        let name = md.deliver(&mb, b"Return-Path: <a@b>\r\n", b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        let path = dir.join("example.com/alice/new").join(&name);
+        assert_eq!(fs::read(&path).unwrap(), b"Return-Path: <a@b>\nSubject: x\n\nhi\n");
+        assert!(name.ends_with(",S=34,W=38"), "{name}");
+        assert!(dir.join("example.com/alice/.Junk/cur").is_dir());
+        assert_eq!(fs::read_dir(dir.join("example.com/alice/tmp")).unwrap().count(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
