@@ -303,8 +303,10 @@ impl Driver {
             ("connect", "refuse") => self.runtime.refuse_connect = true,
             ("auth", "tempfail") => self.runtime.auth_tempfail = true,
             ("auth", "ok") => self.runtime.auth_tempfail = false,
+            ("shutdown", "") => self.session.handle_shutdown(),
             _ => return Err(format!("unknown directive @{name} {arg}")),
         }
+        self.drain();
         Ok(())
     }
 

@@ -36,6 +36,7 @@
 //! @store tempfail             # from now on: ok (default) | tempfail | reject
 //! @connect refuse             # answer the connection question with 421
 //! @auth tempfail              # the directory fails
+//! @shutdown                   # the server is stopping (SIGTERM)
 //! ```
 //!
 //! Consecutive client lines form one read (that is how pipelining and

@@ -6,6 +6,7 @@
 //! questions go out through `poll_output`. See `DESIGN.md`.
 
 pub mod crc32c;
+pub mod datetime;
 pub mod net;
 pub mod proxy;
 pub mod sasl;

@@ -27,7 +27,8 @@ const V1_PREFIX: &[u8; 6] = b"PROXY ";
 const V2_FIXED: usize = 16;
 /// The longest v1 header (section 2.1 of the spec: 107 bytes).
 const V1_MAX: usize = 107;
-const TLV_CRC32C: u8 = 0x04;
+/// `PP2_TYPE_CRC32C` (0x04 is `PP2_TYPE_NOOP`).
+const TLV_CRC32C: u8 = 0x03;
 
 /// What a listener wants from a PROXY header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,8 +193,13 @@ pub struct ProxyGate {
 
 impl ProxyGate {
     /// A gate for a connection from `peer` to `local`, accepted at `now`.
+    ///
+    /// On a forbidding listener the gate only sniffs: bytes that could be
+    /// the start of a header are held until they prove otherwise, or until
+    /// the PROXY timeout passes (then they go on to the protocol: a client
+    /// that sent one empty line still gets its reply).
     pub fn new(config: ProxyConfig, peer: SocketAddr, local: SocketAddr, now: Instant) -> Self {
-        let deadline = config.is_required().then(|| now + config.timeout);
+        let deadline = Some(now + config.timeout);
         Self { config, peer, local, buf: Vec::new(), deadline, finished: false }
     }
 
@@ -224,20 +230,29 @@ impl ProxyGate {
         self.buf.len()
     }
 
-    /// When the header is due, while one is awaited.
+    /// When the header is due, while one is awaited (or, on a forbidding
+    /// listener, while a possible header start is held).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.finished {
-            None
-        } else {
-            self.deadline
+        match self.config.policy {
+            _ if self.finished => None,
+            ProxyPolicy::Forbidden if self.buf.is_empty() => None,
+            _ => self.deadline,
         }
     }
 
-    /// The clock moved on; refuses the connection once the deadline passed.
+    /// The clock moved on: past the deadline a required header is missing
+    /// (refused), and held bytes on a forbidding listener go through.
     pub fn handle_timeout(&mut self, now: Instant) -> ProxyStep {
         match self.poll_timeout() {
-            Some(d) if now >= d => self.finish(ProxyStep::Refused(ProxyError::Timeout)),
+            Some(d) if now >= d => match self.config.policy {
+                ProxyPolicy::Required { .. } => self.finish(ProxyStep::Refused(ProxyError::Timeout)),
+                ProxyPolicy::Forbidden => {
+                    let rest = std::mem::take(&mut self.buf);
+                    let address = self.socket_address();
+                    self.finish(ProxyStep::Done { address, rest })
+                }
+            },
             _ => ProxyStep::NeedMore,
         }
     }
@@ -390,7 +405,11 @@ impl ProxyGate {
             _ => None,
         };
         let address = match client {
-            Some((client, server)) => ClientAddress { client, server, source: AddressSource::Proxy },
+            Some((client, server)) => ClientAddress {
+                client: canonical_socket(client),
+                server: canonical_socket(server),
+                source: AddressSource::Proxy,
+            },
             None => ClientAddress {
                 client: self.peer,
                 server: self.local,
@@ -437,6 +456,11 @@ impl ProxyGate {
     }
 }
 
+/// An IPv4-mapped IPv6 socket address as plain IPv4 (as Postfix does).
+fn canonical_socket(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(a.ip()), a.port())
+}
+
 enum Decision {
     NeedMore,
     Done { address: ClientAddress, consumed: usize },
@@ -449,9 +473,9 @@ impl Decision {
         match e {
             P::Incomplete(_) | P::Partial(..) => Decision::NeedMore,
             P::Prefix => Decision::Refused(ProxyError::BadSignature),
-            P::Version(v) => Decision::Refused(ProxyError::BadVersion(v)),
+            P::Version(v) => Decision::Refused(ProxyError::BadVersion(v >> 4)),
             P::Command(c) => Decision::Refused(ProxyError::BadCommand(c)),
-            P::AddressFamily(a) => Decision::Refused(ProxyError::BadFamily(a)),
+            P::AddressFamily(a) => Decision::Refused(ProxyError::BadFamily(a >> 4)),
             P::Protocol(p) => Decision::Refused(ProxyError::BadProtocol(p)),
             P::InvalidAddresses(length, needed) => {
                 Decision::Refused(ProxyError::TooShort { length, needed })

@@ -223,4 +223,6 @@ pub enum Notice {
     },
     /// A message was refused at its end.
     MessageRejected(Reply),
+    /// The runtime refused the connection with this reply.
+    Refused(Reply),
 }

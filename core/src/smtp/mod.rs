@@ -5,6 +5,7 @@ pub mod command;
 pub mod config;
 pub mod data;
 pub mod event;
+pub mod received;
 pub mod reply;
 pub mod session;
 

@@ -151,6 +151,7 @@ pub struct SmtpSession {
     auth_user: Option<String>,
     txn: Option<Transaction>,
     stats: Stats,
+    shutting_down: bool,
 }
 
 impl SmtpSession {
@@ -182,14 +183,19 @@ impl SmtpSession {
             auth_user: None,
             txn: None,
             stats: Stats::default(),
+            shutting_down: false,
         };
         s.arm();
         if let ProxyStep::Refused(e) = first {
             s.notice(Notice::ProxyRefused(e));
             s.close();
-        } else if !s.listener.proxy.is_required() && s.listener.tls != TlsMode::Implicit {
-            // No header expected and the server speaks first: ask now, and
-            // keep the gate only to sniff for a header that must not come.
+        } else if !s.listener.proxy.is_required() {
+            // No header expected: ask now. The server speaks first in plain
+            // text, so keep the gate to sniff for a header that must not
+            // come; under implicit TLS a stray header fails the handshake.
+            if s.listener.tls == TlsMode::Implicit {
+                s.gate = None;
+            }
             s.phase = Phase::Connect;
             s.push(Output::Event(Event::Connect(address)));
         }
@@ -346,11 +352,23 @@ impl SmtpSession {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         if let Some(gate) = self.gate.as_mut() {
-            if let ProxyStep::Refused(e) = gate.handle_timeout(now) {
-                self.gate = None;
-                self.notice(Notice::ProxyRefused(e));
-                self.close();
-                return;
+            match gate.handle_timeout(now) {
+                ProxyStep::NeedMore => {}
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    self.close();
+                    return;
+                }
+                ProxyStep::Done { rest, .. } => {
+                    // Held bytes that were not a header after all.
+                    self.gate = None;
+                    self.inbuf.splice(0..0, rest);
+                    if !matches!(self.phase, Phase::Connect) {
+                        self.resume();
+                    }
+                    return;
+                }
             }
         }
         let Some(deadline) = self.deadline else { return };
@@ -367,6 +385,30 @@ impl SmtpSession {
         }
     }
 
+    /// The server is shutting down. A session inside a message finishes it
+    /// (the runtime gives it a deadline); any other is told
+    /// `421 4.3.2` and closed, now or right after that message.
+    pub fn handle_shutdown(&mut self) {
+        self.shutting_down = true;
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Data(_) | Phase::Bdat { .. } | Phase::Wait(Pending::Store) => {}
+            Phase::Proxy | Phase::Tls { .. } => self.close(),
+            _ => self.shutdown_now(),
+        }
+    }
+
+    /// Whether a message is being received or stored (shutdown waits for it).
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. } | Phase::Wait(Pending::Store))
+    }
+
+    fn shutdown_now(&mut self) {
+        let r = format!("421 4.3.2 {} Service shutting down, closing connection\r\n", self.cfg.hostname);
+        self.send(r.as_bytes());
+        self.close();
+    }
+
     // ----- answers -----
 
     /// Answers [`Event::Connect`].
@@ -376,7 +418,12 @@ impl SmtpSession {
         }
         match answer {
             ConnectAnswer::Refuse(reply) => {
-                self.send_reply(&reply);
+                // Under implicit TLS every byte belongs to the handshake:
+                // close without a plain-text reply.
+                if self.listener.tls != TlsMode::Implicit {
+                    self.send_reply(&reply);
+                }
+                self.notice(Notice::Refused(reply));
                 self.close();
             }
             ConnectAnswer::Accept => {
@@ -536,6 +583,9 @@ impl SmtpSession {
         if self.is_closed() {
             return;
         }
+        if self.shutting_down && !self.in_transaction() {
+            return self.shutdown_now();
+        }
         self.arm();
         self.resume();
     }
@@ -620,6 +670,9 @@ impl SmtpSession {
                         return pos;
                     }
                     self.end_of_data();
+                    if self.shutting_down && !self.in_transaction() {
+                        self.shutdown_now();
+                    }
                 }
                 Phase::Bdat { remaining, .. } => {
                     let avail = (input.len() - pos) as u64;
@@ -633,6 +686,9 @@ impl SmtpSession {
                         return pos;
                     }
                     self.end_of_chunk();
+                    if self.shutting_down && !self.in_transaction() {
+                        self.shutdown_now();
+                    }
                 }
                 Phase::Proxy | Phase::Connect | Phase::Tls { .. } | Phase::Wait(_) | Phase::Closed => {
                     return pos;
@@ -792,9 +848,12 @@ impl SmtpSession {
                 None => (p, None),
             };
             if key.eq_ignore_ascii_case("SIZE") {
-                let Some(n) = value.filter(|v| v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty()).and_then(|v| v.parse::<u64>().ok()) else {
+                let Some(v) = value.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                else {
                     return self.error(b"501 5.5.4 Bad SIZE parameter\r\n");
                 };
+                // More digits than a u64 holds is simply too big.
+                let n = v.parse::<u64>().unwrap_or(u64::MAX);
                 if n > self.cfg.limits.max_message_size {
                     return self.error(b"552 5.3.4 Message size exceeds fixed limit\r\n");
                 }
@@ -803,6 +862,10 @@ impl SmtpSession {
                 match value {
                     Some(v) if v.eq_ignore_ascii_case("7BIT") => txn.body = BodyType::SevenBit,
                     Some(v) if v.eq_ignore_ascii_case("8BITMIME") => txn.body = BodyType::EightBitMime,
+                    Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => {
+                        // RFC 3030 BINARYMIME is not offered.
+                        return self.error(b"555 5.5.4 Unsupported option: BODY=BINARYMIME\r\n");
+                    }
                     _ => return self.error(b"501 5.5.4 Bad BODY parameter\r\n"),
                 }
             } else if key.eq_ignore_ascii_case("SMTPUTF8") && value.is_none() {
