@@ -463,6 +463,7 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
     let mut pending: Vec<u8> = Vec::new();
     let mut pending_line = 0;
     let mut expected_data: Option<(usize, Vec<u8>, Vec<u8>)> = None;
+    let mut last_message: Option<Vec<u8>> = None;
     let fail = |d: &Driver, line: usize, message: String| ReplayError {
         line,
         message,
@@ -517,18 +518,17 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
                     return Err(fail(&d, line, format!("no event {want:?}")));
                 };
                 if &ev.text == want {
-                    if let Some(data) = ev.data {
-                        expected_data = Some((line, Vec::new(), data));
-                    }
+                    last_message = ev.data;
                     break;
                 }
                 if ev.mandatory {
                     return Err(fail(&d, line, format!("event {:?} came, expected {want:?}", ev.text)));
                 }
             },
-            Step::DataLine(bytes) => match expected_data.as_mut() {
-                Some((_, want, _)) => want.extend_from_slice(bytes),
-                None => return Err(fail(&d, line, "D: line without a message event before it".into())),
+            Step::DataLine(bytes) => match (expected_data.as_mut(), last_message.take()) {
+                (Some((_, want, _)), _) => want.extend_from_slice(bytes),
+                (None, Some(got)) => expected_data = Some((line, bytes.clone(), got)),
+                (None, None) => return Err(fail(&d, line, "D: line without a message event before it".into())),
             },
             Step::Directive(name, arg) => {
                 let r = match name.as_str() {

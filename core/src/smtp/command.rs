@@ -101,6 +101,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, CommandError> {
         b"BDAT" => parse_bdat(arg),
         b"RSET" => no_arg(Command::Rset, "Syntax: RSET"),
         b"QUIT" => no_arg(Command::Quit, "Syntax: QUIT"),
+        b"VRFY" if arg.is_empty() => Err(CommandError::Syntax("Syntax: VRFY address")),
         b"VRFY" => Ok(Command::Vrfy),
         b"EXPN" => Ok(Command::Expn),
         b"HELP" => Ok(Command::Help),
