@@ -85,7 +85,7 @@ fn data_bytes_per_second() -> f64 {
     let mut body = Vec::with_capacity(33 << 20);
     let mut i = 0u32;
     while body.len() < 32 << 20 {
-        if i % 16 == 0 {
+        if i.is_multiple_of(16) {
             body.extend_from_slice(b"..");
         }
         body.extend_from_slice(&[b'x'; 74]);

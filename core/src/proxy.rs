@@ -384,10 +384,8 @@ impl ProxyGate {
                 Ok(t) => t,
                 Err(_) => return Decision::Refused(ProxyError::BadTlv),
             };
-            if tlv.kind == TLV_CRC32C {
-                if !crc_matches(header.as_bytes(), &tlv.value) {
-                    return Decision::Refused(ProxyError::BadChecksum);
-                }
+            if tlv.kind == TLV_CRC32C && !crc_matches(header.as_bytes(), &tlv.value) {
+                return Decision::Refused(ProxyError::BadChecksum);
             }
         }
         let client = match (header.command, header.addresses) {

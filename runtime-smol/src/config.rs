@@ -1,0 +1,384 @@
+//! The configuration file (TOML), checked at start. Every error names the
+//! file, the line and the key.
+//!
+//! ```toml
+//! hostname = "mail.example.com"
+//! data_dir = "/var/mail"                      # Maildir root: <data_dir>/<domain>/<user>/
+//!
+//! [directory]                                 # docker-mailserver's files
+//! accounts = "/tmp/docker-mailserver/postfix-accounts.cf"
+//! virtual = "/tmp/docker-mailserver/postfix-virtual.cf"
+//!
+//! [tls]
+//! cert = "/etc/letsencrypt/live/example.com/fullchain.pem"
+//! key = "/etc/letsencrypt/live/example.com/privkey.pem"
+//! reload_check_secs = 10                      # how often the files are checked for change
+//!
+//! [smtp]                                      # limits (Postfix defaults)
+//! max_message_size = 10240000
+//!
+//! [[listener]]
+//! address = "0.0.0.0:2525"
+//! protocol = "smtp"                           # smtp | submission | imap
+//! tls = "starttls"                            # none | starttls | implicit
+//! proxy = "required"                          # forbidden (default) | required
+//! trusted_networks = ["10.0.20.0/24"]
+//! ```
+
+use postern_core::proxy::{ProxyConfig, ProxyPolicy};
+use postern_core::smtp::{BareNewline, SmtpConfig, SmtpLimits};
+use postern_core::Networks;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The largest configuration file read.
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// A configuration that cannot be used, with where.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, when known (`listener[2].proxy`).
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    hostname: Spanned<String>,
+    data_dir: Spanned<PathBuf>,
+    directory: Spanned<RawDirectory>,
+    tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    auth_failure_delay_ms: Option<u64>,
+    listener: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    accounts: PathBuf,
+    #[serde(rename = "virtual")]
+    virtual_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    reload_check_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    max_message_size: Option<u64>,
+    max_recipients: Option<usize>,
+    max_line: Option<usize>,
+    hard_error_limit: Option<u32>,
+    command_timeout_secs: Option<u64>,
+    data_timeout_secs: Option<u64>,
+    bare_newline: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: Spanned<String>,
+    protocol: Spanned<String>,
+    #[serde(default)]
+    tls: Option<Spanned<String>>,
+    #[serde(default)]
+    proxy: Option<Spanned<String>>,
+    #[serde(default)]
+    trusted_networks: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    proxy_timeout_secs: Option<u64>,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// SMTP for incoming mail (MX).
+    Smtp,
+    /// SMTP submission (AUTH required).
+    Submission,
+    /// IMAP.
+    Imap,
+}
+
+/// TLS mode of a listener.
+pub use postern_core::smtp::TlsMode;
+
+/// One listener.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// Where to listen.
+    pub address: SocketAddr,
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// PROXY policy.
+    pub proxy: ProxyConfig,
+}
+
+/// TLS files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// How often to check the files for change.
+    pub reload_check: Duration,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where it came from.
+    pub file: PathBuf,
+    /// Server name.
+    pub hostname: String,
+    /// Maildir root.
+    pub data_dir: PathBuf,
+    /// `postfix-accounts.cf`.
+    pub accounts: PathBuf,
+    /// `postfix-virtual.cf`.
+    pub virtual_file: Option<PathBuf>,
+    /// TLS certificate and key, if any listener uses TLS.
+    pub tls: Option<TlsFiles>,
+    /// SMTP settings.
+    pub smtp: SmtpConfig,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// How long sessions in DATA may finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a failed AUTH waits before its answer.
+    pub auth_failure_delay: Duration,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths inside it are
+    /// taken from the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err0 = |message: String| ConfigError { file: path.to_owned(), line: None, key: None, message };
+        let meta = std::fs::metadata(path).map_err(|e| err0(e.to_string()))?;
+        if meta.len() > MAX_CONFIG {
+            return Err(err0(format!("larger than {MAX_CONFIG} bytes")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| err0(e.to_string()))?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::parse(&text, path, &base)
+    }
+
+    /// Checks configuration text.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            key: None,
+            message: e.message().to_owned(),
+        })?;
+        let at = |span: std::ops::Range<usize>, key: &str, message: String| ConfigError {
+            file: file.to_owned(),
+            line: Some(line_of(text, span.start)),
+            key: Some(key.to_owned()),
+            message,
+        };
+        let abs = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+
+        let hostname = raw.hostname.get_ref().trim().to_owned();
+        if hostname.is_empty()
+            || !hostname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(at(raw.hostname.span(), "hostname", "must be a DNS name".into()));
+        }
+
+        let mut smtp = SmtpConfig::new(hostname.clone());
+        let d = SmtpLimits::default();
+        let s = &raw.smtp;
+        smtp.limits = SmtpLimits {
+            max_message_size: s.max_message_size.unwrap_or(d.max_message_size),
+            max_recipients: s.max_recipients.unwrap_or(d.max_recipients),
+            max_line: s.max_line.unwrap_or(d.max_line),
+            hard_error_limit: s.hard_error_limit.unwrap_or(d.hard_error_limit),
+            command_timeout: s.command_timeout_secs.map_or(d.command_timeout, Duration::from_secs),
+            data_timeout: s.data_timeout_secs.map_or(d.data_timeout, Duration::from_secs),
+            max_pipelined: d.max_pipelined,
+        };
+        if smtp.limits.max_line < 512 {
+            return Err(at(0..0, "smtp.max_line", "must be at least 512 (RFC 5321 4.5.3.1.4)".into()));
+        }
+        if let Some(b) = &s.bare_newline {
+            smtp.bare_newline = match b.get_ref().as_str() {
+                "reject" => BareNewline::Reject,
+                "normalize" => BareNewline::Normalize,
+                other => {
+                    return Err(at(b.span(), "smtp.bare_newline", format!("{other:?}: expected \"reject\" or \"normalize\"")))
+                }
+            };
+        }
+        let domain = hostname.split_once('.').map_or(hostname.as_str(), |(_, d)| d);
+        smtp.postmaster_domain = domain.to_owned();
+
+        let tls = raw.tls.as_ref().map(|t| TlsFiles {
+            cert: abs(&t.get_ref().cert),
+            key: abs(&t.get_ref().key),
+            reload_check: Duration::from_secs(t.get_ref().reload_check_secs.unwrap_or(10).max(1)),
+        });
+
+        if raw.listener.is_empty() {
+            return Err(at(0..0, "listener", "at least one [[listener]] is needed".into()));
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in raw.listener.iter().enumerate() {
+            let k = |name: &str| format!("listener[{}].{name}", i + 1);
+            let r = l.get_ref();
+            let address: SocketAddr = r.address.get_ref().parse().map_err(|_| {
+                at(r.address.span(), &k("address"), format!("{:?} is not IP:port", r.address.get_ref()))
+            })?;
+            if listeners.iter().any(|x: &Listener| x.address == address) {
+                return Err(at(r.address.span(), &k("address"), format!("{address} is used twice")));
+            }
+            let protocol = match r.protocol.get_ref().as_str() {
+                "smtp" => Protocol::Smtp,
+                "submission" => Protocol::Submission,
+                "imap" => Protocol::Imap,
+                other => {
+                    return Err(at(r.protocol.span(), &k("protocol"), format!("{other:?}: expected smtp, submission or imap")))
+                }
+            };
+            let tls_mode = match r.tls.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
+                None => TlsMode::None,
+                Some(("none", _)) => TlsMode::None,
+                Some(("starttls", _)) => TlsMode::StartTls,
+                Some(("implicit", _)) => TlsMode::Implicit,
+                Some((other, span)) => {
+                    return Err(at(span, &k("tls"), format!("{other:?}: expected none, starttls or implicit")))
+                }
+            };
+            if tls_mode != TlsMode::None && tls.is_none() {
+                return Err(at(l.span(), &k("tls"), "TLS needs a [tls] section with cert and key".into()));
+            }
+            let required = match r.proxy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+                None | Some(("forbidden", _)) => false,
+                Some(("required", _)) => true,
+                Some((other, span)) => {
+                    return Err(at(span, &k("proxy"), format!("{other:?}: expected required or forbidden")))
+                }
+            };
+            let mut proxy = if required {
+                let Some(nets) = &r.trusted_networks else {
+                    return Err(at(l.span(), &k("trusted_networks"), "proxy = \"required\" needs the networks HAProxy connects from".into()));
+                };
+                let trusted = Networks::parse(nets.get_ref().iter().map(String::as_str))
+                    .map_err(|e| at(nets.span(), &k("trusted_networks"), e.to_string()))?;
+                ProxyConfig::required(trusted)
+            } else {
+                if r.trusted_networks.is_some() {
+                    return Err(at(l.span(), &k("trusted_networks"), "only used with proxy = \"required\"".into()));
+                }
+                ProxyConfig::forbidden()
+            };
+            if let Some(t) = r.proxy_timeout_secs {
+                proxy.timeout = Duration::from_secs(t.max(1));
+            }
+            debug_assert!(matches!(proxy.policy, ProxyPolicy::Required { .. }) == required);
+            listeners.push(Listener { address, protocol, tls: tls_mode, proxy });
+        }
+
+        Ok(Config {
+            file: file.to_owned(),
+            hostname,
+            data_dir: abs(raw.data_dir.get_ref()),
+            accounts: abs(&raw.directory.get_ref().accounts),
+            virtual_file: raw.directory.get_ref().virtual_file.as_deref().map(abs),
+            tls,
+            smtp,
+            listeners,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
+            auth_failure_delay: Duration::from_millis(raw.auth_failure_delay_ms.unwrap_or(1000)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+hostname = "mail.example.com"
+data_dir = "mail"
+[directory]
+accounts = "postfix-accounts.cf"
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[[listener]]
+address = "0.0.0.0:25"
+protocol = "smtp"
+tls = "starttls"
+[[listener]]
+address = "0.0.0.0:2525"
+protocol = "smtp"
+tls = "starttls"
+proxy = "required"
+trusted_networks = ["10.0.20.0/24"]
+"#;
+
+    #[test]
+    fn good_config() {
+        let c = Config::parse(GOOD, Path::new("/etc/postern.toml"), Path::new("/etc")).unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        assert!(c.listeners[1].proxy.is_required());
+        assert_eq!(c.data_dir, Path::new("/etc/mail"));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let bad = GOOD.replace("10.0.20.0/24", "10.0.20.0/33");
+        let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
+        assert_eq!(e.line, Some(18), "{e}");
+        assert_eq!(e.key.as_deref(), Some("listener[2].trusted_networks"));
+        let bad = GOOD.replace("protocol = \"smtp\"\ntls = \"starttls\"\nproxy", "protocol = \"smtpx\"\ntls = \"starttls\"\nproxy");
+        let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
+        assert!(e.to_string().starts_with("p.toml:15: listener[2].protocol"), "{e}");
+        let e = Config::parse("hostname = 1", Path::new("p.toml"), Path::new(".")).unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+}

@@ -1,0 +1,11 @@
+//! The Postern daemon on the smol runtime: sockets, TLS, timers, blocking
+//! work, signals and configuration around the sans-IO core. No protocol
+//! logic lives here.
+
+pub mod config;
+pub mod conn;
+pub mod deliver;
+pub mod devdefault;
+pub mod server;
+pub mod smtp;
+pub mod tls;

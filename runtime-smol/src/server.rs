@@ -1,0 +1,223 @@
+//! The daemon: listeners, connection tasks, certificate reload, and the
+//! graceful shutdown on SIGTERM.
+
+use crate::config::{Config, Protocol};
+use crate::tls::{server_config, ReloadingCert};
+use futures_rustls::TlsAcceptor;
+use postern_adapters::directory::Directory;
+use postern_adapters::maildir::Maildir;
+use postern_core::smtp::{ListenerConfig, Role, SmtpConfig};
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt as _;
+use smol::net::TcpListener;
+use smol::stream::StreamExt as _;
+use smol::Timer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::{error, info, warn};
+
+/// Everything the connection tasks share.
+pub struct Server {
+    /// The checked configuration.
+    pub config: Config,
+    /// SMTP settings for the core.
+    pub smtp: Arc<SmtpConfig>,
+    /// Accounts and aliases.
+    pub directory: Arc<Directory>,
+    /// The mail store.
+    pub maildir: Arc<Maildir>,
+    /// TLS, if configured.
+    pub tls: Option<TlsAcceptor>,
+    cert: Option<Arc<ReloadingCert>>,
+    ids: AtomicU64,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The directory files are unusable.
+    #[error(transparent)]
+    Directory(#[from] postern_adapters::directory::DirectoryError),
+    /// The certificate is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// A listener could not bind.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The data folder is unusable.
+    #[error("data folder {0}: {1}")]
+    DataDir(String, std::io::Error),
+}
+
+impl Server {
+    /// Loads the directory and certificate named by the configuration.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        let directory = Directory::load(&config.accounts, config.virtual_file.as_deref())?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        let (tls, cert) = match &config.tls {
+            Some(files) => {
+                let cert = ReloadingCert::load(files.clone())?;
+                (Some(TlsAcceptor::from(server_config(cert.clone())?)), Some(cert))
+            }
+            None => (None, None),
+        };
+        Ok(Arc::new(Self {
+            smtp: Arc::new(config.smtp.clone()),
+            directory: Arc::new(directory),
+            maildir: Arc::new(Maildir::new(&config.data_dir, &config.hostname)),
+            tls,
+            cert,
+            ids: AtomicU64::new(0),
+            config,
+        }))
+    }
+
+    /// A new queue id: unique in this process, sortable by time.
+    pub fn next_queue_id(&self) -> String {
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        format!("{:X}{:05X}{:X}", t.as_secs(), t.subsec_micros(), n & 0xFFFF)
+    }
+}
+
+/// The bound listeners, ready to serve.
+pub struct Bound {
+    listeners: Vec<(TcpListener, crate::config::Listener)>,
+}
+
+impl Bound {
+    /// The addresses actually bound (port 0 resolved).
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+    }
+}
+
+/// Binds every listener (before serving, so errors come early).
+pub async fn bind(srv: &Server) -> Result<Bound, StartError> {
+    let mut listeners = Vec::new();
+    for l in &srv.config.listeners {
+        let tcp = TcpListener::bind(l.address).await.map_err(|e| StartError::Bind(l.address, e))?;
+        listeners.push((tcp, l.clone()));
+    }
+    Ok(Bound { listeners })
+}
+
+/// Serves until SIGTERM or SIGINT, then shuts down gracefully: stop
+/// accepting, tell idle sessions `421 4.3.2`, let sessions inside a message
+/// finish within the grace period.
+pub async fn serve(srv: Arc<Server>, bound: Bound) {
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let (alive_tx, alive_rx) = smol::channel::bounded::<()>(1);
+    for (tcp, l) in bound.listeners {
+        let addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        match l.protocol {
+            Protocol::Imap => {
+                warn!("listener {addr}: IMAP is not implemented yet; not serving it");
+                continue;
+            }
+            Protocol::Smtp | Protocol::Submission => {}
+        }
+        info!("listening on {addr} ({:?}, TLS {:?}, PROXY {})", l.protocol, l.tls, if l.proxy.is_required() { "required" } else { "forbidden" });
+        let lc = Arc::new(ListenerConfig {
+            role: if l.protocol == Protocol::Submission { Role::Submission } else { Role::Mx },
+            tls: l.tls,
+            proxy: l.proxy.clone(),
+        });
+        smol::spawn(accept_loop(srv.clone(), tcp, lc, stop_rx.clone(), alive_tx.clone())).detach();
+    }
+    if let Some(cert) = srv.cert.clone() {
+        let stop = stop_rx.clone();
+        smol::spawn(async move {
+            loop {
+                let tick = async {
+                    Timer::after(cert.interval()).await;
+                    true
+                };
+                let end = async {
+                    let _ = stop.recv().await;
+                    false
+                };
+                if !tick.or(end).await {
+                    return;
+                }
+                match cert.check() {
+                    Ok(true) => info!("TLS certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
+                }
+            }
+        })
+        .detach();
+    }
+    drop(alive_tx);
+    wait_for_signal().await;
+    info!("shutting down: no new connections; sessions inside a message may finish");
+    drop(stop_tx);
+    let grace = srv.config.shutdown_grace;
+    let drained = async {
+        let _ = alive_rx.recv().await;
+        true
+    };
+    let late = async {
+        Timer::after(grace).await;
+        false
+    };
+    if drained.or(late).await {
+        info!("all sessions closed");
+    } else {
+        warn!("grace period over: closing the remaining sessions (their messages were not acknowledged)");
+    }
+}
+
+async fn wait_for_signal() {
+    match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+        Ok(mut signals) => {
+            if let Some(Ok(s)) = signals.next().await {
+                info!("received {s:?}");
+            }
+        }
+        Err(e) => {
+            error!("cannot watch signals ({e}); serving until killed");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn accept_loop(
+    srv: Arc<Server>,
+    tcp: TcpListener,
+    lc: Arc<ListenerConfig>,
+    stop: Receiver<()>,
+    alive: Sender<()>,
+) {
+    loop {
+        let accept = async { Some(tcp.accept().await) };
+        let end = async {
+            let _ = stop.recv().await;
+            None
+        };
+        match accept.or(end).await {
+            None => return,
+            Some(Ok((stream, peer))) => {
+                let local = stream.local_addr().unwrap_or(peer);
+                let (srv, lc, stop, alive) = (srv.clone(), lc.clone(), stop.clone(), alive.clone());
+                smol::spawn(async move {
+                    crate::smtp::serve(srv, lc, stream, peer, local, stop).await;
+                    drop(alive);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                warn!("accept failed: {e}");
+                Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
