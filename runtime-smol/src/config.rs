@@ -382,3 +382,19 @@ trusted_networks = ["10.0.20.0/24"]
         assert_eq!(e.line, Some(1), "{e}");
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    #[test]
+    fn reference_deployment_config_has_the_eight_listeners() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postern.toml");
+        let c = Config::load(&path).unwrap();
+        let ports: Vec<(u16, bool)> = c.listeners.iter().map(|l| (l.address.port(), l.proxy.is_required())).collect();
+        assert_eq!(
+            ports,
+            vec![(25, false), (465, false), (587, false), (993, false), (2525, true), (4465, true), (5587, true), (10993, true)]
+        );
+    }
+}

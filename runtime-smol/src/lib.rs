@@ -2,6 +2,7 @@
 //! work, signals and configuration around the sans-IO core. No protocol
 //! logic lives here.
 
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod deliver;
