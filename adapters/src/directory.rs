@@ -92,7 +92,9 @@ struct Account {
 
 impl fmt::Debug for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Account").field("mailbox", &self.mailbox).finish_non_exhaustive()
+        f.debug_struct("Account")
+            .field("mailbox", &self.mailbox)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,15 +111,19 @@ pub struct Directory {
 /// unknown so that a failed login takes the same time either way.
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| sha512_crypt_hash("\u{0}no such user", "postern-dummy-sl").unwrap_or_default())
+    DUMMY.get_or_init(|| {
+        sha512_crypt_hash("\u{0}no such user", "postern-dummy-sl").unwrap_or_default()
+    })
 }
 
 impl Directory {
     /// Reads `postfix-accounts.cf` and, if given, `postfix-virtual.cf`.
     pub fn load(accounts: &Path, virtual_file: Option<&Path>) -> Result<Self, DirectoryError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|source| DirectoryError::Io { path: p.to_owned(), source })
+            std::fs::read_to_string(p).map_err(|source| DirectoryError::Io {
+                path: p.to_owned(),
+                source,
+            })
         };
         let acc = read(accounts)?;
         let virt = match virtual_file {
@@ -125,7 +131,11 @@ impl Directory {
             _ => String::new(),
         };
         Self::parse(&acc, &virt).map_err(|(file, line, message)| DirectoryError::Syntax {
-            path: if file == 0 { accounts.to_owned() } else { virtual_file.unwrap_or(accounts).to_owned() },
+            path: if file == 0 {
+                accounts.to_owned()
+            } else {
+                virtual_file.unwrap_or(accounts).to_owned()
+            },
             line,
             message,
         })
@@ -148,12 +158,19 @@ impl Directory {
             };
             // docker-mailserver may append `|` fields (quota, ...): ignore them.
             let hash = hash.split('|').next().unwrap_or("").trim();
-            let mailbox = parse_mailbox(addr.trim()).ok_or((0, i + 1, format!("bad address {addr:?}")))?;
+            let mailbox =
+                parse_mailbox(addr.trim()).ok_or((0, i + 1, format!("bad address {addr:?}")))?;
             if hash.is_empty() {
                 return Err((0, i + 1, "empty password hash".into()));
             }
             d.domains.insert(mailbox.domain.clone());
-            d.accounts.insert(mailbox.address(), Account { mailbox, hash: hash.to_owned() });
+            d.accounts.insert(
+                mailbox.address(),
+                Account {
+                    mailbox,
+                    hash: hash.to_owned(),
+                },
+            );
         }
         for (i, line) in virtual_text.lines().enumerate() {
             let line = line.trim();
@@ -182,7 +199,10 @@ impl Directory {
                     return Err((1, i + 1, format!("bad catch-all {alias:?}")));
                 }
                 d.domains.insert(domain.to_owned());
-                d.catchall.entry(domain.to_owned()).or_default().extend(targets);
+                d.catchall
+                    .entry(domain.to_owned())
+                    .or_default()
+                    .extend(targets);
             } else {
                 let mb = parse_mailbox(&alias).ok_or((1, i + 1, format!("bad alias {alias:?}")))?;
                 d.domains.insert(mb.domain);
@@ -194,9 +214,17 @@ impl Directory {
 
     /// Adds an account (for the embedded default and tests).
     pub fn add_account(&mut self, address: &str, hash: &str) -> bool {
-        let Some(mailbox) = parse_mailbox(address) else { return false };
+        let Some(mailbox) = parse_mailbox(address) else {
+            return false;
+        };
         self.domains.insert(mailbox.domain.clone());
-        self.accounts.insert(mailbox.address(), Account { mailbox, hash: hash.to_owned() });
+        self.accounts.insert(
+            mailbox.address(),
+            Account {
+                mailbox,
+                hash: hash.to_owned(),
+            },
+        );
         true
     }
 
@@ -230,13 +258,22 @@ impl Directory {
             mailboxes.dedup();
             forwards.sort();
             forwards.dedup();
-            Resolution::Local { mailboxes, forwards }
+            Resolution::Local {
+                mailboxes,
+                forwards,
+            }
         } else {
             Resolution::Unknown
         }
     }
 
-    fn expand(&self, key: &str, depth: usize, mbs: &mut Vec<Mailbox>, fwd: &mut Vec<String>) -> bool {
+    fn expand(
+        &self,
+        key: &str,
+        depth: usize,
+        mbs: &mut Vec<Mailbox>,
+        fwd: &mut Vec<String>,
+    ) -> bool {
         if depth > MAX_ALIAS_DEPTH || mbs.len() + fwd.len() >= MAX_TARGETS {
             return false;
         }
@@ -250,7 +287,9 @@ impl Directory {
             mbs.push(acc.mailbox.clone());
             return true;
         }
-        let Some((local, domain)) = key.rsplit_once('@') else { return false };
+        let Some((local, domain)) = key.rsplit_once('@') else {
+            return false;
+        };
         if let Some((base, _tag)) = local.split_once('+') {
             if !base.is_empty() && self.expand(&format!("{base}@{domain}"), depth + 1, mbs, fwd) {
                 return true;
@@ -292,18 +331,26 @@ impl Directory {
     /// Whether `user` (an account address) may send as `address`: its own
     /// address, a `+tag` of it, or an alias that leads to its mailbox.
     pub fn owns(&self, user: &str, address: &Address) -> bool {
-        let Some(acc) = self.accounts.get(&user.to_lowercase()) else { return false };
+        let Some(acc) = self.accounts.get(&user.to_lowercase()) else {
+            return false;
+        };
         match self.resolve(address) {
             Resolution::Local { mailboxes, .. } => {
                 // A catch-all would make every address "owned": require an
                 // exact alias, account or subaddress match.
-                let key = format!("{}@{}", address.local.to_lowercase(), address.domain.to_lowercase());
+                let key = format!(
+                    "{}@{}",
+                    address.local.to_lowercase(),
+                    address.domain.to_lowercase()
+                );
                 let base = key.split_once('+').map(|(b, rest)| {
                     format!("{b}@{}", rest.rsplit_once('@').map_or("", |(_, d)| d))
                 });
                 let direct = self.aliases.contains_key(&key)
                     || self.accounts.contains_key(&key)
-                    || base.is_some_and(|b| self.accounts.contains_key(&b) || self.aliases.contains_key(&b));
+                    || base.is_some_and(|b| {
+                        self.accounts.contains_key(&b) || self.aliases.contains_key(&b)
+                    });
                 direct && mailboxes.contains(&acc.mailbox)
             }
             _ => false,
@@ -325,7 +372,10 @@ fn parse_mailbox(s: &str) -> Option<Mailbox> {
     if !ok(user) || !ok(domain) || domain.contains('@') {
         return None;
     }
-    Some(Mailbox { domain: domain.to_lowercase(), user: user.to_lowercase() })
+    Some(Mailbox {
+        domain: domain.to_lowercase(),
+        user: user.to_lowercase(),
+    })
 }
 
 /// Verifies a password against a Dovecot-style `{SCHEME}hash`.
@@ -335,16 +385,22 @@ pub fn verify_hash(stored: &str, password: &str) -> bool {
         None => (String::new(), stored),
     };
     match scheme.as_str() {
-        "SHA512-CRYPT" | "SHA256-CRYPT" | "CRYPT" | "" if hash.starts_with("$6$") || hash.starts_with("$5$") => {
+        "SHA512-CRYPT" | "SHA256-CRYPT" | "CRYPT" | ""
+            if hash.starts_with("$6$") || hash.starts_with("$5$") =>
+        {
             use sha_crypt::PasswordVerifier as _;
-            sha_crypt::ShaCrypt::default().verify_password(password.as_bytes(), hash).is_ok()
+            sha_crypt::ShaCrypt::default()
+                .verify_password(password.as_bytes(), hash)
+                .is_ok()
         }
         "BLF-CRYPT" | "CRYPT" | "" if hash.starts_with("$2") => {
             bcrypt::verify(password, hash).unwrap_or(false)
         }
         "ARGON2I" | "ARGON2ID" | "" if hash.starts_with("$argon2") => {
             match argon2::password_hash::phc::PasswordHash::new(hash) {
-                Ok(h) => argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
+                Ok(h) => argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok(),
                 Err(_) => false,
             }
         }
@@ -356,7 +412,9 @@ pub fn verify_hash(stored: &str, password: &str) -> bool {
 /// (for the embedded default's demo account).
 pub fn sha512_crypt_hash(password: &str, salt: &str) -> Option<String> {
     use sha_crypt::PasswordHasher as _;
-    let h = sha_crypt::ShaCrypt::SHA512.hash_password_with_salt(password.as_bytes(), salt.as_bytes()).ok()?;
+    let h = sha_crypt::ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
+        .ok()?;
     Some(format!("{{SHA512-CRYPT}}{h}"))
 }
 
@@ -379,15 +437,30 @@ mod tests {
             mailboxes: v.iter().map(|a| parse_mailbox(a).unwrap()).collect(),
             forwards: vec![],
         };
-        assert_eq!(d.resolve(&addr("Alice@Example.com")), local(&["alice@example.com"]));
-        assert_eq!(d.resolve(&addr("alice+news@example.com")), local(&["alice@example.com"]));
-        assert_eq!(d.resolve(&addr("info@example.com")), local(&["alice@example.com", "bob@example.com"]));
-        assert_eq!(d.resolve(&addr("anything@example.org")), local(&["alice@example.com"]));
+        assert_eq!(
+            d.resolve(&addr("Alice@Example.com")),
+            local(&["alice@example.com"])
+        );
+        assert_eq!(
+            d.resolve(&addr("alice+news@example.com")),
+            local(&["alice@example.com"])
+        );
+        assert_eq!(
+            d.resolve(&addr("info@example.com")),
+            local(&["alice@example.com", "bob@example.com"])
+        );
+        assert_eq!(
+            d.resolve(&addr("anything@example.org")),
+            local(&["alice@example.com"])
+        );
         assert_eq!(d.resolve(&addr("nobody@example.com")), Resolution::Unknown);
         assert_eq!(d.resolve(&addr("x@remote.example")), Resolution::Remote);
         assert_eq!(
             d.resolve(&addr("fwd@example.com")),
-            Resolution::Local { mailboxes: vec![], forwards: vec!["someone@remote.example".into()] }
+            Resolution::Local {
+                mailboxes: vec![],
+                forwards: vec!["someone@remote.example".into()]
+            }
         );
         assert!(d.owns("alice@example.com", &addr("info@example.com")));
         assert!(!d.owns("alice@example.com", &addr("anything@example.org")));
@@ -396,8 +469,16 @@ mod tests {
 
     #[test]
     fn bad_lines_name_the_line() {
-        assert_eq!(Directory::parse("ok@example.com|{PLAIN}x\nbroken\n", "").unwrap_err().1, 2);
-        assert_eq!(Directory::parse("", "a@b.example\n").unwrap_err(), (1, 1, "expected alias@domain target[,target]".into()));
+        assert_eq!(
+            Directory::parse("ok@example.com|{PLAIN}x\nbroken\n", "")
+                .unwrap_err()
+                .1,
+            2
+        );
+        assert_eq!(
+            Directory::parse("", "a@b.example\n").unwrap_err(),
+            (1, 1, "expected alias@domain target[,target]".into())
+        );
         assert!(Directory::parse("../x@example.com|h\n", "").is_err());
     }
 
@@ -406,6 +487,9 @@ mod tests {
         let h = sha512_crypt_hash("secret", "abcdefghijklmnop").unwrap();
         assert!(verify_hash(&h, "secret"));
         assert!(!verify_hash(&h, "wrong"));
-        assert!(!verify_hash("{PLAIN}secret", "secret"), "plain text passwords are not accepted");
+        assert!(
+            !verify_hash("{PLAIN}secret", "secret"),
+            "plain text passwords are not accepted"
+        );
     }
 }

@@ -29,7 +29,11 @@ impl Maildir {
     /// A tree under `root`; `hostname` goes into file names.
     pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Self {
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
-        Self { root: root.into(), host, counter: AtomicU64::new(0) }
+        Self {
+            root: root.into(),
+            host,
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// The data root.
@@ -99,7 +103,9 @@ impl Maildir {
     }
 
     fn unique_name(&self, size: usize, wire_size: usize) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
             "{}.M{}P{}Q{}.{},S={},W={}",
@@ -152,13 +158,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postern-maildir-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let md = Maildir::new(&dir, "mx.example.com");
-        let mb = Mailbox { domain: "example.com".into(), user: "alice".into() };
-        let name = md.deliver(&mb, b"Return-Path: <a@b>\r\n", b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        let mb = Mailbox {
+            domain: "example.com".into(),
+            user: "alice".into(),
+        };
+        let name = md
+            .deliver(&mb, b"Return-Path: <a@b>\r\n", b"Subject: x\r\n\r\nhi\r\n")
+            .unwrap();
         let path = dir.join("example.com/alice/new").join(&name);
-        assert_eq!(fs::read(&path).unwrap(), b"Return-Path: <a@b>\nSubject: x\n\nhi\n");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"Return-Path: <a@b>\nSubject: x\n\nhi\n"
+        );
         assert!(name.ends_with(",S=34,W=38"), "{name}");
         assert!(dir.join("example.com/alice/.Junk/cur").is_dir());
-        assert_eq!(fs::read_dir(dir.join("example.com/alice/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.join("example.com/alice/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

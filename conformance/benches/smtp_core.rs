@@ -96,7 +96,10 @@ fn data_bytes_per_second() -> f64 {
     let start = Instant::now();
     let mut bytes = 0u64;
     while start.elapsed() < BUDGET * 2 {
-        s.handle_input(Instant::now(), b"MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+        s.handle_input(
+            Instant::now(),
+            b"MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n",
+        );
         drive(&mut s);
         for chunk in body.chunks(64 * 1024) {
             s.handle_input(Instant::now(), chunk);
@@ -144,12 +147,23 @@ fn main() {
     let data = data_bytes_per_second();
     let proxy = proxy_headers_per_second();
     println!("SMTP core on one core (no IO)");
-    println!("  NOOP commands:        {:>12.0} /s   target 2,000,000 /s   ratio {:.2}", cmds, cmds / 2e6);
-    println!("  MAIL+RCPT+RSET cmds:  {:>12.0} /s   (with runtime answers)", txns);
+    println!(
+        "  NOOP commands:        {:>12.0} /s   target 2,000,000 /s   ratio {:.2}",
+        cmds,
+        cmds / 2e6
+    );
+    println!(
+        "  MAIL+RCPT+RSET cmds:  {:>12.0} /s   (with runtime answers)",
+        txns
+    );
     println!(
         "  DATA (dot-unstuffing): {:>10.2} GB/s  target 1.00 GB/s      ratio {:.2}",
         data / 1e9,
         data / 1e9
     );
-    println!("  PROXY v2 headers:     {:>12.0} /s   target 10,000,000 /s  ratio {:.2}", proxy, proxy / 1e7);
+    println!(
+        "  PROXY v2 headers:     {:>12.0} /s   target 10,000,000 /s  ratio {:.2}",
+        proxy,
+        proxy / 1e7
+    );
 }

@@ -72,7 +72,9 @@ pub struct Setup {
 }
 
 fn list(arg: &str) -> impl Iterator<Item = String> + '_ {
-    arg.split([',', ' ']).filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase())
+    arg.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
 }
 
 fn duration(v: &str) -> Result<Duration, String> {
@@ -183,12 +185,22 @@ impl Setup {
                 other => return Err(format!("unknown header directive @{other}")),
             }
         }
-        let mut proxy = if required { ProxyConfig::required(trusted) } else { ProxyConfig::forbidden() };
+        let mut proxy = if required {
+            ProxyConfig::required(trusted)
+        } else {
+            ProxyConfig::forbidden()
+        };
         if let ProxyPolicy::Required { allow_v1: a, .. } = &mut proxy.policy {
             *a = allow_v1;
         }
         proxy.timeout = proxy_timeout;
-        Ok(Self { config, listener: ListenerConfig { role, tls, proxy }, peer, local, runtime })
+        Ok(Self {
+            config,
+            listener: ListenerConfig { role, tls, proxy },
+            peer,
+            local,
+            runtime,
+        })
     }
 }
 
@@ -312,7 +324,11 @@ impl Driver {
 
     fn record(&mut self, text: String, mandatory: bool, data: Option<Vec<u8>>) {
         self.log.push(format!("E: {text}"));
-        self.events.push_back(Recorded { text, mandatory, data });
+        self.events.push_back(Recorded {
+            text,
+            mandatory,
+            data,
+        });
     }
 
     /// Drains every output, answering questions like a runtime would.
@@ -321,7 +337,8 @@ impl Driver {
             match out {
                 Output::Send(bytes) => {
                     for line in String::from_utf8_lossy(&bytes).split_inclusive("\r\n") {
-                        self.log.push(format!("S: {}", line.trim_end_matches("\r\n")));
+                        self.log
+                            .push(format!("S: {}", line.trim_end_matches("\r\n")));
                     }
                     self.output.extend_from_slice(&bytes);
                 }
@@ -352,7 +369,11 @@ impl Driver {
                 let refuse = rt.refuse_connect;
                 self.record(format!("connect {} source={source}", a.client), false, None);
                 self.session.answer_connect(if refuse {
-                    ConnectAnswer::Refuse(Reply::new(421, "4.7.0", "mx.example.com Error: too many connections"))
+                    ConnectAnswer::Refuse(Reply::new(
+                        421,
+                        "4.7.0",
+                        "mx.example.com Error: too many connections",
+                    ))
                 } else {
                     ConnectAnswer::Accept
                 });
@@ -361,7 +382,9 @@ impl Driver {
                 let answer = if rt.auth_tempfail {
                     AuthAnswer::TempFail
                 } else if rt.passwords.get(&r.username) == Some(r.password.expose()) {
-                    AuthAnswer::Success { user: r.username.clone() }
+                    AuthAnswer::Success {
+                        user: r.username.clone(),
+                    }
                 } else {
                     AuthAnswer::Failure
                 };
@@ -402,8 +425,16 @@ impl Driver {
             }
             Event::Message(m) => {
                 let env = &m.envelope;
-                let from = env.mail_from.as_ref().map(|a| a.to_string()).unwrap_or_default();
-                let to: Vec<String> = env.rcpt_to.iter().map(|r| format!("<{}>", r.address)).collect();
+                let from = env
+                    .mail_from
+                    .as_ref()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                let to: Vec<String> = env
+                    .rcpt_to
+                    .iter()
+                    .map(|r| format!("<{}>", r.address))
+                    .collect();
                 let text = format!(
                     "message from=<{from}> to={} size={} proto={}",
                     to.join(","),
@@ -417,11 +448,9 @@ impl Driver {
                         StoreAnswer::Stored { id }
                     }
                     StoreMode::TempFail => StoreAnswer::TempFail(None),
-                    StoreMode::Reject => StoreAnswer::Reject(Reply::new(
-                        554,
-                        "5.7.1",
-                        "Message rejected as spam",
-                    )),
+                    StoreMode::Reject => {
+                        StoreAnswer::Reject(Reply::new(554, "5.7.1", "Message rejected as spam"))
+                    }
                 };
                 self.record(text, true, Some(m.data));
                 self.session.answer_message(answer);
@@ -457,8 +486,11 @@ pub struct ReplayError {
 
 /// Replays a transcript; returns the session log (for snapshots).
 pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
-    let setup = Setup::from_header(&t.header)
-        .map_err(|message| ReplayError { line: 0, message, log: String::new() })?;
+    let setup = Setup::from_header(&t.header).map_err(|message| ReplayError {
+        line: 0,
+        message,
+        log: String::new(),
+    })?;
     let mut d = Driver::new(setup);
     let mut pending: Vec<u8> = Vec::new();
     let mut pending_line = 0;
@@ -475,7 +507,11 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
                 return Err(fail(
                     d,
                     line,
-                    format!("stored message differs:\n want {}\n got  {}", escape(&want), escape(&got)),
+                    format!(
+                        "stored message differs:\n want {}\n got  {}",
+                        escape(&want),
+                        escape(&got)
+                    ),
                 ));
             }
         }
@@ -510,8 +546,20 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
             Step::Client(_) => {}
             Step::Server(want) => match d.next_server_line() {
                 Some(got) if &got == want => {}
-                Some(got) => return Err(fail(&d, line, format!("server said {got:?}, expected {want:?}"))),
-                None => return Err(fail(&d, line, format!("server said nothing, expected {want:?}"))),
+                Some(got) => {
+                    return Err(fail(
+                        &d,
+                        line,
+                        format!("server said {got:?}, expected {want:?}"),
+                    ))
+                }
+                None => {
+                    return Err(fail(
+                        &d,
+                        line,
+                        format!("server said nothing, expected {want:?}"),
+                    ))
+                }
             },
             Step::Event(want) => loop {
                 let Some(ev) = d.events.pop_front() else {
@@ -522,13 +570,23 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
                     break;
                 }
                 if ev.mandatory {
-                    return Err(fail(&d, line, format!("event {:?} came, expected {want:?}", ev.text)));
+                    return Err(fail(
+                        &d,
+                        line,
+                        format!("event {:?} came, expected {want:?}", ev.text),
+                    ));
                 }
             },
             Step::DataLine(bytes) => match (expected_data.as_mut(), last_message.take()) {
                 (Some((_, want, _)), _) => want.extend_from_slice(bytes),
                 (None, Some(got)) => expected_data = Some((line, bytes.clone(), got)),
-                (None, None) => return Err(fail(&d, line, "D: line without a message event before it".into())),
+                (None, None) => {
+                    return Err(fail(
+                        &d,
+                        line,
+                        "D: line without a message event before it".into(),
+                    ))
+                }
             },
             Step::Directive(name, arg) => {
                 let r = match name.as_str() {
@@ -550,10 +608,21 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
     check_data(&d, &mut expected_data)?;
     let end = t.steps.last().map_or(0, |s| s.0);
     if !d.output.is_empty() {
-        return Err(fail(&d, end, format!("unexpected server output at the end: {:?}", String::from_utf8_lossy(&d.output))));
+        return Err(fail(
+            &d,
+            end,
+            format!(
+                "unexpected server output at the end: {:?}",
+                String::from_utf8_lossy(&d.output)
+            ),
+        ));
     }
     if let Some(ev) = d.events.iter().find(|e| e.mandatory) {
-        return Err(fail(&d, end, format!("unmatched event at the end: {:?}", ev.text)));
+        return Err(fail(
+            &d,
+            end,
+            format!("unmatched event at the end: {:?}", ev.text),
+        ));
     }
     Ok(d.log)
 }
@@ -561,9 +630,16 @@ pub fn replay(t: &Transcript) -> Result<Vec<String>, ReplayError> {
 /// Builds the bytes of an `@proxy-header` directive.
 pub fn proxy_header(arg: &str) -> Result<Vec<u8>, String> {
     let words: Vec<&str> = arg.split_whitespace().collect();
-    let addr = |s: &str| s.parse::<SocketAddr>().map_err(|_| format!("bad address {s:?}"));
+    let addr = |s: &str| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| format!("bad address {s:?}"))
+    };
     match words.as_slice() {
-        ["v2", src, dst] => Ok(postern_core::proxy::encode_v2(addr(src)?, addr(dst)?, false)),
+        ["v2", src, dst] => Ok(postern_core::proxy::encode_v2(
+            addr(src)?,
+            addr(dst)?,
+            false,
+        )),
         ["v2", src, dst, "crc"] => Ok(postern_core::proxy::encode_v2(addr(src)?, addr(dst)?, true)),
         ["v2-local"] => Ok(postern_core::proxy::encode_v2_local()),
         ["v1", rest @ ..] => Ok(format!("PROXY {}\r\n", rest.join(" ")).into_bytes()),
@@ -634,5 +710,8 @@ pub fn run_with_cuts(
         .filter(|e| !e.text.starts_with("notice "))
         .map(|e| (e.text, e.data))
         .collect();
-    Ok(Outcome { output: d.output, events })
+    Ok(Outcome {
+        output: d.output,
+        events,
+    })
 }

@@ -105,11 +105,18 @@ pub fn parse(text: &str) -> Result<Transcript, ParseError> {
     let mut started = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
-        let err = |message: String| ParseError { line: line_no, message };
+        let err = |message: String| ParseError {
+            line: line_no,
+            message,
+        };
         if raw.trim().is_empty() || raw.starts_with('#') {
             continue;
         }
-        let (tag, rest) = if raw.len() >= 2 { raw.split_at(2) } else { (raw, "") };
+        let (tag, rest) = if raw.len() >= 2 {
+            raw.split_at(2)
+        } else {
+            (raw, "")
+        };
         let rest = rest.strip_prefix(' ').unwrap_or(rest);
         let step = match tag {
             "C:" => Step::Client(format!("{rest}\r\n").into_bytes()),
@@ -150,7 +157,9 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
             i += 1;
             continue;
         }
-        let Some(&c) = b.get(i + 1) else { return Err("trailing backslash".into()) };
+        let Some(&c) = b.get(i + 1) else {
+            return Err("trailing backslash".into());
+        };
         i += 2;
         match c {
             b'r' => out.push(b'\r'),
@@ -200,7 +209,10 @@ mod tests {
     #[test]
     fn header_then_steps() {
         let t = parse("@listener submission\n# c\nS: 220 x\nC: EHLO y\n@advance 1s\n").unwrap();
-        assert_eq!(t.header, vec![("listener".to_owned(), "submission".to_owned())]);
+        assert_eq!(
+            t.header,
+            vec![("listener".to_owned(), "submission".to_owned())]
+        );
         assert_eq!(t.steps.len(), 3);
         assert!(parse("X: nope").is_err());
     }

@@ -15,7 +15,10 @@ fn load_all() -> Vec<(String, transcript::Transcript)> {
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .map(|p| {
             let text = fs::read_to_string(&p).expect("read");
-            (p.display().to_string(), transcript::parse(&text).expect("parse"))
+            (
+                p.display().to_string(),
+                transcript::parse(&text).expect("parse"),
+            )
         })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));

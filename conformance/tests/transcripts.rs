@@ -10,7 +10,11 @@ fn transcripts() -> Vec<(String, transcript::Transcript)> {
     for entry in fs::read_dir(&dir).expect("testdata/transcripts/smtp exists") {
         let path = entry.expect("readable dir").path();
         if path.extension().is_some_and(|e| e == "txt") {
-            let name = path.file_stem().expect("name").to_string_lossy().into_owned();
+            let name = path
+                .file_stem()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             let text = fs::read_to_string(&path).expect("readable transcript");
             let t = transcript::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
             out.push((name, t));
@@ -34,13 +38,20 @@ fn smtp_transcripts_replay() {
             failures.push(format!("== {name}.txt {e}"));
         }
     }
-    assert!(failures.is_empty(), "{} transcript(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} transcript(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
 fn smtp_sessions_snapshot() {
     for (name, t) in transcripts() {
-        let Ok(log) = replay::replay(&t) else { continue };
+        let Ok(log) = replay::replay(&t) else {
+            continue;
+        };
         insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!("smtp", log.join("\n"));
         });

@@ -2,8 +2,9 @@
 //! time the runtime passes in.
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `Wed, 25 Nov 2026 06:38:06 +0000` for `unix_secs` seconds since 1970 (UTC).
 pub fn rfc5322(unix_secs: i64) -> String {

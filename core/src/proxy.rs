@@ -62,13 +62,20 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     /// A listener that must not receive a header.
     pub fn forbidden() -> Self {
-        Self { policy: ProxyPolicy::Forbidden, timeout: Duration::from_secs(5), max_header: 4096 }
+        Self {
+            policy: ProxyPolicy::Forbidden,
+            timeout: Duration::from_secs(5),
+            max_header: 4096,
+        }
     }
 
     /// A listener that requires a v2 header from one of `trusted`.
     pub fn required(trusted: Networks) -> Self {
         Self {
-            policy: ProxyPolicy::Required { trusted, allow_v1: false },
+            policy: ProxyPolicy::Required {
+                trusted,
+                allow_v1: false,
+            },
             timeout: Duration::from_secs(5),
             max_header: 4096,
         }
@@ -200,7 +207,14 @@ impl ProxyGate {
     /// that sent one empty line still gets its reply).
     pub fn new(config: ProxyConfig, peer: SocketAddr, local: SocketAddr, now: Instant) -> Self {
         let deadline = Some(now + config.timeout);
-        Self { config, peer, local, buf: Vec::new(), deadline, finished: false }
+        Self {
+            config,
+            peer,
+            local,
+            buf: Vec::new(),
+            deadline,
+            finished: false,
+        }
     }
 
     /// The verdict before any byte: a required listener refuses an
@@ -222,7 +236,11 @@ impl ProxyGate {
 
     /// The addresses when no header is involved (a forbidding listener).
     pub fn socket_address(&self) -> ClientAddress {
-        ClientAddress { client: self.peer, server: self.local, source: AddressSource::Socket }
+        ClientAddress {
+            client: self.peer,
+            server: self.local,
+            source: AddressSource::Socket,
+        }
     }
 
     /// Bytes held while undecided.
@@ -246,7 +264,9 @@ impl ProxyGate {
     pub fn handle_timeout(&mut self, now: Instant) -> ProxyStep {
         match self.poll_timeout() {
             Some(d) if now >= d => match self.config.policy {
-                ProxyPolicy::Required { .. } => self.finish(ProxyStep::Refused(ProxyError::Timeout)),
+                ProxyPolicy::Required { .. } => {
+                    self.finish(ProxyStep::Refused(ProxyError::Timeout))
+                }
                 ProxyPolicy::Forbidden => {
                     let rest = std::mem::take(&mut self.buf);
                     let address = self.socket_address();
@@ -362,7 +382,10 @@ impl ProxyGate {
                 return Decision::NeedMore;
             }
         }
-        Decision::Done { address: self.socket_address(), consumed: 0 }
+        Decision::Done {
+            address: self.socket_address(),
+            consumed: 0,
+        }
     }
 
     fn decode_v2(&self, input: &[u8]) -> Decision {
@@ -389,16 +412,16 @@ impl ProxyGate {
             }
         }
         let client = match (header.command, header.addresses) {
-            (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some(SocketAddr::from((
-                a.source_address,
-                a.source_port,
-            )))
-            .zip(Some(SocketAddr::from((a.destination_address, a.destination_port)))),
-            (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some(SocketAddr::from((
-                a.source_address,
-                a.source_port,
-            )))
-            .zip(Some(SocketAddr::from((a.destination_address, a.destination_port)))),
+            (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
+                Some(SocketAddr::from((a.source_address, a.source_port))).zip(Some(
+                    SocketAddr::from((a.destination_address, a.destination_port)),
+                ))
+            }
+            (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                Some(SocketAddr::from((a.source_address, a.source_port))).zip(Some(
+                    SocketAddr::from((a.destination_address, a.destination_port)),
+                ))
+            }
             // LOCAL (health checks), UNSPEC and UNIX: the socket's own addresses.
             _ => None,
         };
@@ -414,7 +437,10 @@ impl ProxyGate {
                 source: AddressSource::ProxyLocal,
             },
         };
-        Decision::Done { address, consumed: len }
+        Decision::Done {
+            address,
+            consumed: len,
+        }
     }
 
     fn decode_v1(&self, input: &[u8]) -> Decision {
@@ -450,7 +476,10 @@ impl ProxyGate {
                 source: AddressSource::ProxyLocal,
             },
         };
-        Decision::Done { address, consumed: line.len() }
+        Decision::Done {
+            address,
+            consumed: line.len(),
+        }
     }
 }
 
@@ -461,7 +490,10 @@ fn canonical_socket(a: SocketAddr) -> SocketAddr {
 
 enum Decision {
     NeedMore,
-    Done { address: ClientAddress, consumed: usize },
+    Done {
+        address: ClientAddress,
+        consumed: usize,
+    },
     Refused(ProxyError),
 }
 
@@ -574,7 +606,12 @@ mod tests {
     }
 
     fn gate(cfg: ProxyConfig) -> ProxyGate {
-        ProxyGate::new(cfg, addr("10.0.20.5:40000"), addr("10.0.20.1:2525"), Instant::now())
+        ProxyGate::new(
+            cfg,
+            addr("10.0.20.5:40000"),
+            addr("10.0.20.1:2525"),
+            Instant::now(),
+        )
     }
 
     fn trusted() -> ProxyConfig {
@@ -607,7 +644,10 @@ mod tests {
         let mut h = encode_v2(addr("203.0.113.7:5555"), addr("10.0.20.1:25"), true);
         let n = h.len();
         h[n - 1] ^= 1;
-        assert_eq!(g.handle_input(&h), ProxyStep::Refused(ProxyError::BadChecksum));
+        assert_eq!(
+            g.handle_input(&h),
+            ProxyStep::Refused(ProxyError::BadChecksum)
+        );
     }
 
     #[test]
@@ -618,15 +658,24 @@ mod tests {
             addr("10.0.20.1:2525"),
             Instant::now(),
         );
-        assert!(matches!(g.on_connect(), ProxyStep::Refused(ProxyError::UntrustedPeer(_))));
+        assert!(matches!(
+            g.on_connect(),
+            ProxyStep::Refused(ProxyError::UntrustedPeer(_))
+        ));
     }
 
     #[test]
     fn forbidden_sniffs() {
         let mut g = gate(ProxyConfig::forbidden());
         assert_eq!(g.handle_input(b"\r\n\r\n"), ProxyStep::NeedMore);
-        assert_eq!(g.handle_input(b"\0\r\nQUIT\n"), ProxyStep::Refused(ProxyError::Forbidden));
+        assert_eq!(
+            g.handle_input(b"\0\r\nQUIT\n"),
+            ProxyStep::Refused(ProxyError::Forbidden)
+        );
         let mut g = gate(ProxyConfig::forbidden());
-        assert!(matches!(g.handle_input(b"EHLO x\r\n"), ProxyStep::Done { .. }));
+        assert!(matches!(
+            g.handle_input(b"EHLO x\r\n"),
+            ProxyStep::Done { .. }
+        ));
     }
 }

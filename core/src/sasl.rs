@@ -67,7 +67,10 @@ pub fn decode_plain(line: &str) -> Result<Credentials, SaslError> {
     if !authzid.is_empty() && authzid != username {
         return Err(SaslError::AuthzidMismatch);
     }
-    Ok(Credentials { username: username.to_owned(), password: Secret::new(password.to_owned()) })
+    Ok(Credentials {
+        username: username.to_owned(),
+        password: Secret::new(password.to_owned()),
+    })
 }
 
 /// Decodes one LOGIN step (a base64 user name or password).
@@ -88,6 +91,9 @@ mod tests {
         assert_eq!(decode_plain("*"), Err(SaslError::Cancelled));
         assert_eq!(decode_plain("!!"), Err(SaslError::Base64));
         // "bob\0alice\0pw": acting as another user is refused.
-        assert_eq!(decode_plain("Ym9iAGFsaWNlAHB3"), Err(SaslError::AuthzidMismatch));
+        assert_eq!(
+            decode_plain("Ym9iAGFsaWNlAHB3"),
+            Err(SaslError::AuthzidMismatch)
+        );
     }
 }

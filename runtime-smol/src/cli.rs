@@ -25,7 +25,11 @@ fn init_logs() {
         Ok("trace") => tracing::Level::TRACE,
         _ => tracing::Level::INFO,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_target(false).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
 }
 
 /// Runs the command line (`args` without the program name).
@@ -36,7 +40,12 @@ pub fn main(args: &[String]) -> ExitCode {
         ["serve", "--config", file] | ["serve", "-c", file] => serve_file(Path::new(file)),
         ["check-config", file] => match config::Config::load(Path::new(file)) {
             Ok(c) => {
-                println!("{}: ok ({} listeners, hostname {})", c.file.display(), c.listeners.len(), c.hostname);
+                println!(
+                    "{}: ok ({} listeners, hostname {})",
+                    c.file.display(),
+                    c.listeners.len(),
+                    c.hostname
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -75,12 +84,28 @@ fn serve_default() -> ExitCode {
     println!("Postern development server (embedded default)");
     println!("  data and configuration: {}", abs.display());
     println!("  domain:                 {}", devdefault::DOMAIN);
-    println!("  demo account:           {}  password: {}", devdefault::DEMO_USER, setup.password);
+    println!(
+        "  demo account:           {}  password: {}",
+        devdefault::DEMO_USER,
+        setup.password
+    );
     for l in &cfg.listeners {
-        println!("  {:<22} {:?} (TLS {:?})", l.address.to_string(), l.protocol, l.tls);
+        println!(
+            "  {:<22} {:?} (TLS {:?})",
+            l.address.to_string(),
+            l.protocol,
+            l.tls
+        );
     }
-    println!("  try: swaks --server 127.0.0.1:2525 --to {} --from you@example.net", devdefault::DEMO_USER);
-    println!("  mail lands in {}/mail/{}/demo/new/", abs.display(), devdefault::DOMAIN);
+    println!(
+        "  try: swaks --server 127.0.0.1:2525 --to {} --from you@example.net",
+        devdefault::DEMO_USER
+    );
+    println!(
+        "  mail lands in {}/mail/{}/demo/new/",
+        abs.display(),
+        devdefault::DOMAIN
+    );
     run(cfg)
 }
 

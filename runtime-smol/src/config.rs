@@ -189,14 +189,23 @@ pub struct Config {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl Config {
     /// Reads and checks a configuration file. Relative paths inside it are
     /// taken from the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let err0 = |message: String| ConfigError { file: path.to_owned(), line: None, key: None, message };
+        let err0 = |message: String| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: None,
+            message,
+        };
         let meta = std::fs::metadata(path).map_err(|e| err0(e.to_string()))?;
         if meta.len() > MAX_CONFIG {
             return Err(err0(format!("larger than {MAX_CONFIG} bytes")));
@@ -220,13 +229,25 @@ impl Config {
             key: Some(key.to_owned()),
             message,
         };
-        let abs = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
 
         let hostname = raw.hostname.get_ref().trim().to_owned();
         if hostname.is_empty()
-            || !hostname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            || !hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         {
-            return Err(at(raw.hostname.span(), "hostname", "must be a DNS name".into()));
+            return Err(at(
+                raw.hostname.span(),
+                "hostname",
+                "must be a DNS name".into(),
+            ));
         }
 
         let mut smtp = SmtpConfig::new(hostname.clone());
@@ -237,23 +258,37 @@ impl Config {
             max_recipients: s.max_recipients.unwrap_or(d.max_recipients),
             max_line: s.max_line.unwrap_or(d.max_line),
             hard_error_limit: s.hard_error_limit.unwrap_or(d.hard_error_limit),
-            command_timeout: s.command_timeout_secs.map_or(d.command_timeout, Duration::from_secs),
-            data_timeout: s.data_timeout_secs.map_or(d.data_timeout, Duration::from_secs),
+            command_timeout: s
+                .command_timeout_secs
+                .map_or(d.command_timeout, Duration::from_secs),
+            data_timeout: s
+                .data_timeout_secs
+                .map_or(d.data_timeout, Duration::from_secs),
             max_pipelined: d.max_pipelined,
         };
         if smtp.limits.max_line < 512 {
-            return Err(at(0..0, "smtp.max_line", "must be at least 512 (RFC 5321 4.5.3.1.4)".into()));
+            return Err(at(
+                0..0,
+                "smtp.max_line",
+                "must be at least 512 (RFC 5321 4.5.3.1.4)".into(),
+            ));
         }
         if let Some(b) = &s.bare_newline {
             smtp.bare_newline = match b.get_ref().as_str() {
                 "reject" => BareNewline::Reject,
                 "normalize" => BareNewline::Normalize,
                 other => {
-                    return Err(at(b.span(), "smtp.bare_newline", format!("{other:?}: expected \"reject\" or \"normalize\"")))
+                    return Err(at(
+                        b.span(),
+                        "smtp.bare_newline",
+                        format!("{other:?}: expected \"reject\" or \"normalize\""),
+                    ))
                 }
             };
         }
-        let domain = hostname.split_once('.').map_or(hostname.as_str(), |(_, d)| d);
+        let domain = hostname
+            .split_once('.')
+            .map_or(hostname.as_str(), |(_, d)| d);
         smtp.postmaster_domain = domain.to_owned();
 
         let tls = raw.tls.as_ref().map(|t| TlsFiles {
@@ -263,24 +298,40 @@ impl Config {
         });
 
         if raw.listener.is_empty() {
-            return Err(at(0..0, "listener", "at least one [[listener]] is needed".into()));
+            return Err(at(
+                0..0,
+                "listener",
+                "at least one [[listener]] is needed".into(),
+            ));
         }
         let mut listeners = Vec::new();
         for (i, l) in raw.listener.iter().enumerate() {
             let k = |name: &str| format!("listener[{}].{name}", i + 1);
             let r = l.get_ref();
             let address: SocketAddr = r.address.get_ref().parse().map_err(|_| {
-                at(r.address.span(), &k("address"), format!("{:?} is not IP:port", r.address.get_ref()))
+                at(
+                    r.address.span(),
+                    &k("address"),
+                    format!("{:?} is not IP:port", r.address.get_ref()),
+                )
             })?;
-            if listeners.iter().any(|x: &Listener| x.address == address) {
-                return Err(at(r.address.span(), &k("address"), format!("{address} is used twice")));
+            if address.port() != 0 && listeners.iter().any(|x: &Listener| x.address == address) {
+                return Err(at(
+                    r.address.span(),
+                    &k("address"),
+                    format!("{address} is used twice"),
+                ));
             }
             let protocol = match r.protocol.get_ref().as_str() {
                 "smtp" => Protocol::Smtp,
                 "submission" => Protocol::Submission,
                 "imap" => Protocol::Imap,
                 other => {
-                    return Err(at(r.protocol.span(), &k("protocol"), format!("{other:?}: expected smtp, submission or imap")))
+                    return Err(at(
+                        r.protocol.span(),
+                        &k("protocol"),
+                        format!("{other:?}: expected smtp, submission or imap"),
+                    ))
                 }
             };
             let tls_mode = match r.tls.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
@@ -289,29 +340,49 @@ impl Config {
                 Some(("starttls", _)) => TlsMode::StartTls,
                 Some(("implicit", _)) => TlsMode::Implicit,
                 Some((other, span)) => {
-                    return Err(at(span, &k("tls"), format!("{other:?}: expected none, starttls or implicit")))
+                    return Err(at(
+                        span,
+                        &k("tls"),
+                        format!("{other:?}: expected none, starttls or implicit"),
+                    ))
                 }
             };
             if tls_mode != TlsMode::None && tls.is_none() {
-                return Err(at(l.span(), &k("tls"), "TLS needs a [tls] section with cert and key".into()));
+                return Err(at(
+                    l.span(),
+                    &k("tls"),
+                    "TLS needs a [tls] section with cert and key".into(),
+                ));
             }
             let required = match r.proxy.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
                 None | Some(("forbidden", _)) => false,
                 Some(("required", _)) => true,
                 Some((other, span)) => {
-                    return Err(at(span, &k("proxy"), format!("{other:?}: expected required or forbidden")))
+                    return Err(at(
+                        span,
+                        &k("proxy"),
+                        format!("{other:?}: expected required or forbidden"),
+                    ))
                 }
             };
             let mut proxy = if required {
                 let Some(nets) = &r.trusted_networks else {
-                    return Err(at(l.span(), &k("trusted_networks"), "proxy = \"required\" needs the networks HAProxy connects from".into()));
+                    return Err(at(
+                        l.span(),
+                        &k("trusted_networks"),
+                        "proxy = \"required\" needs the networks HAProxy connects from".into(),
+                    ));
                 };
                 let trusted = Networks::parse(nets.get_ref().iter().map(String::as_str))
                     .map_err(|e| at(nets.span(), &k("trusted_networks"), e.to_string()))?;
                 ProxyConfig::required(trusted)
             } else {
                 if r.trusted_networks.is_some() {
-                    return Err(at(l.span(), &k("trusted_networks"), "only used with proxy = \"required\"".into()));
+                    return Err(at(
+                        l.span(),
+                        &k("trusted_networks"),
+                        "only used with proxy = \"required\"".into(),
+                    ));
                 }
                 ProxyConfig::forbidden()
             };
@@ -319,7 +390,12 @@ impl Config {
                 proxy.timeout = Duration::from_secs(t.max(1));
             }
             debug_assert!(matches!(proxy.policy, ProxyPolicy::Required { .. }) == required);
-            listeners.push(Listener { address, protocol, tls: tls_mode, proxy });
+            listeners.push(Listener {
+                address,
+                protocol,
+                tls: tls_mode,
+                proxy,
+            });
         }
 
         Ok(Config {
@@ -375,9 +451,15 @@ trusted_networks = ["10.0.20.0/24"]
         let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
         assert_eq!(e.line, Some(18), "{e}");
         assert_eq!(e.key.as_deref(), Some("listener[2].trusted_networks"));
-        let bad = GOOD.replace("protocol = \"smtp\"\ntls = \"starttls\"\nproxy", "protocol = \"smtpx\"\ntls = \"starttls\"\nproxy");
+        let bad = GOOD.replace(
+            "protocol = \"smtp\"\ntls = \"starttls\"\nproxy",
+            "protocol = \"smtpx\"\ntls = \"starttls\"\nproxy",
+        );
         let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
-        assert!(e.to_string().starts_with("p.toml:15: listener[2].protocol"), "{e}");
+        assert!(
+            e.to_string().starts_with("p.toml:15: listener[2].protocol"),
+            "{e}"
+        );
         let e = Config::parse("hostname = 1", Path::new("p.toml"), Path::new(".")).unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
     }
@@ -391,10 +473,23 @@ mod deploy_tests {
     fn reference_deployment_config_has_the_eight_listeners() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postern.toml");
         let c = Config::load(&path).unwrap();
-        let ports: Vec<(u16, bool)> = c.listeners.iter().map(|l| (l.address.port(), l.proxy.is_required())).collect();
+        let ports: Vec<(u16, bool)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.address.port(), l.proxy.is_required()))
+            .collect();
         assert_eq!(
             ports,
-            vec![(25, false), (465, false), (587, false), (993, false), (2525, true), (4465, true), (5587, true), (10993, true)]
+            vec![
+                (25, false),
+                (465, false),
+                (587, false),
+                (993, false),
+                (2525, true),
+                (4465, true),
+                (5587, true),
+                (10993, true)
+            ]
         );
     }
 }

@@ -20,7 +20,11 @@ pub struct Prefixed {
 }
 
 impl AsyncRead for Prefixed {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if self.pos < self.prefix.len() {
             let n = buf.len().min(self.prefix.len() - self.pos);
             buf[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
@@ -36,7 +40,11 @@ impl AsyncRead for Prefixed {
 }
 
 impl AsyncWrite for Prefixed {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -65,7 +73,11 @@ fn gone() -> io::Error {
 impl Stream {
     /// A plain stream.
     pub fn new(tcp: TcpStream) -> Self {
-        Stream::Plain(Prefixed { tcp, prefix: Vec::new(), pos: 0 })
+        Stream::Plain(Prefixed {
+            tcp,
+            prefix: Vec::new(),
+            pos: 0,
+        })
     }
 
     /// Reads some bytes (0 at the end).
@@ -99,7 +111,11 @@ impl Stream {
     }
 
     /// Runs the TLS handshake over the plain stream, replaying `early`.
-    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor, early: Vec<u8>) -> io::Result<TlsInfo> {
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &TlsAcceptor,
+        early: Vec<u8>,
+    ) -> io::Result<TlsInfo> {
         let Stream::Plain(mut p) = std::mem::replace(self, Stream::Gone) else {
             return Err(io::Error::other("TLS already active"));
         };

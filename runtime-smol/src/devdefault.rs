@@ -29,7 +29,10 @@ fn random_token(len: usize) -> std::io::Result<String> {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut raw = vec![0u8; len];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut raw)?;
-    Ok(raw.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
+    Ok(raw
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
 }
 
 /// Creates (or reuses) the development set-up under `dir`.
@@ -37,7 +40,8 @@ pub fn prepare(dir: &Path) -> Result<DevSetup, String> {
     let e = |what: &str, err: &dyn std::fmt::Display| format!("{}: {what}: {err}", dir.display());
     std::fs::create_dir_all(dir.join("tls")).map_err(|x| e("create", &x))?;
     let names = vec!["localhost".to_owned(), format!("mail.{DOMAIN}")];
-    ensure_self_signed(&names, &dir.join("tls/cert.pem"), &dir.join("tls/key.pem")).map_err(|x| e("certificate", &x))?;
+    ensure_self_signed(&names, &dir.join("tls/cert.pem"), &dir.join("tls/key.pem"))
+        .map_err(|x| e("certificate", &x))?;
 
     let pw_file = dir.join("demo-password");
     let password = match std::fs::read_to_string(&pw_file) {
@@ -54,7 +58,8 @@ pub fn prepare(dir: &Path) -> Result<DevSetup, String> {
     if !accounts.exists() {
         let salt = random_token(16).map_err(|x| e("random", &x))?;
         let hash = sha512_crypt_hash(&password, &salt).ok_or_else(|| e("hash", &"failed"))?;
-        write_private(&accounts, format!("{DEMO_USER}|{hash}\n").as_bytes()).map_err(|x| e("accounts", &x))?;
+        write_private(&accounts, format!("{DEMO_USER}|{hash}\n").as_bytes())
+            .map_err(|x| e("accounts", &x))?;
     }
     let virtual_file = dir.join("postfix-virtual.cf");
     if !virtual_file.exists() {

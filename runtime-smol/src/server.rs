@@ -63,7 +63,10 @@ impl Server {
         let (tls, cert) = match &config.tls {
             Some(files) => {
                 let cert = ReloadingCert::load(files.clone())?;
-                (Some(TlsAcceptor::from(server_config(cert.clone())?)), Some(cert))
+                (
+                    Some(TlsAcceptor::from(server_config(cert.clone())?)),
+                    Some(cert),
+                )
             }
             None => (None, None),
         };
@@ -80,7 +83,9 @@ impl Server {
 
     /// A new queue id: unique in this process, sortable by time.
     pub fn next_queue_id(&self) -> String {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         format!("{:X}{:05X}{:X}", t.as_secs(), t.subsec_micros(), n & 0xFFFF)
     }
@@ -94,7 +99,10 @@ pub struct Bound {
 impl Bound {
     /// The addresses actually bound (port 0 resolved).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
     }
 }
 
@@ -102,7 +110,9 @@ impl Bound {
 pub async fn bind(srv: &Server) -> Result<Bound, StartError> {
     let mut listeners = Vec::new();
     for l in &srv.config.listeners {
-        let tcp = TcpListener::bind(l.address).await.map_err(|e| StartError::Bind(l.address, e))?;
+        let tcp = TcpListener::bind(l.address)
+            .await
+            .map_err(|e| StartError::Bind(l.address, e))?;
         listeners.push((tcp, l.clone()));
     }
     Ok(Bound { listeners })
@@ -123,13 +133,33 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
             }
             Protocol::Smtp | Protocol::Submission => {}
         }
-        info!("listening on {addr} ({:?}, TLS {:?}, PROXY {})", l.protocol, l.tls, if l.proxy.is_required() { "required" } else { "forbidden" });
+        info!(
+            "listening on {addr} ({:?}, TLS {:?}, PROXY {})",
+            l.protocol,
+            l.tls,
+            if l.proxy.is_required() {
+                "required"
+            } else {
+                "forbidden"
+            }
+        );
         let lc = Arc::new(ListenerConfig {
-            role: if l.protocol == Protocol::Submission { Role::Submission } else { Role::Mx },
+            role: if l.protocol == Protocol::Submission {
+                Role::Submission
+            } else {
+                Role::Mx
+            },
             tls: l.tls,
             proxy: l.proxy.clone(),
         });
-        smol::spawn(accept_loop(srv.clone(), tcp, lc, stop_rx.clone(), alive_tx.clone())).detach();
+        smol::spawn(accept_loop(
+            srv.clone(),
+            tcp,
+            lc,
+            stop_rx.clone(),
+            alive_tx.clone(),
+        ))
+        .detach();
     }
     if let Some(cert) = srv.cert.clone() {
         let stop = stop_rx.clone();

@@ -5,11 +5,11 @@
 use crate::conn::Stream;
 use crate::deliver;
 use crate::server::Server;
+use postern_adapters::directory::Resolution;
 use postern_core::smtp::{
     AuthAnswer, ConnectAnswer, Event, ListenerConfig, MailAnswer, Notice, Output, RcptAnswer,
     Reply, Role, SmtpSession, StoreAnswer,
 };
-use postern_adapters::directory::Resolution;
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::TcpStream;
@@ -40,7 +40,13 @@ pub async fn serve(
     shutdown: Receiver<()>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut session = SmtpSession::new(srv.smtp.clone(), listener.clone(), peer, local, Instant::now());
+    let mut session = SmtpSession::new(
+        srv.smtp.clone(),
+        listener.clone(),
+        peer,
+        local,
+        Instant::now(),
+    );
     let mut stream = Stream::new(tcp);
     let mut buf = vec![0u8; READ_BUF];
     let mut shutting_down = false;
@@ -61,7 +67,10 @@ pub async fn serve(
                     let hs = stream.start_tls(acceptor, early);
                     let timeout = async {
                         Timer::after(HANDSHAKE_TIMEOUT).await;
-                        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timeout"))
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "handshake timeout",
+                        ))
                     };
                     match hs.or(timeout).await {
                         Ok(info) => session.handle_tls_established(info),
@@ -150,7 +159,9 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
         }
         Event::MailFrom(req) => {
             let answer = match (&req.authenticated, &req.from) {
-                (Some(user), Some(from)) if listener.role == Role::Submission && !srv.directory.owns(user, from) => {
+                (Some(user), Some(from))
+                    if listener.role == Role::Submission && !srv.directory.owns(user, from) =>
+                {
                     warn!(client = %client, "sender <{from}> not owned by {user}");
                     MailAnswer::Reject(Reply::new(
                         553,
@@ -164,18 +175,28 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
         }
         Event::RcptTo(req) => {
             let answer = match srv.directory.resolve(&req.to) {
-                Resolution::Local { forwards, .. } if !forwards.is_empty() => RcptAnswer::Reject(Reply::new(
-                    451,
-                    "4.3.0",
-                    format!("<{}>: forwarding to outside addresses is not available yet", req.to),
-                )),
+                Resolution::Local { forwards, .. } if !forwards.is_empty() => {
+                    RcptAnswer::Reject(Reply::new(
+                        451,
+                        "4.3.0",
+                        format!(
+                            "<{}>: forwarding to outside addresses is not available yet",
+                            req.to
+                        ),
+                    ))
+                }
                 Resolution::Local { .. } => RcptAnswer::Local,
                 Resolution::Unknown => RcptAnswer::UnknownUser,
-                Resolution::Remote if req.authenticated.is_some() => RcptAnswer::Reject(Reply::new(
-                    451,
-                    "4.3.0",
-                    format!("<{}>: relaying through a smarthost is not configured", req.to),
-                )),
+                Resolution::Remote if req.authenticated.is_some() => {
+                    RcptAnswer::Reject(Reply::new(
+                        451,
+                        "4.3.0",
+                        format!(
+                            "<{}>: relaying through a smarthost is not configured",
+                            req.to
+                        ),
+                    ))
+                }
                 Resolution::Remote => RcptAnswer::Remote,
             };
             if let RcptAnswer::Remote = answer {
@@ -187,10 +208,17 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
             let id = srv.next_queue_id();
             let srv2 = srv.clone();
             let id2 = id.clone();
-            let result = smol::unblock(move || deliver::deliver_local(&srv2, &msg, &id2).map(|n| (n, msg))).await;
+            let result =
+                smol::unblock(move || deliver::deliver_local(&srv2, &msg, &id2).map(|n| (n, msg)))
+                    .await;
             match result {
                 Ok((n, msg)) => {
-                    let from = msg.envelope.mail_from.as_ref().map(|a| a.to_string()).unwrap_or_default();
+                    let from = msg
+                        .envelope
+                        .mail_from
+                        .as_ref()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
                     info!(
                         client = %client, id = %id, size = msg.data.len(), mailboxes = n,
                         "{id}: from=<{from}>, size={}, nrcpt={} (queued as {id})",

@@ -26,7 +26,10 @@ pub enum TlsError {
 }
 
 fn load_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
-    let ferr = |p: &Path, m: String| TlsError::File { path: p.display().to_string(), message: m };
+    let ferr = |p: &Path, m: String| TlsError::File {
+        path: p.display().to_string(),
+        message: m,
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| ferr(&files.cert, e.to_string()))?
         .collect::<Result<_, _>>()
@@ -34,7 +37,8 @@ fn load_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     if certs.is_empty() {
         return Err(ferr(&files.cert, "no certificate in the file".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| ferr(&files.key, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| ferr(&files.key, e.to_string()))?;
     let signing = any_supported_type(&key).map_err(|e| ferr(&files.key, e.to_string()))?;
     Ok(CertifiedKey::new(certs, signing))
 }
@@ -59,7 +63,10 @@ impl ReloadingCert {
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let stamp = mtimes(&files);
         let key = load_key(&files)?;
-        Ok(Arc::new(Self { files, current: RwLock::new((Arc::new(key), stamp)) }))
+        Ok(Arc::new(Self {
+            files,
+            current: RwLock::new((Arc::new(key), stamp)),
+        }))
     }
 
     /// Reloads if either file changed. A broken new file keeps the old
@@ -105,11 +112,15 @@ pub fn ensure_self_signed(names: &[String], cert: &Path, key: &Path) -> Result<b
     if cert.exists() && key.exists() {
         return Ok(false);
     }
-    let ferr = |p: &Path, m: String| TlsError::File { path: p.display().to_string(), message: m };
+    let ferr = |p: &Path, m: String| TlsError::File {
+        path: p.display().to_string(),
+        message: m,
+    };
     let generated = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|e| ferr(cert, e.to_string()))?;
     std::fs::write(cert, generated.cert.pem()).map_err(|e| ferr(cert, e.to_string()))?;
-    write_private(key, generated.signing_key.serialize_pem().as_bytes()).map_err(|e| ferr(key, e.to_string()))?;
+    write_private(key, generated.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| ferr(key, e.to_string()))?;
     Ok(true)
 }
 
@@ -117,7 +128,12 @@ pub fn ensure_self_signed(names: &[String], cert: &Path, key: &Path) -> Result<b
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

@@ -32,7 +32,10 @@ pub struct Address {
 impl Address {
     /// Builds an address from parts that are already normalised.
     pub fn new(local: impl Into<String>, domain: impl Into<String>) -> Self {
-        Self { local: local.into(), domain: domain.into() }
+        Self {
+            local: local.into(),
+            domain: domain.into(),
+        }
     }
 
     /// Whether any part is not ASCII (needs SMTPUTF8).
@@ -64,7 +67,9 @@ fn needs_quotes(local: &str) -> bool {
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
-        || !local.chars().all(|c| !c.is_ascii() || is_atext(c) || c == '.')
+        || !local
+            .chars()
+            .all(|c| !c.is_ascii() || is_atext(c) || c == '.')
 }
 
 fn is_atext(c: char) -> bool {
@@ -161,7 +166,10 @@ pub fn parse_path(inner: &str) -> Result<Option<Path>, PathError> {
         inner
     };
     let (local, domain) = split_mailbox(mailbox)?;
-    let mut address = Address { local, domain: parse_domain(domain)? };
+    let mut address = Address {
+        local,
+        domain: parse_domain(domain)?,
+    };
     if address.local.len() > MAX_LOCAL * 4 {
         return Err(PathError::TooLong);
     }
@@ -194,7 +202,11 @@ fn split_mailbox(s: &str) -> Result<(String, &str), PathError> {
                 '"' => {
                     let rest = &q[i + 1..];
                     let Some(domain) = rest.strip_prefix('@') else {
-                        return Err(if rest.is_empty() { PathError::NoDomain } else { PathError::Syntax });
+                        return Err(if rest.is_empty() {
+                            PathError::NoDomain
+                        } else {
+                            PathError::Syntax
+                        });
                     };
                     return Ok((local, domain));
                 }
@@ -211,7 +223,9 @@ fn split_mailbox(s: &str) -> Result<(String, &str), PathError> {
         || local.starts_with('.')
         || local.ends_with('.')
         || local.contains("..")
-        || !local.chars().all(|c| !c.is_ascii() || is_atext(c) || c == '.')
+        || !local
+            .chars()
+            .all(|c| !c.is_ascii() || is_atext(c) || c == '.')
         || local.chars().any(char::is_control)
     {
         return Err(PathError::Syntax);
@@ -231,12 +245,19 @@ fn parse_domain(d: &str) -> Result<String, PathError> {
         let Some(body) = lit.strip_suffix(']') else {
             return Err(PathError::Syntax);
         };
-        let ok = if let Some(v6) = body.strip_prefix("IPv6:").or_else(|| body.strip_prefix("ipv6:")) {
+        let ok = if let Some(v6) = body
+            .strip_prefix("IPv6:")
+            .or_else(|| body.strip_prefix("ipv6:"))
+        {
             v6.parse::<std::net::Ipv6Addr>().is_ok()
         } else {
             body.parse::<std::net::Ipv4Addr>().is_ok()
         };
-        return if ok { Ok(d.to_ascii_lowercase()) } else { Err(PathError::Syntax) };
+        return if ok {
+            Ok(d.to_ascii_lowercase())
+        } else {
+            Err(PathError::Syntax)
+        };
     }
     let d = d.strip_suffix('.').unwrap_or(d);
     if d.is_empty() {
@@ -274,7 +295,10 @@ fn routed(local: &str, domain: &str) -> Result<Address, PathError> {
     if local.is_empty() {
         return Err(PathError::Syntax);
     }
-    Ok(Address { local: local.to_owned(), domain: parse_domain(domain)? })
+    Ok(Address {
+        local: local.to_owned(),
+        domain: parse_domain(domain)?,
+    })
 }
 
 #[cfg(test)]
@@ -292,11 +316,26 @@ mod tests {
 
     #[test]
     fn routing_is_followed() {
-        assert_eq!(final_of("user%evil.example@example.com"), "user@evil.example");
-        assert_eq!(final_of("\"user@evil.example\"@example.com"), "user@evil.example");
-        assert_eq!(final_of("evil.example!user@example.com"), "user@evil.example");
-        assert_eq!(final_of("@relay.example,@b.example:user@example.com"), "user@example.com");
-        assert_eq!(final_of("\"john doe\"@example.com"), "\"john doe\"@example.com");
+        assert_eq!(
+            final_of("user%evil.example@example.com"),
+            "user@evil.example"
+        );
+        assert_eq!(
+            final_of("\"user@evil.example\"@example.com"),
+            "user@evil.example"
+        );
+        assert_eq!(
+            final_of("evil.example!user@example.com"),
+            "user@evil.example"
+        );
+        assert_eq!(
+            final_of("@relay.example,@b.example:user@example.com"),
+            "user@example.com"
+        );
+        assert_eq!(
+            final_of("\"john doe\"@example.com"),
+            "\"john doe\"@example.com"
+        );
     }
 
     #[test]
@@ -314,7 +353,10 @@ mod tests {
     fn split_args() {
         assert_eq!(split_path_arg("<a@b> SIZE=10"), Ok(("a@b", "SIZE=10")));
         assert_eq!(split_path_arg(" <\"x>y\"@b>"), Ok(("\"x>y\"@b", "")));
-        assert_eq!(split_path_arg("a@b BODY=8BITMIME"), Ok(("a@b", "BODY=8BITMIME")));
+        assert_eq!(
+            split_path_arg("a@b BODY=8BITMIME"),
+            Ok(("a@b", "BODY=8BITMIME"))
+        );
         assert_eq!(split_path_arg("<a@b>x"), Err(PathError::Syntax));
     }
 }

@@ -113,7 +113,9 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, CommandError> {
             };
             let initial = words.next();
             if words.next().is_some() {
-                return Err(CommandError::Syntax("Syntax: AUTH mechanism [initial-response]"));
+                return Err(CommandError::Syntax(
+                    "Syntax: AUTH mechanism [initial-response]",
+                ));
             }
             Ok(Command::Auth { mechanism, initial })
         }
@@ -161,13 +163,22 @@ mod tests {
         assert_eq!(parse(b"noop"), Ok(Command::Noop));
         assert_eq!(parse(b"EHLO  x.example "), Ok(Command::Ehlo("x.example")));
         assert_eq!(parse(b"mail from: <a@b>"), Ok(Command::Mail("<a@b>")));
-        assert_eq!(parse(b"BDAT 10 last"), Ok(Command::Bdat { size: 10, last: true }));
+        assert_eq!(
+            parse(b"BDAT 10 last"),
+            Ok(Command::Bdat {
+                size: 10,
+                last: true
+            })
+        );
         assert!(matches!(parse(b"BDAT -1"), Err(CommandError::Syntax(_))));
         assert_eq!(parse(b""), Err(CommandError::Unrecognized));
         assert_eq!(parse(b"NOOP\0"), Err(CommandError::Unrecognized));
         assert_eq!(
             parse(b"AUTH PLAIN AGFAYg=="),
-            Ok(Command::Auth { mechanism: "PLAIN", initial: Some("AGFAYg==") })
+            Ok(Command::Auth {
+                mechanism: "PLAIN",
+                initial: Some("AGFAYg==")
+            })
         );
     }
 }

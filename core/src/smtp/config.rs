@@ -103,11 +103,19 @@ pub struct ListenerConfig {
 impl ListenerConfig {
     /// An MX listener with STARTTLS and no PROXY header.
     pub fn mx() -> Self {
-        Self { role: Role::Mx, tls: TlsMode::StartTls, proxy: ProxyConfig::forbidden() }
+        Self {
+            role: Role::Mx,
+            tls: TlsMode::StartTls,
+            proxy: ProxyConfig::forbidden(),
+        }
     }
 
     /// A submission listener with STARTTLS and no PROXY header.
     pub fn submission() -> Self {
-        Self { role: Role::Submission, tls: TlsMode::StartTls, proxy: ProxyConfig::forbidden() }
+        Self {
+            role: Role::Submission,
+            tls: TlsMode::StartTls,
+            proxy: ProxyConfig::forbidden(),
+        }
     }
 }

@@ -51,7 +51,9 @@ pub struct DataReceiver {
 impl DataReceiver {
     /// A receiver keeping at most `max` bytes of message.
     pub fn new(max: u64, mode: BareNewline, size_hint: usize) -> Self {
-        let cap = size_hint.min(usize::try_from(max).unwrap_or(usize::MAX)).min(1 << 20);
+        let cap = size_hint
+            .min(usize::try_from(max).unwrap_or(usize::MAX))
+            .min(1 << 20);
         Self {
             state: State::LineStart,
             out: Vec::with_capacity(cap.max(4096)),
@@ -245,7 +247,13 @@ mod tests {
 
     #[test]
     fn smuggling_variants_do_not_end() {
-        for v in [&b"a\n.\nMAIL"[..], b"a\r\n.\nMAIL", b"a\n.\r\nMAIL", b"a\r.\rMAIL", b"a\r\n.\rMAIL"] {
+        for v in [
+            &b"a\n.\nMAIL"[..],
+            b"a\r\n.\nMAIL",
+            b"a\n.\r\nMAIL",
+            b"a\r.\rMAIL",
+            b"a\r\n.\rMAIL",
+        ] {
             let (n, done, body) = run(v, BareNewline::Reject);
             assert!(!done, "{v:?}");
             assert_eq!(n, v.len());

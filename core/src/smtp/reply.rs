@@ -25,7 +25,11 @@ impl Reply {
         status: impl Into<Cow<'static, str>>,
         text: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self { code, status: status.into(), text: text.into() }
+        Self {
+            code,
+            status: status.into(),
+            text: text.into(),
+        }
     }
 
     /// Whether this reply says the command failed (4xx or 5xx).
@@ -42,7 +46,11 @@ impl Reply {
             out.extend_from_slice(self.status.as_bytes());
             out.push(b' ');
         }
-        out.extend(self.text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        out.extend(
+            self.text
+                .bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         out.extend_from_slice(b"\r\n");
     }
 }

@@ -99,7 +99,11 @@ enum Phase {
     /// Inside DATA.
     Data(Box<DataReceiver>),
     /// Inside a BDAT chunk; `refuse` is the reply owed once it is consumed.
-    Bdat { remaining: u64, last: bool, refuse: Option<Reply> },
+    Bdat {
+        remaining: u64,
+        last: bool,
+        refuse: Option<Reply>,
+    },
     /// A question is out.
     Wait(Pending),
     /// Done.
@@ -108,7 +112,10 @@ enum Phase {
 
 #[derive(Debug)]
 enum Pending {
-    Auth { mechanism: &'static str, username: String },
+    Auth {
+        mechanism: &'static str,
+        username: String,
+    },
     Mail(Transaction),
     Rcpt(Address),
     Store,
@@ -232,7 +239,10 @@ impl SmtpSession {
     /// Whether the session would process input now (no question pending).
     /// A runtime may stop reading while this is false.
     pub fn wants_input(&self) -> bool {
-        !matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Tls { .. } | Phase::Closed)
+        !matches!(
+            self.phase,
+            Phase::Wait(_) | Phase::Connect | Phase::Tls { .. } | Phase::Closed
+        )
     }
 
     /// Bytes held inside the session (unprocessed input, a partial PROXY
@@ -242,7 +252,11 @@ impl SmtpSession {
             Phase::Data(rx) => rx.buffered_len(),
             _ => 0,
         };
-        let chunks = self.txn.as_ref().and_then(|t| t.chunks.as_ref()).map_or(0, Vec::len);
+        let chunks = self
+            .txn
+            .as_ref()
+            .and_then(|t| t.chunks.as_ref())
+            .map_or(0, Vec::len);
         self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len) + data + chunks
     }
 
@@ -250,9 +264,10 @@ impl SmtpSession {
     pub fn buffer_limit(&self) -> usize {
         let l = &self.cfg.limits;
         let msg = usize::try_from(l.max_message_size).unwrap_or(usize::MAX);
-        l.max_pipelined.saturating_add(l.max_line).saturating_add(msg).saturating_add(
-            self.listener.proxy.max_header,
-        )
+        l.max_pipelined
+            .saturating_add(l.max_line)
+            .saturating_add(msg)
+            .saturating_add(self.listener.proxy.max_header)
     }
 
     // ----- inputs -----
@@ -333,7 +348,9 @@ impl SmtpSession {
 
     /// The TLS handshake the session asked for has completed.
     pub fn handle_tls_established(&mut self, info: TlsInfo) {
-        let Phase::Tls { greet } = self.phase else { return };
+        let Phase::Tls { greet } = self.phase else {
+            return;
+        };
         // RFC 3207 4.2: forget everything learned before TLS.
         self.tls = Some(info);
         self.helo = None;
@@ -371,7 +388,9 @@ impl SmtpSession {
                 }
             }
         }
-        let Some(deadline) = self.deadline else { return };
+        let Some(deadline) = self.deadline else {
+            return;
+        };
         if now < deadline || !self.timer_running() {
             return;
         }
@@ -379,7 +398,10 @@ impl SmtpSession {
         if matches!(self.phase, Phase::Proxy | Phase::Tls { .. }) {
             self.close();
         } else {
-            let text = format!("421 4.4.2 {} Error: timeout exceeded\r\n", self.cfg.hostname);
+            let text = format!(
+                "421 4.4.2 {} Error: timeout exceeded\r\n",
+                self.cfg.hostname
+            );
             self.send(text.as_bytes());
             self.close();
         }
@@ -400,11 +422,17 @@ impl SmtpSession {
 
     /// Whether a message is being received or stored (shutdown waits for it).
     pub fn in_transaction(&self) -> bool {
-        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. } | Phase::Wait(Pending::Store))
+        matches!(
+            self.phase,
+            Phase::Data(_) | Phase::Bdat { .. } | Phase::Wait(Pending::Store)
+        )
     }
 
     fn shutdown_now(&mut self) {
-        let r = format!("421 4.3.2 {} Service shutting down, closing connection\r\n", self.cfg.hostname);
+        let r = format!(
+            "421 4.3.2 {} Service shutting down, closing connection\r\n",
+            self.cfg.hostname
+        );
         self.send(r.as_bytes());
         self.close();
     }
@@ -443,9 +471,13 @@ impl SmtpSession {
 
     /// Answers [`Event::Auth`].
     pub fn answer_auth(&mut self, answer: AuthAnswer) {
-        let Phase::Wait(Pending::Auth { .. }) = self.phase else { return };
-        let Phase::Wait(Pending::Auth { mechanism, username }) =
-            std::mem::replace(&mut self.phase, Phase::Command)
+        let Phase::Wait(Pending::Auth { .. }) = self.phase else {
+            return;
+        };
+        let Phase::Wait(Pending::Auth {
+            mechanism,
+            username,
+        }) = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return;
         };
@@ -455,7 +487,10 @@ impl SmtpSession {
                 self.send(b"235 2.7.0 Authentication successful\r\n");
             }
             AuthAnswer::Failure => {
-                self.notice(Notice::AuthFailed { username, mechanism });
+                self.notice(Notice::AuthFailed {
+                    username,
+                    mechanism,
+                });
                 self.error(b"535 5.7.8 Error: authentication failed: authentication failure\r\n");
             }
             AuthAnswer::TempFail => {
@@ -467,7 +502,9 @@ impl SmtpSession {
 
     /// Answers [`Event::MailFrom`].
     pub fn answer_mail(&mut self, answer: MailAnswer) {
-        let Phase::Wait(Pending::Mail(_)) = self.phase else { return };
+        let Phase::Wait(Pending::Mail(_)) = self.phase else {
+            return;
+        };
         let Phase::Wait(Pending::Mail(txn)) = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return;
@@ -485,7 +522,9 @@ impl SmtpSession {
     /// Answers [`Event::RcptTo`]. The relay decision is made here: a
     /// remote recipient is accepted only from an authenticated client.
     pub fn answer_rcpt(&mut self, answer: RcptAnswer) {
-        let Phase::Wait(Pending::Rcpt(_)) = self.phase else { return };
+        let Phase::Wait(Pending::Rcpt(_)) = self.phase else {
+            return;
+        };
         let Phase::Wait(Pending::Rcpt(to)) = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return;
@@ -528,7 +567,9 @@ impl SmtpSession {
     /// Answers [`Event::Message`]. Call it with `Stored` only once the
     /// message is durable: the 250 goes out now.
     pub fn answer_message(&mut self, answer: StoreAnswer) {
-        let Phase::Wait(Pending::Store) = self.phase else { return };
+        let Phase::Wait(Pending::Store) = self.phase else {
+            return;
+        };
         self.phase = Phase::Command;
         self.txn = None;
         match answer {
@@ -558,7 +599,11 @@ impl SmtpSession {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
-        let own = if self.timer_running() { self.deadline } else { None };
+        let own = if self.timer_running() {
+            self.deadline
+        } else {
+            None
+        };
         match (gate, own) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -596,7 +641,10 @@ impl SmtpSession {
         {
             self.inbuf = Vec::new();
             self.notice(Notice::InputOverflow);
-            let text = format!("421 4.7.0 {} Error: too much pipelined input\r\n", self.cfg.hostname);
+            let text = format!(
+                "421 4.7.0 {} Error: too much pipelined input\r\n",
+                self.cfg.hostname
+            );
             self.send(text.as_bytes());
             self.close();
         }
@@ -690,7 +738,11 @@ impl SmtpSession {
                         self.shutdown_now();
                     }
                 }
-                Phase::Proxy | Phase::Connect | Phase::Tls { .. } | Phase::Wait(_) | Phase::Closed => {
+                Phase::Proxy
+                | Phase::Connect
+                | Phase::Tls { .. }
+                | Phase::Wait(_)
+                | Phase::Closed => {
                     return pos;
                 }
             }
@@ -848,7 +900,8 @@ impl SmtpSession {
                 None => (p, None),
             };
             if key.eq_ignore_ascii_case("SIZE") {
-                let Some(v) = value.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                let Some(v) =
+                    value.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 else {
                     return self.error(b"501 5.5.4 Bad SIZE parameter\r\n");
                 };
@@ -861,7 +914,9 @@ impl SmtpSession {
             } else if key.eq_ignore_ascii_case("BODY") {
                 match value {
                     Some(v) if v.eq_ignore_ascii_case("7BIT") => txn.body = BodyType::SevenBit,
-                    Some(v) if v.eq_ignore_ascii_case("8BITMIME") => txn.body = BodyType::EightBitMime,
+                    Some(v) if v.eq_ignore_ascii_case("8BITMIME") => {
+                        txn.body = BodyType::EightBitMime
+                    }
                     Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => {
                         // RFC 3030 BINARYMIME is not offered.
                         return self.error(b"555 5.5.4 Unsupported option: BODY=BINARYMIME\r\n");
@@ -953,7 +1008,9 @@ impl SmtpSession {
     }
 
     fn end_of_data(&mut self) {
-        let Phase::Data(rx) = std::mem::replace(&mut self.phase, Phase::Command) else { return };
+        let Phase::Data(rx) = std::mem::replace(&mut self.phase, Phase::Command) else {
+            return;
+        };
         match rx.finish() {
             Ok(data) => self.ask_store(data),
             Err(DataError::TooBig) => {
@@ -971,13 +1028,19 @@ impl SmtpSession {
     fn bdat(&mut self, size: u64, last: bool) {
         let refuse = match self.txn.as_mut() {
             None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
-            Some(t) if t.rcpts.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
+            Some(t) if t.rcpts.is_empty() => {
+                Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+            }
             Some(t) => {
                 t.chunks.get_or_insert_with(Vec::new);
                 None
             }
         };
-        self.phase = Phase::Bdat { remaining: size, last, refuse };
+        self.phase = Phase::Bdat {
+            remaining: size,
+            last,
+            refuse,
+        };
         self.arm();
         if size == 0 {
             self.end_of_chunk();
@@ -986,7 +1049,8 @@ impl SmtpSession {
 
     fn bdat_bytes(&mut self, bytes: &[u8]) {
         let max = self.cfg.limits.max_message_size;
-        if let (Phase::Bdat { refuse: None, .. }, Some(txn)) = (&mut self.phase, self.txn.as_mut()) {
+        if let (Phase::Bdat { refuse: None, .. }, Some(txn)) = (&mut self.phase, self.txn.as_mut())
+        {
             if let Some(chunks) = txn.chunks.as_mut() {
                 if (chunks.len() + bytes.len()) as u64 > max {
                     // Keep consuming the chunk, keep nothing, refuse at its end.
@@ -1002,8 +1066,11 @@ impl SmtpSession {
     }
 
     fn end_of_chunk(&mut self) {
-        let Phase::Bdat { last, refuse, remaining } =
-            std::mem::replace(&mut self.phase, Phase::Command)
+        let Phase::Bdat {
+            last,
+            refuse,
+            remaining,
+        } = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return;
         };
@@ -1040,7 +1107,10 @@ impl SmtpSession {
             tls: self.tls.clone(),
             authenticated: self.auth_user.clone(),
         };
-        self.push(Output::Event(Event::Message(Box::new(Message { envelope, data }))));
+        self.push(Output::Event(Event::Message(Box::new(Message {
+            envelope,
+            data,
+        }))));
         self.phase = Phase::Wait(Pending::Store);
     }
 
@@ -1105,13 +1175,21 @@ impl SmtpSession {
         }
     }
 
-    fn ask_auth(&mut self, mechanism: &'static str, username: String, password: crate::Secret<String>) {
+    fn ask_auth(
+        &mut self,
+        mechanism: &'static str,
+        username: String,
+        password: crate::Secret<String>,
+    ) {
         self.push(Output::Event(Event::Auth(AuthRequest {
             mechanism,
             username: username.clone(),
             password,
         })));
-        self.phase = Phase::Wait(Pending::Auth { mechanism, username });
+        self.phase = Phase::Wait(Pending::Auth {
+            mechanism,
+            username,
+        });
     }
 
     fn sasl_error(&mut self, e: SaslError) {
@@ -1184,5 +1262,8 @@ impl SmtpSession {
 
 /// A parameter name fit to echo back: printable ASCII, at most 32 bytes.
 fn sanitize(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_graphic()).take(32).collect()
+    s.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect()
 }

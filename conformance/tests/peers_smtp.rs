@@ -1,0 +1,441 @@
+//! The daemon driven by real peers nobody here wrote: swaks, HAProxy with
+//! send-proxy-v2 and Postfix's smtp-source; plus SIGKILL crash safety and
+//! the SIGTERM shutdown, against the real process.
+
+mod common;
+
+use common::{free_port, peer, tool, Client, Daemon};
+use std::collections::HashSet;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MX_STARTTLS: &str =
+    "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n";
+const ALIASES: &str = "info@example.com bob@example.com\n@example.org alice@example.com\n";
+
+fn swaks(server: SocketAddr, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("swaks"))
+        .arg("--server")
+        .arg(server.to_string())
+        .args([
+            "--from",
+            "sender@example.net",
+            "--helo",
+            "client.example.net",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swaks");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn swaks_delivers_to_account_alias_and_catchall_plain_and_starttls() {
+    if !peer("swaks") {
+        return;
+    }
+    let d = Daemon::start(MX_STARTTLS, ALIASES);
+    let mx = d.addrs[0];
+
+    let (ok, out) = swaks(
+        mx,
+        &[
+            "--to",
+            "alice@example.com",
+            "--header",
+            "Subject: plain to account",
+            "--body",
+            "body one",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = swaks(
+        mx,
+        &[
+            "--tls",
+            "--to",
+            "info@example.com",
+            "--header",
+            "Subject: tls to alias",
+            "--body",
+            "body two",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("TLS started"), "{out}");
+    let (ok, out) = swaks(
+        mx,
+        &[
+            "--to",
+            "whoever@example.org",
+            "--header",
+            "Subject: to catch-all",
+            "--body",
+            "body three",
+        ],
+    );
+    assert!(ok, "{out}");
+
+    let alice = d.new_mail("alice", "example.com");
+    let bob = d.new_mail("bob", "example.com");
+    assert_eq!(alice.len(), 2, "alice: {alice:?}");
+    assert_eq!(bob.len(), 1, "bob: {bob:?}");
+    let a: Vec<String> = alice.iter().map(|(_, b)| text(b)).collect();
+    let plain = a
+        .iter()
+        .find(|m| m.contains("Subject: plain to account"))
+        .expect("plain message");
+    assert!(plain.starts_with("Return-Path: <sender@example.net>\nDelivered-To: alice@example.com\nReceived: from client.example.net (unknown [127.0.0.1])\n"), "{plain}");
+    assert!(
+        plain.contains("with ESMTP id ") && plain.contains("body one"),
+        "{plain}"
+    );
+    assert!(!plain.contains('\r'), "Maildir files use LF line ends");
+    let catch = a
+        .iter()
+        .find(|m| m.contains("Subject: to catch-all"))
+        .expect("catch-all message");
+    assert!(
+        catch.contains("for <whoever@example.org>") && catch.contains("body three"),
+        "{catch}"
+    );
+    let tls = text(&bob[0].1);
+    assert!(
+        tls.contains("(using TLSv1.3 with cipher") && tls.contains("with ESMTPS id"),
+        "{tls}"
+    );
+    assert!(
+        tls.contains("Subject: tls to alias") && tls.contains("body two"),
+        "{tls}"
+    );
+
+    let (ok, out) = swaks(mx, &["--to", "nobody@example.com"]);
+    assert!(!ok && out.contains("550 5.1.1"), "{out}");
+    let (ok, out) = swaks(mx, &["--to", "someone@remote.example"]);
+    assert!(!ok && out.contains("554 5.7.1"), "{out}");
+}
+
+#[test]
+fn haproxy_send_proxy_v2_gives_the_real_client_address() {
+    if !peer("haproxy") || !peer("swaks") {
+        return;
+    }
+    let listeners = format!(
+        "{MX_STARTTLS}[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\nproxy = \"required\"\ntrusted_networks = [\"127.0.0.1/32\"]\n"
+    );
+    let d = Daemon::start(&listeners, ALIASES);
+    let (stock, alt) = (d.addrs[0], d.addrs[1]);
+
+    let hp_port = free_port();
+    let cfg = d.dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  log stderr format raw local0 warning\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend smtp\n  bind 127.0.0.1:{hp_port}\n  default_backend postern\n\
+             backend postern\n  server s1 {alt} send-proxy-v2\n"
+        ),
+    )
+    .expect("haproxy cfg");
+    let mut hap = Command::new(tool("haproxy"))
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("haproxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", hp_port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A client on 127.0.0.7 through HAProxy: Postern must see 127.0.0.7.
+    let (ok, out) = swaks(
+        format!("127.0.0.1:{hp_port}").parse().expect("addr"),
+        &[
+            "--local-interface",
+            "127.0.0.7",
+            "--tls",
+            "--to",
+            "alice@example.com",
+            "--header",
+            "Subject: via haproxy",
+        ],
+    );
+    let _ = hap.kill();
+    let _ = hap.wait();
+    assert!(ok, "{out}");
+    let mail = d.new_mail("alice", "example.com");
+    assert_eq!(mail.len(), 1);
+    let m = text(&mail[0].1);
+    assert!(
+        m.contains("Received: from client.example.net (unknown [127.0.0.7])"),
+        "{m}"
+    );
+    let log = d.log_text();
+    assert!(log.contains("connect from unknown[127.0.0.7]"), "{log}");
+
+    // The alt listener refuses a client without the header: no greeting.
+    let mut c = Client::connect(alt).expect("connect alt");
+    c.send(b"EHLO direct.example\r\n").expect("send");
+    let got = c.read_to_end();
+    assert!(
+        got.is_empty(),
+        "no byte may come without a PROXY header, got {:?}",
+        text(&got)
+    );
+
+    // The stock listener refuses a connection that sends a header.
+    let mut c = Client::connect(stock).expect("connect stock");
+    assert!(c.reply().expect("greeting").starts_with("220 "));
+    c.send(&postern_core::proxy::encode_v2(
+        "192.0.2.9:1234".parse().expect("a"),
+        stock,
+        false,
+    ))
+    .expect("send header");
+    let rest = c.read_to_end();
+    assert!(!text(&rest).contains("250"), "{:?}", text(&rest));
+    let log = d.log_text();
+    assert!(log.contains("PROXY refused: missing PROXY header"), "{log}");
+    assert!(
+        log.contains("PROXY refused: PROXY header on a listener that does not accept one"),
+        "{log}"
+    );
+}
+
+#[test]
+fn smtp_source_2000_messages_over_10_sessions_each_stored_once() {
+    if !peer("smtp-source") {
+        return;
+    }
+    let d = Daemon::start(MX_STARTTLS, "");
+    let out = Command::new(tool("smtp-source"))
+        .args([
+            "-c",
+            "-l",
+            "4096",
+            "-m",
+            "2000",
+            "-s",
+            "10",
+            "-f",
+            "sender@example.net",
+            "-t",
+            "alice@example.com",
+        ])
+        .arg(d.addrs[0].to_string())
+        .stdout(Stdio::null())
+        .output()
+        .expect("smtp-source");
+    assert!(
+        out.status.success(),
+        "smtp-source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mail = d.new_mail("alice", "example.com");
+    assert_eq!(mail.len(), 2000, "every message on disk exactly once");
+    let ids: HashSet<String> = mail
+        .iter()
+        .filter_map(|(_, b)| {
+            text(b)
+                .lines()
+                .find(|l| l.contains(" id "))
+                .map(|l| l.split(" id ").nth(1).unwrap_or("").to_owned())
+        })
+        .collect();
+    assert_eq!(ids.len(), 2000, "2000 distinct queue ids");
+    assert!(
+        mail.iter().all(|(_, b)| b.len() > 4096),
+        "every message complete"
+    );
+}
+
+/// A tiny PRNG (xorshift) for kill timing: no dependency, seed in the output.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_message() {
+    let mut d = Daemon::start(MX_STARTTLS, "");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = Rng(seed);
+    let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let counter = Arc::new(AtomicUsize::new(0));
+    for round in 0..20 {
+        let addr = d.addrs[0];
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks_this_round = Arc::new(AtomicUsize::new(0));
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            let (acked, counter, stop, acks) = (
+                acked.clone(),
+                counter.clone(),
+                stop.clone(),
+                acks_this_round.clone(),
+            );
+            clients.push(std::thread::spawn(move || {
+                let Ok(mut c) = Client::connect(addr) else {
+                    return;
+                };
+                if c.reply().is_err() || c.cmd("EHLO crash.example").is_err() {
+                    return;
+                }
+                for _ in 0..500 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let marker = format!("m{round}-{n}");
+                    let body =
+                        "MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n";
+                    if c.send(body.as_bytes()).is_err()
+                        || c.reply().is_err()
+                        || c.reply().is_err()
+                        || c.reply().is_err()
+                    {
+                        return;
+                    }
+                    let msg = format!(
+                        "Subject: {marker}\r\n\r\n{}\r\nEND-{marker}\r\n.\r\n",
+                        "x".repeat(2000)
+                    );
+                    if c.send(msg.as_bytes()).is_err() {
+                        return;
+                    }
+                    match c.reply() {
+                        Ok(r) if r.starts_with("250 ") => {
+                            acked.lock().expect("lock").push(marker);
+                            acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        // Kill after a random number of acknowledged messages (0..40): the
+        // other connections are then at random points of their sessions.
+        let target = (rng.next() % 40) as usize;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acks_this_round.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        d.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            let _ = c.join();
+        }
+        d.spawn();
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 50,
+        "the test must have acknowledged messages to check (got {})",
+        acked.len()
+    );
+    let mail = d.new_mail("alice", "example.com");
+    let mut found = HashSet::new();
+    for (name, bytes) in &mail {
+        let t = text(bytes);
+        let marker = t
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            t.ends_with(&format!("END-{marker}\n")),
+            "incomplete message in new/: {name}"
+        );
+        found.insert(marker);
+    }
+    let lost: Vec<&String> = acked.iter().filter(|m| !found.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    eprintln!(
+        "{} acknowledged, {} on disk after 20 kills",
+        acked.len(),
+        mail.len()
+    );
+}
+
+#[test]
+fn sigterm_lets_a_message_in_data_finish_then_says_421() {
+    let mut d = Daemon::start(MX_STARTTLS, "");
+    let addr = d.addrs[0];
+    let mut busy = Client::connect(addr).expect("connect");
+    busy.reply().expect("greeting");
+    busy.cmd("EHLO busy.example").expect("ehlo");
+    assert!(busy
+        .cmd("MAIL FROM:<s@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(busy
+        .cmd("RCPT TO:<alice@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(busy.cmd("DATA").expect("data").starts_with("354"));
+    busy.send(b"Subject: finishing after SIGTERM\r\n\r\nfirst half\r\n")
+        .expect("half");
+    let mut idle = Client::connect(addr).expect("connect idle");
+    idle.reply().expect("greeting");
+    idle.cmd("EHLO idle.example").expect("ehlo");
+
+    let mut child = d.term();
+    // The idle session is told 421 4.3.2 and closed.
+    let idle_says = text(&idle.read_to_end());
+    assert!(idle_says.starts_with("421 4.3.2 "), "{idle_says:?}");
+    // The session in DATA finishes its message and is acknowledged.
+    busy.send(b"second half\r\n.\r\n").expect("rest");
+    let r = busy.reply().expect("after dot");
+    assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
+    let after = text(&busy.read_to_end());
+    assert!(after.starts_with("421 4.3.2 "), "{after:?}");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    // No new connections once it stopped.
+    assert!(
+        TcpStream::connect(addr)
+            .map(|mut s| {
+                let mut b = [0u8; 1];
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                s.read(&mut b).unwrap_or(0)
+            })
+            .unwrap_or(0)
+            == 0
+    );
+    let mail = d.new_mail("alice", "example.com");
+    assert_eq!(mail.len(), 1);
+    assert!(text(&mail[0].1).contains("first half\nsecond half\n"));
+}
