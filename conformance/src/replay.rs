@@ -344,12 +344,13 @@ impl Driver {
                 }
                 Output::StartTls { early } => {
                     self.tls_pending = true;
-                    let text = if early.is_empty() {
-                        "starttls".to_owned()
-                    } else {
-                        format!("starttls early={}", escape(&early))
-                    };
-                    self.record(text, true, None);
+                    // Which read the handshake's first bytes arrive in
+                    // depends on how the client's bytes were split, so
+                    // they are an optional event of their own.
+                    if !early.is_empty() {
+                        self.record(format!("tls-early {}", escape(&early)), false, None);
+                    }
+                    self.record("starttls".to_owned(), true, None);
                 }
                 Output::Close => self.record("close".into(), true, None),
                 Output::Event(e) => self.answer(e),
@@ -667,7 +668,7 @@ pub fn proxy_header(arg: &str) -> Result<Vec<u8>, String> {
 pub struct Outcome {
     /// Everything the server sent.
     pub output: Vec<u8>,
-    /// Every event but notices, with stored message bytes.
+    /// Every event but notices and TLS early bytes, with stored message bytes.
     pub events: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -707,7 +708,7 @@ pub fn run_with_cuts(
     let events = d
         .events
         .into_iter()
-        .filter(|e| !e.text.starts_with("notice "))
+        .filter(|e| !e.text.starts_with("notice ") && !e.text.starts_with("tls-early "))
         .map(|e| (e.text, e.data))
         .collect();
     Ok(Outcome {

@@ -44,7 +44,8 @@
 //! `S:` lines must match the server's output exactly and in order, with
 //! nothing left over at the end. `E:` lines match events in order; the
 //! events `message`, `starttls`, `close` must each be matched, the others
-//! (`connect`, `mail`, `rcpt`, `auth`, `notice`) may be skipped.
+//! (`connect`, `mail`, `rcpt`, `auth`, `notice`, `tls-early`: the bytes
+//! after a PROXY header handed to the TLS handshake) may be skipped.
 
 use std::fmt::Write as _;
 

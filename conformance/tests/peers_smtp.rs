@@ -8,6 +8,7 @@ use common::{free_port, peer, tool, Client, Daemon};
 use std::collections::HashSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -438,4 +439,157 @@ fn sigterm_lets_a_message_in_data_finish_then_says_421() {
     let mail = d.new_mail("alice", "example.com");
     assert_eq!(mail.len(), 1);
     assert!(text(&mail[0].1).contains("first half\nsecond half\n"));
+}
+
+fn cert_fingerprint_from_server(addr: SocketAddr) -> Option<String> {
+    let mut child = Command::new(tool("openssl"))
+        .args(["s_client", "-starttls", "smtp", "-connect"])
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output().ok()?;
+    let pem = String::from_utf8_lossy(&out.stdout);
+    let start = pem.find("-----BEGIN CERTIFICATE-----")?;
+    let end = pem.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
+    fingerprint(&pem[start..end])
+}
+
+fn fingerprint(pem: &str) -> Option<String> {
+    use std::io::Write;
+    let mut child = Command::new(tool("openssl"))
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(pem.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn certificate_files_reload_without_restart() {
+    if !peer("openssl") {
+        return;
+    }
+    let d = Daemon::start(MX_STARTTLS, "");
+    let mx = d.addrs[0];
+    let root = d.dir.path();
+    let old = cert_fingerprint_from_server(mx).expect("first handshake");
+    assert_eq!(
+        Some(old.clone()),
+        fingerprint(&std::fs::read_to_string(root.join("cert.pem")).expect("pem"))
+    );
+    // A renewed certificate, written the way certbot does (new files, then swap).
+    let fresh = root.join("fresh");
+    std::fs::create_dir(&fresh).expect("dir");
+    postern_runtime_smol::tls::ensure_self_signed(
+        &["renewed.example.com".into()],
+        &fresh.join("cert.pem"),
+        &fresh.join("key.pem"),
+    )
+    .expect("new cert");
+    let want =
+        fingerprint(&std::fs::read_to_string(fresh.join("cert.pem")).expect("pem")).expect("fp");
+    assert_ne!(want, old);
+    std::fs::rename(fresh.join("key.pem"), root.join("key.pem")).expect("swap key");
+    std::fs::rename(fresh.join("cert.pem"), root.join("cert.pem")).expect("swap cert");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = cert_fingerprint_from_server(mx).expect("handshake");
+        if now == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still the old certificate after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.log_text().contains("TLS certificate reloaded"));
+}
+
+#[test]
+fn a_failing_disk_answers_452_and_leaves_nothing_half_written() {
+    let d = Daemon::start(MX_STARTTLS, "");
+    // Make delivery fail: the mailbox's new/ is a file, so the rename fails.
+    let inbox = d.dir.path().join("mail/example.com/alice");
+    for sub in ["cur", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).expect("dir");
+    }
+    std::fs::write(inbox.join("new"), b"not a directory").expect("file");
+    let mut c = Client::connect(d.addrs[0]).expect("connect");
+    c.reply().expect("greeting");
+    c.cmd("EHLO disk.example").expect("ehlo");
+    assert!(c
+        .cmd("MAIL FROM:<s@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<alice@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    let r = c.cmd("Subject: doomed\r\n\r\nbody\r\n.").expect("dot");
+    assert_eq!(r, "452 4.3.1 Insufficient system storage");
+    assert_eq!(
+        std::fs::read_dir(inbox.join("tmp")).expect("tmp").count(),
+        0,
+        "tmp/ cleaned up"
+    );
+    // The session goes on, and the next message works once the disk does.
+    std::fs::remove_file(inbox.join("new")).expect("rm");
+    std::fs::create_dir(inbox.join("new")).expect("mkdir");
+    assert!(c
+        .cmd("MAIL FROM:<s@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<alice@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    assert!(c
+        .cmd("Subject: fine\r\n\r\nbody\r\n.")
+        .expect("dot")
+        .starts_with("250 2.0.0"));
+    assert_eq!(d.new_mail("alice", "example.com").len(), 1);
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "hostname = \"mx.example.com\"\ndata_dir = \"m\"\n[directory]\naccounts = \"a\"\n[[listener]]\naddress = \"0.0.0.0:25\"\nprotocol = \"smtp\"\nproxy = \"required\"\ntrusted_networks = [\"10.0.20.0/33\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:9: listener[1].trusted_networks: not a network"),
+        "{err}"
+    );
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postern.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (8 listeners"));
 }

@@ -314,7 +314,7 @@ impl SmtpSession {
         self.arm();
         if self.inbuf.is_empty() {
             let n = self.run(input);
-            if n < input.len() {
+            if n < input.len() && !self.is_closed() {
                 self.inbuf.extend_from_slice(&input[n..]);
             }
         } else {

@@ -1,0 +1,252 @@
+//! Postern beside Postfix on the same loopback and disk, in one run:
+//! `smtp-source -s 10 -m 5000 -l 4096` against each, both delivering to a
+//! virtual Maildir with fsync; messages per second and the ratio. Then
+//! Postern's resident memory idle and with 1,000 idle connections.
+//!
+//! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
+//! (needs smtp-source and postfix: `conformance/install-peers`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{free_port, tool, Daemon};
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MESSAGES: usize = 5000;
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
+}
+
+fn smtp_source(port: u16) -> Duration {
+    let start = Instant::now();
+    let out = Command::new(tool("smtp-source"))
+        .args([
+            "-s",
+            "10",
+            "-m",
+            &MESSAGES.to_string(),
+            "-l",
+            "4096",
+            "-f",
+            "sender@example.net",
+            "-t",
+            "alice@example.com",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .output()
+        .expect("smtp-source");
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+fn wait_for(dir: &Path, n: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while count_files(dir) < n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+struct Postfix {
+    dir: tempfile::TempDir,
+    fg: Child,
+}
+
+impl Postfix {
+    fn start(port: u16) -> Postfix {
+        let dir = tempfile::Builder::new()
+            .prefix("postfix-bench-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path().display().to_string();
+        let id = |flag: &str| -> String {
+            let o = Command::new("id")
+                .args([flag, "postfix"])
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&o.stdout).trim().to_owned()
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        std::fs::create_dir_all(dir.path().join("vmail")).expect("vmail");
+        std::fs::write(
+            dir.path().join("vmailbox"),
+            "alice@example.com example.com/alice/\n",
+        )
+        .expect("vmailbox");
+        let main_cf = format!(
+            "compatibility_level = 3.6\nqueue_directory = {d}/queue\ndata_directory = {d}/data\n\
+             command_directory = /usr/sbin\ndaemon_directory = /usr/lib/postfix/sbin\nshlib_directory = no\n\
+             mail_owner = postfix\nmyhostname = bench.example.net\nmydomain = example.net\nmyorigin = example.net\n\
+             inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmynetworks = 192.0.2.0/24\nmydestination =\n\
+             maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\n\
+             smtp_dns_support_level = disabled\nsmtp_host_lookup = native\nsmtpd_peername_lookup = no\n\
+             virtual_mailbox_domains = example.com\nvirtual_mailbox_base = {d}/vmail\n\
+             virtual_mailbox_maps = texthash:{d}/vmailbox\nvirtual_mailbox_limit = 0\n\
+             virtual_uid_maps = static:{uid}\nvirtual_gid_maps = static:{gid}\n\
+             smtpd_recipient_restrictions = reject_unauth_destination\n\
+             alias_maps =\nalias_database =\nsmtpd_forbid_bare_newline = yes\n"
+        );
+        std::fs::write(dir.path().join("main.cf"), main_cf).expect("main.cf");
+        let stock = std::fs::read_to_string("/etc/postfix/master.cf").expect("master.cf");
+        let mut master = String::new();
+        for line in stock.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if line.starts_with('#')
+                || line.starts_with(' ')
+                || line.starts_with('\t')
+                || fields.len() < 8
+            {
+                master.push_str(line);
+                master.push('\n');
+                continue;
+            }
+            let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+            if f[0] == "smtp" && f[1] == "inet" {
+                f[0] = format!("127.0.0.1:{port}");
+            }
+            f[4] = "n".into(); // no chroot
+            master.push_str(&f.join(" "));
+            master.push('\n');
+        }
+        master.push_str("postlog unix-dgram n - n - 1 postlogd\n");
+        std::fs::write(dir.path().join("master.cf"), master).expect("master.cf");
+        for sub in ["queue", "data"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
+        }
+        let _ = Command::new("chown")
+            .args([
+                "-R",
+                &format!("{uid}:{gid}"),
+                &format!("{d}/vmail"),
+                &format!("{d}/data"),
+            ])
+            .status();
+        let st = Command::new(tool("postfix"))
+            .args(["-c", &d, "set-permissions"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = st;
+        let fg = Command::new(tool("postfix"))
+            .args(["-c", &d, "start-fg"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postfix start-fg");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.path().join("maillog")).unwrap_or_default();
+                panic!("postfix did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Postfix { dir, fg }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let _ = Command::new(tool("postfix"))
+            .args(["-c", &d, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.fg.wait();
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let have = |t: &str| tool(t).is_file();
+    if !have("smtp-source") || !have("postfix") {
+        println!("smtp_daemon: smtp-source and postfix are needed (conformance/install-peers); nothing measured");
+        return;
+    }
+    println!("SMTP daemon: smtp-source -s 10 -m {MESSAGES} -l 4096, delivery to a virtual Maildir with fsync, same disk");
+
+    // Postern.
+    let d = Daemon::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n",
+        "",
+    );
+    let pid = d.pid();
+    let idle_rss = rss_kib(pid);
+    let port = d.addrs[0].port();
+    let t = smtp_source(port);
+    let inbox = d.dir.path().join("mail/example.com/alice/new");
+    assert!(
+        wait_for(&inbox, MESSAGES, Duration::from_secs(60)),
+        "postern: not all delivered"
+    );
+    let postern_rate = MESSAGES as f64 / t.as_secs_f64();
+    println!(
+        "  Postern: {MESSAGES} accepted and delivered in {:.2} s = {postern_rate:>7.0} msg/s",
+        t.as_secs_f64()
+    );
+
+    // Postfix.
+    let pport = free_port();
+    let pf = Postfix::start(pport);
+    let start = Instant::now();
+    let accepted = smtp_source(pport);
+    let pinbox = pf.dir.path().join("vmail/example.com/alice/new");
+    let delivered = wait_for(&pinbox, MESSAGES, Duration::from_secs(300));
+    let total = start.elapsed();
+    let accept_rate = MESSAGES as f64 / accepted.as_secs_f64();
+    let deliver_rate = MESSAGES as f64 / total.as_secs_f64();
+    println!(
+        "  Postfix: {MESSAGES} accepted in {:.2} s = {accept_rate:>7.0} msg/s; all delivered after {:.2} s = {deliver_rate:>7.0} msg/s{}",
+        accepted.as_secs_f64(),
+        total.as_secs_f64(),
+        if delivered { "" } else { " (NOT all delivered)" }
+    );
+    drop(pf);
+    println!(
+        "  ratio Postern/Postfix: {:.2}x accepted (Postern's accepted is already delivered), {:.2}x delivered   target 2x",
+        postern_rate / accept_rate,
+        postern_rate / deliver_rate
+    );
+
+    // Memory.
+    let mut conns = Vec::new();
+    for _ in 0..1000 {
+        let mut s = TcpStream::connect(d.addrs[0]).expect("connect");
+        let mut b = [0u8; 64];
+        let _ = s.read(&mut b);
+        conns.push(s);
+    }
+    let busy_rss = rss_kib(pid);
+    println!(
+        "  Postern RSS: idle {:.1} MiB (target < 15), with 1,000 idle connections {:.1} MiB (target < 64)",
+        idle_rss as f64 / 1024.0,
+        busy_rss as f64 / 1024.0
+    );
+    drop(conns);
+}
