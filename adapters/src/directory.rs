@@ -482,6 +482,20 @@ mod tests {
         assert!(Directory::parse("../x@example.com|h\n", "").is_err());
     }
 
+    /// Hashes written by Dovecot's own `doveadm pw -s SCHEME -p secret`.
+    #[test]
+    fn dovecot_hashes_verify() {
+        for h in [
+            "{SHA512-CRYPT}$6$IQNWVN2H0S1MU61.$YFKIJHKJXVgZyTM3kbWe0C/Q/UOUmF2t1fVzHJtuYANbPeYMyEOT76uV4eebEvD/nFkWL/9RzFHKX1dOFJuJY1",
+            "{BLF-CRYPT}$2y$05$xreWhMrWmYzoH/QeFZVmWuTIv/igrZhS631abMy4Yb7al.QpbROq6",
+            "{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$LasXVjqqwfvDThBEJMJZwg$keodSwyLgDW6sblgdzErR8htO6Z2cxJL7WyTxtwa+kw",
+            "{ARGON2I}$argon2i$v=19$m=32768,t=4,p=1$Y85HRGxtchxqEXvbTdSElg$XbOokO71PgMwJqknL/zjpaBncTNYl6Hu1yyoRY013BI",
+        ] {
+            assert!(verify_hash(h, "secret"), "{h}");
+            assert!(!verify_hash(h, "Secret"), "{h}");
+        }
+    }
+
     #[test]
     fn hashes() {
         let h = sha512_crypt_hash("secret", "abcdefghijklmnop").unwrap();
