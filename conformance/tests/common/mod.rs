@@ -233,6 +233,15 @@ impl Client {
         }
     }
 
+    /// Reads one line (without CRLF).
+    pub fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.w.write_all(bytes)
     }
