@@ -1,6 +1,7 @@
 //! SMTP: the server session and its parts.
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod data;
