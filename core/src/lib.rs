@@ -9,6 +9,7 @@ pub mod crc32c;
 pub mod datetime;
 pub mod net;
 pub mod proxy;
+pub mod queue;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;
