@@ -3,4 +3,5 @@
 
 pub mod directory;
 pub mod maildir;
+pub mod sasl_passwd;
 pub mod spool;

@@ -71,7 +71,9 @@ pub struct QueuedMessage {
 impl QueuedMessage {
     /// Recipients still to deliver.
     pub fn pending(&self) -> impl Iterator<Item = &QueuedRcpt> {
-        self.rcpts.iter().filter(|r| r.status == RcptStatus::Pending)
+        self.rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Pending)
     }
 }
 
@@ -128,7 +130,11 @@ impl Spool {
     fn write_atomic(&self, name: &str, bytes: &[u8], sync_folder: bool) -> io::Result<()> {
         let tmp = self.dir.join(format!("tmp.{name}"));
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, self.dir.join(name))?;
@@ -144,7 +150,14 @@ impl Spool {
     }
 
     /// Queues a message durably (both files and the folder fsync'd).
-    pub fn enqueue(&self, id: &str, from: &str, rcpts: &[String], data: &[u8], now: u64) -> io::Result<QueuedMessage> {
+    pub fn enqueue(
+        &self,
+        id: &str,
+        from: &str,
+        rcpts: &[String],
+        data: &[u8],
+        now: u64,
+    ) -> io::Result<QueuedMessage> {
         if !valid_id(id) {
             return Err(bad(format!("bad queue id {id:?}")));
         }
@@ -159,7 +172,11 @@ impl Spool {
             next_attempt: now,
             rcpts: rcpts
                 .iter()
-                .map(|a| QueuedRcpt { address: a.clone(), status: RcptStatus::Pending, last_reply: String::new() })
+                .map(|a| QueuedRcpt {
+                    address: a.clone(),
+                    status: RcptStatus::Pending,
+                    last_reply: String::new(),
+                })
                 .collect(),
         };
         self.write_atomic(&format!("{id}.msg"), data, false)?;
@@ -215,7 +232,9 @@ impl Spool {
         let mut broken = Vec::new();
         for e in fs::read_dir(&self.dir)?.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".env") else { continue };
+            let Some(id) = name.strip_suffix(".env") else {
+                continue;
+            };
             if name.starts_with("tmp.") {
                 continue;
             }
@@ -233,14 +252,20 @@ impl Spool {
         let (msgs, _) = self.list()?;
         Ok(QueueStats {
             size: msgs.len(),
-            oldest_age: msgs.iter().map(|m| now.saturating_sub(m.created)).max().unwrap_or(0),
+            oldest_age: msgs
+                .iter()
+                .map(|m| now.saturating_sub(m.created))
+                .max()
+                .unwrap_or(0),
             deferred: msgs.iter().filter(|m| m.attempts > 0).count(),
         })
     }
 }
 
 fn clean(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn encode(m: &QueuedMessage) -> String {
@@ -275,7 +300,8 @@ fn decode(text: &str) -> io::Result<QueuedMessage> {
     let id = field("id")?;
     let from = field("from")?;
     let created = num(field("created")?, "created")?;
-    let attempts = u32::try_from(num(field("attempts")?, "attempts")?).map_err(|_| bad("bad attempts"))?;
+    let attempts =
+        u32::try_from(num(field("attempts")?, "attempts")?).map_err(|_| bad("bad attempts"))?;
     let next_attempt = num(field("next")?, "next")?;
     let mut rcpts = Vec::new();
     while let Ok(status) = field("rcpt") {
@@ -287,7 +313,11 @@ fn decode(text: &str) -> io::Result<QueuedMessage> {
         };
         let address = field("addr")?;
         let last_reply = field("reply")?;
-        rcpts.push(QueuedRcpt { address, status, last_reply });
+        rcpts.push(QueuedRcpt {
+            address,
+            status,
+            last_reply,
+        });
         if rcpts.len() > MAX_RCPTS {
             return Err(bad("too many recipients"));
         }
@@ -295,7 +325,14 @@ fn decode(text: &str) -> io::Result<QueuedMessage> {
     if !valid_id(&id) || rcpts.is_empty() {
         return Err(bad("bad id or no recipients"));
     }
-    Ok(QueuedMessage { id, from, created, attempts, next_attempt, rcpts })
+    Ok(QueuedMessage {
+        id,
+        from,
+        created,
+        attempts,
+        next_attempt,
+        rcpts,
+    })
 }
 
 #[cfg(test)]
@@ -307,7 +344,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("postern-spool-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let s = Spool::open(&dir).unwrap();
-        let mut m = s.enqueue("Q1", "alice@example.com", &["a@x.example".into(), "b@y.example".into()], b"Subject: x\r\n\r\nhi\r\n", 100).unwrap();
+        let mut m = s
+            .enqueue(
+                "Q1",
+                "alice@example.com",
+                &["a@x.example".into(), "b@y.example".into()],
+                b"Subject: x\r\n\r\nhi\r\n",
+                100,
+            )
+            .unwrap();
         m.rcpts[0].status = RcptStatus::Delivered;
         m.rcpts[0].last_reply = "250 2.0.0 ok\nqueued".into();
         m.attempts = 1;
@@ -324,7 +369,14 @@ mod tests {
         assert_eq!(all[0].pending().count(), 1);
         assert_eq!(s.data("Q1").unwrap(), b"Subject: x\r\n\r\nhi\r\n");
         assert!(!dir.join("Q3.msg").exists() && !dir.join("tmp.Q2.env").exists());
-        assert_eq!(s.stats(160).unwrap(), QueueStats { size: 1, oldest_age: 60, deferred: 1 });
+        assert_eq!(
+            s.stats(160).unwrap(),
+            QueueStats {
+                size: 1,
+                oldest_age: 60,
+                deferred: 1
+            }
+        );
         assert!(s.load("../etc/passwd").is_err());
         s.remove("Q1").unwrap();
         assert!(s.list().unwrap().0.is_empty());

@@ -35,7 +35,11 @@ impl RetryPolicy {
             return None;
         }
         let shift = attempts.saturating_sub(1).min(20);
-        let delay = self.first.as_secs().saturating_mul(1u64 << shift).min(self.max.as_secs());
+        let delay = self
+            .first
+            .as_secs()
+            .saturating_mul(1u64 << shift)
+            .min(self.max.as_secs());
         Some(now.saturating_add(delay))
     }
 }
@@ -76,11 +80,17 @@ pub struct Bounce<'a> {
 pub fn dsn(b: &Bounce<'_>) -> Vec<u8> {
     let boundary = format!("{}.bounce/{}", b.queue_id, b.hostname);
     let mut m = String::new();
-    m.push_str(&format!("From: Mail Delivery System <MAILER-DAEMON@{}>\r\n", b.hostname));
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{}>\r\n",
+        b.hostname
+    ));
     m.push_str(&format!("To: <{}>\r\n", b.to));
     m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
     m.push_str(&format!("Date: {}\r\n", b.date));
-    m.push_str(&format!("Message-ID: <{}.bounce@{}>\r\n", b.queue_id, b.hostname));
+    m.push_str(&format!(
+        "Message-ID: <{}.bounce@{}>\r\n",
+        b.queue_id, b.hostname
+    ));
     m.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
     m.push_str(&format!(
         "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
@@ -92,26 +102,44 @@ pub fn dsn(b: &Bounce<'_>) -> Vec<u8> {
         b.hostname
     ));
     for f in b.failed {
-        let why = if f.expired { "delivery time expired; last error: " } else { "" };
+        let why = if f.expired {
+            "delivery time expired; last error: "
+        } else {
+            ""
+        };
         m.push_str(&format!("<{}>: {why}{}\r\n", f.address, one_line(&f.reply)));
     }
     m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"));
-    m.push_str(&format!("Reporting-MTA: dns; {}\r\nX-Postern-Queue-ID: {}\r\nArrival-Date: {}\r\n", b.hostname, b.queue_id, b.arrival_date));
+    m.push_str(&format!(
+        "Reporting-MTA: dns; {}\r\nX-Postern-Queue-ID: {}\r\nArrival-Date: {}\r\n",
+        b.hostname, b.queue_id, b.arrival_date
+    ));
     for f in b.failed {
         let status = if f.reply.status.is_empty() || !f.reply.status.starts_with('5') {
-            if f.expired { "4.4.7".to_owned() } else { "5.0.0".to_owned() }
+            if f.expired {
+                "4.4.7".to_owned()
+            } else {
+                "5.0.0".to_owned()
+            }
         } else {
             f.reply.status.to_string()
         };
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n", f.address));
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n",
+            f.address
+        ));
         if let Some(r) = b.remote_mta {
             m.push_str(&format!("Remote-MTA: dns; {r}\r\n"));
         }
-        m.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", one_line(&f.reply)));
+        m.push_str(&format!(
+            "Diagnostic-Code: smtp; {}\r\n",
+            one_line(&f.reply)
+        ));
     }
     m.push_str(&format!("\r\n--{boundary}\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n"));
     let mut out = m.into_bytes();
-    let header_end = memchr::memmem::find(b.original, b"\r\n\r\n").map_or(b.original.len(), |i| i + 2);
+    let header_end =
+        memchr::memmem::find(b.original, b"\r\n\r\n").map_or(b.original.len(), |i| i + 2);
     out.extend_from_slice(&b.original[..header_end.min(64 * 1024)]);
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -121,7 +149,11 @@ pub fn dsn(b: &Bounce<'_>) -> Vec<u8> {
 }
 
 fn one_line(r: &Reply) -> String {
-    let text: String = r.text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let text: String = r
+        .text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if r.status.is_empty() {
         format!("{} {text}", r.code)
     } else {
@@ -164,8 +196,13 @@ mod tests {
         });
         let t = String::from_utf8(m).unwrap();
         assert!(t.contains("Content-Type: multipart/report; report-type=delivery-status;"));
-        assert!(t.contains("Final-Recipient: rfc822; x@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(t.contains(
+            "Final-Recipient: rfc822; x@remote.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ));
         assert!(t.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user"));
-        assert!(t.contains("Subject: hi\r\n") && !t.contains("secret body"), "headers only are returned");
+        assert!(
+            t.contains("Subject: hi\r\n") && !t.contains("secret body"),
+            "headers only are returned"
+        );
     }
 }

@@ -15,6 +15,8 @@ const USAGE: &str = "usage:
   postern serve                  run the embedded development default (loopback, ./postern-data)
   postern serve --config FILE    run with a configuration file
   postern check-config FILE      check a configuration file and exit
+  postern queue --config FILE list | show ID | retry ID|all | delete ID
+                                 inspect and manage the outbound queue
 environment: POSTERN_LOG=error|warn|info|debug (default info)";
 
 fn init_logs() {
@@ -53,6 +55,9 @@ pub fn main(args: &[String]) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
+            queue(Path::new(file), rest)
+        }
         ["--version"] | ["-V"] => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -142,4 +147,113 @@ fn run(cfg: config::Config) -> ExitCode {
         server::serve(srv, bound).await;
         ExitCode::SUCCESS
     })
+}
+
+fn queue(config: &Path, args: &[&str]) -> ExitCode {
+    use postern_adapters::spool::Spool;
+    let cfg = match config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let spool = match Spool::open(&cfg.queue_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("postern: queue {}: {e}", cfg.queue_dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let now = crate::relay::unix_now();
+    let fail = |e: std::io::Error| {
+        eprintln!("postern: {e}");
+        ExitCode::from(1)
+    };
+    match args {
+        ["list"] => {
+            let (msgs, broken) = match spool.list() {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            for m in &msgs {
+                let pending: Vec<&str> = m.pending().map(|r| r.address.as_str()).collect();
+                let next = m.next_attempt.saturating_sub(now);
+                println!(
+                    "{}  age {}s  from <{}>  attempts {}  next in {}s  pending {}",
+                    m.id,
+                    now.saturating_sub(m.created),
+                    m.from,
+                    m.attempts,
+                    next,
+                    pending.join(", ")
+                );
+            }
+            for b in broken {
+                println!("unreadable: {b}");
+            }
+            let st = spool.stats(now).unwrap_or_default();
+            println!(
+                "-- {} queued, {} deferred, oldest {} s",
+                st.size, st.deferred, st.oldest_age
+            );
+            ExitCode::SUCCESS
+        }
+        ["show", id] => match spool.load(id) {
+            Ok(m) => {
+                println!(
+                    "id {}\nfrom <{}>\nqueued {}\nattempts {}\nnext attempt in {} s",
+                    m.id,
+                    m.from,
+                    m.created,
+                    m.attempts,
+                    m.next_attempt.saturating_sub(now)
+                );
+                for r in &m.rcpts {
+                    println!(
+                        "  {:<9} <{}> {}",
+                        format!("{:?}", r.status).to_lowercase(),
+                        r.address,
+                        r.last_reply
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        ["retry", which] => {
+            let ids: Vec<String> = if *which == "all" {
+                match spool.list() {
+                    Ok((m, _)) => m.into_iter().map(|m| m.id).collect(),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                vec![(*which).to_owned()]
+            };
+            for id in ids {
+                match spool.load(&id) {
+                    Ok(mut m) => {
+                        m.next_attempt = 0;
+                        if let Err(e) = spool.update(&m) {
+                            return fail(e);
+                        }
+                        println!("{id}: due now (the daemon retries at its next queue scan)");
+                    }
+                    Err(e) => return fail(e),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        ["delete", id] => match spool.remove(id) {
+            Ok(()) => {
+                println!("{id}: deleted");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -79,7 +79,24 @@ struct Raw {
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     auth_failure_delay_ms: Option<u64>,
+    #[serde(default)]
+    queue_dir: Option<PathBuf>,
+    #[serde(default)]
+    relay: Option<Spanned<RawRelay>>,
     listener: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    host: String,
+    port: u16,
+    sasl_passwd: Option<PathBuf>,
+    require_tls: Option<bool>,
+    ca_file: Option<PathBuf>,
+    daily_limit: Option<u32>,
+    concurrency: Option<usize>,
+    scan_interval_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +180,27 @@ pub struct TlsFiles {
     pub reload_check: Duration,
 }
 
+/// The smarthost all outbound mail goes through.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Host name (also the TLS server name checked).
+    pub host: String,
+    /// Port (587 for submission with STARTTLS).
+    pub port: u16,
+    /// Postfix-style `sasl_passwd` file with the credentials.
+    pub sasl_passwd: Option<PathBuf>,
+    /// Refuse to send without TLS (default: yes).
+    pub require_tls: bool,
+    /// Trust this CA (PEM) instead of the public web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// Messages relayed per UTC day before deferring (0: no cap).
+    pub daily_limit: u32,
+    /// Connections to the smarthost at once.
+    pub concurrency: usize,
+    /// How often the queue is scanned for due messages.
+    pub scan_interval: Duration,
+}
+
 /// The checked configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -186,6 +224,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a failed AUTH waits before its answer.
     pub auth_failure_delay: Duration,
+    /// The outbound queue folder.
+    pub queue_dir: PathBuf,
+    /// The smarthost, if outbound mail is relayed.
+    pub relay: Option<RelayConfig>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -398,10 +440,46 @@ impl Config {
             });
         }
 
+        let relay = match &raw.relay {
+            None => None,
+            Some(r) => {
+                let span = r.span();
+                let r = r.get_ref();
+                if r.host.trim().is_empty() || r.host.contains(['/', ' ', '[', ']']) {
+                    return Err(at(
+                        span,
+                        "relay.host",
+                        format!("{:?} is not a host name", r.host),
+                    ));
+                }
+                if r.port == 0 {
+                    return Err(at(span, "relay.port", "must not be 0".into()));
+                }
+                Some(RelayConfig {
+                    host: r.host.trim().to_owned(),
+                    port: r.port,
+                    sasl_passwd: r.sasl_passwd.as_deref().map(abs),
+                    require_tls: r.require_tls.unwrap_or(true),
+                    ca_file: r.ca_file.as_deref().map(abs),
+                    daily_limit: r.daily_limit.unwrap_or(0),
+                    concurrency: r.concurrency.unwrap_or(4).clamp(1, 64),
+                    scan_interval: Duration::from_secs(r.scan_interval_secs.unwrap_or(5).max(1)),
+                })
+            }
+        };
+        let data_dir = abs(raw.data_dir.get_ref());
+        let queue_dir = raw
+            .queue_dir
+            .as_deref()
+            .map(abs)
+            .unwrap_or_else(|| data_dir.join(".postern-queue"));
+
         Ok(Config {
+            queue_dir,
+            relay,
             file: file.to_owned(),
             hostname,
-            data_dir: abs(raw.data_dir.get_ref()),
+            data_dir,
             accounts: abs(&raw.directory.get_ref().accounts),
             virtual_file: raw.directory.get_ref().virtual_file.as_deref().map(abs),
             tls,

@@ -9,6 +9,80 @@ use std::collections::HashSet;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The one step every outbound message passes before the queue (DKIM
+/// signing goes here), so that it happens once, not per attempt.
+pub fn outbound_filter(data: Vec<u8>) -> Vec<u8> {
+    data
+}
+
+/// Queues the message for its remote recipients (relay), durably.
+/// Returns how many recipients were queued.
+pub fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
+    let env = &msg.envelope;
+    let remote: Vec<String> = env
+        .rcpt_to
+        .iter()
+        .filter(|r| !r.local)
+        .map(|r| r.address.to_string())
+        .collect();
+    if remote.is_empty() {
+        return Ok(0);
+    }
+    let Some(spool) = &srv.spool else {
+        return Err(io::Error::other("no relay is configured"));
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let date = rfc5322(i64::try_from(now).unwrap_or(0));
+    let for_rcpt = match env.rcpt_to.as_slice() {
+        [one] => Some(&one.address),
+        _ => None,
+    };
+    let mut data = received(env, &srv.config.hostname, id, for_rcpt, &date).into_bytes();
+    data.extend_from_slice(&msg.data);
+    let data = outbound_filter(data);
+    let from = env
+        .mail_from
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    spool.enqueue(id, &from, &remote, &data, now)?;
+    Ok(remote.len())
+}
+
+/// Delivers a bounce (from `<>`) to `to`: into the mailbox when local,
+/// else into the queue for the relay. An unknown local address drops it
+/// (it would only bounce again).
+pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Result<()> {
+    let Ok(Some(path)) = postern_core::smtp::address::parse_path(to) else {
+        return Err(io::Error::other(format!("bad bounce address {to:?}")));
+    };
+    match srv.directory.resolve(&path.address) {
+        Resolution::Local { mailboxes, .. } => {
+            for mb in mailboxes {
+                let prefix = format!("Return-Path: <>\r\nDelivered-To: {mb}\r\n");
+                srv.maildir.deliver(&mb, prefix.as_bytes(), bytes)?;
+            }
+            Ok(())
+        }
+        Resolution::Unknown => Ok(()),
+        Resolution::Remote => {
+            let Some(spool) = &srv.spool else {
+                return Ok(());
+            };
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            spool
+                .enqueue(id, "", &[to.to_owned()], bytes, now)
+                .map(|_| ())
+        }
+    }
+}
+
 /// Writes the message to every local mailbox its recipients lead to,
 /// durably; returns how many mailboxes got it. An error means "answer
 /// 4xx": the client will retry (a duplicate in some mailbox beats a loss).
@@ -19,9 +93,6 @@ pub fn deliver_local(srv: &Server, msg: &Message, id: &str) -> io::Result<usize>
         .as_secs();
     let date = rfc5322(i64::try_from(now).unwrap_or(0));
     let env = &msg.envelope;
-    if env.rcpt_to.iter().any(|r| !r.local) {
-        return Err(io::Error::other("relay recipients cannot be queued yet"));
-    }
     let mut done: HashSet<Mailbox> = HashSet::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
         let Resolution::Local { mailboxes, .. } = srv.directory.resolve(&rcpt.address) else {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod conn;
 pub mod deliver;
 pub mod devdefault;
+pub mod relay;
 pub mod server;
 pub mod smtp;
 pub mod tls;

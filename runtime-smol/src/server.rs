@@ -6,6 +6,7 @@ use crate::tls::{server_config, ReloadingCert};
 use futures_rustls::TlsAcceptor;
 use postern_adapters::directory::Directory;
 use postern_adapters::maildir::Maildir;
+use postern_adapters::spool::Spool;
 use postern_core::smtp::{ListenerConfig, Role, SmtpConfig};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt as _;
@@ -30,6 +31,13 @@ pub struct Server {
     pub maildir: Arc<Maildir>,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
+    /// The smarthost, if outbound mail is relayed.
+    pub relay: Option<Arc<crate::relay::Relay>>,
+    /// The outbound queue (with a relay).
+    pub spool: Option<Spool>,
+    /// Wakes the relay worker when a message was queued.
+    pub relay_wake: Option<Sender<()>>,
+    relay_wake_rx: Option<Receiver<()>>,
     cert: Option<Arc<ReloadingCert>>,
     ids: AtomicU64,
 }
@@ -52,6 +60,12 @@ pub enum StartError {
     /// The data folder is unusable.
     #[error("data folder {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// The relay is misconfigured.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
+    /// The queue folder is unusable.
+    #[error("queue folder {0}: {1}")]
+    Queue(String, std::io::Error),
 }
 
 impl Server {
@@ -70,7 +84,22 @@ impl Server {
             }
             None => (None, None),
         };
+        let (relay, spool, wake, wake_rx) = match &config.relay {
+            Some(r) => {
+                let spool = Spool::open(&config.queue_dir)
+                    .map_err(|e| StartError::Queue(config.queue_dir.display().to_string(), e))?;
+                let relay =
+                    crate::relay::Relay::new(r.clone(), &config.hostname, &config.queue_dir)?;
+                let (tx, rx) = smol::channel::bounded(1);
+                (Some(Arc::new(relay)), Some(spool), Some(tx), Some(rx))
+            }
+            None => (None, None, None, None),
+        };
         Ok(Arc::new(Self {
+            relay,
+            spool,
+            relay_wake: wake,
+            relay_wake_rx: wake_rx,
             smtp: Arc::new(config.smtp.clone()),
             directory: Arc::new(directory),
             maildir: Arc::new(Maildir::new(&config.data_dir, &config.hostname)),
@@ -182,6 +211,25 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                     Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
                 }
             }
+        })
+        .detach();
+    }
+    if let (Some(relay), Some(spool), Some(wake)) = (
+        srv.relay.clone(),
+        srv.spool.clone(),
+        srv.relay_wake_rx.clone(),
+    ) {
+        let relay_task = smol::spawn(crate::relay::run(
+            srv.clone(),
+            relay,
+            spool,
+            wake,
+            stop_rx.clone(),
+        ));
+        let alive = alive_tx.clone();
+        smol::spawn(async move {
+            relay_task.await;
+            drop(alive);
         })
         .detach();
     }

@@ -187,7 +187,7 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
                 }
                 Resolution::Local { .. } => RcptAnswer::Local,
                 Resolution::Unknown => RcptAnswer::UnknownUser,
-                Resolution::Remote if req.authenticated.is_some() => {
+                Resolution::Remote if req.authenticated.is_some() && srv.relay.is_none() => {
                     RcptAnswer::Reject(Reply::new(
                         451,
                         "4.3.0",
@@ -208,9 +208,14 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
             let id = srv.next_queue_id();
             let srv2 = srv.clone();
             let id2 = id.clone();
-            let result =
-                smol::unblock(move || deliver::deliver_local(&srv2, &msg, &id2).map(|n| (n, msg)))
-                    .await;
+            let result = smol::unblock(move || {
+                let queued = deliver::queue_outbound(&srv2, &msg, &id2)?;
+                deliver::deliver_local(&srv2, &msg, &id2).map(|n| (n + queued, msg))
+            })
+            .await;
+            if let Some(w) = &srv.relay_wake {
+                let _ = w.try_send(());
+            }
             match result {
                 Ok((n, msg)) => {
                     let from = msg

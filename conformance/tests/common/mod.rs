@@ -65,6 +65,11 @@ impl Daemon {
     /// Writes accounts, aliases, a certificate and `listeners` (TOML
     /// `[[listener]]` tables with `127.0.0.1:0` addresses) and starts.
     pub fn start(listeners: &str, virtual_aliases: &str) -> Daemon {
+        Self::start_with(listeners, virtual_aliases, "")
+    }
+
+    /// Like [`Daemon::start`], with more TOML tables appended (`[relay]`).
+    pub fn start_with(listeners: &str, virtual_aliases: &str, extra: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("postern-test-")
             .tempdir()
@@ -88,7 +93,7 @@ impl Daemon {
         let toml = format!(
             "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\nshutdown_grace_secs = 20\nauth_failure_delay_ms = 50\n\
              [directory]\naccounts = \"postfix-accounts.cf\"\nvirtual = \"postfix-virtual.cf\"\n\
-             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n{listeners}"
+             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n{listeners}\n{extra}"
         );
         std::fs::write(&config, toml).expect("config");
         let log = root.join("postern.log");

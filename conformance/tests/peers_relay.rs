@@ -1,0 +1,482 @@
+//! Submission and relay with real peers: swaks and Python's smtplib submit
+//! (587 STARTTLS, 465 implicit TLS), Postfix's smtp-sink plays the
+//! smarthost, and its faults (5xx, 4xx, a dropped connection, down) lead
+//! to the documented retry or bounce. The queue survives SIGKILL.
+
+mod common;
+
+use common::{free_port, peer, tool, Daemon};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SUBMISSION: &str =
+    "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"submission\"\ntls = \"starttls\"\n\
+[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"submission\"\ntls = \"implicit\"\n";
+
+fn relay_to(port: u16) -> String {
+    format!("[relay]\nhost = \"127.0.0.1\"\nport = {port}\nrequire_tls = false\nscan_interval_secs = 1\n")
+}
+
+fn swaks(server: SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool("swaks"))
+        .arg("--server")
+        .arg(server.to_string())
+        .args(["--helo", "laptop.example.com"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("swaks");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn submit(server: SocketAddr, to: &str, subject: &str) -> (bool, String) {
+    swaks(
+        server,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            "alice-pw",
+            "--from",
+            "alice@example.com",
+            "--to",
+            to,
+            "--header",
+            &format!("Subject: {subject}"),
+        ],
+    )
+}
+
+/// Postfix's smtp-sink on a free port, dumping each message to a file.
+struct Sink {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Sink {
+    fn start(root: &Path, flags: &[&str]) -> Sink {
+        let port = free_port();
+        let dir = root.join(format!("sink-{port}"));
+        std::fs::create_dir_all(&dir).expect("sink dir");
+        // As root, smtp-sink insists on dropping privileges to a user.
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        let mut privs: Vec<&str> = Vec::new();
+        if root_user {
+            let _ = Command::new("chown").arg("postfix").arg(&dir).status();
+            let _ = Command::new("chmod").arg("755").arg(root).status();
+            privs = vec!["-u", "postfix"];
+        }
+        let child = Command::new(tool("smtp-sink"))
+            .args(&privs)
+            .args(flags)
+            .arg("-d")
+            .arg(format!("{}/%s.", dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port, dir }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| {
+                        String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default())
+                            .replace("\r\n", "\n")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn queue_cli(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(["queue", "--config"])
+        .arg(&d.config)
+        .args(args)
+        .output()
+        .expect("queue cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn swaks_submits_on_587_and_465_and_bad_submissions_are_refused() {
+    if !peer("swaks") {
+        return;
+    }
+    let d = Daemon::start(SUBMISSION, "info@example.com alice@example.com\n");
+    let (s587, s465) = (d.addrs[0], d.addrs[1]);
+    let (ok, out) = submit(s587, "bob@example.com", "over 587");
+    assert!(ok, "{out}");
+    let (ok, out) = swaks(
+        s465,
+        &[
+            "--tlsc",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            "alice-pw",
+            "--from",
+            "info@example.com",
+            "--to",
+            "bob@example.com",
+            "--header",
+            "Subject: over 465",
+        ],
+    );
+    assert!(ok, "{out}");
+    let bob = d.new_mail("bob", "example.com");
+    assert_eq!(bob.len(), 2);
+    assert!(bob
+        .iter()
+        .all(|(_, m)| String::from_utf8_lossy(m).contains("with ESMTPSA id")));
+
+    let (ok, out) = swaks(
+        s587,
+        &[
+            "--tls",
+            "--from",
+            "alice@example.com",
+            "--to",
+            "bob@example.com",
+        ],
+    );
+    assert!(
+        !ok && out.contains("530 5.7.0 Authentication required"),
+        "{out}"
+    );
+    let (ok, out) = swaks(
+        s587,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            "wrong",
+            "--from",
+            "alice@example.com",
+            "--to",
+            "bob@example.com",
+        ],
+    );
+    assert!(!ok && out.contains("535 5.7.8"), "{out}");
+    let (ok, out) = swaks(
+        s587,
+        &[
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            "alice-pw",
+            "--from",
+            "alice@example.com",
+            "--to",
+            "bob@example.com",
+        ],
+    );
+    assert!(
+        !ok && !out.contains("235 "),
+        "no AUTH before STARTTLS: {out}"
+    );
+    let (ok, out) = submit(s587, "bob@example.com", "x");
+    assert!(ok, "{out}");
+    let (ok, out) = swaks(
+        s587,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.com",
+            "--auth-password",
+            "alice-pw",
+            "--from",
+            "bob@example.com",
+            "--to",
+            "bob@example.com",
+        ],
+    );
+    assert!(
+        !ok && out.contains("553 5.7.1"),
+        "sending as someone else: {out}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("unknown[127.0.0.1]: SASL PLAIN authentication failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("unknown[127.0.0.1]: SASL PLAIN authentication failed")
+            && log.contains("sasl_username=alice@example.com")
+    );
+}
+
+#[test]
+fn smtplib_submits_like_roundcube_and_the_relay_delivers_once() {
+    if !peer("python3") || !peer("smtp-sink") {
+        return;
+    }
+    let probe = Daemon::start(SUBMISSION, "");
+    let sink = Sink::start(probe.dir.path(), &[]);
+    drop(probe);
+    let d = Daemon::start_with(SUBMISSION, "", &relay_to(sink.port));
+    let script = format!(
+        r#"
+import smtplib, ssl
+from email.message import EmailMessage
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for i in range(5):
+    s = smtplib.SMTP("127.0.0.1", {port}, local_hostname="roundcube.example.com")
+    s.starttls(context=ctx)
+    s.ehlo("roundcube.example.com")
+    s.user, s.password = "alice@example.com", "alice-pw"
+    code, _ = s.auth("LOGIN", s.auth_login)
+    assert code == 235, code
+    m = EmailMessage()
+    m["From"] = "alice@example.com"; m["To"] = "friend@remote.example, bob@example.com"
+    m["Subject"] = "roundcube %d" % i
+    m["DKIM-Ready"] = "header %d kept byte for byte" % i
+    m.set_content("hello %d\n.line starting with a dot\n" % i)
+    s.send_message(m)
+    s.quit()
+print("ok")
+"#,
+        port = d.addrs[0].port()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Local recipients are delivered locally, not relayed.
+    assert_eq!(d.new_mail("bob", "example.com").len(), 5);
+    wait_until(
+        "5 messages at the smarthost",
+        Duration::from_secs(20),
+        || sink.messages().len() >= 5,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let got = sink.messages();
+    assert_eq!(got.len(), 5, "each relayed message arrives once");
+    for i in 0..5 {
+        let m = got
+            .iter()
+            .find(|m| m.contains(&format!("Subject: roundcube {i}\n")))
+            .unwrap_or_else(|| panic!("message {i}: {got:?}"));
+        assert!(
+            m.contains(&format!("DKIM-Ready: header {i} kept byte for byte\n")),
+            "{m}"
+        );
+        assert!(
+            m.contains("\n.line starting with a dot\n"),
+            "dot-stuffing undone at the sink: {m}"
+        );
+        assert!(
+            m.contains("X-Rcpt-Args: <friend@remote.example>\n"),
+            "only the remote recipient is relayed: {m}"
+        );
+        assert!(m.contains("X-Mail-Args: <alice@example.com>"), "{m}");
+    }
+    let list = queue_cli(&d, &["list"]);
+    assert!(list.contains("-- 0 queued"), "{list}");
+}
+
+#[test]
+fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
+    if !peer("smtp-sink") || !peer("swaks") {
+        return;
+    }
+    // Nothing listens on the smarthost port yet: everything is deferred.
+    let port = free_port();
+    let mut d = Daemon::start_with(SUBMISSION, "", &relay_to(port));
+    for i in 0..10 {
+        let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("queued {i}"));
+        assert!(ok, "{out}");
+    }
+    wait_until("10 deferred", Duration::from_secs(20), || {
+        queue_cli(&d, &["list"]).contains("-- 10 queued, 10 deferred")
+    });
+    let list = queue_cli(&d, &["list"]);
+    let id = list.split_whitespace().next().expect("an id").to_owned();
+    let show = queue_cli(&d, &["show", &id]);
+    assert!(
+        show.contains("pending   <friend@remote.example> 421 4.4.1 connect to 127.0.0.1:"),
+        "{show}"
+    );
+    // A crash with a full queue, then the smarthost comes up.
+    d.kill9();
+    let sink = Sink::start(d.dir.path(), &[]);
+    assert_eq!(sink.port, sink.port);
+    let mut d = {
+        let mut d = d;
+        // Same data, config and queue: rewrite the relay port to the sink's.
+        let cfg = std::fs::read_to_string(&d.config).expect("cfg").replace(
+            &format!("port = {port}\n"),
+            &format!("port = {}\n", sink.port),
+        );
+        std::fs::write(&d.config, cfg).expect("cfg");
+        d.spawn();
+        d
+    };
+    let retry = queue_cli(&d, &["retry", "all"]);
+    assert_eq!(retry.lines().count(), 10, "{retry}");
+    wait_until("all 10 at the smarthost", Duration::from_secs(30), || {
+        sink.messages().len() >= 10
+    });
+    wait_until("an empty queue", Duration::from_secs(10), || {
+        queue_cli(&d, &["list"]).contains("-- 0 queued")
+    });
+    let got = sink.messages();
+    assert_eq!(got.len(), 10);
+    for i in 0..10 {
+        assert_eq!(
+            got.iter()
+                .filter(|m| m.contains(&format!("Subject: queued {i}\n")))
+                .count(),
+            1,
+            "message {i} once"
+        );
+    }
+    d.kill9();
+    drop(sink);
+
+    // A smarthost that refuses the recipient for good: a bounce to alice.
+    let hard = Sink::start(d.dir.path(), &["-f", "RCPT"]);
+    let cfg = std::fs::read_to_string(&d.config).expect("cfg");
+    let cfg = cfg
+        .lines()
+        .map(|l| {
+            if l.starts_with("port = ") {
+                format!("port = {}", hard.port)
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&d.config, cfg).expect("cfg");
+    d.spawn();
+    let (ok, out) = submit(d.addrs[0], "ghost@remote.example", "will bounce");
+    assert!(ok, "{out}");
+    wait_until("a bounce in alice's INBOX", Duration::from_secs(20), || {
+        !d.new_mail("alice", "example.com").is_empty()
+    });
+    let bounce = String::from_utf8_lossy(&d.new_mail("alice", "example.com")[0].1).into_owned();
+    assert!(bounce.starts_with("Return-Path: <>\n"), "{bounce}");
+    assert!(
+        bounce.contains("Content-Type: message/delivery-status"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains(
+            "Final-Recipient: rfc822; ghost@remote.example\nAction: failed\nStatus: 5.3.0"
+        ),
+        "{bounce}"
+    );
+    assert!(bounce.contains("Subject: will bounce"), "{bounce}");
+    wait_until("an empty queue", Duration::from_secs(10), || {
+        queue_cli(&d, &["list"]).contains("-- 0 queued")
+    });
+    d.kill9();
+    drop(hard);
+
+    // 4xx after the data, and a drop after the final dot: both stay queued.
+    for flags in [["-r", "."], ["-q", "."]] {
+        let s = Sink::start(d.dir.path(), &flags);
+        let cfg = std::fs::read_to_string(&d.config).expect("cfg");
+        let cfg = cfg
+            .lines()
+            .map(|l| {
+                if l.starts_with("port = ") {
+                    format!("port = {}", s.port)
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&d.config, cfg).expect("cfg");
+        d.spawn();
+        let (ok, out) = submit(
+            d.addrs[0],
+            "later@remote.example",
+            &format!("fault {}", flags[0]),
+        );
+        assert!(ok, "{out}");
+        wait_until("a deferral", Duration::from_secs(20), || {
+            queue_cli(&d, &["list"]).contains("1 deferred")
+        });
+        let list = queue_cli(&d, &["list"]);
+        let id = list.split_whitespace().next().expect("id").to_owned();
+        let show = queue_cli(&d, &["show", &id]);
+        assert!(
+            show.contains("pending   <later@remote.example> 4"),
+            "{show}"
+        );
+        assert_eq!(
+            queue_cli(&d, &["delete", &id]).trim(),
+            format!("{id}: deleted")
+        );
+        d.kill9();
+    }
+}
