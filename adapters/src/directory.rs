@@ -408,13 +408,17 @@ pub fn verify_hash(stored: &str, password: &str) -> bool {
     }
 }
 
-/// Hashes a password as SHA512-CRYPT with the given 16-character salt
-/// (for the embedded default's demo account).
+/// Hashes a password as SHA512-CRYPT (for the embedded default's demo
+/// account and tests). `salt` seeds the 16-character salt: crypt(3) reads
+/// at most 16, so a longer one (as the crate makes from 16 bytes) would
+/// give a hash Dovecot and glibc cannot verify.
 pub fn sha512_crypt_hash(password: &str, salt: &str) -> Option<String> {
     use sha_crypt::PasswordHasher as _;
-    let h = sha_crypt::ShaCrypt::SHA512
-        .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
-        .ok()?;
+    let mut raw = [0u8; 12];
+    for (i, b) in salt.bytes().enumerate() {
+        raw[i % 12] ^= b.rotate_left((i / 12) as u32);
+    }
+    let h = sha_crypt::ShaCrypt::SHA512.hash_password_with_salt(password.as_bytes(), &raw).ok()?;
     Some(format!("{{SHA512-CRYPT}}{h}"))
 }
 
@@ -499,6 +503,10 @@ mod tests {
     #[test]
     fn hashes() {
         let h = sha512_crypt_hash("secret", "abcdefghijklmnop").unwrap();
+        let salt = h.split('$').find(|p| !p.is_empty() && !p.starts_with('{') && *p != "6" && !p.starts_with("rounds=")).unwrap();
+        assert_eq!(salt.len(), 16, "crypt(3) reads 16 salt characters: {h}");
+        // A hash glibc's crypt(3) made (Python's crypt module) verifies too.
+        assert!(verify_hash("$6$abcdefghijklmnop$J/AWykHqo2Tx5UtavGnFc3ytI33la50JpzLTarSWVhkIXK6wOjNwwZjsrIw2UgmrER2EKrSHCeQyAINEEXAk1/", "secret"));
         assert!(verify_hash(&h, "secret"));
         assert!(!verify_hash(&h, "wrong"));
         assert!(

@@ -480,3 +480,67 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
         d.kill9();
     }
 }
+
+fn relay_tls(port: u16, ca: Option<&Path>, passwd_file: &Path) -> String {
+    let ca = ca.map(|c| format!("ca_file = \"{}\"\n", c.display())).unwrap_or_default();
+    format!(
+        "[relay]\nhost = \"127.0.0.1\"\nport = {port}\nsasl_passwd = \"{}\"\n{ca}scan_interval_secs = 1\n",
+        passwd_file.display()
+    )
+}
+
+#[test]
+fn relays_through_a_postfix_smarthost_with_verified_tls_and_sasl() {
+    if !peer("postfix") || !peer("dovecot") || !peer("openssl") || !peer("swaks") {
+        return;
+    }
+    let sh = common::smarthost::Smarthost::start();
+    let passwd = sh.root().join("sasl_passwd");
+    std::fs::write(&passwd, format!("[127.0.0.1]:{} {}:{}\n", sh.port, common::smarthost::USER, common::smarthost::PASSWORD)).expect("passwd");
+
+    // Good CA and password: relayed, once each, over TLS with AUTH.
+    let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, Some(&sh.ca), &passwd));
+    for i in 0..3 {
+        let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("via smarthost {i}"));
+        assert!(ok, "{out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sh.messages().len() < 3 {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(sh.root().join("log/postfix.log")).unwrap_or_default();
+            panic!("not at the smarthost:\n{}\n{}\n--- smarthost log ---\n{log}", queue_cli(&d, &["list"]), d.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = sh.messages();
+    assert_eq!(got.len(), 3);
+    for i in 0..3 {
+        let m = got.iter().find(|m| m.contains(&format!("Subject: via smarthost {i}\n"))).expect("message");
+        assert!(m.contains("(Authenticated sender: relayuser)") && m.contains("with ESMTPSA id"), "{m}");
+        assert!(m.contains("(using TLSv1.3"), "{m}");
+        assert!(m.contains("by mx.example.com (Postern) with ESMTPSA"), "our own Received header travels: {m}");
+    }
+    drop(d);
+
+    // The wrong password: deferred (Postfix treats SASL failures as temporary too).
+    let bad = sh.root().join("bad_passwd");
+    std::fs::write(&bad, format!("[127.0.0.1]:{} {}:wrong\n", sh.port, common::smarthost::USER)).expect("passwd");
+    let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, Some(&sh.ca), &bad));
+    let (ok, out) = submit(d.addrs[0], "friend@remote.example", "wrong password");
+    assert!(ok, "{out}");
+    wait_until("a deferral", Duration::from_secs(20), || queue_cli(&d, &["list"]).contains("1 deferred"));
+    let id = queue_cli(&d, &["list"]).split_whitespace().next().expect("id").to_owned();
+    let show = queue_cli(&d, &["show", &id]);
+    assert!(show.contains("SASL authentication failed") && show.contains("535"), "{show}");
+    drop(d);
+
+    // A certificate we do not trust (no private CA configured): deferred, never sent.
+    let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, None, &passwd));
+    let (ok, out) = submit(d.addrs[0], "friend@remote.example", "untrusted certificate");
+    assert!(ok, "{out}");
+    wait_until("a deferral", Duration::from_secs(20), || queue_cli(&d, &["list"]).contains("1 deferred"));
+    let id = queue_cli(&d, &["list"]).split_whitespace().next().expect("id").to_owned();
+    let show = queue_cli(&d, &["show", &id]);
+    assert!(show.contains("TLS with 127.0.0.1:") && show.contains("failed"), "{show}");
+    assert_eq!(sh.messages().len(), 3, "nothing sent over an unverified connection");
+}

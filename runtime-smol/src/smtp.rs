@@ -199,7 +199,7 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
                 }
                 Resolution::Remote => RcptAnswer::Remote,
             };
-            if let RcptAnswer::Remote = answer {
+            if matches!(answer, RcptAnswer::Remote) && req.authenticated.is_none() {
                 info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: 554 5.7.1 <{}>: Relay access denied", req.to);
             }
             session.answer_rcpt(answer);
