@@ -441,7 +441,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     drop(hard);
 
     // 4xx after the data, and a drop after the final dot: both stay queued.
-    for flags in [["-r", "."], ["-q", "."]] {
+    for flags in [["-r", "."], ["-q", "."], ["-q", "DATA"]] {
         let s = Sink::start(d.dir.path(), &flags);
         let cfg = std::fs::read_to_string(&d.config).expect("cfg");
         let cfg = cfg
@@ -543,4 +543,58 @@ fn relays_through_a_postfix_smarthost_with_verified_tls_and_sasl() {
     let show = queue_cli(&d, &["show", &id]);
     assert!(show.contains("TLS with 127.0.0.1:") && show.contains("failed"), "{show}");
     assert_eq!(sh.messages().len(), 3, "nothing sent over an unverified connection");
+}
+
+#[test]
+fn daily_cap_defers_and_expired_messages_bounce() {
+    if !peer("smtp-sink") || !peer("swaks") {
+        return;
+    }
+    let probe = tempfile::tempdir().expect("dir");
+    let sink = Sink::start(probe.path(), &[]);
+    let extra = format!("{}daily_limit = 2\n", relay_to(sink.port));
+    let mut d = Daemon::start_with(SUBMISSION, "", &extra);
+    for i in 0..3 {
+        let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("capped {i}"));
+        assert!(ok, "{out}");
+        if i < 2 {
+            wait_until("relayed", Duration::from_secs(20), || sink.messages().len() > i);
+        }
+    }
+    wait_until("the third deferred by the cap", Duration::from_secs(20), || d.log_text().contains("daily relay limit of 2 reached"));
+    let list = queue_cli(&d, &["list"]);
+    assert!(list.contains("-- 1 queued"), "{list}");
+    let next: u64 = list.split("next in ").nth(1).and_then(|r| r.split('s').next()).and_then(|n| n.parse().ok()).expect("next");
+    assert!(next > 0 && next <= 86_400, "deferred to the next UTC day, not failed: {list}");
+    assert_eq!(sink.messages().len(), 2);
+    d.kill9();
+
+    // A message older than the queue lifetime (5 days) that fails again
+    // is bounced to its sender with "delivery time expired".
+    let list = queue_cli(&d, &["list"]);
+    let id = list.split_whitespace().next().expect("id").to_owned();
+    let env = d.dir.path().join("mail/.postern-queue").join(format!("{id}.env"));
+    let text = std::fs::read_to_string(&env).expect("env");
+    let old = text
+        .lines()
+        .map(|l| if l.starts_with("created ") { "created 1000".to_owned() } else { l.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&env, old + "\n").expect("env");
+    let cfg = std::fs::read_to_string(&d.config).expect("cfg");
+    let down = free_port();
+    let cfg = cfg
+        .lines()
+        .filter(|l| !l.starts_with("daily_limit"))
+        .map(|l| if l.starts_with("port = ") { format!("port = {down}") } else { l.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&d.config, cfg).expect("cfg");
+    d.spawn();
+    queue_cli(&d, &["retry", &id]);
+    wait_until("the expiry bounce", Duration::from_secs(20), || !d.new_mail("alice", "example.com").is_empty());
+    let bounce = String::from_utf8_lossy(&d.new_mail("alice", "example.com")[0].1).into_owned();
+    assert!(bounce.contains("<friend@remote.example>: delivery time expired; last error:"), "{bounce}");
+    assert!(bounce.contains("Status: 4.4.7"), "{bounce}");
+    wait_until("an empty queue", Duration::from_secs(10), || queue_cli(&d, &["list"]).contains("-- 0 queued"));
 }
