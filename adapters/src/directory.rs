@@ -418,7 +418,9 @@ pub fn sha512_crypt_hash(password: &str, salt: &str) -> Option<String> {
     for (i, b) in salt.bytes().enumerate() {
         raw[i % 12] ^= b.rotate_left((i / 12) as u32);
     }
-    let h = sha_crypt::ShaCrypt::SHA512.hash_password_with_salt(password.as_bytes(), &raw).ok()?;
+    let h = sha_crypt::ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &raw)
+        .ok()?;
     Some(format!("{{SHA512-CRYPT}}{h}"))
 }
 
@@ -503,7 +505,12 @@ mod tests {
     #[test]
     fn hashes() {
         let h = sha512_crypt_hash("secret", "abcdefghijklmnop").unwrap();
-        let salt = h.split('$').find(|p| !p.is_empty() && !p.starts_with('{') && *p != "6" && !p.starts_with("rounds=")).unwrap();
+        let salt = h
+            .split('$')
+            .find(|p| {
+                !p.is_empty() && !p.starts_with('{') && *p != "6" && !p.starts_with("rounds=")
+            })
+            .unwrap();
         assert_eq!(salt.len(), 16, "crypt(3) reads 16 salt characters: {h}");
         // A hash glibc's crypt(3) made (Python's crypt module) verifies too.
         assert!(verify_hash("$6$abcdefghijklmnop$J/AWykHqo2Tx5UtavGnFc3ytI33la50JpzLTarSWVhkIXK6wOjNwwZjsrIw2UgmrER2EKrSHCeQyAINEEXAk1/", "secret"));

@@ -482,7 +482,9 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
 }
 
 fn relay_tls(port: u16, ca: Option<&Path>, passwd_file: &Path) -> String {
-    let ca = ca.map(|c| format!("ca_file = \"{}\"\n", c.display())).unwrap_or_default();
+    let ca = ca
+        .map(|c| format!("ca_file = \"{}\"\n", c.display()))
+        .unwrap_or_default();
     format!(
         "[relay]\nhost = \"127.0.0.1\"\nport = {port}\nsasl_passwd = \"{}\"\n{ca}scan_interval_secs = 1\n",
         passwd_file.display()
@@ -496,53 +498,110 @@ fn relays_through_a_postfix_smarthost_with_verified_tls_and_sasl() {
     }
     let sh = common::smarthost::Smarthost::start();
     let passwd = sh.root().join("sasl_passwd");
-    std::fs::write(&passwd, format!("[127.0.0.1]:{} {}:{}\n", sh.port, common::smarthost::USER, common::smarthost::PASSWORD)).expect("passwd");
+    std::fs::write(
+        &passwd,
+        format!(
+            "[127.0.0.1]:{} {}:{}\n",
+            sh.port,
+            common::smarthost::USER,
+            common::smarthost::PASSWORD
+        ),
+    )
+    .expect("passwd");
 
     // Good CA and password: relayed, once each, over TLS with AUTH.
     let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, Some(&sh.ca), &passwd));
     for i in 0..3 {
-        let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("via smarthost {i}"));
+        let (ok, out) = submit(
+            d.addrs[0],
+            "friend@remote.example",
+            &format!("via smarthost {i}"),
+        );
         assert!(ok, "{out}");
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while sh.messages().len() < 3 {
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(sh.root().join("log/postfix.log")).unwrap_or_default();
-            panic!("not at the smarthost:\n{}\n{}\n--- smarthost log ---\n{log}", queue_cli(&d, &["list"]), d.log_text());
+            let log =
+                std::fs::read_to_string(sh.root().join("log/postfix.log")).unwrap_or_default();
+            panic!(
+                "not at the smarthost:\n{}\n{}\n--- smarthost log ---\n{log}",
+                queue_cli(&d, &["list"]),
+                d.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = sh.messages();
     assert_eq!(got.len(), 3);
     for i in 0..3 {
-        let m = got.iter().find(|m| m.contains(&format!("Subject: via smarthost {i}\n"))).expect("message");
-        assert!(m.contains("(Authenticated sender: relayuser)") && m.contains("with ESMTPSA id"), "{m}");
+        let m = got
+            .iter()
+            .find(|m| m.contains(&format!("Subject: via smarthost {i}\n")))
+            .expect("message");
+        assert!(
+            m.contains("(Authenticated sender: relayuser)") && m.contains("with ESMTPSA id"),
+            "{m}"
+        );
         assert!(m.contains("(using TLSv1.3"), "{m}");
-        assert!(m.contains("by mx.example.com (Postern) with ESMTPSA"), "our own Received header travels: {m}");
+        assert!(
+            m.contains("by mx.example.com (Postern) with ESMTPSA"),
+            "our own Received header travels: {m}"
+        );
     }
     drop(d);
 
     // The wrong password: deferred (Postfix treats SASL failures as temporary too).
     let bad = sh.root().join("bad_passwd");
-    std::fs::write(&bad, format!("[127.0.0.1]:{} {}:wrong\n", sh.port, common::smarthost::USER)).expect("passwd");
+    std::fs::write(
+        &bad,
+        format!(
+            "[127.0.0.1]:{} {}:wrong\n",
+            sh.port,
+            common::smarthost::USER
+        ),
+    )
+    .expect("passwd");
     let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, Some(&sh.ca), &bad));
     let (ok, out) = submit(d.addrs[0], "friend@remote.example", "wrong password");
     assert!(ok, "{out}");
-    wait_until("a deferral", Duration::from_secs(20), || queue_cli(&d, &["list"]).contains("1 deferred"));
-    let id = queue_cli(&d, &["list"]).split_whitespace().next().expect("id").to_owned();
+    wait_until("a deferral", Duration::from_secs(20), || {
+        queue_cli(&d, &["list"]).contains("1 deferred")
+    });
+    let id = queue_cli(&d, &["list"])
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
     let show = queue_cli(&d, &["show", &id]);
-    assert!(show.contains("SASL authentication failed") && show.contains("535"), "{show}");
+    assert!(
+        show.contains("SASL authentication failed") && show.contains("535"),
+        "{show}"
+    );
     drop(d);
 
     // A certificate we do not trust (no private CA configured): deferred, never sent.
     let d = Daemon::start_with(SUBMISSION, "", &relay_tls(sh.port, None, &passwd));
     let (ok, out) = submit(d.addrs[0], "friend@remote.example", "untrusted certificate");
     assert!(ok, "{out}");
-    wait_until("a deferral", Duration::from_secs(20), || queue_cli(&d, &["list"]).contains("1 deferred"));
-    let id = queue_cli(&d, &["list"]).split_whitespace().next().expect("id").to_owned();
+    wait_until("a deferral", Duration::from_secs(20), || {
+        queue_cli(&d, &["list"]).contains("1 deferred")
+    });
+    let id = queue_cli(&d, &["list"])
+        .split_whitespace()
+        .next()
+        .expect("id")
+        .to_owned();
     let show = queue_cli(&d, &["show", &id]);
-    assert!(show.contains("TLS with 127.0.0.1:") && show.contains("failed"), "{show}");
-    assert_eq!(sh.messages().len(), 3, "nothing sent over an unverified connection");
+    assert!(
+        show.contains("TLS with 127.0.0.1:") && show.contains("failed"),
+        "{show}"
+    );
+    assert_eq!(
+        sh.messages().len(),
+        3,
+        "nothing sent over an unverified connection"
+    );
 }
 
 #[test]
@@ -558,14 +617,28 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("capped {i}"));
         assert!(ok, "{out}");
         if i < 2 {
-            wait_until("relayed", Duration::from_secs(20), || sink.messages().len() > i);
+            wait_until("relayed", Duration::from_secs(20), || {
+                sink.messages().len() > i
+            });
         }
     }
-    wait_until("the third deferred by the cap", Duration::from_secs(20), || d.log_text().contains("daily relay limit of 2 reached"));
+    wait_until(
+        "the third deferred by the cap",
+        Duration::from_secs(20),
+        || d.log_text().contains("daily relay limit of 2 reached"),
+    );
     let list = queue_cli(&d, &["list"]);
     assert!(list.contains("-- 1 queued"), "{list}");
-    let next: u64 = list.split("next in ").nth(1).and_then(|r| r.split('s').next()).and_then(|n| n.parse().ok()).expect("next");
-    assert!(next > 0 && next <= 86_400, "deferred to the next UTC day, not failed: {list}");
+    let next: u64 = list
+        .split("next in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .expect("next");
+    assert!(
+        next > 0 && next <= 86_400,
+        "deferred to the next UTC day, not failed: {list}"
+    );
     assert_eq!(sink.messages().len(), 2);
     d.kill9();
 
@@ -573,11 +646,21 @@ fn daily_cap_defers_and_expired_messages_bounce() {
     // is bounced to its sender with "delivery time expired".
     let list = queue_cli(&d, &["list"]);
     let id = list.split_whitespace().next().expect("id").to_owned();
-    let env = d.dir.path().join("mail/.postern-queue").join(format!("{id}.env"));
+    let env = d
+        .dir
+        .path()
+        .join("mail/.postern-queue")
+        .join(format!("{id}.env"));
     let text = std::fs::read_to_string(&env).expect("env");
     let old = text
         .lines()
-        .map(|l| if l.starts_with("created ") { "created 1000".to_owned() } else { l.to_owned() })
+        .map(|l| {
+            if l.starts_with("created ") {
+                "created 1000".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&env, old + "\n").expect("env");
@@ -586,15 +669,28 @@ fn daily_cap_defers_and_expired_messages_bounce() {
     let cfg = cfg
         .lines()
         .filter(|l| !l.starts_with("daily_limit"))
-        .map(|l| if l.starts_with("port = ") { format!("port = {down}") } else { l.to_owned() })
+        .map(|l| {
+            if l.starts_with("port = ") {
+                format!("port = {down}")
+            } else {
+                l.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&d.config, cfg).expect("cfg");
     d.spawn();
     queue_cli(&d, &["retry", &id]);
-    wait_until("the expiry bounce", Duration::from_secs(20), || !d.new_mail("alice", "example.com").is_empty());
+    wait_until("the expiry bounce", Duration::from_secs(20), || {
+        !d.new_mail("alice", "example.com").is_empty()
+    });
     let bounce = String::from_utf8_lossy(&d.new_mail("alice", "example.com")[0].1).into_owned();
-    assert!(bounce.contains("<friend@remote.example>: delivery time expired; last error:"), "{bounce}");
+    assert!(
+        bounce.contains("<friend@remote.example>: delivery time expired; last error:"),
+        "{bounce}"
+    );
     assert!(bounce.contains("Status: 4.4.7"), "{bounce}");
-    wait_until("an empty queue", Duration::from_secs(10), || queue_cli(&d, &["list"]).contains("-- 0 queued"));
+    wait_until("an empty queue", Duration::from_secs(10), || {
+        queue_cli(&d, &["list"]).contains("-- 0 queued")
+    });
 }

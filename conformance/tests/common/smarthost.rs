@@ -24,15 +24,38 @@ pub struct Smarthost {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("command");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Smarthost {
     pub fn start() -> Smarthost {
-        let dir = tempfile::Builder::new().prefix("smarthost-").tempdir().expect("tempdir");
+        Self::start_relaying(None)
+    }
+
+    /// With `Some(port)`, relays everything to `127.0.0.1:port` (plain
+    /// SMTP) instead of storing it: Postfix as a submission server in front
+    /// of a smarthost, for the relay benchmark.
+    pub fn start_relaying(relay_port: Option<u16>) -> Smarthost {
+        let dir = tempfile::Builder::new()
+            .prefix("smarthost-")
+            .tempdir()
+            .expect("tempdir");
         let st = dir.path();
         let s = st.display().to_string();
-        for sub in ["pki", "postfix", "queue", "data", "log", "mail", "dovecot/run", "dovecot/state"] {
+        for sub in [
+            "pki",
+            "postfix",
+            "queue",
+            "data",
+            "log",
+            "mail",
+            "dovecot/run",
+            "dovecot/state",
+        ] {
             std::fs::create_dir_all(st.join(sub)).expect("mkdir");
         }
         run(Command::new("chmod").args(["755", &s]));
@@ -40,18 +63,58 @@ impl Smarthost {
         run(Command::new("chown").args(["65534:65534", &format!("{s}/mail")]));
         let pki = st.join("pki");
         run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
-            "-subj", "/CN=Test Private CA", "-keyout", "ca.key", "-out", "ca.crt",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Test Private CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ]));
         run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-subj", "/CN=smarthost.test", "-keyout", "server.key", "-out", "server.csr",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=smarthost.test",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
         ]));
         std::fs::write(pki.join("ext.cnf"), "subjectAltName=DNS:smarthost.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n").expect("ext");
         run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "30", "-out", "server.crt", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "ext.cnf",
         ]));
         let port = free_port();
         let main_cf = format!(
@@ -68,6 +131,13 @@ impl Smarthost {
              transport_maps = static:virtual\nvirtual_mailbox_base = {s}/mail\nvirtual_mailbox_maps = static:catchall/\n\
              virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\nvirtual_mailbox_limit = 0\n"
         );
+        let main_cf = match relay_port {
+            None => main_cf,
+            Some(p) => main_cf.replace("transport_maps = static:virtual\n", &format!(
+                "virtual_mailbox_domains =\nrelayhost = [127.0.0.1]:{p}\nsmtp_host_lookup = native\nsmtp_tls_security_level = none\n\
+                 default_destination_concurrency_limit = 20\n"
+            )),
+        };
         std::fs::write(st.join("postfix/main.cf"), main_cf).expect("main.cf");
         let master = format!(
             "127.0.0.1:{port} inet n - n - - smtpd\npickup unix n - n 60 1 pickup\ncleanup unix n - n - 0 cleanup\n\
@@ -76,11 +146,16 @@ impl Smarthost {
              verify unix - - n - 1 verify\nflush unix n - n 1000? 0 flush\nproxymap unix - - n - - proxymap\n\
              showq unix n - n - - showq\nerror unix - - n - - error\nretry unix - - n - - error\n\
              discard unix - - n - - discard\nanvil unix - - n - 1 anvil\nscache unix - - n - 1 scache\n\
-             virtual unix - n n - - virtual\npostlog unix-dgram n - n - 1 postlogd\n"
+             virtual unix - n n - - virtual\nsmtp unix - - n - - smtp\nrelay unix - - n - - smtp\npostlog unix-dgram n - n - 1 postlogd\n"
         );
         std::fs::write(st.join("postfix/master.cf"), master).expect("master.cf");
         // Postfix waits for a freshly written main.cf to "cool down".
-        run(Command::new("touch").args(["-d", "-1 min", &format!("{s}/postfix/main.cf"), &format!("{s}/postfix/master.cf")]));
+        run(Command::new("touch").args([
+            "-d",
+            "-1 min",
+            &format!("{s}/postfix/main.cf"),
+            &format!("{s}/postfix/master.cf"),
+        ]));
         let dovecot_conf = format!(
             "protocols =\nlisten = 127.0.0.1\nbase_dir = {s}/dovecot/run\nstate_dir = {s}/dovecot/state\nlog_path = {s}/log/dovecot.log\n\
              ssl = no\nauth_mechanisms = plain login\npassdb {{\n  driver = passwd-file\n  args = {s}/dovecot/users\n}}\n\
@@ -88,7 +163,8 @@ impl Smarthost {
              service auth {{\n  unix_listener auth-postfix {{\n    mode = 0666\n  }}\n}}\n"
         );
         std::fs::write(st.join("dovecot/dovecot.conf"), dovecot_conf).expect("dovecot.conf");
-        let hash = postern_adapters::directory::sha512_crypt_hash(PASSWORD, "smarthostsalt123").expect("hash");
+        let hash = postern_adapters::directory::sha512_crypt_hash(PASSWORD, "smarthostsalt123")
+            .expect("hash");
         std::fs::write(st.join("dovecot/users"), format!("{USER}:{hash}\n")).expect("users");
         run(Command::new("chmod").args(["640", &format!("{s}/dovecot/users")]));
         run(Command::new("chgrp").args(["dovecot", &format!("{s}/dovecot/users")]));
@@ -119,14 +195,27 @@ impl Smarthost {
             std::thread::sleep(Duration::from_millis(20));
         }
         let ca = pki.join("ca.crt");
-        Smarthost { dir, port, ca, postfix, dovecot }
+        Smarthost {
+            dir,
+            port,
+            ca,
+            postfix,
+            dovecot,
+        }
     }
 
     /// The messages delivered so far, as stored (LF line ends).
     pub fn messages(&self) -> Vec<String> {
         let new = self.dir.path().join("mail/catchall/new");
         let mut v: Vec<String> = std::fs::read_dir(new)
-            .map(|rd| rd.filter_map(Result::ok).map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| {
+                        String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default())
+                            .into_owned()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
