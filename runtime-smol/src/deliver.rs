@@ -2,11 +2,13 @@
 
 use crate::server::Server;
 use postern_adapters::directory::{Mailbox, Resolution};
+use postern_adapters::maildir::DeliveryJob;
 use postern_core::datetime::rfc5322;
 use postern_core::smtp::received::{received, return_path};
 use postern_core::smtp::Message;
 use std::collections::HashSet;
 use std::io;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The one step every outbound message passes before the queue (DKIM
@@ -83,17 +85,18 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     }
 }
 
-/// Writes the message to every local mailbox its recipients lead to,
-/// durably; returns how many mailboxes got it. An error means "answer
-/// 4xx": the client will retry (a duplicate in some mailbox beats a loss).
-pub fn deliver_local(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
+/// The deliveries a message makes: one per local mailbox its recipients
+/// lead to, each with its Return-Path, Delivered-To and Received lines.
+pub fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJob>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let date = rfc5322(i64::try_from(now).unwrap_or(0));
     let env = &msg.envelope;
+    let data = Arc::new(msg.data.clone());
     let mut done: HashSet<Mailbox> = HashSet::new();
+    let mut jobs = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
         let Resolution::Local { mailboxes, .. } = srv.directory.resolve(&rcpt.address) else {
             return Err(io::Error::other(format!(
@@ -102,7 +105,7 @@ pub fn deliver_local(srv: &Server, msg: &Message, id: &str) -> io::Result<usize>
             )));
         };
         for mb in mailboxes {
-            if done.contains(&mb) {
+            if !done.insert(mb.clone()) {
                 continue;
             }
             let mut prefix = return_path(env);
@@ -114,9 +117,12 @@ pub fn deliver_local(srv: &Server, msg: &Message, id: &str) -> io::Result<usize>
                 Some(&rcpt.address),
                 &date,
             ));
-            srv.maildir.deliver(&mb, prefix.as_bytes(), &msg.data)?;
-            done.insert(mb);
+            jobs.push(DeliveryJob {
+                mailbox: mb,
+                prefix: prefix.into_bytes(),
+                message: data.clone(),
+            });
         }
     }
-    Ok(done.len())
+    Ok(jobs)
 }

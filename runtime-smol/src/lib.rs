@@ -3,6 +3,7 @@
 //! logic lives here.
 
 pub mod cli;
+pub mod commit;
 pub mod config;
 pub mod conn;
 pub mod deliver;

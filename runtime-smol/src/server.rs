@@ -29,6 +29,8 @@ pub struct Server {
     pub directory: Arc<Directory>,
     /// The mail store.
     pub maildir: Arc<Maildir>,
+    /// The group-commit writer for local delivery.
+    pub committer: crate::commit::Committer,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
     /// The smarthost, if outbound mail is relayed.
@@ -95,14 +97,18 @@ impl Server {
             }
             None => (None, None, None, None),
         };
+        let maildir = Arc::new(Maildir::new(&config.data_dir, &config.hostname));
+        let committer = crate::commit::Committer::start(maildir.clone())
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         Ok(Arc::new(Self {
+            committer,
             relay,
             spool,
             relay_wake: wake,
             relay_wake_rx: wake_rx,
             smtp: Arc::new(config.smtp.clone()),
             directory: Arc::new(directory),
-            maildir: Arc::new(Maildir::new(&config.data_dir, &config.hostname)),
+            maildir,
             tls,
             cert,
             ids: AtomicU64::new(0),

@@ -208,10 +208,24 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
             let id = srv.next_queue_id();
             let srv2 = srv.clone();
             let id2 = id.clone();
-            let result = smol::unblock(move || {
-                let queued = deliver::queue_outbound(&srv2, &msg, &id2)?;
-                deliver::deliver_local(&srv2, &msg, &id2).map(|n| (n + queued, msg))
-            })
+            let result = async {
+                let queued = if msg.envelope.rcpt_to.iter().any(|r| !r.local) {
+                    let (srv3, id3) = (srv2.clone(), id2.clone());
+                    let (q, m) =
+                        smol::unblock(move || (deliver::queue_outbound(&srv3, &msg, &id3), msg))
+                            .await;
+                    msg_back(q, m)
+                } else {
+                    Ok((0, msg))
+                };
+                let (queued, msg) = queued?;
+                let jobs = deliver::local_jobs(&srv2, &msg, &id2)?;
+                let n = jobs.len();
+                for r in srv2.committer.deliver(jobs).await {
+                    r?;
+                }
+                Ok::<_, std::io::Error>((n + queued, msg))
+            }
             .await;
             if let Some(w) = &srv.relay_wake {
                 let _ = w.try_send(());
@@ -244,4 +258,8 @@ async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut Smtp
             other => info!(client = %client, "{other:?}"),
         },
     }
+}
+
+fn msg_back<T>(r: std::io::Result<usize>, m: T) -> std::io::Result<(usize, T)> {
+    r.map(|n| (n, m))
 }
