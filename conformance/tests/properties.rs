@@ -118,3 +118,74 @@ proptest! {
         d.eof();
     }
 }
+
+/// A plain byte-at-a-time reading of RFC 5321 4.1.1.4 / 4.5.2, the model
+/// the fast DATA scanner must agree with: (consumed, done, kept bytes,
+/// saw a bare CR or LF).
+fn data_model(input: &[u8]) -> (usize, bool, Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut bare = false;
+    let mut line_start = true;
+    let mut i = 0;
+    let n = input.len();
+    while i < n {
+        if line_start && input[i] == b'.' {
+            if input[i..].starts_with(b".\r\n") {
+                return (i + 3, true, out, bare);
+            }
+            if i + 1 == n || (input[i + 1] == b'\r' && i + 2 == n) {
+                // Undecided: the model stops where the input does.
+                return (n, false, out, bare);
+            }
+            i += 1; // a stuffed dot
+            line_start = false;
+            continue;
+        }
+        line_start = false;
+        match input[i] {
+            b'\r' if i + 1 == n => return (n, false, out, bare),
+            b'\r' if input[i + 1] == b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                line_start = true;
+            }
+            b'\r' | b'\n' => {
+                bare = true;
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    (n, false, out, bare)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    /// The DATA scanner (fast path included) agrees with the model on
+    /// every mix of dots, CRs, LFs and text, however the input is split.
+    #[test]
+    fn data_scanner_matches_the_rfc_model(
+        parts in prop::collection::vec(prop_oneof![Just(&b"."[..]), Just(&b"\r"[..]), Just(&b"\n"[..]), Just(&b"\r\n"[..]), Just(&b"ab"[..]), Just(&b"\r\n.\r\n"[..])], 0..40),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        use postern_core::smtp::data::{BareNewline, DataReceiver};
+        let input: Vec<u8> = parts.concat();
+        let (m_used, m_done, m_out, m_bare) = data_model(&input);
+        let mut rx = DataReceiver::new(1 << 20, BareNewline::Reject, 0);
+        let c = if input.is_empty() { 0 } else { cut.index(input.len() + 1) };
+        let (a, done_a) = rx.feed(&input[..c]);
+        let (used, done) = if done_a { (a, true) } else { let (b, d) = rx.feed(&input[c..]); (c + b, d) };
+        prop_assert_eq!(used, m_used, "consumed, input {:?}", String::from_utf8_lossy(&input));
+        prop_assert_eq!(done, m_done, "done, input {:?}", String::from_utf8_lossy(&input));
+        if done {
+            match rx.finish() {
+                Ok(out) => { prop_assert!(!m_bare); prop_assert_eq!(out, m_out); }
+                Err(_) => prop_assert!(m_bare),
+            }
+        }
+    }
+}

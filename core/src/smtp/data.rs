@@ -9,7 +9,23 @@
 //! [`BareNewline`], a message with a bare CR or LF is refused at its end or
 //! stored with each one turned into CRLF.
 
-use memchr::memchr2_iter;
+use memchr::{memchr2_iter, memmem};
+
+/// Whether every CR in `s` is followed by LF and every LF preceded by CR
+/// (the byte before `s` is known not to be a CR). Written as one pass
+/// over adjacent pairs so the compiler can vectorise it.
+fn crlf_only(s: &[u8]) -> bool {
+    let Some(&first) = s.first() else { return true };
+    if first == b'\n' {
+        return false;
+    }
+    let mut bad = 0u8;
+    for (a, b) in s.iter().zip(&s[1..]) {
+        bad |= u8::from(*a == b'\r') ^ u8::from(*b == b'\n');
+    }
+    // A CR as the last byte has no LF after it in `s`.
+    bad == 0 && s.last() != Some(&b'\r')
+}
 
 /// What to do with a bare CR or bare LF inside message data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -120,58 +136,78 @@ impl DataReceiver {
                     }
                 }
                 State::Mid => {
-                    // Fast path: walk every CR and LF of the rest, copying
-                    // whole runs of ordinary lines at once; stop at a line
-                    // that starts with a dot (stuffing or the end marker).
+                    // Fast path: up to the next line that starts with a dot
+                    // (stuffing or the end marker), check with one
+                    // vectorisable pass that every CR and LF pair up, and
+                    // copy the whole run at once.
                     let rest = &input[i..];
-                    let mut copied = 0;
-                    let mut skip_lf = usize::MAX;
-                    let mut next = None;
-                    for p in memchr2_iter(b'\r', b'\n', rest) {
-                        if rest[p] == b'\n' {
-                            if p == skip_lf {
-                                continue;
-                            }
-                            // Bare LF: never a line start, so never part of an end marker.
-                            self.emit(&rest[copied..p]);
-                            self.bare_newline();
-                            copied = p + 1;
-                            continue;
-                        }
-                        match rest.get(p + 1) {
-                            None => {
-                                self.emit(&rest[copied..p]);
-                                next = Some((p + 1, State::Cr));
-                                break;
-                            }
-                            Some(b'\n') => match rest.get(p + 2) {
-                                Some(b'.') | None => {
-                                    self.emit(&rest[copied..p + 2]);
-                                    next = Some((p + 2, State::LineStart));
-                                    break;
-                                }
-                                Some(_) => skip_lf = p + 1,
-                            },
-                            Some(_) => {
-                                self.emit(&rest[copied..p]);
-                                self.bare_newline();
-                                copied = p + 1;
-                            }
-                        }
+                    if rest.is_empty() {
+                        return (len, false);
                     }
-                    match next {
-                        Some((k, state)) => {
-                            i += k;
-                            self.state = state;
+                    let (span, next) = match memmem::find(rest, b"\r\n.") {
+                        Some(p) => (p + 2, State::LineStart),
+                        None if rest.last() == Some(&b'\r') => (rest.len() - 1, State::Cr),
+                        None if rest.last() == Some(&b'\n') => (rest.len(), State::LineStart),
+                        None => (rest.len(), State::Mid),
+                    };
+                    if crlf_only(&rest[..span]) {
+                        self.emit(&rest[..span]);
+                        i += span;
+                        if next == State::Cr {
+                            i += 1;
                         }
-                        None => {
-                            self.emit(&rest[copied..]);
-                            return (len, false);
-                        }
+                        self.state = next;
+                        continue;
                     }
+                    self.slow_line(input, &mut i);
                 }
             }
         }
+    }
+
+    /// The careful path for a run with a bare CR or LF: walk every CR and
+    /// LF up to the next line start (or the end of the input).
+    fn slow_line(&mut self, input: &[u8], i: &mut usize) {
+        let rest = &input[*i..];
+        let mut copied = 0;
+        let mut skip_lf = usize::MAX;
+        for p in memchr2_iter(b'\r', b'\n', rest) {
+            if rest[p] == b'\n' {
+                if p == skip_lf {
+                    continue;
+                }
+                // Bare LF: never a line start, so never part of an end marker.
+                self.emit(&rest[copied..p]);
+                self.bare_newline();
+                copied = p + 1;
+                continue;
+            }
+            match rest.get(p + 1) {
+                None => {
+                    self.emit(&rest[copied..p]);
+                    *i += p + 1;
+                    self.state = State::Cr;
+                    return;
+                }
+                Some(b'\n') => match rest.get(p + 2) {
+                    Some(b'.') | None => {
+                        self.emit(&rest[copied..p + 2]);
+                        *i += p + 2;
+                        self.state = State::LineStart;
+                        return;
+                    }
+                    Some(_) => skip_lf = p + 1,
+                },
+                Some(_) => {
+                    self.emit(&rest[copied..p]);
+                    self.bare_newline();
+                    copied = p + 1;
+                }
+            }
+        }
+        self.emit(&rest[copied..]);
+        *i = input.len();
+        self.state = State::Mid;
     }
 
     fn bare_newline(&mut self) {
