@@ -366,18 +366,10 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     // A crash with a full queue, then the smarthost comes up.
     d.kill9();
     let sink = Sink::start(d.dir.path(), &[]);
-    assert_eq!(sink.port, sink.port);
-    let mut d = {
-        let mut d = d;
-        // Same data, config and queue: rewrite the relay port to the sink's.
-        let cfg = std::fs::read_to_string(&d.config).expect("cfg").replace(
-            &format!("port = {port}\n"),
-            &format!("port = {}\n", sink.port),
-        );
-        std::fs::write(&d.config, cfg).expect("cfg");
-        d.spawn();
-        d
-    };
+    // Same data, config and queue: the relay now points at the sink.
+    let mut d = d;
+    set_relay_port(&d, sink.port, false);
+    d.spawn();
     let retry = queue_cli(&d, &["retry", "all"]);
     assert_eq!(retry.lines().count(), 10, "{retry}");
     wait_until("all 10 at the smarthost", Duration::from_secs(30), || {
@@ -402,19 +394,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
 
     // A smarthost that refuses the recipient for good: a bounce to alice.
     let hard = Sink::start(d.dir.path(), &["-f", "RCPT"]);
-    let cfg = std::fs::read_to_string(&d.config).expect("cfg");
-    let cfg = cfg
-        .lines()
-        .map(|l| {
-            if l.starts_with("port = ") {
-                format!("port = {}", hard.port)
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&d.config, cfg).expect("cfg");
+    set_relay_port(&d, hard.port, false);
     d.spawn();
     let (ok, out) = submit(d.addrs[0], "ghost@remote.example", "will bounce");
     assert!(ok, "{out}");
@@ -443,19 +423,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     // 4xx after the data, and a drop after the final dot: both stay queued.
     for flags in [["-r", "."], ["-q", "."], ["-q", "DATA"]] {
         let s = Sink::start(d.dir.path(), &flags);
-        let cfg = std::fs::read_to_string(&d.config).expect("cfg");
-        let cfg = cfg
-            .lines()
-            .map(|l| {
-                if l.starts_with("port = ") {
-                    format!("port = {}", s.port)
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(&d.config, cfg).expect("cfg");
+        set_relay_port(&d, s.port, false);
         d.spawn();
         let (ok, out) = submit(
             d.addrs[0],
@@ -664,21 +632,7 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&env, old + "\n").expect("env");
-    let cfg = std::fs::read_to_string(&d.config).expect("cfg");
-    let down = free_port();
-    let cfg = cfg
-        .lines()
-        .filter(|l| !l.starts_with("daily_limit"))
-        .map(|l| {
-            if l.starts_with("port = ") {
-                format!("port = {down}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&d.config, cfg).expect("cfg");
+    set_relay_port(&d, free_port(), true);
     d.spawn();
     queue_cli(&d, &["retry", &id]);
     wait_until("the expiry bounce", Duration::from_secs(20), || {
@@ -693,4 +647,22 @@ fn daily_cap_defers_and_expired_messages_bounce() {
     wait_until("an empty queue", Duration::from_secs(10), || {
         queue_cli(&d, &["list"]).contains("-- 0 queued")
     });
+}
+
+/// Points the daemon's `[relay]` at `port` (for its next start), and with
+/// `uncapped` drops the daily limit.
+fn set_relay_port(d: &Daemon, port: u16, uncapped: bool) {
+    let cfg = std::fs::read_to_string(&d.config).expect("cfg");
+    let cfg: Vec<String> = cfg
+        .lines()
+        .filter(|l| !(uncapped && l.starts_with("daily_limit")))
+        .map(|l| {
+            if l.starts_with("port = ") {
+                format!("port = {port}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&d.config, cfg.join("\n") + "\n").expect("cfg");
 }

@@ -219,15 +219,8 @@ fn split_mailbox(s: &str) -> Result<(String, &str), PathError> {
     let Some((local, domain)) = s.rsplit_once('@') else {
         return Err(PathError::NoDomain);
     };
-    if local.is_empty()
-        || local.starts_with('.')
-        || local.ends_with('.')
-        || local.contains("..")
-        || !local
-            .chars()
-            .all(|c| !c.is_ascii() || is_atext(c) || c == '.')
-        || local.chars().any(char::is_control)
-    {
+    // An unquoted local part is a dot-atom: exactly what needs no quotes.
+    if needs_quotes(local) || local.chars().any(char::is_control) {
         return Err(PathError::Syntax);
     }
     Ok((local.to_owned(), domain))
