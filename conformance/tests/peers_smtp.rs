@@ -593,3 +593,37 @@ fn check_config_names_file_line_and_key() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (8 listeners"));
 }
+
+#[test]
+fn connection_limits_count_the_real_client_and_free_their_places() {
+    let d = Daemon::start(
+        &format!("{MX_STARTTLS}\n[smtp]\nmax_connections_per_client = 2\n"),
+        "",
+    );
+    let mx = d.addrs[0];
+    let mut a = Client::connect(mx).expect("a");
+    let mut b = Client::connect(mx).expect("b");
+    assert!(a.reply().expect("a greeting").starts_with("220 "));
+    assert!(b.reply().expect("b greeting").starts_with("220 "));
+    let mut c = Client::connect(mx).expect("c");
+    let refused = c.reply().expect("c reply");
+    assert_eq!(
+        refused,
+        "421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1"
+    );
+    assert!(c.read_to_end().is_empty(), "closed after the 421");
+    // A session that ends frees its place.
+    assert!(a.cmd("QUIT").expect("quit").starts_with("221"));
+    let _ = a.read_to_end();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut e = Client::connect(mx).expect("e");
+        if e.reply().expect("e reply").starts_with("220 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was never freed");
+    }
+    assert!(d
+        .log_text()
+        .contains("too many connections (client limit) from unknown[127.0.0.1]"));
+}

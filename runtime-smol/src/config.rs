@@ -16,6 +16,20 @@
 //!
 //! [smtp]                                      # limits (Postfix defaults)
 //! max_message_size = 10240000
+//! max_recipients = 1000
+//! hard_error_limit = 20
+//! command_timeout_secs = 300
+//! data_timeout_secs = 300
+//! bare_newline = "reject"                     # or "normalize"
+//! max_connections = 2000                      # SMTP sessions at once
+//! max_connections_per_client = 50             # per real client address
+//!
+//! [relay]                                     # optional: the smarthost
+//! host = "smtp-relay.brevo.com"
+//! port = 587
+//! sasl_passwd = "/etc/postern/sasl_passwd"    # [host]:port user:password
+//! require_tls = true
+//! daily_limit = 300
 //!
 //! [[listener]]
 //! address = "0.0.0.0:2525"
@@ -125,6 +139,8 @@ struct RawSmtp {
     command_timeout_secs: Option<u64>,
     data_timeout_secs: Option<u64>,
     bare_newline: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +242,11 @@ pub struct Config {
     pub auth_failure_delay: Duration,
     /// The outbound queue folder.
     pub queue_dir: PathBuf,
+    /// SMTP sessions at once, over all listeners.
+    pub max_connections: usize,
+    /// SMTP sessions at once from one client address (Postfix
+    /// `smtpd_client_connection_count_limit`: 50).
+    pub max_connections_per_client: u32,
     /// The smarthost, if outbound mail is relayed.
     pub relay: Option<RelayConfig>,
 }
@@ -475,6 +496,8 @@ impl Config {
             .unwrap_or_else(|| data_dir.join(".postern-queue"));
 
         Ok(Config {
+            max_connections: raw.smtp.max_connections.unwrap_or(2000).max(1),
+            max_connections_per_client: raw.smtp.max_connections_per_client.unwrap_or(50).max(1),
             queue_dir,
             relay,
             file: file.to_owned(),

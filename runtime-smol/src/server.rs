@@ -42,6 +42,27 @@ pub struct Server {
     relay_wake_rx: Option<Receiver<()>>,
     cert: Option<Arc<ReloadingCert>>,
     ids: AtomicU64,
+    clients: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, u32>)>,
+}
+
+/// A counted session; dropping it frees its place.
+pub struct Slot {
+    srv: Arc<Server>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.srv.clients.lock() {
+            c.0 = c.0.saturating_sub(1);
+            if let Some(n) = c.1.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    c.1.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -112,8 +133,30 @@ impl Server {
             tls,
             cert,
             ids: AtomicU64::new(0),
+            clients: std::sync::Mutex::new((0, std::collections::HashMap::new())),
             config,
         }))
+    }
+
+    /// Takes a session place for the real client address, or says which
+    /// limit is full.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Result<Slot, &'static str> {
+        let Ok(mut c) = self.clients.lock() else {
+            return Err("server");
+        };
+        if c.0 >= self.config.max_connections {
+            return Err("server");
+        }
+        let n = c.1.entry(ip).or_insert(0);
+        if *n >= self.config.max_connections_per_client {
+            return Err("client");
+        }
+        *n += 1;
+        c.0 += 1;
+        Ok(Slot {
+            srv: self.clone(),
+            ip,
+        })
     }
 
     /// A new queue id: unique in this process, sortable by time.

@@ -50,6 +50,8 @@ pub async fn serve(
     let mut stream = Stream::new(tcp);
     let mut buf = vec![0u8; READ_BUF];
     let mut shutting_down = false;
+    // The session's place under the connection limits, freed when it ends.
+    let mut slot = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -80,7 +82,7 @@ pub async fn serve(
                         }
                     }
                 }
-                Output::Event(e) => answer(&srv, &listener, &mut session, e).await,
+                Output::Event(e) => answer(&srv, &listener, &mut session, &mut slot, e).await,
                 Output::Close => {
                     stream.close().await;
                     let s = session.stats();
@@ -128,13 +130,36 @@ pub async fn serve(
     }
 }
 
-async fn answer(srv: &Arc<Server>, listener: &ListenerConfig, session: &mut SmtpSession, e: Event) {
+async fn answer(
+    srv: &Arc<Server>,
+    listener: &ListenerConfig,
+    session: &mut SmtpSession,
+    slot: &mut Option<crate::server::Slot>,
+    e: Event,
+) {
     let client = session.client().client;
     let ip = client.ip();
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, source = ?a.source, "connect from unknown[{}]", a.client.ip());
-            session.answer_connect(ConnectAnswer::Accept);
+            match srv.admit(a.client.ip()) {
+                Ok(s) => {
+                    *slot = Some(s);
+                    session.answer_connect(ConnectAnswer::Accept);
+                }
+                Err(which) => {
+                    warn!(client = %a.client, "too many connections ({which} limit) from unknown[{}]", a.client.ip());
+                    session.answer_connect(ConnectAnswer::Refuse(Reply::new(
+                        421,
+                        "4.7.0",
+                        format!(
+                            "{} Error: too many connections from {}",
+                            srv.config.hostname,
+                            a.client.ip()
+                        ),
+                    )));
+                }
+            }
         }
         Event::Auth(req) => {
             let dir = srv.directory.clone();
