@@ -7,6 +7,7 @@
 
 pub mod crc32c;
 pub mod datetime;
+pub mod imap;
 pub mod net;
 pub mod proxy;
 pub mod queue;

@@ -1,0 +1,164 @@
+//! Properties of the IMAP command codec: arbitrary bytes never panic and
+//! never make the framer claim bytes it does not have; generated commands
+//! survive serialise -> any split -> frame -> parse unchanged.
+
+use postern_core::imap::framing::{FrameLimits, Framed, Framer};
+use postern_core::imap::parse::{parse_command, Value};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum V {
+    Atom(String),
+    Quoted(String),
+    Literal(Vec<u8>, bool),
+    List(Vec<V>),
+}
+
+fn value() -> impl Strategy<Value = V> {
+    let leaf = prop_oneof![
+        "[A-Za-z0-9\\\\:*.-]{1,12}".prop_map(V::Atom),
+        "[ -~]{0,12}".prop_map(V::Quoted),
+        (prop::collection::vec(any::<u8>(), 0..40), any::<bool>())
+            .prop_map(|(b, sync)| V::Literal(b, sync)),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop::collection::vec(inner, 0..4).prop_map(V::List)
+    })
+}
+
+fn write(v: &V, out: &mut Vec<u8>) {
+    match v {
+        V::Atom(a) => out.extend_from_slice(a.as_bytes()),
+        V::Quoted(q) => {
+            out.push(b'"');
+            for c in q.bytes() {
+                if c == b'"' || c == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(c);
+            }
+            out.push(b'"');
+        }
+        V::Literal(b, sync) => {
+            out.extend_from_slice(
+                format!("{{{}{}}}\r\n", b.len(), if *sync { "" } else { "+" }).as_bytes(),
+            );
+            out.extend_from_slice(b);
+        }
+        V::List(items) => {
+            out.push(b'(');
+            for (i, it) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                write(it, out);
+            }
+            out.push(b')');
+        }
+    }
+}
+
+fn same(v: &V, p: &Value<'_>) -> bool {
+    match (v, p) {
+        (V::Atom(a), Value::Atom(b)) => a == b,
+        (V::Quoted(a), Value::Quoted(b)) => a == b.as_ref(),
+        (V::Literal(a, _), Value::Literal(b)) => a.as_slice() == *b,
+        (V::List(a), Value::List(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
+        }
+        _ => false,
+    }
+}
+
+/// Feeds `stream` in the given pieces, taking commands as they complete.
+fn run(stream: &[u8], cuts: &[usize]) -> Vec<(Vec<u8>, usize)> {
+    let limits = FrameLimits::default();
+    let mut framer = Framer::default();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut continuations = 0;
+    let mut start = 0;
+    for &c in cuts.iter().chain(std::iter::once(&stream.len())) {
+        let c = c.clamp(start, stream.len());
+        buf.extend_from_slice(&stream[start..c]);
+        start = c;
+        loop {
+            match framer.frame(&buf, &limits) {
+                Framed::Command { len } => {
+                    out.push((buf[..len].to_vec(), continuations));
+                    buf.drain(..len);
+                    framer.reset();
+                    continuations = 0;
+                }
+                Framed::Incomplete { continuation } => {
+                    continuations += usize::from(continuation);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_are_safe(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let limits = FrameLimits { max_line: 128, max_literal: 64, max_append_literal: 256, max_literals: 4 };
+        let mut f = Framer::default();
+        for end in 0..=bytes.len() {
+            match f.frame(&bytes[..end], &limits) {
+                Framed::Command { len } => {
+                    prop_assert!(len <= end);
+                    let _ = parse_command(&bytes[..len]);
+                    break;
+                }
+                Framed::LiteralTooLarge { len, .. } => { prop_assert!(len <= end); break; }
+                Framed::Incomplete { .. } => {}
+                Framed::LineTooLong | Framed::TooManyLiterals => break,
+            }
+        }
+        let _ = parse_command(&bytes);
+    }
+
+    #[test]
+    fn commands_round_trip_through_any_split(
+        cmds in prop::collection::vec(("[a-z0-9]{1,6}", "[A-Z]{2,8}".prop_filter("UID takes a subcommand", |n| n != "UID"), prop::collection::vec(value(), 0..5)), 1..4),
+        seeds in prop::collection::vec(any::<u32>(), 0..12),
+    ) {
+        let mut stream = Vec::new();
+        for (tag, name, args) in &cmds {
+            stream.extend_from_slice(format!("{tag} {name}").as_bytes());
+            for a in args {
+                stream.push(b' ');
+                write(a, &mut stream);
+            }
+            stream.extend_from_slice(b"\r\n");
+        }
+        let whole = run(&stream, &[]);
+        let mut cuts: Vec<usize> = seeds.iter().map(|s| (*s as usize) % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let split = run(&stream, &cuts);
+        prop_assert_eq!(whole.len(), cmds.len());
+        prop_assert_eq!(
+            whole.iter().map(|w| &w.0).collect::<Vec<_>>(),
+            split.iter().map(|s| &s.0).collect::<Vec<_>>()
+        );
+        for ((bytes, _), (tag, name, args)) in whole.iter().zip(&cmds) {
+            let c = parse_command(bytes).expect("parses");
+            prop_assert_eq!(c.tag, tag.as_str());
+            prop_assert_eq!(&c.name, name);
+            prop_assert_eq!(c.args.len(), args.len());
+            for (p, v) in c.args.iter().zip(args) {
+                prop_assert!(same(v, p), "{:?} vs {:?}", v, p);
+            }
+        }
+        // Each synchronising literal gets at most one continuation request.
+        for (bytes, n) in &split {
+            let sync = bytes.windows(3).filter(|w| w == b"}\r\n").count();
+            prop_assert!(*n <= sync);
+        }
+    }
+}
