@@ -1,6 +1,9 @@
-//! IMAP (RFC 9051 / RFC 3501): the command codec so far. Framing with
-//! literals and limits, and the generic parse into tagged values, on which
-//! the session (states, commands, mailbox questions) is to be built.
+//! IMAP (RFC 9051 / RFC 3501): framing with literals and limits, the
+//! generic parse into tagged values, sequence sets, FETCH items and SEARCH
+//! keys, and the session's questions to the mailbox store.
 
+pub mod event;
+pub mod fetch;
 pub mod framing;
 pub mod parse;
+pub mod set;

@@ -1,0 +1,246 @@
+//! What the IMAP session asks of the runtime (the mailbox store), and the
+//! answers it takes. As in SMTP, a question stops the session in a named
+//! waiting state until the matching `answer_*` call.
+
+use crate::proxy::{ClientAddress, ProxyError};
+use crate::secret::Secret;
+
+/// A message's place and state, as the store reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// The UID (RFC 9051 2.3.1.1).
+    pub uid: u32,
+    /// System flags (`\Seen`...) and keywords.
+    pub flags: Vec<String>,
+    /// RFC822.SIZE: the size with CRLF line ends.
+    pub size: u64,
+    /// INTERNALDATE, Unix seconds.
+    pub internal_date: i64,
+}
+
+/// A mailbox as SELECT/EXAMINE sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailboxView {
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// Every message, in UID order (sequence number = index + 1).
+    pub messages: Vec<MessageMeta>,
+    /// Keywords defined in the mailbox (for FLAGS).
+    pub keywords: Vec<String>,
+}
+
+/// One mailbox in a LIST answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    /// The name, `/`-separated (hierarchy delimiter `/`), `INBOX` for the inbox.
+    pub name: String,
+    /// Attributes: `\HasNoChildren`, `\Subscribed`, special use (`\Sent`...).
+    pub attributes: Vec<String>,
+}
+
+/// Counts for STATUS.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// MESSAGES.
+    pub messages: u32,
+    /// UNSEEN.
+    pub unseen: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+    /// RECENT (IMAP4rev1 only; always 0 here).
+    pub recent: u32,
+    /// SIZE (RFC 8438): total bytes.
+    pub size: u64,
+}
+
+/// How STORE changes flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    /// `FLAGS`: replace.
+    Replace,
+    /// `+FLAGS`: add.
+    Add,
+    /// `-FLAGS`: remove.
+    Remove,
+}
+
+/// A request to the mailbox store. `mailbox` names are as the client gave
+/// them, already checked against escapes (`..`, `/` at the start, `~`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailboxRequest {
+    /// Mailboxes matching `pattern` (`*` and `%` wildcards).
+    List {
+        /// The pattern, reference already joined.
+        pattern: String,
+        /// Only subscribed ones (LSUB, `LIST (SUBSCRIBED)`).
+        subscribed_only: bool,
+    },
+    /// Open a mailbox.
+    Select {
+        /// Its name.
+        mailbox: String,
+    },
+    /// Counts of a mailbox.
+    Status {
+        /// Its name.
+        mailbox: String,
+    },
+    /// Create a mailbox.
+    Create {
+        /// Its name.
+        mailbox: String,
+    },
+    /// Delete a mailbox.
+    Delete {
+        /// Its name.
+        mailbox: String,
+    },
+    /// Rename a mailbox.
+    Rename {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// Subscribe (or unsubscribe) a mailbox.
+    Subscribe {
+        /// Its name.
+        mailbox: String,
+        /// Subscribe (true) or unsubscribe.
+        on: bool,
+    },
+    /// The bytes of these messages (CRLF line ends).
+    Bodies {
+        /// The selected mailbox.
+        mailbox: String,
+        /// Which messages.
+        uids: Vec<u32>,
+    },
+    /// Change flags; the answer gives the new flags.
+    Store {
+        /// The selected mailbox.
+        mailbox: String,
+        /// Which messages.
+        uids: Vec<u32>,
+        /// How.
+        mode: StoreMode,
+        /// Which flags.
+        flags: Vec<String>,
+    },
+    /// Remove messages flagged `\Deleted` (only these UIDs, when given).
+    Expunge {
+        /// The selected mailbox.
+        mailbox: String,
+        /// UID EXPUNGE's set.
+        uids: Option<Vec<u32>>,
+    },
+    /// Store a new message.
+    Append {
+        /// Where.
+        mailbox: String,
+        /// Its flags.
+        flags: Vec<String>,
+        /// The message.
+        data: Vec<u8>,
+    },
+    /// Copy (or move) messages to another mailbox.
+    Copy {
+        /// The selected mailbox.
+        mailbox: String,
+        /// Which messages.
+        uids: Vec<u32>,
+        /// Where to.
+        to: String,
+        /// MOVE (expunge from the source) rather than COPY.
+        moving: bool,
+    },
+    /// What changed in the selected mailbox since the view was taken.
+    Poll {
+        /// The selected mailbox.
+        mailbox: String,
+    },
+}
+
+/// The store's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailboxAnswer {
+    /// LIST entries.
+    List(Vec<ListEntry>),
+    /// A selected mailbox.
+    View(MailboxView),
+    /// STATUS counts.
+    Status(StatusCounts),
+    /// Message bytes, in the order asked (missing ones left out).
+    Bodies(Vec<(u32, Vec<u8>)>),
+    /// New flags after STORE.
+    Flags(Vec<(u32, Vec<String>)>),
+    /// UIDs removed by EXPUNGE.
+    Expunged(Vec<u32>),
+    /// APPENDUID / COPYUID data: (UIDVALIDITY of the target, source UIDs, new UIDs).
+    Uids {
+        /// Target UIDVALIDITY.
+        uid_validity: u32,
+        /// Source UIDs (COPY/MOVE), empty for APPEND.
+        from: Vec<u32>,
+        /// The new UIDs.
+        to: Vec<u32>,
+    },
+    /// The current view (after Poll).
+    Changed(MailboxView),
+    /// Done, nothing to report.
+    Ok,
+    /// Refused: `NO [code] text`.
+    No {
+        /// A response code (`NONEXISTENT`, `ALREADYEXISTS`, `TRYCREATE`...).
+        code: Option<&'static str>,
+        /// Human text.
+        text: String,
+    },
+}
+
+/// What the session asks or tells.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The client address is known: may it go on? (`answer_connect`)
+    Connect(ClientAddress),
+    /// Check credentials. (`answer_login`)
+    Login {
+        /// The login name.
+        username: String,
+        /// The password.
+        password: Secret<String>,
+    },
+    /// A mailbox operation for the logged-in user. (`answer_mailbox`)
+    Mailbox {
+        /// The user.
+        user: String,
+        /// What.
+        request: MailboxRequest,
+    },
+    /// A fact for the log.
+    Notice(Notice),
+}
+
+/// Facts worth a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The PROXY gate refused the connection.
+    ProxyRefused(ProxyError),
+    /// A login failed for this name.
+    LoginFailed {
+        /// The name given.
+        username: String,
+    },
+    /// Bytes after STARTTLS were dropped.
+    DiscardedAfterStartTls(usize),
+    /// The client was idle too long.
+    Timeout,
+    /// The client closed the connection.
+    LostConnection,
+    /// A line or literal over the limits ended the session.
+    ProtocolLimit(&'static str),
+}

@@ -1,0 +1,421 @@
+//! FETCH items and SEARCH keys: parsing them from a command's values and
+//! evaluating them on a message (pure functions over bytes and metadata).
+
+use super::event::MessageMeta;
+use super::parse::Value;
+use super::set::SeqSet;
+use crate::datetime::civil_from_days;
+
+/// A body section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// `BODY[]`: the whole message.
+    Full,
+    /// `BODY[HEADER]`.
+    Header,
+    /// `BODY[TEXT]`.
+    Text,
+    /// `BODY[HEADER.FIELDS (A B)]` (or `.NOT`).
+    Fields {
+        /// Field names, upper-cased.
+        names: Vec<String>,
+        /// `.NOT`: all but these.
+        not: bool,
+    },
+}
+
+/// One FETCH item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// FLAGS.
+    Flags,
+    /// UID.
+    Uid,
+    /// RFC822.SIZE.
+    Size,
+    /// INTERNALDATE.
+    InternalDate,
+    /// BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT.
+    Body {
+        /// Which part.
+        section: Section,
+        /// `<offset.length>`.
+        partial: Option<(u64, u64)>,
+        /// BODY.PEEK and RFC822.HEADER: do not set \Seen.
+        peek: bool,
+        /// How the response names it.
+        label: String,
+    },
+}
+
+impl Item {
+    /// Whether the item needs the message bytes.
+    pub fn needs_body(&self) -> bool {
+        matches!(self, Item::Body { .. })
+    }
+}
+
+/// Parses the FETCH item argument (an atom, a macro, or a list).
+pub fn parse_items(v: &Value<'_>) -> Result<Vec<Item>, &'static str> {
+    match v {
+        Value::Atom(a) => match a.to_ascii_uppercase().as_str() {
+            "ALL" => Ok(vec![Item::Flags, Item::InternalDate, Item::Size]),
+            "FAST" => Ok(vec![Item::Flags, Item::InternalDate, Item::Size]),
+            "FULL" => Err("FULL needs ENVELOPE and BODY, not supported yet"),
+            _ => Ok(vec![parse_item(a)?]),
+        },
+        Value::List(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Atom(a) => parse_item(a),
+                _ => Err("bad fetch item"),
+            })
+            .collect(),
+        _ => Err("bad fetch item"),
+    }
+}
+
+fn parse_item(a: &str) -> Result<Item, &'static str> {
+    let up = a.to_ascii_uppercase();
+    match up.as_str() {
+        "FLAGS" => return Ok(Item::Flags),
+        "UID" => return Ok(Item::Uid),
+        "RFC822.SIZE" => return Ok(Item::Size),
+        "INTERNALDATE" => return Ok(Item::InternalDate),
+        "RFC822" => return Ok(body(Section::Full, None, false, "RFC822")),
+        "RFC822.HEADER" => return Ok(body(Section::Header, None, true, "RFC822.HEADER")),
+        "RFC822.TEXT" => return Ok(body(Section::Text, None, false, "RFC822.TEXT")),
+        "ENVELOPE" | "BODYSTRUCTURE" | "BODY" => return Err("ENVELOPE and BODYSTRUCTURE are not supported yet"),
+        _ => {}
+    }
+    let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
+        (true, r)
+    } else if let Some(r) = up.strip_prefix("BODY[") {
+        (false, r)
+    } else {
+        return Err("unknown fetch item");
+    };
+    let close = rest.rfind(']').ok_or("bad section")?;
+    let (spec, tail) = (&rest[..close], &rest[close + 1..]);
+    let section = match spec {
+        "" => Section::Full,
+        "HEADER" => Section::Header,
+        "TEXT" => Section::Text,
+        s if s.starts_with("HEADER.FIELDS") => {
+            let (not, list) = match s.strip_prefix("HEADER.FIELDS.NOT") {
+                Some(l) => (true, l),
+                None => (false, &s["HEADER.FIELDS".len()..]),
+            };
+            let list = list.trim().strip_prefix('(').and_then(|l| l.strip_suffix(')')).ok_or("bad header field list")?;
+            let names: Vec<String> = list.split_whitespace().map(|n| n.trim_matches('"').to_owned()).collect();
+            if names.is_empty() {
+                return Err("empty header field list");
+            }
+            Section::Fields { names, not }
+        }
+        _ => return Err("body part numbers are not supported yet"),
+    };
+    let partial = if tail.is_empty() {
+        None
+    } else {
+        let p = tail.strip_prefix('<').and_then(|t| t.strip_suffix('>')).ok_or("bad partial")?;
+        let (o, l) = p.split_once('.').ok_or("bad partial")?;
+        Some((o.parse().map_err(|_| "bad partial")?, l.parse().map_err(|_| "bad partial")?))
+    };
+    // The label keeps the client's spelling of the section, without PEEK
+    // and without the partial's length (RFC 9051 7.5.2).
+    let shown = a.find('[').map_or("", |i| &a[i..i + 1 + close + 1]);
+    let label = match partial {
+        Some((o, _)) => format!("BODY{shown}<{o}>"),
+        None => format!("BODY{shown}"),
+    };
+    Ok(body(section, partial, peek, &label))
+}
+
+fn body(section: Section, partial: Option<(u64, u64)>, peek: bool, label: &str) -> Item {
+    Item::Body { section, partial, peek, label: label.to_owned() }
+}
+
+/// Where the header ends (after its blank line).
+pub fn header_len(msg: &[u8]) -> usize {
+    match memchr::memmem::find(msg, b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None => msg.len(),
+    }
+}
+
+/// The bytes of a section.
+pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
+    let h = header_len(msg);
+    match section {
+        Section::Full => msg.to_vec(),
+        Section::Header => msg[..h].to_vec(),
+        Section::Text => msg[h..].to_vec(),
+        Section::Fields { names, not } => {
+            let mut out = Vec::new();
+            for field in header_fields(&msg[..h]) {
+                let name = field.split(|&b| b == b':').next().unwrap_or(b"");
+                let name = String::from_utf8_lossy(name).trim().to_ascii_uppercase();
+                if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) != *not {
+                    out.extend_from_slice(field);
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+    }
+}
+
+/// The header's fields, each with its continuation lines and CRLF.
+pub fn header_fields(header: &[u8]) -> Vec<&[u8]> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < header.len() {
+        let end = memchr::memchr(b'\n', &header[i..]).map_or(header.len(), |p| i + p + 1);
+        let next = header.get(end).copied();
+        if next != Some(b' ') && next != Some(b'\t') {
+            if end > start && &header[start..end] != b"\r\n" {
+                fields.push(&header[start..end]);
+            }
+            start = end;
+        }
+        i = end;
+    }
+    fields
+}
+
+/// The unfolded value of the first header field `name`.
+pub fn header_value(msg: &[u8], name: &str) -> Option<String> {
+    let h = header_len(msg);
+    header_fields(&msg[..h]).into_iter().find_map(|f| {
+        let (n, v) = f.split_at(f.iter().position(|&b| b == b':')?);
+        (String::from_utf8_lossy(n).trim().eq_ignore_ascii_case(name))
+            .then(|| String::from_utf8_lossy(&v[1..]).replace("\r\n", "").trim().to_owned())
+    })
+}
+
+/// INTERNALDATE as IMAP writes it: `"25-Nov-2026 06:38:06 +0000"`.
+pub fn internal_date(unix: i64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!("\"{d:02}-{}-{y} {:02}:{:02}:{:02} +0000\"", MONTHS[(m - 1) as usize], s / 3600, s / 60 % 60, s % 60)
+}
+
+/// A search key (RFC 9051 6.4.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// ALL.
+    All,
+    /// A flag is set (or not: `negate`).
+    Flag(String, bool),
+    /// `NEW` (recent and unseen: never here), `OLD`, `RECENT` are all-or-nothing.
+    Constant(bool),
+    /// LARGER n.
+    Larger(u64),
+    /// SMALLER n.
+    Smaller(u64),
+    /// UID set.
+    Uid(SeqSet),
+    /// Sequence set.
+    Seq(SeqSet),
+    /// A header field contains a string (SUBJECT, FROM, HEADER f s...).
+    Header(String, String),
+    /// BODY s.
+    Body(String),
+    /// TEXT s (header or body).
+    Text(String),
+    /// SINCE / BEFORE / ON, on the internal date (day numbers).
+    Date(std::cmp::Ordering, i64, bool),
+    /// NOT.
+    Not(Box<Key>),
+    /// OR.
+    Or(Box<Key>, Box<Key>),
+    /// A parenthesised conjunction.
+    And(Vec<Key>),
+}
+
+impl Key {
+    /// Whether the key needs message bytes.
+    pub fn needs_body(&self) -> bool {
+        match self {
+            Key::Header(..) | Key::Body(_) | Key::Text(_) => true,
+            Key::Not(k) => k.needs_body(),
+            Key::Or(a, b) => a.needs_body() || b.needs_body(),
+            Key::And(v) => v.iter().any(Key::needs_body),
+            _ => false,
+        }
+    }
+
+    /// Evaluates the key on one message (`seq` 1-based, `max_*` for `*`).
+    pub fn matches(&self, m: &MessageMeta, seq: u32, max_seq: u32, max_uid: u32, body: Option<&[u8]>) -> bool {
+        let has = |f: &str| m.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
+        let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        match self {
+            Key::All => true,
+            Key::Flag(f, negate) => has(f) != *negate,
+            Key::Constant(b) => *b,
+            Key::Larger(n) => m.size > *n,
+            Key::Smaller(n) => m.size < *n,
+            Key::Uid(s) => s.contains(m.uid, max_uid),
+            Key::Seq(s) => s.contains(seq, max_seq),
+            Key::Header(name, s) => body.and_then(|b| header_value(b, name)).is_some_and(|v| s.is_empty() || contains(&v, s)),
+            Key::Body(s) => body.is_some_and(|b| contains(&String::from_utf8_lossy(&b[header_len(b)..]), s)),
+            Key::Text(s) => body.is_some_and(|b| contains(&String::from_utf8_lossy(b), s)),
+            Key::Date(ord, day, or_equal) => {
+                let d = m.internal_date.div_euclid(86_400);
+                d.cmp(day) == *ord || (*or_equal && d == *day)
+            }
+            Key::Not(k) => !k.matches(m, seq, max_seq, max_uid, body),
+            Key::Or(a, b) => a.matches(m, seq, max_seq, max_uid, body) || b.matches(m, seq, max_seq, max_uid, body),
+            Key::And(v) => v.iter().all(|k| k.matches(m, seq, max_seq, max_uid, body)),
+        }
+    }
+}
+
+/// The most keys in one SEARCH.
+const MAX_KEYS: usize = 256;
+
+/// Parses SEARCH arguments (an optional `CHARSET UTF-8`/`US-ASCII` first).
+pub fn parse_search(args: &[Value<'_>]) -> Result<Key, &'static str> {
+    let mut args = args;
+    if let Some(Value::Atom(a)) = args.first() {
+        if a.eq_ignore_ascii_case("CHARSET") {
+            let cs = args.get(1).and_then(Value::as_astring).ok_or("CHARSET needs a name")?;
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Err("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset");
+            }
+            args = &args[2..];
+        }
+    }
+    let mut i = 0;
+    let mut count = 0;
+    let mut keys = Vec::new();
+    while i < args.len() {
+        keys.push(key(args, &mut i, &mut count)?);
+    }
+    if keys.is_empty() {
+        return Err("SEARCH needs a key");
+    }
+    Ok(if keys.len() == 1 { keys.remove(0) } else { Key::And(keys) })
+}
+
+fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'static str> {
+    *count += 1;
+    if *count > MAX_KEYS {
+        return Err("too many search keys");
+    }
+    let v = args.get(*i).ok_or("missing search key")?;
+    *i += 1;
+    let mut arg = |i: &mut usize| -> Result<String, &'static str> {
+        let a = args.get(*i).and_then(Value::as_astring).ok_or("search key needs an argument")?;
+        *i += 1;
+        Ok(a.into_owned())
+    };
+    let a = match v {
+        Value::List(items) => {
+            let mut j = 0;
+            let mut ks = Vec::new();
+            while j < items.len() {
+                ks.push(key(items, &mut j, count)?);
+            }
+            return Ok(Key::And(ks));
+        }
+        Value::Atom(a) => a.to_ascii_uppercase(),
+        _ => return Err("bad search key"),
+    };
+    let flag = |f: &str, negate| Ok(Key::Flag(f.to_owned(), negate));
+    match a.as_str() {
+        "ALL" => Ok(Key::All),
+        "SEEN" => flag("\\Seen", false),
+        "UNSEEN" => flag("\\Seen", true),
+        "DELETED" => flag("\\Deleted", false),
+        "UNDELETED" => flag("\\Deleted", true),
+        "FLAGGED" => flag("\\Flagged", false),
+        "UNFLAGGED" => flag("\\Flagged", true),
+        "ANSWERED" => flag("\\Answered", false),
+        "UNANSWERED" => flag("\\Answered", true),
+        "DRAFT" => flag("\\Draft", false),
+        "UNDRAFT" => flag("\\Draft", true),
+        "KEYWORD" => Ok(Key::Flag(arg(i)?, false)),
+        "UNKEYWORD" => Ok(Key::Flag(arg(i)?, true)),
+        "NEW" | "RECENT" => Ok(Key::Constant(false)),
+        "OLD" => Ok(Key::Constant(true)),
+        "LARGER" => Ok(Key::Larger(arg(i)?.parse().map_err(|_| "bad number")?)),
+        "SMALLER" => Ok(Key::Smaller(arg(i)?.parse().map_err(|_| "bad number")?)),
+        "UID" => Ok(Key::Uid(SeqSet::parse(&arg(i)?).ok_or("bad UID set")?)),
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => Ok(Key::Header(a.clone(), arg(i)?)),
+        "HEADER" => {
+            let f = arg(i)?;
+            Ok(Key::Header(f, arg(i)?))
+        }
+        "BODY" => Ok(Key::Body(arg(i)?)),
+        "TEXT" => Ok(Key::Text(arg(i)?)),
+        "SINCE" => Ok(Key::Date(std::cmp::Ordering::Greater, date(&arg(i)?)?, true)),
+        "BEFORE" => Ok(Key::Date(std::cmp::Ordering::Less, date(&arg(i)?)?, false)),
+        "ON" => Ok(Key::Date(std::cmp::Ordering::Equal, date(&arg(i)?)?, false)),
+        "NOT" => Ok(Key::Not(Box::new(key(args, i, count)?))),
+        "OR" => {
+            let a = key(args, i, count)?;
+            let b = key(args, i, count)?;
+            Ok(Key::Or(Box::new(a), Box::new(b)))
+        }
+        s if SeqSet::parse(s).is_some() => Ok(Key::Seq(SeqSet::parse(s).ok_or("bad set")?)),
+        _ => Err("unknown search key"),
+    }
+}
+
+/// `25-Nov-2026` as a day number since 1970.
+fn date(s: &str) -> Result<i64, &'static str> {
+    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    let mut p = s.split('-');
+    let (Some(d), Some(m), Some(y), None) = (p.next(), p.next(), p.next(), p.next()) else { return Err("bad date") };
+    let d: i64 = d.parse().map_err(|_| "bad date")?;
+    let y: i64 = y.parse().map_err(|_| "bad date")?;
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(m)).ok_or("bad date")? as i64 + 1;
+    if !(1..=31).contains(&d) || !(1900..=9999).contains(&y) {
+        return Err("bad date");
+    }
+    // Days from civil (inverse of civil_from_days).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok(era * 146_097 + doe - 719_468)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_and_sections() {
+        let items = parse_items(&Value::Atom("BODY.PEEK[HEADER.FIELDS (Subject From)]<0.10>")).unwrap();
+        match &items[0] {
+            Item::Body { section: Section::Fields { names, not: false }, partial: Some((0, 10)), peek: true, label } => {
+                assert_eq!(names, &["SUBJECT", "FROM"]);
+                assert_eq!(label, "BODY[HEADER.FIELDS (Subject From)]<0>");
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = b"Subject: hi\r\nX-A: 1\r\n 2\r\nFrom: a@b\r\n\r\nbody\r\n";
+        assert_eq!(section_bytes(msg, &Section::Fields { names: vec!["X-A".into()], not: false }), b"X-A: 1\r\n 2\r\n\r\n");
+        assert_eq!(section_bytes(msg, &Section::Text), b"body\r\n");
+        assert_eq!(header_value(msg, "x-a").as_deref(), Some("1 2"));
+    }
+
+    #[test]
+    fn search() {
+        let k = parse_search(&[Value::Atom("UNSEEN"), Value::Atom("SUBJECT"), Value::Atom("marker")]).unwrap();
+        let m = MessageMeta { uid: 5, flags: vec![], size: 10, internal_date: 0 };
+        assert!(k.needs_body());
+        assert!(k.matches(&m, 1, 1, 5, Some(b"Subject: the MARKER x\r\n\r\n")));
+        assert!(!k.matches(&m, 1, 1, 5, Some(b"Subject: nope\r\n\r\n")));
+        assert_eq!(date("25-Nov-2026"), Ok(1_795_588_686 / 86_400));
+        assert_eq!(date("1-Jan-1970"), Ok(0));
+        assert_eq!(internal_date(1_795_588_686), "\"25-Nov-2026 06:38:06 +0000\"");
+    }
+}
