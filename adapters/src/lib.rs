@@ -3,5 +3,6 @@
 
 pub mod directory;
 pub mod maildir;
+pub mod mailstore;
 pub mod sasl_passwd;
 pub mod spool;

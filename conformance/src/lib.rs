@@ -1,6 +1,7 @@
 //! Test support for Postern: the transcript format, the in-memory replay
 //! runner, and (in `tests/` and `benches/`) the conformance suites.
 
+pub mod imap_replay;
 pub mod replay;
 pub mod transcript;
 

@@ -98,6 +98,9 @@ const HEADER_DIRECTIVES: &[&str] = &[
     "password",
     "reject-sender",
     "rcpt-tempfail",
+    "autotls",
+    "user",
+    "message",
 ];
 
 /// Parses a transcript.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod conn;
 pub mod deliver;
 pub mod devdefault;
+pub mod imap;
 pub mod relay;
 pub mod server;
 pub mod smtp;

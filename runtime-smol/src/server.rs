@@ -31,6 +31,10 @@ pub struct Server {
     pub maildir: Arc<Maildir>,
     /// The group-commit writer for local delivery.
     pub committer: crate::commit::Committer,
+    /// IMAP settings for the core.
+    pub imap: Arc<postern_core::imap::session::ImapConfig>,
+    /// The IMAP mailbox store.
+    pub mailstore: Arc<postern_adapters::mailstore::MailStore>,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
     /// The smarthost, if outbound mail is relayed.
@@ -121,7 +125,12 @@ impl Server {
         let maildir = Arc::new(Maildir::new(&config.data_dir, &config.hostname));
         let committer = crate::commit::Committer::start(maildir.clone())
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
+        imap.limits.max_append_literal = config.smtp.limits.max_message_size;
+        let mailstore = Arc::new(postern_adapters::mailstore::MailStore::new(maildir.clone()));
         Ok(Arc::new(Self {
+            imap: Arc::new(imap),
+            mailstore,
             committer,
             relay,
             spool,
@@ -204,13 +213,6 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
     let (alive_tx, alive_rx) = smol::channel::bounded::<()>(1);
     for (tcp, l) in bound.listeners {
         let addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        match l.protocol {
-            Protocol::Imap => {
-                warn!("listener {addr}: IMAP is not implemented yet; not serving it");
-                continue;
-            }
-            Protocol::Smtp | Protocol::Submission => {}
-        }
         info!(
             "listening on {addr} ({:?}, TLS {:?}, PROXY {})",
             l.protocol,
@@ -221,6 +223,21 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                 "forbidden"
             }
         );
+        if l.protocol == Protocol::Imap {
+            let il = Arc::new(postern_core::imap::session::ImapListener {
+                tls: l.tls,
+                proxy: l.proxy.clone(),
+            });
+            smol::spawn(accept_imap(
+                srv.clone(),
+                tcp,
+                il,
+                stop_rx.clone(),
+                alive_tx.clone(),
+            ))
+            .detach();
+            continue;
+        }
         let lc = Arc::new(ListenerConfig {
             role: if l.protocol == Protocol::Submission {
                 Role::Submission
@@ -342,6 +359,38 @@ async fn accept_loop(
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off a little instead of spinning.
+                warn!("accept failed: {e}");
+                Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn accept_imap(
+    srv: Arc<Server>,
+    tcp: TcpListener,
+    il: Arc<postern_core::imap::session::ImapListener>,
+    stop: Receiver<()>,
+    alive: Sender<()>,
+) {
+    loop {
+        let accept = async { Some(tcp.accept().await) };
+        let end = async {
+            let _ = stop.recv().await;
+            None
+        };
+        match accept.or(end).await {
+            None => return,
+            Some(Ok((stream, peer))) => {
+                let local = stream.local_addr().unwrap_or(peer);
+                let (srv, il, stop, alive) = (srv.clone(), il.clone(), stop.clone(), alive.clone());
+                smol::spawn(async move {
+                    crate::imap::serve(srv, il, stream, peer, local, stop).await;
+                    drop(alive);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
                 warn!("accept failed: {e}");
                 Timer::after(std::time::Duration::from_millis(100)).await;
             }

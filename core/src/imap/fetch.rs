@@ -85,7 +85,9 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         "RFC822" => return Ok(body(Section::Full, None, false, "RFC822")),
         "RFC822.HEADER" => return Ok(body(Section::Header, None, true, "RFC822.HEADER")),
         "RFC822.TEXT" => return Ok(body(Section::Text, None, false, "RFC822.TEXT")),
-        "ENVELOPE" | "BODYSTRUCTURE" | "BODY" => return Err("ENVELOPE and BODYSTRUCTURE are not supported yet"),
+        "ENVELOPE" | "BODYSTRUCTURE" | "BODY" => {
+            return Err("ENVELOPE and BODYSTRUCTURE are not supported yet")
+        }
         _ => {}
     }
     let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
@@ -106,8 +108,15 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
                 Some(l) => (true, l),
                 None => (false, &s["HEADER.FIELDS".len()..]),
             };
-            let list = list.trim().strip_prefix('(').and_then(|l| l.strip_suffix(')')).ok_or("bad header field list")?;
-            let names: Vec<String> = list.split_whitespace().map(|n| n.trim_matches('"').to_owned()).collect();
+            let list = list
+                .trim()
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .ok_or("bad header field list")?;
+            let names: Vec<String> = list
+                .split_whitespace()
+                .map(|n| n.trim_matches('"').to_owned())
+                .collect();
             if names.is_empty() {
                 return Err("empty header field list");
             }
@@ -118,9 +127,15 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
     let partial = if tail.is_empty() {
         None
     } else {
-        let p = tail.strip_prefix('<').and_then(|t| t.strip_suffix('>')).ok_or("bad partial")?;
+        let p = tail
+            .strip_prefix('<')
+            .and_then(|t| t.strip_suffix('>'))
+            .ok_or("bad partial")?;
         let (o, l) = p.split_once('.').ok_or("bad partial")?;
-        Some((o.parse().map_err(|_| "bad partial")?, l.parse().map_err(|_| "bad partial")?))
+        Some((
+            o.parse().map_err(|_| "bad partial")?,
+            l.parse().map_err(|_| "bad partial")?,
+        ))
     };
     // The label keeps the client's spelling of the section, without PEEK
     // and without the partial's length (RFC 9051 7.5.2).
@@ -133,7 +148,12 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
 }
 
 fn body(section: Section, partial: Option<(u64, u64)>, peek: bool, label: &str) -> Item {
-    Item::Body { section, partial, peek, label: label.to_owned() }
+    Item::Body {
+        section,
+        partial,
+        peek,
+        label: label.to_owned(),
+    }
 }
 
 /// Where the header ends (after its blank line).
@@ -190,17 +210,29 @@ pub fn header_value(msg: &[u8], name: &str) -> Option<String> {
     let h = header_len(msg);
     header_fields(&msg[..h]).into_iter().find_map(|f| {
         let (n, v) = f.split_at(f.iter().position(|&b| b == b':')?);
-        (String::from_utf8_lossy(n).trim().eq_ignore_ascii_case(name))
-            .then(|| String::from_utf8_lossy(&v[1..]).replace("\r\n", "").trim().to_owned())
+        (String::from_utf8_lossy(n).trim().eq_ignore_ascii_case(name)).then(|| {
+            String::from_utf8_lossy(&v[1..])
+                .replace("\r\n", "")
+                .trim()
+                .to_owned()
+        })
     })
 }
 
 /// INTERNALDATE as IMAP writes it: `"25-Nov-2026 06:38:06 +0000"`.
 pub fn internal_date(unix: i64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let s = unix.rem_euclid(86_400);
-    format!("\"{d:02}-{}-{y} {:02}:{:02}:{:02} +0000\"", MONTHS[(m - 1) as usize], s / 3600, s / 60 % 60, s % 60)
+    format!(
+        "\"{d:02}-{}-{y} {:02}:{:02}:{:02} +0000\"",
+        MONTHS[(m - 1) as usize],
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 /// A search key (RFC 9051 6.4.4).
@@ -249,9 +281,17 @@ impl Key {
     }
 
     /// Evaluates the key on one message (`seq` 1-based, `max_*` for `*`).
-    pub fn matches(&self, m: &MessageMeta, seq: u32, max_seq: u32, max_uid: u32, body: Option<&[u8]>) -> bool {
+    pub fn matches(
+        &self,
+        m: &MessageMeta,
+        seq: u32,
+        max_seq: u32,
+        max_uid: u32,
+        body: Option<&[u8]>,
+    ) -> bool {
         let has = |f: &str| m.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-        let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        let contains =
+            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         match self {
             Key::All => true,
             Key::Flag(f, negate) => has(f) != *negate,
@@ -260,15 +300,22 @@ impl Key {
             Key::Smaller(n) => m.size < *n,
             Key::Uid(s) => s.contains(m.uid, max_uid),
             Key::Seq(s) => s.contains(seq, max_seq),
-            Key::Header(name, s) => body.and_then(|b| header_value(b, name)).is_some_and(|v| s.is_empty() || contains(&v, s)),
-            Key::Body(s) => body.is_some_and(|b| contains(&String::from_utf8_lossy(&b[header_len(b)..]), s)),
+            Key::Header(name, s) => body
+                .and_then(|b| header_value(b, name))
+                .is_some_and(|v| s.is_empty() || contains(&v, s)),
+            Key::Body(s) => {
+                body.is_some_and(|b| contains(&String::from_utf8_lossy(&b[header_len(b)..]), s))
+            }
             Key::Text(s) => body.is_some_and(|b| contains(&String::from_utf8_lossy(b), s)),
             Key::Date(ord, day, or_equal) => {
                 let d = m.internal_date.div_euclid(86_400);
                 d.cmp(day) == *ord || (*or_equal && d == *day)
             }
             Key::Not(k) => !k.matches(m, seq, max_seq, max_uid, body),
-            Key::Or(a, b) => a.matches(m, seq, max_seq, max_uid, body) || b.matches(m, seq, max_seq, max_uid, body),
+            Key::Or(a, b) => {
+                a.matches(m, seq, max_seq, max_uid, body)
+                    || b.matches(m, seq, max_seq, max_uid, body)
+            }
             Key::And(v) => v.iter().all(|k| k.matches(m, seq, max_seq, max_uid, body)),
         }
     }
@@ -282,7 +329,10 @@ pub fn parse_search(args: &[Value<'_>]) -> Result<Key, &'static str> {
     let mut args = args;
     if let Some(Value::Atom(a)) = args.first() {
         if a.eq_ignore_ascii_case("CHARSET") {
-            let cs = args.get(1).and_then(Value::as_astring).ok_or("CHARSET needs a name")?;
+            let cs = args
+                .get(1)
+                .and_then(Value::as_astring)
+                .ok_or("CHARSET needs a name")?;
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
                 return Err("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset");
             }
@@ -298,7 +348,11 @@ pub fn parse_search(args: &[Value<'_>]) -> Result<Key, &'static str> {
     if keys.is_empty() {
         return Err("SEARCH needs a key");
     }
-    Ok(if keys.len() == 1 { keys.remove(0) } else { Key::And(keys) })
+    Ok(if keys.len() == 1 {
+        keys.remove(0)
+    } else {
+        Key::And(keys)
+    })
 }
 
 fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'static str> {
@@ -308,8 +362,11 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
     }
     let v = args.get(*i).ok_or("missing search key")?;
     *i += 1;
-    let mut arg = |i: &mut usize| -> Result<String, &'static str> {
-        let a = args.get(*i).and_then(Value::as_astring).ok_or("search key needs an argument")?;
+    let arg = |i: &mut usize| -> Result<String, &'static str> {
+        let a = args
+            .get(*i)
+            .and_then(Value::as_astring)
+            .ok_or("search key needs an argument")?;
         *i += 1;
         Ok(a.into_owned())
     };
@@ -352,7 +409,11 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
         }
         "BODY" => Ok(Key::Body(arg(i)?)),
         "TEXT" => Ok(Key::Text(arg(i)?)),
-        "SINCE" => Ok(Key::Date(std::cmp::Ordering::Greater, date(&arg(i)?)?, true)),
+        "SINCE" => Ok(Key::Date(
+            std::cmp::Ordering::Greater,
+            date(&arg(i)?)?,
+            true,
+        )),
         "BEFORE" => Ok(Key::Date(std::cmp::Ordering::Less, date(&arg(i)?)?, false)),
         "ON" => Ok(Key::Date(std::cmp::Ordering::Equal, date(&arg(i)?)?, false)),
         "NOT" => Ok(Key::Not(Box::new(key(args, i, count)?))),
@@ -368,12 +429,20 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
 
 /// `25-Nov-2026` as a day number since 1970.
 fn date(s: &str) -> Result<i64, &'static str> {
-    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
     let mut p = s.split('-');
-    let (Some(d), Some(m), Some(y), None) = (p.next(), p.next(), p.next(), p.next()) else { return Err("bad date") };
+    let (Some(d), Some(m), Some(y), None) = (p.next(), p.next(), p.next(), p.next()) else {
+        return Err("bad date");
+    };
     let d: i64 = d.parse().map_err(|_| "bad date")?;
     let y: i64 = y.parse().map_err(|_| "bad date")?;
-    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(m)).ok_or("bad date")? as i64 + 1;
+    let m = MONTHS
+        .iter()
+        .position(|x| x.eq_ignore_ascii_case(m))
+        .ok_or("bad date")? as i64
+        + 1;
     if !(1..=31).contains(&d) || !(1900..=9999).contains(&y) {
         return Err("bad date");
     }
@@ -393,29 +462,59 @@ mod tests {
 
     #[test]
     fn items_and_sections() {
-        let items = parse_items(&Value::Atom("BODY.PEEK[HEADER.FIELDS (Subject From)]<0.10>")).unwrap();
+        let items = parse_items(&Value::Atom(
+            "BODY.PEEK[HEADER.FIELDS (Subject From)]<0.10>",
+        ))
+        .unwrap();
         match &items[0] {
-            Item::Body { section: Section::Fields { names, not: false }, partial: Some((0, 10)), peek: true, label } => {
+            Item::Body {
+                section: Section::Fields { names, not: false },
+                partial: Some((0, 10)),
+                peek: true,
+                label,
+            } => {
                 assert_eq!(names, &["SUBJECT", "FROM"]);
                 assert_eq!(label, "BODY[HEADER.FIELDS (Subject From)]<0>");
             }
             other => panic!("{other:?}"),
         }
         let msg = b"Subject: hi\r\nX-A: 1\r\n 2\r\nFrom: a@b\r\n\r\nbody\r\n";
-        assert_eq!(section_bytes(msg, &Section::Fields { names: vec!["X-A".into()], not: false }), b"X-A: 1\r\n 2\r\n\r\n");
+        assert_eq!(
+            section_bytes(
+                msg,
+                &Section::Fields {
+                    names: vec!["X-A".into()],
+                    not: false
+                }
+            ),
+            b"X-A: 1\r\n 2\r\n\r\n"
+        );
         assert_eq!(section_bytes(msg, &Section::Text), b"body\r\n");
         assert_eq!(header_value(msg, "x-a").as_deref(), Some("1 2"));
     }
 
     #[test]
     fn search() {
-        let k = parse_search(&[Value::Atom("UNSEEN"), Value::Atom("SUBJECT"), Value::Atom("marker")]).unwrap();
-        let m = MessageMeta { uid: 5, flags: vec![], size: 10, internal_date: 0 };
+        let k = parse_search(&[
+            Value::Atom("UNSEEN"),
+            Value::Atom("SUBJECT"),
+            Value::Atom("marker"),
+        ])
+        .unwrap();
+        let m = MessageMeta {
+            uid: 5,
+            flags: vec![],
+            size: 10,
+            internal_date: 0,
+        };
         assert!(k.needs_body());
         assert!(k.matches(&m, 1, 1, 5, Some(b"Subject: the MARKER x\r\n\r\n")));
         assert!(!k.matches(&m, 1, 1, 5, Some(b"Subject: nope\r\n\r\n")));
         assert_eq!(date("25-Nov-2026"), Ok(1_795_588_686 / 86_400));
         assert_eq!(date("1-Jan-1970"), Ok(0));
-        assert_eq!(internal_date(1_795_588_686), "\"25-Nov-2026 06:38:06 +0000\"");
+        assert_eq!(
+            internal_date(1_795_588_686),
+            "\"25-Nov-2026 06:38:06 +0000\""
+        );
     }
 }

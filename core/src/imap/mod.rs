@@ -6,4 +6,5 @@ pub mod event;
 pub mod fetch;
 pub mod framing;
 pub mod parse;
+pub mod session;
 pub mod set;

@@ -42,7 +42,8 @@ fn num(s: &str) -> Option<u32> {
     if s == "*" {
         return Some(u32::MAX);
     }
-    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
+    {
         return None;
     }
     s.parse().ok().filter(|&n| n > 0)
@@ -58,6 +59,10 @@ mod tests {
         assert!(s.contains(2, 20) && s.contains(7, 20) && s.contains(15, 20) && !s.contains(8, 20));
         let r = SeqSet::parse("*:4").unwrap();
         assert!(r.contains(5, 6) && !r.contains(3, 6));
-        assert!(SeqSet::parse("0").is_none() && SeqSet::parse("1:").is_none() && SeqSet::parse("a").is_none());
+        assert!(
+            SeqSet::parse("0").is_none()
+                && SeqSet::parse("1:").is_none()
+                && SeqSet::parse("a").is_none()
+        );
     }
 }

@@ -1,0 +1,138 @@
+//! IMAP with real peers: Python's imaplib runs the roundtrip probe's flow
+//! over IMAPS on the stock listener, and through HAProxy (send-proxy-v2) on
+//! the PROXY listener.
+
+mod common;
+
+use common::{free_port, peer, tool, Client, Daemon};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LISTENERS: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n\
+[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n\
+[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\nproxy = \"required\"\ntrusted_networks = [\"127.0.0.1/32\"]\n";
+
+fn deliver(mx: SocketAddr, marker: &str) {
+    let mut c = Client::connect(mx).expect("connect");
+    c.reply().expect("greeting");
+    c.cmd("EHLO probe.example.net").expect("ehlo");
+    assert!(c
+        .cmd("MAIL FROM:<probe@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<alice@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    let r = c
+        .cmd(&format!(
+            "Subject: roundtrip {marker}\r\nFrom: probe@example.net\r\n\r\nbody of {marker}\r\n."
+        ))
+        .expect("dot");
+    assert!(r.starts_with("250"), "{r}");
+    c.cmd("QUIT").expect("quit");
+}
+
+/// The probe's flow in imaplib; prints what it found.
+fn probe(host: &str, port: u16, marker: &str, source: Option<&str>) -> String {
+    let src = source
+        .map(|s| format!("source_address=(\"{s}\", 0), "))
+        .unwrap_or_default();
+    let script = format!(
+        r#"
+import imaplib, ssl, socket
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+class M(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout, {src})
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+m = M("{host}", {port}, ssl_context=ctx)
+typ, _ = m.login("alice@example.com", "alice-pw"); assert typ == "OK", typ
+typ, data = m.select("INBOX"); assert typ == "OK", (typ, data)
+typ, data = m.search(None, '(SUBJECT "{marker}")'); assert typ == "OK", typ
+ids = data[0].split(); assert len(ids) == 1, data
+typ, msg = m.fetch(ids[0], "(RFC822)"); assert typ == "OK", typ
+body = msg[0][1].decode()
+assert "body of {marker}" in body, body
+typ, _ = m.store(ids[0], "+FLAGS", "\\Deleted"); assert typ == "OK", typ
+typ, data = m.expunge(); assert typ == "OK", typ
+typ, data = m.search(None, "ALL")
+print("found", len(ids), "left", len(data[0].split()))
+m.logout()
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn imaplib_runs_the_roundtrip_probe_on_imaps_and_through_haproxy() {
+    if !peer("python3") || !peer("haproxy") {
+        return;
+    }
+    let d = Daemon::start(LISTENERS, "");
+    let (mx, imaps, alt) = (d.addrs[0], d.addrs[1], d.addrs[2]);
+
+    deliver(mx, "m-1a2b");
+    let out = probe("127.0.0.1", imaps.port(), "m-1a2b", None);
+    assert_eq!(out.trim(), "found 1 left 0");
+    assert!(d.new_mail("alice", "example.com").is_empty());
+    let cur = d.dir.path().join("mail/example.com/alice/cur");
+    assert_eq!(
+        std::fs::read_dir(&cur).map(|r| r.count()).unwrap_or(0),
+        0,
+        "expunged from disk"
+    );
+    assert!(d
+        .dir
+        .path()
+        .join("mail/example.com/alice/dovecot-uidlist")
+        .is_file());
+
+    // The same through HAProxy with send-proxy-v2, from 127.0.0.7.
+    let hp_port = free_port();
+    let cfg = d.dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend imaps\n  bind 127.0.0.1:{hp_port}\n  default_backend postern\n\
+             backend postern\n  server s1 {alt} send-proxy-v2\n"
+        ),
+    )
+    .expect("cfg");
+    let mut hap = Command::new(tool("haproxy"))
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", hp_port)).is_err() {
+        assert!(Instant::now() < deadline, "haproxy did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    deliver(mx, "m-3c4d");
+    let out = probe("127.0.0.1", hp_port, "m-3c4d", Some("127.0.0.7"));
+    let _ = hap.kill();
+    let _ = hap.wait();
+    assert_eq!(out.trim(), "found 1 left 0");
+    let log = d.log_text();
+    assert!(
+        log.contains("imap-login: Login: user=<alice@example.com>, method=PLAIN, rip=127.0.0.7"),
+        "{log}"
+    );
+}

@@ -1,0 +1,1699 @@
+//! The IMAP server session: a sans-IO state machine driven exactly like
+//! [`crate::smtp::SmtpSession`] (the loop is written there): bytes and time
+//! in, outputs out, questions answered by the runtime. The session keeps
+//! the client's view of the selected mailbox (UIDs in sequence order and
+//! their flags); the store keeps the truth.
+
+use super::event::{
+    Event, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, Notice, StoreMode,
+};
+use super::fetch::{self, Item, Key};
+use super::framing::{FrameLimits, Framed, Framer};
+use super::parse::{parse_command, Command, ParseError, Value};
+use super::set::SeqSet;
+use crate::proxy::{ClientAddress, ProxyConfig, ProxyGate, ProxyStep};
+use crate::smtp::TlsMode;
+use crate::{sasl, Secret};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Server-wide IMAP settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapConfig {
+    /// Name in the greeting.
+    pub hostname: String,
+    /// Framing limits.
+    pub limits: FrameLimits,
+    /// Autologout (RFC 9051 5.4: at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// Unprocessed input held while a question is out.
+    pub max_pipelined: usize,
+}
+
+impl ImapConfig {
+    /// Defaults for `hostname`.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        Self {
+            hostname: hostname.into(),
+            limits: FrameLimits::default(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_pipelined: 256 * 1024,
+        }
+    }
+}
+
+/// One IMAP listener's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapListener {
+    /// TLS mode (993: implicit).
+    pub tls: TlsMode,
+    /// PROXY policy.
+    pub proxy: ProxyConfig,
+}
+
+/// What the session wants done.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Write these bytes.
+    Send(Vec<u8>),
+    /// Start TLS (see the SMTP session for `early`).
+    StartTls {
+        /// Bytes that belong to the handshake.
+        early: Vec<u8>,
+    },
+    /// A question or a fact.
+    Event(Event),
+    /// Flush and close.
+    Close,
+}
+
+/// Answer to `Event::Connect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectAnswer {
+    /// Greet.
+    Accept,
+    /// `* BYE` and close.
+    Refuse(String),
+}
+
+/// Answer to `Event::Login`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginAnswer {
+    /// Logged in as this account.
+    Success(String),
+    /// Bad credentials.
+    Failure,
+    /// The directory could not answer.
+    TempFail,
+}
+
+#[derive(Debug)]
+struct Selected {
+    name: String,
+    read_only: bool,
+    view: MailboxView,
+}
+
+#[derive(Debug)]
+enum State {
+    NotAuthenticated,
+    Authenticated(String),
+    Selected(String, Selected),
+    Logout,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Proxy,
+    Connect,
+    Tls { greet: bool },
+    Ready,
+    AuthPlain { tag: String },
+    Idle { tag: String },
+    Wait(Pending),
+    Closed,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Login {
+        tag: String,
+        username: String,
+    },
+    Select {
+        tag: String,
+        name: String,
+        read_only: bool,
+    },
+    Simple {
+        tag: String,
+        what: &'static str,
+    },
+    List {
+        tag: String,
+        lsub: bool,
+        sub_attr: bool,
+    },
+    Status {
+        tag: String,
+        name: String,
+        items: Vec<String>,
+    },
+    Fetch {
+        tag: String,
+        uid: bool,
+        items: Vec<Item>,
+        targets: Vec<(u32, u32)>,
+        bodies: Option<Vec<(u32, Vec<u8>)>>,
+    },
+    Search {
+        tag: String,
+        uid: bool,
+        key: Key,
+    },
+    Store {
+        tag: String,
+        uid: bool,
+        silent: bool,
+    },
+    Expunge {
+        tag: String,
+        closing: bool,
+    },
+    Append {
+        tag: String,
+    },
+    Copy {
+        tag: String,
+        moving: bool,
+    },
+    Poll {
+        tag: String,
+        what: &'static str,
+    },
+}
+
+/// One IMAP connection.
+#[derive(Debug)]
+pub struct ImapSession {
+    cfg: Arc<ImapConfig>,
+    listener: Arc<ImapListener>,
+    gate: Option<ProxyGate>,
+    address: ClientAddress,
+    phase: Phase,
+    state: State,
+    inbuf: Vec<u8>,
+    framer: Framer,
+    outputs: VecDeque<Output>,
+    now: Instant,
+    deadline: Option<Instant>,
+    tls: bool,
+}
+
+fn quote(s: &str) -> String {
+    if s.bytes().all(|b| {
+        b.is_ascii_graphic()
+            && b != b'"'
+            && b != b'\\'
+            && b != b'('
+            && b != b')'
+            && b != b'{'
+            && b != b'%'
+            && b != b'*'
+    }) && !s.is_empty()
+        && !s.eq_ignore_ascii_case("NIL")
+    {
+        return s.to_owned();
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+/// Whether a mailbox name stays inside the account.
+pub fn safe_mailbox_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('/')
+        && !name.starts_with('~')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && !name
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.starts_with('.'))
+        && !name.contains(['\\', '\0'])
+        && !name.chars().any(char::is_control)
+}
+
+/// Canonical form: `INBOX` in any case is `INBOX`.
+fn canonical(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+impl ImapSession {
+    /// A session for a connection from `peer` to `local` at `now`.
+    pub fn new(
+        cfg: Arc<ImapConfig>,
+        listener: Arc<ImapListener>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Self {
+        let mut gate = ProxyGate::new(listener.proxy.clone(), peer, local, now);
+        let address = gate.socket_address();
+        let first = gate.on_connect();
+        let mut s = Self {
+            cfg,
+            listener,
+            gate: Some(gate),
+            address,
+            phase: Phase::Proxy,
+            state: State::NotAuthenticated,
+            inbuf: Vec::new(),
+            framer: Framer::default(),
+            outputs: VecDeque::new(),
+            now,
+            deadline: None,
+            tls: false,
+        };
+        s.arm();
+        if let ProxyStep::Refused(e) = first {
+            s.notice(Notice::ProxyRefused(e));
+            s.close();
+        } else if !s.listener.proxy.is_required() {
+            if s.listener.tls == TlsMode::Implicit {
+                s.gate = None;
+            }
+            s.phase = Phase::Connect;
+            s.outputs.push_back(Output::Event(Event::Connect(address)));
+        }
+        s
+    }
+
+    /// The client and server addresses.
+    pub fn client(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Authenticated(u) | State::Selected(u, _) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The selected mailbox's name.
+    pub fn selected(&self) -> Option<&str> {
+        match &self.state {
+            State::Selected(_, s) => Some(&s.name),
+            _ => None,
+        }
+    }
+
+    /// Whether the session is in IDLE (the runtime should then tell it
+    /// about changes with [`Self::handle_mailbox_changed`]).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle { .. })
+    }
+
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Bytes held (bounded by the limits).
+    pub fn buffered_len(&self) -> usize {
+        self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len)
+    }
+
+    /// The next output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` is due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
+        let own = if matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Closed) {
+            None
+        } else {
+            self.deadline
+        };
+        match (gate, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The clock moved on.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(gate) = self.gate.as_mut() {
+            match gate.handle_timeout(now) {
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    return self.close();
+                }
+                ProxyStep::Done { rest, .. } => {
+                    self.gate = None;
+                    self.inbuf.splice(0..0, rest);
+                    return self.process();
+                }
+                ProxyStep::NeedMore => {}
+            }
+        }
+        if self.poll_timeout().is_some_and(|d| now >= d) && self.gate.is_none() {
+            self.notice(Notice::Timeout);
+            if !matches!(self.phase, Phase::Tls { .. } | Phase::Proxy) {
+                self.send_str("* BYE Autologout; idle for too long\r\n");
+            }
+            self.close();
+        }
+    }
+
+    /// The client closed its side.
+    pub fn handle_eof(&mut self) {
+        if !self.is_closed() {
+            self.notice(Notice::LostConnection);
+            self.phase = Phase::Closed;
+            self.outputs.push_back(Output::Close);
+        }
+    }
+
+    /// The TLS handshake asked for is done.
+    pub fn handle_tls_established(&mut self) {
+        let Phase::Tls { greet } = self.phase else {
+            return;
+        };
+        self.tls = true;
+        self.inbuf.clear();
+        self.framer.reset();
+        self.phase = Phase::Ready;
+        self.arm();
+        if greet {
+            self.greet();
+        }
+    }
+
+    /// Bytes from the client.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = now;
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Tls { .. } => {
+                self.notice(Notice::DiscardedAfterStartTls(bytes.len()));
+                return;
+            }
+            _ => {}
+        }
+        if let Some(gate) = self.gate.as_mut() {
+            match gate.handle_input(bytes) {
+                ProxyStep::NeedMore => return,
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    return self.close();
+                }
+                ProxyStep::Done { address, rest } => {
+                    self.gate = None;
+                    if matches!(self.phase, Phase::Proxy) {
+                        self.address = address;
+                        self.phase = Phase::Connect;
+                        self.outputs
+                            .push_back(Output::Event(Event::Connect(address)));
+                    }
+                    self.inbuf.extend_from_slice(&rest);
+                }
+            }
+        } else {
+            self.inbuf.extend_from_slice(bytes);
+        }
+        self.arm();
+        if self.inbuf.len() > self.cfg.max_pipelined + self.cfg.limits.max_line
+            && matches!(self.phase, Phase::Wait(_) | Phase::Connect)
+        {
+            self.notice(Notice::ProtocolLimit("pipelined input"));
+            self.send_str("* BYE Too much pipelined input\r\n");
+            return self.close();
+        }
+        self.process();
+    }
+
+    /// Answers `Event::Connect`.
+    pub fn answer_connect(&mut self, answer: ConnectAnswer) {
+        if !matches!(self.phase, Phase::Connect) {
+            return;
+        }
+        match answer {
+            ConnectAnswer::Refuse(text) => {
+                if self.listener.tls != TlsMode::Implicit {
+                    self.send_str(&format!("* BYE {text}\r\n"));
+                }
+                self.close();
+            }
+            ConnectAnswer::Accept if self.listener.tls == TlsMode::Implicit => {
+                let early = std::mem::take(&mut self.inbuf);
+                self.phase = Phase::Tls { greet: true };
+                self.outputs.push_back(Output::StartTls { early });
+            }
+            ConnectAnswer::Accept => {
+                self.greet();
+                self.phase = Phase::Ready;
+                self.process();
+            }
+        }
+    }
+
+    /// Answers `Event::Login`.
+    pub fn answer_login(&mut self, answer: LoginAnswer) {
+        let Phase::Wait(Pending::Login { .. }) = self.phase else {
+            return;
+        };
+        let Phase::Wait(Pending::Login { tag, username }) =
+            std::mem::replace(&mut self.phase, Phase::Ready)
+        else {
+            return;
+        };
+        match answer {
+            LoginAnswer::Success(user) => {
+                self.state = State::Authenticated(user);
+                let caps = self.capabilities();
+                self.send_str(&format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n"));
+            }
+            LoginAnswer::Failure => {
+                self.notice(Notice::LoginFailed { username });
+                self.send_str(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                ));
+            }
+            LoginAnswer::TempFail => self.send_str(&format!(
+                "{tag} NO [UNAVAILABLE] Temporary authentication failure\r\n"
+            )),
+        }
+        self.process();
+    }
+
+    /// The selected mailbox changed (a delivery, another session): while
+    /// idling, the session asks for the new view and reports the changes.
+    pub fn handle_mailbox_changed(&mut self) {
+        if let (Phase::Idle { .. }, State::Selected(user, sel)) = (&self.phase, &self.state) {
+            let (user, mailbox) = (user.clone(), sel.name.clone());
+            let Phase::Idle { tag } = std::mem::replace(&mut self.phase, Phase::Ready) else {
+                return;
+            };
+            self.ask(
+                user,
+                MailboxRequest::Poll { mailbox },
+                Pending::Poll {
+                    tag,
+                    what: "IDLE-CONTINUE",
+                },
+            );
+        }
+    }
+
+    // ----- internals -----
+
+    fn arm(&mut self) {
+        self.deadline = Some(self.now + self.cfg.idle_timeout);
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.outputs.push_back(Output::Event(Event::Notice(n)));
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        if let Some(Output::Send(b)) = self.outputs.back_mut() {
+            b.extend_from_slice(bytes);
+        } else {
+            self.outputs.push_back(Output::Send(bytes.to_vec()));
+        }
+    }
+
+    fn send_str(&mut self, s: &str) {
+        self.send(s.as_bytes());
+    }
+
+    fn close(&mut self) {
+        if !self.is_closed() {
+            self.phase = Phase::Closed;
+            self.inbuf = Vec::new();
+            self.outputs.push_back(Output::Close);
+        }
+    }
+
+    fn greet(&mut self) {
+        let caps = self.capabilities();
+        let g = format!(
+            "* OK [CAPABILITY {caps}] {} Postern ready.\r\n",
+            self.cfg.hostname
+        );
+        self.send_str(&g);
+    }
+
+    fn capabilities(&self) -> String {
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE");
+        if self.user().is_none() {
+            if self.listener.tls == TlsMode::StartTls && !self.tls {
+                c.push_str(" STARTTLS");
+            }
+            if self.tls {
+                c.push_str(" AUTH=PLAIN");
+            } else {
+                c.push_str(" LOGINDISABLED");
+            }
+        }
+        c
+    }
+
+    fn ask(&mut self, user: String, request: MailboxRequest, pending: Pending) {
+        self.outputs
+            .push_back(Output::Event(Event::Mailbox { user, request }));
+        self.phase = Phase::Wait(pending);
+    }
+
+    /// Frames and runs commands until input runs out or a question is out.
+    fn process(&mut self) {
+        loop {
+            match &self.phase {
+                Phase::Ready | Phase::AuthPlain { .. } | Phase::Idle { .. } => {}
+                _ => return,
+            }
+            if self.inbuf.is_empty() {
+                return;
+            }
+            // Continuation lines (AUTHENTICATE, IDLE's DONE) are plain lines.
+            if matches!(self.phase, Phase::AuthPlain { .. } | Phase::Idle { .. }) {
+                let Some(nl) = memchr::memchr(b'\n', &self.inbuf) else {
+                    if self.inbuf.len() > self.cfg.limits.max_line {
+                        self.notice(Notice::ProtocolLimit("line"));
+                        self.send_str("* BYE Line too long\r\n");
+                        self.close();
+                    }
+                    return;
+                };
+                let line: Vec<u8> = self.inbuf.drain(..=nl).collect();
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned();
+                self.continuation_line(&text);
+                continue;
+            }
+            match self.framer.frame(&self.inbuf, &self.cfg.limits) {
+                Framed::Incomplete { continuation } => {
+                    if continuation {
+                        self.send_str("+ Ready for literal data\r\n");
+                    }
+                    return;
+                }
+                Framed::Command { len } => {
+                    let bytes: Vec<u8> = self.inbuf.drain(..len).collect();
+                    self.framer.reset();
+                    self.command(&bytes);
+                }
+                Framed::LiteralTooLarge {
+                    tag,
+                    sync: true,
+                    len,
+                } => {
+                    self.inbuf.drain(..len.min(self.inbuf.len()));
+                    self.framer.reset();
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.send_str(&format!("{tag} NO [TOOBIG] Literal too large\r\n"));
+                }
+                Framed::LiteralTooLarge { sync: false, .. } => {
+                    self.notice(Notice::ProtocolLimit("literal"));
+                    self.send_str("* BYE Literal too large\r\n");
+                    return self.close();
+                }
+                Framed::LineTooLong => {
+                    self.notice(Notice::ProtocolLimit("line"));
+                    self.send_str("* BYE Line too long\r\n");
+                    return self.close();
+                }
+                Framed::TooManyLiterals => {
+                    self.notice(Notice::ProtocolLimit("literals"));
+                    self.send_str("* BYE Too many literals\r\n");
+                    return self.close();
+                }
+            }
+        }
+    }
+
+    fn continuation_line(&mut self, text: &str) {
+        match std::mem::replace(&mut self.phase, Phase::Ready) {
+            Phase::AuthPlain { tag } => self.plain_response(&tag, text),
+            Phase::Idle { tag } => {
+                if text.eq_ignore_ascii_case("DONE") {
+                    self.send_str(&format!("{tag} OK IDLE terminated\r\n"));
+                } else {
+                    self.send_str(&format!("{tag} BAD Expected DONE\r\n"));
+                }
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn command(&mut self, bytes: &[u8]) {
+        let cmd = match parse_command(bytes) {
+            Ok(c) => c,
+            Err(ParseError::NoTag) => return self.send_str("* BAD Invalid tag\r\n"),
+            Err(ParseError::Syntax { tag, message }) => {
+                return self.send_str(&format!("{tag} BAD {message}\r\n"))
+            }
+        };
+        let tag = cmd.tag.to_owned();
+        let bad = |s: &mut Self, m: &str| s.send_str(&format!("{tag} BAD {m}\r\n"));
+        let authenticated = self.user().map(str::to_owned);
+        match (cmd.name.as_str(), &authenticated) {
+            ("CAPABILITY", _) => {
+                let caps = self.capabilities();
+                self.send_str(&format!(
+                    "* CAPABILITY {caps}\r\n{tag} OK CAPABILITY completed\r\n"
+                ));
+            }
+            ("NOOP", _) => self.poll_or_ok(&tag, "NOOP"),
+            ("CHECK", Some(_)) => self.poll_or_ok(&tag, "CHECK"),
+            ("LOGOUT", _) => {
+                self.send_str(&format!(
+                    "* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n"
+                ));
+                self.state = State::Logout;
+                self.close();
+            }
+            ("ID", _) => self.send_str(&format!(
+                "* ID (\"name\" \"Postern\")\r\n{tag} OK ID completed\r\n"
+            )),
+            ("STARTTLS", None) => {
+                if self.listener.tls != TlsMode::StartTls || self.tls {
+                    return bad(self, "STARTTLS not available");
+                }
+                self.send_str(&format!("{tag} OK Begin TLS negotiation now\r\n"));
+                let dropped = self.inbuf.len();
+                if dropped > 0 {
+                    self.notice(Notice::DiscardedAfterStartTls(dropped));
+                }
+                self.inbuf.clear();
+                self.phase = Phase::Tls { greet: false };
+                self.outputs
+                    .push_back(Output::StartTls { early: Vec::new() });
+            }
+            ("LOGIN", None) => {
+                if !self.tls {
+                    return self
+                        .send_str(&format!("{tag} NO [PRIVACYREQUIRED] LOGIN needs TLS\r\n"));
+                }
+                let (Some(u), Some(p), 2) = (
+                    cmd.args.first().and_then(Value::as_astring),
+                    cmd.args.get(1).and_then(Value::as_astring),
+                    cmd.args.len(),
+                ) else {
+                    return bad(self, "Syntax: LOGIN user password");
+                };
+                self.login(tag, u.into_owned(), p.into_owned());
+            }
+            ("AUTHENTICATE", None) => {
+                if !self.tls {
+                    return self.send_str(&format!(
+                        "{tag} NO [PRIVACYREQUIRED] AUTHENTICATE needs TLS\r\n"
+                    ));
+                }
+                match (cmd.args.first(), cmd.args.get(1)) {
+                    (Some(Value::Atom(m)), ir) if m.eq_ignore_ascii_case("PLAIN") => {
+                        match ir.and_then(Value::as_astring) {
+                            Some(ir) => self.plain_response(&tag, &ir),
+                            None => {
+                                self.send_str("+ \r\n");
+                                self.phase = Phase::AuthPlain { tag };
+                            }
+                        }
+                    }
+                    _ => self.send_str(&format!("{tag} NO [CANNOT] Unsupported mechanism\r\n")),
+                }
+            }
+            ("STARTTLS" | "LOGIN" | "AUTHENTICATE", Some(_)) => bad(self, "Already authenticated"),
+            (_, None) => bad(self, "Log in first"),
+            (_, Some(user)) => self.authenticated_command(user.clone(), &tag, &cmd),
+        }
+    }
+
+    fn login(&mut self, tag: String, username: String, password: String) {
+        self.outputs.push_back(Output::Event(Event::Login {
+            username: username.clone(),
+            password: Secret::new(password),
+        }));
+        self.phase = Phase::Wait(Pending::Login { tag, username });
+    }
+
+    fn plain_response(&mut self, tag: &str, text: &str) {
+        match sasl::decode_plain(text) {
+            Ok(c) => self.login(tag.to_owned(), c.username, c.password.expose().clone()),
+            Err(sasl::SaslError::Cancelled) => {
+                self.send_str(&format!("{tag} BAD Authentication cancelled\r\n"))
+            }
+            Err(_) => self.send_str(&format!(
+                "{tag} NO [AUTHENTICATIONFAILED] Malformed response\r\n"
+            )),
+        }
+    }
+
+    fn poll_or_ok(&mut self, tag: &str, what: &'static str) {
+        match &self.state {
+            State::Selected(user, sel) => {
+                let (user, mailbox) = (user.clone(), sel.name.clone());
+                self.ask(
+                    user,
+                    MailboxRequest::Poll { mailbox },
+                    Pending::Poll {
+                        tag: tag.to_owned(),
+                        what,
+                    },
+                );
+            }
+            _ => self.send_str(&format!("{tag} OK {what} completed\r\n")),
+        }
+    }
+
+    fn mailbox_arg(&mut self, tag: &str, v: Option<&Value<'_>>) -> Option<String> {
+        let name = v.and_then(Value::as_astring).map(|n| canonical(&n));
+        match name {
+            Some(n) if safe_mailbox_name(&n) => Some(n),
+            Some(_) => {
+                self.send_str(&format!("{tag} NO [CANNOT] Invalid mailbox name\r\n"));
+                None
+            }
+            None => {
+                self.send_str(&format!("{tag} BAD Missing mailbox name\r\n"));
+                None
+            }
+        }
+    }
+
+    fn authenticated_command(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+        let t = tag.to_owned();
+        let selected = match &self.state {
+            State::Selected(_, s) => Some((s.name.clone(), s.read_only)),
+            _ => None,
+        };
+        match cmd.name.as_str() {
+            "ENABLE" => self.send_str(&format!("* ENABLED\r\n{tag} OK ENABLE completed\r\n")),
+            "NAMESPACE" => self.send_str(&format!(
+                "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK NAMESPACE completed\r\n"
+            )),
+            "IDLE" => {
+                self.send_str("+ idling\r\n");
+                self.phase = Phase::Idle { tag: t };
+            }
+            "SELECT" | "EXAMINE" => {
+                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
+                if let State::Selected(u, _) = &self.state {
+                    // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected.
+                    self.state = State::Authenticated(u.clone());
+                    self.send_str("* OK [CLOSED] Previous mailbox closed\r\n");
+                }
+                let read_only = cmd.name == "EXAMINE";
+                self.ask(
+                    user,
+                    MailboxRequest::Select {
+                        mailbox: name.clone(),
+                    },
+                    Pending::Select {
+                        tag: t,
+                        name,
+                        read_only,
+                    },
+                );
+            }
+            "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
+                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
+                let (request, what) = match cmd.name.as_str() {
+                    "CREATE" => (MailboxRequest::Create { mailbox: name }, "CREATE"),
+                    "DELETE" => (MailboxRequest::Delete { mailbox: name }, "DELETE"),
+                    "SUBSCRIBE" => (
+                        MailboxRequest::Subscribe {
+                            mailbox: name,
+                            on: true,
+                        },
+                        "SUBSCRIBE",
+                    ),
+                    _ => (
+                        MailboxRequest::Subscribe {
+                            mailbox: name,
+                            on: false,
+                        },
+                        "UNSUBSCRIBE",
+                    ),
+                };
+                self.ask(user, request, Pending::Simple { tag: t, what });
+            }
+            "RENAME" => {
+                let Some(from) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
+                let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
+                    return;
+                };
+                self.ask(
+                    user,
+                    MailboxRequest::Rename { from, to },
+                    Pending::Simple {
+                        tag: t,
+                        what: "RENAME",
+                    },
+                );
+            }
+            "LIST" | "LSUB" => self.list(user, tag, cmd),
+            "STATUS" => {
+                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
+                let Some(Value::List(items)) = cmd.args.get(1) else {
+                    return self.send_str(&format!("{tag} BAD Syntax: STATUS mailbox (items)\r\n"));
+                };
+                let items: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.as_astring().map(|s| s.to_ascii_uppercase()))
+                    .collect();
+                self.ask(
+                    user,
+                    MailboxRequest::Status {
+                        mailbox: name.clone(),
+                    },
+                    Pending::Status {
+                        tag: t,
+                        name,
+                        items,
+                    },
+                );
+            }
+            "APPEND" => {
+                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
+                let mut flags = Vec::new();
+                let mut data = None;
+                for v in &cmd.args[1..] {
+                    match v {
+                        Value::List(fl) => {
+                            flags = fl
+                                .iter()
+                                .filter_map(|f| f.as_astring().map(|s| s.into_owned()))
+                                .collect()
+                        }
+                        Value::Literal(d) => data = Some(d.to_vec()),
+                        _ => {}
+                    }
+                }
+                let Some(data) = data else {
+                    return self.send_str(&format!(
+                        "{tag} BAD Syntax: APPEND mailbox [(flags)] [date] literal\r\n"
+                    ));
+                };
+                self.ask(
+                    user,
+                    MailboxRequest::Append {
+                        mailbox: name,
+                        flags,
+                        data,
+                    },
+                    Pending::Append { tag: t },
+                );
+            }
+            _ => match selected {
+                None => self.send_str(&format!("{tag} BAD No mailbox selected\r\n")),
+                Some((mailbox, read_only)) => {
+                    self.selected_command(user, tag, cmd, mailbox, read_only)
+                }
+            },
+        }
+    }
+
+    fn list(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+        let lsub = cmd.name == "LSUB";
+        let mut args = cmd.args.as_slice();
+        let mut subscribed_only = lsub;
+        if let Some(Value::List(sel)) = args.first() {
+            subscribed_only |= sel
+                .iter()
+                .any(|s| matches!(s, Value::Atom(a) if a.eq_ignore_ascii_case("SUBSCRIBED")));
+            args = &args[1..];
+        }
+        let (Some(reference), Some(pattern)) = (
+            args.first().and_then(Value::as_astring),
+            args.get(1).and_then(Value::as_astring),
+        ) else {
+            return self.send_str(&format!("{tag} BAD Syntax: LIST reference pattern\r\n"));
+        };
+        let ret_sub = args.get(3).is_some_and(|r| matches!(r, Value::List(l) if l.iter().any(|x| matches!(x, Value::Atom(a) if a.eq_ignore_ascii_case("SUBSCRIBED")))));
+        if pattern.is_empty() {
+            let kw = if lsub { "LSUB" } else { "LIST" };
+            return self.send_str(&format!(
+                "* {kw} (\\Noselect) \"/\" \"\"\r\n{tag} OK {kw} completed\r\n"
+            ));
+        }
+        let pattern = format!("{reference}{pattern}");
+        self.ask(
+            user,
+            MailboxRequest::List {
+                pattern,
+                subscribed_only,
+            },
+            Pending::List {
+                tag: tag.to_owned(),
+                lsub,
+                sub_attr: ret_sub || subscribed_only,
+            },
+        );
+    }
+
+    fn selected_command(
+        &mut self,
+        user: String,
+        tag: &str,
+        cmd: &Command<'_>,
+        mailbox: String,
+        read_only: bool,
+    ) {
+        let t = tag.to_owned();
+        let (uid, name) = match cmd.name.strip_prefix("UID ") {
+            Some(n) => (true, n),
+            None => (false, cmd.name.as_str()),
+        };
+        match name {
+            "CLOSE" | "UNSELECT" if !uid => {
+                if name == "CLOSE" && !read_only {
+                    self.ask(
+                        user,
+                        MailboxRequest::Expunge {
+                            mailbox,
+                            uids: None,
+                        },
+                        Pending::Expunge {
+                            tag: t,
+                            closing: true,
+                        },
+                    );
+                } else {
+                    self.state = State::Authenticated(user);
+                    self.send_str(&format!("{tag} OK {name} completed\r\n"));
+                }
+            }
+            "EXPUNGE" => {
+                if read_only {
+                    return self
+                        .send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+                }
+                let uids = if uid {
+                    let Some(set) = cmd
+                        .args
+                        .first()
+                        .and_then(Value::as_astring)
+                        .and_then(|s| SeqSet::parse(&s))
+                    else {
+                        return self.send_str(&format!("{tag} BAD Syntax: UID EXPUNGE set\r\n"));
+                    };
+                    Some(
+                        self.resolve(&set, true)
+                            .into_iter()
+                            .map(|(_, u)| u)
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
+                self.ask(
+                    user,
+                    MailboxRequest::Expunge { mailbox, uids },
+                    Pending::Expunge {
+                        tag: t,
+                        closing: false,
+                    },
+                );
+            }
+            "FETCH" => {
+                let (Some(set), Some(items)) = (
+                    cmd.args
+                        .first()
+                        .and_then(Value::as_astring)
+                        .and_then(|s| SeqSet::parse(&s)),
+                    cmd.args.get(1),
+                ) else {
+                    return self.send_str(&format!("{tag} BAD Syntax: FETCH set items\r\n"));
+                };
+                let mut items = match fetch::parse_items(items) {
+                    Ok(i) => i,
+                    Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
+                };
+                if uid && !items.contains(&Item::Uid) {
+                    items.insert(0, Item::Uid);
+                }
+                let targets = self.resolve(&set, uid);
+                if targets.is_empty() || !items.iter().any(Item::needs_body) {
+                    return self.finish_fetch(t, uid, items, targets, None);
+                }
+                let uids = targets.iter().map(|(_, u)| *u).collect();
+                self.ask(
+                    user,
+                    MailboxRequest::Bodies { mailbox, uids },
+                    Pending::Fetch {
+                        tag: t,
+                        uid,
+                        items,
+                        targets,
+                        bodies: None,
+                    },
+                );
+            }
+            "SEARCH" => {
+                let args = cmd.args.as_slice();
+                // ESEARCH's RETURN () is not offered; plain SEARCH only.
+                if let Some(Value::Atom(a)) = args.first() {
+                    if a.eq_ignore_ascii_case("RETURN") {
+                        return self
+                            .send_str(&format!("{tag} BAD SEARCH RETURN is not supported\r\n"));
+                    }
+                }
+                let key = match fetch::parse_search(args) {
+                    Ok(k) => k,
+                    Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
+                };
+                if key.needs_body() {
+                    let uids = self
+                        .view()
+                        .map(|v| v.messages.iter().map(|m| m.uid).collect())
+                        .unwrap_or_default();
+                    self.ask(
+                        user,
+                        MailboxRequest::Bodies { mailbox, uids },
+                        Pending::Search { tag: t, uid, key },
+                    );
+                } else {
+                    self.finish_search(&t, uid, &key, &[]);
+                }
+            }
+            "STORE" => {
+                if read_only {
+                    return self
+                        .send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+                }
+                let (Some(set), Some(Value::Atom(op)), Some(flags)) = (
+                    cmd.args
+                        .first()
+                        .and_then(Value::as_astring)
+                        .and_then(|s| SeqSet::parse(&s)),
+                    cmd.args.get(1),
+                    cmd.args.get(2),
+                ) else {
+                    return self.send_str(&format!(
+                        "{tag} BAD Syntax: STORE set [+-]FLAGS[.SILENT] (flags)\r\n"
+                    ));
+                };
+                let op = op.to_ascii_uppercase();
+                let silent = op.ends_with(".SILENT");
+                let mode = match op.trim_end_matches(".SILENT") {
+                    "FLAGS" => StoreMode::Replace,
+                    "+FLAGS" => StoreMode::Add,
+                    "-FLAGS" => StoreMode::Remove,
+                    _ => return self.send_str(&format!("{tag} BAD Unknown STORE operation\r\n")),
+                };
+                let flags: Vec<String> = match flags {
+                    Value::List(l) => l
+                        .iter()
+                        .filter_map(|f| f.as_astring().map(|s| s.into_owned()))
+                        .collect(),
+                    other => other
+                        .as_astring()
+                        .map(|s| vec![s.into_owned()])
+                        .unwrap_or_default(),
+                };
+                let uids: Vec<u32> = self
+                    .resolve(&set, uid)
+                    .into_iter()
+                    .map(|(_, u)| u)
+                    .collect();
+                if uids.is_empty() {
+                    return self.send_str(&format!("{tag} OK STORE completed\r\n"));
+                }
+                self.ask(
+                    user,
+                    MailboxRequest::Store {
+                        mailbox,
+                        uids,
+                        mode,
+                        flags,
+                    },
+                    Pending::Store {
+                        tag: t,
+                        uid,
+                        silent,
+                    },
+                );
+            }
+            "COPY" | "MOVE" => {
+                let Some(set) = cmd
+                    .args
+                    .first()
+                    .and_then(Value::as_astring)
+                    .and_then(|s| SeqSet::parse(&s))
+                else {
+                    return self.send_str(&format!("{tag} BAD Syntax: {name} set mailbox\r\n"));
+                };
+                let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
+                    return;
+                };
+                let moving = name == "MOVE";
+                if moving && read_only {
+                    return self
+                        .send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+                }
+                let uids: Vec<u32> = self
+                    .resolve(&set, uid)
+                    .into_iter()
+                    .map(|(_, u)| u)
+                    .collect();
+                if uids.is_empty() {
+                    return self.send_str(&format!("{tag} OK {name} completed\r\n"));
+                }
+                self.ask(
+                    user,
+                    MailboxRequest::Copy {
+                        mailbox,
+                        uids,
+                        to,
+                        moving,
+                    },
+                    Pending::Copy { tag: t, moving },
+                );
+            }
+            _ => self.send_str(&format!("{tag} BAD Unknown command\r\n")),
+        }
+    }
+
+    fn view(&self) -> Option<&MailboxView> {
+        match &self.state {
+            State::Selected(_, s) => Some(&s.view),
+            _ => None,
+        }
+    }
+
+    /// (sequence number, UID) of the messages a set names.
+    fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<(u32, u32)> {
+        let Some(v) = self.view() else {
+            return Vec::new();
+        };
+        let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
+        let max_uid = v.messages.last().map_or(0, |m| m.uid);
+        v.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (u32::try_from(i + 1).unwrap_or(u32::MAX), m.uid))
+            .filter(|&(seq, u)| {
+                if uid {
+                    set.contains(u, max_uid)
+                } else {
+                    set.contains(seq, max_seq)
+                }
+            })
+            .collect()
+    }
+
+    fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+        self.view()
+            .and_then(|v| v.messages.iter().find(|m| m.uid == uid))
+    }
+
+    fn flags_list(flags: &[String]) -> String {
+        format!("({})", flags.join(" "))
+    }
+
+    fn finish_fetch(
+        &mut self,
+        tag: String,
+        _uid: bool,
+        items: Vec<Item>,
+        targets: Vec<(u32, u32)>,
+        bodies: Option<Vec<(u32, Vec<u8>)>>,
+    ) {
+        let mut out = Vec::new();
+        for (seq, uid) in &targets {
+            let Some(meta) = self.meta(*uid).cloned() else {
+                continue;
+            };
+            let body = bodies
+                .as_ref()
+                .and_then(|b| b.iter().find(|(u, _)| u == uid))
+                .map(|(_, d)| d.as_slice());
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            for item in &items {
+                match item {
+                    Item::Flags => {
+                        parts.push(format!("FLAGS {}", Self::flags_list(&meta.flags)).into_bytes())
+                    }
+                    Item::Uid => parts.push(format!("UID {uid}").into_bytes()),
+                    Item::Size => parts.push(format!("RFC822.SIZE {}", meta.size).into_bytes()),
+                    Item::InternalDate => parts.push(
+                        format!("INTERNALDATE {}", fetch::internal_date(meta.internal_date))
+                            .into_bytes(),
+                    ),
+                    Item::Body {
+                        section,
+                        partial,
+                        label,
+                        ..
+                    } => {
+                        let Some(b) = body else {
+                            parts.push(format!("{label} NIL").into_bytes());
+                            continue;
+                        };
+                        let mut bytes = fetch::section_bytes(b, section);
+                        if let Some((o, l)) = partial {
+                            let o = usize::try_from(*o).unwrap_or(usize::MAX).min(bytes.len());
+                            let end = o
+                                .saturating_add(usize::try_from(*l).unwrap_or(usize::MAX))
+                                .min(bytes.len());
+                            bytes = bytes[o..end].to_vec();
+                        }
+                        let mut p = format!("{label} {{{}}}\r\n", bytes.len()).into_bytes();
+                        p.extend_from_slice(&bytes);
+                        parts.push(p);
+                    }
+                }
+            }
+            out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(p);
+            }
+            out.extend_from_slice(b")\r\n");
+        }
+        out.extend_from_slice(format!("{tag} OK FETCH completed\r\n").as_bytes());
+        self.send(&out);
+    }
+
+    fn finish_search(&mut self, tag: &str, uid: bool, key: &Key, bodies: &[(u32, Vec<u8>)]) {
+        let mut hits = String::from("* SEARCH");
+        if let Some(v) = self.view() {
+            let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
+            let max_uid = v.messages.last().map_or(0, |m| m.uid);
+            for (i, m) in v.messages.iter().enumerate() {
+                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let body = bodies
+                    .iter()
+                    .find(|(u, _)| *u == m.uid)
+                    .map(|(_, b)| b.as_slice());
+                if key.matches(m, seq, max_seq, max_uid, body) {
+                    let _ = write!(hits, " {}", if uid { m.uid } else { seq });
+                }
+            }
+        }
+        self.send_str(&format!("{hits}\r\n{tag} OK SEARCH completed\r\n"));
+    }
+
+    /// Answers `Event::Mailbox`.
+    pub fn answer_mailbox(&mut self, answer: MailboxAnswer) {
+        let Phase::Wait(p) = std::mem::replace(&mut self.phase, Phase::Ready) else {
+            return;
+        };
+        if matches!(p, Pending::Login { .. }) {
+            self.phase = Phase::Wait(p);
+            return;
+        }
+        if let MailboxAnswer::No { code, text } = &answer {
+            let tag = pending_tag(&p);
+            let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+            self.send_str(&format!("{tag} NO {code}{text}\r\n"));
+            return self.process();
+        }
+        match (p, answer) {
+            (
+                Pending::Select {
+                    tag,
+                    name,
+                    read_only,
+                },
+                MailboxAnswer::View(view),
+            ) => {
+                let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
+                flags.extend(view.keywords.iter().cloned());
+                let mut r = format!("* FLAGS {}\r\n", Self::flags_list(&flags));
+                let perm = if read_only {
+                    "()".to_owned()
+                } else {
+                    format!("({} \\*)", flags.join(" "))
+                };
+                let _ = write!(
+                    r,
+                    "* OK [PERMANENTFLAGS {perm}] Flags permitted\r\n* {} EXISTS\r\n* 0 RECENT\r\n",
+                    view.messages.len()
+                );
+                if let Some(i) = view
+                    .messages
+                    .iter()
+                    .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+                {
+                    let _ = write!(r, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+                }
+                let _ = write!(
+                    r,
+                    "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
+                    view.uid_validity, view.uid_next
+                );
+                let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+                let verb = if read_only { "EXAMINE" } else { "SELECT" };
+                let _ = write!(r, "{tag} OK [{mode}] {verb} completed\r\n");
+                self.send_str(&r);
+                if let Some(user) = self.user().map(str::to_owned) {
+                    self.state = State::Selected(
+                        user,
+                        Selected {
+                            name,
+                            read_only,
+                            view,
+                        },
+                    );
+                }
+            }
+            (Pending::Simple { tag, what }, _) => {
+                self.send_str(&format!("{tag} OK {what} completed\r\n"))
+            }
+            (
+                Pending::List {
+                    tag,
+                    lsub,
+                    sub_attr,
+                },
+                MailboxAnswer::List(entries),
+            ) => {
+                let kw = if lsub { "LSUB" } else { "LIST" };
+                let mut r = String::new();
+                for e in entries {
+                    let attrs: Vec<&str> = e
+                        .attributes
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|a| sub_attr || !a.eq_ignore_ascii_case("\\Subscribed"))
+                        .collect();
+                    let _ = write!(
+                        r,
+                        "* {kw} ({}) \"/\" {}\r\n",
+                        attrs.join(" "),
+                        quote(&e.name)
+                    );
+                }
+                let _ = write!(r, "{tag} OK {kw} completed\r\n");
+                self.send_str(&r);
+            }
+            (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {
+                let mut parts = Vec::new();
+                for i in &items {
+                    match i.as_str() {
+                        "MESSAGES" => parts.push(format!("MESSAGES {}", s.messages)),
+                        "UNSEEN" => parts.push(format!("UNSEEN {}", s.unseen)),
+                        "UIDNEXT" => parts.push(format!("UIDNEXT {}", s.uid_next)),
+                        "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", s.uid_validity)),
+                        "RECENT" => parts.push(format!("RECENT {}", s.recent)),
+                        "SIZE" => parts.push(format!("SIZE {}", s.size)),
+                        _ => {}
+                    }
+                }
+                self.send_str(&format!(
+                    "* STATUS {} ({})\r\n{tag} OK STATUS completed\r\n",
+                    quote(&name),
+                    parts.join(" ")
+                ));
+            }
+            (
+                Pending::Fetch {
+                    tag,
+                    uid,
+                    items,
+                    targets,
+                    ..
+                },
+                MailboxAnswer::Bodies(bodies),
+            ) => {
+                // A non-PEEK body fetch sets \Seen (RFC 9051 6.4.5).
+                let marks: Vec<u32> = if items
+                    .iter()
+                    .any(|i| matches!(i, Item::Body { peek: false, .. }))
+                    && !self.read_only()
+                {
+                    targets
+                        .iter()
+                        .map(|(_, u)| *u)
+                        .filter(|u| {
+                            self.meta(*u)
+                                .is_some_and(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                match (
+                    marks.is_empty(),
+                    self.user().map(str::to_owned),
+                    self.selected().map(str::to_owned),
+                ) {
+                    (false, Some(user), Some(mailbox)) => {
+                        let mut items = items;
+                        if !items.contains(&Item::Flags) {
+                            items.push(Item::Flags);
+                        }
+                        self.ask(
+                            user,
+                            MailboxRequest::Store {
+                                mailbox,
+                                uids: marks,
+                                mode: StoreMode::Add,
+                                flags: vec!["\\Seen".into()],
+                            },
+                            Pending::Fetch {
+                                tag,
+                                uid,
+                                items,
+                                targets,
+                                bodies: Some(bodies),
+                            },
+                        );
+                        return;
+                    }
+                    _ => self.finish_fetch(tag, uid, items, targets, Some(bodies)),
+                }
+            }
+            (
+                Pending::Fetch {
+                    tag,
+                    uid,
+                    items,
+                    targets,
+                    bodies,
+                },
+                MailboxAnswer::Flags(changed),
+            ) => {
+                self.apply_flags(&changed);
+                self.finish_fetch(tag, uid, items, targets, bodies);
+            }
+            (Pending::Search { tag, uid, key }, MailboxAnswer::Bodies(bodies)) => {
+                self.finish_search(&tag, uid, &key, &bodies)
+            }
+            (Pending::Store { tag, uid, silent }, MailboxAnswer::Flags(changed)) => {
+                self.apply_flags(&changed);
+                let mut r = String::new();
+                if !silent {
+                    for (u, flags) in &changed {
+                        if let Some(seq) = self.seq_of(*u) {
+                            let uid_part = if uid {
+                                format!(" UID {u}")
+                            } else {
+                                String::new()
+                            };
+                            let _ = write!(
+                                r,
+                                "* {seq} FETCH (FLAGS {}{uid_part})\r\n",
+                                Self::flags_list(flags)
+                            );
+                        }
+                    }
+                }
+                let _ = write!(r, "{tag} OK STORE completed\r\n");
+                self.send_str(&r);
+            }
+            (Pending::Expunge { tag, closing }, MailboxAnswer::Expunged(uids)) => {
+                let lines = self.remove_uids(&uids);
+                if closing {
+                    if let Some(user) = self.user().map(str::to_owned) {
+                        self.state = State::Authenticated(user);
+                    }
+                    self.send_str(&format!("{tag} OK CLOSE completed\r\n"));
+                } else {
+                    self.send_str(&format!("{lines}{tag} OK EXPUNGE completed\r\n"));
+                }
+            }
+            (
+                Pending::Append { tag },
+                MailboxAnswer::Uids {
+                    uid_validity, to, ..
+                },
+            ) => {
+                let uid = to.first().copied().unwrap_or(0);
+                self.send_str(&format!(
+                    "{tag} OK [APPENDUID {uid_validity} {uid}] APPEND completed\r\n"
+                ));
+            }
+            (
+                Pending::Copy { tag, moving },
+                MailboxAnswer::Uids {
+                    uid_validity,
+                    from,
+                    to,
+                },
+            ) => {
+                let set = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+                let code = format!("COPYUID {uid_validity} {} {}", set(&from), set(&to));
+                if moving {
+                    let lines = self.remove_uids(&from);
+                    self.send_str(&format!(
+                        "* OK [{code}] Moved\r\n{lines}{tag} OK MOVE completed\r\n"
+                    ));
+                } else {
+                    self.send_str(&format!("{tag} OK [{code}] COPY completed\r\n"));
+                }
+            }
+            (Pending::Poll { tag, what }, MailboxAnswer::Changed(view)) => {
+                let lines = self.sync_view(view);
+                if what == "IDLE-CONTINUE" {
+                    self.send_str(&lines);
+                    self.phase = Phase::Idle { tag };
+                } else {
+                    self.send_str(&format!("{lines}{tag} OK {what} completed\r\n"));
+                }
+            }
+            (p, _) => {
+                let tag = pending_tag(&p);
+                self.send_str(&format!(
+                    "{tag} NO [SERVERBUG] Unexpected answer from the store\r\n"
+                ));
+            }
+        }
+        self.process();
+    }
+
+    fn read_only(&self) -> bool {
+        matches!(&self.state, State::Selected(_, s) if s.read_only)
+    }
+
+    fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.view()
+            .and_then(|v| v.messages.iter().position(|m| m.uid == uid))
+            .map(|i| i + 1)
+    }
+
+    fn apply_flags(&mut self, changed: &[(u32, Vec<String>)]) {
+        if let State::Selected(_, s) = &mut self.state {
+            for (u, f) in changed {
+                if let Some(m) = s.view.messages.iter_mut().find(|m| m.uid == *u) {
+                    m.flags = f.clone();
+                }
+            }
+        }
+    }
+
+    /// Removes UIDs from the view; returns the EXPUNGE lines (highest
+    /// sequence number first, so each stays right).
+    fn remove_uids(&mut self, uids: &[u32]) -> String {
+        let mut lines = String::new();
+        if let State::Selected(_, s) = &mut self.state {
+            let mut seqs: Vec<usize> = uids
+                .iter()
+                .filter_map(|u| s.view.messages.iter().position(|m| m.uid == *u))
+                .collect();
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
+            seqs.dedup();
+            for i in seqs {
+                s.view.messages.remove(i);
+                let _ = write!(lines, "* {} EXPUNGE\r\n", i + 1);
+            }
+        }
+        lines
+    }
+
+    /// Brings the view up to date; returns EXPUNGE, EXISTS and FETCH lines.
+    fn sync_view(&mut self, new: MailboxView) -> String {
+        let gone: Vec<u32> = match self.view() {
+            Some(v) => v
+                .messages
+                .iter()
+                .map(|m| m.uid)
+                .filter(|u| !new.messages.iter().any(|n| n.uid == *u))
+                .collect(),
+            None => return String::new(),
+        };
+        let mut lines = self.remove_uids(&gone);
+        if let State::Selected(_, s) = &mut self.state {
+            let old_max = s.view.messages.last().map_or(0, |m| m.uid);
+            for (i, m) in s.view.messages.iter_mut().enumerate() {
+                if let Some(n) = new.messages.iter().find(|n| n.uid == m.uid) {
+                    if n.flags != m.flags {
+                        m.flags = n.flags.clone();
+                        let _ = write!(
+                            lines,
+                            "* {} FETCH (FLAGS {})\r\n",
+                            i + 1,
+                            Self::flags_list(&m.flags)
+                        );
+                    }
+                }
+            }
+            let before = s.view.messages.len();
+            s.view
+                .messages
+                .extend(new.messages.iter().filter(|n| n.uid > old_max).cloned());
+            if s.view.messages.len() != before {
+                let _ = write!(lines, "* {} EXISTS\r\n", s.view.messages.len());
+            }
+            s.view.uid_next = new.uid_next;
+        }
+        lines
+    }
+}
+
+fn pending_tag(p: &Pending) -> &str {
+    match p {
+        Pending::Login { tag, .. }
+        | Pending::Select { tag, .. }
+        | Pending::Simple { tag, .. }
+        | Pending::List { tag, .. }
+        | Pending::Status { tag, .. }
+        | Pending::Fetch { tag, .. }
+        | Pending::Search { tag, .. }
+        | Pending::Store { tag, .. }
+        | Pending::Expunge { tag, .. }
+        | Pending::Append { tag }
+        | Pending::Copy { tag, .. }
+        | Pending::Poll { tag, .. } => tag,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_inside_the_account() {
+        for bad in [
+            "../x", "/etc", "~root", "a/../b", ".hidden", "a//b", "x\\y", "",
+        ] {
+            assert!(!safe_mailbox_name(bad), "{bad}");
+        }
+        for good in ["INBOX", "Sent", "Archive/2026", "Ünïcode"] {
+            assert!(safe_mailbox_name(good), "{good}");
+        }
+    }
+}

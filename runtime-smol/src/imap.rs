@@ -1,0 +1,152 @@
+//! One IMAP connection: the same loop as SMTP (`smtp.rs`), answering the
+//! session's questions from the directory and the Maildir store.
+
+use crate::conn::Stream;
+use crate::server::Server;
+use postern_core::imap::event::{Event, Notice};
+use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
+use smol::channel::Receiver;
+use smol::future::FutureExt as _;
+use smol::net::TcpStream;
+use smol::Timer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// While a client idles, how often the selected mailbox is checked.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+const READ_BUF: usize = 8 * 1024;
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Timer,
+    IdlePoll,
+    Shutdown,
+}
+
+/// Serves one IMAP connection to its end.
+pub async fn serve(
+    srv: Arc<Server>,
+    listener: Arc<ImapListener>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shutdown: Receiver<()>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut session = ImapSession::new(srv.imap.clone(), listener, peer, local, Instant::now());
+    let mut stream = Stream::new(tcp);
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        while let Some(out) = session.poll_output() {
+            match out {
+                Output::Send(bytes) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Output::StartTls { early } => {
+                    let Some(acceptor) = srv.tls.as_ref() else {
+                        warn!("IMAP TLS asked for but no certificate is configured");
+                        return;
+                    };
+                    let timeout = async {
+                        Timer::after(HANDSHAKE_TIMEOUT).await;
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "handshake timeout",
+                        ))
+                    };
+                    match stream.start_tls(acceptor, early).or(timeout).await {
+                        Ok(_) => session.handle_tls_established(),
+                        Err(e) => {
+                            info!(client = %session.client().client, "imap-login: TLS handshake failed: {e}");
+                            return;
+                        }
+                    }
+                }
+                Output::Event(e) => answer(&srv, &mut session, e).await,
+                Output::Close => {
+                    stream.close().await;
+                    info!(client = %session.client().client, "imap: Disconnected: Logged out rip={}", session.client().client.ip());
+                    return;
+                }
+            }
+        }
+        let deadline = session.poll_timeout();
+        let idle = session.is_idle();
+        let read = async { Wake::Read(stream.read(&mut buf).await) };
+        let timer = async {
+            match deadline {
+                Some(d) => {
+                    Timer::at(d).await;
+                    Wake::Timer
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let poll = async {
+            if idle {
+                Timer::after(IDLE_POLL).await;
+                Wake::IdlePoll
+            } else {
+                std::future::pending().await
+            }
+        };
+        let stop = async {
+            let _ = shutdown.recv().await;
+            Wake::Shutdown
+        };
+        match read.or(timer).or(poll).or(stop).await {
+            Wake::Read(Ok(0)) => session.handle_eof(),
+            Wake::Read(Ok(n)) => session.handle_input(Instant::now(), &buf[..n]),
+            Wake::Read(Err(_)) => return,
+            Wake::Timer => session.handle_timeout(Instant::now()),
+            Wake::IdlePoll => session.handle_mailbox_changed(),
+            Wake::Shutdown => {
+                // IMAP holds no unacknowledged mail: say goodbye and close.
+                let _ = stream.write_all(b"* BYE Server shutting down\r\n").await;
+                stream.close().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
+    let client = session.client().client;
+    let ip = client.ip();
+    match e {
+        Event::Connect(a) => {
+            info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
+            session.answer_connect(ConnectAnswer::Accept);
+        }
+        Event::Login { username, password } => {
+            let dir = srv.directory.clone();
+            let user = username.clone();
+            let verdict = smol::unblock(move || dir.verify(&user, password.expose())).await;
+            match verdict {
+                Some(account) => {
+                    info!(client = %client, "imap-login: Login: user=<{account}>, method=PLAIN, rip={ip}, secured");
+                    session.answer_login(LoginAnswer::Success(account));
+                }
+                None => {
+                    Timer::after(srv.config.auth_failure_delay).await;
+                    warn!(client = %client, "imap-login: Disconnected (auth failed, 1 attempts): user=<{username}>, method=PLAIN, rip={ip}, secured");
+                    session.answer_login(LoginAnswer::Failure);
+                }
+            }
+        }
+        Event::Mailbox { user, request } => {
+            let store = srv.mailstore.clone();
+            let answer = smol::unblock(move || store.answer(&user, request)).await;
+            session.answer_mailbox(answer);
+        }
+        Event::Notice(n) => match n {
+            Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),
+            other => info!(client = %client, "imap: {other:?}"),
+        },
+    }
+}
