@@ -104,4 +104,10 @@ tls = "starttls"
 address = "127.0.0.1:4465"
 protocol = "submission"
 tls = "implicit"
+
+# IMAP over implicit TLS.
+[[listener]]
+address = "127.0.0.1:10993"
+protocol = "imap"
+tls = "implicit"
 "#;
