@@ -136,3 +136,102 @@ fn imaplib_runs_the_roundtrip_probe_on_imaps_and_through_haproxy() {
         "{log}"
     );
 }
+
+/// What a server says about a mailbox: (UIDVALIDITY, [(UID, sorted flags)]).
+fn imap_state(port: u16, tls: bool, user: &str, password: &str, mailbox: &str) -> String {
+    let script = format!(
+        r#"
+import imaplib, ssl, re
+if {tls}:
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    m = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+else:
+    m = imaplib.IMAP4("127.0.0.1", {port})
+m.login("{user}", "{password}")
+typ, data = m.status("{mailbox}", "(UIDVALIDITY UIDNEXT MESSAGES)")
+v = re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1).decode()
+m.select("{mailbox}", readonly=True)
+typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+rows = []
+for d in data:
+    if d is None: continue
+    s = d.decode() if isinstance(d, bytes) else d[0].decode()
+    uid = re.search(r"UID (\d+)", s).group(1)
+    # \Recent belongs to whichever session saw a message first, not to the mailbox.
+    flags = sorted(f for f in re.search(r"FLAGS \(([^)]*)\)", s).group(1).split() if f != "\\Recent")
+    rows.append(uid + ":" + ",".join(flags))
+print(v, " ".join(sorted(rows, key=lambda r: int(r.split(":")[0]))))
+m.logout()
+"#,
+        tls = if tls { "True" } else { "False" }
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_maildir_written_by_dovecot_keeps_its_uids_flags_and_keywords() {
+    if !peer("dovecot") || !peer("python3") {
+        return;
+    }
+    let d = Daemon::start(LISTENERS, "");
+    let root = d.dir.path();
+    let dv = root.join("dovecot");
+    std::fs::create_dir_all(dv.join("run")).expect("dir");
+    let port = free_port();
+    let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "dovecotcompat123").expect("hash");
+    std::fs::write(dv.join("users"), format!("alice@example.com:{hash}\n")).expect("users");
+    std::fs::write(
+        dv.join("dovecot.conf"),
+        format!(
+            "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {r}/run\nstate_dir = {r}/state\nlog_path = {r}/log\nssl = no\n\
+             disable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+             mail_location = maildir:{m}/%d/%n\n\
+             passdb {{\n  driver = passwd-file\n  args = {r}/users\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={r}/home/%d/%n\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n",
+            r = dv.display(),
+            m = root.join("mail").display()
+        ),
+    )
+    .expect("conf");
+    // Dovecot will not deliver as root: it writes as nobody.
+    let mail = root.join("mail");
+    std::fs::create_dir_all(&mail).expect("mail dir");
+    let _ = Command::new("chmod").args(["0777"]).arg(&mail).status();
+    let _ = Command::new("chmod").args(["0755"]).arg(root).status();
+    let mut dovecot = Command::new(tool("dovecot")).args(["-F", "-c"]).arg(dv.join("dovecot.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dovecot");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(dv.join("log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Dovecot writes the mailbox: messages with flags and a keyword, a folder.
+    let script = format!(
+        r#"
+import imaplib, time
+m = imaplib.IMAP4("127.0.0.1", {port})
+m.login("alice@example.com", "alice-pw")
+m.create("Archive")
+for i, flags in enumerate([r"(\Seen)", r"(\Flagged $Label1)", "()", r"(\Seen \Answered)"]):
+    m.append("INBOX", flags, None, ("Subject: dovecot %d\r\n\r\nbody %d\r\n" % (i, i)).encode())
+m.append("Archive", r"(\Seen)", None, b"Subject: archived\r\n\r\nold\r\n")
+m.select("INBOX"); m.store("3", "+FLAGS", r"(\Deleted)"); m.expunge()
+m.logout()
+"#
+    );
+    let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let by_dovecot_inbox = imap_state(port, false, "alice@example.com", "alice-pw", "INBOX");
+    let by_dovecot_archive = imap_state(port, false, "alice@example.com", "alice-pw", "Archive");
+    let _ = dovecot.kill();
+    let _ = dovecot.wait();
+    // The same Maildir through Postern.
+    let imaps = d.addrs[1].port();
+    let by_postern_inbox = imap_state(imaps, true, "alice@example.com", "alice-pw", "INBOX");
+    let by_postern_archive = imap_state(imaps, true, "alice@example.com", "alice-pw", "Archive");
+    assert!(by_dovecot_inbox.contains("$Label1"), "{by_dovecot_inbox}");
+    assert_eq!(by_postern_inbox, by_dovecot_inbox, "INBOX: UIDVALIDITY, UIDs, flags and keywords");
+    assert_eq!(by_postern_archive, by_dovecot_archive, "Archive folder");
+}
