@@ -165,8 +165,17 @@ m.logout()
 "#,
         tls = if tls { "True" } else { "False" }
     );
-    let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -180,7 +189,8 @@ fn a_maildir_written_by_dovecot_keeps_its_uids_flags_and_keywords() {
     let dv = root.join("dovecot");
     std::fs::create_dir_all(dv.join("run")).expect("dir");
     let port = free_port();
-    let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "dovecotcompat123").expect("hash");
+    let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "dovecotcompat123")
+        .expect("hash");
     std::fs::write(dv.join("users"), format!("alice@example.com:{hash}\n")).expect("users");
     std::fs::write(
         dv.join("dovecot.conf"),
@@ -201,10 +211,20 @@ fn a_maildir_written_by_dovecot_keeps_its_uids_flags_and_keywords() {
     std::fs::create_dir_all(&mail).expect("mail dir");
     let _ = Command::new("chmod").args(["0777"]).arg(&mail).status();
     let _ = Command::new("chmod").args(["0755"]).arg(root).status();
-    let mut dovecot = Command::new(tool("dovecot")).args(["-F", "-c"]).arg(dv.join("dovecot.conf")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dovecot");
+    let mut dovecot = Command::new(tool("dovecot"))
+        .args(["-F", "-c"])
+        .arg(dv.join("dovecot.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dovecot");
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(dv.join("log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "dovecot did not listen: {}",
+            std::fs::read_to_string(dv.join("log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Dovecot writes the mailbox: messages with flags and a keyword, a folder.
@@ -221,8 +241,16 @@ m.select("INBOX"); m.store("3", "+FLAGS", r"(\Deleted)"); m.expunge()
 m.logout()
 "#
     );
-    let out = Command::new("python3").arg("-c").arg(&script).output().expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let by_dovecot_inbox = imap_state(port, false, "alice@example.com", "alice-pw", "INBOX");
     let by_dovecot_archive = imap_state(port, false, "alice@example.com", "alice-pw", "Archive");
     let _ = dovecot.kill();
@@ -232,6 +260,149 @@ m.logout()
     let by_postern_inbox = imap_state(imaps, true, "alice@example.com", "alice-pw", "INBOX");
     let by_postern_archive = imap_state(imaps, true, "alice@example.com", "alice-pw", "Archive");
     assert!(by_dovecot_inbox.contains("$Label1"), "{by_dovecot_inbox}");
-    assert_eq!(by_postern_inbox, by_dovecot_inbox, "INBOX: UIDVALIDITY, UIDs, flags and keywords");
+    assert_eq!(
+        by_postern_inbox, by_dovecot_inbox,
+        "INBOX: UIDVALIDITY, UIDs, flags and keywords"
+    );
     assert_eq!(by_postern_archive, by_dovecot_archive, "Archive folder");
+}
+
+fn mbsync(cfg: &std::path::Path) -> String {
+    let out = Command::new(tool("mbsync"))
+        .arg("-c")
+        .arg(cfg)
+        .arg("-a")
+        .output()
+        .expect("mbsync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync failed:\n{text}");
+    text
+}
+
+/// Files of a local Maildir folder: (path, content).
+fn local_mail(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut v = Vec::new();
+    for sub in ["cur", "new"] {
+        if let Ok(rd) = std::fs::read_dir(dir.join(sub)) {
+            for e in rd.filter_map(Result::ok) {
+                v.push((
+                    e.path(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn mbsync_syncs_both_ways() {
+    if !peer("mbsync") || !peer("python3") {
+        return;
+    }
+    let d = Daemon::start(LISTENERS, "");
+    let (mx, imaps) = (d.addrs[0], d.addrs[1]);
+    for m in ["sync-1", "sync-2", "sync-3"] {
+        deliver(mx, m);
+    }
+    let local = d.dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("local");
+    // A folder that exists only on the near side, with one message.
+    let notes = local.join("Notes");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(notes.join(sub)).expect("notes");
+    }
+    std::fs::write(
+        notes.join("cur/1700000000.1.laptop:2,S"),
+        "Subject: a local note\n\nwritten offline\n",
+    )
+    .expect("note");
+    let cfg = d.dir.path().join("mbsyncrc");
+    std::fs::write(
+        &cfg,
+        format!(
+            "IMAPAccount postern\nHost 127.0.0.1\nPort {port}\nUser alice@example.com\nPass alice-pw\nSSLType IMAPS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount postern\n\n\
+             MaildirStore near\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :near:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n",
+            port = imaps.port(),
+            cert = d.dir.path().join("cert.pem").display(),
+            local = local.display()
+        ),
+    )
+    .expect("mbsyncrc");
+    mbsync(&cfg);
+    // Down: the three messages; up: the Notes folder and its message.
+    let inbox = local_mail(&local.join("INBOX"));
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    assert!(inbox
+        .iter()
+        .any(|(_, m)| m.contains("Subject: roundtrip sync-2")));
+    let server_notes = imap_state(imaps.port(), true, "alice@example.com", "alice-pw", "Notes");
+    assert!(server_notes.ends_with(" 1:\\Seen"), "{server_notes}");
+
+    // A flag set on the near side reaches the server; one set on the
+    // server reaches the near side.
+    let (path, _) = inbox
+        .iter()
+        .find(|(_, m)| m.contains("sync-1"))
+        .expect("sync-1")
+        .clone();
+    let name = path
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let flagged = match name.split_once(":2,") {
+        Some((base, flags)) => format!("{base}:2,F{flags}"),
+        None => format!("{name}:2,F"),
+    };
+    std::fs::rename(&path, local.join("INBOX/cur").join(&flagged)).expect("flag locally");
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+m.login("alice@example.com", "alice-pw"); m.select("INBOX")
+typ, data = m.search(None, '(SUBJECT "sync-3")'); m.store(data[0].split()[0], "+FLAGS", r"(\Seen)")
+m.logout()
+"#,
+        port = imaps.port()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mbsync(&cfg);
+    let server = imap_state(imaps.port(), true, "alice@example.com", "alice-pw", "INBOX");
+    assert!(
+        server.contains(":\\Flagged"),
+        "near-side flag reached the server: {server}"
+    );
+    let near = local_mail(&local.join("INBOX"));
+    let s3 = near
+        .iter()
+        .find(|(_, m)| m.contains("sync-3"))
+        .expect("sync-3");
+    let s3_name =
+        s3.0.file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+    assert!(
+        s3_name.split(":2,").nth(1).is_some_and(|f| f.contains('S')),
+        "server flag reached the near side: {s3_name}"
+    );
+    assert_eq!(near.len(), 3);
 }
