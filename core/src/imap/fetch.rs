@@ -15,6 +15,8 @@ pub enum Section {
     Header,
     /// `BODY[TEXT]`.
     Text,
+    /// `BODY[1.2]`, `BODY[1.MIME]`, `BODY[2.HEADER]`, `BODY[2.TEXT]`.
+    Part(Vec<u32>, super::mime::PartSpec),
     /// `BODY[HEADER.FIELDS (A B)]` (or `.NOT`).
     Fields {
         /// Field names, upper-cased.
@@ -35,6 +37,10 @@ pub enum Item {
     Size,
     /// INTERNALDATE.
     InternalDate,
+    /// ENVELOPE.
+    Envelope,
+    /// BODYSTRUCTURE (true) or BODY without a section (false).
+    Structure(bool),
     /// BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT.
     Body {
         /// Which part.
@@ -51,7 +57,10 @@ pub enum Item {
 impl Item {
     /// Whether the item needs the message bytes.
     pub fn needs_body(&self) -> bool {
-        matches!(self, Item::Body { .. })
+        matches!(
+            self,
+            Item::Body { .. } | Item::Envelope | Item::Structure(_)
+        )
     }
 }
 
@@ -59,9 +68,20 @@ impl Item {
 pub fn parse_items(v: &Value<'_>) -> Result<Vec<Item>, &'static str> {
     match v {
         Value::Atom(a) => match a.to_ascii_uppercase().as_str() {
-            "ALL" => Ok(vec![Item::Flags, Item::InternalDate, Item::Size]),
+            "ALL" => Ok(vec![
+                Item::Flags,
+                Item::InternalDate,
+                Item::Size,
+                Item::Envelope,
+            ]),
             "FAST" => Ok(vec![Item::Flags, Item::InternalDate, Item::Size]),
-            "FULL" => Err("FULL needs ENVELOPE and BODY, not supported yet"),
+            "FULL" => Ok(vec![
+                Item::Flags,
+                Item::InternalDate,
+                Item::Size,
+                Item::Envelope,
+                Item::Structure(false),
+            ]),
             _ => Ok(vec![parse_item(a)?]),
         },
         Value::List(items) => items
@@ -122,7 +142,7 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
             }
             Section::Fields { names, not }
         }
-        _ => return Err("body part numbers are not supported yet"),
+        s => part_section(s)?,
     };
     let partial = if tail.is_empty() {
         None
@@ -145,6 +165,39 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         None => format!("BODY{shown}"),
     };
     Ok(body(section, partial, peek, &label))
+}
+
+/// `1.2`, `1.2.MIME`, `2.HEADER`, `2.TEXT`.
+fn part_section(s: &str) -> Result<Section, &'static str> {
+    use super::mime::PartSpec;
+    let mut nums = Vec::new();
+    let mut spec = PartSpec::Body;
+    for (i, w) in s.split('.').enumerate() {
+        match w {
+            "MIME" if i > 0 => spec = PartSpec::Mime,
+            "HEADER" if i > 0 => spec = PartSpec::Header,
+            "TEXT" if i > 0 => spec = PartSpec::Text,
+            n if spec == PartSpec::Body
+                && !n.is_empty()
+                && n.len() <= 5
+                && n.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                let n: u32 = n.parse().map_err(|_| "bad section")?;
+                if n == 0 {
+                    return Err("bad section");
+                }
+                nums.push(n);
+            }
+            _ => return Err("bad section"),
+        }
+        if nums.len() > 32 {
+            return Err("section too deep");
+        }
+    }
+    if nums.is_empty() {
+        return Err("bad section");
+    }
+    Ok(Section::Part(nums, spec))
 }
 
 fn body(section: Section, partial: Option<(u64, u64)>, peek: bool, label: &str) -> Item {
@@ -171,6 +224,7 @@ pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
         Section::Full => msg.to_vec(),
         Section::Header => msg[..h].to_vec(),
         Section::Text => msg[h..].to_vec(),
+        Section::Part(path, spec) => super::mime::part_bytes(msg, path, *spec).unwrap_or_default(),
         Section::Fields { names, not } => {
             let mut out = Vec::new();
             for field in header_fields(&msg[..h]) {

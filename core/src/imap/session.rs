@@ -1260,6 +1260,18 @@ impl ImapSession {
                         format!("INTERNALDATE {}", fetch::internal_date(meta.internal_date))
                             .into_bytes(),
                     ),
+                    Item::Envelope => {
+                        let e = body.map_or_else(|| "NIL".to_owned(), super::mime::envelope);
+                        parts.push(format!("ENVELOPE {e}").into_bytes());
+                    }
+                    Item::Structure(ext) => {
+                        let name = if *ext { "BODYSTRUCTURE" } else { "BODY" };
+                        let s = body.map_or_else(
+                            || "NIL".to_owned(),
+                            |b| super::mime::bodystructure(b, *ext),
+                        );
+                        parts.push(format!("{name} {s}").into_bytes());
+                    }
                     Item::Body {
                         section,
                         partial,

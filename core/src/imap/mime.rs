@@ -1,0 +1,316 @@
+//! ENVELOPE, BODYSTRUCTURE and numbered body sections (RFC 9051 7.5.2),
+//! from the MIME tree `mail-parser` finds in a message.
+
+use mail_parser::{
+    Address, ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
+
+/// The deepest MIME nesting described.
+const MAX_DEPTH: usize = 32;
+
+/// An IMAP string: quoted when it can be, a literal otherwise; `NIL` for none.
+pub fn nstring(s: Option<&str>) -> String {
+    match s {
+        None => "NIL".to_owned(),
+        Some(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            let mut q = String::with_capacity(s.len() + 2);
+            q.push('"');
+            for c in s.chars() {
+                if c == '"' || c == '\\' {
+                    q.push('\\');
+                }
+                q.push(c);
+            }
+            q.push('"');
+            q
+        }
+        Some(s) => format!("{{{}}}\r\n{s}", s.len()),
+    }
+}
+
+fn parse(msg: &[u8]) -> Option<Message<'_>> {
+    MessageParser::default().parse(msg)
+}
+
+fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
+    m.header_raw(name)
+        .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
+}
+
+fn addresses(a: Option<&Address<'_>>) -> String {
+    let Some(a) = a else { return "NIL".to_owned() };
+    let mut out = String::from("(");
+    let mut push = |name: Option<&str>, addr: Option<&str>| {
+        let (local, domain) = match addr.and_then(|x| x.rsplit_once('@')) {
+            Some((l, d)) => (Some(l), Some(d)),
+            None => (addr, None),
+        };
+        out.push_str(&format!(
+            "({} NIL {} {})",
+            nstring(name),
+            nstring(local),
+            nstring(domain)
+        ));
+    };
+    match a {
+        Address::List(list) => {
+            for x in list {
+                push(x.name.as_deref(), x.address.as_deref());
+            }
+        }
+        Address::Group(groups) => {
+            for g in groups {
+                for x in &g.addresses {
+                    push(x.name.as_deref(), x.address.as_deref());
+                }
+            }
+        }
+    }
+    if out.len() == 1 {
+        return "NIL".to_owned();
+    }
+    out.push(')');
+    out
+}
+
+fn envelope_of(m: &Message<'_>) -> String {
+    let from = addresses(m.from());
+    let sender = match m.sender() {
+        Some(s) => addresses(Some(s)),
+        None => from.clone(),
+    };
+    let reply_to = match m.reply_to() {
+        Some(r) => addresses(Some(r)),
+        None => from.clone(),
+    };
+    format!(
+        "({} {} {} {} {} {} {} {} {} {})",
+        nstring(raw_header(m, "Date").as_deref()),
+        nstring(raw_header(m, "Subject").as_deref()),
+        from,
+        sender,
+        reply_to,
+        addresses(m.to()),
+        addresses(m.cc()),
+        addresses(m.bcc()),
+        nstring(raw_header(m, "In-Reply-To").as_deref()),
+        nstring(raw_header(m, "Message-ID").as_deref()),
+    )
+}
+
+/// The ENVELOPE of a message.
+pub fn envelope(msg: &[u8]) -> String {
+    match parse(msg) {
+        Some(m) => envelope_of(&m),
+        None => "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_owned(),
+    }
+}
+
+fn params(ct: Option<&ContentType<'_>>, default_charset: bool) -> String {
+    let mut p: Vec<String> = Vec::new();
+    if let Some(attrs) = ct.and_then(|c| c.attributes.as_ref()) {
+        for a in attrs {
+            p.push(format!(
+                "{} {}",
+                nstring(Some(&a.name.to_ascii_uppercase())),
+                nstring(Some(&a.value))
+            ));
+        }
+    }
+    if p.is_empty() && default_charset {
+        p.push("\"CHARSET\" \"US-ASCII\"".to_owned());
+    }
+    if p.is_empty() {
+        "NIL".to_owned()
+    } else {
+        format!("({})", p.join(" "))
+    }
+}
+
+fn part_structure(
+    m: &Message<'_>,
+    part: &MessagePart<'_>,
+    raw: &[u8],
+    extensible: bool,
+    depth: usize,
+) -> String {
+    if depth > MAX_DEPTH {
+        return "NIL".to_owned();
+    }
+    let ct = part.content_type();
+    if let Some(children) = part.sub_parts() {
+        let mut s = String::from("(");
+        for id in children {
+            if let Some(child) = m.part(*id) {
+                s.push_str(&part_structure(m, child, raw, extensible, depth + 1));
+            }
+        }
+        let sub = ct
+            .and_then(|c| c.c_subtype.as_deref())
+            .unwrap_or("MIXED")
+            .to_ascii_uppercase();
+        s.push_str(&format!(" {}", nstring(Some(&sub))));
+        if extensible {
+            s.push_str(&format!(" {} NIL NIL NIL", params(ct, false)));
+        }
+        s.push(')');
+        return s;
+    }
+    let (ty, sub) = match ct {
+        Some(c) => (
+            c.c_type.to_ascii_uppercase(),
+            c.c_subtype
+                .as_deref()
+                .unwrap_or("PLAIN")
+                .to_ascii_uppercase(),
+        ),
+        None => ("TEXT".to_owned(), "PLAIN".to_owned()),
+    };
+    let body = raw
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or(&[]);
+    let encoding = part
+        .content_transfer_encoding()
+        .unwrap_or("7BIT")
+        .to_ascii_uppercase();
+    let mut s = format!(
+        "({} {} {} {} {} {} {}",
+        nstring(Some(&ty)),
+        nstring(Some(&sub)),
+        params(ct, ty == "TEXT"),
+        nstring(part.content_id()),
+        nstring(part.content_description()),
+        nstring(Some(&encoding)),
+        body.len()
+    );
+    let lines = body.iter().filter(|&&b| b == b'\n').count();
+    match &part.body {
+        PartType::Message(inner) if ty == "MESSAGE" => {
+            let inner_raw = inner.raw_message();
+            s.push_str(&format!(
+                " {} {} {lines}",
+                envelope_of(inner),
+                part_structure(inner, inner.root_part(), inner_raw, extensible, depth + 1)
+            ));
+        }
+        _ if ty == "TEXT" => s.push_str(&format!(" {lines}")),
+        _ => {}
+    }
+    if extensible {
+        let disposition = match part.content_disposition() {
+            Some(d) => format!(
+                "({} {})",
+                nstring(Some(&d.c_type.to_ascii_uppercase())),
+                params(Some(d), false)
+            ),
+            None => "NIL".to_owned(),
+        };
+        s.push_str(&format!(" NIL {disposition} NIL NIL"));
+    }
+    s.push(')');
+    s
+}
+
+/// BODYSTRUCTURE (`extensible`) or BODY of a message.
+pub fn bodystructure(msg: &[u8], extensible: bool) -> String {
+    match parse(msg) {
+        Some(m) => part_structure(&m, m.root_part(), msg, extensible, 0),
+        None => "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)".to_owned(),
+    }
+}
+
+/// What of a numbered part to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartSpec {
+    /// `BODY[1.2]`: the part's body.
+    Body,
+    /// `BODY[1.2.MIME]`: the part's MIME header.
+    Mime,
+    /// `BODY[2.HEADER]`: the header of an embedded message.
+    Header,
+    /// `BODY[2.TEXT]`: the text of an embedded message.
+    Text,
+}
+
+/// The bytes of numbered part `path` (1-based at every level).
+pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
+    let m = parse(msg)?;
+    let mut cur_msg = &m;
+    let mut part = m.root_part();
+    for (depth, n) in path.iter().enumerate() {
+        if depth > MAX_DEPTH || *n == 0 {
+            return None;
+        }
+        if let Some(inner) = part.message().filter(|_| depth > 0) {
+            cur_msg = inner;
+            part = inner.root_part();
+        }
+        match part.sub_parts() {
+            Some(children) => {
+                let id = *children.get(*n as usize - 1)?;
+                part = cur_msg.part(id)?;
+            }
+            // A non-multipart message has one part, numbered 1.
+            None if *n == 1 => {}
+            None => return None,
+        }
+    }
+    let raw = cur_msg.raw_message();
+    let slice = |a: u32, b: u32| raw.get(a as usize..b as usize).map(<[u8]>::to_vec);
+    match spec {
+        PartSpec::Body => slice(part.offset_body, part.offset_end),
+        PartSpec::Mime => slice(part.offset_header, part.offset_body),
+        PartSpec::Header | PartSpec::Text => {
+            let inner = part.message()?;
+            let r = inner.raw_message();
+            let h = super::fetch::header_len(r);
+            Some(if spec == PartSpec::Header {
+                r[..h].to_vec()
+            } else {
+                r[h..].to_vec()
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MULTI: &[u8] = b"From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: hi\r\nDate: Wed, 25 Nov 2026 06:38:06 +0000\r\nMessage-ID: <x@y>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--b1\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\nAAAA\r\n--b1--\r\n";
+
+    #[test]
+    fn envelope_and_structure() {
+        let e = envelope(MULTI);
+        assert!(e.starts_with("(\"Wed, 25 Nov 2026 06:38:06 +0000\" \"hi\" ((\"Alice\" NIL \"alice\" \"example.com\"))"), "{e}");
+        assert!(
+            e.ends_with("((NIL NIL \"bob\" \"example.com\")) NIL NIL NIL \"<x@y>\")"),
+            "{e}"
+        );
+        let b = bodystructure(MULTI, true);
+        assert!(
+            b.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" "),
+            "{b}"
+        );
+        assert!(
+            b.contains("(\"APPLICATION\" \"PDF\" (\"NAME\" \"a.pdf\") NIL NIL \"BASE64\" "),
+            "{b}"
+        );
+        assert!(
+            b.contains("(\"ATTACHMENT\" (\"FILENAME\" \"a.pdf\"))"),
+            "{b}"
+        );
+        assert!(
+            b.ends_with(" \"MIXED\" (\"BOUNDARY\" \"b1\") NIL NIL NIL)"),
+            "{b}"
+        );
+        assert_eq!(part_bytes(MULTI, &[1], PartSpec::Body).unwrap(), b"hello");
+        assert_eq!(part_bytes(MULTI, &[2], PartSpec::Body).unwrap(), b"AAAA");
+        assert!(part_bytes(MULTI, &[3], PartSpec::Body).is_none());
+        let single = b"Subject: x\r\n\r\njust text\r\n";
+        assert_eq!(
+            part_bytes(single, &[1], PartSpec::Body).unwrap(),
+            b"just text\r\n"
+        );
+    }
+}
