@@ -709,15 +709,20 @@ fn read_message(path: &Path) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Subscribed folders; before the account ever changed them, INBOX and
+/// the special-use folders (as docker-mailserver's `auto = subscribe`).
 fn read_subscriptions(root: &Path) -> Vec<String> {
-    fs::read_to_string(root.join("subscriptions"))
-        .map(|t| {
-            t.lines()
-                .filter(|l| !l.is_empty() && !l.starts_with("V\t"))
-                .map(|l| l.replace('\t', "/"))
-                .collect()
-        })
-        .unwrap_or_default()
+    match fs::read_to_string(root.join("subscriptions")) {
+        Ok(t) => t
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("V\t"))
+            .map(|l| l.replace('\t', "/"))
+            .collect(),
+        Err(_) => ["INBOX", "Drafts", "Sent", "Junk", "Trash"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    }
 }
 
 fn list_folders(root: &Path) -> io::Result<Vec<String>> {
