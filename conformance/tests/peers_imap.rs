@@ -406,3 +406,59 @@ m.logout()
     );
     assert_eq!(near.len(), 3);
 }
+
+#[test]
+fn a_roundcube_page_view_works_over_imaps() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start(LISTENERS, "");
+    let (mx, imaps) = (d.addrs[0], d.addrs[1]);
+    deliver(mx, "rc-1");
+    // What Roundcube does for one page, on a fresh connection each time.
+    let script = format!(
+        r#"
+import imaplib, ssl, re
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+imaplib.Commands["ID"] = ("NONAUTH", "AUTH", "SELECTED")
+def page():
+    m = imaplib.IMAP4_SSL("127.0.0.1", {port}, ssl_context=ctx)
+    m.authenticate("PLAIN", lambda _: b"\0alice@example.com\0alice-pw")
+    m._simple_command("ID", '("name" "Roundcube" "version" "1.6.13")')
+    typ, ns = m.namespace(); assert typ == "OK", ns
+    typ, subs = m._simple_command("LIST", "(SUBSCRIBED)", '""', '"*"'); assert typ == "OK"
+    names = [l for l in m.untagged_responses.get("LIST", [])]
+    assert any(b"\\Sent" in l for l in names) and any(b"INBOX" in l for l in names), names
+    typ, st = m.status("INBOX", "(MESSAGES UNSEEN UIDNEXT)"); assert typ == "OK", st
+    typ, _ = m.select("INBOX"); assert typ == "OK"
+    typ, data = m.uid("SEARCH", "ALL"); uids = data[0].split(); assert uids, data
+    typ, data = m.uid("FETCH", b",".join(uids).decode(), "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT CONTENT-TYPE)])")
+    assert typ == "OK" and b"Subject: roundtrip rc-1" in data[0][1], data
+    typ, data = m.uid("FETCH", uids[0].decode(), "(BODYSTRUCTURE)"); assert typ == "OK" and b'"TEXT" "PLAIN"' in data[0], data
+    typ, data = m.uid("FETCH", uids[0].decode(), "(BODY.PEEK[1])"); assert typ == "OK" and b"body of rc-1" in data[0][1], data
+    return m, uids
+m, uids = page(); m.logout()
+m, uids = page()
+# Save a sent message the way Roundcube does, and move the first message to Trash.
+typ, data = m.append("Sent", r"(\Seen)", None, b"Subject: sent by me\r\n\r\nhi\r\n"); assert typ == "OK" and b"APPENDUID" in data[0], data
+typ, data = m.uid("MOVE", uids[0].decode(), "Trash"); assert typ == "OK", data
+typ, st = m.status("Trash", "(MESSAGES)"); assert b"MESSAGES 1" in st[0], st
+typ, st = m.status("Sent", "(MESSAGES)"); assert b"MESSAGES 1" in st[0], st
+m.logout()
+print("ok")
+"#,
+        port = imaps.port()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+}

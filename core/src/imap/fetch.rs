@@ -105,9 +105,9 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         "RFC822" => return Ok(body(Section::Full, None, false, "RFC822")),
         "RFC822.HEADER" => return Ok(body(Section::Header, None, true, "RFC822.HEADER")),
         "RFC822.TEXT" => return Ok(body(Section::Text, None, false, "RFC822.TEXT")),
-        "ENVELOPE" | "BODYSTRUCTURE" | "BODY" => {
-            return Err("ENVELOPE and BODYSTRUCTURE are not supported yet")
-        }
+        "ENVELOPE" => return Ok(Item::Envelope),
+        "BODYSTRUCTURE" => return Ok(Item::Structure(true)),
+        "BODY" => return Ok(Item::Structure(false)),
         _ => {}
     }
     let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
