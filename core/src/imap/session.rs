@@ -166,6 +166,7 @@ enum Pending {
     },
     Append {
         tag: String,
+        target: String,
     },
     Copy {
         tag: String,
@@ -174,6 +175,7 @@ enum Pending {
     Poll {
         tag: String,
         what: &'static str,
+        code: Option<String>,
     },
 }
 
@@ -192,6 +194,8 @@ pub struct ImapSession {
     now: Instant,
     deadline: Option<Instant>,
     tls: bool,
+    /// Where the COPY under way copies to.
+    copy_target: Option<String>,
 }
 
 fn quote(s: &str) -> String {
@@ -272,6 +276,7 @@ impl ImapSession {
             now,
             deadline: None,
             tls: false,
+            copy_target: None,
         };
         s.arm();
         if let ProxyStep::Refused(e) = first {
@@ -508,6 +513,7 @@ impl ImapSession {
                 Pending::Poll {
                     tag,
                     what: "IDLE-CONTINUE",
+                    code: None,
                 },
             );
         }
@@ -768,6 +774,7 @@ impl ImapSession {
                     Pending::Poll {
                         tag: tag.to_owned(),
                         what,
+                        code: None,
                     },
                 );
             }
@@ -806,14 +813,14 @@ impl ImapSession {
                 self.phase = Phase::Idle { tag: t };
             }
             "SELECT" | "EXAMINE" => {
-                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
-                    return;
-                };
                 if let State::Selected(u, _) = &self.state {
                     // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected.
                     self.state = State::Authenticated(u.clone());
                     self.send_str("* OK [CLOSED] Previous mailbox closed\r\n");
                 }
+                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                    return;
+                };
                 let read_only = cmd.name == "EXAMINE";
                 self.ask(
                     user,
@@ -828,7 +835,18 @@ impl ImapSession {
                 );
             }
             "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
-                let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                // RFC 9051 6.3.4: a trailing delimiter on CREATE is ignored.
+                let trimmed = match (
+                    cmd.name.as_str(),
+                    cmd.args.first().and_then(Value::as_astring),
+                ) {
+                    ("CREATE", Some(n)) if n.len() > 1 && n.ends_with('/') => {
+                        Some(n[..n.len() - 1].to_owned())
+                    }
+                    _ => None,
+                };
+                let arg = trimmed.map(|n| Value::Quoted(std::borrow::Cow::Owned(n)));
+                let Some(name) = self.mailbox_arg(tag, arg.as_ref().or(cmd.args.first())) else {
                     return;
                 };
                 let (request, what) = match cmd.name.as_str() {
@@ -914,14 +932,20 @@ impl ImapSession {
                         "{tag} BAD Syntax: APPEND mailbox [(flags)] [date] literal\r\n"
                     ));
                 };
+                if !valid_flags(&flags) {
+                    return self.send_str(&format!("{tag} BAD Invalid flag in the list\r\n"));
+                }
                 self.ask(
                     user,
                     MailboxRequest::Append {
-                        mailbox: name,
+                        mailbox: name.clone(),
                         flags,
                         data,
                     },
-                    Pending::Append { tag: t },
+                    Pending::Append {
+                        tag: t,
+                        target: name,
+                    },
                 );
             }
             _ => match selected {
@@ -1052,6 +1076,10 @@ impl ImapSession {
                 if uid && !items.contains(&Item::Uid) {
                     items.insert(0, Item::Uid);
                 }
+                if !uid && self.out_of_range(&set) {
+                    return self
+                        .send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+                }
                 let targets = self.resolve(&set, uid);
                 if targets.is_empty() || !items.iter().any(Item::needs_body) {
                     return self.finish_fetch(t, uid, items, targets, None);
@@ -1080,6 +1108,10 @@ impl ImapSession {
                 }
                 let key = match fetch::parse_search(args) {
                     Ok(k) => k,
+                    // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
+                    Err(e) if e.starts_with("[BADCHARSET") => {
+                        return self.send_str(&format!("{tag} NO {e}\r\n"))
+                    }
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
                 if key.needs_body() {
@@ -1131,6 +1163,13 @@ impl ImapSession {
                         .map(|s| vec![s.into_owned()])
                         .unwrap_or_default(),
                 };
+                if !valid_flags(&flags) {
+                    return self.send_str(&format!("{tag} BAD Invalid flag in the list\r\n"));
+                }
+                if !uid && self.out_of_range(&set) {
+                    return self
+                        .send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+                }
                 let uids: Vec<u32> = self
                     .resolve(&set, uid)
                     .into_iter()
@@ -1166,6 +1205,10 @@ impl ImapSession {
                 let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
                     return;
                 };
+                if !uid && self.out_of_range(&set) {
+                    return self
+                        .send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+                }
                 let moving = name == "MOVE";
                 if moving && read_only {
                     return self
@@ -1179,6 +1222,7 @@ impl ImapSession {
                 if uids.is_empty() {
                     return self.send_str(&format!("{tag} OK {name} completed\r\n"));
                 }
+                self.copy_target = Some(to.clone());
                 self.ask(
                     user,
                     MailboxRequest::Copy {
@@ -1199,6 +1243,16 @@ impl ImapSession {
             State::Selected(_, s) => Some(&s.view),
             _ => None,
         }
+    }
+
+    /// Whether a sequence set names a number past the last message (or
+    /// `*` in an empty mailbox): RFC 9051 9 says BAD.
+    fn out_of_range(&self, set: &SeqSet) -> bool {
+        let n = self
+            .view()
+            .map_or(0, |v| u32::try_from(v.messages.len()).unwrap_or(u32::MAX));
+        set.highest()
+            .is_some_and(|h| h == u32::MAX && n == 0 || h != u32::MAX && h > n)
     }
 
     /// (sequence number, UID) of the messages a set names.
@@ -1549,15 +1603,18 @@ impl ImapSession {
                 }
             }
             (
-                Pending::Append { tag },
+                Pending::Append { tag, target },
                 MailboxAnswer::Uids {
                     uid_validity, to, ..
                 },
             ) => {
                 let uid = to.first().copied().unwrap_or(0);
-                self.send_str(&format!(
-                    "{tag} OK [APPENDUID {uid_validity} {uid}] APPEND completed\r\n"
-                ));
+                let code = format!("APPENDUID {uid_validity} {uid}");
+                if self.selected() == Some(target.as_str()) {
+                    // RFC 9051 6.3.12: tell at once about the new message.
+                    return self.resync(tag, "APPEND", code);
+                }
+                self.send_str(&format!("{tag} OK [{code}] APPEND completed\r\n"));
             }
             (
                 Pending::Copy { tag, moving },
@@ -1574,17 +1631,20 @@ impl ImapSession {
                     self.send_str(&format!(
                         "* OK [{code}] Moved\r\n{lines}{tag} OK MOVE completed\r\n"
                     ));
+                } else if self.copy_target.take().as_deref() == self.selected() {
+                    return self.resync(tag, "COPY", code);
                 } else {
                     self.send_str(&format!("{tag} OK [{code}] COPY completed\r\n"));
                 }
             }
-            (Pending::Poll { tag, what }, MailboxAnswer::Changed(view)) => {
+            (Pending::Poll { tag, what, code }, MailboxAnswer::Changed(view)) => {
                 let lines = self.sync_view(view);
                 if what == "IDLE-CONTINUE" {
                     self.send_str(&lines);
                     self.phase = Phase::Idle { tag };
                 } else {
-                    self.send_str(&format!("{lines}{tag} OK {what} completed\r\n"));
+                    let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+                    self.send_str(&format!("{lines}{tag} OK {code}{what} completed\r\n"));
                 }
             }
             (p, _) => {
@@ -1595,6 +1655,26 @@ impl ImapSession {
             }
         }
         self.process();
+    }
+
+    /// Asks for the selected mailbox's state, then finishes `what` with
+    /// the changes and `code` (after APPEND or COPY into it).
+    fn resync(&mut self, tag: String, what: &'static str, code: String) {
+        let (Some(user), Some(mailbox)) = (
+            self.user().map(str::to_owned),
+            self.selected().map(str::to_owned),
+        ) else {
+            return self.send_str(&format!("{tag} OK [{code}] {what} completed\r\n"));
+        };
+        self.ask(
+            user,
+            MailboxRequest::Poll { mailbox },
+            Pending::Poll {
+                tag,
+                what,
+                code: Some(code),
+            },
+        );
     }
 
     fn read_only(&self) -> bool {
@@ -1687,10 +1767,24 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Search { tag, .. }
         | Pending::Store { tag, .. }
         | Pending::Expunge { tag, .. }
-        | Pending::Append { tag }
+        | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
         | Pending::Poll { tag, .. } => tag,
     }
+}
+
+/// Whether every flag may be set by a client: the system flags but
+/// `\Recent`, and keywords (RFC 9051 2.3.2).
+fn valid_flags(flags: &[String]) -> bool {
+    flags.iter().all(|f| {
+        if f.starts_with('\\') {
+            SYSTEM_FLAGS.iter().any(|s| s.eq_ignore_ascii_case(f))
+        } else {
+            !f.is_empty()
+                && f.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -28,6 +28,11 @@ impl SeqSet {
         Some(Self(ranges))
     }
 
+    /// The highest number named (`u32::MAX` for `*`).
+    pub fn highest(&self) -> Option<u32> {
+        self.0.iter().map(|&(_, b)| b).max()
+    }
+
     /// Whether `n` is in the set, `*` being `max` (the largest number in use).
     pub fn contains(&self, n: u32, max: u32) -> bool {
         self.0.iter().any(|&(a, b)| {
