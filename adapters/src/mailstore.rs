@@ -777,11 +777,10 @@ mod tests {
     use super::*;
 
     fn store() -> (MailStore, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-mailstore-{}-{}",
-            std::process::id(),
-            now_secs()
-        ));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("postern-mailstore-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         (
             MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com"))),
@@ -793,18 +792,19 @@ mod tests {
     fn flags_keywords_and_uids_persist() {
         let (s, dir) = store();
         let u = "alice@example.com";
-        let MailboxAnswer::Uids {
-            to, uid_validity, ..
-        } = s.answer(
+        let appended = s.answer(
             u,
             MailboxRequest::Append {
                 mailbox: "INBOX".into(),
                 flags: vec!["\\Seen".into(), "$Label1".into()],
                 data: b"Subject: a\r\n\r\nx\r\n".to_vec(),
             },
-        )
+        );
+        let MailboxAnswer::Uids {
+            to, uid_validity, ..
+        } = appended
         else {
-            panic!()
+            panic!("{appended:?}")
         };
         assert_eq!(to, vec![1]);
         let MailboxAnswer::View(v) = s.answer(

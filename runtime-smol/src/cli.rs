@@ -111,6 +111,11 @@ fn serve_default() -> ExitCode {
         abs.display(),
         devdefault::DOMAIN
     );
+    println!(
+        "  read it back: curl -k 'imaps://127.0.0.1:10993/INBOX;UID=1' -u {}:{}",
+        devdefault::DEMO_USER,
+        setup.password
+    );
     run(cfg)
 }
 

@@ -1,0 +1,259 @@
+//! IMAP beside Dovecot on copies of the same 10,000-message Maildir, both
+//! over IMAPS on loopback, driven by the same Python imaplib client:
+//! SELECT + the header FETCH Roundcube's message list does (cold, then
+//! warm), a mixed workload from 10 clients, and the same with a login and
+//! logout around every few commands. Then Postern's RSS with 1,000 idle
+//! IDLE sessions.
+//!
+//! Run: `cargo bench -p postern-conformance --bench imap`
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{free_port, tool, Daemon};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MESSAGES: usize = 10_000;
+
+fn make_maildir(root: &Path) {
+    let inbox = root.join("example.com/alice");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(inbox.join(sub)).expect("dir");
+    }
+    for i in 0..MESSAGES {
+        let body = format!(
+            "Return-Path: <s{i}@example.net>\nDate: Wed, 25 Nov 2026 06:{:02}:00 +0000\nFrom: Sender {i} <s{i}@example.net>\nTo: alice@example.com\nSubject: message number {i}\nMessage-ID: <{i}@example.net>\nContent-Type: text/plain; charset=utf-8\n\n{}\n",
+            i % 60,
+            "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n".repeat(30)
+        );
+        let flags = if i % 3 == 0 { "S" } else { "" };
+        let name = format!(
+            "{}.M{i}P1.bench,S={}:2,{flags}",
+            1_700_000_000 + i,
+            body.len()
+        );
+        std::fs::write(inbox.join("cur").join(name), body).expect("write");
+    }
+}
+
+fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+const CLIENT: &str = r#"
+import imaplib, ssl, time, threading, random
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+PORT, USER, PW = {port}, "alice@example.com", "alice-pw"
+def conn():
+    m = imaplib.IMAP4_SSL("127.0.0.1", PORT, ssl_context=ctx); m.login(USER, PW); return m
+def list_page(m):
+    m.select("INBOX")
+    typ, d = m.uid("FETCH", "1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT CONTENT-TYPE CC REPLY-TO)])")
+    assert typ == "OK" and len(d) > 9000, (typ, len(d))
+out = []
+for label in ("cold", "warm"):
+    t = time.time(); m = conn(); list_page(m); m.logout(); out.append("%.3f" % (time.time() - t))
+def mixed(n, relog):
+    m = conn(); m.select("INBOX")
+    for i in range(n):
+        if relog and i % 4 == 0:
+            m.logout(); m = conn(); m.select("INBOX")
+        k = random.randint(1, 9000)
+        op = i % 5
+        if op == 0: m.select("INBOX")
+        elif op == 1: m.uid("FETCH", str(k), "(FLAGS BODY.PEEK[HEADER])")
+        elif op == 2: m.uid("SEARCH", "UNSEEN", "UID", "%d:%d" % (k, k + 50))
+        elif op == 3: m.uid("STORE", str(k), "+FLAGS", "(\\Flagged)")
+        else: m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+    m.logout()
+for relog in (False, True):
+    N = 60
+    t = time.time()
+    ts = [threading.Thread(target=mixed, args=(N, relog)) for _ in range(10)]
+    [x.start() for x in ts]; [x.join() for x in ts]
+    out.append("%.1f" % (10 * N / (time.time() - t)))
+print(" ".join(out))
+"#;
+
+struct Dovecot {
+    child: Child,
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dovecot(dir: &Path, mail: &Path, cert: &Path, key: &Path, port: u16) -> Dovecot {
+    std::fs::create_dir_all(dir.join("run")).expect("dir");
+    let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "benchsalt1234567")
+        .expect("hash");
+    std::fs::write(dir.join("users"), format!("alice@example.com:{hash}\n")).expect("users");
+    std::fs::write(
+        dir.join("dovecot.conf"),
+        format!(
+            "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\n\
+             ssl = required\nssl_cert = <{c}\nssl_key = <{k}\nauth_mechanisms = plain login\nmail_location = maildir:{m}/%d/%n\n\
+             mail_max_userip_connections = 1000\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/users\n}}\nuserdb {{\n  driver = static\n  args = uid=65534 gid=65534 home={d}/home/%d/%n\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n",
+            d = dir.display(),
+            m = mail.display(),
+            c = cert.display(),
+            k = key.display()
+        ),
+    )
+    .expect("conf");
+    let child = Command::new(tool("dovecot"))
+        .args(["-F", "-c"])
+        .arg(dir.join("dovecot.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dovecot");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "dovecot did not start: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Dovecot { child }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !tool("dovecot").is_file() {
+        println!("imap bench: dovecot is needed (conformance/install-peers); nothing measured");
+        return;
+    }
+    let d = Daemon::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n",
+        "",
+    );
+    let root = d.dir.path();
+    make_maildir(&root.join("mail"));
+    let dv_mail = root.join("dovecot-mail");
+    let _ = Command::new("cp")
+        .arg("-a")
+        .arg(root.join("mail"))
+        .arg(&dv_mail)
+        .status();
+    let _ = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&dv_mail)
+        .status();
+    let _ = Command::new("chmod").args(["0755"]).arg(root).status();
+    let _ = Command::new("chmod")
+        .args(["0644"])
+        .arg(root.join("key.pem"))
+        .status();
+    let dport = free_port();
+    let dv = start_dovecot(
+        &root.join("dovecot"),
+        &dv_mail,
+        &root.join("cert.pem"),
+        &root.join("key.pem"),
+        dport,
+    );
+
+    println!(
+        "IMAP: {MESSAGES}-message INBOX, IMAPS on loopback, Python imaplib client (same for both)"
+    );
+    let p = python(&CLIENT.replace("{port}", &d.addrs[0].port().to_string()));
+    let q = python(&CLIENT.replace("{port}", &dport.to_string()));
+    drop(dv);
+    let (p, q): (Vec<f64>, Vec<f64>) = (
+        p.split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect(),
+        q.split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect(),
+    );
+    let row = |name: &str, a: f64, b: f64, lower_better: bool, unit: &str| {
+        let ratio = if lower_better { b / a } else { a / b };
+        println!("  {name:<42} Postern {a:>8.2} {unit}   Dovecot {b:>8.2} {unit}   Postern is {ratio:.2}x");
+    };
+    if p.len() == 4 && q.len() == 4 {
+        row("SELECT + header FETCH 1:*, cold", p[0], q[0], true, "s");
+        row("SELECT + header FETCH 1:*, warm", p[1], q[1], true, "s");
+        row("mixed workload, 10 clients", p[2], q[2], false, "op/s");
+        row(
+            "mixed, login+logout every 4 commands",
+            p[3],
+            q[3],
+            false,
+            "op/s",
+        );
+    }
+
+    // 1,000 sessions idling in IDLE.
+    let pid = d.pid();
+    let before = rss_kib(pid);
+    let script = format!(
+        r#"
+import socket, ssl, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+conns = []
+for i in range(1000):
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})), server_hostname="x")
+    s.recv(4096)
+    s.sendall(b"a LOGIN alice@example.com alice-pw\r\nb SELECT INBOX\r\nc IDLE\r\n")
+    buf = b""
+    while b"+ idling" not in buf:
+        buf += s.recv(65536)
+    conns.append(s)
+print("idle", len(conns), flush=True)
+input()
+"#,
+        port = d.addrs[0].port()
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut line = [0u8; 16];
+    let _ = std::io::Read::read(&mut out, &mut line);
+    let busy = rss_kib(pid);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    println!(
+        "  Postern RSS: {:.1} MiB before, {:.1} MiB with 1,000 sessions in IDLE on the 10,000-message INBOX (target < 64 MiB)",
+        before as f64 / 1024.0,
+        busy as f64 / 1024.0
+    );
+}
