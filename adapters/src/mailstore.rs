@@ -46,6 +46,22 @@ pub struct MailStore {
     maildir: Arc<Maildir>,
     /// One lock per folder path, so two sessions never assign UIDs at once.
     locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// The last scan of each folder, valid while neither `new/` nor `cur/`
+    /// changed (their modification times): SELECT, STORE and IDLE on a
+    /// large mailbox then cost two stats instead of a directory scan.
+    scans: Mutex<HashMap<PathBuf, (Stamp, Arc<Vec<Entry>>)>>,
+}
+
+/// Modification times of a folder's `new/` and `cur/`.
+type Stamp = (SystemTime, SystemTime);
+
+/// A stamp younger than this is not trusted: a change in the same clock
+/// tick would not move it (the "racy git" problem).
+const STAMP_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn stamp(dir: &Path) -> Option<Stamp> {
+    let m = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(dir.join("new"))?, m(dir.join("cur"))?))
 }
 
 fn now_secs() -> i64 {
@@ -77,6 +93,7 @@ impl MailStore {
         Self {
             maildir,
             locks: Mutex::new(HashMap::new()),
+            scans: Mutex::new(HashMap::new()),
         }
     }
 
@@ -461,6 +478,42 @@ impl MailStore {
     /// Every message of a folder, new/ moved to cur/, UIDs assigned to
     /// newcomers (and written to `dovecot-uidlist`), in UID order.
     fn entries_locked(&self, dir: &Path) -> io::Result<Vec<Entry>> {
+        let before = stamp(dir);
+        if let Some(st) = before {
+            let cached = self
+                .scans
+                .lock()
+                .ok()
+                .and_then(|c| c.get(dir).filter(|(s, _)| *s == st).map(|(_, e)| e.clone()));
+            if let Some(entries) = cached {
+                return Ok(entries.as_ref().clone());
+            }
+        }
+        let entries = self.scan(dir)?;
+        // Remember the scan only when the folder has been still for a while.
+        if let Some(st) = stamp(dir) {
+            let settled = SystemTime::now()
+                .duration_since(st.0.max(st.1))
+                .is_ok_and(|d| d > STAMP_SETTLE);
+            if let Ok(mut c) = self.scans.lock() {
+                if settled {
+                    c.insert(dir.to_owned(), (st, Arc::new(entries.clone())));
+                } else {
+                    c.remove(dir);
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// A cheap token that changes when a folder's messages or flags do:
+    /// the runtime checks it before waking an idling session.
+    pub fn version(&self, user: &str, mailbox: &str) -> Option<Stamp> {
+        let root = self.account(user)?;
+        stamp(&Self::folder(&root, mailbox)?)
+    }
+
+    fn scan(&self, dir: &Path) -> io::Result<Vec<Entry>> {
         // new/ -> cur/ (a session has seen them: no longer \Recent).
         if let Ok(rd) = fs::read_dir(dir.join("new")) {
             for e in rd.filter_map(Result::ok) {

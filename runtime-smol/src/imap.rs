@@ -39,6 +39,7 @@ pub async fn serve(
     let mut session = ImapSession::new(srv.imap.clone(), listener, peer, local, Instant::now());
     let mut stream = Stream::new(tcp);
     let mut buf = vec![0u8; READ_BUF];
+    let mut idle_version = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -104,7 +105,17 @@ pub async fn serve(
             Wake::Read(Ok(n)) => session.handle_input(Instant::now(), &buf[..n]),
             Wake::Read(Err(_)) => return,
             Wake::Timer => session.handle_timeout(Instant::now()),
-            Wake::IdlePoll => session.handle_mailbox_changed(),
+            Wake::IdlePoll => {
+                // Wake the session only when the folder changed (two stats).
+                let v = match (session.user(), session.selected()) {
+                    (Some(u), Some(m)) => srv.mailstore.version(u, m),
+                    _ => None,
+                };
+                if v != idle_version {
+                    idle_version = v;
+                    session.handle_mailbox_changed();
+                }
+            }
             Wake::Shutdown => {
                 // IMAP holds no unacknowledged mail: say goodbye and close.
                 let _ = stream.write_all(b"* BYE Server shutting down\r\n").await;
