@@ -49,8 +49,11 @@ pub struct MailStore {
     /// The last scan of each folder, valid while neither `new/` nor `cur/`
     /// changed (their modification times): SELECT, STORE and IDLE on a
     /// large mailbox then cost two stats instead of a directory scan.
-    scans: Mutex<HashMap<PathBuf, (Stamp, Arc<Vec<Entry>>)>>,
+    scans: Mutex<HashMap<PathBuf, Scan>>,
 }
+
+/// A folder scan and the stamp it was taken at.
+type Scan = (Stamp, Arc<Vec<Entry>>);
 
 /// Modification times of a folder's `new/` and `cur/`.
 type Stamp = (SystemTime, SystemTime);
