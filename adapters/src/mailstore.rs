@@ -50,7 +50,12 @@ pub struct MailStore {
     /// changed (their modification times): SELECT, STORE and IDLE on a
     /// large mailbox then cost two stats instead of a directory scan.
     scans: Mutex<HashMap<PathBuf, Scan>>,
+    /// The message list of each settled scan, shared by every session.
+    views: Mutex<HashMap<PathBuf, SharedView>>,
 }
+
+/// A message list shared by the sessions on an unchanged folder.
+type SharedView = (Stamp, Arc<Vec<MessageMeta>>);
 
 /// A folder scan and the stamp it was taken at.
 type Scan = (Stamp, Arc<Vec<Entry>>);
@@ -97,6 +102,7 @@ impl MailStore {
             maildir,
             locks: Mutex::new(HashMap::new()),
             scans: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
         }
     }
 
@@ -456,18 +462,42 @@ impl MailStore {
         let entries = self.entries(dir)?;
         let list = read_uidlist(dir).unwrap_or_else(new_uidlist);
         let keywords = read_keywords(dir);
+        // Sessions on an unchanged folder share one list of messages.
+        let st = stamp(dir);
+        let shared = self.views.lock().ok().and_then(|v| {
+            v.get(dir)
+                .filter(|(s, _)| Some(*s) == st)
+                .map(|(_, m)| m.clone())
+        });
+        let messages = match shared {
+            Some(m) => m,
+            None => {
+                let m: Arc<Vec<MessageMeta>> = Arc::new(
+                    entries
+                        .into_iter()
+                        .map(|e| MessageMeta {
+                            uid: e.uid,
+                            flags: e.flags,
+                            size: e.size,
+                            internal_date: e.mtime,
+                        })
+                        .collect(),
+                );
+                let cached = self
+                    .scans
+                    .lock()
+                    .ok()
+                    .is_some_and(|c| c.get(dir).is_some_and(|(s, _)| Some(*s) == st));
+                if let (true, Some(st), Ok(mut v)) = (cached, st, self.views.lock()) {
+                    v.insert(dir.to_owned(), (st, m.clone()));
+                }
+                m
+            }
+        };
         Ok(MailboxView {
             uid_validity: list.validity,
             uid_next: list.next,
-            messages: entries
-                .into_iter()
-                .map(|e| MessageMeta {
-                    uid: e.uid,
-                    flags: e.flags,
-                    size: e.size,
-                    internal_date: e.mtime,
-                })
-                .collect(),
+            messages,
             keywords,
         })
     }

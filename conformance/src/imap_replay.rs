@@ -117,16 +117,17 @@ impl MemStore {
         Some(MailboxView {
             uid_validity: f.uid_validity,
             uid_next: f.uid_next,
-            messages: f
-                .messages
-                .iter()
-                .map(|m| MessageMeta {
-                    uid: m.uid,
-                    flags: m.flags.clone(),
-                    size: m.data.len() as u64,
-                    internal_date: 1_795_588_686,
-                })
-                .collect(),
+            messages: Arc::new(
+                f.messages
+                    .iter()
+                    .map(|m| MessageMeta {
+                        uid: m.uid,
+                        flags: m.flags.clone(),
+                        size: m.data.len() as u64,
+                        internal_date: 1_795_588_686,
+                    })
+                    .collect(),
+            ),
             keywords: Vec::new(),
         })
     }

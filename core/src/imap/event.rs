@@ -25,8 +25,9 @@ pub struct MailboxView {
     pub uid_validity: u32,
     /// UIDNEXT.
     pub uid_next: u32,
-    /// Every message, in UID order (sequence number = index + 1).
-    pub messages: Vec<MessageMeta>,
+    /// Every message, in UID order (sequence number = index + 1). Shared:
+    /// a thousand sessions on one mailbox hold one copy until they differ.
+    pub messages: std::sync::Arc<Vec<MessageMeta>>,
     /// Keywords defined in the mailbox (for FLAGS).
     pub keywords: Vec<String>,
 }

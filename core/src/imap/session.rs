@@ -1276,9 +1276,15 @@ impl ImapSession {
             .collect()
     }
 
-    fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+    /// The view's index of a UID (messages are in UID order).
+    fn index_of(&self, uid: u32) -> Option<usize> {
         self.view()
-            .and_then(|v| v.messages.iter().find(|m| m.uid == uid))
+            .and_then(|v| v.messages.binary_search_by_key(&uid, |m| m.uid).ok())
+    }
+
+    fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+        let i = self.index_of(uid)?;
+        self.view().and_then(|v| v.messages.get(i))
     }
 
     fn flags_list(flags: &[String]) -> String {
@@ -1294,14 +1300,16 @@ impl ImapSession {
         bodies: Option<Vec<(u32, Vec<u8>)>>,
     ) {
         let mut out = Vec::new();
+        let by_uid: std::collections::HashMap<u32, &[u8]> = bodies
+            .iter()
+            .flatten()
+            .map(|(u, d)| (*u, d.as_slice()))
+            .collect();
         for (seq, uid) in &targets {
             let Some(meta) = self.meta(*uid).cloned() else {
                 continue;
             };
-            let body = bodies
-                .as_ref()
-                .and_then(|b| b.iter().find(|(u, _)| u == uid))
-                .map(|(_, d)| d.as_slice());
+            let body = by_uid.get(uid).copied();
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for item in &items {
                 match item {
@@ -1365,15 +1373,14 @@ impl ImapSession {
 
     fn finish_search(&mut self, tag: &str, uid: bool, key: &Key, bodies: &[(u32, Vec<u8>)]) {
         let mut hits = String::from("* SEARCH");
+        let by_uid: std::collections::HashMap<u32, &[u8]> =
+            bodies.iter().map(|(u, d)| (*u, d.as_slice())).collect();
         if let Some(v) = self.view() {
             let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
             let max_uid = v.messages.last().map_or(0, |m| m.uid);
             for (i, m) in v.messages.iter().enumerate() {
                 let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let body = bodies
-                    .iter()
-                    .find(|(u, _)| *u == m.uid)
-                    .map(|(_, b)| b.as_slice());
+                let body = by_uid.get(&m.uid).copied();
                 if key.matches(m, seq, max_seq, max_uid, body) {
                     let _ = write!(hits, " {}", if uid { m.uid } else { seq });
                 }
@@ -1682,16 +1689,15 @@ impl ImapSession {
     }
 
     fn seq_of(&self, uid: u32) -> Option<usize> {
-        self.view()
-            .and_then(|v| v.messages.iter().position(|m| m.uid == uid))
-            .map(|i| i + 1)
+        self.index_of(uid).map(|i| i + 1)
     }
 
     fn apply_flags(&mut self, changed: &[(u32, Vec<String>)]) {
         if let State::Selected(_, s) = &mut self.state {
+            let messages = Arc::make_mut(&mut s.view.messages);
             for (u, f) in changed {
-                if let Some(m) = s.view.messages.iter_mut().find(|m| m.uid == *u) {
-                    m.flags = f.clone();
+                if let Ok(i) = messages.binary_search_by_key(u, |m| m.uid) {
+                    messages[i].flags = f.clone();
                 }
             }
         }
@@ -1704,13 +1710,16 @@ impl ImapSession {
         if let State::Selected(_, s) = &mut self.state {
             let mut seqs: Vec<usize> = uids
                 .iter()
-                .filter_map(|u| s.view.messages.iter().position(|m| m.uid == *u))
+                .filter_map(|u| s.view.messages.binary_search_by_key(u, |m| m.uid).ok())
                 .collect();
             seqs.sort_unstable_by(|a, b| b.cmp(a));
             seqs.dedup();
-            for i in seqs {
-                s.view.messages.remove(i);
-                let _ = write!(lines, "* {} EXPUNGE\r\n", i + 1);
+            if !seqs.is_empty() {
+                let messages = Arc::make_mut(&mut s.view.messages);
+                for i in seqs {
+                    messages.remove(i);
+                    let _ = write!(lines, "* {} EXPUNGE\r\n", i + 1);
+                }
             }
         }
         lines
@@ -1723,32 +1732,38 @@ impl ImapSession {
                 .messages
                 .iter()
                 .map(|m| m.uid)
-                .filter(|u| !new.messages.iter().any(|n| n.uid == *u))
+                .filter(|u| new.messages.binary_search_by_key(u, |n| n.uid).is_err())
                 .collect(),
             None => return String::new(),
         };
         let mut lines = self.remove_uids(&gone);
         if let State::Selected(_, s) = &mut self.state {
             let old_max = s.view.messages.last().map_or(0, |m| m.uid);
-            for (i, m) in s.view.messages.iter_mut().enumerate() {
-                if let Some(n) = new.messages.iter().find(|n| n.uid == m.uid) {
-                    if n.flags != m.flags {
-                        m.flags = n.flags.clone();
-                        let _ = write!(
-                            lines,
-                            "* {} FETCH (FLAGS {})\r\n",
-                            i + 1,
-                            Self::flags_list(&m.flags)
-                        );
+            let same = Arc::ptr_eq(&s.view.messages, &new.messages);
+            if same || *s.view.messages == *new.messages {
+                // Nothing changed: keep sharing the store's copy.
+                s.view.messages = new.messages.clone();
+            } else {
+                let messages = Arc::make_mut(&mut s.view.messages);
+                for (i, m) in messages.iter_mut().enumerate() {
+                    if let Ok(k) = new.messages.binary_search_by_key(&m.uid, |n| n.uid) {
+                        let n = &new.messages[k];
+                        if n.flags != m.flags {
+                            m.flags = n.flags.clone();
+                            let _ = write!(
+                                lines,
+                                "* {} FETCH (FLAGS {})\r\n",
+                                i + 1,
+                                Self::flags_list(&m.flags)
+                            );
+                        }
                     }
                 }
-            }
-            let before = s.view.messages.len();
-            s.view
-                .messages
-                .extend(new.messages.iter().filter(|n| n.uid > old_max).cloned());
-            if s.view.messages.len() != before {
-                let _ = write!(lines, "* {} EXISTS\r\n", s.view.messages.len());
+                let before = messages.len();
+                messages.extend(new.messages.iter().filter(|n| n.uid > old_max).cloned());
+                if messages.len() != before {
+                    let _ = write!(lines, "* {} EXISTS\r\n", messages.len());
+                }
             }
             s.view.uid_next = new.uid_next;
         }
