@@ -80,7 +80,7 @@ def mixed(n, relog):
         else: m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
     m.logout()
 for relog in (False, True):
-    N = 60
+    N = 30
     t = time.time()
     ts = [threading.Thread(target=mixed, args=(N, relog)) for _ in range(10)]
     [x.start() for x in ts]; [x.join() for x in ts]
@@ -234,7 +234,8 @@ for i in range(1000):
         buf += s.recv(65536)
     conns.append(s)
 print("idle", len(conns), flush=True)
-input()
+import sys
+sys.stdin.read()
 "#,
         port = d.addrs[0].port()
     );
