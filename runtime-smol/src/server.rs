@@ -228,10 +228,13 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                 tls: l.tls,
                 proxy: l.proxy.clone(),
             });
-            smol::spawn(accept_imap(
+            let serve = move |srv, stream, peer, local, stop| {
+                crate::imap::serve(srv, il.clone(), stream, peer, local, stop)
+            };
+            smol::spawn(accept_loop(
                 srv.clone(),
                 tcp,
-                il,
+                serve,
                 stop_rx.clone(),
                 alive_tx.clone(),
             ))
@@ -247,10 +250,13 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
             tls: l.tls,
             proxy: l.proxy.clone(),
         });
+        let serve = move |srv, stream, peer, local, stop| {
+            crate::smtp::serve(srv, lc.clone(), stream, peer, local, stop)
+        };
         smol::spawn(accept_loop(
             srv.clone(),
             tcp,
-            lc,
+            serve,
             stop_rx.clone(),
             alive_tx.clone(),
         ))
@@ -333,13 +339,18 @@ async fn wait_for_signal() {
     }
 }
 
-async fn accept_loop(
+/// Accepts connections until `stop`, running `serve` for each; every
+/// connection holds an `alive` sender so shutdown can wait for them.
+async fn accept_loop<F, Fut>(
     srv: Arc<Server>,
     tcp: TcpListener,
-    lc: Arc<ListenerConfig>,
+    serve: F,
     stop: Receiver<()>,
     alive: Sender<()>,
-) {
+) where
+    F: Fn(Arc<Server>, smol::net::TcpStream, SocketAddr, SocketAddr, Receiver<()>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let accept = async { Some(tcp.accept().await) };
         let end = async {
@@ -350,47 +361,16 @@ async fn accept_loop(
             None => return,
             Some(Ok((stream, peer))) => {
                 let local = stream.local_addr().unwrap_or(peer);
-                let (srv, lc, stop, alive) = (srv.clone(), lc.clone(), stop.clone(), alive.clone());
+                let session = serve(srv.clone(), stream, peer, local, stop.clone());
+                let alive = alive.clone();
                 smol::spawn(async move {
-                    crate::smtp::serve(srv, lc, stream, peer, local, stop).await;
+                    session.await;
                     drop(alive);
                 })
                 .detach();
             }
             Some(Err(e)) => {
                 // EMFILE and friends: back off a little instead of spinning.
-                warn!("accept failed: {e}");
-                Timer::after(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn accept_imap(
-    srv: Arc<Server>,
-    tcp: TcpListener,
-    il: Arc<postern_core::imap::session::ImapListener>,
-    stop: Receiver<()>,
-    alive: Sender<()>,
-) {
-    loop {
-        let accept = async { Some(tcp.accept().await) };
-        let end = async {
-            let _ = stop.recv().await;
-            None
-        };
-        match accept.or(end).await {
-            None => return,
-            Some(Ok((stream, peer))) => {
-                let local = stream.local_addr().unwrap_or(peer);
-                let (srv, il, stop, alive) = (srv.clone(), il.clone(), stop.clone(), alive.clone());
-                smol::spawn(async move {
-                    crate::imap::serve(srv, il, stream, peer, local, stop).await;
-                    drop(alive);
-                })
-                .detach();
-            }
-            Some(Err(e)) => {
                 warn!("accept failed: {e}");
                 Timer::after(std::time::Duration::from_millis(100)).await;
             }
