@@ -317,7 +317,7 @@ impl SmtpClient {
         }
     }
 
-    fn expect(&mut self, e: Expect, stage: &'static str) {
+    fn await_reply(&mut self, e: Expect, stage: &'static str) {
         self.queue.push_back(e);
         if self.queue.len() == 1 {
             self.stage = stage;
@@ -332,7 +332,7 @@ impl SmtpClient {
 
     fn ehlo(&mut self) {
         self.send(format!("EHLO {}\r\n", self.cfg.ehlo).into_bytes());
-        self.expect(Expect::Ehlo, "EHLO");
+        self.await_reply(Expect::Ehlo, "EHLO");
     }
 
     fn on_reply(&mut self, r: Reply) {
@@ -421,12 +421,12 @@ impl SmtpClient {
                 };
                 if what == Expect::AuthLoginUser {
                     self.send(format!("{}\r\n", STANDARD.encode(user.as_bytes())).into_bytes());
-                    self.expect(Expect::AuthLoginPass, "AUTH");
+                    self.await_reply(Expect::AuthLoginPass, "AUTH");
                 } else {
                     self.send(
                         format!("{}\r\n", STANDARD.encode(pass.expose().as_bytes())).into_bytes(),
                     );
-                    self.expect(Expect::AuthResult, "AUTH");
+                    self.await_reply(Expect::AuthResult, "AUTH");
                 }
             }
             Expect::Mail => {
@@ -455,7 +455,7 @@ impl SmtpClient {
                         self.quit();
                     } else {
                         self.send(b"DATA\r\n".to_vec());
-                        self.expect(Expect::Data, "DATA");
+                        self.await_reply(Expect::Data, "DATA");
                     }
                 }
             }
@@ -465,12 +465,12 @@ impl SmtpClient {
                         // RFC 2920 3.1: the server took DATA though nothing
                         // is accepted; end an empty message and give up.
                         self.send(b".\r\n".to_vec());
-                        self.expect(Expect::Done, "end of data");
+                        self.await_reply(Expect::Done, "end of data");
                         return;
                     }
                     let body = stuff(&self.job.data);
                     self.send(body);
-                    self.expect(Expect::Dot, "end of data");
+                    self.await_reply(Expect::Dot, "end of data");
                 } else {
                     let outcome = RcptOutcome::from_reply(&r);
                     for o in self.outcomes.iter_mut().filter(|o| o.is_none()) {
@@ -493,7 +493,7 @@ impl SmtpClient {
     fn after_ehlo(&mut self) {
         if !self.tls && self.caps.starttls {
             self.send(b"STARTTLS\r\n".to_vec());
-            self.expect(Expect::StartTls, "STARTTLS");
+            self.await_reply(Expect::StartTls, "STARTTLS");
             return;
         }
         if !self.tls && self.cfg.require_tls {
@@ -510,10 +510,10 @@ impl SmtpClient {
                 raw.push(0);
                 raw.extend_from_slice(pass.expose().as_bytes());
                 self.send(format!("AUTH PLAIN {}\r\n", STANDARD.encode(raw)).into_bytes());
-                self.expect(Expect::AuthPlain, "AUTH");
+                self.await_reply(Expect::AuthPlain, "AUTH");
             } else if self.caps.auth_login {
                 self.send(b"AUTH LOGIN\r\n".to_vec());
-                self.expect(Expect::AuthLoginUser, "AUTH");
+                self.await_reply(Expect::AuthLoginUser, "AUTH");
             } else {
                 self.defer_open(Reply::new(
                     454,
@@ -551,20 +551,20 @@ impl SmtpClient {
         }
         cmd.push_str("\r\n");
         self.send(cmd.into_bytes());
-        self.expect(Expect::Mail, "MAIL FROM");
+        self.await_reply(Expect::Mail, "MAIL FROM");
         if self.caps.pipelining {
             for i in 0..self.job.rcpts.len() {
                 self.send_rcpt(i);
             }
             self.send(b"DATA\r\n".to_vec());
-            self.expect(Expect::Data, "DATA");
+            self.await_reply(Expect::Data, "DATA");
         }
     }
 
     fn send_rcpt(&mut self, i: usize) {
         let to = self.job.rcpts[i].to_string();
         self.send(format!("RCPT TO:<{to}>\r\n").into_bytes());
-        self.expect(Expect::Rcpt(i), "RCPT TO");
+        self.await_reply(Expect::Rcpt(i), "RCPT TO");
     }
 
     fn accepted(&self) -> usize {
