@@ -595,14 +595,20 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         Duration::from_secs(20),
         || d.log_text().contains("daily relay limit of 2 reached"),
     );
+    // The log line comes just before the queue file is rewritten: wait for the file.
+    let next_in = |list: &str| -> u64 {
+        list.split("next in ")
+            .nth(1)
+            .and_then(|r| r.split('s').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the deferral in the queue", Duration::from_secs(20), || {
+        next_in(&queue_cli(&d, &["list"])) > 0
+    });
     let list = queue_cli(&d, &["list"]);
     assert!(list.contains("-- 1 queued"), "{list}");
-    let next: u64 = list
-        .split("next in ")
-        .nth(1)
-        .and_then(|r| r.split('s').next())
-        .and_then(|n| n.parse().ok())
-        .expect("next");
+    let next = next_in(&list);
     assert!(
         next > 0 && next <= 86_400,
         "deferred to the next UTC day, not failed: {list}"

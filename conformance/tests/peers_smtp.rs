@@ -510,7 +510,12 @@ fn certificate_files_reload_without_restart() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(d.log_text().contains("TLS certificate reloaded"));
+    // The log line follows the swap: allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log_text().contains("TLS certificate reloaded") {
+        assert!(Instant::now() < deadline, "no reload logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
