@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, peer, tool, Client, Daemon};
+use common::{free_port, peer, python, tool, Client, Daemon, HaProxy};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,18 +63,7 @@ print("found", len(ids), "left", len(data[0].split()))
 m.logout()
 "#
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    python(&script)
 }
 
 #[test]
@@ -102,33 +91,10 @@ fn imaplib_runs_the_roundtrip_probe_on_imaps_and_through_haproxy() {
         .is_file());
 
     // The same through HAProxy with send-proxy-v2, from 127.0.0.7.
-    let hp_port = free_port();
-    let cfg = d.dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend imaps\n  bind 127.0.0.1:{hp_port}\n  default_backend postern\n\
-             backend postern\n  server s1 {alt} send-proxy-v2\n"
-        ),
-    )
-    .expect("cfg");
-    let mut hap = Command::new(tool("haproxy"))
-        .args(["-db", "-f"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", hp_port)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let hap = HaProxy::start(d.dir.path(), alt);
     deliver(mx, "m-3c4d");
-    let out = probe("127.0.0.1", hp_port, "m-3c4d", Some("127.0.0.7"));
-    let _ = hap.kill();
-    let _ = hap.wait();
+    let out = probe("127.0.0.1", hap.port, "m-3c4d", Some("127.0.0.7"));
+    drop(hap);
     assert_eq!(out.trim(), "found 1 left 0");
     let log = d.log_text();
     assert!(
@@ -165,18 +131,7 @@ m.logout()
 "#,
         tls = if tls { "True" } else { "False" }
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    python(&script).trim().to_owned()
 }
 
 #[test]
@@ -449,16 +404,5 @@ print("ok")
 "#,
         port = imaps.port()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    assert_eq!(python(&script).trim(), "ok");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, peer, tool, Client, Daemon};
+use common::{peer, tool, Client, Daemon, HaProxy};
 use std::collections::HashSet;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -141,29 +141,8 @@ fn haproxy_send_proxy_v2_gives_the_real_client_address() {
     let d = Daemon::start(&listeners, ALIASES);
     let (stock, alt) = (d.addrs[0], d.addrs[1]);
 
-    let hp_port = free_port();
-    let cfg = d.dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n  log stderr format raw local0 warning\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend smtp\n  bind 127.0.0.1:{hp_port}\n  default_backend postern\n\
-             backend postern\n  server s1 {alt} send-proxy-v2\n"
-        ),
-    )
-    .expect("haproxy cfg");
-    let mut hap = Command::new(tool("haproxy"))
-        .args(["-db", "-f"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("haproxy");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", hp_port)).is_err() {
-        assert!(Instant::now() < deadline, "haproxy did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let hap = HaProxy::start(d.dir.path(), alt);
+    let hp_port = hap.port;
 
     // A client on 127.0.0.7 through HAProxy: Postern must see 127.0.0.7.
     let (ok, out) = swaks(
@@ -178,8 +157,6 @@ fn haproxy_send_proxy_v2_gives_the_real_client_address() {
             "Subject: via haproxy",
         ],
     );
-    let _ = hap.kill();
-    let _ = hap.wait();
     assert!(ok, "{out}");
     let mail = d.new_mail("alice", "example.com");
     assert_eq!(mail.len(), 1);

@@ -265,3 +265,67 @@ impl Client {
         v
     }
 }
+
+/// Waits (bounded) until something listens on a loopback port.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a Python script; fails the test unless it succeeds; returns stdout.
+pub fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// HAProxy on a free loopback port forwarding to `backend` with
+/// `send-proxy-v2`; stopped when dropped.
+pub struct HaProxy {
+    pub port: u16,
+    child: Child,
+}
+
+impl HaProxy {
+    pub fn start(dir: &Path, backend: SocketAddr) -> HaProxy {
+        let port = free_port();
+        let cfg = dir.join(format!("haproxy-{port}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend front\n  bind 127.0.0.1:{port}\n  default_backend postern\n\
+                 backend postern\n  server s1 {backend} send-proxy-v2\n"
+            ),
+        )
+        .expect("haproxy cfg");
+        let child = Command::new(tool("haproxy"))
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy");
+        wait_for_port(port, "haproxy");
+        HaProxy { port, child }
+    }
+}
+
+impl Drop for HaProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
