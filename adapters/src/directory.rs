@@ -522,3 +522,58 @@ mod tests {
         );
     }
 }
+
+/// Reads docker-mailserver's `dovecot-quotas.cf`: `user@domain:SIZE`
+/// lines, SIZE with an optional B/K/M/G/T suffix (Dovecot's units). Lines
+/// that don't parse are skipped and named in the returned warnings.
+pub fn read_quotas(text: &str) -> (std::collections::HashMap<String, u64>, Vec<String>) {
+    let mut map = std::collections::HashMap::new();
+    let mut bad = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.rsplit_once(':').and_then(|(user, size)| {
+            let size = size.trim();
+            let (num, unit) = size.split_at(
+                size.find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(size.len()),
+            );
+            let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+                "" | "B" => 1,
+                "K" | "KB" => 1 << 10,
+                "M" | "MB" => 1 << 20,
+                "G" | "GB" => 1 << 30,
+                "T" | "TB" => 1 << 40,
+                _ => return None,
+            };
+            let bytes = num.parse::<u64>().ok()?.checked_mul(mult)?;
+            user.contains('@')
+                .then(|| (user.trim().to_lowercase(), bytes))
+        });
+        match parsed {
+            // 0 is Dovecot's "unlimited".
+            Some((u, 0)) => {
+                map.insert(u, u64::MAX);
+            }
+            Some((u, b)) => {
+                map.insert(u, b);
+            }
+            None => bad.push(format!("line {}: not user@domain:SIZE", n + 1)),
+        }
+    }
+    (map, bad)
+}
+
+#[cfg(test)]
+mod quota_tests {
+    #[test]
+    fn quotas_file() {
+        let (m, bad) = super::read_quotas("a@x.org:5M\nB@Y.org:2G\n# c\nbroken\nz@x.org:0\n");
+        assert_eq!(m.get("a@x.org"), Some(&(5 << 20)));
+        assert_eq!(m.get("b@y.org"), Some(&(2 << 30)));
+        assert_eq!(m.get("z@x.org"), Some(&u64::MAX));
+        assert_eq!(bad, vec!["line 4: not user@domain:SIZE".to_owned()]);
+    }
+}

@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The Maildir folders every account gets, with their IMAP special use.
@@ -27,6 +27,17 @@ pub struct Maildir {
     counter: AtomicU64,
     /// Mailboxes known to exist (saves three stats per delivery).
     known: Mutex<HashSet<Mailbox>>,
+    /// Told of every folder a delivery or the IMAP store changed.
+    on_change: OnceLock<ChangeHook>,
+}
+
+/// A callback told of each changed folder directory (IDLE wakes on it).
+pub struct ChangeHook(pub Box<dyn Fn(&Path) + Send + Sync>);
+
+impl std::fmt::Debug for ChangeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeHook")
+    }
 }
 
 /// One message for one mailbox, for [`Maildir::deliver_batch`].
@@ -49,6 +60,19 @@ impl Maildir {
             host,
             counter: AtomicU64::new(0),
             known: Mutex::new(HashSet::new()),
+            on_change: OnceLock::new(),
+        }
+    }
+
+    /// Sets the hook told of changed folders (once; later calls are ignored).
+    pub fn set_on_change(&self, hook: ChangeHook) {
+        let _ = self.on_change.set(hook);
+    }
+
+    /// Tells the hook a folder changed.
+    pub fn changed(&self, folder: &Path) {
+        if let Some(h) = self.on_change.get() {
+            (h.0)(folder);
         }
     }
 
@@ -121,6 +145,7 @@ impl Maildir {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        self.changed(&inbox);
         Ok(name)
     }
 
@@ -181,6 +206,15 @@ impl Maildir {
         }
         if let Err(e) = self.sync_fs() {
             fail(&mut results, &renamed, &e, true);
+        }
+        let mut touched: Vec<&Path> = renamed
+            .iter()
+            .filter_map(|(_, _, new)| new.parent().and_then(Path::parent))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for folder in touched {
+            self.changed(folder);
         }
         results
     }

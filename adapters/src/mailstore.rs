@@ -4,34 +4,59 @@
 //! UIDVALIDITY in `dovecot-uidlist`, read and written in Dovecot's own
 //! format so a mailbox taken over from Dovecot keeps its UIDs and clients
 //! do not download everything again.
+//!
+//! Each folder has one in-memory index (its messages in UID order, with
+//! flags, sizes, dates and mod-sequences), guarded by one lock. The index
+//! is brought up to date from the directory only when `new/` or `cur/`
+//! changed (their modification times), and then incrementally: known
+//! files cost a name comparison, not a stat. The store's own changes
+//! (STORE, APPEND, EXPUNGE, MOVE) update the index in place. Two files
+//! beside Dovecot's are Postern's own and rebuildable: `postern-modseq`
+//! (CONDSTORE mod-sequences, an append-only log) and `postern-summaries`
+//! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
 
 use crate::directory::Mailbox;
 use crate::maildir::{crlf_to_lf, sync_dir, Maildir};
 use postern_core::imap::event::{
-    ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts, StoreMode,
+    ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, SortKeys, StatusCounts,
+    StoreMode, Stored, Summary,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The largest message body read for FETCH or SEARCH.
 const MAX_MESSAGE: u64 = 64 << 20;
+/// The largest header read when only the header is asked for.
+const MAX_HEADER: usize = 1 << 20;
+/// Summaries kept in memory over all folders; past this a folder's are
+/// dropped after use and read again from `postern-summaries`.
+const MAX_SUMMARIES_IN_MEMORY: usize = 50_000;
 
 /// A message file as found on disk.
 #[derive(Clone, Debug)]
 struct Entry {
     uid: u32,
-    base: String,
-    path: PathBuf,
+    /// The file name in `cur/`.
+    name: String,
+    /// Its length before `:2,` (the base name).
+    base_len: usize,
     flags: Vec<String>,
     size: u64,
     mtime: i64,
+    modseq: u64,
 }
 
-/// One folder's UID list.
+impl Entry {
+    fn base(&self) -> &str {
+        &self.name[..self.base_len]
+    }
+}
+
+/// One folder's UID list (as read from `dovecot-uidlist`).
 #[derive(Clone, Debug, Default)]
 struct UidList {
     validity: u32,
@@ -40,36 +65,61 @@ struct UidList {
     uids: HashMap<String, u32>,
 }
 
+/// One folder's index.
+#[derive(Debug, Default)]
+struct Folder {
+    loaded: bool,
+    /// The directory stamp the index matches.
+    stamp: Option<Stamp>,
+    /// Whether that stamp is old enough to be trusted for good.
+    verified: bool,
+    validity: u32,
+    next: u32,
+    entries: Vec<Entry>,
+    keywords: Vec<String>,
+    highest_modseq: u64,
+    /// Lines in `postern-modseq` (compacted when much longer than needed).
+    modlog_lines: usize,
+    /// The message list handed to sessions; rebuilt after a change.
+    view: Option<Arc<Vec<MessageMeta>>>,
+    summaries: Option<HashMap<u32, Summary>>,
+    summary_lines: usize,
+}
+
 /// The store of all accounts under a Maildir root.
 #[derive(Debug)]
 pub struct MailStore {
     maildir: Arc<Maildir>,
-    /// One lock per folder path, so two sessions never assign UIDs at once.
-    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
-    /// The last scan of each folder, valid while neither `new/` nor `cur/`
-    /// changed (their modification times): SELECT, STORE and IDLE on a
-    /// large mailbox then cost two stats instead of a directory scan.
-    scans: Mutex<HashMap<PathBuf, Scan>>,
-    /// The message list of each settled scan, shared by every session.
-    views: Mutex<HashMap<PathBuf, SharedView>>,
+    folders: Mutex<HashMap<PathBuf, Arc<Mutex<Folder>>>>,
+    /// Storage limit per account in bytes (None: unlimited).
+    quota: Option<u64>,
+    /// Per-account limits (docker-mailserver's `dovecot-quotas.cf`).
+    quotas: HashMap<String, u64>,
 }
 
-/// A message list shared by the sessions on an unchanged folder.
-type SharedView = (Stamp, Arc<Vec<MessageMeta>>);
+/// Modification times of a folder's `new/`, `cur/` and `dovecot-uidlist`.
+type Stamp = (SystemTime, SystemTime, Option<SystemTime>);
 
-/// A folder scan and the stamp it was taken at.
-type Scan = (Stamp, Arc<Vec<Entry>>);
-
-/// Modification times of a folder's `new/` and `cur/`.
-type Stamp = (SystemTime, SystemTime);
-
-/// A stamp younger than this is not trusted: a change in the same clock
-/// tick would not move it (the "racy git" problem).
+/// A stamp younger than this is not trusted for good: a change in the
+/// same clock tick would not move it (the "racy git" problem). The index
+/// is checked once more when its stamp has settled.
 const STAMP_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn stamp(dir: &Path) -> Option<Stamp> {
     let m = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
-    Some((m(dir.join("new"))?, m(dir.join("cur"))?))
+    Some((
+        m(dir.join("new"))?,
+        m(dir.join("cur"))?,
+        m(dir.join("dovecot-uidlist")),
+    ))
+}
+
+fn settled(st: Option<Stamp>) -> bool {
+    st.is_some_and(|st| {
+        SystemTime::now()
+            .duration_since(st.0.max(st.1))
+            .is_ok_and(|d| d > STAMP_SETTLE)
+    })
 }
 
 fn now_secs() -> i64 {
@@ -85,6 +135,10 @@ fn no(code: &'static str, text: impl Into<String>) -> MailboxAnswer {
     }
 }
 
+fn lock(f: &Mutex<Folder>) -> std::sync::MutexGuard<'_, Folder> {
+    f.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `\Seen` etc. to Maildir letters and back (keywords apart).
 const FLAG_LETTERS: [(char, &str); 6] = [
     ('D', "\\Draft"),
@@ -95,15 +149,303 @@ const FLAG_LETTERS: [(char, &str); 6] = [
     ('T', "\\Deleted"),
 ];
 
+fn split_name(name: &str) -> (usize, &str) {
+    match name.find(":2,") {
+        Some(i) => (i, &name[i + 3..]),
+        None => (name.len(), ""),
+    }
+}
+
+impl Folder {
+    /// Brings the index up to date with the directory.
+    fn refresh(&mut self, dir: &Path) -> io::Result<()> {
+        let st = stamp(dir);
+        if self.loaded && st.map(|s| s.2) != self.stamp.map(|s| s.2) {
+            // Someone else wrote the UID list (a Maildir copied in): start over.
+            *self = Folder::default();
+        }
+        if self.loaded && st.is_some() && st == self.stamp {
+            if self.verified {
+                return Ok(());
+            }
+            if !settled(st) {
+                // Our own recent change, or a scan a moment ago.
+                return Ok(());
+            }
+            // Settled since: look once more, then trust it.
+        }
+        self.rescan(dir)
+    }
+
+    fn rescan(&mut self, dir: &Path) -> io::Result<()> {
+        // new/ -> cur/ (a session has seen them: no longer \Recent).
+        if let Ok(rd) = fs::read_dir(dir.join("new")) {
+            for e in rd.filter_map(Result::ok) {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    continue;
+                }
+                let _ = fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,")));
+            }
+        }
+        let st = stamp(dir);
+        let mut uidlist = None;
+        let mut logged: HashMap<u32, u64> = HashMap::new();
+        if !self.loaded {
+            let list = read_uidlist(dir).unwrap_or_else(new_uidlist);
+            self.validity = list.validity;
+            self.next = list.next.max(1);
+            self.keywords = read_keywords(dir);
+            let (lines, highest, map) = read_modlog(dir, self.validity);
+            self.modlog_lines = lines;
+            self.highest_modseq = highest.max(1);
+            logged = map;
+            uidlist = Some(list.uids);
+        } else {
+            let kw = read_keywords(dir);
+            if kw != self.keywords {
+                self.keywords = kw;
+            }
+        }
+        let old: HashMap<&str, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.base(), i))
+            .collect();
+        let mut keep: Vec<Option<Entry>> = vec![None; self.entries.len()];
+        let mut fresh: Vec<Entry> = Vec::new();
+        let mut flag_changes: Vec<u32> = Vec::new();
+        for e in fs::read_dir(dir.join("cur"))?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let (base_len, info) = split_name(&name);
+            let base = &name[..base_len];
+            if let Some(&i) = old.get(base) {
+                let mut entry = self.entries[i].clone();
+                if entry.name != name {
+                    // Flags changed by someone else.
+                    entry.flags = parse_info(info, &self.keywords);
+                    entry.name = name.clone();
+                    entry.base_len = base_len;
+                    flag_changes.push(entry.uid);
+                }
+                keep[i] = Some(entry);
+                continue;
+            }
+            let meta = e.metadata()?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            let size =
+                size_from_name(base).unwrap_or_else(|| crlf_size(&e.path()).unwrap_or(meta.len()));
+            let uid = uidlist
+                .as_ref()
+                .and_then(|l| l.get(base).copied())
+                .unwrap_or(0);
+            fresh.push(Entry {
+                uid,
+                flags: parse_info(info, &self.keywords),
+                name: name.clone(),
+                base_len,
+                size,
+                mtime,
+                modseq: 0,
+            });
+        }
+        let removed = keep.iter().filter(|k| k.is_none()).count();
+        let mut entries: Vec<Entry> = keep.into_iter().flatten().collect();
+        // Newcomers without a UID get one in the order they arrived (the
+        // name starts with the time).
+        fresh.sort_by(|a, b| a.base().cmp(b.base()));
+        let mut appended = Vec::new();
+        let mut log = Vec::new();
+        let listed = uidlist.as_ref().map_or(0, HashMap::len);
+        let mut matched = 0;
+        for mut e in fresh {
+            if e.uid == 0 {
+                e.uid = self.next;
+                self.next += 1;
+                appended.push(e.uid);
+                self.highest_modseq += 1;
+                e.modseq = self.highest_modseq;
+                log.push((e.uid, e.modseq));
+            } else {
+                matched += 1;
+                e.modseq = logged.get(&e.uid).copied().unwrap_or(1);
+            }
+            self.next = self.next.max(e.uid + 1);
+            entries.push(e);
+        }
+        let changed_flags: std::collections::HashSet<u32> = flag_changes.iter().copied().collect();
+        for e in entries
+            .iter_mut()
+            .filter(|e| changed_flags.contains(&e.uid))
+        {
+            self.highest_modseq += 1;
+            e.modseq = self.highest_modseq;
+            log.push((e.uid, e.modseq));
+        }
+        if removed > 0 {
+            self.highest_modseq += 1;
+            log.push((0, self.highest_modseq));
+        }
+        entries.sort_by_key(|e| e.uid);
+        entries.dedup_by_key(|e| e.uid);
+        let first_load = !self.loaded;
+        let changed = first_load || removed > 0 || !appended.is_empty() || !flag_changes.is_empty();
+        self.entries = entries;
+        self.loaded = true;
+        let stale = first_load && (matched != listed || !dir.join("dovecot-uidlist").exists());
+        if removed > 0 || stale {
+            self.write_uidlist(dir)?;
+        } else if !appended.is_empty() {
+            self.append_uidlist(dir, &appended)?;
+        }
+        self.log_modseqs(dir, &log)?;
+        if changed {
+            self.view = None;
+        }
+        // Our own UID list writes are not news; keep the directory times
+        // from before the scan (a change during it shows next time).
+        self.stamp = st.map(|(n, c, _)| {
+            let u = fs::metadata(dir.join("dovecot-uidlist"))
+                .and_then(|m| m.modified())
+                .ok();
+            (n, c, u)
+        });
+        self.verified = settled(st);
+        Ok(())
+    }
+
+    /// After a change of our own: the index is right; remember the stamp.
+    fn touched(&mut self, dir: &Path) {
+        self.view = None;
+        self.stamp = stamp(dir);
+        self.verified = false;
+    }
+
+    fn index_of(&self, uid: u32) -> Option<usize> {
+        self.entries.binary_search_by_key(&uid, |e| e.uid).ok()
+    }
+
+    fn write_uidlist(&self, dir: &Path) -> io::Result<()> {
+        let mut text = format!("3 V{} N{}\n", self.validity, self.next);
+        for e in &self.entries {
+            text.push_str(&format!("{} :{}\n", e.uid, e.base()));
+        }
+        write_atomic(&dir.join("dovecot-uidlist"), text.as_bytes())
+    }
+
+    /// Adds lines for new UIDs to `dovecot-uidlist` (Dovecot appends too;
+    /// readers take the next UID past the highest listed).
+    fn append_uidlist(&self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+        let path = dir.join("dovecot-uidlist");
+        if !path.exists() {
+            return self.write_uidlist(dir);
+        }
+        let mut text = String::new();
+        for u in uids {
+            if let Some(i) = self.index_of(*u) {
+                text.push_str(&format!("{u} :{}\n", self.entries[i].base()));
+            }
+        }
+        let mut f = OpenOptions::new().append(true).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
+    }
+
+    /// Appends (uid, modseq) records to `postern-modseq`; uid 0 records
+    /// the highest mod-sequence (after an expunge). Compacts when long.
+    fn log_modseqs(&mut self, dir: &Path, records: &[(u32, u64)]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join("postern-modseq");
+        if self.modlog_lines == 0 || self.modlog_lines > 2 * self.entries.len() + 1024 {
+            let mut text = format!("V{}\n0 {}\n", self.validity, self.highest_modseq);
+            for e in self.entries.iter().filter(|e| e.modseq > 1) {
+                text.push_str(&format!("{} {}\n", e.uid, e.modseq));
+            }
+            self.modlog_lines = text.lines().count();
+            return write_atomic(&path, text.as_bytes());
+        }
+        let mut text = String::new();
+        for (u, m) in records {
+            text.push_str(&format!("{u} {m}\n"));
+        }
+        let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        self.modlog_lines += records.len();
+        Ok(())
+    }
+
+    fn bump(&mut self, i: usize) -> u64 {
+        self.highest_modseq += 1;
+        self.entries[i].modseq = self.highest_modseq;
+        self.highest_modseq
+    }
+
+    fn view(&mut self) -> Arc<Vec<MessageMeta>> {
+        if let Some(v) = &self.view {
+            return v.clone();
+        }
+        let v: Arc<Vec<MessageMeta>> = Arc::new(
+            self.entries
+                .iter()
+                .map(|e| MessageMeta {
+                    uid: e.uid,
+                    flags: e.flags.clone(),
+                    size: e.size,
+                    internal_date: e.mtime,
+                    modseq: e.modseq,
+                })
+                .collect(),
+        );
+        self.view = Some(v.clone());
+        v
+    }
+
+    fn counts(&self) -> StatusCounts {
+        StatusCounts {
+            messages: u32::try_from(self.entries.len()).unwrap_or(u32::MAX),
+            unseen: u32::try_from(
+                self.entries
+                    .iter()
+                    .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+                    .count(),
+            )
+            .unwrap_or(0),
+            uid_next: self.next,
+            uid_validity: self.validity,
+            recent: 0,
+            size: self.entries.iter().map(|m| m.size).sum(),
+            highest_modseq: self.highest_modseq,
+        }
+    }
+}
+
 impl MailStore {
-    /// A store over the same tree the delivery writes to.
+    /// A store over the same tree the delivery writes to, no quota.
     pub fn new(maildir: Arc<Maildir>) -> Self {
         Self {
             maildir,
-            locks: Mutex::new(HashMap::new()),
-            scans: Mutex::new(HashMap::new()),
-            views: Mutex::new(HashMap::new()),
+            folders: Mutex::new(HashMap::new()),
+            quota: None,
+            quotas: HashMap::new(),
         }
+    }
+
+    /// Sets the storage limit: `default` for every account, `per_user`
+    /// for some (bytes).
+    pub fn with_quota(mut self, default: Option<u64>, per_user: HashMap<String, u64>) -> Self {
+        self.quota = default;
+        self.quotas = per_user;
+        self
     }
 
     fn account(&self, user: &str) -> Option<PathBuf> {
@@ -126,9 +468,27 @@ impl MailStore {
         Some(root.join(format!(".{}", name.replace('/', "."))))
     }
 
-    fn lock(&self, dir: &Path) -> Arc<Mutex<()>> {
-        let mut l = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+    /// The directory of `user`'s `mailbox`, for change notifications.
+    pub fn folder_path(&self, user: &str, mailbox: &str) -> Option<PathBuf> {
+        Self::folder(&self.account(user)?, mailbox)
+    }
+
+    fn state(&self, dir: &Path) -> Arc<Mutex<Folder>> {
+        let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
         l.entry(dir.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` on a folder's up-to-date index, under its lock.
+    fn with<T>(&self, dir: &Path, f: impl FnOnce(&mut Folder) -> io::Result<T>) -> io::Result<T> {
+        let state = self.state(dir);
+        let mut g = lock(&state);
+        g.refresh(dir)?;
+        f(&mut g)
+    }
+
+    fn forget(&self, dir: &Path) {
+        let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        l.retain(|p, _| !p.starts_with(dir));
     }
 
     /// Answers a request for `user`. Disk errors become `NO [SERVERBUG]`.
@@ -136,26 +496,47 @@ impl MailStore {
         let Some(root) = self.account(user) else {
             return no("SERVERBUG", "Account unavailable");
         };
-        match self.answer_io(&root, req) {
+        match self.answer_io(user, &root, req) {
             Ok(a) => a,
             Err(e) => no("SERVERBUG", format!("Internal error: {e}")),
         }
     }
 
-    fn answer_io(&self, root: &Path, req: MailboxRequest) -> io::Result<MailboxAnswer> {
+    fn limit(&self, user: &str) -> Option<u64> {
+        self.quotas
+            .get(&user.to_lowercase())
+            .copied()
+            .or(self.quota)
+    }
+
+    fn used(&self, root: &Path) -> io::Result<u64> {
+        let mut used = 0;
+        for name in list_folders(root)? {
+            if let Some(dir) = Self::folder(root, &name) {
+                used += self.with(&dir, |f| Ok(f.entries.iter().map(|e| e.size).sum::<u64>()))?;
+            }
+        }
+        Ok(used)
+    }
+
+    fn answer_io(&self, user: &str, root: &Path, req: MailboxRequest) -> io::Result<MailboxAnswer> {
         use MailboxRequest as R;
         let folder_or = |name: &str| Self::folder(root, name);
+        let existing = |name: &str| folder_or(name).filter(|d| d.join("cur").is_dir());
         let missing = || no("NONEXISTENT", "Mailbox doesn't exist");
         match req {
             R::List {
-                pattern,
+                patterns,
                 subscribed_only,
+                with_status,
             } => {
                 let subs = read_subscriptions(root);
                 let names = list_folders(root)?;
                 let mut out = Vec::new();
                 for n in &names {
-                    if !wildcard(&pattern, n) || (subscribed_only && !subs.contains(n)) {
+                    if !patterns.iter().any(|p| wildcard(p, n))
+                        || (subscribed_only && !subs.contains(n))
+                    {
                         continue;
                     }
                     let children = names.iter().any(|c| c.starts_with(&format!("{n}/")));
@@ -171,40 +552,47 @@ impl MailStore {
                     if let Some(su) = special_use(n) {
                         attributes.push(su.into());
                     }
+                    let status = match (with_status, existing(n)) {
+                        (true, Some(dir)) => Some(self.with(&dir, |f| Ok(f.counts()))?),
+                        _ => None,
+                    };
                     out.push(ListEntry {
                         name: n.clone(),
                         attributes,
+                        status,
                     });
                 }
                 Ok(MailboxAnswer::List(out))
             }
             R::Select { mailbox } | R::Poll { mailbox } => {
-                let Some(dir) = folder_or(&mailbox).filter(|d| d.join("cur").is_dir()) else {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                let view = self.view(&dir)?;
-                Ok(MailboxAnswer::View(view))
+                self.with(&dir, |f| {
+                    Ok(MailboxAnswer::View(MailboxView {
+                        uid_validity: f.validity,
+                        uid_next: f.next,
+                        messages: f.view(),
+                        keywords: f
+                            .keywords
+                            .iter()
+                            .filter(|k| !k.is_empty())
+                            .cloned()
+                            .collect(),
+                        highest_modseq: f.highest_modseq,
+                    }))
+                })
             }
             R::Status { mailbox } => {
-                let Some(dir) = folder_or(&mailbox).filter(|d| d.join("cur").is_dir()) else {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                let v = self.view(&dir)?;
-                Ok(MailboxAnswer::Status(StatusCounts {
-                    messages: u32::try_from(v.messages.len()).unwrap_or(u32::MAX),
-                    unseen: u32::try_from(
-                        v.messages
-                            .iter()
-                            .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
-                            .count(),
-                    )
-                    .unwrap_or(0),
-                    uid_next: v.uid_next,
-                    uid_validity: v.uid_validity,
-                    recent: 0,
-                    size: v.messages.iter().map(|m| m.size).sum(),
-                }))
+                self.with(&dir, |f| Ok(MailboxAnswer::Status(f.counts())))
             }
+            R::Quota => Ok(MailboxAnswer::Quota {
+                used: self.used(root)?,
+                limit: self.limit(user),
+            }),
             R::Create { mailbox } => {
                 let Some(dir) = folder_or(&mailbox) else {
                     return Ok(no("CANNOT", "Invalid mailbox name"));
@@ -237,6 +625,7 @@ impl MailStore {
                 };
                 fs::remove_dir_all(&dir)?;
                 sync_dir(root)?;
+                self.forget(&dir);
                 Ok(MailboxAnswer::Ok)
             }
             R::Rename { from, to } => {
@@ -258,9 +647,11 @@ impl MailStore {
                 for e in fs::read_dir(root)?.filter_map(Result::ok) {
                     let n = e.file_name().to_string_lossy().into_owned();
                     if let Some(rest) = n.strip_prefix(&prefix) {
+                        self.forget(&e.path());
                         fs::rename(e.path(), root.join(format!("{target}{rest}")))?;
                     }
                 }
+                self.forget(&a);
                 fs::rename(&a, &b)?;
                 sync_dir(root)?;
                 Ok(MailboxAnswer::Ok)
@@ -282,83 +673,112 @@ impl MailStore {
                 write_atomic(&root.join("subscriptions"), text.as_bytes())?;
                 Ok(MailboxAnswer::Ok)
             }
-            R::Bodies { mailbox, uids } => {
-                let Some(dir) = folder_or(&mailbox) else {
+            R::Bodies {
+                mailbox,
+                uids,
+                header_only,
+            } => {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                let entries = self.entries(&dir)?;
-                let mut out = Vec::with_capacity(uids.len());
-                for u in uids {
-                    if let Some(e) = entries.iter().find(|e| e.uid == u) {
-                        if let Ok(b) = read_message(&e.path) {
-                            out.push((u, b));
-                        }
-                    }
-                }
-                Ok(MailboxAnswer::Bodies(out))
+                Ok(MailboxAnswer::Bodies(self.bodies(
+                    &dir,
+                    &uids,
+                    header_only,
+                )?))
+            }
+            R::Summaries { mailbox, uids } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                Ok(MailboxAnswer::Summaries(self.summaries(&dir, &uids)?))
             }
             R::Store {
                 mailbox,
                 uids,
                 mode,
                 flags,
+                unchanged_since,
             } => {
-                let Some(dir) = folder_or(&mailbox) else {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                let lock = self.lock(&dir);
-                let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-                let mut keywords = read_keywords(&dir);
-                let entries = self.entries_locked(&dir)?;
-                let mut changed = Vec::new();
-                for e in entries.iter().filter(|e| uids.contains(&e.uid)) {
-                    let mut new = e.flags.clone();
-                    match mode {
-                        StoreMode::Replace => new = flags.clone(),
-                        StoreMode::Add => {
-                            for f in &flags {
-                                if !new.iter().any(|x| x.eq_ignore_ascii_case(f)) {
-                                    new.push(f.clone());
+                let answer = self.with(&dir, |f| {
+                    let mut keywords = f.keywords.clone();
+                    let mut changed = Vec::new();
+                    let mut modified = Vec::new();
+                    let mut log = Vec::new();
+                    for u in &uids {
+                        let Some(i) = f.index_of(*u) else { continue };
+                        if unchanged_since.is_some_and(|n| f.entries[i].modseq > n) {
+                            modified.push(*u);
+                            continue;
+                        }
+                        let e = &f.entries[i];
+                        let mut new = e.flags.clone();
+                        match mode {
+                            StoreMode::Replace => new = flags.clone(),
+                            StoreMode::Add => {
+                                for fl in &flags {
+                                    if !new.iter().any(|x| x.eq_ignore_ascii_case(fl)) {
+                                        new.push(fl.clone());
+                                    }
                                 }
                             }
+                            StoreMode::Remove => {
+                                new.retain(|x| !flags.iter().any(|fl| fl.eq_ignore_ascii_case(x)))
+                            }
                         }
-                        StoreMode::Remove => {
-                            new.retain(|x| !flags.iter().any(|f| f.eq_ignore_ascii_case(x)))
+                        let info = flag_info(&new, &mut keywords);
+                        let name = format!("{}:2,{info}", e.base());
+                        if name != e.name {
+                            fs::rename(dir.join("cur").join(&e.name), dir.join("cur").join(&name))?;
+                            let flags = parse_info(&info, &keywords);
+                            let e = &mut f.entries[i];
+                            e.name = name;
+                            e.flags = flags;
+                            let m = f.bump(i);
+                            log.push((*u, m));
                         }
+                        let e = &f.entries[i];
+                        changed.push(Stored {
+                            uid: e.uid,
+                            flags: e.flags.clone(),
+                            modseq: e.modseq,
+                        });
                     }
-                    let info = flag_info(&new, &mut keywords);
-                    let target = dir.join("cur").join(format!("{}:2,{info}", e.base));
-                    if target != e.path {
-                        fs::rename(&e.path, &target)?;
+                    if keywords != f.keywords {
+                        write_keywords(&dir, &keywords)?;
+                        f.keywords = keywords;
                     }
-                    changed.push((e.uid, parse_info(&info, &keywords)));
+                    if !log.is_empty() {
+                        f.log_modseqs(&dir, &log)?;
+                        f.touched(&dir);
+                    }
+                    Ok((MailboxAnswer::Flags { changed, modified }, !log.is_empty()))
+                })?;
+                if answer.1 {
+                    self.maildir.changed(&dir);
                 }
-                write_keywords(&dir, &keywords)?;
-                Ok(MailboxAnswer::Flags(changed))
+                Ok(answer.0)
             }
             R::Expunge { mailbox, uids } => {
-                let Some(dir) = folder_or(&mailbox) else {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                let lock = self.lock(&dir);
-                let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-                let entries = self.entries_locked(&dir)?;
-                let mut gone = Vec::new();
-                for e in entries
-                    .iter()
-                    .filter(|e| e.flags.iter().any(|f| f == "\\Deleted"))
-                {
-                    if uids.as_ref().is_some_and(|u| !u.contains(&e.uid)) {
-                        continue;
-                    }
-                    fs::remove_file(&e.path)?;
-                    gone.push(e.uid);
-                }
+                let gone = self.with(&dir, |f| {
+                    let doomed: Vec<u32> = f
+                        .entries
+                        .iter()
+                        .filter(|e| e.flags.iter().any(|x| x == "\\Deleted"))
+                        .filter(|e| uids.as_ref().is_none_or(|u| u.contains(&e.uid)))
+                        .map(|e| e.uid)
+                        .collect();
+                    f.remove(&dir, &doomed)?;
+                    Ok(doomed)
+                })?;
                 if !gone.is_empty() {
-                    sync_dir(&dir.join("cur"))?;
-                    let mut list = read_uidlist(&dir).unwrap_or_default();
-                    list.uids.retain(|_, u| !gone.contains(u));
-                    write_uidlist(&dir, &list)?;
+                    self.maildir.changed(&dir);
                 }
                 Ok(MailboxAnswer::Expunged(gone))
             }
@@ -367,9 +787,14 @@ impl MailStore {
                 flags,
                 data,
             } => {
-                let Some(dir) = folder_or(&mailbox).filter(|d| d.join("cur").is_dir()) else {
+                let Some(dir) = existing(&mailbox) else {
                     return Ok(no("TRYCREATE", "Mailbox doesn't exist"));
                 };
+                if let Some(limit) = self.limit(user) {
+                    if self.used(root)? + data.len() as u64 > limit {
+                        return Ok(no("OVERQUOTA", "Quota exceeded"));
+                    }
+                }
                 let (validity, uid) = self.append(&dir, &flags, &data)?;
                 Ok(MailboxAnswer::Uids {
                     uid_validity: validity,
@@ -383,33 +808,52 @@ impl MailStore {
                 to,
                 moving,
             } => {
-                let (Some(src), Some(dst)) = (
-                    folder_or(&mailbox),
-                    folder_or(&to).filter(|d| d.join("cur").is_dir()),
-                ) else {
+                let (Some(src), Some(dst)) = (existing(&mailbox), existing(&to)) else {
                     return Ok(no("TRYCREATE", "Mailbox doesn't exist"));
                 };
-                let entries = self.entries(&src)?;
+                if src == dst && moving {
+                    return Ok(no("CANNOT", "Source and target are the same mailbox"));
+                }
+                let picked: Vec<(u32, String, Vec<String>, u64)> = self.with(&src, |f| {
+                    Ok(uids
+                        .iter()
+                        .filter_map(|u| f.index_of(*u))
+                        .map(|i| {
+                            let e = &f.entries[i];
+                            (e.uid, e.name.clone(), e.flags.clone(), e.size)
+                        })
+                        .collect())
+                })?;
+                if let Some(limit) = self.limit(user) {
+                    let adding: u64 = if moving {
+                        0
+                    } else {
+                        picked.iter().map(|p| p.3).sum()
+                    };
+                    if self.used(root)? + adding > limit {
+                        return Ok(no("OVERQUOTA", "Quota exceeded"));
+                    }
+                }
                 let mut from = Vec::new();
                 let mut new = Vec::new();
                 let mut validity = 0;
-                for e in entries.iter().filter(|e| uids.contains(&e.uid)) {
-                    let data = read_message(&e.path)?;
-                    let (v, u) = self.append(&dst, &e.flags, &data)?;
+                for (uid, name, flags, _) in &picked {
+                    let data = match read_message(&src.join("cur").join(name)) {
+                        Ok(d) => d,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let (v, u) = self.append(&dst, flags, &data)?;
                     validity = v;
-                    from.push(e.uid);
+                    from.push(*uid);
                     new.push(u);
                 }
-                if moving {
-                    let lock = self.lock(&src);
-                    let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    for e in entries.iter().filter(|e| from.contains(&e.uid)) {
-                        fs::remove_file(&e.path)?;
-                    }
-                    sync_dir(&src.join("cur"))?;
+                if moving && !from.is_empty() {
+                    self.with(&src, |f| f.remove(&src, &from))?;
+                    self.maildir.changed(&src);
                 }
                 if validity == 0 {
-                    validity = read_uidlist(&dst).map_or(0, |l| l.validity);
+                    validity = self.with(&dst, |f| Ok(f.validity))?;
                 }
                 Ok(MailboxAnswer::Uids {
                     uid_validity: validity,
@@ -420,23 +864,142 @@ impl MailStore {
         }
     }
 
+    /// Message bytes (CRLF), or only their headers.
+    fn bodies(
+        &self,
+        dir: &Path,
+        uids: &[u32],
+        header_only: bool,
+    ) -> io::Result<Vec<(u32, Vec<u8>)>> {
+        let names = |uids: &[u32]| {
+            self.with(dir, |f| {
+                Ok(uids
+                    .iter()
+                    .filter_map(|u| f.index_of(*u).map(|i| (*u, f.entries[i].name.clone())))
+                    .collect::<Vec<_>>())
+            })
+        };
+        let mut out = Vec::with_capacity(uids.len());
+        let mut retry = Vec::new();
+        for (u, name) in names(uids)? {
+            let path = dir.join("cur").join(&name);
+            let r = if header_only {
+                read_header(&path)
+            } else {
+                read_message(&path)
+            };
+            match r {
+                Ok(b) => out.push((u, b)),
+                // Renamed by a flag change meanwhile: look again below.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => retry.push(u),
+                Err(e) => return Err(e),
+            }
+        }
+        if !retry.is_empty() {
+            for (u, name) in names(&retry)? {
+                let path = dir.join("cur").join(&name);
+                let r = if header_only {
+                    read_header(&path)
+                } else {
+                    read_message(&path)
+                };
+                if let Ok(b) = r {
+                    out.push((u, b));
+                }
+            }
+            let order: HashMap<u32, usize> =
+                uids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+            out.sort_by_key(|(u, _)| order.get(u).copied().unwrap_or(usize::MAX));
+        }
+        Ok(out)
+    }
+
+    /// Parsed summaries, from the cache or parsed now (and cached).
+    fn summaries(&self, dir: &Path, uids: &[u32]) -> io::Result<Vec<(u32, Summary)>> {
+        let (mut have, missing) = self.with(dir, |f| {
+            if f.summaries.is_none() {
+                let (map, lines) = read_summaries(dir, f.validity);
+                f.summaries = Some(map);
+                f.summary_lines = lines;
+            }
+            let cache = f.summaries.as_ref();
+            let mut have = Vec::with_capacity(uids.len());
+            let mut missing = Vec::new();
+            for u in uids {
+                match cache.and_then(|c| c.get(u)) {
+                    Some(s) => have.push((*u, s.clone())),
+                    None => missing.push(*u),
+                }
+            }
+            Ok((have, missing))
+        })?;
+        if !missing.is_empty() {
+            let parsed: Vec<(u32, Summary)> = self
+                .bodies(dir, &missing, false)?
+                .into_iter()
+                .map(|(u, b)| (u, postern_core::imap::mime::summary(&b)))
+                .collect();
+            self.with(dir, |f| {
+                let mut text = String::new();
+                for (u, s) in &parsed {
+                    text.push_str(&summary_line(*u, s));
+                }
+                let path = dir.join("postern-summaries");
+                let live = f.entries.len();
+                let cache = f.summaries.get_or_insert_with(HashMap::new);
+                for (u, s) in &parsed {
+                    cache.insert(*u, s.clone());
+                }
+                if f.summary_lines == 0 || f.summary_lines > 2 * live + 1024 {
+                    // Start over: header, then every live message's record.
+                    let mut all = format!("V{}\n", f.validity);
+                    for e in &f.entries {
+                        if let Some(s) = cache.get(&e.uid) {
+                            all.push_str(&summary_line(e.uid, s));
+                        }
+                    }
+                    f.summary_lines = all.lines().count();
+                    // A cache: written without fsync, rebuilt if lost.
+                    let tmp = path.with_extension("postern-tmp");
+                    fs::write(&tmp, all)?;
+                    fs::rename(&tmp, &path)?;
+                } else {
+                    let mut file = OpenOptions::new().append(true).open(&path)?;
+                    file.write_all(text.as_bytes())?;
+                    f.summary_lines += parsed.len();
+                }
+                Ok(())
+            })?;
+            have.extend(parsed);
+            let order: HashMap<u32, usize> =
+                uids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+            have.sort_by_key(|(u, _)| order.get(u).copied().unwrap_or(usize::MAX));
+        }
+        // Bound memory: past the limit, drop this folder's copy (the file stays).
+        let total: usize = {
+            let l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            l.values()
+                .map(|f| lock(f).summaries.as_ref().map_or(0, HashMap::len))
+                .sum()
+        };
+        if total > MAX_SUMMARIES_IN_MEMORY {
+            lock(&self.state(dir)).summaries = None;
+        }
+        Ok(have)
+    }
+
     /// Writes a message into a folder's cur/ with flags; returns
     /// (UIDVALIDITY, UID).
     fn append(&self, dir: &Path, flags: &[String], data: &[u8]) -> io::Result<(u32, u32)> {
-        let lock = self.lock(dir);
-        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Make sure existing files have their UIDs first.
-        let _ = self.entries_locked(dir)?;
-        let mut keywords = read_keywords(dir);
-        let info = flag_info(flags, &mut keywords);
-        write_keywords(dir, &keywords)?;
         let mut body = Vec::with_capacity(data.len());
         crlf_to_lf(&mut body, data);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let base = format!(
-            "{}.M{}P{}.postern,S={},W={}",
+            "{}.M{}P{}Q{n}.postern,S={},W={}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),
@@ -448,95 +1011,40 @@ impl MailStore {
         f.write_all(&body)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, dir.join("cur").join(format!("{base}:2,{info}")))?;
-        sync_dir(&dir.join("cur"))?;
-        let mut list = read_uidlist(dir).unwrap_or_else(new_uidlist);
-        let uid = list.next;
-        list.next += 1;
-        list.uids.insert(base, uid);
-        write_uidlist(dir, &list)?;
-        Ok((list.validity, uid))
-    }
-
-    fn view(&self, dir: &Path) -> io::Result<MailboxView> {
-        let entries = self.entries(dir)?;
-        let list = read_uidlist(dir).unwrap_or_else(new_uidlist);
-        let keywords = read_keywords(dir);
-        // Sessions on an unchanged folder share one list of messages.
-        let st = stamp(dir);
-        let shared = self.views.lock().ok().and_then(|v| {
-            v.get(dir)
-                .filter(|(s, _)| Some(*s) == st)
-                .map(|(_, m)| m.clone())
+        let r = self.with(dir, |f| {
+            let mut keywords = f.keywords.clone();
+            let info = flag_info(flags, &mut keywords);
+            if keywords != f.keywords {
+                write_keywords(dir, &keywords)?;
+                f.keywords = keywords;
+            }
+            let name = format!("{base}:2,{info}");
+            fs::rename(&tmp, dir.join("cur").join(&name))?;
+            sync_dir(&dir.join("cur"))?;
+            let uid = f.next;
+            f.next += 1;
+            f.highest_modseq += 1;
+            f.entries.push(Entry {
+                uid,
+                flags: parse_info(&info, &f.keywords),
+                base_len: base.len(),
+                name,
+                size: data.len() as u64,
+                mtime: now_secs(),
+                modseq: f.highest_modseq,
+            });
+            f.append_uidlist(dir, &[uid])?;
+            let m = f.highest_modseq;
+            f.log_modseqs(dir, &[(uid, m)])?;
+            f.touched(dir);
+            Ok((f.validity, uid))
         });
-        let messages = match shared {
-            Some(m) => m,
-            None => {
-                let m: Arc<Vec<MessageMeta>> = Arc::new(
-                    entries
-                        .into_iter()
-                        .map(|e| MessageMeta {
-                            uid: e.uid,
-                            flags: e.flags,
-                            size: e.size,
-                            internal_date: e.mtime,
-                        })
-                        .collect(),
-                );
-                let cached = self
-                    .scans
-                    .lock()
-                    .ok()
-                    .is_some_and(|c| c.get(dir).is_some_and(|(s, _)| Some(*s) == st));
-                if let (true, Some(st), Ok(mut v)) = (cached, st, self.views.lock()) {
-                    v.insert(dir.to_owned(), (st, m.clone()));
-                }
-                m
-            }
-        };
-        Ok(MailboxView {
-            uid_validity: list.validity,
-            uid_next: list.next,
-            messages,
-            keywords,
-        })
-    }
-
-    fn entries(&self, dir: &Path) -> io::Result<Vec<Entry>> {
-        let lock = self.lock(dir);
-        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.entries_locked(dir)
-    }
-
-    /// Every message of a folder, new/ moved to cur/, UIDs assigned to
-    /// newcomers (and written to `dovecot-uidlist`), in UID order.
-    fn entries_locked(&self, dir: &Path) -> io::Result<Vec<Entry>> {
-        let before = stamp(dir);
-        if let Some(st) = before {
-            let cached = self
-                .scans
-                .lock()
-                .ok()
-                .and_then(|c| c.get(dir).filter(|(s, _)| *s == st).map(|(_, e)| e.clone()));
-            if let Some(entries) = cached {
-                return Ok(entries.as_ref().clone());
-            }
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        } else {
+            self.maildir.changed(dir);
         }
-        let entries = self.scan(dir)?;
-        // Remember the scan only when the folder has been still for a while.
-        if let Some(st) = stamp(dir) {
-            let settled = SystemTime::now()
-                .duration_since(st.0.max(st.1))
-                .is_ok_and(|d| d > STAMP_SETTLE);
-            if let Ok(mut c) = self.scans.lock() {
-                if settled {
-                    c.insert(dir.to_owned(), (st, Arc::new(entries.clone())));
-                } else {
-                    c.remove(dir);
-                }
-            }
-        }
-        Ok(entries)
+        r
     }
 
     /// A cheap token that changes when a folder's messages or flags do:
@@ -545,71 +1053,196 @@ impl MailStore {
         let root = self.account(user)?;
         stamp(&Self::folder(&root, mailbox)?)
     }
+}
 
-    fn scan(&self, dir: &Path) -> io::Result<Vec<Entry>> {
-        // new/ -> cur/ (a session has seen them: no longer \Recent).
-        if let Ok(rd) = fs::read_dir(dir.join("new")) {
-            for e in rd.filter_map(Result::ok) {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with('.') {
-                    continue;
-                }
-                let _ = fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,")));
-            }
+impl Folder {
+    /// Deletes these messages' files and forgets them.
+    fn remove(&mut self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
         }
-        let keywords = read_keywords(dir);
-        let mut list = read_uidlist(dir).unwrap_or_else(new_uidlist);
-        let mut found = Vec::new();
-        for e in fs::read_dir(dir.join("cur"))?.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let (base, info) = match name.split_once(":2,") {
-                Some((b, i)) => (b.to_owned(), i.to_owned()),
-                None => (name.clone(), String::new()),
-            };
-            let meta = e.metadata()?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            let size =
-                size_from_name(&base).unwrap_or_else(|| crlf_size(&e.path()).unwrap_or(meta.len()));
-            found.push(Entry {
-                uid: 0,
-                flags: parse_info(&info, &keywords),
-                base,
-                path: e.path(),
-                size,
-                mtime,
-            });
-        }
-        let mut dirty = false;
-        // Newcomers get UIDs in the order they arrived (name starts with the time).
-        found.sort_by(|a, b| a.base.cmp(&b.base));
-        for e in found.iter_mut() {
-            match list.uids.get(&e.base) {
-                Some(u) => e.uid = *u,
-                None => {
-                    e.uid = list.next;
-                    list.next += 1;
-                    list.uids.insert(e.base.clone(), e.uid);
-                    dirty = true;
+        for u in uids {
+            if let Some(i) = self.index_of(*u) {
+                match fs::remove_file(dir.join("cur").join(&self.entries[i].name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        // Forget UIDs of files that are gone.
-        let before = list.uids.len();
-        list.uids.retain(|b, _| found.iter().any(|e| &e.base == b));
-        dirty |= list.uids.len() != before;
-        if dirty || !dir.join("dovecot-uidlist").exists() {
-            write_uidlist(dir, &list)?;
+        sync_dir(&dir.join("cur"))?;
+        self.entries.retain(|e| !uids.contains(&e.uid));
+        if let Some(c) = self.summaries.as_mut() {
+            for u in uids {
+                c.remove(u);
+            }
         }
-        found.sort_by_key(|e| e.uid);
-        Ok(found)
+        self.write_uidlist(dir)?;
+        self.highest_modseq += 1;
+        let h = self.highest_modseq;
+        self.log_modseqs(dir, &[(0, h)])?;
+        self.touched(dir);
+        Ok(())
     }
+}
+
+/// `postern-modseq`: `V<validity>`, then `<uid> <modseq>` lines (uid 0:
+/// the highest). Returns (lines, highest, uid -> modseq); a log for
+/// another UIDVALIDITY (or none) counts as empty.
+fn read_modlog(dir: &Path, validity: u32) -> (usize, u64, HashMap<u32, u64>) {
+    let mut map = HashMap::new();
+    let Ok(f) = File::open(dir.join("postern-modseq")) else {
+        return (0, 1, map);
+    };
+    let mut lines = io::BufReader::new(f).lines();
+    match lines.next() {
+        Some(Ok(h)) if h == format!("V{validity}") => {}
+        _ => return (0, 1, map),
+    }
+    let mut n = 1;
+    let mut highest = 1;
+    for l in lines.map_while(Result::ok) {
+        n += 1;
+        let Some((u, m)) = l.split_once(' ') else {
+            continue;
+        };
+        let (Ok(u), Ok(m)) = (u.parse::<u32>(), m.parse::<u64>()) else {
+            continue;
+        };
+        highest = highest.max(m);
+        if u != 0 {
+            map.insert(u, m);
+        }
+    }
+    (n, highest, map)
+}
+
+fn escape_field(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '\t' => o.push_str("\\t"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn unescape_field(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some('t') => o.push('\t'),
+                Some('n') => o.push('\n'),
+                Some('r') => o.push('\r'),
+                Some(x) => o.push(x),
+                None => {}
+            }
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+/// One `postern-summaries` record: tab-separated, escaped fields.
+fn summary_line(uid: u32, s: &Summary) -> String {
+    let date = s
+        .sort
+        .date
+        .map_or_else(|| "-".to_owned(), |d| d.to_string());
+    format!(
+        "{uid}\t{}\t{}\t{}\t{date}\t{}\t{}\t{}\t{}\n",
+        escape_field(&s.envelope),
+        escape_field(&s.body),
+        escape_field(&s.bodystructure),
+        escape_field(&s.sort.from),
+        escape_field(&s.sort.to),
+        escape_field(&s.sort.cc),
+        escape_field(&s.sort.subject),
+    )
+}
+
+/// Reads `postern-summaries` (for this UIDVALIDITY); bad lines are skipped
+/// (their messages are parsed again).
+fn read_summaries(dir: &Path, validity: u32) -> (HashMap<u32, Summary>, usize) {
+    let mut map = HashMap::new();
+    let Ok(f) = File::open(dir.join("postern-summaries")) else {
+        return (map, 0);
+    };
+    let mut lines = io::BufReader::new(f).lines();
+    match lines.next() {
+        Some(Ok(h)) if h == format!("V{validity}") => {}
+        _ => return (map, 0),
+    }
+    let mut n = 1;
+    for l in lines.map_while(Result::ok) {
+        n += 1;
+        let p: Vec<&str> = l.split('\t').collect();
+        let [uid, env, body, bs, date, from, to, cc, subject] = p.as_slice() else {
+            continue;
+        };
+        let Ok(uid) = uid.parse::<u32>() else {
+            continue;
+        };
+        map.insert(
+            uid,
+            Summary {
+                envelope: unescape_field(env),
+                body: unescape_field(body),
+                bodystructure: unescape_field(bs),
+                sort: SortKeys {
+                    date: date.parse().ok(),
+                    from: unescape_field(from),
+                    to: unescape_field(to),
+                    cc: unescape_field(cc),
+                    subject: unescape_field(subject),
+                },
+            },
+        );
+    }
+    (map, n)
+}
+
+/// The header of a message file (up to and with the empty line), CRLF.
+fn read_header(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut raw = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = f.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let from = raw.len().saturating_sub(3);
+        raw.extend_from_slice(&chunk[..n]);
+        if let Some(i) = memchr::memmem::find(&raw[from..], b"\n\n") {
+            raw.truncate(from + i + 2);
+            break;
+        }
+        if let Some(i) = memchr::memmem::find(&raw[from..], b"\n\r\n") {
+            raw.truncate(from + i + 3);
+            break;
+        }
+        if raw.len() > MAX_HEADER {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let mut prev = 0u8;
+    for &b in &raw {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    Ok(out)
 }
 
 fn new_uidlist() -> UidList {
@@ -659,16 +1292,6 @@ fn read_uidlist(dir: &Path) -> Option<UidList> {
         return None;
     }
     Some(list)
-}
-
-fn write_uidlist(dir: &Path, list: &UidList) -> io::Result<()> {
-    let mut sorted: Vec<(&String, &u32)> = list.uids.iter().collect();
-    sorted.sort_by_key(|(_, u)| **u);
-    let mut text = format!("3 V{} N{}\n", list.validity, list.next);
-    for (base, uid) in sorted {
-        text.push_str(&format!("{uid} :{base}\n"));
-    }
-    write_atomic(&dir.join("dovecot-uidlist"), text.as_bytes())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -919,8 +1542,9 @@ mod tests {
         let MailboxAnswer::List(l) = s.answer(
             u,
             MailboxRequest::List {
-                pattern: "*".into(),
+                patterns: vec!["*".into()],
                 subscribed_only: false,
+                with_status: true,
             },
         ) else {
             panic!()
@@ -969,6 +1593,7 @@ mod tests {
             MailboxRequest::Bodies {
                 mailbox: "INBOX".into(),
                 uids: vec![42],
+                header_only: false,
             },
         ) else {
             panic!()

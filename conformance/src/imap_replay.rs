@@ -6,6 +6,7 @@
 //!   at once unless `@autotls no`.
 //! - `@proxy required|forbidden`, `@peer`, `@local`, as for SMTP.
 //! - `@user NAME PASSWORD` [alice@example.com secret].
+//! - `@quota BYTES`: the account's storage limit [unlimited].
 //! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start; FLAGS
 //!   is `-` or comma-separated (`\Seen,$Label`), TEXT uses the `C~`
 //!   escapes. Mailboxes INBOX, Drafts, Sent, Junk, Trash always exist.
@@ -17,7 +18,7 @@
 use crate::transcript::{escape, unescape, Step, Transcript};
 use postern_core::imap::event::{
     Event, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts,
-    StoreMode,
+    StoreMode, Stored,
 };
 use postern_core::imap::session::{
     ConnectAnswer, ImapConfig, ImapListener, ImapSession, LoginAnswer, Output,
@@ -35,6 +36,7 @@ struct Msg {
     uid: u32,
     flags: Vec<String>,
     data: Vec<u8>,
+    modseq: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -42,6 +44,7 @@ struct Folder {
     messages: Vec<Msg>,
     uid_next: u32,
     uid_validity: u32,
+    highest_modseq: u64,
 }
 
 /// The in-memory store.
@@ -50,6 +53,8 @@ pub struct MemStore {
     users: BTreeMap<String, String>,
     folders: BTreeMap<String, Folder>,
     subscribed: BTreeSet<String>,
+    /// The storage limit in bytes (`@quota`), None for unlimited.
+    quota: Option<u64>,
 }
 
 impl Default for MemStore {
@@ -58,6 +63,7 @@ impl Default for MemStore {
             users: BTreeMap::new(),
             folders: BTreeMap::new(),
             subscribed: BTreeSet::new(),
+            quota: None,
         };
         for (i, f) in ["INBOX", "Drafts", "Sent", "Junk", "Trash"]
             .iter()
@@ -69,6 +75,7 @@ impl Default for MemStore {
                     messages: Vec::new(),
                     uid_next: 1,
                     uid_validity: 1000 + i as u32,
+                    highest_modseq: 1,
                 },
             );
             s.subscribed.insert((*f).to_owned());
@@ -108,7 +115,13 @@ impl MemStore {
         let f = self.folders.get_mut(folder)?;
         let uid = f.uid_next;
         f.uid_next += 1;
-        f.messages.push(Msg { uid, flags, data });
+        f.highest_modseq += 1;
+        f.messages.push(Msg {
+            uid,
+            flags,
+            data,
+            modseq: f.highest_modseq,
+        });
         Some(uid)
     }
 
@@ -125,10 +138,29 @@ impl MemStore {
                         flags: m.flags.clone(),
                         size: m.data.len() as u64,
                         internal_date: 1_795_588_686,
+                        modseq: m.modseq,
                     })
                     .collect(),
             ),
             keywords: Vec::new(),
+            highest_modseq: f.highest_modseq,
+        })
+    }
+
+    fn counts(&self, name: &str) -> Option<StatusCounts> {
+        let f = self.folders.get(name)?;
+        Some(StatusCounts {
+            messages: f.messages.len() as u32,
+            unseen: f
+                .messages
+                .iter()
+                .filter(|m| !m.flags.iter().any(|x| x == "\\Seen"))
+                .count() as u32,
+            uid_next: f.uid_next,
+            uid_validity: f.uid_validity,
+            recent: 0,
+            size: f.messages.iter().map(|m| m.data.len() as u64).sum(),
+            highest_modseq: f.highest_modseq,
         })
     }
 
@@ -145,12 +177,13 @@ impl MemStore {
         let missing = || Self::no("Mailbox doesn't exist", "NONEXISTENT");
         match req {
             R::List {
-                pattern,
+                patterns,
                 subscribed_only,
+                with_status,
             } => MailboxAnswer::List(
                 self.folders
                     .keys()
-                    .filter(|n| wildcard(&pattern, n))
+                    .filter(|n| patterns.iter().any(|p| wildcard(p, n)))
                     .filter(|n| !subscribed_only || self.subscribed.contains(*n))
                     .map(|n| {
                         let children = self.folders.keys().any(|c| c.starts_with(&format!("{n}/")));
@@ -169,6 +202,7 @@ impl MemStore {
                         ListEntry {
                             name: n.clone(),
                             attributes,
+                            status: with_status.then(|| self.counts(n)).flatten(),
                         }
                     })
                     .collect(),
@@ -176,19 +210,29 @@ impl MemStore {
             R::Select { mailbox } => self
                 .view(&mailbox)
                 .map_or_else(missing, MailboxAnswer::View),
-            R::Status { mailbox } => match self.folders.get(&mailbox) {
-                Some(f) => MailboxAnswer::Status(StatusCounts {
-                    messages: f.messages.len() as u32,
-                    unseen: f
-                        .messages
-                        .iter()
-                        .filter(|m| !m.flags.iter().any(|x| x == "\\Seen"))
-                        .count() as u32,
-                    uid_next: f.uid_next,
-                    uid_validity: f.uid_validity,
-                    recent: 0,
-                    size: f.messages.iter().map(|m| m.data.len() as u64).sum(),
-                }),
+            R::Status { mailbox } => self
+                .counts(&mailbox)
+                .map_or_else(missing, MailboxAnswer::Status),
+            R::Quota => MailboxAnswer::Quota {
+                used: self
+                    .folders
+                    .values()
+                    .flat_map(|f| f.messages.iter())
+                    .map(|m| m.data.len() as u64)
+                    .sum(),
+                limit: self.quota,
+            },
+            R::Summaries { mailbox, uids } => match self.folders.get(&mailbox) {
+                Some(f) => MailboxAnswer::Summaries(
+                    uids.iter()
+                        .filter_map(|u| {
+                            f.messages
+                                .iter()
+                                .find(|m| m.uid == *u)
+                                .map(|m| (*u, postern_core::imap::mime::summary(&m.data)))
+                        })
+                        .collect(),
+                ),
                 None => missing(),
             },
             R::Create { mailbox } => {
@@ -202,6 +246,7 @@ impl MemStore {
                         messages: Vec::new(),
                         uid_next: 1,
                         uid_validity: v,
+                        highest_modseq: 1,
                     },
                 );
                 MailboxAnswer::Ok
@@ -235,14 +280,22 @@ impl MemStore {
                 }
                 MailboxAnswer::Ok
             }
-            R::Bodies { mailbox, uids } => match self.folders.get(&mailbox) {
+            R::Bodies {
+                mailbox,
+                uids,
+                header_only,
+            } => match self.folders.get(&mailbox) {
                 Some(f) => MailboxAnswer::Bodies(
                     uids.iter()
                         .filter_map(|u| {
-                            f.messages
-                                .iter()
-                                .find(|m| m.uid == *u)
-                                .map(|m| (*u, m.data.clone()))
+                            f.messages.iter().find(|m| m.uid == *u).map(|m| {
+                                let end = if header_only {
+                                    postern_core::imap::fetch::header_len(&m.data)
+                                } else {
+                                    m.data.len()
+                                };
+                                (*u, m.data[..end].to_vec())
+                            })
                         })
                         .collect(),
                 ),
@@ -253,10 +306,17 @@ impl MemStore {
                 uids,
                 mode,
                 flags,
+                unchanged_since,
             } => match self.folders.get_mut(&mailbox) {
                 Some(f) => {
                     let mut changed = Vec::new();
+                    let mut modified = Vec::new();
                     for m in f.messages.iter_mut().filter(|m| uids.contains(&m.uid)) {
+                        if unchanged_since.is_some_and(|n| m.modseq > n) {
+                            modified.push(m.uid);
+                            continue;
+                        }
+                        let before = m.flags.clone();
                         match mode {
                             StoreMode::Replace => m.flags = flags.clone(),
                             StoreMode::Add => {
@@ -268,9 +328,17 @@ impl MemStore {
                             }
                             StoreMode::Remove => m.flags.retain(|x| !flags.contains(x)),
                         }
-                        changed.push((m.uid, m.flags.clone()));
+                        if m.flags != before {
+                            f.highest_modseq += 1;
+                            m.modseq = f.highest_modseq;
+                        }
+                        changed.push(Stored {
+                            uid: m.uid,
+                            flags: m.flags.clone(),
+                            modseq: m.modseq,
+                        });
                     }
-                    MailboxAnswer::Flags(changed)
+                    MailboxAnswer::Flags { changed, modified }
                 }
                 None => missing(),
             },
@@ -286,6 +354,9 @@ impl MemStore {
                         .map(|m| m.uid)
                         .collect();
                     f.messages.retain(|m| !gone.contains(&m.uid));
+                    if !gone.is_empty() {
+                        f.highest_modseq += 1;
+                    }
                     MailboxAnswer::Expunged(gone)
                 }
                 None => missing(),
@@ -328,6 +399,7 @@ impl MemStore {
                 if moving {
                     if let Some(f) = self.folders.get_mut(&mailbox) {
                         f.messages.retain(|m| !from.contains(&m.uid));
+                        f.highest_modseq += 1;
                     }
                 }
                 MailboxAnswer::Uids {
@@ -408,6 +480,7 @@ impl ImapDriver {
                         .add(folder, flags, unescape(text)?)
                         .ok_or(format!("no mailbox {folder}"))?;
                 }
+                "quota" => store.quota = Some(arg.parse().map_err(|_| format!("@quota {arg}"))?),
                 other => return Err(format!("unknown IMAP header directive @{other}")),
             }
         }

@@ -8,6 +8,10 @@
 //! [directory]                                 # docker-mailserver's files
 //! accounts = "/tmp/docker-mailserver/postfix-accounts.cf"
 //! virtual = "/tmp/docker-mailserver/postfix-virtual.cf"
+//! quotas = "/tmp/docker-mailserver/dovecot-quotas.cf"   # optional: user@domain:5G
+//!
+//! [imap]
+//! quota_mib = 0                               # storage per account; 0: unlimited
 //!
 //! [tls]
 //! cert = "/etc/letsencrypt/live/example.com/fullchain.pem"
@@ -90,6 +94,8 @@ struct Raw {
     #[serde(default)]
     smtp: RawSmtp,
     #[serde(default)]
+    imap: RawImap,
+    #[serde(default)]
     shutdown_grace_secs: Option<u64>,
     #[serde(default)]
     auth_failure_delay_ms: Option<u64>,
@@ -119,6 +125,13 @@ struct RawDirectory {
     accounts: PathBuf,
     #[serde(rename = "virtual")]
     virtual_file: Option<PathBuf>,
+    quotas: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    quota_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +243,10 @@ pub struct Config {
     pub accounts: PathBuf,
     /// `postfix-virtual.cf`.
     pub virtual_file: Option<PathBuf>,
+    /// `dovecot-quotas.cf` (per-account storage limits).
+    pub quotas_file: Option<PathBuf>,
+    /// Storage limit per account in bytes (None: unlimited).
+    pub quota: Option<u64>,
     /// TLS certificate and key, if any listener uses TLS.
     pub tls: Option<TlsFiles>,
     /// SMTP settings.
@@ -505,6 +522,12 @@ impl Config {
             data_dir,
             accounts: abs(&raw.directory.get_ref().accounts),
             virtual_file: raw.directory.get_ref().virtual_file.as_deref().map(abs),
+            quotas_file: raw.directory.get_ref().quotas.as_deref().map(abs),
+            quota: raw
+                .imap
+                .quota_mib
+                .filter(|m| *m > 0)
+                .map(|m| m.saturating_mul(1 << 20)),
             tls,
             smtp,
             listeners,

@@ -15,14 +15,17 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// While a client idles, how often the selected mailbox is checked.
-const IDLE_POLL: Duration = Duration::from_secs(2);
+/// While a client idles, how often the selected mailbox is checked for
+/// changes made outside this process (deliveries and other sessions here
+/// wake it at once through the hub).
+const IDLE_POLL: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 8 * 1024;
 
 enum Wake {
     Read(std::io::Result<usize>),
     Timer,
     IdlePoll,
+    Changed,
     Shutdown,
 }
 
@@ -40,6 +43,7 @@ pub async fn serve(
     let mut stream = Stream::new(tcp);
     let mut buf = vec![0u8; READ_BUF];
     let mut idle_version = None;
+    let mut waiter: Option<Receiver<()>> = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -76,8 +80,25 @@ pub async fn serve(
                 }
             }
         }
-        let deadline = session.poll_timeout();
         let idle = session.is_idle();
+        if !idle {
+            waiter = None;
+        } else if waiter.is_none() {
+            // Wait on the folder first, then look: nothing falls between.
+            let path = match (session.user(), session.selected()) {
+                (Some(u), Some(m)) => {
+                    idle_version = srv.mailstore.version(u, m);
+                    srv.mailstore.folder_path(u, m)
+                }
+                _ => None,
+            };
+            if let Some(p) = path {
+                waiter = Some(srv.hub.wait(&p));
+                session.handle_mailbox_changed();
+                continue;
+            }
+        }
+        let deadline = session.poll_timeout();
         let read = async { Wake::Read(stream.read(&mut buf).await) };
         let timer = async {
             match deadline {
@@ -96,15 +117,28 @@ pub async fn serve(
                 std::future::pending().await
             }
         };
+        let changed = async {
+            match &waiter {
+                Some(w) => {
+                    let _ = w.recv().await;
+                    Wake::Changed
+                }
+                None => std::future::pending().await,
+            }
+        };
         let stop = async {
             let _ = shutdown.recv().await;
             Wake::Shutdown
         };
-        match read.or(timer).or(poll).or(stop).await {
+        match read.or(changed).or(timer).or(poll).or(stop).await {
             Wake::Read(Ok(0)) => session.handle_eof(),
             Wake::Read(Ok(n)) => session.handle_input(Instant::now(), &buf[..n]),
             Wake::Read(Err(_)) => return,
             Wake::Timer => session.handle_timeout(Instant::now()),
+            Wake::Changed => {
+                // Registers again and looks at the top of the loop.
+                waiter = None;
+            }
             Wake::IdlePoll => {
                 // Wake the session only when the folder changed (two stats).
                 let v = match (session.user(), session.selected()) {

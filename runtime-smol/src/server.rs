@@ -35,6 +35,8 @@ pub struct Server {
     pub imap: Arc<postern_core::imap::session::ImapConfig>,
     /// The IMAP mailbox store.
     pub mailstore: Arc<postern_adapters::mailstore::MailStore>,
+    /// Wakes IDLE sessions when their folder changes.
+    pub hub: Arc<Hub>,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
     /// The smarthost, if outbound mail is relayed.
@@ -47,6 +49,39 @@ pub struct Server {
     cert: Option<Arc<ReloadingCert>>,
     ids: AtomicU64,
     clients: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, u32>)>,
+}
+
+/// Who waits on which folder (IDLE), woken by deliveries and by other
+/// sessions' changes.
+#[derive(Debug, Default)]
+pub struct Hub {
+    waiters: std::sync::Mutex<
+        std::collections::HashMap<std::path::PathBuf, Vec<smol::channel::Sender<()>>>,
+    >,
+}
+
+impl Hub {
+    /// A receiver that gets a message when `folder` next changes.
+    pub fn wait(&self, folder: &std::path::Path) -> smol::channel::Receiver<()> {
+        let (tx, rx) = smol::channel::bounded(1);
+        let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        let list = w.entry(folder.to_owned()).or_default();
+        list.retain(|t| !t.is_closed());
+        list.push(tx);
+        rx
+    }
+
+    /// Wakes everyone waiting on `folder`.
+    pub fn notify(&self, folder: &std::path::Path) {
+        let list = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(folder);
+        for tx in list.into_iter().flatten() {
+            let _ = tx.try_send(());
+        }
+    }
 }
 
 /// A counted session; dropping it frees its place.
@@ -127,10 +162,31 @@ impl Server {
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
         imap.limits.max_append_literal = config.smtp.limits.max_message_size;
-        let mailstore = Arc::new(postern_adapters::mailstore::MailStore::new(maildir.clone()));
+        let quotas = match &config.quotas_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| StartError::DataDir(f.display().to_string(), e))?;
+                let (map, bad) = postern_adapters::directory::read_quotas(&text);
+                for b in bad {
+                    tracing::warn!("{}: {b}", f.display());
+                }
+                map
+            }
+            None => std::collections::HashMap::new(),
+        };
+        let mailstore = Arc::new(
+            postern_adapters::mailstore::MailStore::new(maildir.clone())
+                .with_quota(config.quota, quotas),
+        );
+        let hub = Arc::new(Hub::default());
+        let h = hub.clone();
+        maildir.set_on_change(postern_adapters::maildir::ChangeHook(Box::new(move |p| {
+            h.notify(p)
+        })));
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,
+            hub,
             committer,
             relay,
             spool,

@@ -16,6 +16,8 @@ pub struct MessageMeta {
     pub size: u64,
     /// INTERNALDATE, Unix seconds.
     pub internal_date: i64,
+    /// The mod-sequence of the last change (RFC 7162 CONDSTORE), >= 1.
+    pub modseq: u64,
 }
 
 /// A mailbox as SELECT/EXAMINE sees it.
@@ -30,6 +32,8 @@ pub struct MailboxView {
     pub messages: std::sync::Arc<Vec<MessageMeta>>,
     /// Keywords defined in the mailbox (for FLAGS).
     pub keywords: Vec<String>,
+    /// HIGHESTMODSEQ (RFC 7162): at least every message's `modseq`.
+    pub highest_modseq: u64,
 }
 
 /// One mailbox in a LIST answer.
@@ -39,6 +43,8 @@ pub struct ListEntry {
     pub name: String,
     /// Attributes: `\HasNoChildren`, `\Subscribed`, special use (`\Sent`...).
     pub attributes: Vec<String>,
+    /// Counts for LIST-STATUS (RFC 5819), when asked and selectable.
+    pub status: Option<StatusCounts>,
 }
 
 /// Counts for STATUS.
@@ -56,6 +62,48 @@ pub struct StatusCounts {
     pub recent: u32,
     /// SIZE (RFC 8438): total bytes.
     pub size: u64,
+    /// HIGHESTMODSEQ (RFC 7162).
+    pub highest_modseq: u64,
+}
+
+/// What FETCH ENVELOPE/BODY/BODYSTRUCTURE and SORT need of a message,
+/// computed once by [`super::mime::summary`] and kept by the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// ENVELOPE.
+    pub envelope: String,
+    /// BODY (no extension data).
+    pub body: String,
+    /// BODYSTRUCTURE.
+    pub bodystructure: String,
+    /// SORT keys (RFC 5256).
+    pub sort: SortKeys,
+}
+
+/// The values SORT compares (RFC 5256 section 3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SortKeys {
+    /// The Date header, Unix seconds (None: use INTERNALDATE).
+    pub date: Option<i64>,
+    /// The first From address's mailbox part, lower-cased.
+    pub from: String,
+    /// The first To address's mailbox part, lower-cased.
+    pub to: String,
+    /// The first Cc address's mailbox part, lower-cased.
+    pub cc: String,
+    /// The base subject, lower-cased.
+    pub subject: String,
+}
+
+/// A message's flags after STORE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The UID.
+    pub uid: u32,
+    /// Its flags now.
+    pub flags: Vec<String>,
+    /// Its mod-sequence now.
+    pub modseq: u64,
 }
 
 /// How STORE changes flags.
@@ -75,10 +123,12 @@ pub enum StoreMode {
 pub enum MailboxRequest {
     /// Mailboxes matching `pattern` (`*` and `%` wildcards).
     List {
-        /// The pattern, reference already joined.
-        pattern: String,
+        /// The patterns, reference already joined (LIST-EXTENDED allows several).
+        patterns: Vec<String>,
         /// Only subscribed ones (LSUB, `LIST (SUBSCRIBED)`).
         subscribed_only: bool,
+        /// Fill in [`ListEntry::status`] (LIST-STATUS).
+        with_status: bool,
     },
     /// Open a mailbox.
     Select {
@@ -120,7 +170,18 @@ pub enum MailboxRequest {
         mailbox: String,
         /// Which messages.
         uids: Vec<u32>,
+        /// Only the header (up to the first empty line) is needed.
+        header_only: bool,
     },
+    /// The parsed summaries of these messages.
+    Summaries {
+        /// The selected mailbox.
+        mailbox: String,
+        /// Which messages.
+        uids: Vec<u32>,
+    },
+    /// Storage used and allowed (QUOTA, RFC 9208).
+    Quota,
     /// Change flags; the answer gives the new flags.
     Store {
         /// The selected mailbox.
@@ -131,6 +192,8 @@ pub enum MailboxRequest {
         mode: StoreMode,
         /// Which flags.
         flags: Vec<String>,
+        /// CONDSTORE's UNCHANGEDSINCE: leave (and report) messages changed after it.
+        unchanged_since: Option<u64>,
     },
     /// Remove messages flagged `\Deleted` (only these UIDs, when given).
     Expunge {
@@ -177,8 +240,22 @@ pub enum MailboxAnswer {
     Status(StatusCounts),
     /// Message bytes, in the order asked (missing ones left out).
     Bodies(Vec<(u32, Vec<u8>)>),
-    /// New flags after STORE.
-    Flags(Vec<(u32, Vec<String>)>),
+    /// Flags after STORE.
+    Flags {
+        /// The messages STORE applied to, with their flags now.
+        changed: Vec<Stored>,
+        /// UIDs left alone because they changed after UNCHANGEDSINCE.
+        modified: Vec<u32>,
+    },
+    /// Summaries, in the order asked (missing ones left out).
+    Summaries(Vec<(u32, Summary)>),
+    /// Storage in bytes: used, and the limit (None: unlimited).
+    Quota {
+        /// Bytes used by every mailbox of the account.
+        used: u64,
+        /// The limit.
+        limit: Option<u64>,
+    },
     /// UIDs removed by EXPUNGE.
     Expunged(Vec<u32>),
     /// APPENDUID / COPYUID data: (UIDVALIDITY of the target, source UIDs, new UIDs).

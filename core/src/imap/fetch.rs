@@ -41,6 +41,8 @@ pub enum Item {
     Envelope,
     /// BODYSTRUCTURE (true) or BODY without a section (false).
     Structure(bool),
+    /// MODSEQ (RFC 7162).
+    Modseq,
     /// BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT.
     Body {
         /// Which part.
@@ -55,11 +57,28 @@ pub enum Item {
 }
 
 impl Item {
-    /// Whether the item needs the message bytes.
+    /// Whether the item needs the message bytes (or its summary).
     pub fn needs_body(&self) -> bool {
         matches!(
             self,
             Item::Body { .. } | Item::Envelope | Item::Structure(_)
+        )
+    }
+
+    /// Whether the item needs the message bytes themselves: ENVELOPE
+    /// and BODYSTRUCTURE come from the store's cached summary.
+    pub fn needs_bytes(&self) -> bool {
+        matches!(self, Item::Body { .. })
+    }
+
+    /// Whether the item needs no more than the header.
+    pub fn header_only(&self) -> bool {
+        matches!(
+            self,
+            Item::Body {
+                section: Section::Header | Section::Fields { .. },
+                ..
+            }
         )
     }
 }
@@ -108,6 +127,7 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         "ENVELOPE" => return Ok(Item::Envelope),
         "BODYSTRUCTURE" => return Ok(Item::Structure(true)),
         "BODY" => return Ok(Item::Structure(false)),
+        "MODSEQ" => return Ok(Item::Modseq),
         _ => {}
     }
     let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
@@ -320,13 +340,40 @@ pub enum Key {
     Or(Box<Key>, Box<Key>),
     /// A parenthesised conjunction.
     And(Vec<Key>),
+    /// MODSEQ n (RFC 7162): changed at or after n.
+    Modseq(u64),
+    /// SENTSINCE / SENTBEFORE / SENTON, on the Date header field's day
+    /// (in its own zone, as RFC 9051 6.4.4 says to disregard the zone).
+    SentDate(std::cmp::Ordering, i64, bool),
 }
 
 impl Key {
+    /// Whether the key uses mod-sequences (it enables CONDSTORE).
+    pub fn uses_modseq(&self) -> bool {
+        match self {
+            Key::Modseq(_) => true,
+            Key::Not(k) => k.uses_modseq(),
+            Key::Or(a, b) => a.uses_modseq() || b.uses_modseq(),
+            Key::And(v) => v.iter().any(Key::uses_modseq),
+            _ => false,
+        }
+    }
+
+    /// Whether the key needs more than the header (BODY, TEXT).
+    pub fn needs_text(&self) -> bool {
+        match self {
+            Key::Body(_) | Key::Text(_) => true,
+            Key::Not(k) => k.needs_text(),
+            Key::Or(a, b) => a.needs_text() || b.needs_text(),
+            Key::And(v) => v.iter().any(Key::needs_text),
+            _ => false,
+        }
+    }
+
     /// Whether the key needs message bytes.
     pub fn needs_body(&self) -> bool {
         match self {
-            Key::Header(..) | Key::Body(_) | Key::Text(_) => true,
+            Key::Header(..) | Key::Body(_) | Key::Text(_) | Key::SentDate(..) => true,
             Key::Not(k) => k.needs_body(),
             Key::Or(a, b) => a.needs_body() || b.needs_body(),
             Key::And(v) => v.iter().any(Key::needs_body),
@@ -371,6 +418,16 @@ impl Key {
                     || b.matches(m, seq, max_seq, max_uid, body)
             }
             Key::And(v) => v.iter().all(|k| k.matches(m, seq, max_seq, max_uid, body)),
+            Key::Modseq(n) => m.modseq >= *n,
+            Key::SentDate(ord, day, or_equal) => body
+                .and_then(|b| header_value(b, "Date"))
+                .and_then(|v| mail_parser::DateTime::parse_rfc822(v.trim()))
+                .is_some_and(|d| {
+                    // The calendar day as written, zone disregarded.
+                    let local = d.to_timestamp_local();
+                    let day_of = local.div_euclid(86_400);
+                    day_of.cmp(day) == *ord || (*or_equal && day_of == *day)
+                }),
         }
     }
 }
@@ -470,7 +527,31 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
         )),
         "BEFORE" => Ok(Key::Date(std::cmp::Ordering::Less, date(&arg(i)?)?, false)),
         "ON" => Ok(Key::Date(std::cmp::Ordering::Equal, date(&arg(i)?)?, false)),
+        "SENTSINCE" => Ok(Key::SentDate(
+            std::cmp::Ordering::Greater,
+            date(&arg(i)?)?,
+            true,
+        )),
+        "SENTBEFORE" => Ok(Key::SentDate(
+            std::cmp::Ordering::Less,
+            date(&arg(i)?)?,
+            false,
+        )),
+        "SENTON" => Ok(Key::SentDate(
+            std::cmp::Ordering::Equal,
+            date(&arg(i)?)?,
+            false,
+        )),
         "NOT" => Ok(Key::Not(Box::new(key(args, i, count)?))),
+        "MODSEQ" => {
+            // MODSEQ [entry-name entry-type-req] mod-sequence-valzer
+            let mut n = arg(i)?;
+            if n.starts_with('/') {
+                let _ = arg(i)?;
+                n = arg(i)?;
+            }
+            Ok(Key::Modseq(n.parse().map_err(|_| "bad mod-sequence")?))
+        }
         "OR" => {
             let a = key(args, i, count)?;
             let b = key(args, i, count)?;
@@ -560,8 +641,23 @@ mod tests {
             flags: vec![],
             size: 10,
             internal_date: 0,
+            modseq: 7,
         };
         assert!(k.needs_body());
+        let sent = parse_search(&[Value::Atom("SENTON"), Value::Atom("25-Nov-2026")]).unwrap();
+        let dated = b"Date: Wed, 25 Nov 2026 23:30:00 -0500\r\n\r\n";
+        assert!(sent.matches(&m, 1, 1, 5, Some(dated)));
+        assert!(!sent.matches(
+            &m,
+            1,
+            1,
+            5,
+            Some(b"Date: Thu, 26 Nov 2026 00:30:00 +0000\r\n\r\n")
+        ));
+        let ms = parse_search(&[Value::Atom("MODSEQ"), Value::Atom("7")]).unwrap();
+        assert!(ms.uses_modseq() && ms.matches(&m, 1, 1, 5, None));
+        let ms = parse_search(&[Value::Atom("MODSEQ"), Value::Atom("8")]).unwrap();
+        assert!(!ms.matches(&m, 1, 1, 5, None));
         assert!(k.matches(&m, 1, 1, 5, Some(b"Subject: the MARKER x\r\n\r\n")));
         assert!(!k.matches(&m, 1, 1, 5, Some(b"Subject: nope\r\n\r\n")));
         assert_eq!(date("25-Nov-2026"), Ok(1_795_588_686 / 86_400));

@@ -219,6 +219,107 @@ pub fn bodystructure(msg: &[u8], extensible: bool) -> String {
     }
 }
 
+/// Everything FETCH ENVELOPE/BODY/BODYSTRUCTURE and SORT take from a
+/// message, from one parse: what the store caches per message.
+pub fn summary(msg: &[u8]) -> super::event::Summary {
+    use super::event::{SortKeys, Summary};
+    let Some(m) = parse(msg) else {
+        return Summary {
+            envelope: envelope(msg),
+            body: bodystructure(msg, false),
+            bodystructure: bodystructure(msg, true),
+            sort: SortKeys::default(),
+        };
+    };
+    let first = |a: Option<&Address<'_>>| -> String {
+        let addr = match a {
+            Some(Address::List(l)) => l.first().and_then(|x| x.address.as_deref()),
+            Some(Address::Group(g)) => g
+                .iter()
+                .flat_map(|g| g.addresses.iter())
+                .next()
+                .and_then(|x| x.address.as_deref()),
+            None => None,
+        };
+        // RFC 5256: the addr-mailbox (local part) of the first address.
+        addr.map(|a| a.rsplit_once('@').map_or(a, |(l, _)| l).to_lowercase())
+            .unwrap_or_default()
+    };
+    let date = m.date().map(|d| d.to_timestamp());
+    Summary {
+        envelope: envelope_of(&m),
+        body: part_structure(&m, m.root_part(), msg, false, 0),
+        bodystructure: part_structure(&m, m.root_part(), msg, true, 0),
+        sort: SortKeys {
+            date,
+            from: first(m.from()),
+            to: first(m.to()),
+            cc: first(m.cc()),
+            subject: base_subject(m.subject().unwrap_or("")),
+        },
+    }
+}
+
+/// The base subject of RFC 5256 section 2.1 (simplified: whitespace
+/// folded, `Re:`/`Fw:`/`Fwd:` and `[blob]` prefixes and `(fwd)` trailers
+/// removed, `[fwd: ...]` unwrapped), lower-cased for comparison.
+pub fn base_subject(s: &str) -> String {
+    let mut s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let before = s.len();
+        // Trailers.
+        while let Some(t) = s.strip_suffix("(fwd)").or_else(|| s.strip_suffix("(FWD)")) {
+            s = t.trim_end().to_owned();
+        }
+        // Leaders: [blob]* (re|fw|fwd) [blob]? ":"
+        let lower = s.to_lowercase();
+        let mut rest = lower.as_str();
+        let mut cut = None;
+        loop {
+            let r = rest.trim_start();
+            if let Some(b) = r.strip_prefix('[') {
+                if let Some(end) = b.find(']') {
+                    let next = b[end + 1..].trim_start();
+                    if !next.is_empty() {
+                        rest = next;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        for word in ["re", "fwd", "fw"] {
+            if let Some(r) = rest.strip_prefix(word) {
+                let mut r = r.trim_start();
+                if let Some(b) = r.strip_prefix('[') {
+                    if let Some(end) = b.find(']') {
+                        r = b[end + 1..].trim_start();
+                    }
+                }
+                if let Some(r) = r.strip_prefix(':') {
+                    cut = Some(lower.len() - r.len());
+                }
+                break;
+            }
+        }
+        // A leading [blob] goes when something is left (step 4).
+        if cut.is_none() && rest.len() < lower.len() && !rest.trim().is_empty() {
+            cut = Some(lower.len() - rest.len());
+        }
+        if let Some(c) = cut {
+            s = s[c..].trim_start().to_owned();
+        }
+        let lower = s.to_lowercase();
+        if lower.starts_with("[fwd:") && s.ends_with(']') {
+            s = s[5..s.len() - 1].trim().to_owned();
+        }
+        if s.len() == before {
+            break;
+        }
+    }
+    s.to_lowercase()
+}
+
 /// What of a numbered part to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartSpec {
@@ -278,6 +379,32 @@ mod tests {
     use super::*;
 
     const MULTI: &[u8] = b"From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: hi\r\nDate: Wed, 25 Nov 2026 06:38:06 +0000\r\nMessage-ID: <x@y>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--b1\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\nAAAA\r\n--b1--\r\n";
+
+    #[test]
+    fn base_subjects() {
+        assert_eq!(
+            base_subject("Re: Fwd: [list] Hello  world (fwd)"),
+            "hello world"
+        );
+        assert_eq!(base_subject("[Fwd: Re: Lunch]"), "lunch");
+        assert_eq!(base_subject("RE[2]: Plans"), "plans");
+        assert_eq!(base_subject("Re:"), "");
+        assert_eq!(base_subject("Reunion"), "reunion");
+    }
+
+    #[test]
+    fn summaries_give_sort_keys() {
+        let s = summary(
+            b"From: Bob <Bob@example.net>\r\nTo: a@x, b@y\r\nSubject: Re: Hi\r\nDate: Wed, 25 Nov 2026 06:00:00 +0000\r\n\r\nx\r\n",
+        );
+        assert_eq!(s.sort.from, "bob");
+        assert_eq!(s.sort.to, "a");
+        assert_eq!(s.sort.cc, "");
+        assert_eq!(s.sort.subject, "hi");
+        assert_eq!(s.sort.date, Some(1_795_586_400));
+        assert!(s.envelope.contains("\"Re: Hi\""));
+        assert!(s.bodystructure.starts_with("(\"TEXT\" \"PLAIN\""));
+    }
 
     #[test]
     fn envelope_and_structure() {

@@ -5,7 +5,8 @@
 //! their flags); the store keeps the truth.
 
 use super::event::{
-    Event, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, Notice, StoreMode,
+    Event, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, Notice, StatusCounts,
+    StoreMode, Stored, Summary,
 };
 use super::fetch::{self, Item, Key};
 use super::framing::{FrameLimits, Framed, Framer};
@@ -137,6 +138,8 @@ enum Pending {
         tag: String,
         lsub: bool,
         sub_attr: bool,
+        special_only: bool,
+        status: Option<Vec<String>>,
     },
     Status {
         tag: String,
@@ -148,12 +151,19 @@ enum Pending {
         uid: bool,
         items: Vec<Item>,
         targets: Vec<(u32, u32)>,
-        bodies: Option<Vec<(u32, Vec<u8>)>>,
+        data: FetchData,
     },
     Search {
         tag: String,
         uid: bool,
         key: Key,
+        form: SearchForm,
+        /// Hits found with message bytes, waiting for SORT's summaries.
+        hits: Option<Vec<(u32, u32)>>,
+    },
+    Quota {
+        tag: String,
+        root_of: Option<String>,
     },
     Store {
         tag: String,
@@ -179,6 +189,33 @@ enum Pending {
     },
 }
 
+/// What FETCH has gathered from the store.
+#[derive(Debug, Default)]
+struct FetchData {
+    bodies: Option<Vec<(u32, Vec<u8>)>>,
+    summaries: Option<Vec<(u32, Summary)>>,
+}
+
+/// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SearchForm {
+    Plain,
+    Extended(Vec<String>),
+    Sort(Vec<(SortBy, bool)>),
+}
+
+/// A SORT criterion (RFC 5256); the bool is REVERSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SortBy {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
 /// One IMAP connection.
 #[derive(Debug)]
 pub struct ImapSession {
@@ -196,6 +233,8 @@ pub struct ImapSession {
     tls: bool,
     /// Where the COPY under way copies to.
     copy_target: Option<String>,
+    /// CONDSTORE is on (RFC 7162 3.1: ENABLE or a CONDSTORE-using command).
+    condstore: bool,
 }
 
 fn quote(s: &str) -> String {
@@ -277,6 +316,7 @@ impl ImapSession {
             deadline: None,
             tls: false,
             copy_target: None,
+            condstore: false,
         };
         s.arm();
         if let ProxyStep::Refused(e) = first {
@@ -559,7 +599,7 @@ impl ImapSession {
     }
 
     fn capabilities(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE");
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE");
         if self.user().is_none() {
             if self.listener.tls == TlsMode::StartTls && !self.tls {
                 c.push_str(" STARTTLS");
@@ -804,7 +844,46 @@ impl ImapSession {
             _ => None,
         };
         match cmd.name.as_str() {
-            "ENABLE" => self.send_str(&format!("* ENABLED\r\n{tag} OK ENABLE completed\r\n")),
+            "ENABLE" => {
+                if cmd.args.is_empty() {
+                    return self.send_str(&format!("{tag} BAD Syntax: ENABLE capability...\r\n"));
+                }
+                // RFC 5161: only what is supported and newly enabled is listed.
+                let mut enabled = String::from("* ENABLED");
+                for a in &cmd.args {
+                    if let Some(c) = a.as_astring() {
+                        if c.eq_ignore_ascii_case("CONDSTORE") && !self.condstore {
+                            self.condstore = true;
+                            enabled.push_str(" CONDSTORE");
+                        }
+                    }
+                }
+                self.send_str(&format!("{enabled}\r\n{tag} OK ENABLE completed\r\n"));
+            }
+            "GETQUOTAROOT" | "GETQUOTA" => {
+                let Some(arg) = cmd.args.first().and_then(Value::as_astring) else {
+                    return self.send_str(&format!("{tag} BAD Syntax: {} name\r\n", cmd.name));
+                };
+                let root_of = if cmd.name == "GETQUOTAROOT" {
+                    let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+                        return;
+                    };
+                    Some(name)
+                } else if !arg.is_empty() {
+                    return self
+                        .send_str(&format!("{tag} NO [NONEXISTENT] No such quota root\r\n"));
+                } else {
+                    None
+                };
+                self.ask(
+                    user,
+                    MailboxRequest::Quota,
+                    Pending::Quota { tag: t, root_of },
+                );
+            }
+            "SETQUOTA" => self.send_str(&format!(
+                "{tag} NO [NOPERM] Quotas are set by the administrator\r\n"
+            )),
             "NAMESPACE" => self.send_str(&format!(
                 "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK NAMESPACE completed\r\n"
             )),
@@ -822,6 +901,19 @@ impl ImapSession {
                     return;
                 };
                 let read_only = cmd.name == "EXAMINE";
+                match cmd.args.get(1) {
+                    None => {}
+                    Some(Value::List(params))
+                        if params.iter().all(
+                            |p| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE")),
+                        ) =>
+                    {
+                        self.condstore |= !params.is_empty();
+                    }
+                    Some(_) => {
+                        return self.send_str(&format!("{tag} BAD Unknown SELECT parameter\r\n"))
+                    }
+                }
                 self.ask(
                     user,
                     MailboxRequest::Select {
@@ -897,6 +989,10 @@ impl ImapSession {
                     .iter()
                     .filter_map(|i| i.as_astring().map(|s| s.to_ascii_uppercase()))
                     .collect();
+                if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
+                    return self.send_str(&format!("{tag} BAD Unknown STATUS item {bad}\r\n"));
+                }
+                self.condstore |= items.iter().any(|i| i == "HIGHESTMODSEQ");
                 self.ask(
                     user,
                     MailboxRequest::Status {
@@ -957,40 +1053,100 @@ impl ImapSession {
         }
     }
 
+    /// LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return
+    /// options, several patterns, and LIST-STATUS (RFC 5819).
     fn list(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
         let lsub = cmd.name == "LSUB";
         let mut args = cmd.args.as_slice();
         let mut subscribed_only = lsub;
-        if let Some(Value::List(sel)) = args.first() {
-            subscribed_only |= sel
-                .iter()
-                .any(|s| matches!(s, Value::Atom(a) if a.eq_ignore_ascii_case("SUBSCRIBED")));
-            args = &args[1..];
+        let mut special_only = false;
+        let atom_is =
+            |v: &Value<'_>, w: &str| matches!(v, Value::Atom(a) if a.eq_ignore_ascii_case(w));
+        if !lsub {
+            if let Some(Value::List(sel)) = args.first() {
+                for o in sel {
+                    if atom_is(o, "SUBSCRIBED") {
+                        subscribed_only = true;
+                    } else if atom_is(o, "SPECIAL-USE") {
+                        special_only = true;
+                    } else if !(atom_is(o, "REMOTE") || atom_is(o, "RECURSIVEMATCH")) {
+                        return self
+                            .send_str(&format!("{tag} BAD Unknown LIST selection option\r\n"));
+                    }
+                }
+                args = &args[1..];
+            }
         }
-        let (Some(reference), Some(pattern)) = (
-            args.first().and_then(Value::as_astring),
-            args.get(1).and_then(Value::as_astring),
-        ) else {
+        let reference = args.first().and_then(Value::as_astring);
+        let patterns: Option<Vec<String>> = match args.get(1) {
+            Some(Value::List(ps)) if !lsub && !ps.is_empty() => ps
+                .iter()
+                .map(|p| p.as_astring().map(|p| p.into_owned()))
+                .collect(),
+            Some(v) => v.as_astring().map(|p| vec![p.into_owned()]),
+            None => None,
+        };
+        let (Some(reference), Some(patterns)) = (reference, patterns) else {
             return self.send_str(&format!("{tag} BAD Syntax: LIST reference pattern\r\n"));
         };
-        let ret_sub = args.get(3).is_some_and(|r| matches!(r, Value::List(l) if l.iter().any(|x| matches!(x, Value::Atom(a) if a.eq_ignore_ascii_case("SUBSCRIBED")))));
-        if pattern.is_empty() {
+        let mut ret_sub = false;
+        let mut status = None;
+        match (args.get(2), args.get(3)) {
+            (None, _) => {}
+            (Some(r), Some(Value::List(opts))) if !lsub && atom_is(r, "RETURN") => {
+                let mut i = 0;
+                while let Some(o) = opts.get(i) {
+                    if atom_is(o, "SUBSCRIBED") {
+                        ret_sub = true;
+                    } else if atom_is(o, "STATUS") {
+                        let Some(Value::List(items)) = opts.get(i + 1) else {
+                            return self.send_str(&format!(
+                                "{tag} BAD Syntax: RETURN (STATUS (items))\r\n"
+                            ));
+                        };
+                        let items: Vec<String> = items
+                            .iter()
+                            .filter_map(|v| v.as_astring().map(|s| s.to_ascii_uppercase()))
+                            .collect();
+                        if items.iter().any(|x| !STATUS_ITEMS.contains(&x.as_str())) {
+                            return self.send_str(&format!("{tag} BAD Unknown STATUS item\r\n"));
+                        }
+                        self.condstore |= items.iter().any(|x| x == "HIGHESTMODSEQ");
+                        status = Some(items);
+                        i += 1;
+                    } else if !(atom_is(o, "CHILDREN") || atom_is(o, "SPECIAL-USE")) {
+                        return self.send_str(&format!("{tag} BAD Unknown LIST return option\r\n"));
+                    }
+                    i += 1;
+                }
+            }
+            _ => return self.send_str(&format!("{tag} BAD Syntax: LIST ... RETURN (options)\r\n")),
+        }
+        if patterns.len() == 1 && patterns[0].is_empty() {
             let kw = if lsub { "LSUB" } else { "LIST" };
             return self.send_str(&format!(
                 "* {kw} (\\Noselect) \"/\" \"\"\r\n{tag} OK {kw} completed\r\n"
             ));
         }
-        let pattern = format!("{reference}{pattern}");
+        let patterns = patterns
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{reference}{p}"))
+            .collect();
+        let with_status = status.is_some();
         self.ask(
             user,
             MailboxRequest::List {
-                pattern,
+                patterns,
                 subscribed_only,
+                with_status,
             },
             Pending::List {
                 tag: tag.to_owned(),
                 lsub,
                 sub_attr: ret_sub || subscribed_only,
+                special_only,
+                status,
             },
         );
     }
@@ -1073,37 +1229,128 @@ impl ImapSession {
                     Ok(i) => i,
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
+                // FETCH modifiers: (CHANGEDSINCE n) (RFC 7162 3.1.4.1).
+                let mut changed_since = None;
+                match cmd.args.get(2) {
+                    None => {}
+                    Some(Value::List(m)) => match m.as_slice() {
+                        [Value::Atom(a), n] if a.eq_ignore_ascii_case("CHANGEDSINCE") => {
+                            match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
+                                Some(n) => changed_since = Some(n),
+                                None => {
+                                    return self
+                                        .send_str(&format!("{tag} BAD Bad CHANGEDSINCE value\r\n"))
+                                }
+                            }
+                        }
+                        _ => {
+                            return self.send_str(&format!("{tag} BAD Unknown FETCH modifier\r\n"))
+                        }
+                    },
+                    Some(_) => {
+                        return self.send_str(&format!("{tag} BAD Syntax: FETCH set items\r\n"))
+                    }
+                }
+                if changed_since.is_some() || items.contains(&Item::Modseq) {
+                    self.condstore = true;
+                }
                 if uid && !items.contains(&Item::Uid) {
                     items.insert(0, Item::Uid);
+                }
+                if (changed_since.is_some() || (self.condstore && items.contains(&Item::Flags)))
+                    && !items.contains(&Item::Modseq)
+                {
+                    items.push(Item::Modseq);
                 }
                 if !uid && self.out_of_range(&set) {
                     return self
                         .send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
                 }
-                let targets = self.resolve(&set, uid);
+                let mut targets = self.resolve(&set, uid);
+                if let Some(n) = changed_since {
+                    targets.retain(|(_, u)| self.meta(*u).is_some_and(|m| m.modseq > n));
+                }
                 if targets.is_empty() || !items.iter().any(Item::needs_body) {
-                    return self.finish_fetch(t, uid, items, targets, None);
+                    return self.finish_fetch(t, uid, items, targets, FetchData::default());
                 }
                 let uids = targets.iter().map(|(_, u)| *u).collect();
+                // ENVELOPE and BODYSTRUCTURE alone come from the store's
+                // cached summaries; header sections need only the header.
+                let request = if items.iter().any(Item::needs_bytes) {
+                    MailboxRequest::Bodies {
+                        mailbox,
+                        uids,
+                        header_only: items
+                            .iter()
+                            .filter(|i| i.needs_body())
+                            .all(|i| i.header_only() || *i == Item::Envelope),
+                    }
+                } else {
+                    MailboxRequest::Summaries { mailbox, uids }
+                };
                 self.ask(
                     user,
-                    MailboxRequest::Bodies { mailbox, uids },
+                    request,
                     Pending::Fetch {
                         tag: t,
                         uid,
                         items,
                         targets,
-                        bodies: None,
+                        data: FetchData::default(),
                     },
                 );
             }
-            "SEARCH" => {
-                let args = cmd.args.as_slice();
-                // ESEARCH's RETURN () is not offered; plain SEARCH only.
-                if let Some(Value::Atom(a)) = args.first() {
+            "SEARCH" | "SORT" => {
+                let mut args = cmd.args.as_slice();
+                let mut form = SearchForm::Plain;
+                if name == "SORT" {
+                    let Some(Value::List(crit)) = args.first() else {
+                        return self.send_str(&format!(
+                            "{tag} BAD Syntax: SORT (criteria) charset keys\r\n"
+                        ));
+                    };
+                    let Some(crit) = parse_sort(crit) else {
+                        return self.send_str(&format!("{tag} BAD Unknown sort criterion\r\n"));
+                    };
+                    // RFC 5256: the charset is required.
+                    let Some(cs) = args.get(1).and_then(Value::as_astring) else {
+                        return self.send_str(&format!("{tag} BAD SORT needs a charset\r\n"));
+                    };
+                    if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                        return self.send_str(&format!(
+                            "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n"
+                        ));
+                    }
+                    form = SearchForm::Sort(crit);
+                    args = &args[2..];
+                } else if let Some(Value::Atom(a)) = args.first() {
+                    // ESEARCH (RFC 4731): RETURN (MIN MAX ALL COUNT); () means ALL.
                     if a.eq_ignore_ascii_case("RETURN") {
-                        return self
-                            .send_str(&format!("{tag} BAD SEARCH RETURN is not supported\r\n"));
+                        let Some(Value::List(opts)) = args.get(1) else {
+                            return self.send_str(&format!(
+                                "{tag} BAD Syntax: SEARCH RETURN (options)\r\n"
+                            ));
+                        };
+                        let mut ret = Vec::new();
+                        for o in opts {
+                            match o.as_astring().map(|o| o.to_ascii_uppercase()).as_deref() {
+                                Some(w @ ("MIN" | "MAX" | "ALL" | "COUNT")) => {
+                                    if !ret.iter().any(|r| r == w) {
+                                        ret.push(w.to_owned());
+                                    }
+                                }
+                                _ => {
+                                    return self.send_str(&format!(
+                                        "{tag} BAD Unknown SEARCH return option\r\n"
+                                    ))
+                                }
+                            }
+                        }
+                        if ret.is_empty() {
+                            ret.push("ALL".to_owned());
+                        }
+                        form = SearchForm::Extended(ret);
+                        args = &args[2..];
                     }
                 }
                 let key = match fetch::parse_search(args) {
@@ -1114,6 +1361,7 @@ impl ImapSession {
                     }
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
+                self.condstore |= key.uses_modseq();
                 if key.needs_body() {
                     let uids = self
                         .view()
@@ -1121,11 +1369,21 @@ impl ImapSession {
                         .unwrap_or_default();
                     self.ask(
                         user,
-                        MailboxRequest::Bodies { mailbox, uids },
-                        Pending::Search { tag: t, uid, key },
+                        MailboxRequest::Bodies {
+                            mailbox,
+                            uids,
+                            header_only: !key.needs_text(),
+                        },
+                        Pending::Search {
+                            tag: t,
+                            uid,
+                            key,
+                            form,
+                            hits: None,
+                        },
                     );
                 } else {
-                    self.finish_search(&t, uid, &key, &[]);
+                    self.search_hits(user, t, uid, key, form, &[]);
                 }
             }
             "STORE" => {
@@ -1133,13 +1391,35 @@ impl ImapSession {
                     return self
                         .send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
                 }
+                // STORE modifiers: (UNCHANGEDSINCE n) (RFC 7162 3.1.3).
+                let mut unchanged_since = None;
+                let mut rest = cmd.args.get(1..).unwrap_or_default();
+                if let Some(Value::List(m)) = rest.first() {
+                    match m.as_slice() {
+                        [Value::Atom(a), n] if a.eq_ignore_ascii_case("UNCHANGEDSINCE") => {
+                            match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
+                                Some(n) => unchanged_since = Some(n),
+                                None => {
+                                    return self.send_str(&format!(
+                                        "{tag} BAD Bad UNCHANGEDSINCE value\r\n"
+                                    ))
+                                }
+                            }
+                        }
+                        _ => {
+                            return self.send_str(&format!("{tag} BAD Unknown STORE modifier\r\n"))
+                        }
+                    }
+                    rest = &rest[1..];
+                    self.condstore = true;
+                }
                 let (Some(set), Some(Value::Atom(op)), Some(flags)) = (
                     cmd.args
                         .first()
                         .and_then(Value::as_astring)
                         .and_then(|s| SeqSet::parse(&s)),
-                    cmd.args.get(1),
-                    cmd.args.get(2),
+                    rest.first(),
+                    rest.get(1),
                 ) else {
                     return self.send_str(&format!(
                         "{tag} BAD Syntax: STORE set [+-]FLAGS[.SILENT] (flags)\r\n"
@@ -1185,6 +1465,7 @@ impl ImapSession {
                         uids,
                         mode,
                         flags,
+                        unchanged_since,
                     },
                     Pending::Store {
                         tag: t,
@@ -1297,19 +1578,27 @@ impl ImapSession {
         _uid: bool,
         items: Vec<Item>,
         targets: Vec<(u32, u32)>,
-        bodies: Option<Vec<(u32, Vec<u8>)>>,
+        data: FetchData,
     ) {
         let mut out = Vec::new();
-        let by_uid: std::collections::HashMap<u32, &[u8]> = bodies
+        let by_uid: std::collections::HashMap<u32, &[u8]> = data
+            .bodies
             .iter()
             .flatten()
             .map(|(u, d)| (*u, d.as_slice()))
+            .collect();
+        let summaries: std::collections::HashMap<u32, &Summary> = data
+            .summaries
+            .iter()
+            .flatten()
+            .map(|(u, d)| (*u, d))
             .collect();
         for (seq, uid) in &targets {
             let Some(meta) = self.meta(*uid).cloned() else {
                 continue;
             };
             let body = by_uid.get(uid).copied();
+            let summary = summaries.get(uid).copied();
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for item in &items {
                 match item {
@@ -1322,16 +1611,23 @@ impl ImapSession {
                         format!("INTERNALDATE {}", fetch::internal_date(meta.internal_date))
                             .into_bytes(),
                     ),
+                    Item::Modseq => parts.push(format!("MODSEQ ({})", meta.modseq).into_bytes()),
                     Item::Envelope => {
-                        let e = body.map_or_else(|| "NIL".to_owned(), super::mime::envelope);
+                        let e = match (summary, body) {
+                            (Some(s), _) => s.envelope.clone(),
+                            (None, Some(b)) => super::mime::envelope(b),
+                            (None, None) => "NIL".to_owned(),
+                        };
                         parts.push(format!("ENVELOPE {e}").into_bytes());
                     }
                     Item::Structure(ext) => {
                         let name = if *ext { "BODYSTRUCTURE" } else { "BODY" };
-                        let s = body.map_or_else(
-                            || "NIL".to_owned(),
-                            |b| super::mime::bodystructure(b, *ext),
-                        );
+                        let s = match (summary, body) {
+                            (Some(s), _) if *ext => s.bodystructure.clone(),
+                            (Some(s), _) => s.body.clone(),
+                            (None, Some(b)) => super::mime::bodystructure(b, *ext),
+                            (None, None) => "NIL".to_owned(),
+                        };
                         parts.push(format!("{name} {s}").into_bytes());
                     }
                     Item::Body {
@@ -1371,10 +1667,20 @@ impl ImapSession {
         self.send(&out);
     }
 
-    fn finish_search(&mut self, tag: &str, uid: bool, key: &Key, bodies: &[(u32, Vec<u8>)]) {
-        let mut hits = String::from("* SEARCH");
+    /// Evaluates a search on the view (with message bytes when the key
+    /// needs them), then answers, or asks for summaries to SORT by.
+    fn search_hits(
+        &mut self,
+        user: String,
+        tag: String,
+        uid: bool,
+        key: Key,
+        form: SearchForm,
+        bodies: &[(u32, Vec<u8>)],
+    ) {
         let by_uid: std::collections::HashMap<u32, &[u8]> =
             bodies.iter().map(|(u, d)| (*u, d.as_slice())).collect();
+        let mut hits = Vec::new();
         if let Some(v) = self.view() {
             let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
             let max_uid = v.messages.last().map_or(0, |m| m.uid);
@@ -1382,11 +1688,143 @@ impl ImapSession {
                 let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 let body = by_uid.get(&m.uid).copied();
                 if key.matches(m, seq, max_seq, max_uid, body) {
-                    let _ = write!(hits, " {}", if uid { m.uid } else { seq });
+                    hits.push((seq, m.uid));
                 }
             }
         }
-        self.send_str(&format!("{hits}\r\n{tag} OK SEARCH completed\r\n"));
+        match (&form, self.selected().map(str::to_owned)) {
+            (SearchForm::Sort(_), Some(mailbox)) if !hits.is_empty() => {
+                let uids = hits.iter().map(|(_, u)| *u).collect();
+                self.ask(
+                    user,
+                    MailboxRequest::Summaries { mailbox, uids },
+                    Pending::Search {
+                        tag,
+                        uid,
+                        key,
+                        form,
+                        hits: Some(hits),
+                    },
+                );
+            }
+            _ => self.finish_search(&tag, uid, &key, &form, hits, &[]),
+        }
+    }
+
+    /// Writes the SEARCH, ESEARCH or SORT answer.
+    fn finish_search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        key: &Key,
+        form: &SearchForm,
+        mut hits: Vec<(u32, u32)>,
+        summaries: &[(u32, Summary)],
+    ) {
+        let number = |h: &(u32, u32)| if uid { h.1 } else { h.0 };
+        // RFC 7162 3.1.5: a search with MODSEQ reports the highest one found.
+        let modseq = if key.uses_modseq() {
+            hits.iter()
+                .filter_map(|(_, u)| self.meta(*u).map(|m| m.modseq))
+                .max()
+        } else {
+            None
+        };
+        let mut r = String::new();
+        match form {
+            SearchForm::Plain => {
+                r.push_str("* SEARCH");
+                for h in &hits {
+                    let _ = write!(r, " {}", number(h));
+                }
+                if let Some(m) = modseq {
+                    let _ = write!(r, " (MODSEQ {m})");
+                }
+                let _ = write!(r, "\r\n{tag} OK SEARCH completed\r\n");
+            }
+            SearchForm::Extended(ret) => {
+                let _ = write!(r, "* ESEARCH (TAG \"{tag}\")");
+                if uid {
+                    r.push_str(" UID");
+                }
+                let nums: Vec<u32> = hits.iter().map(number).collect();
+                for o in ret {
+                    match o.as_str() {
+                        "MIN" => {
+                            if let Some(x) = nums.iter().min() {
+                                let _ = write!(r, " MIN {x}");
+                            }
+                        }
+                        "MAX" => {
+                            if let Some(x) = nums.iter().max() {
+                                let _ = write!(r, " MAX {x}");
+                            }
+                        }
+                        "COUNT" => {
+                            let _ = write!(r, " COUNT {}", nums.len());
+                        }
+                        _ => {
+                            if !nums.is_empty() {
+                                let _ = write!(r, " ALL {}", SeqSet::compact(&nums));
+                            }
+                        }
+                    }
+                }
+                if let (Some(m), false) = (modseq, nums.is_empty()) {
+                    let _ = write!(r, " MODSEQ {m}");
+                }
+                let _ = write!(r, "\r\n{tag} OK SEARCH completed\r\n");
+            }
+            SearchForm::Sort(crit) => {
+                let by_uid: std::collections::HashMap<u32, &Summary> =
+                    summaries.iter().map(|(u, s)| (*u, s)).collect();
+                let default = Summary::default();
+                let metas: std::collections::HashMap<u32, (u64, i64)> = hits
+                    .iter()
+                    .filter_map(|(_, u)| self.meta(*u).map(|m| (*u, (m.size, m.internal_date))))
+                    .collect();
+                hits.sort_by(|a, b| {
+                    let (sa, sb) = (
+                        by_uid.get(&a.1).copied().unwrap_or(&default),
+                        by_uid.get(&b.1).copied().unwrap_or(&default),
+                    );
+                    let (ma, mb) = (
+                        metas.get(&a.1).copied().unwrap_or_default(),
+                        metas.get(&b.1).copied().unwrap_or_default(),
+                    );
+                    for (by, reverse) in crit {
+                        let o = match by {
+                            SortBy::Arrival => ma.1.cmp(&mb.1),
+                            SortBy::Size => ma.0.cmp(&mb.0),
+                            SortBy::Date => sa
+                                .sort
+                                .date
+                                .unwrap_or(ma.1)
+                                .cmp(&sb.sort.date.unwrap_or(mb.1)),
+                            SortBy::From => sa.sort.from.cmp(&sb.sort.from),
+                            SortBy::To => sa.sort.to.cmp(&sb.sort.to),
+                            SortBy::Cc => sa.sort.cc.cmp(&sb.sort.cc),
+                            SortBy::Subject => sa.sort.subject.cmp(&sb.sort.subject),
+                        };
+                        let o = if *reverse { o.reverse() } else { o };
+                        if o != std::cmp::Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    // RFC 5256: ties go by sequence number.
+                    a.0.cmp(&b.0)
+                });
+                r.push_str("* SORT");
+                for h in &hits {
+                    let _ = write!(r, " {}", number(h));
+                }
+                if let Some(m) = modseq {
+                    let _ = write!(r, " (MODSEQ {m})");
+                }
+                let _ = write!(r, "\r\n{tag} OK SORT completed\r\n");
+            }
+        }
+        self.send_str(&r);
     }
 
     /// Answers `Event::Mailbox`.
@@ -1435,8 +1873,9 @@ impl ImapSession {
                 }
                 let _ = write!(
                     r,
-                    "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
-                    view.uid_validity, view.uid_next
+                    "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n\
+                     * OK [HIGHESTMODSEQ {}] Highest\r\n",
+                    view.uid_validity, view.uid_next, view.highest_modseq
                 );
                 let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
                 let verb = if read_only { "EXAMINE" } else { "SELECT" };
@@ -1461,12 +1900,17 @@ impl ImapSession {
                     tag,
                     lsub,
                     sub_attr,
+                    special_only,
+                    status,
                 },
                 MailboxAnswer::List(entries),
             ) => {
                 let kw = if lsub { "LSUB" } else { "LIST" };
                 let mut r = String::new();
                 for e in entries {
+                    if special_only && !e.attributes.iter().any(|a| is_special_use(a)) {
+                        continue;
+                    }
                     let attrs: Vec<&str> = e
                         .attributes
                         .iter()
@@ -1479,28 +1923,57 @@ impl ImapSession {
                         attrs.join(" "),
                         quote(&e.name)
                     );
+                    if let (Some(items), Some(counts)) = (&status, &e.status) {
+                        let _ = write!(
+                            r,
+                            "* STATUS {} ({})\r\n",
+                            quote(&e.name),
+                            status_parts(items, counts)
+                        );
+                    }
                 }
                 let _ = write!(r, "{tag} OK {kw} completed\r\n");
                 self.send_str(&r);
             }
             (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {
-                let mut parts = Vec::new();
-                for i in &items {
-                    match i.as_str() {
-                        "MESSAGES" => parts.push(format!("MESSAGES {}", s.messages)),
-                        "UNSEEN" => parts.push(format!("UNSEEN {}", s.unseen)),
-                        "UIDNEXT" => parts.push(format!("UIDNEXT {}", s.uid_next)),
-                        "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", s.uid_validity)),
-                        "RECENT" => parts.push(format!("RECENT {}", s.recent)),
-                        "SIZE" => parts.push(format!("SIZE {}", s.size)),
-                        _ => {}
-                    }
-                }
                 self.send_str(&format!(
                     "* STATUS {} ({})\r\n{tag} OK STATUS completed\r\n",
                     quote(&name),
-                    parts.join(" ")
+                    status_parts(&items, &s)
                 ));
+            }
+            (Pending::Quota { tag, root_of }, MailboxAnswer::Quota { used, limit }) => {
+                let mut r = String::new();
+                if let Some(name) = &root_of {
+                    let _ = write!(r, "* QUOTAROOT {}", quote(name));
+                    if limit.is_some() {
+                        r.push_str(" \"\"");
+                    }
+                    r.push_str("\r\n");
+                }
+                match limit {
+                    Some(l) => {
+                        // RFC 9208: STORAGE in units of 1024 octets.
+                        let _ = write!(
+                            r,
+                            "* QUOTA \"\" (STORAGE {} {})\r\n",
+                            used.div_ceil(1024),
+                            l / 1024
+                        );
+                    }
+                    None if root_of.is_none() => {
+                        return self
+                            .send_str(&format!("{tag} NO [NONEXISTENT] No such quota root\r\n"));
+                    }
+                    None => {}
+                }
+                let what = if root_of.is_some() {
+                    "GETQUOTAROOT"
+                } else {
+                    "GETQUOTA"
+                };
+                let _ = write!(r, "{tag} OK {what} completed\r\n");
+                self.send_str(&r);
             }
             (
                 Pending::Fetch {
@@ -1539,6 +2012,9 @@ impl ImapSession {
                         if !items.contains(&Item::Flags) {
                             items.push(Item::Flags);
                         }
+                        if self.condstore && !items.contains(&Item::Modseq) {
+                            items.push(Item::Modseq);
+                        }
                         self.ask(
                             user,
                             MailboxRequest::Store {
@@ -1546,18 +2022,28 @@ impl ImapSession {
                                 uids: marks,
                                 mode: StoreMode::Add,
                                 flags: vec!["\\Seen".into()],
+                                unchanged_since: None,
                             },
                             Pending::Fetch {
                                 tag,
                                 uid,
                                 items,
                                 targets,
-                                bodies: Some(bodies),
+                                data: FetchData {
+                                    bodies: Some(bodies),
+                                    summaries: None,
+                                },
                             },
                         );
                         return;
                     }
-                    _ => self.finish_fetch(tag, uid, items, targets, Some(bodies)),
+                    _ => {
+                        let data = FetchData {
+                            bodies: Some(bodies),
+                            summaries: None,
+                        };
+                        self.finish_fetch(tag, uid, items, targets, data)
+                    }
                 }
             }
             (
@@ -1566,36 +2052,103 @@ impl ImapSession {
                     uid,
                     items,
                     targets,
-                    bodies,
+                    ..
                 },
-                MailboxAnswer::Flags(changed),
+                MailboxAnswer::Summaries(summaries),
+            ) => {
+                let data = FetchData {
+                    bodies: None,
+                    summaries: Some(summaries),
+                };
+                self.finish_fetch(tag, uid, items, targets, data)
+            }
+            (
+                Pending::Fetch {
+                    tag,
+                    uid,
+                    items,
+                    targets,
+                    data,
+                },
+                MailboxAnswer::Flags { changed, .. },
             ) => {
                 self.apply_flags(&changed);
-                self.finish_fetch(tag, uid, items, targets, bodies);
+                self.finish_fetch(tag, uid, items, targets, data);
             }
-            (Pending::Search { tag, uid, key }, MailboxAnswer::Bodies(bodies)) => {
-                self.finish_search(&tag, uid, &key, &bodies)
-            }
-            (Pending::Store { tag, uid, silent }, MailboxAnswer::Flags(changed)) => {
+            (
+                Pending::Search {
+                    tag,
+                    uid,
+                    key,
+                    form,
+                    hits: None,
+                },
+                MailboxAnswer::Bodies(bodies),
+            ) => match self.user().map(str::to_owned) {
+                Some(user) => self.search_hits(user, tag, uid, key, form, &bodies),
+                None => self.send_str(&format!("{tag} BAD Not logged in\r\n")),
+            },
+            (
+                Pending::Search {
+                    tag,
+                    uid,
+                    key,
+                    form,
+                    hits: Some(hits),
+                },
+                MailboxAnswer::Summaries(summaries),
+            ) => self.finish_search(&tag, uid, &key, &form, hits, &summaries),
+            (Pending::Store { tag, uid, silent }, MailboxAnswer::Flags { changed, modified }) => {
+                let before: std::collections::HashMap<u32, u64> = changed
+                    .iter()
+                    .filter_map(|c| self.meta(c.uid).map(|m| (c.uid, m.modseq)))
+                    .collect();
                 self.apply_flags(&changed);
                 let mut r = String::new();
-                if !silent {
-                    for (u, flags) in &changed {
-                        if let Some(seq) = self.seq_of(*u) {
-                            let uid_part = if uid {
-                                format!(" UID {u}")
-                            } else {
-                                String::new()
-                            };
-                            let _ = write!(
-                                r,
-                                "* {seq} FETCH (FLAGS {}{uid_part})\r\n",
-                                Self::flags_list(flags)
-                            );
-                        }
+                for c in &changed {
+                    let Some(seq) = self.seq_of(c.uid) else {
+                        continue;
+                    };
+                    let uid_part = if uid {
+                        format!(" UID {}", c.uid)
+                    } else {
+                        String::new()
+                    };
+                    let modseq = if self.condstore {
+                        format!(" MODSEQ ({})", c.modseq)
+                    } else {
+                        String::new()
+                    };
+                    if !silent {
+                        let _ = write!(
+                            r,
+                            "* {seq} FETCH (FLAGS {}{uid_part}{modseq})\r\n",
+                            Self::flags_list(&c.flags)
+                        );
+                    } else if self.condstore && before.get(&c.uid) != Some(&c.modseq) {
+                        // RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
+                        let _ = write!(r, "* {seq} FETCH ({}{modseq})\r\n", uid_part.trim_start());
                     }
                 }
-                let _ = write!(r, "{tag} OK STORE completed\r\n");
+                if modified.is_empty() {
+                    let _ = write!(r, "{tag} OK STORE completed\r\n");
+                } else {
+                    let nums: Vec<u32> = modified
+                        .iter()
+                        .filter_map(|u| {
+                            if uid {
+                                Some(*u)
+                            } else {
+                                self.seq_of(*u).and_then(|s| u32::try_from(s).ok())
+                            }
+                        })
+                        .collect();
+                    let _ = write!(
+                        r,
+                        "{tag} OK [MODIFIED {}] Conditional STORE failed\r\n",
+                        SeqSet::compact(&nums)
+                    );
+                }
                 self.send_str(&r);
             }
             (Pending::Expunge { tag, closing }, MailboxAnswer::Expunged(uids)) => {
@@ -1692,12 +2245,14 @@ impl ImapSession {
         self.index_of(uid).map(|i| i + 1)
     }
 
-    fn apply_flags(&mut self, changed: &[(u32, Vec<String>)]) {
+    fn apply_flags(&mut self, changed: &[Stored]) {
         if let State::Selected(_, s) = &mut self.state {
             let messages = Arc::make_mut(&mut s.view.messages);
-            for (u, f) in changed {
-                if let Ok(i) = messages.binary_search_by_key(u, |m| m.uid) {
-                    messages[i].flags = f.clone();
+            for c in changed {
+                if let Ok(i) = messages.binary_search_by_key(&c.uid, |m| m.uid) {
+                    messages[i].flags = c.flags.clone();
+                    messages[i].modseq = c.modseq;
+                    s.view.highest_modseq = s.view.highest_modseq.max(c.modseq);
                 }
             }
         }
@@ -1737,6 +2292,7 @@ impl ImapSession {
             None => return String::new(),
         };
         let mut lines = self.remove_uids(&gone);
+        let condstore = self.condstore;
         if let State::Selected(_, s) = &mut self.state {
             let old_max = s.view.messages.last().map_or(0, |m| m.uid);
             let same = Arc::ptr_eq(&s.view.messages, &new.messages);
@@ -1748,11 +2304,17 @@ impl ImapSession {
                 for (i, m) in messages.iter_mut().enumerate() {
                     if let Ok(k) = new.messages.binary_search_by_key(&m.uid, |n| n.uid) {
                         let n = &new.messages[k];
-                        if n.flags != m.flags {
+                        if n.flags != m.flags || (condstore && n.modseq != m.modseq) {
                             m.flags = n.flags.clone();
+                            m.modseq = n.modseq;
+                            let modseq = if condstore {
+                                format!(" MODSEQ ({})", m.modseq)
+                            } else {
+                                String::new()
+                            };
                             let _ = write!(
                                 lines,
-                                "* {} FETCH (FLAGS {})\r\n",
+                                "* {} FETCH (FLAGS {}{modseq})\r\n",
                                 i + 1,
                                 Self::flags_list(&m.flags)
                             );
@@ -1766,6 +2328,7 @@ impl ImapSession {
                 }
             }
             s.view.uid_next = new.uid_next;
+            s.view.highest_modseq = new.highest_modseq;
         }
         lines
     }
@@ -1780,12 +2343,83 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Status { tag, .. }
         | Pending::Fetch { tag, .. }
         | Pending::Search { tag, .. }
+        | Pending::Quota { tag, .. }
         | Pending::Store { tag, .. }
         | Pending::Expunge { tag, .. }
         | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
         | Pending::Poll { tag, .. } => tag,
     }
+}
+
+/// The STATUS items understood (RFC 9051 6.3.11, RFC 8438 SIZE, RFC 7162).
+const STATUS_ITEMS: &[&str] = &[
+    "MESSAGES",
+    "UNSEEN",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "RECENT",
+    "SIZE",
+    "HIGHESTMODSEQ",
+];
+
+/// `MESSAGES 3 UNSEEN 1`... for the items asked, in their order.
+fn status_parts(items: &[String], s: &StatusCounts) -> String {
+    let mut parts = Vec::new();
+    for i in items {
+        let v = match i.as_str() {
+            "MESSAGES" => u64::from(s.messages),
+            "UNSEEN" => u64::from(s.unseen),
+            "UIDNEXT" => u64::from(s.uid_next),
+            "UIDVALIDITY" => u64::from(s.uid_validity),
+            "RECENT" => u64::from(s.recent),
+            "SIZE" => s.size,
+            "HIGHESTMODSEQ" => s.highest_modseq,
+            _ => continue,
+        };
+        parts.push(format!("{i} {v}"));
+    }
+    parts.join(" ")
+}
+
+fn is_special_use(attr: &str) -> bool {
+    [
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+    ]
+    .iter()
+    .any(|s| s.eq_ignore_ascii_case(attr))
+}
+
+/// SORT criteria (RFC 5256): `REVERSE` applies to the next key.
+fn parse_sort(crit: &[Value<'_>]) -> Option<Vec<(SortBy, bool)>> {
+    let mut out = Vec::new();
+    let mut reverse = false;
+    for c in crit {
+        let Value::Atom(a) = c else { return None };
+        let by = match a.to_ascii_uppercase().as_str() {
+            "REVERSE" if !reverse => {
+                reverse = true;
+                continue;
+            }
+            "ARRIVAL" => SortBy::Arrival,
+            "CC" => SortBy::Cc,
+            "DATE" => SortBy::Date,
+            "FROM" => SortBy::From,
+            "SIZE" => SortBy::Size,
+            "SUBJECT" => SortBy::Subject,
+            "TO" => SortBy::To,
+            _ => return None,
+        };
+        out.push((by, reverse));
+        reverse = false;
+    }
+    (!out.is_empty() && !reverse).then_some(out)
 }
 
 /// Whether every flag may be set by a client: the system flags but

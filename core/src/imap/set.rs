@@ -43,6 +43,35 @@ impl SeqSet {
     }
 }
 
+impl SeqSet {
+    /// Numbers as a compact set, `1:3,7,9:10` (sorted, runs joined).
+    pub fn compact(nums: &[u32]) -> String {
+        let mut v = nums.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < v.len() {
+            let start = v[i];
+            let mut end = start;
+            while i + 1 < v.len() && v[i + 1] == end + 1 {
+                i += 1;
+                end = v[i];
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            if start == end {
+                out.push_str(&start.to_string());
+            } else {
+                out.push_str(&format!("{start}:{end}"));
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
 fn num(s: &str) -> Option<u32> {
     if s == "*" {
         return Some(u32::MAX);
@@ -57,6 +86,13 @@ fn num(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_sets() {
+        assert_eq!(SeqSet::compact(&[5, 1, 2, 3, 9, 10, 7]), "1:3,5,7,9:10");
+        assert_eq!(SeqSet::compact(&[]), "");
+        assert_eq!(SeqSet::compact(&[4]), "4");
+    }
 
     #[test]
     fn sets() {
