@@ -521,6 +521,15 @@ impl MailStore {
 
     fn answer_io(&self, user: &str, root: &Path, req: MailboxRequest) -> io::Result<MailboxAnswer> {
         use MailboxRequest as R;
+        enum Kind {
+            Poll,
+            Other,
+        }
+        let req_kind = if matches!(req, R::Poll { .. }) {
+            Kind::Poll
+        } else {
+            Kind::Other
+        };
         let folder_or = |name: &str| Self::folder(root, name);
         let existing = |name: &str| folder_or(name).filter(|d| d.join("cur").is_dir());
         let missing = || no("NONEXISTENT", "Mailbox doesn't exist");
@@ -565,11 +574,12 @@ impl MailStore {
                 Ok(MailboxAnswer::List(out))
             }
             R::Select { mailbox } | R::Poll { mailbox } => {
+                let poll = matches!(req_kind, Kind::Poll);
                 let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
                 self.with(&dir, |f| {
-                    Ok(MailboxAnswer::View(MailboxView {
+                    let view = MailboxView {
                         uid_validity: f.validity,
                         uid_next: f.next,
                         messages: f.view(),
@@ -580,7 +590,13 @@ impl MailStore {
                             .cloned()
                             .collect(),
                         highest_modseq: f.highest_modseq,
-                    }))
+                    };
+                    // Poll's answer is the same view, named for what it is.
+                    Ok(if poll {
+                        MailboxAnswer::Changed(view)
+                    } else {
+                        MailboxAnswer::View(view)
+                    })
                 })
             }
             R::Status { mailbox } => {
@@ -786,6 +802,7 @@ impl MailStore {
                 mailbox,
                 flags,
                 data,
+                date,
             } => {
                 let Some(dir) = existing(&mailbox) else {
                     return Ok(no("TRYCREATE", "Mailbox doesn't exist"));
@@ -795,7 +812,7 @@ impl MailStore {
                         return Ok(no("OVERQUOTA", "Quota exceeded"));
                     }
                 }
-                let (validity, uid) = self.append(&dir, &flags, &data)?;
+                let (validity, uid) = self.append(&dir, &flags, &data, date)?;
                 Ok(MailboxAnswer::Uids {
                     uid_validity: validity,
                     from: Vec::new(),
@@ -814,13 +831,13 @@ impl MailStore {
                 if src == dst && moving {
                     return Ok(no("CANNOT", "Source and target are the same mailbox"));
                 }
-                let picked: Vec<(u32, String, Vec<String>, u64)> = self.with(&src, |f| {
+                let picked: Vec<(u32, String, Vec<String>, u64, i64)> = self.with(&src, |f| {
                     Ok(uids
                         .iter()
                         .filter_map(|u| f.index_of(*u))
                         .map(|i| {
                             let e = &f.entries[i];
-                            (e.uid, e.name.clone(), e.flags.clone(), e.size)
+                            (e.uid, e.name.clone(), e.flags.clone(), e.size, e.mtime)
                         })
                         .collect())
                 })?;
@@ -837,13 +854,14 @@ impl MailStore {
                 let mut from = Vec::new();
                 let mut new = Vec::new();
                 let mut validity = 0;
-                for (uid, name, flags, _) in &picked {
+                // The copy keeps the INTERNALDATE (RFC 9051 6.4.7).
+                for (uid, name, flags, _, mtime) in &picked {
                     let data = match read_message(&src.join("cur").join(name)) {
                         Ok(d) => d,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(e),
                     };
-                    let (v, u) = self.append(&dst, flags, &data)?;
+                    let (v, u) = self.append(&dst, flags, &data, Some(*mtime))?;
                     validity = v;
                     from.push(*uid);
                     new.push(u);
@@ -990,7 +1008,13 @@ impl MailStore {
 
     /// Writes a message into a folder's cur/ with flags; returns
     /// (UIDVALIDITY, UID).
-    fn append(&self, dir: &Path, flags: &[String], data: &[u8]) -> io::Result<(u32, u32)> {
+    fn append(
+        &self,
+        dir: &Path,
+        flags: &[String],
+        data: &[u8],
+        date: Option<i64>,
+    ) -> io::Result<(u32, u32)> {
         let mut body = Vec::with_capacity(data.len());
         crlf_to_lf(&mut body, data);
         let now = SystemTime::now()
@@ -1009,6 +1033,14 @@ impl MailStore {
         let tmp = dir.join("tmp").join(&base);
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(&body)?;
+        // INTERNALDATE is the file's modification time, as in Dovecot.
+        let mtime = date.unwrap_or_else(now_secs);
+        if let Some(t) = u64::try_from(mtime)
+            .ok()
+            .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+        {
+            f.set_modified(t)?;
+        }
         f.sync_all()?;
         drop(f);
         let r = self.with(dir, |f| {
@@ -1030,7 +1062,7 @@ impl MailStore {
                 base_len: base.len(),
                 name,
                 size: data.len() as u64,
-                mtime: now_secs(),
+                mtime,
                 modseq: f.highest_modseq,
             });
             f.append_uidlist(dir, &[uid])?;
@@ -1507,6 +1539,7 @@ mod tests {
                 mailbox: "INBOX".into(),
                 flags: vec!["\\Seen".into(), "$Label1".into()],
                 data: b"Subject: a\r\n\r\nx\r\n".to_vec(),
+                date: Some(1_795_588_686),
             },
         );
         let MailboxAnswer::Uids {
@@ -1530,6 +1563,7 @@ mod tests {
             vec!["\\Seen".to_owned(), "$Label1".to_owned()]
         );
         assert_eq!(v.messages[0].size, 17);
+        assert_eq!(v.messages[0].internal_date, 1_795_588_686);
         let inbox = dir.join("example.com/alice");
         assert!(fs::read_to_string(inbox.join("dovecot-keywords"))
             .unwrap()

@@ -37,7 +37,12 @@ struct Msg {
     flags: Vec<String>,
     data: Vec<u8>,
     modseq: u64,
+    /// INTERNALDATE.
+    date: i64,
 }
+
+/// INTERNALDATE of messages that come without one: 25-Nov-2026 06:38:06 +0000.
+const DEFAULT_DATE: i64 = 1_795_588_686;
 
 #[derive(Clone, Debug, Default)]
 struct Folder {
@@ -45,6 +50,46 @@ struct Folder {
     uid_next: u32,
     uid_validity: u32,
     highest_modseq: u64,
+    /// Keywords ever set, in order (the Maildir store's `dovecot-keywords`).
+    keywords: Vec<String>,
+}
+
+/// The order the Maildir store gives flags in (its file-name letters
+/// D F P R S T, then keywords by index), so both stores answer alike.
+fn canonical(flags: &[String], keywords: &mut Vec<String>) -> Vec<String> {
+    const SYSTEM: [&str; 6] = [
+        "\\Draft",
+        "\\Flagged",
+        "$Forwarded",
+        "\\Answered",
+        "\\Seen",
+        "\\Deleted",
+    ];
+    let mut out: Vec<(usize, String)> = Vec::new();
+    for f in flags {
+        let rank = match SYSTEM.iter().position(|s| s.eq_ignore_ascii_case(f)) {
+            Some(i) => i,
+            None if f.starts_with('\\') => continue,
+            None => {
+                let i = match keywords.iter().position(|k| k == f) {
+                    Some(i) => i,
+                    None => {
+                        keywords.push(f.clone());
+                        keywords.len() - 1
+                    }
+                };
+                SYSTEM.len() + i
+            }
+        };
+        if !out.iter().any(|(r, _)| *r == rank) {
+            let name = SYSTEM
+                .get(rank)
+                .map_or_else(|| f.clone(), |s| (*s).to_owned());
+            out.push((rank, name));
+        }
+    }
+    out.sort_by_key(|(r, _)| *r);
+    out.into_iter().map(|(_, f)| f).collect()
 }
 
 /// The in-memory store.
@@ -76,6 +121,7 @@ impl Default for MemStore {
                     uid_next: 1,
                     uid_validity: 1000 + i as u32,
                     highest_modseq: 1,
+                    keywords: Vec::new(),
                 },
             );
             s.subscribed.insert((*f).to_owned());
@@ -86,10 +132,12 @@ impl Default for MemStore {
 
 fn special_use(name: &str) -> Option<&'static str> {
     match name {
+        // As the Maildir store names them.
         "Drafts" => Some("\\Drafts"),
-        "Sent" => Some("\\Sent"),
-        "Junk" => Some("\\Junk"),
-        "Trash" => Some("\\Trash"),
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Trash" | "Deleted Messages" => Some("\\Trash"),
+        "Archive" => Some("\\Archive"),
         _ => None,
     }
 }
@@ -112,15 +160,27 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 
 impl MemStore {
     fn add(&mut self, folder: &str, flags: Vec<String>, data: Vec<u8>) -> Option<u32> {
+        self.add_dated(folder, flags, data, DEFAULT_DATE)
+    }
+
+    fn add_dated(
+        &mut self,
+        folder: &str,
+        flags: Vec<String>,
+        data: Vec<u8>,
+        date: i64,
+    ) -> Option<u32> {
         let f = self.folders.get_mut(folder)?;
         let uid = f.uid_next;
         f.uid_next += 1;
         f.highest_modseq += 1;
+        let flags = canonical(&flags, &mut f.keywords);
         f.messages.push(Msg {
             uid,
             flags,
             data,
             modseq: f.highest_modseq,
+            date,
         });
         Some(uid)
     }
@@ -137,12 +197,12 @@ impl MemStore {
                         uid: m.uid,
                         flags: m.flags.clone(),
                         size: m.data.len() as u64,
-                        internal_date: 1_795_588_686,
+                        internal_date: m.date,
                         modseq: m.modseq,
                     })
                     .collect(),
             ),
-            keywords: Vec::new(),
+            keywords: f.keywords.clone(),
             highest_modseq: f.highest_modseq,
         })
     }
@@ -247,6 +307,7 @@ impl MemStore {
                         uid_next: 1,
                         uid_validity: v,
                         highest_modseq: 1,
+                        keywords: Vec::new(),
                     },
                 );
                 MailboxAnswer::Ok
@@ -262,7 +323,7 @@ impl MemStore {
             }
             R::Rename { from, to } => {
                 if self.folders.contains_key(&to) {
-                    return Self::no("Target exists", "ALREADYEXISTS");
+                    return Self::no("Target mailbox exists", "ALREADYEXISTS");
                 }
                 match self.folders.remove(&from) {
                     Some(f) => {
@@ -317,17 +378,22 @@ impl MemStore {
                             continue;
                         }
                         let before = m.flags.clone();
-                        match mode {
-                            StoreMode::Replace => m.flags = flags.clone(),
+                        let mut new = match mode {
+                            StoreMode::Replace => flags.clone(),
                             StoreMode::Add => {
-                                for fl in &flags {
-                                    if !m.flags.contains(fl) {
-                                        m.flags.push(fl.clone());
-                                    }
-                                }
+                                let mut v = m.flags.clone();
+                                v.extend(flags.iter().cloned());
+                                v
                             }
-                            StoreMode::Remove => m.flags.retain(|x| !flags.contains(x)),
-                        }
+                            StoreMode::Remove => m
+                                .flags
+                                .iter()
+                                .filter(|x| !flags.iter().any(|f| f.eq_ignore_ascii_case(x)))
+                                .cloned()
+                                .collect(),
+                        };
+                        new = canonical(&new, &mut f.keywords);
+                        m.flags = new;
                         if m.flags != before {
                             f.highest_modseq += 1;
                             m.modseq = f.highest_modseq;
@@ -365,9 +431,11 @@ impl MemStore {
                 mailbox,
                 flags,
                 data,
+                date,
             } => {
                 let v = self.folders.get(&mailbox).map(|f| f.uid_validity);
-                match (v, self.add(&mailbox, flags, data)) {
+                let date = date.unwrap_or(DEFAULT_DATE);
+                match (v, self.add_dated(&mailbox, flags, data, date)) {
                     (Some(uid_validity), Some(uid)) => MailboxAnswer::Uids {
                         uid_validity,
                         from: Vec::new(),
@@ -391,7 +459,7 @@ impl MemStore {
                 let mut from = Vec::new();
                 let mut new = Vec::new();
                 for m in src.messages.iter().filter(|m| uids.contains(&m.uid)) {
-                    if let Some(u) = self.add(&to, m.flags.clone(), m.data.clone()) {
+                    if let Some(u) = self.add_dated(&to, m.flags.clone(), m.data.clone(), m.date) {
                         from.push(m.uid);
                         new.push(u);
                     }

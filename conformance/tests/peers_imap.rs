@@ -406,3 +406,57 @@ print("ok")
     );
     assert_eq!(python(&script).trim(), "ok");
 }
+
+/// RFC 9051 7.3.1/7.5.1 with two sessions: a session idling on INBOX is
+/// told at once of a message delivered by SMTP (EXISTS), of another
+/// session's flag change (FETCH) and of its EXPUNGE. The daemon's own
+/// polling for outside changes is set to an hour, so only the push from
+/// delivery and the store can wake it.
+#[test]
+fn idle_hears_deliveries_flag_changes_and_expunges_at_once() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start_with(LISTENERS, "", "[imap]\nidle_poll_secs = 3600\n");
+    let (mx, imaps) = (d.addrs[0], d.addrs[1]);
+    let script = format!(
+        r#"
+import imaplib, smtplib, socket, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+a = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {imaps}), timeout=20), server_hostname="x")
+buf = b""
+def until(needle):
+    global buf
+    while needle not in buf:
+        chunk = a.recv(65536)
+        assert chunk, ("closed", buf)
+        buf += chunk
+    i = buf.index(needle) + len(needle)
+    seen, buf = buf[:i], buf[i:]
+    return seen
+until(b"\r\n")
+a.sendall(b"a1 LOGIN alice@example.com alice-pw\r\n"); until(b"a1 OK")
+a.sendall(b"a2 SELECT INBOX\r\n"); s = until(b"a2 OK"); assert b"* 0 EXISTS" in s, s
+a.sendall(b"a3 IDLE\r\n"); until(b"+ idling\r\n")
+smtp = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
+smtp.sendmail("bob@example.net", ["alice@example.com"], b"Subject: pushed\r\n\r\nhello\r\n")
+smtp.quit()
+until(b"* 1 EXISTS\r\n")
+b = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+b.login("alice@example.com", "alice-pw"); b.select("INBOX")
+typ, _ = b.store("1", "+FLAGS", "(\\Flagged)"); assert typ == "OK"
+s = until(b")\r\n"); assert b"* 1 FETCH (FLAGS (\\Flagged))" in s, s
+typ, _ = b.store("1", "+FLAGS", "(\\Deleted)"); assert typ == "OK"
+until(b")\r\n")
+typ, _ = b.expunge(); assert typ == "OK"
+b.logout()
+until(b"* 1 EXPUNGE\r\n")
+a.sendall(b"DONE\r\n"); until(b"a3 OK IDLE terminated\r\n")
+a.sendall(b"a4 LOGOUT\r\n"); until(b"a4 OK")
+print("pushed")
+"#,
+        imaps = imaps.port(),
+        mx = mx.port()
+    );
+    assert_eq!(python(&script).trim(), "pushed");
+}

@@ -12,6 +12,7 @@
 //!
 //! [imap]
 //! quota_mib = 0                               # storage per account; 0: unlimited
+//! idle_poll_secs = 5                          # IDLE: look for changes made by other programs
 //!
 //! [tls]
 //! cert = "/etc/letsencrypt/live/example.com/fullchain.pem"
@@ -132,6 +133,7 @@ struct RawDirectory {
 #[serde(deny_unknown_fields)]
 struct RawImap {
     quota_mib: Option<u64>,
+    idle_poll_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -247,6 +249,9 @@ pub struct Config {
     pub quotas_file: Option<PathBuf>,
     /// Storage limit per account in bytes (None: unlimited).
     pub quota: Option<u64>,
+    /// While a client idles, how often its folder is checked for changes
+    /// made outside this process (ours wake it at once).
+    pub idle_poll: Duration,
     /// TLS certificate and key, if any listener uses TLS.
     pub tls: Option<TlsFiles>,
     /// SMTP settings.
@@ -528,6 +533,7 @@ impl Config {
                 .quota_mib
                 .filter(|m| *m > 0)
                 .map(|m| m.saturating_mul(1 << 20)),
+            idle_poll: Duration::from_secs(raw.imap.idle_poll_secs.unwrap_or(5).clamp(1, 86_400)),
             tls,
             smtp,
             listeners,

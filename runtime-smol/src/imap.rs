@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// While a client idles, how often the selected mailbox is checked for
-/// changes made outside this process (deliveries and other sessions here
-/// wake it at once through the hub).
-const IDLE_POLL: Duration = Duration::from_secs(5);
 const READ_BUF: usize = 8 * 1024;
 
 enum Wake {
@@ -111,7 +107,8 @@ pub async fn serve(
         };
         let poll = async {
             if idle {
-                Timer::after(IDLE_POLL).await;
+                // Changes made outside this process; ours wake it at once.
+                Timer::after(srv.config.idle_poll).await;
                 Wake::IdlePoll
             } else {
                 std::future::pending().await

@@ -210,6 +210,8 @@ pub enum MailboxRequest {
         flags: Vec<String>,
         /// The message.
         data: Vec<u8>,
+        /// INTERNALDATE given with APPEND (Unix seconds); None: now.
+        date: Option<i64>,
     },
     /// Copy (or move) messages to another mailbox.
     Copy {

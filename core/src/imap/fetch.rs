@@ -562,6 +562,37 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
     }
 }
 
+/// APPEND's date-time, `25-Nov-2026 06:38:06 +0000` (the day may have a
+/// leading space), as Unix seconds.
+pub fn parse_date_time(s: &str) -> Option<i64> {
+    let s = s.trim_start();
+    let (day, rest) = s.split_once(' ')?;
+    let (time, zone) = rest.split_once(' ')?;
+    let days = date(day).ok()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok().filter(|_| p.len() == 2))
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = t.as_slice() else {
+        return None;
+    };
+    if *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    let (sign, z) = match zone.as_bytes().first()? {
+        b'+' => (1, &zone[1..]),
+        b'-' => (-1, &zone[1..]),
+        _ => return None,
+    };
+    if z.len() != 4 || !z.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let zh: i64 = z[..2].parse().ok()?;
+    let zm: i64 = z[2..].parse().ok()?;
+    let offset = sign * (zh * 3600 + zm * 60);
+    Some(days * 86_400 + h * 3600 + m * 60 + sec - offset)
+}
+
 /// `25-Nov-2026` as a day number since 1970.
 fn date(s: &str) -> Result<i64, &'static str> {
     const MONTHS: [&str; 12] = [
@@ -662,6 +693,16 @@ mod tests {
         assert!(!k.matches(&m, 1, 1, 5, Some(b"Subject: nope\r\n\r\n")));
         assert_eq!(date("25-Nov-2026"), Ok(1_795_588_686 / 86_400));
         assert_eq!(date("1-Jan-1970"), Ok(0));
+        assert_eq!(
+            parse_date_time("25-Nov-2026 06:38:06 +0000"),
+            Some(1_795_588_686)
+        );
+        assert_eq!(
+            parse_date_time(" 5-Nov-2026 08:38:06 +0200"),
+            Some(1_795_588_686 - 20 * 86_400)
+        );
+        assert_eq!(parse_date_time("25-Nov-2026 6:38:06 +0000"), None);
+        assert_eq!(parse_date_time("25-Nov-2026 06:38:06 UTC"), None);
         assert_eq!(
             internal_date(1_795_588_686),
             "\"25-Nov-2026 06:38:06 +0000\""

@@ -1011,6 +1011,7 @@ impl ImapSession {
                 };
                 let mut flags = Vec::new();
                 let mut data = None;
+                let mut date = None;
                 for v in &cmd.args[1..] {
                     match v {
                         Value::List(fl) => {
@@ -1020,6 +1021,12 @@ impl ImapSession {
                                 .collect()
                         }
                         Value::Literal(d) => data = Some(d.to_vec()),
+                        Value::Quoted(q) => match fetch::parse_date_time(q) {
+                            Some(d) => date = Some(d),
+                            None => {
+                                return self.send_str(&format!("{tag} BAD Invalid date-time\r\n"))
+                            }
+                        },
                         _ => {}
                     }
                 }
@@ -1037,6 +1044,7 @@ impl ImapSession {
                         mailbox: name.clone(),
                         flags,
                         data,
+                        date,
                     },
                     Pending::Append {
                         tag: t,
