@@ -1590,6 +1590,139 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_flag_stores_lose_nothing() {
+        let (s, dir) = store();
+        let s = Arc::new(s);
+        let u = "carol@example.com";
+        for _ in 0..40 {
+            s.answer(
+                u,
+                MailboxRequest::Append {
+                    mailbox: "INBOX".into(),
+                    flags: vec![],
+                    data: b"Subject: x\r\n\r\ny\r\n".to_vec(),
+                    date: None,
+                },
+            );
+        }
+        let threads: Vec<_> = ["\\Flagged", "\\Answered", "$Work"]
+            .into_iter()
+            .map(|flag| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for uid in 1..=40 {
+                        let a = s.answer(
+                            u,
+                            MailboxRequest::Store {
+                                mailbox: "INBOX".into(),
+                                uids: vec![uid],
+                                mode: StoreMode::Add,
+                                flags: vec![flag.to_owned()],
+                                unchanged_since: None,
+                            },
+                        );
+                        assert!(matches!(a, MailboxAnswer::Flags { .. }), "{a:?}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let MailboxAnswer::View(v) = s.answer(
+            u,
+            MailboxRequest::Select {
+                mailbox: "INBOX".into(),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!(v.messages.len(), 40);
+        for m in v.messages.iter() {
+            assert_eq!(
+                m.flags,
+                vec!["\\Flagged", "\\Answered", "$Work"],
+                "uid {}",
+                m.uid
+            );
+        }
+        // 40 appends and 120 flag changes, each its own mod-sequence.
+        assert_eq!(v.highest_modseq, 1 + 40 + 120);
+        // A second store over the same tree (a restart) sees the same.
+        let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+        let MailboxAnswer::View(w) = again.answer(
+            u,
+            MailboxRequest::Select {
+                mailbox: "INBOX".into(),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!(w.highest_modseq, v.highest_modseq);
+        assert_eq!(
+            w.messages
+                .iter()
+                .map(|m| (m.uid, m.modseq, m.flags.clone()))
+                .collect::<Vec<_>>(),
+            v.messages
+                .iter()
+                .map(|m| (m.uid, m.modseq, m.flags.clone()))
+                .collect::<Vec<_>>()
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn summaries_are_cached_on_disk() {
+        let (s, dir) = store();
+        let u = "dave@example.com";
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: vec![],
+                data: b"From: Bob <bob@example.net>\r\nSubject: Re: hi\r\n\r\nbody\r\n".to_vec(),
+                date: None,
+            },
+        );
+        let ask = |s: &MailStore| {
+            s.answer(
+                u,
+                MailboxRequest::Summaries {
+                    mailbox: "INBOX".into(),
+                    uids: vec![1],
+                },
+            )
+        };
+        let MailboxAnswer::Summaries(first) = ask(&s) else {
+            panic!()
+        };
+        assert_eq!(first[0].1.sort.subject, "hi");
+        assert_eq!(first[0].1.sort.from, "bob");
+        let cache = dir.join("example.com/dave/postern-summaries");
+        let text = fs::read_to_string(&cache).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        // Another store reads the cache: the message file is not needed.
+        let cur = dir.join("example.com/dave/cur");
+        for e in fs::read_dir(&cur).unwrap() {
+            fs::write(e.unwrap().path(), b"Subject: changed behind our back\n\n").unwrap();
+        }
+        let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+        let MailboxAnswer::Summaries(second) = ask(&again) else {
+            panic!()
+        };
+        assert_eq!(second, first);
+        // A damaged cache is rebuilt from the messages.
+        fs::write(&cache, "garbage\n").unwrap();
+        let third = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+        let MailboxAnswer::Summaries(rebuilt) = ask(&third) else {
+            panic!()
+        };
+        assert_eq!(rebuilt[0].1.sort.subject, "changed behind our back");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn reads_a_dovecot_uidlist() {
         let (s, dir) = store();
         let inbox = dir.join("example.com/bob");
