@@ -162,3 +162,62 @@ proptest! {
         }
     }
 }
+
+/// FETCH and SEARCH over message bytes ask the store in batches of a few
+/// megabytes (never the whole mailbox at once) and still answer every
+/// message once, in order, under one tagged OK.
+#[test]
+fn large_fetch_and_search_go_in_batches() {
+    use postern_conformance::imap_replay::ImapDriver;
+    let big = "x".repeat(20_000);
+    let mut header = Vec::new();
+    for i in 1..=1500 {
+        let body = if i % 500 == 0 {
+            format!("needle {big}")
+        } else {
+            big.clone()
+        };
+        header.push((
+            "message".to_owned(),
+            format!("INBOX - Subject: m{i}\\r\\n\\r\\n{body}\\r\\n"),
+        ));
+    }
+    let mut d = ImapDriver::from_header(&header).expect("driver");
+    d.input(b"a1 LOGIN alice@example.com secret\r\na2 SELECT INBOX\r\n");
+    d.input(b"a3 FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+    d.input(b"a4 UID SEARCH BODY needle\r\n");
+    d.input(b"a5 FETCH 1:* BODY.PEEK[]\r\n");
+    let log = d.log.join("\n");
+    // Store questions asked for each command.
+    let asked = |from: &str, to: &str| {
+        let start = log.find(from).expect("command in log");
+        let end = log[start..].find(to).map_or(log.len(), |e| start + e);
+        log[start..end].matches("mailbox Bodies {").count()
+    };
+    // 1500 headers in batches of 512; 1500 x 20 kB in batches of ~4 MB.
+    assert_eq!(asked("C~ a3", "C~ a4"), 3);
+    assert!(
+        (7..=9).contains(&asked("C~ a4", "C~ a5")),
+        "{}",
+        asked("C~ a4", "C~ a5")
+    );
+    assert!(
+        (7..=9).contains(&asked("C~ a5", "\u{0}")),
+        "{}",
+        asked("C~ a5", "\u{0}")
+    );
+    let fetched: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("S: * ") && l.contains(" FETCH (BODY[HEADER.FIELDS (SUBJECT)]"))
+        .collect();
+    assert_eq!(fetched.len(), 1500);
+    assert!(fetched[0].starts_with("S: * 1 FETCH") && fetched[1499].starts_with("S: * 1500 FETCH"));
+    assert_eq!(log.matches("S: a3 OK FETCH completed").count(), 1);
+    assert!(
+        log.contains("S: * SEARCH 500 1000 1500\nS: a4 OK SEARCH completed"),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert_eq!(log.matches(" FETCH (BODY[] {").count(), 1500);
+    assert!(log.ends_with("S: a5 OK FETCH completed"));
+}

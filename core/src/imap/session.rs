@@ -152,6 +152,8 @@ enum Pending {
         items: Vec<Item>,
         targets: Vec<(u32, u32)>,
         data: FetchData,
+        /// Messages for the next batches.
+        rest: Vec<(u32, u32)>,
     },
     Search {
         tag: String,
@@ -160,6 +162,9 @@ enum Pending {
         form: SearchForm,
         /// Hits found with message bytes, waiting for SORT's summaries.
         hits: Option<Vec<(u32, u32)>>,
+        /// While reading messages in batches: the hits so far and the
+        /// UIDs still to read.
+        scan: Option<(Vec<(u32, u32)>, Vec<u32>)>,
     },
     Quota {
         tag: String,
@@ -1279,34 +1284,10 @@ impl ImapSession {
                     targets.retain(|(_, u)| self.meta(*u).is_some_and(|m| m.modseq > n));
                 }
                 if targets.is_empty() || !items.iter().any(Item::needs_body) {
-                    return self.finish_fetch(t, uid, items, targets, FetchData::default());
+                    let data = FetchData::default();
+                    return self.finish_fetch(t, uid, items, targets, data, Vec::new());
                 }
-                let uids = targets.iter().map(|(_, u)| *u).collect();
-                // ENVELOPE and BODYSTRUCTURE alone come from the store's
-                // cached summaries; header sections need only the header.
-                let request = if items.iter().any(Item::needs_bytes) {
-                    MailboxRequest::Bodies {
-                        mailbox,
-                        uids,
-                        header_only: items
-                            .iter()
-                            .filter(|i| i.needs_body())
-                            .all(|i| i.header_only() || *i == Item::Envelope),
-                    }
-                } else {
-                    MailboxRequest::Summaries { mailbox, uids }
-                };
-                self.ask(
-                    user,
-                    request,
-                    Pending::Fetch {
-                        tag: t,
-                        uid,
-                        items,
-                        targets,
-                        data: FetchData::default(),
-                    },
-                );
+                self.fetch_batch(user, mailbox, t, uid, items, targets);
             }
             "SEARCH" | "SORT" => {
                 let mut args = cmd.args.as_slice();
@@ -1370,29 +1351,15 @@ impl ImapSession {
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
                 self.condstore |= key.uses_modseq();
-                if key.needs_body() {
+                let _ = mailbox;
+                let scan = key.needs_body().then(|| {
                     let uids = self
                         .view()
                         .map(|v| v.messages.iter().map(|m| m.uid).collect())
                         .unwrap_or_default();
-                    self.ask(
-                        user,
-                        MailboxRequest::Bodies {
-                            mailbox,
-                            uids,
-                            header_only: !key.needs_text(),
-                        },
-                        Pending::Search {
-                            tag: t,
-                            uid,
-                            key,
-                            form,
-                            hits: None,
-                        },
-                    );
-                } else {
-                    self.search_hits(user, t, uid, key, form, &[]);
-                }
+                    (Vec::new(), uids)
+                });
+                self.search_hits(user, t, uid, key, form, scan, &[]);
             }
             "STORE" => {
                 if read_only {
@@ -1580,13 +1547,73 @@ impl ImapSession {
         format!("({})", flags.join(" "))
     }
 
+    /// Asks the store for the next batch of a FETCH: a few megabytes of
+    /// messages at a time, so a `FETCH 1:* BODY[]` never holds a whole
+    /// mailbox in memory, and the client reads one batch while the store
+    /// reads the next.
+    fn fetch_batch(
+        &mut self,
+        user: String,
+        mailbox: String,
+        tag: String,
+        uid: bool,
+        items: Vec<Item>,
+        mut targets: Vec<(u32, u32)>,
+    ) {
+        let bytes = items.iter().any(Item::needs_bytes);
+        let header_only = items
+            .iter()
+            .filter(|i| i.needs_body())
+            .all(|i| i.header_only() || *i == Item::Envelope);
+        let (max_n, max_bytes) = match (bytes, header_only) {
+            (false, _) => (2048, u64::MAX),
+            (true, true) => (512, u64::MAX),
+            (true, false) => (512, 4 << 20),
+        };
+        let mut n = 0;
+        let mut sum = 0u64;
+        for (_, u) in &targets {
+            if n >= max_n || (n > 0 && sum >= max_bytes) {
+                break;
+            }
+            sum += self.meta(*u).map_or(0, |m| m.size);
+            n += 1;
+        }
+        let rest = targets.split_off(n.max(1).min(targets.len()));
+        let uids = targets.iter().map(|(_, u)| *u).collect();
+        // ENVELOPE and BODYSTRUCTURE alone come from the store's cached
+        // summaries; header sections need only the header.
+        let request = if bytes {
+            MailboxRequest::Bodies {
+                mailbox,
+                uids,
+                header_only,
+            }
+        } else {
+            MailboxRequest::Summaries { mailbox, uids }
+        };
+        self.ask(
+            user,
+            request,
+            Pending::Fetch {
+                tag,
+                uid,
+                items,
+                targets,
+                data: FetchData::default(),
+                rest,
+            },
+        );
+    }
+
     fn finish_fetch(
         &mut self,
         tag: String,
-        _uid: bool,
+        uid: bool,
         items: Vec<Item>,
         targets: Vec<(u32, u32)>,
         data: FetchData,
+        rest: Vec<(u32, u32)>,
     ) {
         let mut out = Vec::new();
         let by_uid: std::collections::HashMap<u32, &[u8]> = data
@@ -1671,12 +1698,25 @@ impl ImapSession {
             }
             out.extend_from_slice(b")\r\n");
         }
+        if !rest.is_empty() {
+            if let (Some(user), Some(mailbox)) = (
+                self.user().map(str::to_owned),
+                self.selected().map(str::to_owned),
+            ) {
+                self.send(&out);
+                return self.fetch_batch(user, mailbox, tag, uid, items, rest);
+            }
+        }
         out.extend_from_slice(format!("{tag} OK FETCH completed\r\n").as_bytes());
         self.send(&out);
     }
 
     /// Evaluates a search on the view (with message bytes when the key
     /// needs them), then answers, or asks for summaries to SORT by.
+    ///
+    /// A key that needs message bytes reads them in batches (`scan`: the
+    /// hits so far and the UIDs left), a few megabytes at a time.
+    #[allow(clippy::too_many_arguments)]
     fn search_hits(
         &mut self,
         user: String,
@@ -1684,22 +1724,74 @@ impl ImapSession {
         uid: bool,
         key: Key,
         form: SearchForm,
+        scan: Option<(Vec<(u32, u32)>, Vec<u32>)>,
         bodies: &[(u32, Vec<u8>)],
     ) {
-        let by_uid: std::collections::HashMap<u32, &[u8]> =
-            bodies.iter().map(|(u, d)| (*u, d.as_slice())).collect();
-        let mut hits = Vec::new();
-        if let Some(v) = self.view() {
-            let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
-            let max_uid = v.messages.last().map_or(0, |m| m.uid);
-            for (i, m) in v.messages.iter().enumerate() {
-                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let body = by_uid.get(&m.uid).copied();
-                if key.matches(m, seq, max_seq, max_uid, body) {
-                    hits.push((seq, m.uid));
+        let (max_seq, max_uid) = self.view().map_or((0, 0), |v| {
+            (
+                u32::try_from(v.messages.len()).unwrap_or(u32::MAX),
+                v.messages.last().map_or(0, |m| m.uid),
+            )
+        });
+        let hits = match scan {
+            Some((mut found, mut rest)) => {
+                for (u, body) in bodies {
+                    let (Some(i), Some(m)) = (self.index_of(*u), self.meta(*u)) else {
+                        continue;
+                    };
+                    let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    if key.matches(m, seq, max_seq, max_uid, Some(body)) {
+                        found.push((seq, *u));
+                    }
                 }
+                if !rest.is_empty() {
+                    let Some(mailbox) = self.selected().map(str::to_owned) else {
+                        return self.send_str(&format!("{tag} NO No mailbox selected\r\n"));
+                    };
+                    let mut n = 0;
+                    let mut sum = 0u64;
+                    for u in &rest {
+                        if n >= 512 || (n > 0 && sum >= 4 << 20) {
+                            break;
+                        }
+                        sum += self.meta(*u).map_or(0, |m| m.size);
+                        n += 1;
+                    }
+                    let later = rest.split_off(n.min(rest.len()));
+                    let header_only = !key.needs_text();
+                    return self.ask(
+                        user,
+                        MailboxRequest::Bodies {
+                            mailbox,
+                            uids: rest,
+                            header_only,
+                        },
+                        Pending::Search {
+                            tag,
+                            uid,
+                            key,
+                            form,
+                            hits: None,
+                            scan: Some((found, later)),
+                        },
+                    );
+                }
+                found.sort_unstable();
+                found
             }
-        }
+            None => {
+                let mut hits = Vec::new();
+                if let Some(v) = self.view() {
+                    for (i, m) in v.messages.iter().enumerate() {
+                        let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                        if key.matches(m, seq, max_seq, max_uid, None) {
+                            hits.push((seq, m.uid));
+                        }
+                    }
+                }
+                hits
+            }
+        };
         match (&form, self.selected().map(str::to_owned)) {
             (SearchForm::Sort(_), Some(mailbox)) if !hits.is_empty() => {
                 let uids = hits.iter().map(|(_, u)| *u).collect();
@@ -1712,6 +1804,7 @@ impl ImapSession {
                         key,
                         form,
                         hits: Some(hits),
+                        scan: None,
                     },
                 );
             }
@@ -1989,6 +2082,7 @@ impl ImapSession {
                     uid,
                     items,
                     targets,
+                    rest,
                     ..
                 },
                 MailboxAnswer::Bodies(bodies),
@@ -2041,6 +2135,7 @@ impl ImapSession {
                                     bodies: Some(bodies),
                                     summaries: None,
                                 },
+                                rest,
                             },
                         );
                         return;
@@ -2050,7 +2145,7 @@ impl ImapSession {
                             bodies: Some(bodies),
                             summaries: None,
                         };
-                        self.finish_fetch(tag, uid, items, targets, data)
+                        self.finish_fetch(tag, uid, items, targets, data, rest)
                     }
                 }
             }
@@ -2060,6 +2155,7 @@ impl ImapSession {
                     uid,
                     items,
                     targets,
+                    rest,
                     ..
                 },
                 MailboxAnswer::Summaries(summaries),
@@ -2068,7 +2164,7 @@ impl ImapSession {
                     bodies: None,
                     summaries: Some(summaries),
                 };
-                self.finish_fetch(tag, uid, items, targets, data)
+                self.finish_fetch(tag, uid, items, targets, data, rest)
             }
             (
                 Pending::Fetch {
@@ -2077,11 +2173,12 @@ impl ImapSession {
                     items,
                     targets,
                     data,
+                    rest,
                 },
                 MailboxAnswer::Flags { changed, .. },
             ) => {
                 self.apply_flags(&changed);
-                self.finish_fetch(tag, uid, items, targets, data);
+                self.finish_fetch(tag, uid, items, targets, data, rest);
             }
             (
                 Pending::Search {
@@ -2090,10 +2187,11 @@ impl ImapSession {
                     key,
                     form,
                     hits: None,
+                    scan: Some(scan),
                 },
                 MailboxAnswer::Bodies(bodies),
             ) => match self.user().map(str::to_owned) {
-                Some(user) => self.search_hits(user, tag, uid, key, form, &bodies),
+                Some(user) => self.search_hits(user, tag, uid, key, form, Some(scan), &bodies),
                 None => self.send_str(&format!("{tag} BAD Not logged in\r\n")),
             },
             (
@@ -2103,6 +2201,7 @@ impl ImapSession {
                     key,
                     form,
                     hits: Some(hits),
+                    ..
                 },
                 MailboxAnswer::Summaries(summaries),
             ) => self.finish_search(&tag, uid, &key, &form, hits, &summaries),
