@@ -164,7 +164,7 @@ enum Pending {
         hits: Option<Vec<(u32, u32)>>,
         /// While reading messages in batches: the hits so far and the
         /// UIDs still to read.
-        scan: Option<(Vec<(u32, u32)>, Vec<u32>)>,
+        scan: Option<Scan>,
     },
     Quota {
         tag: String,
@@ -200,6 +200,10 @@ struct FetchData {
     bodies: Option<Vec<(u32, Vec<u8>)>>,
     summaries: Option<Vec<(u32, Summary)>>,
 }
+
+/// A SEARCH reading messages in batches: the (sequence, UID) hits so
+/// far and the UIDs still to read.
+type Scan = (Vec<(u32, u32)>, Vec<u32>);
 
 /// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1724,7 +1728,7 @@ impl ImapSession {
         uid: bool,
         key: Key,
         form: SearchForm,
-        scan: Option<(Vec<(u32, u32)>, Vec<u32>)>,
+        scan: Option<Scan>,
         bodies: &[(u32, Vec<u8>)],
     ) {
         let (max_seq, max_uid) = self.view().map_or((0, 0), |v| {
