@@ -502,6 +502,18 @@ impl MailStore {
         }
     }
 
+    /// Whether an account has used up its storage limit (delivery then
+    /// answers 552 5.2.2, as Dovecot's LMTP does).
+    pub fn over_quota(&self, user: &str) -> bool {
+        let Some(limit) = self.limit(user) else {
+            return false;
+        };
+        match self.account(user) {
+            Some(root) => self.used(&root).is_ok_and(|u| u >= limit),
+            None => false,
+        }
+    }
+
     fn limit(&self, user: &str) -> Option<u64> {
         self.quotas
             .get(&user.to_lowercase())

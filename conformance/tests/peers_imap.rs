@@ -460,3 +460,49 @@ print("pushed")
     );
     assert_eq!(python(&script).trim(), "pushed");
 }
+
+/// A storage limit (`[imap] quota_mib`): GETQUOTAROOT reports use and
+/// limit in KiB (RFC 9208), and once the account is full APPEND answers
+/// NO [OVERQUOTA] and delivery 552 5.2.2 at RCPT, as Dovecot's LMTP does.
+#[test]
+fn quota_is_reported_and_enforced() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start_with(LISTENERS, "", "[imap]\nquota_mib = 1\n");
+    let (mx, imaps) = (d.addrs[0], d.addrs[1]);
+    let script = format!(
+        r#"
+import imaplib, smtplib, ssl, re
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+m.login("alice@example.com", "alice-pw")
+typ, data = m.getquotaroot("INBOX"); assert typ == "OK", data
+assert data == [[b'INBOX ""'], [b'"" (STORAGE 0 1024)']], data
+smtp = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
+big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1100
+smtp.sendmail("bob@example.net", ["alice@example.com"], big)
+try:
+    smtp.sendmail("bob@example.net", ["alice@example.com"], b"Subject: more\r\n\r\nx\r\n")
+    raise SystemExit("accepted over quota")
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = e.recipients["alice@example.com"]
+    assert code == 552 and text.startswith(b"5.2.2"), (code, text)
+smtp.quit()
+typ, data = m.getquotaroot("INBOX"); assert typ == "OK", data
+used = int(re.search(rb"STORAGE (\d+) 1024", data[1][0]).group(1))
+assert used > 1024, data
+typ, data = m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+assert typ == "NO" and b"[OVERQUOTA]" in data[0], (typ, data)
+m.logout()
+print("enforced", used)
+"#,
+        imaps = imaps.port(),
+        mx = mx.port()
+    );
+    let out = python(&script);
+    assert!(out.trim().starts_with("enforced "), "{out}");
+    assert!(d
+        .log_text()
+        .contains("552 5.2.2 <alice@example.com>: Mailbox full"));
+}

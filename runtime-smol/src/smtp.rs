@@ -210,7 +210,25 @@ async fn answer(
                         ),
                     ))
                 }
-                Resolution::Local { .. } => RcptAnswer::Local,
+                Resolution::Local { mailboxes, .. } => {
+                    let store = srv.mailstore.clone();
+                    let full = smol::unblock(move || {
+                        mailboxes
+                            .iter()
+                            .any(|m| store.over_quota(&format!("{}@{}", m.user, m.domain)))
+                    })
+                    .await;
+                    if full {
+                        info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: 552 5.2.2 <{}>: Mailbox full", req.to);
+                        RcptAnswer::Reject(Reply::new(
+                            552,
+                            "5.2.2",
+                            format!("<{}>: Mailbox full", req.to),
+                        ))
+                    } else {
+                        RcptAnswer::Local
+                    }
+                }
                 Resolution::Unknown => RcptAnswer::UnknownUser,
                 Resolution::Remote if req.authenticated.is_some() && srv.relay.is_none() => {
                     RcptAnswer::Reject(Reply::new(
