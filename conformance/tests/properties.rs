@@ -189,3 +189,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// SORT's base subject (RFC 5256 2.1) never panics, on any Unicode,
+    /// and is a fixed point: the base subject of a base subject is itself.
+    #[test]
+    fn base_subject_is_total_and_idempotent(s in "\\PC{0,40}|(\\[[a-z]{0,3}\\] ?)*(re|fwd?|RE|Fw)(\\[[0-9]\\])?: ?[a-zA-Z İ]{0,10}( \\(fwd\\))*") {
+        let b = postern_core::imap::mime::base_subject(&s);
+        prop_assert_eq!(postern_core::imap::mime::base_subject(&b), b.clone());
+    }
+
+    /// A message summary (what the store caches for ENVELOPE, BODYSTRUCTURE
+    /// and SORT) is computed from any bytes without panicking.
+    #[test]
+    fn summaries_of_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600), hdr in "(Subject|From|Date|Content-Type): [ -~]{0,30}\r\n") {
+        let mut msg = hdr.into_bytes();
+        msg.extend_from_slice(&bytes);
+        let s = postern_core::imap::mime::summary(&msg);
+        prop_assert!(s.envelope.starts_with('('));
+        prop_assert!(s.bodystructure.starts_with('('));
+    }
+}

@@ -264,15 +264,20 @@ pub fn summary(msg: &[u8]) -> super::event::Summary {
 /// folded, `Re:`/`Fw:`/`Fwd:` and `[blob]` prefixes and `(fwd)` trailers
 /// removed, `[fwd: ...]` unwrapped), lower-cased for comparison.
 pub fn base_subject(s: &str) -> String {
-    let mut s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Lower-cased first: every cut below is then on this one string.
+    let mut s: String = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     loop {
         let before = s.len();
         // Trailers.
-        while let Some(t) = s.strip_suffix("(fwd)").or_else(|| s.strip_suffix("(FWD)")) {
+        while let Some(t) = s.strip_suffix("(fwd)") {
             s = t.trim_end().to_owned();
         }
         // Leaders: [blob]* (re|fw|fwd) [blob]? ":"
-        let lower = s.to_lowercase();
+        let lower = s.clone();
         let mut rest = lower.as_str();
         let mut cut = None;
         loop {
@@ -309,15 +314,14 @@ pub fn base_subject(s: &str) -> String {
         if let Some(c) = cut {
             s = s[c..].trim_start().to_owned();
         }
-        let lower = s.to_lowercase();
-        if lower.starts_with("[fwd:") && s.ends_with(']') {
+        if s.starts_with("[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].trim().to_owned();
         }
         if s.len() == before {
             break;
         }
     }
-    s.to_lowercase()
+    s
 }
 
 /// What of a numbered part to return.
@@ -390,6 +394,9 @@ mod tests {
         assert_eq!(base_subject("RE[2]: Plans"), "plans");
         assert_eq!(base_subject("Re:"), "");
         assert_eq!(base_subject("Reunion"), "reunion");
+        // Case mapping that changes byte lengths must not cut a character.
+        assert_eq!(base_subject("[İİ] Re: İx"), "i̇x");
+        assert_eq!(base_subject("[\u{212a}] x"), "x");
     }
 
     #[test]
