@@ -78,6 +78,8 @@ struct Folder {
     entries: Vec<Entry>,
     keywords: Vec<String>,
     highest_modseq: u64,
+    /// The mod-sequence of messages the log does not list.
+    modseq_base: u64,
     /// Lines in `postern-modseq` (compacted when much longer than needed).
     modlog_lines: usize,
     /// The message list handed to sessions; rebuilt after a change.
@@ -192,13 +194,25 @@ impl Folder {
         let mut uidlist = None;
         let mut logged: HashMap<u32, u64> = HashMap::new();
         if !self.loaded {
-            let list = read_uidlist(dir).unwrap_or_else(new_uidlist);
+            let existing = read_uidlist(dir);
+            // UIDs clients may have cached, but no mod-sequences of ours
+            // (a Maildir taken over from Dovecot, or a lost log): start
+            // above any number a client can hold, so CONDSTORE clients
+            // fetch every flag once. A new UID list means a new
+            // UIDVALIDITY, and clients start over anyway: start at 1.
+            let fresh_base = if existing.is_some() {
+                u64::try_from(now_secs()).unwrap_or(1).max(1)
+            } else {
+                1
+            };
+            let list = existing.unwrap_or_else(new_uidlist);
             self.validity = list.validity;
             self.next = list.next.max(1);
             self.keywords = read_keywords(dir);
-            let (lines, highest, map) = read_modlog(dir, self.validity);
+            let (lines, base, highest, map) = read_modlog(dir, self.validity, fresh_base);
             self.modlog_lines = lines;
-            self.highest_modseq = highest.max(1);
+            self.modseq_base = base;
+            self.highest_modseq = highest.max(base);
             logged = map;
             uidlist = Some(list.uids);
         } else {
@@ -262,6 +276,7 @@ impl Folder {
         // Newcomers without a UID get one in the order they arrived (the
         // name starts with the time).
         fresh.sort_by(|a, b| a.base().cmp(b.base()));
+        let first_load_log = !self.loaded;
         let mut appended = Vec::new();
         let mut log = Vec::new();
         let listed = uidlist.as_ref().map_or(0, HashMap::len);
@@ -276,7 +291,7 @@ impl Folder {
                 log.push((e.uid, e.modseq));
             } else {
                 matched += 1;
-                e.modseq = logged.get(&e.uid).copied().unwrap_or(1);
+                e.modseq = logged.get(&e.uid).copied().unwrap_or(self.modseq_base);
             }
             self.next = self.next.max(e.uid + 1);
             entries.push(e);
@@ -290,8 +305,11 @@ impl Folder {
             e.modseq = self.highest_modseq;
             log.push((e.uid, e.modseq));
         }
-        if removed > 0 {
-            self.highest_modseq += 1;
+        if removed > 0 || (first_load_log && self.modlog_lines == 0) {
+            if removed > 0 {
+                self.highest_modseq += 1;
+            }
+            // A new log is written at once, so its base stays put.
             log.push((0, self.highest_modseq));
         }
         entries.sort_by_key(|e| e.uid);
@@ -367,8 +385,11 @@ impl Folder {
         }
         let path = dir.join("postern-modseq");
         if self.modlog_lines == 0 || self.modlog_lines > 2 * self.entries.len() + 1024 {
-            let mut text = format!("V{}\n0 {}\n", self.validity, self.highest_modseq);
-            for e in self.entries.iter().filter(|e| e.modseq > 1) {
+            let mut text = format!(
+                "V{} B{}\n0 {}\n",
+                self.validity, self.modseq_base, self.highest_modseq
+            );
+            for e in self.entries.iter().filter(|e| e.modseq != self.modseq_base) {
                 text.push_str(&format!("{} {}\n", e.uid, e.modseq));
             }
             self.modlog_lines = text.lines().count();
@@ -1130,21 +1151,31 @@ impl Folder {
     }
 }
 
-/// `postern-modseq`: `V<validity>`, then `<uid> <modseq>` lines (uid 0:
-/// the highest). Returns (lines, highest, uid -> modseq); a log for
-/// another UIDVALIDITY (or none) counts as empty.
-fn read_modlog(dir: &Path, validity: u32) -> (usize, u64, HashMap<u32, u64>) {
+/// `postern-modseq`: `V<validity> B<base>`, then `<uid> <modseq>` lines
+/// (uid 0: the highest; unlisted messages have the base). Returns (lines,
+/// base, highest, uid -> modseq); a log for another UIDVALIDITY (or none)
+/// counts as empty, with `fresh_base`.
+fn read_modlog(dir: &Path, validity: u32, fresh_base: u64) -> (usize, u64, u64, HashMap<u32, u64>) {
     let mut map = HashMap::new();
     let Ok(f) = File::open(dir.join("postern-modseq")) else {
-        return (0, 1, map);
+        return (0, fresh_base, fresh_base, map);
     };
     let mut lines = io::BufReader::new(f).lines();
-    match lines.next() {
-        Some(Ok(h)) if h == format!("V{validity}") => {}
-        _ => return (0, 1, map),
-    }
+    let base = match lines.next() {
+        Some(Ok(h)) => {
+            let mut w = h.split(' ');
+            match (w.next(), w.next().and_then(|b| b.strip_prefix('B'))) {
+                (Some(v), Some(b)) if v == format!("V{validity}") => b.parse::<u64>().ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(base) = base else {
+        return (0, fresh_base, fresh_base, map);
+    };
     let mut n = 1;
-    let mut highest = 1;
+    let mut highest = base;
     for l in lines.map_while(Result::ok) {
         n += 1;
         let Some((u, m)) = l.split_once(' ') else {
@@ -1158,7 +1189,7 @@ fn read_modlog(dir: &Path, validity: u32) -> (usize, u64, HashMap<u32, u64>) {
             map.insert(u, m);
         }
     }
-    (n, highest, map)
+    (n, base, highest, map)
 }
 
 fn escape_field(s: &str) -> String {
@@ -1767,6 +1798,20 @@ mod tests {
         );
         assert_eq!(v.messages[0].flags, vec!["\\Seen".to_owned()]);
         assert_eq!(v.messages[1].size, 3);
+        // Taken over without our mod-sequences: they start above anything
+        // a client could hold, the same for every message, and stay put.
+        assert!(v.highest_modseq > 1_700_000_000, "{}", v.highest_modseq);
+        assert!(v.messages.iter().all(|m| m.modseq == v.highest_modseq));
+        let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+        let MailboxAnswer::View(w) = again.answer(
+            "bob@example.com",
+            MailboxRequest::Select {
+                mailbox: "INBOX".into(),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!(w.highest_modseq, v.highest_modseq);
         let MailboxAnswer::Bodies(b) = s.answer(
             "bob@example.com",
             MailboxRequest::Bodies {
