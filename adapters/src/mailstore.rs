@@ -142,7 +142,7 @@ fn lock(f: &Mutex<Folder>) -> std::sync::MutexGuard<'_, Folder> {
 }
 
 /// `\Seen` etc. to Maildir letters and back (keywords apart).
-const FLAG_LETTERS: [(char, &str); 6] = [
+pub const FLAG_LETTERS: [(char, &str); 6] = [
     ('D', "\\Draft"),
     ('F', "\\Flagged"),
     ('P', "$Forwarded"),
@@ -1308,16 +1308,7 @@ fn read_header(path: &Path) -> io::Result<Vec<u8>> {
             break;
         }
     }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
-    let mut prev = 0u8;
-    for &b in &raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    Ok(out)
+    Ok(lf_to_crlf(&raw))
 }
 
 fn new_uidlist() -> UidList {
@@ -1475,22 +1466,27 @@ fn crlf_size(path: &Path) -> io::Result<u64> {
     Ok(b.len() as u64 + lfs - crlfs)
 }
 
-/// A message as IMAP serves it: CRLF line ends.
-fn read_message(path: &Path) -> io::Result<Vec<u8>> {
-    if fs::metadata(path)?.len() > MAX_MESSAGE {
-        return Err(io::Error::other("message too large to serve"));
-    }
-    let raw = fs::read(path)?;
+/// Bytes with LF line ends (as stored) with CRLF ones (as served).
+fn lf_to_crlf(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
     let mut prev = 0u8;
-    for &b in &raw {
+    for &b in raw {
         if b == b'\n' && prev != b'\r' {
             out.push(b'\r');
         }
         out.push(b);
         prev = b;
     }
-    Ok(out)
+    out
+}
+
+/// A message as IMAP serves it: CRLF line ends.
+fn read_message(path: &Path) -> io::Result<Vec<u8>> {
+    if fs::metadata(path)?.len() > MAX_MESSAGE {
+        return Err(io::Error::other("message too large to serve"));
+    }
+    let raw = fs::read(path)?;
+    Ok(lf_to_crlf(&raw))
 }
 
 /// Subscribed folders; before the account ever changed them, INBOX and

@@ -52,15 +52,8 @@ const MEM_INTERNAL_DATE: u64 = 1_795_588_686;
 /// The folders every account has (INBOX is the account directory).
 const DEFAULT_FOLDERS: &[&str] = &["Drafts", "Sent", "Junk", "Trash"];
 
-/// Maildir info letters (as `adapters/src/mailstore.rs` writes them).
-const FLAG_LETTERS: &[(char, &str)] = &[
-    ('D', "\\Draft"),
-    ('F', "\\Flagged"),
-    ('P', "$Forwarded"),
-    ('R', "\\Answered"),
-    ('S', "\\Seen"),
-    ('T', "\\Deleted"),
-];
+/// Maildir info letters, as the store writes them.
+use postern_adapters::mailstore::FLAG_LETTERS;
 
 /// How a transcript is run, or why it cannot be.
 struct Plan {
@@ -522,34 +515,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `25-Nov-2026 06:38:06 +0000` (a space for a leading zero allowed) as
-/// seconds since the epoch.
+/// `25-Nov-2026 06:38:06 +0000` as seconds since the epoch (the core's
+/// own APPEND date-time parser).
 fn date_secs(s: &str) -> Option<u64> {
-    let (date, rest) = s.trim_start().split_once(' ')?;
-    let (time, zone) = rest.split_once(' ')?;
-    let mut d = date.split('-');
-    let day: i64 = d.next()?.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| Some(*m) == d.next())? as i64
-        + 1;
-    let year: i64 = d.next()?.parse().ok()?;
-    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    let sign = if zone.starts_with('-') { -1 } else { 1 };
-    let z: i64 = zone.get(1..)?.parse().ok()?;
-    let offset = sign * ((z / 100) * 3600 + (z % 100) * 60);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec - offset).ok()
+    postern_core::imap::fetch::parse_date_time(s).and_then(|t| u64::try_from(t).ok())
 }
 
 /// Replays one transcript against a fresh daemon; `Err` names the lines.

@@ -1835,17 +1835,21 @@ impl ImapSession {
         } else {
             None
         };
+        // `* SEARCH 2 5 (MODSEQ 9)` or `* SORT ...`, then the tagged OK.
+        let list = |what: &str, hits: &[(u32, u32)], r: &mut String| {
+            let _ = write!(r, "* {what}");
+            for h in hits {
+                let _ = write!(r, " {}", number(h));
+            }
+            if let Some(m) = modseq {
+                let _ = write!(r, " (MODSEQ {m})");
+            }
+            let _ = write!(r, "\r\n{tag} OK {what} completed\r\n");
+        };
         let mut r = String::new();
         match form {
             SearchForm::Plain => {
-                r.push_str("* SEARCH");
-                for h in &hits {
-                    let _ = write!(r, " {}", number(h));
-                }
-                if let Some(m) = modseq {
-                    let _ = write!(r, " (MODSEQ {m})");
-                }
-                let _ = write!(r, "\r\n{tag} OK SEARCH completed\r\n");
+                list("SEARCH", &hits, &mut r);
             }
             SearchForm::Extended(ret) => {
                 let _ = write!(r, "* ESEARCH (TAG \"{tag}\")");
@@ -1919,14 +1923,7 @@ impl ImapSession {
                     // RFC 5256: ties go by sequence number.
                     a.0.cmp(&b.0)
                 });
-                r.push_str("* SORT");
-                for h in &hits {
-                    let _ = write!(r, " {}", number(h));
-                }
-                if let Some(m) = modseq {
-                    let _ = write!(r, " (MODSEQ {m})");
-                }
-                let _ = write!(r, "\r\n{tag} OK SORT completed\r\n");
+                list("SORT", &hits, &mut r);
             }
         }
         self.send_str(&r);
