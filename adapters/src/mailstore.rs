@@ -30,6 +30,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The largest message body read for FETCH or SEARCH.
 const MAX_MESSAGE: u64 = 64 << 20;
+/// The version of what `postern-summaries` holds: a cache written by an
+/// older Postern (other ENVELOPE or BODYSTRUCTURE text) is rebuilt.
+const SUMMARY_FORMAT: u32 = 2;
 /// The largest header read when only the header is asked for.
 const MAX_HEADER: usize = 1 << 20;
 /// Summaries kept in memory over all folders; past this a folder's are
@@ -446,7 +449,15 @@ impl Folder {
             recent: 0,
             size: self.entries.iter().map(|m| m.size).sum(),
             highest_modseq: self.highest_modseq,
+            deleted: u32::try_from(self.deleted().count()).unwrap_or(u32::MAX),
+            deleted_storage: self.deleted().map(|m| m.size).sum(),
         }
+    }
+
+    fn deleted(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
     }
 }
 
@@ -576,7 +587,9 @@ impl MailStore {
                 let names = list_folders(root)?;
                 let mut out = Vec::new();
                 for n in &names {
-                    if !patterns.iter().any(|p| wildcard(p, n))
+                    if !patterns
+                        .iter()
+                        .any(|p| postern_core::imap::session::wildcard(p, n))
                         || (subscribed_only && !subs.contains(n))
                     {
                         continue;
@@ -603,6 +616,12 @@ impl MailStore {
                         attributes,
                         status,
                     });
+                }
+                if subscribed_only {
+                    out.extend(postern_core::imap::session::nonexistent_subscriptions(
+                        &subs, &names, &patterns,
+                    ));
+                    out.sort_by(|a, b| a.name.cmp(&b.name));
                 }
                 Ok(MailboxAnswer::List(out))
             }
@@ -1003,7 +1022,7 @@ impl MailStore {
                 }
                 if f.summary_lines == 0 || f.summary_lines > 2 * live + 1024 {
                     // Start over: header, then every live message's record.
-                    let mut all = format!("V{}\n", f.validity);
+                    let mut all = format!("V{} F{SUMMARY_FORMAT}\n", f.validity);
                     for e in &f.entries {
                         if let Some(s) = cache.get(&e.uid) {
                             all.push_str(&summary_line(e.uid, s));
@@ -1252,7 +1271,7 @@ fn read_summaries(dir: &Path, validity: u32) -> (HashMap<u32, Summary>, usize) {
     };
     let mut lines = io::BufReader::new(f).lines();
     match lines.next() {
-        Some(Ok(h)) if h == format!("V{validity}") => {}
+        Some(Ok(h)) if h == format!("V{validity} F{SUMMARY_FORMAT}") => {}
         _ => return (map, 0),
     }
     let mut n = 1;
@@ -1528,28 +1547,6 @@ fn special_use(name: &str) -> Option<&'static str> {
         "Archive" => Some("\\Archive"),
         _ => None,
     }
-}
-
-/// IMAP LIST wildcards: `*` matches anything, `%` anything but `/`.
-pub fn wildcard(pattern: &str, name: &str) -> bool {
-    fn m(p: &[u8], n: &[u8], budget: &mut u32) -> bool {
-        if *budget == 0 {
-            return false;
-        }
-        *budget -= 1;
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..], budget)),
-            Some((b'%', rest)) => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != b'/')
-                .any(|i| m(rest, &n[i..], budget)),
-            Some((c, rest)) => {
-                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &n[1..], budget)
-            }
-        }
-    }
-    let mut budget = 100_000;
-    m(pattern.as_bytes(), name.as_bytes(), &mut budget)
 }
 
 #[cfg(test)]

@@ -142,20 +142,8 @@ fn special_use(name: &str) -> Option<&'static str> {
     }
 }
 
-fn wildcard(pattern: &str, name: &str) -> bool {
-    fn m(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..])),
-            Some((b'%', rest)) => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != b'/')
-                .any(|i| m(rest, &n[i..])),
-            Some((c, rest)) => {
-                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &n[1..])
-            }
-        }
-    }
-    m(pattern.as_bytes(), name.as_bytes())
+fn deleted(m: &Msg) -> bool {
+    m.flags.iter().any(|f| f == "\\Deleted")
 }
 
 impl MemStore {
@@ -221,6 +209,13 @@ impl MemStore {
             recent: 0,
             size: f.messages.iter().map(|m| m.data.len() as u64).sum(),
             highest_modseq: f.highest_modseq,
+            deleted: f.messages.iter().filter(|m| deleted(m)).count() as u32,
+            deleted_storage: f
+                .messages
+                .iter()
+                .filter(|m| deleted(m))
+                .map(|m| m.data.len() as u64)
+                .sum(),
         })
     }
 
@@ -240,10 +235,15 @@ impl MemStore {
                 patterns,
                 subscribed_only,
                 with_status,
-            } => MailboxAnswer::List(
-                self.folders
+            } => {
+                let mut entries: Vec<ListEntry> = self
+                    .folders
                     .keys()
-                    .filter(|n| patterns.iter().any(|p| wildcard(p, n)))
+                    .filter(|n| {
+                        patterns
+                            .iter()
+                            .any(|p| postern_core::imap::session::wildcard(p, n))
+                    })
                     .filter(|n| !subscribed_only || self.subscribed.contains(*n))
                     .map(|n| {
                         let children = self.folders.keys().any(|c| c.starts_with(&format!("{n}/")));
@@ -265,8 +265,17 @@ impl MemStore {
                             status: with_status.then(|| self.counts(n)).flatten(),
                         }
                     })
-                    .collect(),
-            ),
+                    .collect();
+                if subscribed_only {
+                    let names: Vec<String> = self.folders.keys().cloned().collect();
+                    let subs: Vec<String> = self.subscribed.iter().cloned().collect();
+                    entries.extend(postern_core::imap::session::nonexistent_subscriptions(
+                        &subs, &names, &patterns,
+                    ));
+                    entries.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+                MailboxAnswer::List(entries)
+            }
             R::Select { mailbox } => self
                 .view(&mailbox)
                 .map_or_else(missing, MailboxAnswer::View),

@@ -100,6 +100,7 @@ const HEADER_DIRECTIVES: &[&str] = &[
     "rcpt-tempfail",
     "autotls",
     "user",
+    "quota",
     "message",
 ];
 

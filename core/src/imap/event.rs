@@ -64,6 +64,10 @@ pub struct StatusCounts {
     pub size: u64,
     /// HIGHESTMODSEQ (RFC 7162).
     pub highest_modseq: u64,
+    /// DELETED (RFC 9051): messages flagged \Deleted.
+    pub deleted: u32,
+    /// DELETED-STORAGE (RFC 9208): their bytes.
+    pub deleted_storage: u64,
 }
 
 /// What FETCH ENVELOPE/BODY/BODYSTRUCTURE and SORT need of a message,

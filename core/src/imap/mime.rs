@@ -37,17 +37,32 @@ fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
         .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
 }
 
+/// A display name for ENVELOPE: the header's phrase is 7-bit there, so
+/// a name mail-parser decoded from encoded words goes back into one
+/// (RFC 2047, UTF-8); an ASCII name is sent as it is.
+fn phrase(name: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    let n = name?;
+    if n.is_ascii() {
+        return Some(n.to_owned());
+    }
+    Some(format!(
+        "=?UTF-8?B?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(n.as_bytes())
+    ))
+}
+
 fn addresses(a: Option<&Address<'_>>) -> String {
     let Some(a) = a else { return "NIL".to_owned() };
     let mut out = String::from("(");
-    let mut push = |name: Option<&str>, addr: Option<&str>| {
+    let push = |out: &mut String, name: Option<&str>, addr: Option<&str>| {
         let (local, domain) = match addr.and_then(|x| x.rsplit_once('@')) {
             Some((l, d)) => (Some(l), Some(d)),
             None => (addr, None),
         };
         out.push_str(&format!(
             "({} NIL {} {})",
-            nstring(name),
+            nstring(phrase(name).as_deref()),
             nstring(local),
             nstring(domain)
         ));
@@ -55,13 +70,22 @@ fn addresses(a: Option<&Address<'_>>) -> String {
     match a {
         Address::List(list) => {
             for x in list {
-                push(x.name.as_deref(), x.address.as_deref());
+                push(&mut out, x.name.as_deref(), x.address.as_deref());
             }
         }
         Address::Group(groups) => {
+            // RFC 9051 7.5.2: a group is marked by a start (NIL for the
+            // host, the group name as mailbox) and an end (all NIL).
             for g in groups {
+                let name = g.name.as_deref();
+                if let Some(n) = name {
+                    push(&mut out, None, Some(n));
+                }
                 for x in &g.addresses {
-                    push(x.name.as_deref(), x.address.as_deref());
+                    push(&mut out, x.name.as_deref(), x.address.as_deref());
+                }
+                if name.is_some() {
+                    out.push_str("(NIL NIL NIL NIL)");
                 }
             }
         }
@@ -127,6 +151,53 @@ fn params(ct: Option<&ContentType<'_>>, default_charset: bool) -> String {
     }
 }
 
+/// A part's header field as written (unfolded, trimmed): BODYSTRUCTURE
+/// gives Content-ID, Content-Description, Content-MD5 and
+/// Content-Location raw (RFC 9051 7.5.2). `raw` is the outermost message:
+/// the parser's offsets count from its start, nested messages included.
+fn part_header(part: &MessagePart<'_>, name: &str, raw: &[u8]) -> Option<String> {
+    let h = part
+        .headers()
+        .iter()
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(name))?;
+    let v = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+    let v = String::from_utf8_lossy(v)
+        .replace("\r\n", "")
+        .replace('\n', "");
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// body-fld-lang: NIL, a string, or a list of strings.
+fn languages(part: &MessagePart<'_>, raw: &[u8]) -> String {
+    let Some(v) = part_header(part, "Content-Language", raw) else {
+        return "NIL".to_owned();
+    };
+    let tags: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| nstring(Some(t)))
+        .collect();
+    match tags.len() {
+        0 => "NIL".to_owned(),
+        1 => tags[0].clone(),
+        _ => format!("({})", tags.join(" ")),
+    }
+}
+
+/// body-fld-dsp: `("ATTACHMENT" ("FILENAME" "a.pdf"))` or NIL.
+fn disposition(part: &MessagePart<'_>) -> String {
+    match part.content_disposition() {
+        Some(d) => format!(
+            "({} {})",
+            nstring(Some(&d.c_type.to_ascii_uppercase())),
+            params(Some(d), false)
+        ),
+        None => "NIL".to_owned(),
+    }
+}
+
 fn part_structure(
     m: &Message<'_>,
     part: &MessagePart<'_>,
@@ -151,7 +222,13 @@ fn part_structure(
             .to_ascii_uppercase();
         s.push_str(&format!(" {}", nstring(Some(&sub))));
         if extensible {
-            s.push_str(&format!(" {} NIL NIL NIL", params(ct, false)));
+            s.push_str(&format!(
+                " {} {} {} {}",
+                params(ct, false),
+                disposition(part),
+                languages(part, raw),
+                nstring(part_header(part, "Content-Location", raw).as_deref())
+            ));
         }
         s.push(')');
         return s;
@@ -178,34 +255,31 @@ fn part_structure(
         nstring(Some(&ty)),
         nstring(Some(&sub)),
         params(ct, ty == "TEXT"),
-        nstring(part.content_id()),
-        nstring(part.content_description()),
+        nstring(part_header(part, "Content-ID", raw).as_deref()),
+        nstring(part_header(part, "Content-Description", raw).as_deref()),
         nstring(Some(&encoding)),
         body.len()
     );
     let lines = body.iter().filter(|&&b| b == b'\n').count();
     match &part.body {
         PartType::Message(inner) if ty == "MESSAGE" => {
-            let inner_raw = inner.raw_message();
             s.push_str(&format!(
                 " {} {} {lines}",
                 envelope_of(inner),
-                part_structure(inner, inner.root_part(), inner_raw, extensible, depth + 1)
+                part_structure(inner, inner.root_part(), raw, extensible, depth + 1)
             ));
         }
         _ if ty == "TEXT" => s.push_str(&format!(" {lines}")),
         _ => {}
     }
     if extensible {
-        let disposition = match part.content_disposition() {
-            Some(d) => format!(
-                "({} {})",
-                nstring(Some(&d.c_type.to_ascii_uppercase())),
-                params(Some(d), false)
-            ),
-            None => "NIL".to_owned(),
-        };
-        s.push_str(&format!(" NIL {disposition} NIL NIL"));
+        s.push_str(&format!(
+            " {} {} {} {}",
+            nstring(part_header(part, "Content-MD5", raw).as_deref()),
+            disposition(part),
+            languages(part, raw),
+            nstring(part_header(part, "Content-Location", raw).as_deref())
+        ));
     }
     s.push(')');
     s
@@ -360,8 +434,8 @@ pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
             None => return None,
         }
     }
-    let raw = cur_msg.raw_message();
-    let slice = |a: u32, b: u32| raw.get(a as usize..b as usize).map(<[u8]>::to_vec);
+    // Offsets count from the outermost message, nested ones included.
+    let slice = |a: u32, b: u32| msg.get(a as usize..b as usize).map(<[u8]>::to_vec);
     match spec {
         PartSpec::Body => slice(part.offset_body, part.offset_end),
         PartSpec::Mime => slice(part.offset_header, part.offset_body),

@@ -140,6 +140,8 @@ enum Pending {
         sub_attr: bool,
         special_only: bool,
         status: Option<Vec<String>>,
+        /// RECURSIVEMATCH with SUBSCRIBED: the patterns asked.
+        recursive: Option<Vec<String>>,
     },
     Status {
         tag: String,
@@ -174,6 +176,8 @@ enum Pending {
         tag: String,
         uid: bool,
         silent: bool,
+        /// UNCHANGEDSINCE was given.
+        conditional: bool,
     },
     Expunge {
         tag: String,
@@ -289,6 +293,46 @@ pub fn safe_mailbox_name(name: &str) -> bool {
 }
 
 /// Canonical form: `INBOX` in any case is `INBOX`.
+/// IMAP LIST wildcards: `*` matches anything, `%` anything but `/`.
+pub fn wildcard(pattern: &str, name: &str) -> bool {
+    fn m(p: &[u8], n: &[u8], budget: &mut u32) -> bool {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..], budget)),
+            Some((b'%', rest)) => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != b'/')
+                .any(|i| m(rest, &n[i..], budget)),
+            Some((c, rest)) => {
+                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &n[1..], budget)
+            }
+        }
+    }
+    let mut budget = 100_000;
+    m(pattern.as_bytes(), name.as_bytes(), &mut budget)
+}
+
+/// Subscribed names with no mailbox (RFC 5258 3.1: `LIST (SUBSCRIBED)`
+/// returns them, marked `\NonExistent`).
+pub fn nonexistent_subscriptions(
+    subs: &[String],
+    names: &[String],
+    patterns: &[String],
+) -> Vec<super::event::ListEntry> {
+    subs.iter()
+        .filter(|s| !names.contains(s))
+        .filter(|s| patterns.iter().any(|p| wildcard(p, s)))
+        .map(|s| super::event::ListEntry {
+            name: s.clone(),
+            attributes: vec!["\\NonExistent".into(), "\\Subscribed".into()],
+            status: None,
+        })
+        .collect()
+}
+
 fn canonical(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         "INBOX".to_owned()
@@ -622,6 +666,18 @@ impl ImapSession {
         c
     }
 
+    /// Turns CONDSTORE on (RFC 7162 3.1): the first enabling command with
+    /// a mailbox selected gets the mailbox's HIGHESTMODSEQ first.
+    fn condstore_on(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(h) = self.view().map(|v| v.highest_modseq) {
+            self.send_str(&format!("* OK [HIGHESTMODSEQ {h}] Highest\r\n"));
+        }
+    }
+
     fn ask(&mut self, user: String, request: MailboxRequest, pending: Pending) {
         self.outputs
             .push_back(Output::Event(Event::Mailbox { user, request }));
@@ -858,16 +914,20 @@ impl ImapSession {
                     return self.send_str(&format!("{tag} BAD Syntax: ENABLE capability...\r\n"));
                 }
                 // RFC 5161: only what is supported and newly enabled is listed.
-                let mut enabled = String::from("* ENABLED");
-                for a in &cmd.args {
-                    if let Some(c) = a.as_astring() {
-                        if c.eq_ignore_ascii_case("CONDSTORE") && !self.condstore {
-                            self.condstore = true;
-                            enabled.push_str(" CONDSTORE");
-                        }
-                    }
+                let wants = cmd.args.iter().any(|a| {
+                    a.as_astring()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("CONDSTORE"))
+                });
+                let newly = if wants && !self.condstore {
+                    " CONDSTORE"
+                } else {
+                    ""
+                };
+                self.send_str(&format!("* ENABLED{newly}\r\n"));
+                if wants {
+                    self.condstore_on();
                 }
-                self.send_str(&format!("{enabled}\r\n{tag} OK ENABLE completed\r\n"));
+                self.send_str(&format!("{tag} OK ENABLE completed\r\n"));
             }
             "GETQUOTAROOT" | "GETQUOTA" => {
                 let Some(arg) = cmd.args.first().and_then(Value::as_astring) else {
@@ -917,7 +977,9 @@ impl ImapSession {
                             |p| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE")),
                         ) =>
                     {
-                        self.condstore |= !params.is_empty();
+                        if !params.is_empty() {
+                            self.condstore_on();
+                        }
                     }
                     Some(_) => {
                         return self.send_str(&format!("{tag} BAD Unknown SELECT parameter\r\n"))
@@ -998,10 +1060,15 @@ impl ImapSession {
                     .iter()
                     .filter_map(|i| i.as_astring().map(|s| s.to_ascii_uppercase()))
                     .collect();
+                if items.is_empty() {
+                    return self.send_str(&format!("{tag} BAD Syntax: STATUS mailbox (items)\r\n"));
+                }
                 if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
                     return self.send_str(&format!("{tag} BAD Unknown STATUS item {bad}\r\n"));
                 }
-                self.condstore |= items.iter().any(|i| i == "HIGHESTMODSEQ");
+                if items.iter().any(|i| i == "HIGHESTMODSEQ") {
+                    self.condstore_on();
+                }
                 self.ask(
                     user,
                     MailboxRequest::Status {
@@ -1077,29 +1144,44 @@ impl ImapSession {
         let mut args = cmd.args.as_slice();
         let mut subscribed_only = lsub;
         let mut special_only = false;
+        let mut recursive = false;
+        // LIST-EXTENDED syntax (selection or return options, a pattern
+        // list): `""` is then a pattern like any other (RFC 5258 3).
+        let mut extended = false;
         let atom_is =
             |v: &Value<'_>, w: &str| matches!(v, Value::Atom(a) if a.eq_ignore_ascii_case(w));
         if !lsub {
             if let Some(Value::List(sel)) = args.first() {
+                extended = true;
                 for o in sel {
                     if atom_is(o, "SUBSCRIBED") {
                         subscribed_only = true;
                     } else if atom_is(o, "SPECIAL-USE") {
                         special_only = true;
-                    } else if !(atom_is(o, "REMOTE") || atom_is(o, "RECURSIVEMATCH")) {
+                    } else if atom_is(o, "RECURSIVEMATCH") {
+                        recursive = true;
+                    } else if !atom_is(o, "REMOTE") {
                         return self
                             .send_str(&format!("{tag} BAD Unknown LIST selection option\r\n"));
                     }
+                }
+                // RFC 5258 3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD.
+                if recursive && !subscribed_only && !special_only {
+                    return self.send_str(&format!(
+                        "{tag} BAD RECURSIVEMATCH needs another selection option\r\n"
+                    ));
                 }
                 args = &args[1..];
             }
         }
         let reference = args.first().and_then(Value::as_astring);
         let patterns: Option<Vec<String>> = match args.get(1) {
-            Some(Value::List(ps)) if !lsub && !ps.is_empty() => ps
-                .iter()
-                .map(|p| p.as_astring().map(|p| p.into_owned()))
-                .collect(),
+            Some(Value::List(ps)) if !lsub && !ps.is_empty() => {
+                extended = true;
+                ps.iter()
+                    .map(|p| p.as_astring().map(|p| p.into_owned()))
+                    .collect()
+            }
             Some(v) => v.as_astring().map(|p| vec![p.into_owned()]),
             None => None,
         };
@@ -1111,6 +1193,7 @@ impl ImapSession {
         match (args.get(2), args.get(3)) {
             (None, _) => {}
             (Some(r), Some(Value::List(opts))) if !lsub && atom_is(r, "RETURN") => {
+                extended = true;
                 let mut i = 0;
                 while let Some(o) = opts.get(i) {
                     if atom_is(o, "SUBSCRIBED") {
@@ -1125,10 +1208,17 @@ impl ImapSession {
                             .iter()
                             .filter_map(|v| v.as_astring().map(|s| s.to_ascii_uppercase()))
                             .collect();
+                        if items.is_empty() {
+                            return self.send_str(&format!(
+                                "{tag} BAD Syntax: RETURN (STATUS (items))\r\n"
+                            ));
+                        }
                         if items.iter().any(|x| !STATUS_ITEMS.contains(&x.as_str())) {
                             return self.send_str(&format!("{tag} BAD Unknown STATUS item\r\n"));
                         }
-                        self.condstore |= items.iter().any(|x| x == "HIGHESTMODSEQ");
+                        if items.iter().any(|x| x == "HIGHESTMODSEQ") {
+                            self.condstore_on();
+                        }
                         status = Some(items);
                         i += 1;
                     } else if !(atom_is(o, "CHILDREN") || atom_is(o, "SPECIAL-USE")) {
@@ -1139,23 +1229,34 @@ impl ImapSession {
             }
             _ => return self.send_str(&format!("{tag} BAD Syntax: LIST ... RETURN (options)\r\n")),
         }
-        if patterns.len() == 1 && patterns[0].is_empty() {
-            let kw = if lsub { "LSUB" } else { "LIST" };
+        let kw = if lsub { "LSUB" } else { "LIST" };
+        if !extended && patterns.len() == 1 && patterns[0].is_empty() {
             return self.send_str(&format!(
                 "* {kw} (\\Noselect) \"/\" \"\"\r\n{tag} OK {kw} completed\r\n"
             ));
         }
-        let patterns = patterns
+        let patterns: Vec<String> = patterns
             .iter()
             .filter(|p| !p.is_empty())
             .map(|p| format!("{reference}{p}"))
             .collect();
+        if patterns.is_empty() {
+            return self.send_str(&format!("{tag} OK {kw} completed\r\n"));
+        }
         let with_status = status.is_some();
+        // RECURSIVEMATCH with SUBSCRIBED: every mailbox, then the session
+        // picks (a parent of a subscribed child the patterns miss is
+        // listed with CHILDINFO).
+        let (request_patterns, recursive) = if recursive && subscribed_only {
+            (vec!["*".to_owned()], Some(patterns))
+        } else {
+            (patterns, None)
+        };
         self.ask(
             user,
             MailboxRequest::List {
-                patterns,
-                subscribed_only,
+                patterns: request_patterns,
+                subscribed_only: subscribed_only && recursive.is_none(),
                 with_status,
             },
             Pending::List {
@@ -1164,6 +1265,7 @@ impl ImapSession {
                 sub_attr: ret_sub || subscribed_only,
                 special_only,
                 status,
+                recursive,
             },
         );
     }
@@ -1269,7 +1371,7 @@ impl ImapSession {
                     }
                 }
                 if changed_since.is_some() || items.contains(&Item::Modseq) {
-                    self.condstore = true;
+                    self.condstore_on();
                 }
                 if uid && !items.contains(&Item::Uid) {
                     items.insert(0, Item::Uid);
@@ -1309,6 +1411,10 @@ impl ImapSession {
                     let Some(cs) = args.get(1).and_then(Value::as_astring) else {
                         return self.send_str(&format!("{tag} BAD SORT needs a charset\r\n"));
                     };
+                    // The charset is required: `SORT (DATE) ALL` has none.
+                    if args.len() < 3 {
+                        return self.send_str(&format!("{tag} BAD SEARCH needs a key\r\n"));
+                    }
                     if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
                         return self.send_str(&format!(
                             "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n"
@@ -1354,7 +1460,9 @@ impl ImapSession {
                     }
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
-                self.condstore |= key.uses_modseq();
+                if key.uses_modseq() {
+                    self.condstore_on();
+                }
                 let _ = mailbox;
                 let scan = key.needs_body().then(|| {
                     let uids = self
@@ -1390,7 +1498,7 @@ impl ImapSession {
                         }
                     }
                     rest = &rest[1..];
-                    self.condstore = true;
+                    self.condstore_on();
                 }
                 let (Some(set), Some(Value::Atom(op)), Some(flags)) = (
                     cmd.args
@@ -1450,6 +1558,7 @@ impl ImapSession {
                         tag: t,
                         uid,
                         silent,
+                        conditional: unchanged_since.is_some(),
                     },
                 );
             }
@@ -1879,6 +1988,25 @@ impl ImapSession {
                         }
                     }
                 }
+                // RFC 4731 3.2: with only MIN and/or MAX, the highest
+                // mod-sequence of the messages returned.
+                let modseq = if ret.iter().any(|o| o == "ALL" || o == "COUNT") {
+                    modseq
+                } else {
+                    let pick = |h: Option<&(u32, u32)>| {
+                        h.and_then(|(_, u)| self.meta(*u)).map(|m| m.modseq)
+                    };
+                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let min = ret
+                        .iter()
+                        .any(|o| o == "MIN")
+                        .then(|| pick(hits.iter().min_by(by_num)));
+                    let max = ret
+                        .iter()
+                        .any(|o| o == "MAX")
+                        .then(|| pick(hits.iter().max_by(by_num)));
+                    modseq.and(min.flatten().max(max.flatten()))
+                };
                 if let (Some(m), false) = (modseq, nums.is_empty()) {
                     let _ = write!(r, " MODSEQ {m}");
                 }
@@ -1910,10 +2038,12 @@ impl ImapSession {
                                 .date
                                 .unwrap_or(ma.1)
                                 .cmp(&sb.sort.date.unwrap_or(mb.1)),
-                            SortBy::From => sa.sort.from.cmp(&sb.sort.from),
-                            SortBy::To => sa.sort.to.cmp(&sb.sort.to),
-                            SortBy::Cc => sa.sort.cc.cmp(&sb.sort.cc),
-                            SortBy::Subject => sa.sort.subject.cmp(&sb.sort.subject),
+                            // i;unicode-casemap (RFC 5051): titlecase,
+                            // upper case for ASCII.
+                            SortBy::From => casemap(&sa.sort.from, &sb.sort.from),
+                            SortBy::To => casemap(&sa.sort.to, &sb.sort.to),
+                            SortBy::Cc => casemap(&sa.sort.cc, &sb.sort.cc),
+                            SortBy::Subject => casemap(&sa.sort.subject, &sb.sort.subject),
                         };
                         let o = if *reverse { o.reverse() } else { o };
                         if o != std::cmp::Ordering::Equal {
@@ -2004,12 +2134,32 @@ impl ImapSession {
                     sub_attr,
                     special_only,
                     status,
+                    recursive,
                 },
                 MailboxAnswer::List(entries),
             ) => {
                 let kw = if lsub { "LSUB" } else { "LIST" };
+                let subscribed =
+                    |e: &super::event::ListEntry| e.attributes.iter().any(|a| a == "\\Subscribed");
                 let mut r = String::new();
-                for e in entries {
+                for e in &entries {
+                    let mut childinfo = "";
+                    if let Some(patterns) = &recursive {
+                        if !patterns.iter().any(|p| wildcard(p, &e.name)) {
+                            continue;
+                        }
+                        let prefix = format!("{}/", e.name);
+                        let child = entries.iter().any(|c| {
+                            c.name.starts_with(&prefix)
+                                && subscribed(c)
+                                && !patterns.iter().any(|p| wildcard(p, &c.name))
+                        });
+                        if child {
+                            childinfo = " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
+                        } else if !subscribed(e) {
+                            continue;
+                        }
+                    }
                     if special_only && !e.attributes.iter().any(|a| is_special_use(a)) {
                         continue;
                     }
@@ -2018,10 +2168,18 @@ impl ImapSession {
                         .iter()
                         .map(String::as_str)
                         .filter(|a| sub_attr || !a.eq_ignore_ascii_case("\\Subscribed"))
+                        // RFC 3501 6.3.9: LSUB marks a vanished mailbox \Noselect.
+                        .map(|a| {
+                            if lsub && a == "\\NonExistent" {
+                                "\\Noselect"
+                            } else {
+                                a
+                            }
+                        })
                         .collect();
                     let _ = write!(
                         r,
-                        "* {kw} ({}) \"/\" {}\r\n",
+                        "* {kw} ({}) \"/\" {}{childinfo}\r\n",
                         attrs.join(" "),
                         quote(&e.name)
                     );
@@ -2206,7 +2364,15 @@ impl ImapSession {
                 },
                 MailboxAnswer::Summaries(summaries),
             ) => self.finish_search(&tag, uid, &key, &form, hits, &summaries),
-            (Pending::Store { tag, uid, silent }, MailboxAnswer::Flags { changed, modified }) => {
+            (
+                Pending::Store {
+                    tag,
+                    uid,
+                    silent,
+                    conditional,
+                },
+                MailboxAnswer::Flags { changed, modified },
+            ) => {
                 let before: std::collections::HashMap<u32, u64> = changed
                     .iter()
                     .filter_map(|c| self.meta(c.uid).map(|m| (c.uid, m.modseq)))
@@ -2233,9 +2399,17 @@ impl ImapSession {
                             "* {seq} FETCH (FLAGS {}{uid_part}{modseq})\r\n",
                             Self::flags_list(&c.flags)
                         );
-                    } else if self.condstore && before.get(&c.uid) != Some(&c.modseq) {
-                        // RFC 7162 3.1.3: .SILENT still reports the new MODSEQ.
-                        let _ = write!(r, "* {seq} FETCH ({}{modseq})\r\n", uid_part.trim_start());
+                    } else if self.condstore
+                        && (conditional || before.get(&c.uid) != Some(&c.modseq))
+                    {
+                        // RFC 7162 3.1.3: .SILENT still reports the MODSEQ
+                        // of what changed, and of all a conditional STORE passed.
+                        let _ = write!(
+                            r,
+                            "* {seq} FETCH ({}{})\r\n",
+                            uid_part.trim_start().to_owned() + if uid { " " } else { "" },
+                            modseq.trim_start()
+                        );
                     }
                 }
                 if modified.is_empty() {
@@ -2469,6 +2643,8 @@ const STATUS_ITEMS: &[&str] = &[
     "RECENT",
     "SIZE",
     "HIGHESTMODSEQ",
+    "DELETED",
+    "DELETED-STORAGE",
 ];
 
 /// `MESSAGES 3 UNSEEN 1`... for the items asked, in their order.
@@ -2483,6 +2659,8 @@ fn status_parts(items: &[String], s: &StatusCounts) -> String {
             "RECENT" => u64::from(s.recent),
             "SIZE" => s.size,
             "HIGHESTMODSEQ" => s.highest_modseq,
+            "DELETED" => u64::from(s.deleted),
+            "DELETED-STORAGE" => s.deleted_storage,
             _ => continue,
         };
         parts.push(format!("{i} {v}"));
@@ -2502,6 +2680,14 @@ fn is_special_use(attr: &str) -> bool {
     ]
     .iter()
     .any(|s| s.eq_ignore_ascii_case(attr))
+}
+
+/// Compares two strings as `i;unicode-casemap` does (RFC 5051), near
+/// enough: character by character, upper-cased.
+fn casemap(a: &str, b: &str) -> std::cmp::Ordering {
+    a.chars()
+        .flat_map(char::to_uppercase)
+        .cmp(b.chars().flat_map(char::to_uppercase))
 }
 
 /// SORT criteria (RFC 5256): `REVERSE` applies to the next key.
