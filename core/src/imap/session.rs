@@ -970,16 +970,12 @@ impl ImapSession {
                     return;
                 };
                 let read_only = cmd.name == "EXAMINE";
+                let condstore = |p: &Value<'_>| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE"));
                 match cmd.args.get(1) {
                     None => {}
-                    Some(Value::List(params))
-                        if params.iter().all(
-                            |p| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE")),
-                        ) =>
-                    {
-                        if !params.is_empty() {
-                            self.condstore_on();
-                        }
+                    Some(Value::List(params)) if params.is_empty() => {}
+                    Some(Value::List(params)) if params.iter().all(condstore) => {
+                        self.condstore_on()
                     }
                     Some(_) => {
                         return self.send_str(&format!("{tag} BAD Unknown SELECT parameter\r\n"))
