@@ -22,7 +22,10 @@ fn make_maildir(root: &Path) {
     let inbox = root.join("example.com/alice");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(inbox.join(sub)).expect("dir");
+        // Drafts, for the APPENDs (Dovecot does not create it by itself).
+        std::fs::create_dir_all(inbox.join(".Drafts").join(sub)).expect("dir");
     }
+    std::fs::write(inbox.join(".Drafts/maildirfolder"), b"").expect("marker");
     for i in 0..MESSAGES {
         let body = format!(
             "Return-Path: <s{i}@example.net>\nDate: Wed, 25 Nov 2026 06:{:02}:00 +0000\nFrom: Sender {i} <s{i}@example.net>\nTo: alice@example.com\nSubject: message number {i}\nMessage-ID: <{i}@example.net>\nContent-Type: text/plain; charset=utf-8\n\n{}\n",
@@ -66,6 +69,7 @@ def list_page(m):
 out = []
 for label in ("cold", "warm"):
     t = time.time(); m = conn(); list_page(m); m.logout(); out.append("%.3f" % (time.time() - t))
+errors = []
 def mixed(n, relog):
     m = conn(); m.select("INBOX")
     for i in range(n):
@@ -73,18 +77,24 @@ def mixed(n, relog):
             m.logout(); m = conn(); m.select("INBOX")
         k = random.randint(1, 9000)
         op = i % 5
-        if op == 0: m.select("INBOX")
-        elif op == 1: m.uid("FETCH", str(k), "(FLAGS BODY.PEEK[HEADER])")
-        elif op == 2: m.uid("SEARCH", "UNSEEN", "UID", "%d:%d" % (k, k + 50))
-        elif op == 3: m.uid("STORE", str(k), "+FLAGS", "(\\Flagged)")
-        else: m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+        if op == 0: r = m.select("INBOX")
+        elif op == 1: r = m.uid("FETCH", str(k), "(FLAGS BODY.PEEK[HEADER])")
+        elif op == 2: r = m.uid("SEARCH", "UNSEEN", "UID", "%d:%d" % (k, k + 50))
+        elif op == 3: r = m.uid("STORE", str(k), "+FLAGS", "(\\Flagged)")
+        else: r = m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+        if r[0] != "OK": errors.append((op, r))
     m.logout()
 for relog in (False, True):
     N = 30
     t = time.time()
-    ts = [threading.Thread(target=mixed, args=(N, relog)) for _ in range(10)]
+    def run(n, relog):
+        try: mixed(n, relog)
+        except Exception as e: errors.append(("exception", repr(e)))
+    ts = [threading.Thread(target=run, args=(N, relog)) for _ in range(10)]
     [x.start() for x in ts]; [x.join() for x in ts]
     out.append("%.1f" % (10 * N / (time.time() - t)))
+# Every command must have succeeded, or the figures compare nothing.
+assert not errors, errors[:3]
 print(" ".join(out))
 "#;
 

@@ -195,6 +195,18 @@ impl MemStore {
         })
     }
 
+    /// Whether `adding` more bytes would pass the `@quota` limit (as the
+    /// Maildir store answers APPEND and COPY).
+    fn over_quota(&self, adding: u64) -> bool {
+        let used: u64 = self
+            .folders
+            .values()
+            .flat_map(|f| f.messages.iter())
+            .map(|m| m.data.len() as u64)
+            .sum();
+        self.quota.is_some_and(|q| used + adding > q)
+    }
+
     fn counts(&self, name: &str) -> Option<StatusCounts> {
         let f = self.folders.get(name)?;
         Some(StatusCounts {
@@ -443,6 +455,9 @@ impl MemStore {
                 date,
             } => {
                 let v = self.folders.get(&mailbox).map(|f| f.uid_validity);
+                if v.is_some() && self.over_quota(data.len() as u64) {
+                    return Self::no("Quota exceeded", "OVERQUOTA");
+                }
                 let date = date.unwrap_or(DEFAULT_DATE);
                 match (v, self.add_dated(&mailbox, flags, data, date)) {
                     (Some(uid_validity), Some(uid)) => MailboxAnswer::Uids {
@@ -465,6 +480,15 @@ impl MemStore {
                 let Some(src) = self.folders.get(&mailbox).cloned() else {
                     return missing();
                 };
+                let adding: u64 = src
+                    .messages
+                    .iter()
+                    .filter(|m| uids.contains(&m.uid))
+                    .map(|m| m.data.len() as u64)
+                    .sum();
+                if !moving && self.over_quota(adding) {
+                    return Self::no("Quota exceeded", "OVERQUOTA");
+                }
                 let mut from = Vec::new();
                 let mut new = Vec::new();
                 for m in src.messages.iter().filter(|m| uids.contains(&m.uid)) {
