@@ -1004,11 +1004,14 @@ impl MailStore {
             Ok((have, missing))
         })?;
         if !missing.is_empty() {
-            let parsed: Vec<(u32, Summary)> = self
-                .bodies(dir, &missing, false)?
-                .into_iter()
-                .map(|(u, b)| (u, postern_core::imap::mime::summary(&b)))
-                .collect();
+            // A few messages at a time: the first SORT of a big mailbox
+            // parses every message, but never holds them all at once.
+            let mut parsed: Vec<(u32, Summary)> = Vec::with_capacity(missing.len());
+            for chunk in missing.chunks(32) {
+                for (u, b) in self.bodies(dir, chunk, false)? {
+                    parsed.push((u, postern_core::imap::mime::summary(&b)));
+                }
+            }
             self.with(dir, |f| {
                 let mut text = String::new();
                 for (u, s) in &parsed {
