@@ -1679,15 +1679,7 @@ impl ImapSession {
             (true, true) => (512, u64::MAX),
             (true, false) => (512, 4 << 20),
         };
-        let mut n = 0;
-        let mut sum = 0u64;
-        for (_, u) in &targets {
-            if n >= max_n || (n > 0 && sum >= max_bytes) {
-                break;
-            }
-            sum += self.meta(*u).map_or(0, |m| m.size);
-            n += 1;
-        }
+        let n = self.batch_len(targets.iter().map(|(_, u)| *u), max_n, max_bytes);
         let rest = targets.split_off(n.max(1).min(targets.len()));
         let uids = targets.iter().map(|(_, u)| *u).collect();
         // ENVELOPE and BODYSTRUCTURE alone come from the store's cached
@@ -1713,6 +1705,21 @@ impl ImapSession {
                 rest,
             },
         );
+    }
+
+    /// How many of these messages go in one batch: at most `max_n`, and
+    /// no more once `max_bytes` is reached (one at least).
+    fn batch_len(&self, uids: impl Iterator<Item = u32>, max_n: usize, max_bytes: u64) -> usize {
+        let mut n = 0;
+        let mut sum = 0u64;
+        for u in uids {
+            if n >= max_n || (n > 0 && sum >= max_bytes) {
+                break;
+            }
+            sum += self.meta(u).map_or(0, |m| m.size);
+            n += 1;
+        }
+        n
     }
 
     fn finish_fetch(
@@ -1857,15 +1864,7 @@ impl ImapSession {
                     let Some(mailbox) = self.selected().map(str::to_owned) else {
                         return self.send_str(&format!("{tag} NO No mailbox selected\r\n"));
                     };
-                    let mut n = 0;
-                    let mut sum = 0u64;
-                    for u in &rest {
-                        if n >= 512 || (n > 0 && sum >= 4 << 20) {
-                            break;
-                        }
-                        sum += self.meta(*u).map_or(0, |m| m.size);
-                        n += 1;
-                    }
+                    let n = self.batch_len(rest.iter().copied(), 512, 4 << 20);
                     let later = rest.split_off(n.min(rest.len()));
                     let header_only = !key.needs_text();
                     return self.ask(
