@@ -212,3 +212,81 @@ proptest! {
         prop_assert!(s.bodystructure.starts_with('('));
     }
 }
+
+fn imap_token() -> impl Strategy<Value = Vec<u8>> {
+    let fixed: Vec<&'static [u8]> = vec![
+        b"a LOGIN alice@example.com secret\r\n",
+        b"a AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUuY29tAHNlY3JldA==\r\n",
+        b"a SELECT INBOX\r\n",
+        b"a SELECT INBOX (CONDSTORE)\r\n",
+        b"a EXAMINE Drafts\r\n",
+        b"a FETCH 1:* (FLAGS UID RFC822.SIZE ENVELOPE BODYSTRUCTURE)\r\n",
+        b"a UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]<0.10>) (CHANGEDSINCE 1)\r\n",
+        b"a FETCH * (BODY[1.MIME] BODY[2] BODY[TEXT] MODSEQ)\r\n",
+        b"a SEARCH RETURN (MIN MAX COUNT ALL) OR UNSEEN TEXT x\r\n",
+        b"a UID SORT (REVERSE SUBJECT DATE) UTF-8 ALL\r\n",
+        b"a SORT (FROM) UTF-8 SENTSINCE 1-Jan-2020 MODSEQ 2\r\n",
+        b"a STORE 1:* (UNCHANGEDSINCE 3) +FLAGS.SILENT (\\Seen $Work)\r\n",
+        b"a STORE 2 -FLAGS (\\Deleted)\r\n",
+        b"a STORE 1 +FLAGS (\\Deleted)\r\n",
+        b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"%\" \"*\") RETURN (CHILDREN STATUS (MESSAGES HIGHESTMODSEQ))\r\n",
+        b"a LIST \"\" \"\"\r\n",
+        b"a LSUB \"\" *\r\n",
+        b"a STATUS INBOX (MESSAGES UNSEEN SIZE DELETED-STORAGE)\r\n",
+        b"a GETQUOTAROOT INBOX\r\n",
+        b"a ENABLE CONDSTORE\r\n",
+        b"a APPEND Drafts (\\Draft) \"25-Nov-2026 06:38:06 +0000\" {11+}\r\nSubject: x\r\n",
+        b"a APPEND INBOX {12}\r\n",
+        b"Subject: y\r\n",
+        b"a COPY 1:* Trash\r\n",
+        b"a UID MOVE 1:* Junk\r\n",
+        b"a EXPUNGE\r\n",
+        b"a UID EXPUNGE 1:5\r\n",
+        b"a CREATE Projects/2026\r\n",
+        b"a SUBSCRIBE Projects/2026\r\n",
+        b"a DELETE Projects\r\n",
+        b"a IDLE\r\n",
+        b"DONE\r\n",
+        b"a NOOP\r\n",
+        b"a UNSELECT\r\n",
+        b"a LOGOUT\r\n",
+        b"{5}\r\n",
+        b"~{3}\r\n",
+        b"(((((((((((((((((((\r\n",
+    ];
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..48),
+        prop::sample::select(fixed).prop_map(<[u8]>::to_vec),
+        Just(vec![b'A'; 70_000]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary and half-valid IMAP on a mailbox with messages: the
+    /// session never panics, and what it buffers stays within the framing
+    /// limits (a line, the largest literal, and what may be pipelined).
+    #[test]
+    fn arbitrary_imap_input_is_bounded(
+        reads in prop::collection::vec(prop::collection::vec(imap_token(), 1..5), 1..16),
+    ) {
+        use postern_conformance::imap_replay::ImapDriver;
+        let header: Vec<(String, String)> = vec![
+            ("message".into(), "INBOX - From: Bob <bob@example.net>\\r\\nSubject: Re: [x] hi\\r\\nContent-Type: multipart/mixed; boundary=b\\r\\n\\r\\n--b\\r\\nContent-Type: message/rfc822\\r\\n\\r\\nSubject: in\\r\\n\\r\\nz\\r\\n--b--\\r\\n".into()),
+            ("message".into(), "INBOX \\Seen,$Work Subject: two\\r\\nDate: Wed, 25 Nov 2026 06:30:00 +0000\\r\\n\\r\\nx\\r\\n".into()),
+            ("message".into(), "Trash - Subject: three\\r\\n\\r\\ny\\r\\n".into()),
+            ("quota".into(), "100000".into()),
+        ];
+        let mut d = ImapDriver::from_header(&header).expect("driver");
+        let limits = postern_core::imap::framing::FrameLimits::default();
+        let bound = limits.max_line + usize::try_from(limits.max_append_literal).unwrap_or(usize::MAX) + 256 * 1024;
+        for read in reads {
+            d.input(&read.concat());
+            prop_assert!(d.session.buffered_len() <= bound, "{} > {}", d.session.buffered_len(), bound);
+            d.output.clear();
+            d.log.clear();
+            d.events.clear();
+        }
+    }
+}
