@@ -221,3 +221,31 @@ fn large_fetch_and_search_go_in_batches() {
     assert_eq!(log.matches(" FETCH (BODY[] {").count(), 1500);
     assert!(log.ends_with("S: a5 OK FETCH completed"));
 }
+
+/// BINARY of a base64 part with NULs in it comes as a literal8
+/// (`~{n}`, RFC 3516 4.3) holding exactly the decoded octets; APPEND takes
+/// a literal8 too.
+#[test]
+fn binary_with_nuls_is_a_literal8() {
+    use postern_conformance::imap_replay::ImapDriver;
+    let header = vec![(
+        "message".to_owned(),
+        "INBOX - Content-Type: multipart/mixed; boundary=b\\r\\n\\r\\n--b\\r\\n\\r\\nx\\r\\n--b\\r\\nContent-Transfer-Encoding: BASE64\\r\\n\\r\\nAAEC\\r\\n/w==\\r\\n--b--\\r\\n"
+            .to_owned(),
+    )];
+    let mut d = ImapDriver::from_header(&header).expect("driver");
+    d.input(b"a1 LOGIN alice@example.com secret\r\na2 SELECT INBOX\r\n");
+    d.output.clear();
+    d.input(b"a3 FETCH 1 BINARY.PEEK[2]\r\n");
+    let want: &[u8] =
+        b"* 1 FETCH (BINARY[2] ~{4}\r\n\x00\x01\x02\xff)\r\na3 OK FETCH completed\r\n";
+    assert_eq!(d.output, want, "{}", String::from_utf8_lossy(&d.output));
+    d.output.clear();
+    d.input(b"a4 APPEND Drafts ~{3+}\r\n\x00\x01\x02\r\n");
+    assert!(
+        d.output
+            .starts_with(b"a4 OK [APPENDUID 1001 1] APPEND completed"),
+        "{}",
+        String::from_utf8_lossy(&d.output)
+    );
+}

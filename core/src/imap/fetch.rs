@@ -43,6 +43,25 @@ pub enum Item {
     Structure(bool),
     /// MODSEQ (RFC 7162).
     Modseq,
+    /// BINARY[part]<partial> / BINARY.PEEK (RFC 3516): the part with its
+    /// Content-Transfer-Encoding undone.
+    Binary {
+        /// The part's numbers (empty: the whole message).
+        path: Vec<u32>,
+        /// `<offset.length>` of the decoded bytes.
+        partial: Option<(u64, u64)>,
+        /// BINARY.PEEK: do not set \Seen.
+        peek: bool,
+        /// How the response names it.
+        label: String,
+    },
+    /// BINARY.SIZE[part]: the decoded size.
+    BinarySize {
+        /// The part's numbers.
+        path: Vec<u32>,
+        /// How the response names it.
+        label: String,
+    },
     /// BODY[...] / BODY.PEEK[...] / RFC822 / RFC822.HEADER / RFC822.TEXT.
     Body {
         /// Which part.
@@ -61,14 +80,21 @@ impl Item {
     pub fn needs_body(&self) -> bool {
         matches!(
             self,
-            Item::Body { .. } | Item::Envelope | Item::Structure(_)
+            Item::Body { .. }
+                | Item::Envelope
+                | Item::Structure(_)
+                | Item::Binary { .. }
+                | Item::BinarySize { .. }
         )
     }
 
     /// Whether the item needs the message bytes themselves: ENVELOPE
     /// and BODYSTRUCTURE come from the store's cached summary.
     pub fn needs_bytes(&self) -> bool {
-        matches!(self, Item::Body { .. })
+        matches!(
+            self,
+            Item::Body { .. } | Item::Binary { .. } | Item::BinarySize { .. }
+        )
     }
 
     /// Whether the item needs no more than the header.
@@ -130,6 +156,9 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         "MODSEQ" => return Ok(Item::Modseq),
         _ => {}
     }
+    if up.starts_with("BINARY") {
+        return parse_binary(a, &up);
+    }
     let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
         (true, r)
     } else if let Some(r) = up.strip_prefix("BODY[") {
@@ -164,19 +193,7 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         }
         s => part_section(s)?,
     };
-    let partial = if tail.is_empty() {
-        None
-    } else {
-        let p = tail
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .ok_or("bad partial")?;
-        let (o, l) = p.split_once('.').ok_or("bad partial")?;
-        Some((
-            o.parse().map_err(|_| "bad partial")?,
-            l.parse().map_err(|_| "bad partial")?,
-        ))
-    };
+    let partial = parse_partial(tail)?;
     // The label keeps the client's spelling of the section, without PEEK
     // and without the partial's length (RFC 9051 7.5.2).
     let shown = a.find('[').map_or("", |i| &a[i..i + 1 + close + 1]);
@@ -185,6 +202,70 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         None => format!("BODY{shown}"),
     };
     Ok(body(section, partial, peek, &label))
+}
+
+/// `<offset.length>` after a section, or nothing.
+fn parse_partial(tail: &str) -> Result<Option<(u64, u64)>, &'static str> {
+    if tail.is_empty() {
+        return Ok(None);
+    }
+    let p = tail
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .ok_or("bad partial")?;
+    let (o, l) = p.split_once('.').ok_or("bad partial")?;
+    Ok(Some((
+        o.parse().map_err(|_| "bad partial")?,
+        l.parse().map_err(|_| "bad partial")?,
+    )))
+}
+
+/// BINARY[1.2]<0.100>, BINARY.PEEK[...], BINARY.SIZE[...] (RFC 3516:
+/// the section is part numbers only).
+fn parse_binary(a: &str, up: &str) -> Result<Item, &'static str> {
+    let (kind, rest) = if let Some(r) = up.strip_prefix("BINARY.SIZE[") {
+        ("SIZE", r)
+    } else if let Some(r) = up.strip_prefix("BINARY.PEEK[") {
+        ("PEEK", r)
+    } else if let Some(r) = up.strip_prefix("BINARY[") {
+        ("", r)
+    } else {
+        return Err("unknown fetch item");
+    };
+    let close = rest.find(']').ok_or("bad section")?;
+    let (spec, tail) = (&rest[..close], &rest[close + 1..]);
+    let mut path = Vec::new();
+    if !spec.is_empty() {
+        for n in spec.split('.') {
+            let n: u32 = n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0 && path.len() < 32)
+                .ok_or("bad binary section")?;
+            path.push(n);
+        }
+    }
+    let _ = a;
+    if kind == "SIZE" {
+        if !tail.is_empty() {
+            return Err("bad binary section");
+        }
+        return Ok(Item::BinarySize {
+            path,
+            label: format!("BINARY.SIZE[{spec}]"),
+        });
+    }
+    let partial = parse_partial(tail)?;
+    let label = match partial {
+        Some((o, _)) => format!("BINARY[{spec}]<{o}>"),
+        None => format!("BINARY[{spec}]"),
+    };
+    Ok(Item::Binary {
+        path,
+        partial,
+        peek: kind == "PEEK",
+        label,
+    })
 }
 
 /// `1.2`, `1.2.MIME`, `2.HEADER`, `2.TEXT`.

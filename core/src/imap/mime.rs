@@ -411,10 +411,102 @@ pub enum PartSpec {
     Text,
 }
 
-/// The bytes of numbered part `path` (1-based at every level).
-pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
-    let m = parse(msg)?;
-    let mut cur_msg = &m;
+/// The content transfer encoding BINARY cannot undo (`NO [UNKNOWN-CTE]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownCte(pub String);
+
+/// BINARY[path] (RFC 3516): the part's body with its
+/// Content-Transfer-Encoding (base64, quoted-printable) undone; the whole
+/// message for an empty path; nothing for a part that does not exist.
+pub fn binary(msg: &[u8], path: &[u32]) -> Result<Vec<u8>, UnknownCte> {
+    if path.is_empty() {
+        return Ok(msg.to_vec());
+    }
+    let Some(m) = parse(msg) else {
+        return Ok(Vec::new());
+    };
+    let Some(part) = find_part(&m, path) else {
+        return Ok(Vec::new());
+    };
+    let raw = msg
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or(&[]);
+    if part.sub_parts().is_some() || part.message().is_some() {
+        return Ok(raw.to_vec());
+    }
+    let cte = part_header(part, "Content-Transfer-Encoding", msg)
+        .map(|c| c.to_ascii_lowercase())
+        .unwrap_or_default();
+    match cte.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Ok(raw.to_vec()),
+        "base64" => Ok(decode_base64(raw)),
+        "quoted-printable" => Ok(decode_qp(raw)),
+        other => Err(UnknownCte(other.to_owned())),
+    }
+}
+
+/// Base64 as mail writes it: line breaks and stray bytes skipped.
+fn decode_base64(raw: &[u8]) -> Vec<u8> {
+    fn val(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in raw {
+        if c == b'=' {
+            break;
+        }
+        let Some(v) = val(c) else { continue };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Quoted-printable (RFC 2045 6.7): `=XX` and soft line breaks.
+fn decode_qp(raw: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'=' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match (raw.get(i + 1), raw.get(i + 2)) {
+            (Some(b'\r'), Some(b'\n')) => i += 3,
+            (Some(b'\n'), _) => i += 2,
+            (Some(&a), Some(&b)) if hex(a).is_some() && hex(b).is_some() => {
+                out.push((hex(a).unwrap_or(0) * 16 + hex(b).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The part at `path` (1-based at every level); a non-multipart message
+/// has one part, numbered 1.
+fn find_part<'a>(m: &'a Message<'a>, path: &[u32]) -> Option<&'a MessagePart<'a>> {
+    let mut cur_msg = m;
     let mut part = m.root_part();
     for (depth, n) in path.iter().enumerate() {
         if depth > MAX_DEPTH || *n == 0 {
@@ -429,11 +521,17 @@ pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
                 let id = *children.get(*n as usize - 1)?;
                 part = cur_msg.part(id)?;
             }
-            // A non-multipart message has one part, numbered 1.
             None if *n == 1 => {}
             None => return None,
         }
     }
+    Some(part)
+}
+
+/// The bytes of numbered part `path` (1-based at every level).
+pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
+    let m = parse(msg)?;
+    let part = find_part(&m, path)?;
     // Offsets count from the outermost message, nested ones included.
     let slice = |a: u32, b: u32| msg.get(a as usize..b as usize).map(<[u8]>::to_vec);
     match spec {

@@ -652,7 +652,7 @@ impl ImapSession {
     }
 
     fn capabilities(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE");
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE BINARY");
         if self.user().is_none() {
             if self.listener.tls == TlsMode::StartTls && !self.tls {
                 c.push_str(" STARTTLS");
@@ -1707,6 +1707,20 @@ impl ImapSession {
         );
     }
 
+    /// Ends a FETCH whose BINARY met an encoding it cannot undo: the
+    /// messages answered so far, then `NO [UNKNOWN-CTE]` (RFC 3516 4.1).
+    fn unknown_cte(&mut self, tag: &str, out: &[u8], cte: &str) {
+        self.send(out);
+        let cte: String = cte
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(40)
+            .collect();
+        self.send_str(&format!(
+            "{tag} NO [UNKNOWN-CTE] Cannot decode Content-Transfer-Encoding {cte}\r\n"
+        ));
+    }
+
     /// How many of these messages go in one batch: at most `max_n`, and
     /// no more once `max_bytes` is reached (one at least).
     fn batch_len(&self, uids: impl Iterator<Item = u32>, max_n: usize, max_bytes: u64) -> usize {
@@ -1802,6 +1816,41 @@ impl ImapSession {
                         let mut p = format!("{label} {{{}}}\r\n", bytes.len()).into_bytes();
                         p.extend_from_slice(&bytes);
                         parts.push(p);
+                    }
+                    Item::Binary {
+                        path,
+                        partial,
+                        label,
+                        ..
+                    } => {
+                        let Some(b) = body else {
+                            parts.push(format!("{label} NIL").into_bytes());
+                            continue;
+                        };
+                        let mut bytes = match super::mime::binary(b, path) {
+                            Ok(x) => x,
+                            Err(e) => return self.unknown_cte(&tag, &out, &e.0),
+                        };
+                        if let Some((o, l)) = partial {
+                            let o = usize::try_from(*o).unwrap_or(usize::MAX).min(bytes.len());
+                            let end = o
+                                .saturating_add(usize::try_from(*l).unwrap_or(usize::MAX))
+                                .min(bytes.len());
+                            bytes = bytes[o..end].to_vec();
+                        }
+                        // RFC 3516 4.3: literal8 when the data has NULs.
+                        let tilde = if bytes.contains(&0) { "~" } else { "" };
+                        let mut p = format!("{label} {tilde}{{{}}}\r\n", bytes.len()).into_bytes();
+                        p.extend_from_slice(&bytes);
+                        parts.push(p);
+                    }
+                    Item::BinarySize { path, label } => {
+                        let n = match body.map(|b| super::mime::binary(b, path)) {
+                            Some(Ok(x)) => x.len(),
+                            Some(Err(e)) => return self.unknown_cte(&tag, &out, &e.0),
+                            None => 0,
+                        };
+                        parts.push(format!("{label} {n}").into_bytes());
                     }
                 }
             }
@@ -2242,10 +2291,12 @@ impl ImapSession {
                 MailboxAnswer::Bodies(bodies),
             ) => {
                 // A non-PEEK body fetch sets \Seen (RFC 9051 6.4.5).
-                let marks: Vec<u32> = if items
-                    .iter()
-                    .any(|i| matches!(i, Item::Body { peek: false, .. }))
-                    && !self.read_only()
+                let marks: Vec<u32> = if items.iter().any(|i| {
+                    matches!(
+                        i,
+                        Item::Body { peek: false, .. } | Item::Binary { peek: false, .. }
+                    )
+                }) && !self.read_only()
                 {
                     targets
                         .iter()
