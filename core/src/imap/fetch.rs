@@ -423,12 +423,29 @@ pub enum Key {
     And(Vec<Key>),
     /// MODSEQ n (RFC 7162): changed at or after n.
     Modseq(u64),
+    /// `$` (RFC 5182 SEARCHRES): the last saved search result; the
+    /// session replaces it with the UIDs it saved.
+    Saved,
     /// SENTSINCE / SENTBEFORE / SENTON, on the Date header field's day
     /// (in its own zone, as RFC 9051 6.4.4 says to disregard the zone).
     SentDate(std::cmp::Ordering, i64, bool),
 }
 
 impl Key {
+    /// Puts the saved search result (`$`) in place, as UIDs.
+    pub fn resolve_saved(&mut self, saved: &[u32]) {
+        match self {
+            Key::Saved => *self = Key::Uid(SeqSet::from_numbers(saved)),
+            Key::Not(k) => k.resolve_saved(saved),
+            Key::Or(a, b) => {
+                a.resolve_saved(saved);
+                b.resolve_saved(saved);
+            }
+            Key::And(v) => v.iter_mut().for_each(|k| k.resolve_saved(saved)),
+            _ => {}
+        }
+    }
+
     /// Whether the key uses mod-sequences (it enables CONDSTORE).
     pub fn uses_modseq(&self) -> bool {
         match self {
@@ -500,6 +517,7 @@ impl Key {
             }
             Key::And(v) => v.iter().all(|k| k.matches(m, seq, max_seq, max_uid, body)),
             Key::Modseq(n) => m.modseq >= *n,
+            Key::Saved => false,
             Key::SentDate(ord, day, or_equal) => body
                 .and_then(|b| header_value(b, "Date"))
                 .and_then(|v| mail_parser::DateTime::parse_rfc822(v.trim()))
@@ -593,7 +611,11 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
         "OLD" => Ok(Key::Constant(true)),
         "LARGER" => Ok(Key::Larger(arg(i)?.parse().map_err(|_| "bad number")?)),
         "SMALLER" => Ok(Key::Smaller(arg(i)?.parse().map_err(|_| "bad number")?)),
-        "UID" => Ok(Key::Uid(SeqSet::parse(&arg(i)?).ok_or("bad UID set")?)),
+        "UID" => match arg(i)?.as_str() {
+            "$" => Ok(Key::Saved),
+            set => Ok(Key::Uid(SeqSet::parse(set).ok_or("bad UID set")?)),
+        },
+        "$" => Ok(Key::Saved),
         "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => Ok(Key::Header(a.clone(), arg(i)?)),
         "HEADER" => {
             let f = arg(i)?;

@@ -9,3 +9,4 @@ pub mod mime;
 pub mod parse;
 pub mod session;
 pub mod set;
+pub mod utf7;

@@ -248,6 +248,10 @@ pub struct ImapSession {
     copy_target: Option<String>,
     /// CONDSTORE is on (RFC 7162 3.1: ENABLE or a CONDSTORE-using command).
     condstore: bool,
+    /// IMAP4rev2 is on (ENABLE IMAP4rev2): RFC 9051 responses.
+    rev2: bool,
+    /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
+    saved: Vec<u32>,
 }
 
 fn quote(s: &str) -> String {
@@ -370,6 +374,8 @@ impl ImapSession {
             tls: false,
             copy_target: None,
             condstore: false,
+            rev2: false,
+            saved: Vec::new(),
         };
         s.arm();
         if let ProxyStep::Refused(e) = first {
@@ -652,7 +658,7 @@ impl ImapSession {
     }
 
     fn capabilities(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE BINARY");
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE BINARY SEARCHRES STATUS=SIZE IMAP4rev2");
         if self.user().is_none() {
             if self.listener.tls == TlsMode::StartTls && !self.tls {
                 c.push_str(" STARTTLS");
@@ -664,6 +670,32 @@ impl ImapSession {
             }
         }
         c
+    }
+
+    /// A mailbox name as the client reads it: UTF-8 under IMAP4rev2.
+    fn shown(&self, name: &str) -> String {
+        if self.rev2 {
+            super::utf7::decode(name).unwrap_or_else(|| name.to_owned())
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// A sequence set argument; `$` is the saved search result (RFC 5182),
+    /// as UIDs or as the sequence numbers they have now.
+    fn set_arg(&self, s: &str, uid: bool) -> Option<SeqSet> {
+        if s != "$" {
+            return SeqSet::parse(s);
+        }
+        if uid {
+            return Some(SeqSet::from_numbers(&self.saved));
+        }
+        let seqs: Vec<u32> = self
+            .saved
+            .iter()
+            .filter_map(|u| self.seq_of(*u).and_then(|s| u32::try_from(s).ok()))
+            .collect();
+        Some(SeqSet::from_numbers(&seqs))
     }
 
     /// Turns CONDSTORE on (RFC 7162 3.1): the first enabling command with
@@ -889,6 +921,14 @@ impl ImapSession {
 
     fn mailbox_arg(&mut self, tag: &str, v: Option<&Value<'_>>) -> Option<String> {
         let name = v.and_then(Value::as_astring).map(|n| canonical(&n));
+        // IMAP4rev2 names are UTF-8; the store keeps modified UTF-7.
+        let name = name.map(|n| {
+            if self.rev2 {
+                super::utf7::encode(&n)
+            } else {
+                n
+            }
+        });
         match name {
             Some(n) if safe_mailbox_name(&n) => Some(n),
             Some(_) => {
@@ -918,11 +958,18 @@ impl ImapSession {
                     a.as_astring()
                         .is_some_and(|c| c.eq_ignore_ascii_case("CONDSTORE"))
                 });
-                let newly = if wants && !self.condstore {
-                    " CONDSTORE"
-                } else {
-                    ""
-                };
+                let rev2 = cmd.args.iter().any(|a| {
+                    a.as_astring()
+                        .is_some_and(|c| c.eq_ignore_ascii_case("IMAP4rev2"))
+                });
+                let mut newly = String::new();
+                if wants && !self.condstore {
+                    newly.push_str(" CONDSTORE");
+                }
+                if rev2 && !self.rev2 {
+                    newly.push_str(" IMAP4rev2");
+                    self.rev2 = true;
+                }
                 self.send_str(&format!("* ENABLED{newly}\r\n"));
                 if wants {
                     self.condstore_on();
@@ -961,6 +1008,7 @@ impl ImapSession {
                 self.phase = Phase::Idle { tag: t };
             }
             "SELECT" | "EXAMINE" => {
+                self.saved.clear();
                 if let State::Selected(u, _) = &self.state {
                     // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected.
                     self.state = State::Authenticated(u.clone());
@@ -1235,6 +1283,13 @@ impl ImapSession {
             .iter()
             .filter(|p| !p.is_empty())
             .map(|p| format!("{reference}{p}"))
+            .map(|p| {
+                if self.rev2 {
+                    super::utf7::encode(&p)
+                } else {
+                    p
+                }
+            })
             .collect();
         if patterns.is_empty() {
             return self.send_str(&format!("{tag} OK {kw} completed\r\n"));
@@ -1281,6 +1336,7 @@ impl ImapSession {
         };
         match name {
             "CLOSE" | "UNSELECT" if !uid => {
+                self.saved.clear();
                 if name == "CLOSE" && !read_only {
                     self.ask(
                         user,
@@ -1308,7 +1364,7 @@ impl ImapSession {
                         .args
                         .first()
                         .and_then(Value::as_astring)
-                        .and_then(|s| SeqSet::parse(&s))
+                        .and_then(|s| self.set_arg(&s, uid))
                     else {
                         return self.send_str(&format!("{tag} BAD Syntax: UID EXPUNGE set\r\n"));
                     };
@@ -1335,7 +1391,7 @@ impl ImapSession {
                     cmd.args
                         .first()
                         .and_then(Value::as_astring)
-                        .and_then(|s| SeqSet::parse(&s)),
+                        .and_then(|s| self.set_arg(&s, uid)),
                     cmd.args.get(1),
                 ) else {
                     return self.send_str(&format!("{tag} BAD Syntax: FETCH set items\r\n"));
@@ -1429,7 +1485,7 @@ impl ImapSession {
                         let mut ret = Vec::new();
                         for o in opts {
                             match o.as_astring().map(|o| o.to_ascii_uppercase()).as_deref() {
-                                Some(w @ ("MIN" | "MAX" | "ALL" | "COUNT")) => {
+                                Some(w @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => {
                                     if !ret.iter().any(|r| r == w) {
                                         ret.push(w.to_owned());
                                     }
@@ -1448,7 +1504,22 @@ impl ImapSession {
                         args = &args[2..];
                     }
                 }
-                let key = match fetch::parse_search(args) {
+                // RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH.
+                if self.rev2 && form == SearchForm::Plain {
+                    form = SearchForm::Extended(vec!["ALL".to_owned()]);
+                }
+                let saving =
+                    matches!(&form, SearchForm::Extended(r) if r.iter().any(|o| o == "SAVE"));
+                // RFC 5182 2.1: `$` is empty if the SEARCH that saves fails.
+                let previous = if saving {
+                    std::mem::take(&mut self.saved)
+                } else {
+                    self.saved.clone()
+                };
+                let key = match fetch::parse_search(args).map(|mut k| {
+                    k.resolve_saved(&previous);
+                    k
+                }) {
                     Ok(k) => k,
                     // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
                     Err(e) if e.starts_with("[BADCHARSET") => {
@@ -1500,7 +1571,7 @@ impl ImapSession {
                     cmd.args
                         .first()
                         .and_then(Value::as_astring)
-                        .and_then(|s| SeqSet::parse(&s)),
+                        .and_then(|s| self.set_arg(&s, uid)),
                     rest.first(),
                     rest.get(1),
                 ) else {
@@ -1563,7 +1634,7 @@ impl ImapSession {
                     .args
                     .first()
                     .and_then(Value::as_astring)
-                    .and_then(|s| SeqSet::parse(&s))
+                    .and_then(|s| self.set_arg(&s, uid))
                 else {
                     return self.send_str(&format!("{tag} BAD Syntax: {name} set mailbox\r\n"));
                 };
@@ -2005,6 +2076,30 @@ impl ImapSession {
                 list("SEARCH", &hits, &mut r);
             }
             SearchForm::Extended(ret) => {
+                if ret.iter().any(|o| o == "SAVE") {
+                    // RFC 5182 2.1: with MIN or MAX, only those are saved.
+                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let min = ret.iter().any(|o| o == "MIN");
+                    let max = ret.iter().any(|o| o == "MAX");
+                    self.saved = if min || max {
+                        let mut v = Vec::new();
+                        if let (true, Some(h)) = (min, hits.iter().min_by(by_num)) {
+                            v.push(h.1);
+                        }
+                        if let (true, Some(h)) = (max, hits.iter().max_by(by_num)) {
+                            v.push(h.1);
+                        }
+                        v.dedup();
+                        v
+                    } else {
+                        hits.iter().map(|h| h.1).collect()
+                    };
+                    if ret.len() == 1 {
+                        // SAVE alone: no ESEARCH response.
+                        let _ = write!(r, "{tag} OK SEARCH completed\r\n");
+                        return self.send_str(&r);
+                    }
+                }
                 let _ = write!(r, "* ESEARCH (TAG \"{tag}\")");
                 if uid {
                     r.push_str(" UID");
@@ -2025,6 +2120,7 @@ impl ImapSession {
                         "COUNT" => {
                             let _ = write!(r, " COUNT {}", nums.len());
                         }
+                        "SAVE" => {}
                         _ => {
                             if !nums.is_empty() {
                                 let _ = write!(r, " ALL {}", SeqSet::compact(&nums));
@@ -2137,14 +2233,19 @@ impl ImapSession {
                 };
                 let _ = write!(
                     r,
-                    "* OK [PERMANENTFLAGS {perm}] Flags permitted\r\n* {} EXISTS\r\n* 0 RECENT\r\n",
+                    "* OK [PERMANENTFLAGS {perm}] Flags permitted\r\n* {} EXISTS\r\n",
                     view.messages.len()
                 );
-                if let Some(i) = view
-                    .messages
-                    .iter()
-                    .position(|m| !m.flags.iter().any(|f| f == "\\Seen"))
-                {
+                // IMAP4rev2 has neither RECENT nor the UNSEEN code (RFC 9051 6.3.2).
+                if !self.rev2 {
+                    r.push_str("* 0 RECENT\r\n");
+                }
+                if let (false, Some(i)) = (
+                    self.rev2,
+                    view.messages
+                        .iter()
+                        .position(|m| !m.flags.iter().any(|f| f == "\\Seen")),
+                ) {
                     let _ = write!(r, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
                 }
                 let _ = write!(
@@ -2225,13 +2326,13 @@ impl ImapSession {
                         r,
                         "* {kw} ({}) \"/\" {}{childinfo}\r\n",
                         attrs.join(" "),
-                        quote(&e.name)
+                        quote(&self.shown(&e.name))
                     );
                     if let (Some(items), Some(counts)) = (&status, &e.status) {
                         let _ = write!(
                             r,
                             "* STATUS {} ({})\r\n",
-                            quote(&e.name),
+                            quote(&self.shown(&e.name)),
                             status_parts(items, counts)
                         );
                     }
@@ -2242,7 +2343,7 @@ impl ImapSession {
             (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {
                 self.send_str(&format!(
                     "* STATUS {} ({})\r\n{tag} OK STATUS completed\r\n",
-                    quote(&name),
+                    quote(&self.shown(&name)),
                     status_parts(&items, &s)
                 ));
             }

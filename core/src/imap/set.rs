@@ -44,6 +44,11 @@ impl SeqSet {
 }
 
 impl SeqSet {
+    /// The set of exactly these numbers (SEARCHRES's `$`); may be empty.
+    pub fn from_numbers(nums: &[u32]) -> Self {
+        Self(nums.iter().map(|&n| (n, n)).collect())
+    }
+
     /// Numbers as a compact set, `1:3,7,9:10` (sorted, runs joined).
     pub fn compact(nums: &[u32]) -> String {
         let mut v = nums.to_vec();
