@@ -2254,6 +2254,10 @@ impl ImapSession {
                      * OK [HIGHESTMODSEQ {}] Highest\r\n",
                     view.uid_validity, view.uid_next, view.highest_modseq
                 );
+                if self.rev2 {
+                    // RFC 9051 6.3.2: IMAP4rev2 requires a LIST for the name.
+                    let _ = writeln!(r, "* LIST () \"/\" {}\r", quote(&self.shown(&name)));
+                }
                 let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
                 let verb = if read_only { "EXAMINE" } else { "SELECT" };
                 let _ = write!(r, "{tag} OK [{mode}] {verb} completed\r\n");
