@@ -594,19 +594,7 @@ impl MailStore {
                     {
                         continue;
                     }
-                    let children = names.iter().any(|c| c.starts_with(&format!("{n}/")));
-                    let mut attributes = vec![if children {
-                        "\\HasChildren"
-                    } else {
-                        "\\HasNoChildren"
-                    }
-                    .to_owned()];
-                    if subs.contains(n) {
-                        attributes.push("\\Subscribed".into());
-                    }
-                    if let Some(su) = special_use(n) {
-                        attributes.push(su.into());
-                    }
+                    let attributes = list_attributes(&names, n, subs.contains(n));
                     let status = match (with_status, existing(n)) {
                         (true, Some(dir)) => Some(self.with(&dir, |f| Ok(f.counts()))?),
                         _ => None,
@@ -630,6 +618,11 @@ impl MailStore {
                 let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
+                let attributes = if poll {
+                    Vec::new()
+                } else {
+                    list_attributes(&list_folders(root)?, &mailbox, false)
+                };
                 self.with(&dir, |f| {
                     let view = MailboxView {
                         uid_validity: f.validity,
@@ -642,6 +635,7 @@ impl MailStore {
                             .cloned()
                             .collect(),
                         highest_modseq: f.highest_modseq,
+                        attributes,
                     };
                     // Poll's answer is the same view, named for what it is.
                     Ok(if poll {
@@ -1525,6 +1519,25 @@ fn read_subscriptions(root: &Path) -> Vec<String> {
             .map(|s| (*s).to_owned())
             .collect(),
     }
+}
+
+/// A mailbox's LIST attributes among `names`: children, subscription,
+/// special use.
+fn list_attributes(names: &[String], n: &str, subscribed: bool) -> Vec<String> {
+    let children = names.iter().any(|c| c.starts_with(&format!("{n}/")));
+    let mut attributes = vec![if children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }
+    .to_owned()];
+    if subscribed {
+        attributes.push("\\Subscribed".into());
+    }
+    if let Some(su) = special_use(n) {
+        attributes.push(su.into());
+    }
+    attributes
 }
 
 fn list_folders(root: &Path) -> io::Result<Vec<String>> {

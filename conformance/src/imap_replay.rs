@@ -192,7 +192,26 @@ impl MemStore {
             ),
             keywords: f.keywords.clone(),
             highest_modseq: f.highest_modseq,
+            attributes: self.attributes(folder, false),
         })
+    }
+
+    /// LIST attributes: children, subscription, special use.
+    fn attributes(&self, n: &str, subscribed: bool) -> Vec<String> {
+        let children = self.folders.keys().any(|c| c.starts_with(&format!("{n}/")));
+        let mut attributes = vec![if children {
+            "\\HasChildren"
+        } else {
+            "\\HasNoChildren"
+        }
+        .to_owned()];
+        if subscribed {
+            attributes.push("\\Subscribed".into());
+        }
+        if let Some(su) = special_use(n) {
+            attributes.push(su.into());
+        }
+        attributes
     }
 
     /// Whether `adding` more bytes would pass the `@quota` limit (as the
@@ -258,19 +277,7 @@ impl MemStore {
                     })
                     .filter(|n| !subscribed_only || self.subscribed.contains(*n))
                     .map(|n| {
-                        let children = self.folders.keys().any(|c| c.starts_with(&format!("{n}/")));
-                        let mut attributes = vec![if children {
-                            "\\HasChildren"
-                        } else {
-                            "\\HasNoChildren"
-                        }
-                        .to_owned()];
-                        if self.subscribed.contains(n) {
-                            attributes.push("\\Subscribed".into());
-                        }
-                        if let Some(su) = special_use(n) {
-                            attributes.push(su.into());
-                        }
+                        let attributes = self.attributes(n, self.subscribed.contains(n));
                         ListEntry {
                             name: n.clone(),
                             attributes,

@@ -34,6 +34,9 @@ pub struct MailboxView {
     pub keywords: Vec<String>,
     /// HIGHESTMODSEQ (RFC 7162): at least every message's `modseq`.
     pub highest_modseq: u64,
+    /// The mailbox's LIST attributes (`\HasNoChildren`, special use), for
+    /// IMAP4rev2's SELECT (RFC 9051 6.3.2).
+    pub attributes: Vec<String>,
 }
 
 /// One mailbox in a LIST answer.

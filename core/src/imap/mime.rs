@@ -475,9 +475,27 @@ fn decode_base64(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Quoted-printable (RFC 2045 6.7): `=XX` and soft line breaks.
+/// Quoted-printable (RFC 2045 6.7): `=XX`, soft line breaks, and white
+/// space at the end of a line deleted (rule 3).
 fn decode_qp(raw: &[u8]) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16);
+    let mut trimmed = Vec::with_capacity(raw.len());
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        let (body, end): (&[u8], &[u8]) = if let Some(b) = line.strip_suffix(b"\r\n") {
+            (b, b"\r\n")
+        } else if let Some(b) = line.strip_suffix(b"\n") {
+            (b, b"\n")
+        } else {
+            (line, b"")
+        };
+        let keep = body
+            .iter()
+            .rposition(|&c| c != b' ' && c != b'\t')
+            .map_or(0, |i| i + 1);
+        trimmed.extend_from_slice(&body[..keep]);
+        trimmed.extend_from_slice(end);
+    }
+    let raw = trimmed.as_slice();
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

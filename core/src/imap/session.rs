@@ -142,6 +142,8 @@ enum Pending {
         status: Option<Vec<String>>,
         /// RECURSIVEMATCH with SUBSCRIBED: the patterns asked.
         recursive: Option<Vec<String>>,
+        /// UTF-8 patterns to match on the names as shown (IMAP4rev2).
+        filter: Option<Vec<String>>,
     },
     Status {
         tag: String,
@@ -1283,13 +1285,6 @@ impl ImapSession {
             .iter()
             .filter(|p| !p.is_empty())
             .map(|p| format!("{reference}{p}"))
-            .map(|p| {
-                if self.rev2 {
-                    super::utf7::encode(&p)
-                } else {
-                    p
-                }
-            })
             .collect();
         if patterns.is_empty() {
             return self.send_str(&format!("{tag} OK {kw} completed\r\n"));
@@ -1297,11 +1292,15 @@ impl ImapSession {
         let with_status = status.is_some();
         // RECURSIVEMATCH with SUBSCRIBED: every mailbox, then the session
         // picks (a parent of a subscribed child the patterns miss is
-        // listed with CHILDINFO).
-        let (request_patterns, recursive) = if recursive && subscribed_only {
-            (vec!["*".to_owned()], Some(patterns))
+        // listed with CHILDINFO). Under IMAP4rev2 the patterns are UTF-8
+        // and the stored names modified UTF-7: every mailbox too, and the
+        // session matches the names as the client reads them.
+        let (request_patterns, recursive, filter) = if recursive && subscribed_only {
+            (vec!["*".to_owned()], Some(patterns), None)
+        } else if self.rev2 {
+            (vec!["*".to_owned()], None, Some(patterns))
         } else {
-            (patterns, None)
+            (patterns, None, None)
         };
         self.ask(
             user,
@@ -1317,6 +1316,7 @@ impl ImapSession {
                 special_only,
                 status,
                 recursive,
+                filter,
             },
         );
     }
@@ -1510,12 +1510,7 @@ impl ImapSession {
                 }
                 let saving =
                     matches!(&form, SearchForm::Extended(r) if r.iter().any(|o| o == "SAVE"));
-                // RFC 5182 2.1: `$` is empty if the SEARCH that saves fails.
-                let previous = if saving {
-                    std::mem::take(&mut self.saved)
-                } else {
-                    self.saved.clone()
-                };
+                let previous = self.saved.clone();
                 let key = match fetch::parse_search(args).map(|mut k| {
                     k.resolve_saved(&previous);
                     k
@@ -1523,7 +1518,12 @@ impl ImapSession {
                     Ok(k) => k,
                     // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
                     Err(e) if e.starts_with("[BADCHARSET") => {
-                        return self.send_str(&format!("{tag} NO {e}\r\n"))
+                        // RFC 5182 2.1: a SEARCH that saves and fails (NO)
+                        // empties `$`; a BAD leaves it alone.
+                        if saving {
+                            self.saved.clear();
+                        }
+                        return self.send_str(&format!("{tag} NO {e}\r\n"));
                     }
                     Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
                 };
@@ -2256,7 +2256,12 @@ impl ImapSession {
                 );
                 if self.rev2 {
                     // RFC 9051 6.3.2: IMAP4rev2 requires a LIST for the name.
-                    let _ = writeln!(r, "* LIST () \"/\" {}\r", quote(&self.shown(&name)));
+                    let _ = writeln!(
+                        r,
+                        "* LIST ({}) \"/\" {}\r",
+                        view.attributes.join(" "),
+                        quote(&self.shown(&name))
+                    );
                 }
                 let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
                 let verb = if read_only { "EXAMINE" } else { "SELECT" };
@@ -2284,6 +2289,7 @@ impl ImapSession {
                     special_only,
                     status,
                     recursive,
+                    filter,
                 },
                 MailboxAnswer::List(entries),
             ) => {
@@ -2292,16 +2298,22 @@ impl ImapSession {
                     |e: &super::event::ListEntry| e.attributes.iter().any(|a| a == "\\Subscribed");
                 let mut r = String::new();
                 for e in &entries {
+                    if let Some(f) = &filter {
+                        let shown = self.shown(&e.name);
+                        if !f.iter().any(|p| wildcard(p, &shown)) {
+                            continue;
+                        }
+                    }
                     let mut childinfo = "";
                     if let Some(patterns) = &recursive {
-                        if !patterns.iter().any(|p| wildcard(p, &e.name)) {
+                        if !patterns.iter().any(|p| wildcard(p, &self.shown(&e.name))) {
                             continue;
                         }
                         let prefix = format!("{}/", e.name);
                         let child = entries.iter().any(|c| {
                             c.name.starts_with(&prefix)
                                 && subscribed(c)
-                                && !patterns.iter().any(|p| wildcard(p, &c.name))
+                                && !patterns.iter().any(|p| wildcard(p, &self.shown(&c.name)))
                         });
                         if child {
                             childinfo = " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
@@ -2354,7 +2366,7 @@ impl ImapSession {
             (Pending::Quota { tag, root_of }, MailboxAnswer::Quota { used, limit }) => {
                 let mut r = String::new();
                 if let Some(name) = &root_of {
-                    let _ = write!(r, "* QUOTAROOT {}", quote(name));
+                    let _ = write!(r, "* QUOTAROOT {}", quote(&self.shown(name)));
                     if limit.is_some() {
                         r.push_str(" \"\"");
                     }
