@@ -594,7 +594,11 @@ impl MailStore {
                     {
                         continue;
                     }
-                    let attributes = list_attributes(&names, n, subs.contains(n));
+                    let attributes = postern_core::imap::session::list_attributes(
+                        names.iter(),
+                        n,
+                        subs.contains(n),
+                    );
                     let status = match (with_status, existing(n)) {
                         (true, Some(dir)) => Some(self.with(&dir, |f| Ok(f.counts()))?),
                         _ => None,
@@ -621,7 +625,11 @@ impl MailStore {
                 let attributes = if poll {
                     Vec::new()
                 } else {
-                    list_attributes(&list_folders(root)?, &mailbox, false)
+                    postern_core::imap::session::list_attributes(
+                        list_folders(root)?.iter(),
+                        &mailbox,
+                        false,
+                    )
                 };
                 self.with(&dir, |f| {
                     let view = MailboxView {
@@ -1521,25 +1529,6 @@ fn read_subscriptions(root: &Path) -> Vec<String> {
     }
 }
 
-/// A mailbox's LIST attributes among `names`: children, subscription,
-/// special use.
-fn list_attributes(names: &[String], n: &str, subscribed: bool) -> Vec<String> {
-    let children = names.iter().any(|c| c.starts_with(&format!("{n}/")));
-    let mut attributes = vec![if children {
-        "\\HasChildren"
-    } else {
-        "\\HasNoChildren"
-    }
-    .to_owned()];
-    if subscribed {
-        attributes.push("\\Subscribed".into());
-    }
-    if let Some(su) = special_use(n) {
-        attributes.push(su.into());
-    }
-    attributes
-}
-
 fn list_folders(root: &Path) -> io::Result<Vec<String>> {
     let mut names = vec!["INBOX".to_owned()];
     for e in fs::read_dir(root)?.filter_map(Result::ok) {
@@ -1552,17 +1541,6 @@ fn list_folders(root: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-fn special_use(name: &str) -> Option<&'static str> {
-    match name {
-        "Drafts" => Some("\\Drafts"),
-        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
-        "Junk" | "Spam" => Some("\\Junk"),
-        "Trash" | "Deleted Messages" => Some("\\Trash"),
-        "Archive" => Some("\\Archive"),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

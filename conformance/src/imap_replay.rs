@@ -130,18 +130,6 @@ impl Default for MemStore {
     }
 }
 
-fn special_use(name: &str) -> Option<&'static str> {
-    match name {
-        // As the Maildir store names them.
-        "Drafts" => Some("\\Drafts"),
-        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
-        "Junk" | "Spam" => Some("\\Junk"),
-        "Trash" | "Deleted Messages" => Some("\\Trash"),
-        "Archive" => Some("\\Archive"),
-        _ => None,
-    }
-}
-
 fn deleted(m: &Msg) -> bool {
     m.flags.iter().any(|f| f == "\\Deleted")
 }
@@ -192,26 +180,12 @@ impl MemStore {
             ),
             keywords: f.keywords.clone(),
             highest_modseq: f.highest_modseq,
-            attributes: self.attributes(folder, false),
+            attributes: postern_core::imap::session::list_attributes(
+                self.folders.keys(),
+                folder,
+                false,
+            ),
         })
-    }
-
-    /// LIST attributes: children, subscription, special use.
-    fn attributes(&self, n: &str, subscribed: bool) -> Vec<String> {
-        let children = self.folders.keys().any(|c| c.starts_with(&format!("{n}/")));
-        let mut attributes = vec![if children {
-            "\\HasChildren"
-        } else {
-            "\\HasNoChildren"
-        }
-        .to_owned()];
-        if subscribed {
-            attributes.push("\\Subscribed".into());
-        }
-        if let Some(su) = special_use(n) {
-            attributes.push(su.into());
-        }
-        attributes
     }
 
     /// Whether `adding` more bytes would pass the `@quota` limit (as the
@@ -277,7 +251,11 @@ impl MemStore {
                     })
                     .filter(|n| !subscribed_only || self.subscribed.contains(*n))
                     .map(|n| {
-                        let attributes = self.attributes(n, self.subscribed.contains(n));
+                        let attributes = postern_core::imap::session::list_attributes(
+                            self.folders.keys(),
+                            n,
+                            self.subscribed.contains(n),
+                        );
                         ListEntry {
                             name: n.clone(),
                             attributes,

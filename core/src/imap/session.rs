@@ -1876,17 +1876,8 @@ impl ImapSession {
                             parts.push(format!("{label} NIL").into_bytes());
                             continue;
                         };
-                        let mut bytes = fetch::section_bytes(b, section);
-                        if let Some((o, l)) = partial {
-                            let o = usize::try_from(*o).unwrap_or(usize::MAX).min(bytes.len());
-                            let end = o
-                                .saturating_add(usize::try_from(*l).unwrap_or(usize::MAX))
-                                .min(bytes.len());
-                            bytes = bytes[o..end].to_vec();
-                        }
-                        let mut p = format!("{label} {{{}}}\r\n", bytes.len()).into_bytes();
-                        p.extend_from_slice(&bytes);
-                        parts.push(p);
+                        let bytes = cut(fetch::section_bytes(b, section), *partial);
+                        parts.push(literal(label, "", &bytes));
                     }
                     Item::Binary {
                         path,
@@ -1898,22 +1889,13 @@ impl ImapSession {
                             parts.push(format!("{label} NIL").into_bytes());
                             continue;
                         };
-                        let mut bytes = match super::mime::binary(b, path) {
-                            Ok(x) => x,
+                        let bytes = match super::mime::binary(b, path) {
+                            Ok(x) => cut(x, *partial),
                             Err(e) => return self.unknown_cte(&tag, &out, &e.0),
                         };
-                        if let Some((o, l)) = partial {
-                            let o = usize::try_from(*o).unwrap_or(usize::MAX).min(bytes.len());
-                            let end = o
-                                .saturating_add(usize::try_from(*l).unwrap_or(usize::MAX))
-                                .min(bytes.len());
-                            bytes = bytes[o..end].to_vec();
-                        }
                         // RFC 3516 4.3: literal8 when the data has NULs.
                         let tilde = if bytes.contains(&0) { "~" } else { "" };
-                        let mut p = format!("{label} {tilde}{{{}}}\r\n", bytes.len()).into_bytes();
-                        p.extend_from_slice(&bytes);
-                        parts.push(p);
+                        parts.push(literal(label, tilde, &bytes));
                     }
                     Item::BinarySize { path, label } => {
                         let n = match body.map(|b| super::mime::binary(b, path)) {
@@ -2794,6 +2776,63 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
         | Pending::Poll { tag, .. } => tag,
+    }
+}
+
+/// `<offset.length>` of some bytes (clamped to what there is).
+fn cut(mut bytes: Vec<u8>, partial: Option<(u64, u64)>) -> Vec<u8> {
+    if let Some((o, l)) = partial {
+        let o = usize::try_from(o).unwrap_or(usize::MAX).min(bytes.len());
+        let end = o
+            .saturating_add(usize::try_from(l).unwrap_or(usize::MAX))
+            .min(bytes.len());
+        bytes.truncate(end);
+        bytes.drain(..o);
+    }
+    bytes
+}
+
+/// `LABEL {n}` CRLF and the bytes (`~{n}` with `tilde`).
+fn literal(label: &str, tilde: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut p = format!("{label} {tilde}{{{}}}\r\n", bytes.len()).into_bytes();
+    p.extend_from_slice(bytes);
+    p
+}
+
+/// A mailbox's LIST attributes among the account's `names`: children,
+/// subscription, special use (RFC 6154), as both stores give them.
+pub fn list_attributes<'a>(
+    mut names: impl Iterator<Item = &'a String>,
+    n: &str,
+    subscribed: bool,
+) -> Vec<String> {
+    let prefix = format!("{n}/");
+    let children = names.any(|c| c.starts_with(&prefix));
+    let mut attributes = vec![if children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }
+    .to_owned()];
+    if subscribed {
+        attributes.push("\\Subscribed".into());
+    }
+    if let Some(su) = special_use(n) {
+        attributes.push(su.into());
+    }
+    attributes
+}
+
+/// The special use of the folders docker-mailserver and common clients
+/// create (RFC 6154).
+pub fn special_use(name: &str) -> Option<&'static str> {
+    match name {
+        "Drafts" => Some("\\Drafts"),
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Trash" | "Deleted Messages" => Some("\\Trash"),
+        "Archive" => Some("\\Archive"),
+        _ => None,
     }
 }
 
