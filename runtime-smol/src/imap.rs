@@ -15,7 +15,13 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The read buffer starts small (commands are short lines), doubles up
+/// to `READ_BUF` while reads fill it (literals, APPEND), and shrinks to
+/// `IDLE_READ_BUF` while the client idles (it only sends `DONE`): a
+/// thousand idling sessions should not each hold 8 KiB.
 const READ_BUF: usize = 8 * 1024;
+const MIN_READ_BUF: usize = 1024;
+const IDLE_READ_BUF: usize = 64;
 
 enum Wake {
     Read(std::io::Result<usize>),
@@ -37,7 +43,7 @@ pub async fn serve(
     let _ = tcp.set_nodelay(true);
     let mut session = ImapSession::new(srv.imap.clone(), listener, peer, local, Instant::now());
     let mut stream = Stream::new(tcp);
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf: Vec<u8> = Vec::new();
     let mut idle_version = None;
     let mut waiter: Option<Receiver<()>> = None;
     loop {
@@ -60,7 +66,9 @@ pub async fn serve(
                             "handshake timeout",
                         ))
                     };
-                    match stream.start_tls(acceptor, early).or(timeout).await {
+                    // Boxed: the handshake's state is large and needed once;
+                    // inline, it would size every connection's task.
+                    match Box::pin(stream.start_tls(acceptor, early).or(timeout)).await {
                         Ok(_) => session.handle_tls_established(),
                         Err(e) => {
                             info!(client = %session.client().client, "imap-login: TLS handshake failed: {e}");
@@ -93,6 +101,14 @@ pub async fn serve(
                 session.handle_mailbox_changed();
                 continue;
             }
+        }
+        let want = if session.is_idle() {
+            IDLE_READ_BUF
+        } else {
+            buf.len().clamp(MIN_READ_BUF, READ_BUF)
+        };
+        if buf.len() != want {
+            buf = vec![0u8; want];
         }
         let deadline = session.poll_timeout();
         let read = async { Wake::Read(stream.read(&mut buf).await) };
@@ -129,7 +145,12 @@ pub async fn serve(
         };
         match read.or(changed).or(timer).or(poll).or(stop).await {
             Wake::Read(Ok(0)) => session.handle_eof(),
-            Wake::Read(Ok(n)) => session.handle_input(Instant::now(), &buf[..n]),
+            Wake::Read(Ok(n)) => {
+                session.handle_input(Instant::now(), &buf[..n]);
+                if n == buf.len() && n < READ_BUF {
+                    buf = vec![0u8; (n * 2).min(READ_BUF)];
+                }
+            }
             Wake::Read(Err(_)) => return,
             Wake::Timer => session.handle_timeout(Instant::now()),
             Wake::Changed => {

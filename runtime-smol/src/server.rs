@@ -417,7 +417,10 @@ async fn accept_loop<F, Fut>(
             None => return,
             Some(Ok((stream, peer))) => {
                 let local = stream.local_addr().unwrap_or(peer);
-                let session = serve(srv.clone(), stream, peer, local, stop.clone());
+                // Boxed: an async block awaiting a future it captured keeps
+                // both (the capture and the awaitee) in its state, which
+                // would double every connection's task.
+                let session = Box::pin(serve(srv.clone(), stream, peer, local, stop.clone()));
                 let alive = alive.clone();
                 smol::spawn(async move {
                     session.await;
