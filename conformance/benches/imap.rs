@@ -11,10 +11,8 @@
 mod common;
 
 use common::{free_port, tool, Daemon};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const MESSAGES: usize = 10_000;
 
@@ -136,15 +134,7 @@ fn start_dovecot(dir: &Path, mail: &Path, cert: &Path, key: &Path, port: u16) ->
         .stderr(Stdio::null())
         .spawn()
         .expect("dovecot");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "dovecot did not start: {}",
-            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_port_or_show(port, "dovecot", Some(&dir.join("log")));
     Dovecot { child }
 }
 

@@ -5,9 +5,8 @@
 mod common;
 
 use common::{free_port, peer, python, tool, Client, Daemon, HaProxy};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const LISTENERS: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n\
 [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n\
@@ -173,15 +172,7 @@ fn a_maildir_written_by_dovecot_keeps_its_uids_flags_and_keywords() {
         .stderr(Stdio::null())
         .spawn()
         .expect("dovecot");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "dovecot did not listen: {}",
-            std::fs::read_to_string(dv.join("log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_port_or_show(port, "dovecot", Some(&dv.join("log")));
     // Dovecot writes the mailbox: messages with flags and a keyword, a folder.
     let script = format!(
         r#"

@@ -268,9 +268,19 @@ impl Client {
 
 /// Waits (bounded) until something listens on a loopback port.
 pub fn wait_for_port(port: u16, what: &str) {
+    wait_for_port_or_show(port, what, None);
+}
+
+/// As [`wait_for_port`]; on failure the message shows the peer's `log`.
+pub fn wait_for_port_or_show(port: u16, what: &str, log: Option<&Path>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}: {}",
+            log.and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

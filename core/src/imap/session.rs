@@ -1368,12 +1368,7 @@ impl ImapSession {
                     else {
                         return self.send_str(&format!("{tag} BAD Syntax: UID EXPUNGE set\r\n"));
                     };
-                    Some(
-                        self.resolve(&set, true)
-                            .into_iter()
-                            .map(|(_, u)| u)
-                            .collect(),
-                    )
+                    Some(self.uids_of(&set, true))
                 } else {
                     None
                 };
@@ -1604,11 +1599,7 @@ impl ImapSession {
                     return self
                         .send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
                 }
-                let uids: Vec<u32> = self
-                    .resolve(&set, uid)
-                    .into_iter()
-                    .map(|(_, u)| u)
-                    .collect();
+                let uids = self.uids_of(&set, uid);
                 if uids.is_empty() {
                     return self.send_str(&format!("{tag} OK STORE completed\r\n"));
                 }
@@ -1650,11 +1641,7 @@ impl ImapSession {
                     return self
                         .send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
                 }
-                let uids: Vec<u32> = self
-                    .resolve(&set, uid)
-                    .into_iter()
-                    .map(|(_, u)| u)
-                    .collect();
+                let uids = self.uids_of(&set, uid);
                 if uids.is_empty() {
                     return self.send_str(&format!("{tag} OK {name} completed\r\n"));
                 }
@@ -1710,6 +1697,11 @@ impl ImapSession {
                 }
             })
             .collect()
+    }
+
+    /// The UIDs of the messages a set names.
+    fn uids_of(&self, set: &SeqSet, uid: bool) -> Vec<u32> {
+        self.resolve(set, uid).into_iter().map(|(_, u)| u).collect()
     }
 
     /// The view's index of a UID (messages are in UID order).
