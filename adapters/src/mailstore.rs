@@ -18,8 +18,8 @@
 use crate::directory::Mailbox;
 use crate::maildir::{crlf_to_lf, sync_dir, Maildir};
 use postern_core::imap::event::{
-    ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, SortKeys, StatusCounts,
-    StoreMode, Stored, Summary,
+    Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, SortKeys,
+    StatusCounts, StoreMode, Stored, Summary,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -133,7 +133,7 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-fn no(code: &'static str, text: impl Into<String>) -> MailboxAnswer {
+fn no(code: Code, text: impl Into<String>) -> MailboxAnswer {
     MailboxAnswer::No {
         code: Some(code),
         text: text.into(),
@@ -526,11 +526,11 @@ impl MailStore {
     /// Answers a request for `user`. Disk errors become `NO [SERVERBUG]`.
     pub fn answer(&self, user: &str, req: MailboxRequest) -> MailboxAnswer {
         let Some(root) = self.account(user) else {
-            return no("SERVERBUG", "Account unavailable");
+            return no(Code::ServerBug, "Account unavailable");
         };
         match self.answer_io(user, &root, req) {
             Ok(a) => a,
-            Err(e) => no("SERVERBUG", format!("Internal error: {e}")),
+            Err(e) => no(Code::ServerBug, format!("Internal error: {e}")),
         }
     }
 
@@ -576,7 +576,7 @@ impl MailStore {
         };
         let folder_or = |name: &str| Self::folder(root, name);
         let existing = |name: &str| folder_or(name).filter(|d| d.join("cur").is_dir());
-        let missing = || no("NONEXISTENT", "Mailbox doesn't exist");
+        let missing = || no(Code::NonExistent, "Mailbox doesn't exist");
         match req {
             R::List {
                 patterns,
@@ -665,10 +665,10 @@ impl MailStore {
             }),
             R::Create { mailbox } => {
                 let Some(dir) = folder_or(&mailbox) else {
-                    return Ok(no("CANNOT", "Invalid mailbox name"));
+                    return Ok(no(Code::Cannot, "Invalid mailbox name"));
                 };
                 if dir.join("cur").is_dir() {
-                    return Ok(no("ALREADYEXISTS", "Mailbox already exists"));
+                    return Ok(no(Code::AlreadyExists, "Mailbox already exists"));
                 }
                 for sub in ["", "cur", "new", "tmp"] {
                     let d = if sub.is_empty() {
@@ -688,7 +688,7 @@ impl MailStore {
             }
             R::Delete { mailbox } => {
                 if mailbox == "INBOX" {
-                    return Ok(no("CANNOT", "INBOX cannot be deleted"));
+                    return Ok(no(Code::Cannot, "INBOX cannot be deleted"));
                 }
                 let Some(dir) = folder_or(&mailbox).filter(|d| d.is_dir()) else {
                     return Ok(missing());
@@ -700,16 +700,16 @@ impl MailStore {
             }
             R::Rename { from, to } => {
                 let (Some(a), Some(b)) = (folder_or(&from), folder_or(&to)) else {
-                    return Ok(no("CANNOT", "Invalid mailbox name"));
+                    return Ok(no(Code::Cannot, "Invalid mailbox name"));
                 };
                 if from == "INBOX" {
-                    return Ok(no("CANNOT", "Renaming INBOX is not supported"));
+                    return Ok(no(Code::Cannot, "Renaming INBOX is not supported"));
                 }
                 if !a.is_dir() {
                     return Ok(missing());
                 }
                 if b.exists() {
-                    return Ok(no("ALREADYEXISTS", "Target mailbox exists"));
+                    return Ok(no(Code::AlreadyExists, "Target mailbox exists"));
                 }
                 // Children move with their parent: `.A.x` -> `.B.x`.
                 let prefix = format!(".{}.", from.replace('/', "."));
@@ -859,11 +859,11 @@ impl MailStore {
                 date,
             } => {
                 let Some(dir) = existing(&mailbox) else {
-                    return Ok(no("TRYCREATE", "Mailbox doesn't exist"));
+                    return Ok(no(Code::TryCreate, "Mailbox doesn't exist"));
                 };
                 if let Some(limit) = self.limit(user) {
                     if self.used(root)? + data.len() as u64 > limit {
-                        return Ok(no("OVERQUOTA", "Quota exceeded"));
+                        return Ok(no(Code::OverQuota, "Quota exceeded"));
                     }
                 }
                 let (validity, uid) = self.append(&dir, &flags, &data, date)?;
@@ -880,10 +880,10 @@ impl MailStore {
                 moving,
             } => {
                 let (Some(src), Some(dst)) = (existing(&mailbox), existing(&to)) else {
-                    return Ok(no("TRYCREATE", "Mailbox doesn't exist"));
+                    return Ok(no(Code::TryCreate, "Mailbox doesn't exist"));
                 };
                 if src == dst && moving {
-                    return Ok(no("CANNOT", "Source and target are the same mailbox"));
+                    return Ok(no(Code::Cannot, "Source and target are the same mailbox"));
                 }
                 let picked: Vec<(u32, String, Vec<String>, u64, i64)> = self.with(&src, |f| {
                     Ok(uids
@@ -902,7 +902,7 @@ impl MailStore {
                         picked.iter().map(|p| p.3).sum()
                     };
                     if self.used(root)? + adding > limit {
-                        return Ok(no("OVERQUOTA", "Quota exceeded"));
+                        return Ok(no(Code::OverQuota, "Quota exceeded"));
                     }
                 }
                 let mut from = Vec::new();

@@ -17,7 +17,7 @@
 
 use crate::transcript::{escape, unescape, Step, Transcript};
 use postern_core::imap::event::{
-    Event, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts,
+    Code, Event, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts,
     StoreMode, Stored,
 };
 use postern_core::imap::session::{
@@ -224,7 +224,7 @@ impl MemStore {
         })
     }
 
-    fn no(text: &str, code: &'static str) -> MailboxAnswer {
+    fn no(text: &str, code: Code) -> MailboxAnswer {
         MailboxAnswer::No {
             code: Some(code),
             text: text.to_owned(),
@@ -234,7 +234,7 @@ impl MemStore {
     /// Answers one request.
     pub fn answer(&mut self, req: MailboxRequest) -> MailboxAnswer {
         use MailboxRequest as R;
-        let missing = || Self::no("Mailbox doesn't exist", "NONEXISTENT");
+        let missing = || Self::no("Mailbox doesn't exist", Code::NonExistent);
         match req {
             R::List {
                 patterns,
@@ -303,7 +303,7 @@ impl MemStore {
             },
             R::Create { mailbox } => {
                 if self.folders.contains_key(&mailbox) {
-                    return Self::no("Mailbox already exists", "ALREADYEXISTS");
+                    return Self::no("Mailbox already exists", Code::AlreadyExists);
                 }
                 let v = 2000 + self.folders.len() as u32;
                 self.folders.insert(
@@ -320,7 +320,7 @@ impl MemStore {
             }
             R::Delete { mailbox } => {
                 if mailbox == "INBOX" {
-                    return Self::no("INBOX cannot be deleted", "CANNOT");
+                    return Self::no("INBOX cannot be deleted", Code::Cannot);
                 }
                 match self.folders.remove(&mailbox) {
                     Some(_) => MailboxAnswer::Ok,
@@ -329,7 +329,7 @@ impl MemStore {
             }
             R::Rename { from, to } => {
                 if self.folders.contains_key(&to) {
-                    return Self::no("Target mailbox exists", "ALREADYEXISTS");
+                    return Self::no("Target mailbox exists", Code::AlreadyExists);
                 }
                 match self.folders.remove(&from) {
                     Some(f) => {
@@ -441,7 +441,7 @@ impl MemStore {
             } => {
                 let v = self.folders.get(&mailbox).map(|f| f.uid_validity);
                 if v.is_some() && self.over_quota(data.len() as u64) {
-                    return Self::no("Quota exceeded", "OVERQUOTA");
+                    return Self::no("Quota exceeded", Code::OverQuota);
                 }
                 let date = date.unwrap_or(DEFAULT_DATE);
                 match (v, self.add_dated(&mailbox, flags, data, date)) {
@@ -450,7 +450,7 @@ impl MemStore {
                         from: Vec::new(),
                         to: vec![uid],
                     },
-                    _ => Self::no("Mailbox doesn't exist", "TRYCREATE"),
+                    _ => Self::no("Mailbox doesn't exist", Code::TryCreate),
                 }
             }
             R::Copy {
@@ -460,7 +460,7 @@ impl MemStore {
                 moving,
             } => {
                 let Some(target_v) = self.folders.get(&to).map(|f| f.uid_validity) else {
-                    return Self::no("Mailbox doesn't exist", "TRYCREATE");
+                    return Self::no("Mailbox doesn't exist", Code::TryCreate);
                 };
                 let Some(src) = self.folders.get(&mailbox).cloned() else {
                     return missing();
@@ -472,7 +472,7 @@ impl MemStore {
                     .map(|m| m.data.len() as u64)
                     .sum();
                 if !moving && self.over_quota(adding) {
-                    return Self::no("Quota exceeded", "OVERQUOTA");
+                    return Self::no("Quota exceeded", Code::OverQuota);
                 }
                 let mut from = Vec::new();
                 let mut new = Vec::new();

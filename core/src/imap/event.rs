@@ -283,10 +283,48 @@ pub enum MailboxAnswer {
     /// Refused: `NO [code] text`.
     No {
         /// A response code (`NONEXISTENT`, `ALREADYEXISTS`, `TRYCREATE`...).
-        code: Option<&'static str>,
+        code: Option<Code>,
         /// Human text.
         text: String,
     },
+}
+
+/// A response code a store may give with a refusal (RFC 5530, RFC 9051
+/// 7.1, RFC 9208): what the client is told in brackets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// `ALREADYEXISTS`: the target name is taken.
+    AlreadyExists,
+    /// `CANNOT`: the operation can never succeed (a bad name, INBOX).
+    Cannot,
+    /// `NONEXISTENT`: no such mailbox.
+    NonExistent,
+    /// `OVERQUOTA`: the account's storage limit is reached.
+    OverQuota,
+    /// `SERVERBUG`: the store failed; the client may try later.
+    ServerBug,
+    /// `TRYCREATE`: the target mailbox does not exist; CREATE it first.
+    TryCreate,
+}
+
+impl Code {
+    /// The code as it is written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::AlreadyExists => "ALREADYEXISTS",
+            Code::Cannot => "CANNOT",
+            Code::NonExistent => "NONEXISTENT",
+            Code::OverQuota => "OVERQUOTA",
+            Code::ServerBug => "SERVERBUG",
+            Code::TryCreate => "TRYCREATE",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What the session asks or tells.
