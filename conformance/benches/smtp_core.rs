@@ -39,12 +39,14 @@ fn drive(s: &mut SmtpSession) -> usize {
     while let Some(o) = s.poll_output() {
         match o {
             Output::Send(b) => sent += b.len(),
-            Output::Event(Event::Connect(_)) => s.answer_connect(ConnectAnswer::Accept),
-            Output::Event(Event::MailFrom(_)) => s.answer_mail(MailAnswer::Accept),
-            Output::Event(Event::RcptTo(_)) => s.answer_rcpt(RcptAnswer::Local),
+            Output::Event(Event::Connect(_)) => {
+                s.answer_connect(Instant::now(), ConnectAnswer::Accept)
+            }
+            Output::Event(Event::MailFrom(_)) => s.answer_mail(Instant::now(), MailAnswer::Accept),
+            Output::Event(Event::RcptTo(_)) => s.answer_rcpt(Instant::now(), RcptAnswer::Local),
             Output::Event(Event::Message(m)) => {
                 black_box(m.data.len());
-                s.answer_message(StoreAnswer::Stored { id: "Q".into() })
+                s.answer_message(Instant::now(), StoreAnswer::Stored { id: "Q".into() })
             }
             _ => {}
         }

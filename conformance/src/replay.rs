@@ -2,10 +2,14 @@
 //! mock runtime (an in-memory directory and store), no IO at all.
 
 use crate::transcript::{escape, Step, Transcript};
+use postern_core::policy::admission::Refusal;
+use postern_core::policy::delivery::MessageRefusal;
+use postern_core::policy::recipient::RcptRefusal;
+use postern_core::policy::sender::MailRefusal;
 use postern_core::proxy::{AddressSource, ProxyConfig, ProxyPolicy};
 use postern_core::smtp::{
     AuthAnswer, BareNewline, ConnectAnswer, Event, ListenerConfig, MailAnswer, Output, RcptAnswer,
-    Reply, Role, SmtpConfig, SmtpSession, StoreAnswer, TlsInfo, TlsMode,
+    Role, SmtpConfig, SmtpSession, StoreAnswer, TlsInfo, TlsMode,
 };
 use postern_core::Networks;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -369,15 +373,14 @@ impl Driver {
                 };
                 let refuse = rt.refuse_connect;
                 self.record(format!("connect {} source={source}", a.client), false, None);
-                self.session.answer_connect(if refuse {
-                    ConnectAnswer::Refuse(Reply::new(
-                        421,
-                        "4.7.0",
-                        "mx.example.com Error: too many connections",
-                    ))
-                } else {
-                    ConnectAnswer::Accept
-                });
+                self.session.answer_connect(
+                    self.now,
+                    if refuse {
+                        ConnectAnswer::Refuse(Refusal::TooManyConnections { ip: a.client.ip() })
+                    } else {
+                        ConnectAnswer::Accept
+                    },
+                );
             }
             Event::Auth(r) => {
                 let answer = if rt.auth_tempfail {
@@ -390,39 +393,37 @@ impl Driver {
                     AuthAnswer::Failure
                 };
                 self.record(format!("auth {} {}", r.mechanism, r.username), false, None);
-                self.session.answer_auth(answer);
+                self.session.answer_auth(self.now, answer);
             }
             Event::MailFrom(r) => {
                 let from = r.from.as_ref().map(|a| a.to_string()).unwrap_or_default();
                 let answer = if rt.reject_senders.contains(&from.to_ascii_lowercase()) {
-                    MailAnswer::Reject(Reply::new(
-                        553,
-                        "5.7.1",
-                        format!("<{from}>: Sender address rejected: not owned by user"),
-                    ))
+                    MailAnswer::Refuse(MailRefusal::NotOwned {
+                        user: r.authenticated.clone().unwrap_or_else(|| "anonymous".into()),
+                    })
                 } else {
                     MailAnswer::Accept
                 };
                 self.record(format!("mail <{from}>"), false, None);
-                self.session.answer_mail(answer);
+                self.session.answer_mail(self.now, answer);
             }
             Event::RcptTo(r) => {
                 let addr = r.to.to_string();
                 let key = addr.to_ascii_lowercase();
                 let answer = if rt.rcpt_tempfail.contains(&key) {
-                    RcptAnswer::TempFail
+                    RcptAnswer::Refuse(RcptRefusal::TempFail)
                 } else if rt.domains.contains(&r.to.domain) {
                     if rt.users.contains(&key) || rt.catchall.contains(&r.to.domain) {
                         RcptAnswer::Local
                     } else {
-                        RcptAnswer::UnknownUser
+                        RcptAnswer::Refuse(RcptRefusal::UnknownUser)
                     }
                 } else {
                     RcptAnswer::Remote
                 };
                 let suffix = if r.rerouted { " rerouted" } else { "" };
                 self.record(format!("rcpt <{addr}>{suffix}"), false, None);
-                self.session.answer_rcpt(answer);
+                self.session.answer_rcpt(self.now, answer);
             }
             Event::Message(m) => {
                 let env = &m.envelope;
@@ -448,13 +449,11 @@ impl Driver {
                         rt.next_id += 1;
                         StoreAnswer::Stored { id }
                     }
-                    StoreMode::TempFail => StoreAnswer::TempFail(None),
-                    StoreMode::Reject => {
-                        StoreAnswer::Reject(Reply::new(554, "5.7.1", "Message rejected as spam"))
-                    }
+                    StoreMode::TempFail => StoreAnswer::Refuse(MessageRefusal::TempFail),
+                    StoreMode::Reject => StoreAnswer::Refuse(MessageRefusal::Spam),
                 };
                 self.record(text, true, Some(m.data));
-                self.session.answer_message(answer);
+                self.session.answer_message(self.now, answer);
             }
             Event::Notice(n) => self.record(format!("notice {n:?}"), false, None),
         }

@@ -607,5 +607,5 @@ fn connection_limits_count_the_real_client_and_free_their_places() {
     }
     assert!(d
         .log_text()
-        .contains("too many connections (client limit) from unknown[127.0.0.1]"));
+        .contains("connection refused for unknown[127.0.0.1]: 421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1"));
 }

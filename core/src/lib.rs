@@ -9,6 +9,7 @@ pub mod crc32c;
 pub mod datetime;
 pub mod imap;
 pub mod net;
+pub mod policy;
 pub mod proxy;
 pub mod queue;
 pub mod sasl;

@@ -6,7 +6,7 @@
 //! postern check-config FILE       check a configuration file and exit
 //! ```
 
-use crate::{config, devdefault, server};
+use crate::{config, devdefault, listen, server};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -139,7 +139,7 @@ fn run(cfg: config::Config) -> ExitCode {
         }
     };
     smol::block_on(async {
-        let bound = match server::bind(&srv).await {
+        let bound = match listen::bind(&srv).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("postern: {e}");
@@ -149,7 +149,7 @@ fn run(cfg: config::Config) -> ExitCode {
         // One line a test harness can wait for (the ports actually bound).
         let addrs: Vec<String> = bound.addresses().iter().map(ToString::to_string).collect();
         tracing::info!("ready: {}", addrs.join(" "));
-        server::serve(srv, bound).await;
+        listen::serve(srv, bound).await;
         ExitCode::SUCCESS
     })
 }
@@ -170,7 +170,7 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let now = crate::relay::unix_now();
+    let now = crate::clock::unix_now();
     let fail = |e: std::io::Error| {
         eprintln!("postern: {e}");
         ExitCode::from(1)

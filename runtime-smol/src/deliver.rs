@@ -1,15 +1,16 @@
-//! Final delivery of a received message into local Maildirs.
+//! Executes the delivery verdict: queues the remote recipients, writes the
+//! local copies through the group-commit writer, and reports what became
+//! durable. The headers each copy gets are decided in
+//! `postern_core::policy::delivery`.
 
+use crate::clock::{date_now, unix_now};
 use crate::server::Server;
-use postern_adapters::directory::{Mailbox, Resolution};
+use postern_adapters::directory::Resolution;
 use postern_adapters::maildir::DeliveryJob;
-use postern_core::datetime::rfc5322;
-use postern_core::smtp::received::{received, return_path};
+use postern_core::policy::delivery::{bounce_prefix, local_copies, outbound_bytes, Outcome};
 use postern_core::smtp::Message;
-use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The one step every outbound message passes before the queue (DKIM
 /// signing goes here), so that it happens once, not per attempt.
@@ -17,9 +18,47 @@ pub fn outbound_filter(data: Vec<u8>) -> Vec<u8> {
     data
 }
 
+/// Delivers an accepted message: remote recipients into the queue, local
+/// ones into their mailboxes, each durably. Returns what became durable,
+/// and the message back.
+pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Message) {
+    let mut outcome = Outcome {
+        queued: true,
+        ..Outcome::default()
+    };
+    let msg = if msg.envelope.rcpt_to.iter().any(|r| !r.local) {
+        let (srv2, id2) = (srv.clone(), id.clone());
+        let (r, msg) = smol::unblock(move || (queue_outbound(&srv2, &msg, &id2), msg)).await;
+        if let Err(e) = r {
+            tracing::warn!(id = %id, "cannot queue for the relay: {e}");
+            outcome.queued = false;
+        }
+        msg
+    } else {
+        msg
+    };
+    let jobs = match local_jobs(&srv, &msg, &id) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::warn!(id = %id, "{e}");
+            outcome.failed += 1;
+            return (outcome, msg);
+        }
+    };
+    for r in srv.committer.deliver(jobs).await {
+        match r {
+            Ok(_) => outcome.stored += 1,
+            Err(e) => {
+                tracing::warn!(id = %id, "local delivery failed: {e}");
+                outcome.failed += 1;
+            }
+        }
+    }
+    (outcome, msg)
+}
+
 /// Queues the message for its remote recipients (relay), durably.
-/// Returns how many recipients were queued.
-pub fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
+fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
     let env = &msg.envelope;
     let remote: Vec<String> = env
         .rcpt_to
@@ -27,30 +66,17 @@ pub fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize
         .filter(|r| !r.local)
         .map(|r| r.address.to_string())
         .collect();
-    if remote.is_empty() {
-        return Ok(0);
-    }
     let Some(spool) = &srv.spool else {
         return Err(io::Error::other("no relay is configured"));
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let date = rfc5322(i64::try_from(now).unwrap_or(0));
-    let for_rcpt = match env.rcpt_to.as_slice() {
-        [one] => Some(&one.address),
-        _ => None,
-    };
-    let mut data = received(env, &srv.config.hostname, id, for_rcpt, &date).into_bytes();
-    data.extend_from_slice(&msg.data);
+    let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
     let data = outbound_filter(data);
     let from = env
         .mail_from
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    spool.enqueue(id, &from, &remote, &data, now)?;
+    spool.enqueue(id, &from, &remote, &data, unix_now())?;
     Ok(remote.len())
 }
 
@@ -64,8 +90,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     match srv.directory.resolve(&path.address) {
         Resolution::Local { mailboxes, .. } => {
             for mb in mailboxes {
-                let prefix = format!("Return-Path: <>\r\nDelivered-To: {mb}\r\n");
-                srv.maildir.deliver(&mb, prefix.as_bytes(), bytes)?;
+                srv.maildir.deliver(&mb, &bounce_prefix(&mb), bytes)?;
             }
             Ok(())
         }
@@ -74,29 +99,17 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
             let Some(spool) = &srv.spool else {
                 return Ok(());
             };
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
             spool
-                .enqueue(id, "", &[to.to_owned()], bytes, now)
+                .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
                 .map(|_| ())
         }
     }
 }
 
-/// The deliveries a message makes: one per local mailbox its recipients
-/// lead to, each with its Return-Path, Delivered-To and Received lines.
-pub fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJob>> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let date = rfc5322(i64::try_from(now).unwrap_or(0));
+/// The local copies of a message as delivery jobs for the writer.
+fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJob>> {
     let env = &msg.envelope;
-    let data = Arc::new(msg.data.clone());
-    let mut done: HashSet<Mailbox> = HashSet::new();
-    let mut jobs = Vec::new();
+    let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
         let Resolution::Local { mailboxes, .. } = srv.directory.resolve(&rcpt.address) else {
             return Err(io::Error::other(format!(
@@ -104,25 +117,17 @@ pub fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Deliv
                 rcpt.address
             )));
         };
-        for mb in mailboxes {
-            if !done.insert(mb.clone()) {
-                continue;
-            }
-            let mut prefix = return_path(env);
-            prefix.push_str(&format!("Delivered-To: {mb}\r\n"));
-            prefix.push_str(&received(
-                env,
-                &srv.config.hostname,
-                id,
-                Some(&rcpt.address),
-                &date,
-            ));
-            jobs.push(DeliveryJob {
-                mailbox: mb,
-                prefix: prefix.into_bytes(),
-                message: data.clone(),
-            });
-        }
+        resolved.push((rcpt.address.clone(), mailboxes));
     }
-    Ok(jobs)
+    let data = Arc::new(msg.data.clone());
+    Ok(
+        local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
+            .into_iter()
+            .map(|c| DeliveryJob {
+                mailbox: c.mailbox,
+                prefix: c.prefix,
+                message: data.clone(),
+            })
+            .collect(),
+    )
 }

@@ -3,13 +3,16 @@
 //! logic lives here.
 
 pub mod cli;
+pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod conn;
 pub mod deliver;
 pub mod devdefault;
 pub mod imap;
+pub mod listen;
 pub mod relay;
 pub mod server;
+pub mod smarthost;
 pub mod smtp;
 pub mod tls;

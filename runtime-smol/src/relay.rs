@@ -3,127 +3,27 @@
 //! each recipient's outcome durably, retries on the core's schedule, and
 //! bounces what fails for good. A daily cap defers instead of failing.
 
-use crate::config::RelayConfig;
+use crate::clock::unix_now;
 use crate::server::Server;
-use futures_rustls::TlsConnector;
-use postern_adapters::spool::{QueuedMessage, RcptStatus, Spool};
+use crate::smarthost::Relay;
+use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus, Spool};
 use postern_core::datetime::rfc5322;
-use postern_core::queue::{dsn, Bounce, FailedRecipient, RetryPolicy};
-use postern_core::smtp::client::{ClientConfig, ClientOutput, Job, RcptOutcome, SmtpClient};
+use postern_core::policy::relay::{self as policy, daily_cap, settle, CapVerdict, RcptState};
+use postern_core::queue::{dsn, Bounce, FailedRecipient};
+use postern_core::smtp::client::{ClientOutput, Job, RcptOutcome, SmtpClient};
 use postern_core::smtp::{Address, Reply};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::Timer;
 use std::io;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The relay's settings made ready: TLS client, credentials, counters.
-pub struct Relay {
-    cfg: RelayConfig,
-    client: Arc<ClientConfig>,
-    tls: TlsConnector,
-    policy: RetryPolicy,
-    /// (UTC day number, messages relayed that day).
-    count: Mutex<(u64, u32)>,
-}
-
-/// Why the relay could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// The credentials file could not be read or has no entry.
-    #[error("relay credentials: {0}")]
-    Credentials(String),
-    /// The CA file is unusable.
-    #[error("relay CA file: {0}")]
-    Ca(String),
-    /// rustls refused the configuration.
-    #[error("relay TLS: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-impl Relay {
-    /// Reads the credentials and trust anchors.
-    pub fn new(
-        cfg: RelayConfig,
-        hostname: &str,
-        queue_dir: &std::path::Path,
-    ) -> Result<Self, RelayError> {
-        let mut client = ClientConfig::new(hostname);
-        client.require_tls = cfg.require_tls;
-        if let Some(path) = &cfg.sasl_passwd {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| RelayError::Credentials(format!("{}: {e}", path.display())))?;
-            let c = postern_adapters::sasl_passwd::find(&text, &cfg.host, cfg.port).ok_or_else(
-                || {
-                    RelayError::Credentials(format!(
-                        "{}: no entry for [{}]:{}",
-                        path.display(),
-                        cfg.host,
-                        cfg.port
-                    ))
-                },
-            )?;
-            client.credentials = Some((c.user, c.password));
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        match &cfg.ca_file {
-            Some(ca) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
-                for c in certs {
-                    roots
-                        .add(c)
-                        .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let today = unix_now() / 86_400;
-        let count = read_count(queue_dir)
-            .filter(|(d, _)| *d == today)
-            .unwrap_or((today, 0));
-        Ok(Self {
-            cfg,
-            client: Arc::new(client),
-            tls: TlsConnector::from(Arc::new(tls)),
-            policy: RetryPolicy::default(),
-            count: Mutex::new(count),
-        })
-    }
-
-    /// The smarthost as `host:port`.
-    pub fn target(&self) -> String {
-        format!("{}:{}", self.cfg.host, self.cfg.port)
-    }
-}
-
-fn read_count(queue_dir: &std::path::Path) -> Option<(u64, u32)> {
-    let t = std::fs::read_to_string(queue_dir.join("relay-count")).ok()?;
-    let (d, n) = t.trim().split_once(' ')?;
-    Some((d.parse().ok()?, n.parse().ok()?))
-}
 
 /// Runs until `stop` closes: scans the spool, relays what is due.
 pub async fn run(
@@ -186,25 +86,41 @@ fn parse_address(s: &str) -> Option<Address> {
     }
 }
 
+fn to_policy(r: &QueuedRcpt) -> policy::QueuedRcpt {
+    policy::QueuedRcpt {
+        address: r.address.clone(),
+        state: match r.status {
+            RcptStatus::Pending => RcptState::Pending,
+            RcptStatus::Delivered => RcptState::Delivered,
+            RcptStatus::Failed => RcptState::Failed,
+        },
+        last_reply: (!r.last_reply.is_empty()).then(|| Reply::parse_line(&r.last_reply)),
+    }
+}
+
+fn from_policy(p: &policy::QueuedRcpt, r: &mut QueuedRcpt) {
+    r.status = match p.state {
+        RcptState::Pending => RcptStatus::Pending,
+        RcptState::Delivered => RcptStatus::Delivered,
+        RcptState::Failed => RcptStatus::Failed,
+    };
+    if let Some(rep) = &p.last_reply {
+        r.last_reply = rep.to_string();
+    }
+}
+
 async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: QueuedMessage) {
     let now = unix_now();
-    // The daily cap: defer to the next UTC day, never fail.
-    if relay.cfg.daily_limit > 0 {
-        let full = relay
-            .count
-            .lock()
-            .map(|c| c.0 == now / 86_400 && c.1 >= relay.cfg.daily_limit)
-            .unwrap_or(false);
-        if full {
-            msg.next_attempt = (now / 86_400 + 1) * 86_400;
-            warn!(id = %msg.id, "daily relay limit of {} reached; deferred to the next UTC day", relay.cfg.daily_limit);
-            let sp = spool.clone();
-            let m = msg.clone();
-            if let Err(e) = smol::unblock(move || sp.update(&m)).await {
-                error!(id = %msg.id, "cannot update the queue: {e}");
-            }
-            return;
+    let (day, sent) = relay.count.lock().map(|c| *c).unwrap_or((0, 0));
+    if let CapVerdict::DeferUntil(t) = daily_cap(relay.cfg.daily_limit, day, sent, now) {
+        msg.next_attempt = t;
+        warn!(id = %msg.id, "daily relay limit of {} reached; deferred to the next UTC day", relay.cfg.daily_limit);
+        let sp = spool.clone();
+        let m = msg.clone();
+        if let Err(e) = smol::unblock(move || sp.update(&m)).await {
+            error!(id = %msg.id, "cannot update the queue: {e}");
         }
+        return;
     }
     let sp = spool.clone();
     let id = msg.id.clone();
@@ -215,26 +131,20 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
             return;
         }
     };
-    let pending: Vec<usize> = msg
-        .rcpts
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.status == RcptStatus::Pending)
-        .map(|(i, _)| i)
-        .collect();
-    let mut rcpts = Vec::new();
+    let mut rcpts: Vec<policy::QueuedRcpt> = msg.rcpts.iter().map(to_policy).collect();
+    let mut outcomes = Vec::new();
+    let mut addresses = Vec::new();
     let mut indices = Vec::new();
-    for &i in &pending {
-        match parse_address(&msg.rcpts[i].address) {
+    for (i, r) in rcpts.iter().enumerate() {
+        if r.state != RcptState::Pending {
+            continue;
+        }
+        match parse_address(&r.address) {
             Some(a) => {
-                rcpts.push(a);
+                addresses.push(a);
                 indices.push(i);
             }
-            None => {
-                msg.rcpts[i].status = RcptStatus::Failed;
-                msg.rcpts[i].last_reply =
-                    "553 5.1.3 bad recipient address syntax in the queue".into();
-            }
+            None => outcomes.push((i, RcptOutcome::Failed(policy::bad_queued_address()))),
         }
     }
     let eight_bit = data.iter().any(|&b| b >= 0x80);
@@ -244,84 +154,52 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
         parse_address(&msg.from)
     };
     let job = Job {
-        smtputf8: rcpts.iter().any(|a| !a.is_ascii())
+        smtputf8: addresses.iter().any(|a| !a.is_ascii())
             || from.as_ref().is_some_and(|a| !a.is_ascii()),
         mail_from: from,
-        rcpts,
+        rcpts: addresses,
         data: Arc::new(data),
         eight_bit,
     };
-    let outcomes = if job.rcpts.is_empty() {
-        Vec::new()
-    } else {
-        converse(&relay, job.clone()).await
-    };
-    let mut delivered = 0;
-    let mut failed = Vec::new();
-    for (k, o) in outcomes.iter().enumerate() {
-        let Some(&i) = indices.get(k) else { continue };
-        let r = &mut msg.rcpts[i];
-        match o {
-            RcptOutcome::Delivered(rep) => {
-                r.status = RcptStatus::Delivered;
-                r.last_reply = rep.to_string();
-                delivered += 1;
-                info!(id = %msg.id, "to=<{}>, relay={}, status=sent ({rep})", r.address, relay.target());
-            }
-            RcptOutcome::Failed(rep) => {
-                r.status = RcptStatus::Failed;
-                r.last_reply = rep.to_string();
-                warn!(id = %msg.id, "to=<{}>, relay={}, status=bounced ({rep})", r.address, relay.target());
-                failed.push(FailedRecipient {
-                    address: r.address.clone(),
-                    reply: rep.clone(),
-                    expired: false,
-                });
-            }
-            RcptOutcome::Deferred(rep) => {
-                r.last_reply = rep.to_string();
-                info!(id = %msg.id, "to=<{}>, relay={}, status=deferred ({rep})", r.address, relay.target());
-            }
-        }
+    if !job.rcpts.is_empty() {
+        let said = converse(&relay, job.clone()).await;
+        outcomes.extend(indices.iter().copied().zip(said));
     }
-    if delivered > 0 {
-        if let Ok(mut c) = relay.count.lock() {
-            let today = now / 86_400;
-            if c.0 != today {
-                *c = (today, 0);
-            }
-            c.1 += 1;
-            let line = format!("{} {}\n", c.0, c.1);
-            let _ = std::fs::write(spool.dir().join("relay-count"), line);
-        }
+    for (i, o) in &outcomes {
+        let (status, rep) = match o {
+            RcptOutcome::Delivered(r) => ("sent", r),
+            RcptOutcome::Failed(r) => ("bounced", r),
+            RcptOutcome::Deferred(r) => ("deferred", r),
+        };
+        let to = rcpts
+            .get(*i)
+            .map(|r| r.address.as_str())
+            .unwrap_or_default();
+        info!(id = %msg.id, "to=<{to}>, relay={}, status={status} ({rep})", relay.target());
     }
     msg.attempts += 1;
-    if msg.pending().next().is_some() {
-        match relay
-            .policy
-            .next_attempt(msg.attempts, msg.created, unix_now())
-        {
-            Some(t) => msg.next_attempt = t,
-            None => {
-                for r in msg
-                    .rcpts
-                    .iter_mut()
-                    .filter(|r| r.status == RcptStatus::Pending)
-                {
-                    r.status = RcptStatus::Failed;
-                    let (code, rest) = r.last_reply.split_once(' ').unwrap_or(("451", ""));
-                    failed.push(FailedRecipient {
-                        address: r.address.clone(),
-                        reply: Reply::new(code.parse().unwrap_or(451), "", rest.to_owned()),
-                        expired: true,
-                    });
-                }
-                warn!(id = %msg.id, "expired in the queue after {} attempts", msg.attempts);
-            }
-        }
+    let settled = settle(
+        &mut rcpts,
+        &outcomes,
+        msg.attempts,
+        msg.created,
+        unix_now(),
+        &relay.policy,
+    );
+    for (p, r) in rcpts.iter().zip(msg.rcpts.iter_mut()) {
+        from_policy(p, r);
     }
-    if !failed.is_empty() && !msg.from.is_empty() {
-        if let Err(e) = bounce(&srv, &msg, &failed, &job.data).await {
+    if settled.delivered > 0 {
+        record_sent(&relay, &spool, now).await;
+    }
+    if let Some(t) = settled.next_attempt {
+        msg.next_attempt = t;
+    }
+    if settled.expired {
+        warn!(id = %msg.id, "expired in the queue after {} attempts", msg.attempts);
+    }
+    if !settled.bounce.is_empty() && !msg.from.is_empty() {
+        if let Err(e) = bounce(&srv, &msg, &settled.bounce, &job.data).await {
             error!(id = %msg.id, "cannot queue the bounce: {e}");
             return;
         }
@@ -335,6 +213,26 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
     };
     if let Err(e) = result {
         error!(id = %msg.id, "cannot update the queue: {e}");
+    }
+}
+
+/// Counts one relayed message for today, and keeps the count on disk (off
+/// the executor) so a restart does not reset the daily cap.
+async fn record_sent(relay: &Relay, spool: &Spool, now: u64) {
+    let line = {
+        let Ok(mut c) = relay.count.lock() else {
+            return;
+        };
+        let today = now / policy::DAY;
+        if c.0 != today {
+            *c = (today, 0);
+        }
+        c.1 += 1;
+        format!("{} {}\n", c.0, c.1)
+    };
+    let path = spool.dir().join("relay-count");
+    if let Err(e) = smol::unblock(move || std::fs::write(path, line)).await {
+        warn!("cannot record the daily relay count: {e}");
     }
 }
 
@@ -377,7 +275,7 @@ enum Conn {
 /// One connection to the smarthost for `job`; every recipient gets an outcome.
 async fn converse(relay: &Relay, job: Job) -> Vec<RcptOutcome> {
     let n = job.rcpts.len();
-    let defer_all = |text: String| vec![RcptOutcome::Deferred(Reply::new(421, "4.4.1", text)); n];
+    let defer_all = |text: String| vec![RcptOutcome::Deferred(policy::connection_failed(text)); n];
     let connect = async {
         let r: io::Result<TcpStream> =
             TcpStream::connect((relay.cfg.host.as_str(), relay.cfg.port)).await;

@@ -6,9 +6,13 @@ use crate::conn::Stream;
 use crate::deliver;
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
+use postern_core::policy::admission::Service;
+use postern_core::policy::delivery::store_verdict;
+use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
+use postern_core::policy::sender::mail_verdict;
 use postern_core::smtp::{
-    AuthAnswer, ConnectAnswer, Event, ListenerConfig, MailAnswer, Notice, Output, RcptAnswer,
-    Reply, Role, SmtpSession, StoreAnswer,
+    AuthAnswer, ConnectAnswer, Event, ListenerConfig, Notice, Output, Role, SmtpSession,
+    StoreAnswer,
 };
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
@@ -142,22 +146,17 @@ async fn answer(
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, source = ?a.source, "connect from unknown[{}]", a.client.ip());
-            match srv.admit(a.client.ip()) {
+            let service = match listener.role {
+                Role::Submission => Service::Submission,
+                Role::Mx => Service::Mx,
+            };
+            match srv.admit(service, a.client.ip()) {
                 Ok(s) => {
                     *slot = Some(s);
-                    session.answer_connect(ConnectAnswer::Accept);
+                    session.answer_connect(Instant::now(), ConnectAnswer::Accept);
                 }
-                Err(which) => {
-                    warn!(client = %a.client, "too many connections ({which} limit) from unknown[{}]", a.client.ip());
-                    session.answer_connect(ConnectAnswer::Refuse(Reply::new(
-                        421,
-                        "4.7.0",
-                        format!(
-                            "{} Error: too many connections from {}",
-                            srv.config.hostname,
-                            a.client.ip()
-                        ),
-                    )));
+                Err(refusal) => {
+                    session.answer_connect(Instant::now(), ConnectAnswer::Refuse(refusal))
                 }
             }
         }
@@ -168,113 +167,65 @@ async fn answer(
             match verdict {
                 Some(account) => {
                     info!(client = %client, "unknown[{ip}]: SASL {} authentication succeeded, sasl_username={account}", req.mechanism);
-                    session.answer_auth(AuthAnswer::Success { user: account });
+                    session.answer_auth(Instant::now(), AuthAnswer::Success { user: account });
                 }
                 None => {
                     Timer::after(srv.config.auth_failure_delay).await;
-                    warn!(
-                        client = %client,
-                        "unknown[{ip}]: SASL {} authentication failed: authentication failure, sasl_username={}",
-                        req.mechanism,
-                        req.username
-                    );
-                    session.answer_auth(AuthAnswer::Failure);
+                    session.answer_auth(Instant::now(), AuthAnswer::Failure);
                 }
             }
         }
         Event::MailFrom(req) => {
-            let answer = match (&req.authenticated, &req.from) {
-                (Some(user), Some(from))
-                    if listener.role == Role::Submission && !srv.directory.owns(user, from) =>
-                {
-                    warn!(client = %client, "sender <{from}> not owned by {user}");
-                    MailAnswer::Reject(Reply::new(
-                        553,
-                        "5.7.1",
-                        format!("<{from}>: Sender address rejected: not owned by user {user}"),
-                    ))
-                }
-                _ => MailAnswer::Accept,
+            let owned = match (&req.authenticated, &req.from) {
+                (Some(user), Some(from)) => srv.directory.owns(user, from),
+                _ => true,
             };
-            session.answer_mail(answer);
+            let verdict = mail_verdict(
+                listener.role,
+                req.authenticated.as_deref(),
+                req.from.as_ref(),
+                owned,
+            );
+            session.answer_mail(Instant::now(), verdict);
         }
         Event::RcptTo(req) => {
-            let answer = match srv.directory.resolve(&req.to) {
-                Resolution::Local { forwards, .. } if !forwards.is_empty() => {
-                    RcptAnswer::Reject(Reply::new(
-                        451,
-                        "4.3.0",
-                        format!(
-                            "<{}>: forwarding to outside addresses is not available yet",
-                            req.to
-                        ),
-                    ))
-                }
-                Resolution::Local { mailboxes, .. } => {
-                    let store = srv.mailstore.clone();
-                    let full = smol::unblock(move || {
-                        mailboxes
-                            .iter()
-                            .any(|m| store.over_quota(&format!("{}@{}", m.user, m.domain)))
-                    })
-                    .await;
-                    if full {
-                        info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: 552 5.2.2 <{}>: Mailbox full", req.to);
-                        RcptAnswer::Reject(Reply::new(
-                            552,
-                            "5.2.2",
-                            format!("<{}>: Mailbox full", req.to),
-                        ))
-                    } else {
-                        RcptAnswer::Local
-                    }
-                }
-                Resolution::Unknown => RcptAnswer::UnknownUser,
-                Resolution::Remote if req.authenticated.is_some() && srv.relay.is_none() => {
-                    RcptAnswer::Reject(Reply::new(
-                        451,
-                        "4.3.0",
-                        format!(
-                            "<{}>: relaying through a smarthost is not configured",
-                            req.to
-                        ),
-                    ))
-                }
-                Resolution::Remote => RcptAnswer::Remote,
+            let (destination, mailboxes) = match srv.directory.resolve(&req.to) {
+                Resolution::Local {
+                    mailboxes,
+                    forwards,
+                } => (
+                    Destination::Local {
+                        forwards: !forwards.is_empty(),
+                    },
+                    mailboxes,
+                ),
+                Resolution::Unknown => (Destination::Unknown, Vec::new()),
+                Resolution::Remote => (Destination::Remote, Vec::new()),
             };
-            if matches!(answer, RcptAnswer::Remote) && req.authenticated.is_none() {
-                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: 554 5.7.1 <{}>: Relay access denied", req.to);
-            }
-            session.answer_rcpt(answer);
+            let over_quota = if mailboxes.is_empty() {
+                false
+            } else {
+                let store = srv.mailstore.clone();
+                smol::unblock(move || mailboxes.iter().any(|m| store.over_quota(&m.to_string())))
+                    .await
+            };
+            let facts = RcptFacts {
+                destination,
+                over_quota,
+                authenticated: req.authenticated.is_some(),
+                relay_configured: srv.relay.is_some(),
+            };
+            session.answer_rcpt(Instant::now(), rcpt_verdict(&facts));
         }
         Event::Message(msg) => {
             let id = srv.next_queue_id();
-            let srv2 = srv.clone();
-            let id2 = id.clone();
-            let result = async {
-                let queued = if msg.envelope.rcpt_to.iter().any(|r| !r.local) {
-                    let (srv3, id3) = (srv2.clone(), id2.clone());
-                    let (q, m) =
-                        smol::unblock(move || (deliver::queue_outbound(&srv3, &msg, &id3), msg))
-                            .await;
-                    msg_back(q, m)
-                } else {
-                    Ok((0, msg))
-                };
-                let (queued, msg) = queued?;
-                let jobs = deliver::local_jobs(&srv2, &msg, &id2)?;
-                let n = jobs.len();
-                for r in srv2.committer.deliver(jobs).await {
-                    r?;
-                }
-                Ok::<_, std::io::Error>((n + queued, msg))
-            }
-            .await;
+            let (srv2, id2) = (srv.clone(), id.clone());
+            let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
             if let Some(w) = &srv.relay_wake {
                 let _ = w.try_send(());
             }
-            match result {
-                Ok((n, msg)) => {
+            match store_verdict(outcome) {
+                Ok(()) => {
                     let from = msg
                         .envelope
                         .mail_from
@@ -282,27 +233,38 @@ async fn answer(
                         .map(|a| a.to_string())
                         .unwrap_or_default();
                     info!(
-                        client = %client, id = %id, size = msg.data.len(), mailboxes = n,
+                        client = %client, id = %id, size = msg.data.len(), mailboxes = outcome.stored,
                         "{id}: from=<{from}>, size={}, nrcpt={} (queued as {id})",
                         msg.data.len(),
                         msg.envelope.rcpt_to.len()
                     );
-                    session.answer_message(StoreAnswer::Stored { id });
+                    session.answer_message(Instant::now(), StoreAnswer::Stored { id });
                 }
-                Err(e) => {
-                    warn!(client = %client, id = %id, "delivery failed, answering 452: {e}");
-                    session.answer_message(StoreAnswer::TempFail(None));
+                Err(refusal) => {
+                    warn!(client = %client, id = %id, stored = outcome.stored, failed = outcome.failed, queued = outcome.queued, "delivery failed: {refusal:?}");
+                    session.answer_message(Instant::now(), StoreAnswer::Refuse(refusal));
                 }
             }
         }
         Event::Notice(n) => match n {
             Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),
-            Notice::AuthFailed { .. } => {}
+            Notice::AuthFailed {
+                username,
+                mechanism,
+            } => warn!(
+                client = %client,
+                "unknown[{ip}]: SASL {mechanism} authentication failed: authentication failure, sasl_username={username}"
+            ),
+            Notice::RcptRejected(reply) => {
+                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: {reply}")
+            }
+            Notice::MailRejected(reply) => {
+                warn!(client = %client, "NOQUEUE: reject: MAIL from unknown[{ip}]: {reply}")
+            }
+            Notice::Refused(reply) => {
+                warn!(client = %client, "connection refused for unknown[{ip}]: {reply}")
+            }
             other => info!(client = %client, "{other:?}"),
         },
     }
-}
-
-fn msg_back<T>(r: std::io::Result<usize>, m: T) -> std::io::Result<(usize, T)> {
-    r.map(|n| (n, m))
 }

@@ -6,6 +6,10 @@
 
 use super::address::Address;
 use super::reply::Reply;
+use crate::policy::admission::Refusal;
+use crate::policy::delivery::MessageRefusal;
+use crate::policy::recipient::RcptVerdict;
+use crate::policy::sender::MailVerdict;
 use crate::proxy::{ClientAddress, ProxyError};
 use crate::secret::Secret;
 
@@ -59,13 +63,14 @@ pub struct RcptRequest {
     pub authenticated: Option<String>,
 }
 
-/// The runtime's answer to [`Event::Connect`].
+/// The runtime's answer to [`Event::Connect`]: the admission verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectAnswer {
     /// Greet the client.
     Accept,
-    /// Send this reply (a 421 or 554) and close.
-    Refuse(Reply),
+    /// Refused by the admission policy: `421 4.7.0` (unless under
+    /// implicit TLS) and close.
+    Refuse(Refusal),
 }
 
 /// The runtime's answer to [`Event::Auth`].
@@ -82,30 +87,14 @@ pub enum AuthAnswer {
     TempFail,
 }
 
-/// The runtime's answer to [`Event::MailFrom`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MailAnswer {
-    /// Start the transaction.
-    Accept,
-    /// Refuse with this reply.
-    Reject(Reply),
-}
+/// The runtime's answer to [`Event::MailFrom`]: the sender verdict
+/// ([`crate::policy::sender::mail_verdict`]).
+pub type MailAnswer = MailVerdict;
 
-/// The runtime's answer to [`Event::RcptTo`]: what the address is. The
-/// session turns it into accept, relay or refuse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RcptAnswer {
-    /// A local mailbox, alias or catch-all target.
-    Local,
-    /// Not one of our domains: relayed for an authenticated client only.
-    Remote,
-    /// One of our domains, no such user (`550 5.1.1`).
-    UnknownUser,
-    /// The lookup failed (`451 4.3.0`).
-    TempFail,
-    /// Refused by a policy, with this reply.
-    Reject(Reply),
-}
+/// The runtime's answer to [`Event::RcptTo`]: the recipient verdict
+/// ([`crate::policy::recipient::rcpt_verdict`]). The session refuses a
+/// remote recipient from an unauthenticated client whatever the answer.
+pub type RcptAnswer = RcptVerdict;
 
 /// The runtime's answer to [`Event::Message`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,11 +104,8 @@ pub enum StoreAnswer {
         /// The queue or message id, shown in the 250 reply.
         id: String,
     },
-    /// Not stored, try later (disk full, a failing adapter): `452 4.3.1`
-    /// unless a reply is given.
-    TempFail(Option<Reply>),
-    /// Refused for good (a policy, spam), with this reply.
-    Reject(Reply),
+    /// Not stored: the delivery verdict's reason.
+    Refuse(MessageRefusal),
 }
 
 /// What a message body declares (RFC 6152 BODY=).
@@ -221,8 +207,14 @@ pub enum Notice {
         /// `PLAIN` or `LOGIN`.
         mechanism: &'static str,
     },
-    /// A message was refused at its end.
+    /// A message was refused at its end, with this reply.
     MessageRejected(Reply),
-    /// The runtime refused the connection with this reply.
+    /// The connection was refused with this reply.
     Refused(Reply),
+    /// A sender was refused with this reply (Postfix logs it as
+    /// `NOQUEUE: reject: MAIL from ...`).
+    MailRejected(Reply),
+    /// A recipient was refused with this reply (Postfix logs it as
+    /// `NOQUEUE: reject: RCPT from ...`).
+    RcptRejected(Reply),
 }

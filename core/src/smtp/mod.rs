@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod event;
 pub mod received;
+pub mod replies;
 pub mod reply;
 pub mod session;
 

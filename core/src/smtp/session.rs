@@ -41,7 +41,10 @@ use super::event::{
     AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
     Message, Notice, RcptAnswer, RcptRequest, Recipient, StoreAnswer, TlsInfo,
 };
+use super::replies;
 use super::reply::Reply;
+use crate::policy::delivery::MessageRefusal;
+use crate::policy::recipient::{RcptRefusal, RcptVerdict};
 use crate::proxy::{ClientAddress, ProxyGate, ProxyStep};
 use crate::sasl::{self, SaslError};
 use std::collections::VecDeque;
@@ -398,11 +401,8 @@ impl SmtpSession {
         if matches!(self.phase, Phase::Proxy | Phase::Tls { .. }) {
             self.close();
         } else {
-            let text = format!(
-                "421 4.4.2 {} Error: timeout exceeded\r\n",
-                self.cfg.hostname
-            );
-            self.send(text.as_bytes());
+            let r = replies::timeout(&self.cfg.hostname);
+            self.reply(&r);
             self.close();
         }
     }
@@ -429,27 +429,26 @@ impl SmtpSession {
     }
 
     fn shutdown_now(&mut self) {
-        let r = format!(
-            "421 4.3.2 {} Service shutting down, closing connection\r\n",
-            self.cfg.hostname
-        );
-        self.send(r.as_bytes());
+        let r = replies::shutting_down(&self.cfg.hostname);
+        self.reply(&r);
         self.close();
     }
 
     // ----- answers -----
 
     /// Answers [`Event::Connect`].
-    pub fn answer_connect(&mut self, answer: ConnectAnswer) {
+    pub fn answer_connect(&mut self, now: Instant, answer: ConnectAnswer) {
         if !matches!(self.phase, Phase::Connect) {
             return;
         }
+        self.now = now;
         match answer {
-            ConnectAnswer::Refuse(reply) => {
+            ConnectAnswer::Refuse(refusal) => {
+                let reply = replies::connection_refused(&self.cfg.hostname, &refusal);
                 // Under implicit TLS every byte belongs to the handshake:
                 // close without a plain-text reply.
                 if self.listener.tls != TlsMode::Implicit {
-                    self.send_reply(&reply);
+                    self.reply(&reply);
                 }
                 self.notice(Notice::Refused(reply));
                 self.close();
@@ -470,10 +469,11 @@ impl SmtpSession {
     }
 
     /// Answers [`Event::Auth`].
-    pub fn answer_auth(&mut self, answer: AuthAnswer) {
+    pub fn answer_auth(&mut self, now: Instant, answer: AuthAnswer) {
         let Phase::Wait(Pending::Auth { .. }) = self.phase else {
             return;
         };
+        self.now = now;
         let Phase::Wait(Pending::Auth {
             mechanism,
             username,
@@ -484,27 +484,28 @@ impl SmtpSession {
         match answer {
             AuthAnswer::Success { user } => {
                 self.auth_user = Some(user);
-                self.send(b"235 2.7.0 Authentication successful\r\n");
+                self.reply(&replies::AUTH_OK);
             }
             AuthAnswer::Failure => {
                 self.notice(Notice::AuthFailed {
                     username,
                     mechanism,
                 });
-                self.error(b"535 5.7.8 Error: authentication failed: authentication failure\r\n");
+                self.reply(&replies::AUTH_FAILED);
             }
             AuthAnswer::TempFail => {
-                self.error(b"454 4.7.0 Temporary authentication failure\r\n");
+                self.reply(&replies::AUTH_TEMPFAIL);
             }
         }
         self.after_answer();
     }
 
     /// Answers [`Event::MailFrom`].
-    pub fn answer_mail(&mut self, answer: MailAnswer) {
+    pub fn answer_mail(&mut self, now: Instant, answer: MailAnswer) {
         let Phase::Wait(Pending::Mail(_)) = self.phase else {
             return;
         };
+        self.now = now;
         let Phase::Wait(Pending::Mail(txn)) = std::mem::replace(&mut self.phase, Phase::Command)
         else {
             return;
@@ -512,16 +513,20 @@ impl SmtpSession {
         match answer {
             MailAnswer::Accept => {
                 self.txn = Some(txn);
-                self.send(b"250 2.1.0 Ok\r\n");
+                self.reply(&replies::SENDER_OK);
             }
-            MailAnswer::Reject(reply) => self.send_reply(&reply),
+            MailAnswer::Refuse(refusal) => {
+                let reply = replies::mail_refused(txn.from.as_ref(), &refusal);
+                self.notice(Notice::MailRejected(reply.clone()));
+                self.reply(&reply);
+            }
         }
         self.after_answer();
     }
 
     /// Answers [`Event::RcptTo`]. The relay decision is made here: a
     /// remote recipient is accepted only from an authenticated client.
-    pub fn answer_rcpt(&mut self, answer: RcptAnswer) {
+    pub fn answer_rcpt(&mut self, now: Instant, answer: RcptAnswer) {
         let Phase::Wait(Pending::Rcpt(_)) = self.phase else {
             return;
         };
@@ -529,28 +534,20 @@ impl SmtpSession {
         else {
             return;
         };
-        let local = match answer {
-            RcptAnswer::Local => Some(true),
-            RcptAnswer::Remote if self.auth_user.is_some() => Some(false),
-            RcptAnswer::Remote => {
-                let r = format!("554 5.7.1 <{to}>: Relay access denied\r\n");
-                self.error(r.as_bytes());
-                None
+        self.now = now;
+        let verdict = match answer {
+            RcptVerdict::Remote if self.auth_user.is_none() => {
+                RcptVerdict::Refuse(RcptRefusal::RelayDenied)
             }
-            RcptAnswer::UnknownUser => {
-                let r = format!(
-                    "550 5.1.1 <{to}>: Recipient address rejected: User unknown in virtual mailbox table\r\n"
-                );
-                self.error(r.as_bytes());
-                None
-            }
-            RcptAnswer::TempFail => {
-                let r = format!("451 4.3.0 <{to}>: Temporary lookup failure\r\n");
-                self.error(r.as_bytes());
-                None
-            }
-            RcptAnswer::Reject(reply) => {
-                self.send_reply(&reply);
+            other => other,
+        };
+        let local = match verdict {
+            RcptVerdict::Local => Some(true),
+            RcptVerdict::Remote => Some(false),
+            RcptVerdict::Refuse(refusal) => {
+                let reply = replies::rcpt_refused(&to, &refusal);
+                self.notice(Notice::RcptRejected(reply.clone()));
+                self.reply(&reply);
                 None
             }
         };
@@ -559,29 +556,31 @@ impl SmtpSession {
                 txn.rcpts.push(Recipient { address: to, local });
                 self.stats.recipients += 1;
             }
-            self.send(b"250 2.1.5 Ok\r\n");
+            self.reply(&replies::RECIPIENT_OK);
         }
         self.after_answer();
     }
 
     /// Answers [`Event::Message`]. Call it with `Stored` only once the
     /// message is durable: the 250 goes out now.
-    pub fn answer_message(&mut self, answer: StoreAnswer) {
+    pub fn answer_message(&mut self, now: Instant, answer: StoreAnswer) {
         let Phase::Wait(Pending::Store) = self.phase else {
             return;
         };
+        self.now = now;
         self.phase = Phase::Command;
         self.txn = None;
         match answer {
             StoreAnswer::Stored { id } => {
                 self.stats.messages += 1;
-                let r = format!("250 2.0.0 Ok: queued as {id}\r\n");
-                self.send(r.as_bytes());
+                self.reply(&replies::queued(&id));
             }
-            StoreAnswer::TempFail(None) => self.error(b"452 4.3.1 Insufficient system storage\r\n"),
-            StoreAnswer::TempFail(Some(reply)) | StoreAnswer::Reject(reply) => {
-                self.notice(Notice::MessageRejected(reply.clone()));
-                self.send_reply(&reply);
+            StoreAnswer::Refuse(refusal) => {
+                let reply = replies::message_refused(&refusal);
+                if refusal != MessageRefusal::TempFail {
+                    self.notice(Notice::MessageRejected(reply.clone()));
+                }
+                self.reply(&reply);
             }
         }
         self.after_answer();
@@ -641,11 +640,8 @@ impl SmtpSession {
         {
             self.inbuf = Vec::new();
             self.notice(Notice::InputOverflow);
-            let text = format!(
-                "421 4.7.0 {} Error: too much pipelined input\r\n",
-                self.cfg.hostname
-            );
-            self.send(text.as_bytes());
+            let r = replies::too_much_pipelining(&self.cfg.hostname);
+            self.reply(&r);
             self.close();
         }
     }
@@ -686,7 +682,7 @@ impl SmtpSession {
                                 continue;
                             }
                             if k + 1 > max {
-                                self.error(b"500 5.5.2 Error: line too long\r\n");
+                                self.reply(&replies::LINE_TOO_LONG);
                                 continue;
                             }
                             let line = rest[..k].strip_suffix(b"\r").unwrap_or(&rest[..k]);
@@ -704,7 +700,7 @@ impl SmtpSession {
                             }
                             if rest.len() >= max {
                                 self.discarding_line = true;
-                                self.error(b"500 5.5.2 Error: line too long\r\n");
+                                self.reply(&replies::LINE_TOO_LONG);
                                 return input.len();
                             }
                             return pos;
@@ -783,12 +779,12 @@ impl SmtpSession {
                 match command::parse(line) {
                     Ok(cmd) => self.command(cmd),
                     Err(CommandError::Unrecognized) => {
-                        self.error(b"500 5.5.2 Error: command not recognized\r\n");
+                        self.reply(&replies::UNRECOGNIZED);
                         Flow::Continue
                     }
                     Err(CommandError::Syntax(msg)) => {
-                        let r = format!("501 5.5.4 {msg}\r\n");
-                        self.error(r.as_bytes());
+                        let r = replies::syntax(msg);
+                        self.reply(&r);
                         Flow::Continue
                     }
                 }
@@ -798,13 +794,13 @@ impl SmtpSession {
 
     fn command(&mut self, cmd: Command<'_>) -> Flow {
         match cmd {
-            Command::Noop => self.send(b"250 2.0.0 Ok\r\n"),
+            Command::Noop => self.reply(&replies::OK),
             Command::Helo(name) => {
                 self.helo = Some(name.to_owned());
                 self.esmtp = false;
                 self.txn = None;
-                let r = format!("250 {}\r\n", self.cfg.hostname);
-                self.send(r.as_bytes());
+                let r = replies::helo(&self.cfg.hostname);
+                self.reply(&r);
             }
             Command::Ehlo(name) => {
                 self.helo = Some(name.to_owned());
@@ -818,20 +814,16 @@ impl SmtpSession {
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Rset => {
                 self.txn = None;
-                self.send(b"250 2.0.0 Ok\r\n");
+                self.reply(&replies::OK);
             }
             Command::Quit => {
-                self.send(b"221 2.0.0 Bye\r\n");
+                self.reply(&replies::BYE);
                 self.close();
             }
-            Command::Vrfy => {
-                self.send(b"252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n")
-            }
-            Command::Expn => self.error(b"502 5.5.1 EXPN command is disabled\r\n"),
-            Command::Help => self.send(
-                b"214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH\r\n",
-            ),
-            Command::NotImplemented => self.error(b"502 5.5.1 Error: command not implemented\r\n"),
+            Command::Vrfy => self.reply(&replies::CANNOT_VRFY),
+            Command::Expn => self.reply(&replies::EXPN_DISABLED),
+            Command::Help => self.reply(&replies::HELP),
+            Command::NotImplemented => self.reply(&replies::NOT_IMPLEMENTED),
             Command::StartTls => return self.starttls(),
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
         }
@@ -839,20 +831,12 @@ impl SmtpSession {
     }
 
     fn ehlo_reply(&mut self) {
-        let mut r = Vec::with_capacity(256);
-        r.extend_from_slice(b"250-");
-        r.extend_from_slice(self.cfg.hostname.as_bytes());
-        r.extend_from_slice(b"\r\n250-PIPELINING\r\n250-SIZE ");
-        r.extend_from_slice(self.cfg.limits.max_message_size.to_string().as_bytes());
-        r.extend_from_slice(b"\r\n");
-        if self.listener.tls == TlsMode::StartTls && self.tls.is_none() {
-            r.extend_from_slice(b"250-STARTTLS\r\n");
-        }
-        if self.auth_offered() {
-            r.extend_from_slice(b"250-AUTH PLAIN LOGIN\r\n");
-        }
-        r.extend_from_slice(
-            b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+        let starttls = self.listener.tls == TlsMode::StartTls && self.tls.is_none();
+        let r = replies::ehlo(
+            &self.cfg.hostname,
+            self.cfg.limits.max_message_size,
+            starttls,
+            self.auth_offered(),
         );
         self.send(&r);
     }
@@ -863,25 +847,25 @@ impl SmtpSession {
 
     fn mail(&mut self, arg: &str) {
         if self.helo.is_none() {
-            return self.error(b"503 5.5.1 Error: send HELO/EHLO first\r\n");
+            return self.reply(&replies::NEED_HELO);
         }
         if self.txn.is_some() {
-            return self.error(b"503 5.5.1 Error: nested MAIL command\r\n");
+            return self.reply(&replies::NESTED_MAIL);
         }
         if self.listener.role == Role::Submission {
             if self.listener.tls == TlsMode::StartTls && self.tls.is_none() {
-                return self.error(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+                return self.reply(&replies::NEED_STARTTLS);
             }
             if self.auth_user.is_none() {
-                return self.error(b"530 5.7.0 Authentication required\r\n");
+                return self.reply(&replies::AUTH_REQUIRED);
             }
         }
         let Ok((path, params)) = split_path_arg(arg) else {
-            return self.error(b"501 5.1.7 Bad sender address syntax\r\n");
+            return self.reply(&replies::BAD_SENDER_SYNTAX);
         };
         let from = match parse_path(path) {
             Ok(p) => p.map(|p| p.address),
-            Err(_) => return self.error(b"501 5.1.7 Bad sender address syntax\r\n"),
+            Err(_) => return self.reply(&replies::BAD_SENDER_SYNTAX),
         };
         let mut txn = Transaction {
             from,
@@ -892,7 +876,7 @@ impl SmtpSession {
             chunks: None,
         };
         if !params.is_empty() && !self.esmtp {
-            return self.error(b"555 5.5.4 Unsupported option: ESMTP parameters need EHLO\r\n");
+            return self.reply(&replies::PARAMETERS_NEED_EHLO);
         }
         for p in params.split(' ').filter(|p| !p.is_empty()) {
             let (key, value) = match p.split_once('=') {
@@ -903,12 +887,12 @@ impl SmtpSession {
                 let Some(v) =
                     value.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 else {
-                    return self.error(b"501 5.5.4 Bad SIZE parameter\r\n");
+                    return self.reply(&replies::BAD_SIZE_PARAMETER);
                 };
                 // More digits than a u64 holds is simply too big.
                 let n = v.parse::<u64>().unwrap_or(u64::MAX);
                 if n > self.cfg.limits.max_message_size {
-                    return self.error(b"552 5.3.4 Message size exceeds fixed limit\r\n");
+                    return self.reply(&replies::SIZE_EXCEEDS_LIMIT);
                 }
                 txn.declared_size = Some(n);
             } else if key.eq_ignore_ascii_case("BODY") {
@@ -919,21 +903,21 @@ impl SmtpSession {
                     }
                     Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => {
                         // RFC 3030 BINARYMIME is not offered.
-                        return self.error(b"555 5.5.4 Unsupported option: BODY=BINARYMIME\r\n");
+                        return self.reply(&replies::BINARYMIME_UNSUPPORTED);
                     }
-                    _ => return self.error(b"501 5.5.4 Bad BODY parameter\r\n"),
+                    _ => return self.reply(&replies::BAD_BODY_PARAMETER),
                 }
             } else if key.eq_ignore_ascii_case("SMTPUTF8") && value.is_none() {
                 txn.smtputf8 = true;
             } else if key.eq_ignore_ascii_case("AUTH") && value.is_some() {
                 // RFC 4954 5: accepted and not trusted.
             } else {
-                let r = format!("555 5.5.4 Unsupported option: {}\r\n", sanitize(key));
-                return self.error(r.as_bytes());
+                let r = replies::unsupported_option(&sanitize(key));
+                return self.reply(&r);
             }
         }
         if txn.from.as_ref().is_some_and(|a| !a.is_ascii()) && !txn.smtputf8 {
-            return self.error(b"553 5.6.7 Must declare SMTPUTF8 to send an UTF-8 address\r\n");
+            return self.reply(&replies::NEED_SMTPUTF8);
         }
         self.stats_event(Event::MailFrom(MailRequest {
             from: txn.from.clone(),
@@ -944,17 +928,17 @@ impl SmtpSession {
 
     fn rcpt(&mut self, arg: &str) {
         let Some(txn) = self.txn.as_ref() else {
-            return self.error(b"503 5.5.1 Error: need MAIL command\r\n");
+            return self.reply(&replies::NEED_MAIL);
         };
         if txn.chunks.is_some() {
-            return self.error(b"503 5.5.1 Error: RCPT after BDAT\r\n");
+            return self.reply(&replies::RCPT_AFTER_BDAT);
         }
         if txn.rcpts.len() >= self.cfg.limits.max_recipients {
-            return self.error(b"452 4.5.3 Error: too many recipients\r\n");
+            return self.reply(&replies::TOO_MANY_RECIPIENTS);
         }
         let smtputf8 = txn.smtputf8;
         let Ok((path, params)) = split_path_arg(arg) else {
-            return self.error(b"501 5.1.3 Bad recipient address syntax\r\n");
+            return self.reply(&replies::BAD_RECIPIENT_SYNTAX);
         };
         let path = if path.eq_ignore_ascii_case("postmaster") {
             Ok(Some(Path {
@@ -966,18 +950,16 @@ impl SmtpSession {
         };
         let path = match path {
             Ok(Some(p)) => p,
-            Ok(None) | Err(PathError::Null) => {
-                return self.error(b"501 5.1.3 Bad recipient address syntax\r\n")
-            }
-            Err(_) => return self.error(b"501 5.1.3 Bad recipient address syntax\r\n"),
+            Ok(None) | Err(PathError::Null) => return self.reply(&replies::BAD_RECIPIENT_SYNTAX),
+            Err(_) => return self.reply(&replies::BAD_RECIPIENT_SYNTAX),
         };
         if let Some(p) = params.split(' ').find(|p| !p.is_empty()) {
             let key = p.split_once('=').map_or(p, |(k, _)| k);
-            let r = format!("555 5.5.4 Unsupported option: {}\r\n", sanitize(key));
-            return self.error(r.as_bytes());
+            let r = replies::unsupported_option(&sanitize(key));
+            return self.reply(&r);
         }
         if !path.address.is_ascii() && !smtputf8 {
-            return self.error(b"553 5.6.7 Must declare SMTPUTF8 to send an UTF-8 address\r\n");
+            return self.reply(&replies::NEED_SMTPUTF8);
         }
         self.stats_event(Event::RcptTo(RcptRequest {
             to: path.address.clone(),
@@ -989,13 +971,13 @@ impl SmtpSession {
 
     fn data(&mut self) {
         let Some(txn) = self.txn.as_ref() else {
-            return self.error(b"503 5.5.1 Error: need RCPT command\r\n");
+            return self.reply(&replies::NEED_RCPT);
         };
         if txn.chunks.is_some() {
-            return self.error(b"503 5.5.1 Error: DATA after BDAT\r\n");
+            return self.reply(&replies::DATA_AFTER_BDAT);
         }
         if txn.rcpts.is_empty() {
-            return self.error(b"554 5.5.1 Error: no valid recipients\r\n");
+            return self.reply(&replies::NO_VALID_RECIPIENTS);
         }
         let hint = txn.declared_size.unwrap_or(0) as usize;
         self.send(b"354 End data with <CR><LF>.<CR><LF>\r\n");
@@ -1015,11 +997,11 @@ impl SmtpSession {
             Ok(data) => self.ask_store(data),
             Err(DataError::TooBig) => {
                 self.txn = None;
-                self.error(b"552 5.3.4 Error: message file too big\r\n");
+                self.reply(&replies::MESSAGE_TOO_BIG);
             }
             Err(DataError::BareNewline) => {
                 self.txn = None;
-                self.error(b"550 5.5.2 Error: bare <CR> or <LF> received in message data\r\n");
+                self.reply(&replies::BARE_NEWLINE);
             }
         }
         self.arm();
@@ -1027,10 +1009,8 @@ impl SmtpSession {
 
     fn bdat(&mut self, size: u64, last: bool) {
         let refuse = match self.txn.as_mut() {
-            None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
-            Some(t) if t.rcpts.is_empty() => {
-                Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
-            }
+            None => Some(replies::NEED_MAIL),
+            Some(t) if t.rcpts.is_empty() => Some(replies::NO_VALID_RECIPIENTS),
             Some(t) => {
                 t.chunks.get_or_insert_with(Vec::new);
                 None
@@ -1056,7 +1036,7 @@ impl SmtpSession {
                     // Keep consuming the chunk, keep nothing, refuse at its end.
                     txn.chunks = Some(Vec::new());
                     if let Phase::Bdat { refuse, .. } = &mut self.phase {
-                        *refuse = Some(Reply::new(552, "5.3.4", "Error: message file too big"));
+                        *refuse = Some(replies::MESSAGE_TOO_BIG);
                     }
                 } else {
                     chunks.extend_from_slice(bytes);
@@ -1079,9 +1059,7 @@ impl SmtpSession {
         if let Some(reply) = refuse {
             // The transaction is over: later chunks get "need MAIL".
             self.txn = None;
-            let mut out = Vec::new();
-            reply.write_to(&mut out);
-            return self.error(&out);
+            return self.reply(&reply);
         }
         let Some(txn) = self.txn.as_mut() else { return };
         if last {
@@ -1089,8 +1067,8 @@ impl SmtpSession {
             self.ask_store(data);
         } else {
             let n = txn.chunks.as_ref().map_or(0, Vec::len);
-            let r = format!("250 2.0.0 Ok: {n} octets received\r\n");
-            self.send(r.as_bytes());
+            let r = replies::octets_received(n);
+            self.reply(&r);
         }
     }
 
@@ -1116,14 +1094,14 @@ impl SmtpSession {
 
     fn starttls(&mut self) -> Flow {
         if self.listener.tls != TlsMode::StartTls {
-            self.error(b"502 5.5.1 Error: command not implemented\r\n");
+            self.reply(&replies::NOT_IMPLEMENTED);
             return Flow::Continue;
         }
         if self.tls.is_some() {
-            self.error(b"554 5.5.1 Error: TLS already active\r\n");
+            self.reply(&replies::TLS_ALREADY_ACTIVE);
             return Flow::Continue;
         }
-        self.send(b"220 2.0.0 Ready to start TLS\r\n");
+        self.reply(&replies::READY_FOR_TLS);
         self.phase = Phase::Tls { greet: false };
         self.push(Output::StartTls { early: Vec::new() });
         Flow::DiscardRest
@@ -1131,19 +1109,19 @@ impl SmtpSession {
 
     fn auth(&mut self, mechanism: &str, initial: Option<&str>) {
         if self.listener.role != Role::Submission || self.listener.tls == TlsMode::None {
-            return self.error(b"503 5.5.1 Error: authentication not enabled\r\n");
+            return self.reply(&replies::AUTH_NOT_ENABLED);
         }
         if self.tls.is_none() {
-            return self.error(b"530 5.7.0 Must issue a STARTTLS command first\r\n");
+            return self.reply(&replies::NEED_STARTTLS);
         }
         if self.helo.is_none() {
-            return self.error(b"503 5.5.1 Error: send HELO/EHLO first\r\n");
+            return self.reply(&replies::NEED_HELO);
         }
         if self.auth_user.is_some() {
-            return self.error(b"503 5.5.1 Error: already authenticated\r\n");
+            return self.reply(&replies::ALREADY_AUTHENTICATED);
         }
         if self.txn.is_some() {
-            return self.error(b"503 5.5.1 Error: MAIL transaction in progress\r\n");
+            return self.reply(&replies::AUTH_IN_TRANSACTION);
         }
         if mechanism.eq_ignore_ascii_case("PLAIN") {
             match initial {
@@ -1171,7 +1149,7 @@ impl SmtpSession {
                 }
             }
         } else {
-            self.error(b"504 5.5.4 Unsupported authentication mechanism\r\n");
+            self.reply(&replies::AUTH_MECHANISM_UNSUPPORTED);
         }
     }
 
@@ -1195,17 +1173,17 @@ impl SmtpSession {
     fn sasl_error(&mut self, e: SaslError) {
         self.phase = Phase::Command;
         match e {
-            SaslError::Cancelled => self.error(b"501 5.7.0 Authentication aborted\r\n"),
-            SaslError::Base64 => self.error(b"501 5.5.2 Cannot decode response\r\n"),
+            SaslError::Cancelled => self.reply(&replies::AUTH_ABORTED),
+            SaslError::Base64 => self.reply(&replies::AUTH_BAD_BASE64),
             SaslError::Malformed | SaslError::AuthzidMismatch => {
-                self.error(b"535 5.7.8 Error: authentication failed: malformed response\r\n")
+                self.reply(&replies::AUTH_MALFORMED)
             }
         }
     }
 
     fn greet(&mut self) {
-        let g = format!("220 {} {}\r\n", self.cfg.hostname, self.cfg.banner);
-        self.send(g.as_bytes());
+        let g = replies::greeting(&self.cfg.hostname, &self.cfg.banner);
+        self.reply(&g);
     }
 
     fn stats_event(&mut self, e: Event) {
@@ -1228,26 +1206,26 @@ impl SmtpSession {
         }
     }
 
-    fn send_reply(&mut self, reply: &Reply) {
-        let mut out = Vec::with_capacity(64);
-        reply.write_to(&mut out);
-        if reply.is_error() {
-            self.error(&out);
-        } else {
-            self.send(&out);
+    /// Sends a reply; an error reply is counted, and the session closes
+    /// at the hard error limit.
+    fn reply(&mut self, reply: &Reply) {
+        self.send_bytes_of(reply);
+        if !reply.is_error() {
+            return;
         }
-    }
-
-    /// Sends an error reply and counts it; closes at the hard limit.
-    fn error(&mut self, bytes: &[u8]) {
-        self.send(bytes);
         self.stats.errors += 1;
         if self.stats.errors >= self.cfg.limits.hard_error_limit && !self.is_closed() {
             self.notice(Notice::TooManyErrors);
-            let r = format!("421 4.7.0 {} Error: too many errors\r\n", self.cfg.hostname);
-            self.send(r.as_bytes());
+            let r = replies::too_many_errors(&self.cfg.hostname);
+            self.send_bytes_of(&r);
             self.close();
         }
+    }
+
+    fn send_bytes_of(&mut self, reply: &Reply) {
+        let mut out = Vec::with_capacity(64);
+        reply.write_to(&mut out);
+        self.send(&out);
     }
 
     fn close(&mut self) {

@@ -1,0 +1,21 @@
+//! The decisions, as pure functions and small state machines over inputs
+//! the runtime gathers (directory answers, counters, the time). The runtime
+//! executes a verdict; the protocol sessions turn it into a reply from their
+//! catalogues (`smtp::replies`, the IMAP response writer). Nothing here does
+//! IO or reads a clock.
+//!
+//! - [`admission`]: may a connection from this real client address go on
+//!   (global and per-IP caps per service, connection rate)?
+//! - [`sender`]: may this (authenticated) client use this MAIL FROM?
+//! - [`recipient`]: where does this RCPT TO go, or why is it refused?
+//! - [`delivery`]: what becomes of an accepted message (the headers each
+//!   local copy gets, which recipients are queued, the answer once the
+//!   copies are durable). Message authentication and spam scores join here.
+//! - [`relay`]: the daily relay cap, and what one relay attempt's outcomes
+//!   mean for the queued message (done, retry when, bounce whom).
+
+pub mod admission;
+pub mod delivery;
+pub mod recipient;
+pub mod relay;
+pub mod sender;

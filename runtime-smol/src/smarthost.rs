@@ -1,0 +1,107 @@
+//! The smarthost: its settings made ready (TLS client with the trust
+//! anchors, SASL credentials from `sasl_passwd`) and the daily relay count.
+
+use crate::config::RelayConfig;
+use futures_rustls::TlsConnector;
+use postern_core::queue::RetryPolicy;
+use postern_core::smtp::client::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::sync::{Arc, Mutex};
+
+/// The relay's settings made ready: TLS client, credentials, counters.
+pub struct Relay {
+    /// The settings.
+    pub cfg: RelayConfig,
+    /// The SMTP client's settings (name, TLS requirement, credentials).
+    pub client: Arc<ClientConfig>,
+    /// TLS toward the smarthost.
+    pub tls: TlsConnector,
+    /// The retry schedule.
+    pub policy: RetryPolicy,
+    /// (UTC day number, messages relayed that day).
+    pub count: Mutex<(u64, u32)>,
+}
+
+/// Why the relay could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The credentials file could not be read or has no entry.
+    #[error("relay credentials: {0}")]
+    Credentials(String),
+    /// The CA file is unusable.
+    #[error("relay CA file: {0}")]
+    Ca(String),
+    /// rustls refused the configuration.
+    #[error("relay TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl Relay {
+    /// Reads the credentials and trust anchors.
+    pub fn new(
+        cfg: RelayConfig,
+        hostname: &str,
+        queue_dir: &std::path::Path,
+    ) -> Result<Self, RelayError> {
+        let mut client = ClientConfig::new(hostname);
+        client.require_tls = cfg.require_tls;
+        if let Some(path) = &cfg.sasl_passwd {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| RelayError::Credentials(format!("{}: {e}", path.display())))?;
+            let c = postern_adapters::sasl_passwd::find(&text, &cfg.host, cfg.port).ok_or_else(
+                || {
+                    RelayError::Credentials(format!(
+                        "{}: no entry for [{}]:{}",
+                        path.display(),
+                        cfg.host,
+                        cfg.port
+                    ))
+                },
+            )?;
+            client.credentials = Some((c.user, c.password));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &cfg.ca_file {
+            Some(ca) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
+                for c in certs {
+                    roots
+                        .add(c)
+                        .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let today = crate::clock::unix_now() / postern_core::policy::relay::DAY;
+        let count = read_count(queue_dir)
+            .filter(|(d, _)| *d == today)
+            .unwrap_or((today, 0));
+        Ok(Self {
+            cfg,
+            client: Arc::new(client),
+            tls: TlsConnector::from(Arc::new(tls)),
+            policy: RetryPolicy::default(),
+            count: Mutex::new(count),
+        })
+    }
+
+    /// The smarthost as `host:port`.
+    pub fn target(&self) -> String {
+        format!("{}:{}", self.cfg.host, self.cfg.port)
+    }
+}
+
+fn read_count(queue_dir: &std::path::Path) -> Option<(u64, u32)> {
+    let t = std::fs::read_to_string(queue_dir.join("relay-count")).ok()?;
+    let (d, n) = t.trim().split_once(' ')?;
+    Some((d.parse().ok()?, n.parse().ok()?))
+}
