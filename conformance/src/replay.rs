@@ -170,6 +170,7 @@ impl Setup {
                             "max_recipients" => l.max_recipients = num()? as usize,
                             "max_message_size" => l.max_message_size = num()?,
                             "hard_error_limit" => l.hard_error_limit = num()? as u32,
+                            "max_auth_failures" => l.max_auth_failures = num()? as u32,
                             "max_pipelined" => l.max_pipelined = num()? as usize,
                             "command_timeout" => l.command_timeout = duration(v)?,
                             "data_timeout" => l.data_timeout = duration(v)?,
@@ -399,7 +400,10 @@ impl Driver {
                 let from = r.from.as_ref().map(|a| a.to_string()).unwrap_or_default();
                 let answer = if rt.reject_senders.contains(&from.to_ascii_lowercase()) {
                     MailAnswer::Refuse(MailRefusal::NotOwned {
-                        user: r.authenticated.clone().unwrap_or_else(|| "anonymous".into()),
+                        user: r
+                            .authenticated
+                            .clone()
+                            .unwrap_or_else(|| "anonymous".into()),
                     })
                 } else {
                     MailAnswer::Accept

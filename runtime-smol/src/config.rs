@@ -350,6 +350,7 @@ impl Config {
                 .data_timeout_secs
                 .map_or(d.data_timeout, Duration::from_secs),
             max_pipelined: d.max_pipelined,
+            max_auth_failures: d.max_auth_failures,
         };
         if smtp.limits.max_line < 512 {
             return Err(at(

@@ -9,6 +9,7 @@ use postern_adapters::directory::Directory;
 use postern_adapters::maildir::Maildir;
 use postern_adapters::spool::Spool;
 use postern_core::policy::admission::{AdmissionConfig, ConnectionTable, Refusal, Service, Ticket};
+use postern_core::policy::auth::{AuthThrottle, AuthThrottleConfig};
 use postern_core::smtp::SmtpConfig;
 use smol::channel::{Receiver, Sender};
 use std::net::{IpAddr, SocketAddr};
@@ -48,6 +49,7 @@ pub struct Server {
     pub cert: Option<Arc<ReloadingCert>>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
+    auth: Mutex<AuthThrottle>,
 }
 
 /// Who waits on which folder (IDLE), woken by deliveries and by other
@@ -202,6 +204,16 @@ impl Server {
             cert,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
+            auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {
+                base_delay: config.auth_failure_delay,
+                // Doubling four times from the base, at most Dovecot's 15 s.
+                max_delay: config
+                    .auth_failure_delay
+                    .saturating_mul(16)
+                    .min(std::time::Duration::from_secs(15))
+                    .max(config.auth_failure_delay),
+                ..AuthThrottleConfig::default()
+            })),
             config,
         }))
     }
@@ -218,6 +230,24 @@ impl Server {
             srv: self.clone(),
             ticket: Some(ticket),
         })
+    }
+
+    /// Records a failed login from the real client address; returns how
+    /// long to hold the failure answer back (growing per address and
+    /// account, across connections).
+    pub fn auth_failed(&self, ip: IpAddr, account: &str) -> std::time::Duration {
+        self.auth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(ip, account, Instant::now())
+    }
+
+    /// Records a successful login: the address's penalty ends.
+    pub fn auth_succeeded(&self, ip: IpAddr) {
+        self.auth
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .succeeded(ip);
     }
 
     /// A new queue id: unique in this process, sortable by time.

@@ -166,11 +166,12 @@ async fn answer(
             let verdict = smol::unblock(move || dir.verify(&user, pass.expose())).await;
             match verdict {
                 Some(account) => {
+                    srv.auth_succeeded(ip);
                     info!(client = %client, "unknown[{ip}]: SASL {} authentication succeeded, sasl_username={account}", req.mechanism);
                     session.answer_auth(Instant::now(), AuthAnswer::Success { user: account });
                 }
                 None => {
-                    Timer::after(srv.config.auth_failure_delay).await;
+                    Timer::after(srv.auth_failed(ip, &req.username)).await;
                     session.answer_auth(Instant::now(), AuthAnswer::Failure);
                 }
             }

@@ -4,6 +4,8 @@
 //! catalogues (`smtp::replies`, the IMAP response writer). Nothing here does
 //! IO or reads a clock.
 //!
+//! - [`auth`]: how long to hold back a failed login (penalties per
+//!   address and account, across connections).
 //! - [`admission`]: may a connection from this real client address go on
 //!   (global and per-IP caps per service, connection rate)?
 //! - [`sender`]: may this (authenticated) client use this MAIL FROM?
@@ -15,6 +17,7 @@
 //!   mean for the queued message (done, retry when, bounce whom).
 
 pub mod admission;
+pub mod auth;
 pub mod delivery;
 pub mod recipient;
 pub mod relay;

@@ -45,6 +45,9 @@ pub struct SmtpLimits {
     pub max_message_size: u64,
     /// Errors before the session is closed (`smtpd_hard_error_limit`: 20).
     pub hard_error_limit: u32,
+    /// Failed AUTH attempts before the session is closed (3, as Dovecot's
+    /// login processes; Postfix counts them as errors only).
+    pub max_auth_failures: u32,
     /// Idle time allowed while a command is awaited (`smtpd_timeout`: 300 s).
     pub command_timeout: Duration,
     /// Idle time allowed inside DATA or a BDAT chunk (`smtpd_timeout`: 300 s).
@@ -61,6 +64,7 @@ impl Default for SmtpLimits {
             max_recipients: 1000,
             max_message_size: 10_240_000,
             hard_error_limit: 20,
+            max_auth_failures: 3,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),
             max_pipelined: 256 * 1024,

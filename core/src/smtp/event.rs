@@ -191,6 +191,8 @@ pub enum Notice {
     DiscardedAfterStartTls(usize),
     /// The hard error limit was reached.
     TooManyErrors,
+    /// Too many failed AUTH attempts on this connection.
+    TooManyAuthFailures,
     /// The client was idle too long.
     Timeout,
     /// The client sent more pipelined input than the session holds.

@@ -241,6 +241,15 @@ pub fn too_many_errors(hostname: &str) -> Reply {
     Reply::new(421, "4.7.0", format!("{hostname} Error: too many errors"))
 }
 
+/// `421 4.7.0`: too many failed AUTH attempts on this connection.
+pub fn too_many_auth_failures(hostname: &str) -> Reply {
+    Reply::new(
+        421,
+        "4.7.0",
+        format!("{hostname} Error: too many authentication failures"),
+    )
+}
+
 /// `501 5.5.4 TEXT`: a command's arguments are malformed.
 pub fn syntax(text: &str) -> Reply {
     Reply::new(501, "5.5.4", text.to_owned())

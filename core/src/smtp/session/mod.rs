@@ -164,6 +164,7 @@ pub struct SmtpSession {
     auth_user: Option<String>,
     txn: Option<Transaction>,
     stats: Stats,
+    auth_failures: u32,
     shutting_down: bool,
 }
 
@@ -196,6 +197,7 @@ impl SmtpSession {
             auth_user: None,
             txn: None,
             stats: Stats::default(),
+            auth_failures: 0,
             shutting_down: false,
         };
         s.arm();
@@ -494,7 +496,14 @@ impl SmtpSession {
                     username,
                     mechanism,
                 });
+                self.auth_failures += 1;
                 self.reply(&replies::AUTH_FAILED);
+                if self.auth_failures >= self.cfg.limits.max_auth_failures && !self.is_closed() {
+                    self.notice(Notice::TooManyAuthFailures);
+                    let r = replies::too_many_auth_failures(&self.cfg.hostname);
+                    self.send_bytes_of(&r);
+                    self.close();
+                }
             }
             AuthAnswer::TempFail => {
                 self.reply(&replies::AUTH_TEMPFAIL);
