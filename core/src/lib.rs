@@ -15,6 +15,7 @@ pub mod queue;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;
+pub mod timer;
 
 pub use net::Networks;
 pub use secret::Secret;

@@ -13,6 +13,15 @@ use crate::policy::sender::MailVerdict;
 use crate::proxy::{ClientAddress, ProxyError};
 use crate::secret::Secret;
 
+/// The SMTP session's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpTimer {
+    /// Waiting for a command (`smtpd_timeout`).
+    Command,
+    /// Waiting for message data inside DATA or BDAT.
+    Data,
+}
+
 /// An event from the session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
@@ -193,8 +202,8 @@ pub enum Notice {
     TooManyErrors,
     /// Too many failed AUTH attempts on this connection.
     TooManyAuthFailures,
-    /// The client was idle too long.
-    Timeout,
+    /// The client was idle too long: this timer fired.
+    Timeout(SmtpTimer),
     /// The client sent more pipelined input than the session holds.
     InputOverflow,
     /// The client closed the connection; `during` names the state.

@@ -16,7 +16,7 @@ pub use config::{ListenerConfig, Role, SmtpConfig, SmtpLimits, TlsMode};
 pub use data::BareNewline;
 pub use event::{
     AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
-    Message, Notice, RcptAnswer, RcptRequest, Recipient, StoreAnswer, TlsInfo,
+    Message, Notice, RcptAnswer, RcptRequest, Recipient, SmtpTimer, StoreAnswer, TlsInfo,
 };
 pub use reply::Reply;
 pub use session::{Output, SmtpSession, Stats};

@@ -39,7 +39,7 @@ use super::config::{ListenerConfig, Role, SmtpConfig, TlsMode};
 use super::data::{DataError, DataReceiver};
 use super::event::{
     AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
-    Message, Notice, RcptAnswer, RcptRequest, Recipient, StoreAnswer, TlsInfo,
+    Message, Notice, RcptAnswer, RcptRequest, Recipient, SmtpTimer, StoreAnswer, TlsInfo,
 };
 use super::replies;
 use super::reply::Reply;
@@ -47,6 +47,7 @@ use crate::policy::delivery::MessageRefusal;
 use crate::policy::recipient::{RcptRefusal, RcptVerdict};
 use crate::proxy::{ClientAddress, ProxyGate, ProxyStep};
 use crate::sasl::{self, SaslError};
+use crate::timer::TimerTable;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -156,7 +157,7 @@ pub struct SmtpSession {
     inbuf: Vec<u8>,
     outputs: VecDeque<Output>,
     now: Instant,
-    deadline: Option<Instant>,
+    timers: TimerTable<SmtpTimer>,
     discarding_line: bool,
     helo: Option<String>,
     esmtp: bool,
@@ -189,7 +190,7 @@ impl SmtpSession {
             inbuf: Vec::new(),
             outputs: VecDeque::new(),
             now,
-            deadline: None,
+            timers: TimerTable::default(),
             discarding_line: false,
             helo: None,
             esmtp: false,
@@ -396,13 +397,13 @@ impl SmtpSession {
                 }
             }
         }
-        let Some(deadline) = self.deadline else {
-            return;
-        };
-        if now < deadline || !self.timer_running() {
+        if !self.timer_running() {
             return;
         }
-        self.notice(Notice::Timeout);
+        let Some(which) = self.timers.expired(now) else {
+            return;
+        };
+        self.notice(Notice::Timeout(which));
         if matches!(self.phase, Phase::Proxy | Phase::Tls { .. }) {
             self.close();
         } else {
@@ -611,7 +612,7 @@ impl SmtpSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
         let own = if self.timer_running() {
-            self.deadline
+            self.timers.next().map(|(at, _)| at)
         } else {
             None
         };
@@ -628,11 +629,12 @@ impl SmtpSession {
     }
 
     fn arm(&mut self) {
-        let t = match self.phase {
-            Phase::Data(_) | Phase::Bdat { .. } => self.cfg.limits.data_timeout,
-            _ => self.cfg.limits.command_timeout,
+        let (which, t) = match self.phase {
+            Phase::Data(_) | Phase::Bdat { .. } => (SmtpTimer::Data, self.cfg.limits.data_timeout),
+            _ => (SmtpTimer::Command, self.cfg.limits.command_timeout),
         };
-        self.deadline = Some(self.now + t);
+        self.timers.clear();
+        self.timers.set(which, self.now + t);
     }
 
     fn after_answer(&mut self) {
