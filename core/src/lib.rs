@@ -7,6 +7,7 @@
 
 pub mod crc32c;
 pub mod datetime;
+pub mod front;
 pub mod imap;
 pub mod net;
 pub mod policy;

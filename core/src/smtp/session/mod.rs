@@ -43,9 +43,10 @@ use super::event::{
 };
 use super::replies;
 use super::reply::Reply;
+use crate::front::{Front, Opening, Passed};
 use crate::policy::delivery::MessageRefusal;
 use crate::policy::recipient::{RcptRefusal, RcptVerdict};
-use crate::proxy::{ClientAddress, ProxyGate, ProxyStep};
+use crate::proxy::ClientAddress;
 use crate::sasl::{self, SaslError};
 use crate::timer::TimerTable;
 use std::collections::VecDeque;
@@ -151,8 +152,7 @@ enum Flow {
 pub struct SmtpSession {
     cfg: Arc<SmtpConfig>,
     listener: Arc<ListenerConfig>,
-    gate: Option<ProxyGate>,
-    address: ClientAddress,
+    front: Front,
     phase: Phase,
     inbuf: Vec<u8>,
     outputs: VecDeque<Output>,
@@ -178,14 +178,11 @@ impl SmtpSession {
         local: SocketAddr,
         now: Instant,
     ) -> Self {
-        let mut gate = ProxyGate::new(listener.proxy.clone(), peer, local, now);
-        let address = gate.socket_address();
-        let first = gate.on_connect();
+        let (front, opening) = Front::new(listener.proxy.clone(), listener.tls, peer, local, now);
         let mut s = Self {
             cfg,
             listener,
-            gate: Some(gate),
-            address,
+            front,
             phase: Phase::Proxy,
             inbuf: Vec::new(),
             outputs: VecDeque::new(),
@@ -202,18 +199,16 @@ impl SmtpSession {
             shutting_down: false,
         };
         s.arm();
-        if let ProxyStep::Refused(e) = first {
-            s.notice(Notice::ProxyRefused(e));
-            s.close();
-        } else if !s.listener.proxy.is_required() {
-            // No header expected: ask now. The server speaks first in plain
-            // text, so keep the gate to sniff for a header that must not
-            // come; under implicit TLS a stray header fails the handshake.
-            if s.listener.tls == TlsMode::Implicit {
-                s.gate = None;
+        match opening {
+            Opening::Refused(e) => {
+                s.notice(Notice::ProxyRefused(e));
+                s.close();
             }
-            s.phase = Phase::Connect;
-            s.push(Output::Event(Event::Connect(address)));
+            Opening::AwaitHeader => {}
+            Opening::Ask(address) => {
+                s.phase = Phase::Connect;
+                s.push(Output::Event(Event::Connect(address)));
+            }
         }
         s
     }
@@ -222,7 +217,7 @@ impl SmtpSession {
 
     /// The client and server addresses (the PROXY source once decoded).
     pub fn client(&self) -> ClientAddress {
-        self.address
+        self.front.address()
     }
 
     /// The authenticated user, if any.
@@ -266,7 +261,7 @@ impl SmtpSession {
             .as_ref()
             .and_then(|t| t.chunks.as_ref())
             .map_or(0, Vec::len);
-        self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len) + data + chunks
+        self.inbuf.len() + self.front.buffered_len() + data + chunks
     }
 
     /// The most bytes [`Self::buffered_len`] may reach.
@@ -294,32 +289,23 @@ impl SmtpSession {
             }
             _ => {}
         }
-        let mut owned;
-        let mut input = bytes;
-        if let Some(gate) = self.gate.as_mut() {
-            match gate.handle_input(input) {
-                ProxyStep::NeedMore => return,
-                ProxyStep::Refused(e) => {
-                    self.gate = None;
-                    self.notice(Notice::ProxyRefused(e));
-                    self.close();
-                    return;
-                }
-                ProxyStep::Done { address, rest } => {
-                    self.gate = None;
-                    owned = rest;
-                    if matches!(self.phase, Phase::Proxy) {
-                        self.address = address;
-                        self.phase = Phase::Connect;
-                        self.push(Output::Event(Event::Connect(address)));
-                        self.inbuf.append(&mut owned);
-                        self.check_overflow();
-                        return;
-                    }
-                    input = &owned;
-                }
+        let input = match self.front.input(bytes) {
+            Passed::Hold => return,
+            Passed::Refused(e) => {
+                self.notice(Notice::ProxyRefused(e));
+                self.close();
+                return;
             }
-        }
+            Passed::Known { address, mut rest } => {
+                self.phase = Phase::Connect;
+                self.push(Output::Event(Event::Connect(address)));
+                self.inbuf.append(&mut rest);
+                self.check_overflow();
+                return;
+            }
+            Passed::Bytes(b) => b,
+        };
+        let input: &[u8] = &input;
         self.arm();
         if self.inbuf.is_empty() {
             let n = self.run(input);
@@ -335,13 +321,10 @@ impl SmtpSession {
 
     /// The client closed its side.
     pub fn handle_eof(&mut self) {
-        if let Some(gate) = self.gate.as_mut() {
-            if let ProxyStep::Refused(e) = gate.handle_eof() {
-                self.gate = None;
-                self.notice(Notice::ProxyRefused(e));
-                self.close();
-                return;
-            }
+        if let Some(e) = self.front.eof() {
+            self.notice(Notice::ProxyRefused(e));
+            self.close();
+            return;
         }
         let during = match self.phase {
             Phase::Closed => return,
@@ -377,24 +360,20 @@ impl SmtpSession {
     /// The clock moved on (at or after [`Self::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if let Some(gate) = self.gate.as_mut() {
-            match gate.handle_timeout(now) {
-                ProxyStep::NeedMore => {}
-                ProxyStep::Refused(e) => {
-                    self.gate = None;
-                    self.notice(Notice::ProxyRefused(e));
-                    self.close();
-                    return;
+        match self.front.timeout(now) {
+            Passed::Hold | Passed::Known { .. } => {}
+            Passed::Refused(e) => {
+                self.notice(Notice::ProxyRefused(e));
+                self.close();
+                return;
+            }
+            Passed::Bytes(rest) => {
+                // Held bytes that were not a header after all.
+                self.inbuf.splice(0..0, rest.iter().copied());
+                if !matches!(self.phase, Phase::Connect) {
+                    self.resume();
                 }
-                ProxyStep::Done { rest, .. } => {
-                    // Held bytes that were not a header after all.
-                    self.gate = None;
-                    self.inbuf.splice(0..0, rest);
-                    if !matches!(self.phase, Phase::Connect) {
-                        self.resume();
-                    }
-                    return;
-                }
+                return;
             }
         }
         if !self.timer_running() {
@@ -610,7 +589,7 @@ impl SmtpSession {
     /// When [`Self::handle_timeout`] must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
+        let gate = self.front.poll_timeout();
         let own = if self.timer_running() {
             self.timers.next().map(|(at, _)| at)
         } else {

@@ -239,7 +239,7 @@ impl SmtpSession {
             smtputf8: txn.smtputf8,
             helo: self.helo.clone().unwrap_or_default(),
             esmtp: self.esmtp,
-            client: self.address,
+            client: self.front.address(),
             tls: self.tls.clone(),
             authenticated: self.auth_user.clone(),
         };
