@@ -105,6 +105,10 @@ pub struct Directory {
     aliases: HashMap<String, Vec<String>>,
     catchall: HashMap<String, Vec<String>>,
     domains: HashSet<String>,
+    /// The storage limit of accounts not in `quotas` (None: unlimited).
+    quota: Option<u64>,
+    /// Per-account storage limits (`dovecot-quotas.cf`), lower-case keys.
+    quotas: HashMap<String, u64>,
 }
 
 /// A SHA512-CRYPT hash of a password nobody has, checked when the user is
@@ -226,6 +230,22 @@ impl Directory {
             },
         );
         true
+    }
+
+    /// Sets the storage limits: `default` for every account, `per_user`
+    /// for some (bytes, keys as [`read_quotas`] gives them).
+    pub fn with_quotas(mut self, default: Option<u64>, per_user: HashMap<String, u64>) -> Self {
+        self.quota = default;
+        self.quotas = per_user;
+        self
+    }
+
+    /// An account's storage limit in bytes (None: unlimited).
+    pub fn quota(&self, user: &str) -> Option<u64> {
+        self.quotas
+            .get(&user.to_lowercase())
+            .copied()
+            .or(self.quota)
     }
 
     /// Whether `domain` is one of ours.

@@ -6,3 +6,4 @@ pub mod maildir;
 pub mod mailstore;
 pub mod sasl_passwd;
 pub mod spool;
+pub mod store;

@@ -16,7 +16,10 @@
 //! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
 
 use crate::directory::Mailbox;
-use crate::maildir::{crlf_to_lf, sync_dir, Maildir};
+use crate::maildir::{crlf_to_lf, sync_dir, ChangeHook, DeliveryJob, Maildir};
+use crate::store::{
+    ChangeListener, Clock, Delivery, MailboxId, MailboxStore, StoreError, SystemClock, Version,
+};
 use postern_core::imap::event::{
     Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, SortKeys,
     StatusCounts, StoreMode, Stored, Summary,
@@ -100,6 +103,15 @@ pub struct MailStore {
     quota: Option<u64>,
     /// Per-account limits (docker-mailserver's `dovecot-quotas.cf`).
     quotas: HashMap<String, u64>,
+    /// The time, and new UIDVALIDITY values.
+    clock: Arc<dyn Clock>,
+}
+
+/// What a folder needs to start a UID list: the time, and a UIDVALIDITY
+/// (asked for only when a new list is made).
+struct NewList<'a> {
+    now: i64,
+    validity: &'a dyn Fn() -> u32,
 }
 
 /// Modification times of a folder's `new/`, `cur/` and `dovecot-uidlist`.
@@ -125,12 +137,6 @@ fn settled(st: Option<Stamp>) -> bool {
             .duration_since(st.0.max(st.1))
             .is_ok_and(|d| d > STAMP_SETTLE)
     })
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 fn no(code: Code, text: impl Into<String>) -> MailboxAnswer {
@@ -163,7 +169,7 @@ fn split_name(name: &str) -> (usize, &str) {
 
 impl Folder {
     /// Brings the index up to date with the directory.
-    fn refresh(&mut self, dir: &Path) -> io::Result<()> {
+    fn refresh(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
         let st = stamp(dir);
         if self.loaded && st.map(|s| s.2) != self.stamp.map(|s| s.2) {
             // Someone else wrote the UID list (a Maildir copied in): start over.
@@ -179,10 +185,10 @@ impl Folder {
             }
             // Settled since: look once more, then trust it.
         }
-        self.rescan(dir)
+        self.rescan(dir, clock)
     }
 
-    fn rescan(&mut self, dir: &Path) -> io::Result<()> {
+    fn rescan(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
         // new/ -> cur/ (a session has seen them: no longer \Recent).
         if let Ok(rd) = fs::read_dir(dir.join("new")) {
             for e in rd.filter_map(Result::ok) {
@@ -204,11 +210,11 @@ impl Folder {
             // fetch every flag once. A new UID list means a new
             // UIDVALIDITY, and clients start over anyway: start at 1.
             let fresh_base = if existing.is_some() {
-                u64::try_from(now_secs()).unwrap_or(1).max(1)
+                u64::try_from(clock.now).unwrap_or(1).max(1)
             } else {
                 1
             };
-            let list = existing.unwrap_or_else(new_uidlist);
+            let list = existing.unwrap_or_else(|| new_uidlist((clock.validity)()));
             self.validity = list.validity;
             self.next = list.next.max(1);
             self.keywords = read_keywords(dir);
@@ -469,6 +475,34 @@ impl MailStore {
             folders: Mutex::new(HashMap::new()),
             quota: None,
             quotas: HashMap::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Takes the time and new UIDVALIDITY values from `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The mailbox a folder directory holds (the reverse of
+    /// [`Self::folder`]): `<root>/<domain>/<user>[/.A.B]`.
+    fn id_of(root: &Path, dir: &Path) -> Option<MailboxId> {
+        let rel = dir.strip_prefix(root).ok()?;
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let (domain, user, folder) = match parts.as_slice() {
+            [d, u] => (*d, *u, "INBOX".to_owned()),
+            [d, u, f] => (*d, *u, f.strip_prefix('.')?.replace('.', "/")),
+            _ => return None,
+        };
+        Some(MailboxId::new(&format!("{user}@{domain}"), &folder))
+    }
+
+    /// A new UIDVALIDITY for the folder at `dir`.
+    fn new_validity(&self, dir: &Path) -> u32 {
+        match Self::id_of(self.maildir.root(), dir) {
+            Some(id) => self.clock.uid_validity(&id),
+            None => u32::try_from(self.clock.now()).unwrap_or(1).max(1),
         }
     }
 
@@ -500,11 +534,6 @@ impl MailStore {
         Some(root.join(format!(".{}", name.replace('/', "."))))
     }
 
-    /// The directory of `user`'s `mailbox`, for change notifications.
-    pub fn folder_path(&self, user: &str, mailbox: &str) -> Option<PathBuf> {
-        Self::folder(&self.account(user)?, mailbox)
-    }
-
     fn state(&self, dir: &Path) -> Arc<Mutex<Folder>> {
         let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
         l.entry(dir.to_owned()).or_default().clone()
@@ -514,7 +543,14 @@ impl MailStore {
     fn with<T>(&self, dir: &Path, f: impl FnOnce(&mut Folder) -> io::Result<T>) -> io::Result<T> {
         let state = self.state(dir);
         let mut g = lock(&state);
-        g.refresh(dir)?;
+        let validity = || self.new_validity(dir);
+        g.refresh(
+            dir,
+            &NewList {
+                now: self.clock.now(),
+                validity: &validity,
+            },
+        )?;
         f(&mut g)
     }
 
@@ -683,6 +719,8 @@ impl MailStore {
                     }
                 }
                 File::create(dir.join("maildirfolder"))?;
+                // The UID list now: the UIDVALIDITY is the creation's.
+                self.with(&dir, |_| Ok(()))?;
                 sync_dir(root)?;
                 Ok(MailboxAnswer::Ok)
             }
@@ -1091,7 +1129,7 @@ impl MailStore {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(&body)?;
         // INTERNALDATE is the file's modification time, as in Dovecot.
-        let mtime = date.unwrap_or_else(now_secs);
+        let mtime = date.unwrap_or_else(|| self.clock.now());
         if let Some(t) = u64::try_from(mtime)
             .ok()
             .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
@@ -1135,12 +1173,67 @@ impl MailStore {
         }
         r
     }
+}
 
-    /// A cheap token that changes when a folder's messages or flags do:
-    /// the runtime checks it before waking an idling session.
-    pub fn version(&self, user: &str, mailbox: &str) -> Option<Stamp> {
-        let root = self.account(user)?;
-        stamp(&Self::folder(&root, mailbox)?)
+impl MailboxStore for MailStore {
+    fn answer(&self, user: &str, request: MailboxRequest) -> MailboxAnswer {
+        MailStore::answer(self, user, request)
+    }
+
+    fn over_quota(&self, user: &str) -> bool {
+        MailStore::over_quota(self, user)
+    }
+
+    /// The modification times of the folder's `new/`, `cur/` and UID
+    /// list, hashed: two stats, no listing.
+    fn version(&self, mailbox: &MailboxId) -> Option<Version> {
+        use std::hash::{Hash, Hasher};
+        let root = self.account(&mailbox.user)?;
+        let st = stamp(&Self::folder(&root, &mailbox.mailbox)?)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        st.hash(&mut h);
+        Some(Version(h.finish()))
+    }
+
+    fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        for d in batch {
+            match d.user.rsplit_once('@') {
+                Some((local, domain)) => {
+                    at.push(out.len());
+                    out.push(Ok(()));
+                    jobs.push(DeliveryJob {
+                        mailbox: Mailbox {
+                            domain: domain.to_lowercase(),
+                            user: local.to_lowercase(),
+                        },
+                        prefix: d.prefix.clone(),
+                        message: d.message.clone(),
+                    });
+                }
+                None => out.push(Err(StoreError::NoAccount(d.user.clone()))),
+            }
+        }
+        for (i, r) in at.into_iter().zip(self.maildir.deliver_batch(&jobs)) {
+            if let Err(source) = r {
+                out[i] = Err(StoreError::Io {
+                    op: "delivery",
+                    source,
+                });
+            }
+        }
+        out
+    }
+
+    fn on_change(&self, listener: ChangeListener) {
+        let root = self.maildir.root().to_owned();
+        self.maildir.set_on_change(ChangeHook(Box::new(move |dir| {
+            if let Some(id) = Self::id_of(&root, dir) {
+                listener(&id);
+            }
+        })));
     }
 }
 
@@ -1335,9 +1428,9 @@ fn read_header(path: &Path) -> io::Result<Vec<u8>> {
     Ok(lf_to_crlf(&raw))
 }
 
-fn new_uidlist() -> UidList {
+fn new_uidlist(validity: u32) -> UidList {
     UidList {
-        validity: u32::try_from(now_secs()).unwrap_or(1).max(1),
+        validity: validity.max(1),
         next: 1,
         uids: HashMap::new(),
     }
