@@ -1216,12 +1216,35 @@ impl MailboxStore for MailStore {
                 None => out.push(Err(StoreError::NoAccount(d.user.clone()))),
             }
         }
-        for (i, r) in at.into_iter().zip(self.maildir.deliver_batch(&jobs)) {
-            if let Err(source) = r {
-                out[i] = Err(StoreError::Io {
-                    op: "delivery",
-                    source,
-                });
+        let now = self.clock.now();
+        let system = SystemClock.now();
+        for ((i, r), job) in at
+            .into_iter()
+            .zip(self.maildir.deliver_batch(&jobs))
+            .zip(&jobs)
+        {
+            match r {
+                // INTERNALDATE is the store clock's time of delivery: with
+                // another clock than the system's (tests), date the file.
+                Ok(name) if (now - system).abs() > 1 => {
+                    let path = self.maildir.mailbox_path(&job.mailbox).join("new");
+                    if let Some(t) = u64::try_from(now)
+                        .ok()
+                        .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+                    {
+                        let _ = File::options()
+                            .append(true)
+                            .open(path.join(name))
+                            .and_then(|f| f.set_modified(t));
+                    }
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    out[i] = Err(StoreError::Io {
+                        op: "delivery",
+                        source,
+                    })
+                }
             }
         }
         out
