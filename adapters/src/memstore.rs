@@ -18,6 +18,37 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The default bound on message bytes over all accounts.
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
+/// Why the in-memory store refused a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemStoreError {
+    /// The user is not an account address (`user@domain`).
+    #[error("{0} is not an account address")]
+    NotAnAccount(String),
+    /// The store holds its bound of message bytes.
+    #[error("memory store full: {needed} bytes asked, {room} free")]
+    Full {
+        /// The message's size.
+        needed: u64,
+        /// What is left under the bound.
+        room: u64,
+    },
+}
+
+impl From<MemStoreError> for StoreError {
+    fn from(e: MemStoreError) -> Self {
+        match e {
+            MemStoreError::NotAnAccount(u) => StoreError::NoAccount(u),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<MemStoreError> for std::io::Error {
+    fn from(e: MemStoreError) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
 /// The folders every account starts with.
 const DEFAULT_FOLDERS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Trash"];
 
@@ -549,28 +580,29 @@ impl MailboxStore for MemStore {
         let mut out = Vec::with_capacity(batch.len());
         for d in batch {
             if !d.user.contains('@') {
-                out.push(Err(StoreError::NoAccount(d.user.clone())));
+                out.push(Err(MemStoreError::NotAnAccount(d.user.clone()).into()));
                 continue;
             }
             let mut data = Vec::with_capacity(d.prefix.len() + d.message.len());
             data.extend_from_slice(&d.prefix);
             data.extend_from_slice(&d.message);
             let r = self.with(&d.user, |a, room| {
-                if data.len() as u64 > room {
-                    return Err(StoreError::Unavailable("memory store full".into()));
+                let needed = data.len() as u64;
+                if needed > room {
+                    return Err(MemStoreError::Full { needed, room });
                 }
                 match a.folders.get_mut("INBOX") {
                     Some(f) => {
                         f.add(&[], Arc::new(data), now);
                         Ok(())
                     }
-                    None => Err(StoreError::NoAccount(d.user.clone())),
+                    None => Err(MemStoreError::NotAnAccount(d.user.clone())),
                 }
             });
             if r.is_ok() {
                 self.changed(&d.user, "INBOX");
             }
-            out.push(r);
+            out.push(r.map_err(StoreError::from));
         }
         out
     }

@@ -2,6 +2,7 @@
 //! header with CRLF line ends, sizes, atomic writes, subscriptions and the
 //! folder list.
 
+use super::MailStoreError;
 use crate::maildir::sync_dir;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -80,9 +81,13 @@ pub(super) fn lf_to_crlf(raw: &[u8]) -> Vec<u8> {
 }
 
 /// A message as IMAP serves it: CRLF line ends.
-pub(super) fn read_message(path: &Path) -> io::Result<Vec<u8>> {
-    if fs::metadata(path)?.len() > MAX_MESSAGE {
-        return Err(io::Error::other("message too large to serve"));
+pub(super) fn read_message(path: &Path) -> Result<Vec<u8>, MailStoreError> {
+    let size = fs::metadata(path)?.len();
+    if size > MAX_MESSAGE {
+        return Err(MailStoreError::TooLarge {
+            size,
+            limit: MAX_MESSAGE,
+        });
     }
     let raw = fs::read(path)?;
     Ok(lf_to_crlf(&raw))

@@ -15,6 +15,7 @@
 //! (CONDSTORE mod-sequences, an append-only log) and `postern-summaries`
 //! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
 
+mod error;
 mod files;
 mod flags;
 mod index;
@@ -25,6 +26,7 @@ mod summaries;
 mod tests;
 mod uidlist;
 
+pub use error::MailStoreError;
 pub use flags::FLAG_LETTERS;
 
 use crate::directory::Mailbox;

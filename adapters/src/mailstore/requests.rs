@@ -26,7 +26,7 @@ impl MailStore {
         user: &str,
         root: &Path,
         req: MailboxRequest,
-    ) -> io::Result<MailboxAnswer> {
+    ) -> Result<MailboxAnswer, MailStoreError> {
         use MailboxRequest as R;
         enum Kind {
             Poll,
@@ -118,12 +118,13 @@ impl MailStore {
                         MailboxAnswer::View(view)
                     })
                 })
+                .map_err(MailStoreError::from)
             }
             R::Status { mailbox } => {
                 let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
                 };
-                self.with(&dir, |f| Ok(MailboxAnswer::Status(f.counts())))
+                Ok(self.with(&dir, |f| Ok(MailboxAnswer::Status(f.counts())))?)
             }
             R::Quota => Ok(MailboxAnswer::Quota {
                 used: self.used(root)?,
@@ -143,7 +144,7 @@ impl MailStore {
                     match fs::create_dir(&d) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 File::create(dir.join("maildirfolder"))?;
@@ -364,7 +365,7 @@ impl MailStore {
                 for (uid, name, flags, _, mtime) in &picked {
                     let data = match read_message(&src.join("cur").join(name)) {
                         Ok(d) => d,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) if e.is_not_found() => continue,
                         Err(e) => return Err(e),
                     };
                     let (v, u) = self.append(&dst, flags, &data, Some(*mtime))?;
@@ -394,7 +395,7 @@ impl MailStore {
         dir: &Path,
         uids: &[u32],
         header_only: bool,
-    ) -> io::Result<Vec<(u32, Vec<u8>)>> {
+    ) -> Result<Vec<(u32, Vec<u8>)>, MailStoreError> {
         let names = |uids: &[u32]| {
             self.with(dir, |f| {
                 Ok(uids
@@ -408,14 +409,14 @@ impl MailStore {
         for (u, name) in names(uids)? {
             let path = dir.join("cur").join(&name);
             let r = if header_only {
-                read_header(&path)
+                read_header(&path).map_err(MailStoreError::from)
             } else {
                 read_message(&path)
             };
             match r {
                 Ok(b) => out.push((u, b)),
                 // Renamed by a flag change meanwhile: look again below.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => retry.push(u),
+                Err(e) if e.is_not_found() => retry.push(u),
                 Err(e) => return Err(e),
             }
         }
@@ -423,7 +424,7 @@ impl MailStore {
             for (u, name) in names(&retry)? {
                 let path = dir.join("cur").join(&name);
                 let r = if header_only {
-                    read_header(&path)
+                    read_header(&path).map_err(MailStoreError::from)
                 } else {
                     read_message(&path)
                 };

@@ -111,7 +111,11 @@ pub(super) fn read_summaries(dir: &Path, validity: u32) -> (HashMap<u32, Summary
 
 impl MailStore {
     /// Parsed summaries, from the cache or parsed now (and cached).
-    pub(super) fn summaries(&self, dir: &Path, uids: &[u32]) -> io::Result<Vec<(u32, Summary)>> {
+    pub(super) fn summaries(
+        &self,
+        dir: &Path,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Summary)>, MailStoreError> {
         let (mut have, missing) = self.with(dir, |f| {
             if f.summaries.is_none() {
                 let (map, lines) = read_summaries(dir, f.validity);
