@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 pub mod counters;
 
-pub use counters::{Counters, FileCounters, MemCounters, Window};
+pub use counters::{legacy_day_count, CounterError, Counters, FileCounters, MemCounters, Window};
 
 /// One mailbox of one account: what a change notification and a version
 /// stamp are about.

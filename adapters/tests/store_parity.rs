@@ -86,6 +86,24 @@ fn management_corners() {
                 from: name("Work"),
                 to: name("Job"),
             },
+            // A folder never opened keeps its UIDVALIDITY when renamed.
+            R::Rename {
+                from: name("Junk"),
+                to: name("Spam"),
+            },
+            R::Status {
+                mailbox: name("Spam"),
+            },
+            // A name used again gets a new UIDVALIDITY.
+            R::Delete {
+                mailbox: name("Trash"),
+            },
+            R::Create {
+                mailbox: name("Trash"),
+            },
+            R::Status {
+                mailbox: name("Trash"),
+            },
             list(),
             R::Status {
                 mailbox: name("Job/2026"),

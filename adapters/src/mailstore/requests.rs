@@ -176,10 +176,16 @@ impl MailStore {
                 for e in fs::read_dir(root)?.filter_map(Result::ok) {
                     let n = e.file_name().to_string_lossy().into_owned();
                     if let Some(rest) = n.strip_prefix(&prefix) {
+                        // Its UID list first: a mailbox keeps its
+                        // UIDVALIDITY under the new name.
+                        if e.path().join("cur").is_dir() {
+                            self.with(&e.path(), |_| Ok(()))?;
+                        }
                         self.forget(&e.path());
                         fs::rename(e.path(), root.join(format!("{target}{rest}")))?;
                     }
                 }
+                self.with(&a, |_| Ok(()))?;
                 self.forget(&a);
                 fs::rename(&a, &b)?;
                 sync_dir(root)?;

@@ -274,3 +274,49 @@ fn reads_a_dovecot_uidlist() {
     assert_eq!(b[0].1, b"z\r\n");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn changes_are_told_by_mailbox_not_path() {
+    let (s, dir) = store();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = seen.clone();
+    s.on_change(Arc::new(move |id: &MailboxId| {
+        w.lock().unwrap().push(id.clone())
+    }));
+    let u = "Erin@Example.com";
+    let r = MailboxStore::deliver(
+        &s,
+        &[Delivery {
+            user: u.into(),
+            prefix: Vec::new(),
+            message: Arc::new(b"Subject: d\r\n\r\nd\r\n".to_vec()),
+        }],
+    );
+    assert!(r[0].is_ok(), "{r:?}");
+    s.answer(
+        u,
+        MailboxRequest::Create {
+            mailbox: "A/B".into(),
+        },
+    );
+    let before = MailboxStore::version(&s, &MailboxId::new(u, "A/B"));
+    s.answer(
+        u,
+        MailboxRequest::Append {
+            mailbox: "A/B".into(),
+            flags: vec![],
+            data: b"x\r\n".to_vec(),
+            date: None,
+        },
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            MailboxId::inbox("erin@example.com"),
+            MailboxId::new("erin@example.com", "A/B")
+        ]
+    );
+    assert!(before.is_some());
+    assert!(MailboxStore::version(&s, &MailboxId::new(u, "Nope")).is_none());
+    fs::remove_dir_all(&dir).unwrap();
+}

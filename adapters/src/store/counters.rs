@@ -221,6 +221,23 @@ impl Counters for FileCounters {
     }
 }
 
+/// The daily relay count as the runtime kept it before these counters
+/// (a `relay-count` file: `<UTC day number> <count>`), as the window and
+/// total to add once to the counter that replaces it, so that the day's
+/// limit holds across the upgrade.
+pub fn legacy_day_count(text: &str) -> Option<(Window, u64)> {
+    let (day, n) = text.trim().split_once(' ')?;
+    let index: u64 = day.parse().ok()?;
+    let count: u64 = n.parse().ok()?;
+    Some((
+        Window {
+            secs: 86_400,
+            index,
+        },
+        count,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +258,11 @@ mod tests {
         assert_eq!(c.get("relayed", day(2)).unwrap(), 1);
         assert!(c.add("bad\tname", day(1), 1).is_err());
         assert_eq!(Window::containing(86_399, 86_400).end(), 86_400);
+        assert_eq!(
+            legacy_day_count("20423 17\n"),
+            Some((Window::containing(20_423 * 86_400, 86_400), 17))
+        );
+        assert_eq!(legacy_day_count("garbage"), None);
     }
 
     #[test]
