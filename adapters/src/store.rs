@@ -147,6 +147,13 @@ pub trait Queue: Send + Sync {
     fn list(&self) -> Result<(Vec<QueuedMessage>, Vec<String>), QueueError>;
     /// Figures for monitoring at `now` (Unix seconds).
     fn stats(&self, now: u64) -> Result<QueueStats, QueueError>;
+    /// Takes message `id` for `worker` until `until` (Unix seconds) unless
+    /// another worker holds it at `now`: with several replicas on one
+    /// queue, one message is attempted by one of them at a time. True if
+    /// `worker` holds it now (a claim it already held is extended).
+    fn claim(&self, id: &str, worker: &str, now: u64, until: u64) -> Result<bool, QueueError>;
+    /// Gives back `worker`'s claim on `id` (after an attempt).
+    fn release(&self, id: &str, worker: &str) -> Result<(), QueueError>;
 }
 
 /// Why the queue could not do what was asked.
@@ -217,7 +224,9 @@ impl Queue for Spool {
     }
 
     fn remove(&self, id: &str) -> Result<(), QueueError> {
-        queue_io(id, Spool::remove(self, id))
+        queue_io(id, Spool::remove(self, id))?;
+        let _ = std::fs::remove_file(claim_path(self, id));
+        Ok(())
     }
 
     fn list(&self) -> Result<(Vec<QueuedMessage>, Vec<String>), QueueError> {
@@ -227,6 +236,62 @@ impl Queue for Spool {
     fn stats(&self, now: u64) -> Result<QueueStats, QueueError> {
         Ok(Spool::stats(self, now)?)
     }
+
+    /// A claim is a file `<id>.claim` beside the message holding
+    /// `<worker> <until>`, made with create-new (one taker wins) and
+    /// replaced when it has expired.
+    fn claim(&self, id: &str, worker: &str, now: u64, until: u64) -> Result<bool, QueueError> {
+        if !crate::spool::valid_id(id) {
+            return Err(QueueError::BadId(id.to_owned()));
+        }
+        if worker.is_empty() || worker.contains(char::is_whitespace) {
+            return Err(QueueError::Invalid(format!("bad worker name {worker:?}")));
+        }
+        let path = claim_path(self, id);
+        let line = format!("{worker} {until}\n");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                std::io::Write::write_all(&mut f, line.as_bytes())?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        let held = std::fs::read_to_string(&path).unwrap_or_default();
+        let (holder, expiry) = held.trim().split_once(' ').unwrap_or(("", "0"));
+        if holder != worker && expiry.parse::<u64>().unwrap_or(0) > now {
+            return Ok(false);
+        }
+        let tmp = self.dir().join(format!("tmp.{id}.claim"));
+        std::fs::write(&tmp, line.as_bytes())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(true)
+    }
+
+    fn release(&self, id: &str, worker: &str) -> Result<(), QueueError> {
+        if !crate::spool::valid_id(id) {
+            return Err(QueueError::BadId(id.to_owned()));
+        }
+        let path = claim_path(self, id);
+        let held = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if held.split_once(' ').map(|(w, _)| w) == Some(worker) {
+            std::fs::remove_file(&path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a spool keeps the claim on message `id` (a checked id).
+fn claim_path(spool: &Spool, id: &str) -> std::path::PathBuf {
+    spool.dir().join(format!("{id}.claim"))
 }
 
 /// A spool result for one id: a bad id and a missing file get their own
@@ -368,8 +433,18 @@ mod tests {
         assert!(matches!(q.load("../x"), Err(QueueError::BadId(_))));
         assert!(matches!(q.load("nope"), Err(QueueError::NotFound(_))));
         assert_eq!(q.stats(15).unwrap().oldest_age, 5);
+        assert!(q.claim("abc1", "pod-a", 100, 160).unwrap());
+        assert!(!q.claim("abc1", "pod-b", 120, 180).unwrap());
+        assert!(q.claim("abc1", "pod-a", 150, 210).unwrap());
+        assert!(q.claim("abc1", "pod-b", 211, 270).unwrap());
+        q.release("abc1", "pod-a").unwrap();
+        assert!(!q.claim("abc1", "pod-a", 212, 270).unwrap());
+        q.release("abc1", "pod-b").unwrap();
+        assert!(q.claim("abc1", "pod-a", 213, 270).unwrap());
+        assert!(q.claim("abc1", "bad name", 0, 1).is_err());
         q.remove("abc1").unwrap();
         assert!(q.list().unwrap().0.is_empty());
+        assert!(!dir.join("abc1.claim").exists());
         let e: std::io::Error = QueueError::NotFound("x".into()).into();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
         std::fs::remove_dir_all(&dir).unwrap();
