@@ -1,7 +1,7 @@
 //! Flags in Maildir file names (`:2,FRS` and keyword letters `a`..`z`)
 //! and the keywords file `dovecot-keywords` that names the letters.
 
-use super::*;
+use super::files::write_atomic;
 use postern_core::imap::rules;
 use std::collections::BTreeMap;
 use std::fs;

@@ -2,7 +2,10 @@
 //! sizes, dates and mod-sequences, brought up to date from `new/` and
 //! `cur/` only when their modification times moved, and incrementally.
 
-use super::*;
+use super::files::{crlf_size, size_from_name};
+use super::flags::{parse_info, read_keywords, split_name};
+use super::modseq::read_modlog;
+use super::uidlist::{new_uidlist, read_uidlist};
 use crate::maildir::sync_dir;
 use postern_core::imap::event::{MessageMeta, StatusCounts, Summary};
 use std::collections::HashMap;

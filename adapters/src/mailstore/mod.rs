@@ -34,19 +34,16 @@ use crate::maildir::{ChangeHook, DeliveryJob, Maildir};
 use crate::store::{
     ChangeListener, Clock, Delivery, MailboxId, MailboxStore, StoreError, SystemClock, Version,
 };
-use files::*;
-use flags::*;
-use index::*;
-use modseq::*;
+use files::list_folders;
+use index::{stamp, Folder, NewList};
 use postern_core::imap::event::{Code, MailboxAnswer, MailboxRequest};
-use requests::*;
+use requests::no;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
-use uidlist::*;
 
 /// The store of all accounts under a Maildir root.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! `postern-modseq`: CONDSTORE mod-sequences as an append-only log,
 //! compacted when much longer than needed; rebuildable.
 
-use super::*;
+use super::files::write_atomic;
+use super::index::Folder;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Write};

@@ -1,7 +1,10 @@
 //! The answers to the IMAP session's requests, and message bodies and
 //! APPEND on disk.
 
-use super::*;
+use super::files::{list_folders, read_header, read_message, read_subscriptions, write_atomic};
+use super::flags::{flag_info, parse_info, write_keywords};
+use super::index::Entry;
+use super::{MailStore, MailStoreError};
 use crate::maildir::{crlf_to_lf, sync_dir};
 use postern_core::imap::event::{
     Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, Stored,

@@ -2,7 +2,7 @@
 //! keys per message, cached on disk (no fsync: rebuilt if lost) and in
 //! memory up to a bound over all folders.
 
-use super::*;
+use super::{lock, MailStore, MailStoreError};
 use postern_core::imap::event::{SortKeys, Summary};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -1,7 +1,8 @@
 //! `dovecot-uidlist`, read and written in Dovecot's own format: UIDs and
 //! UIDVALIDITY survive a move between Dovecot and Postern.
 
-use super::*;
+use super::files::write_atomic;
+use super::index::Folder;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
