@@ -6,15 +6,17 @@
 //! - `@tls implicit|starttls|none` [implicit]; implicit TLS is completed
 //!   at once unless `@autotls no`.
 //! - `@proxy required|forbidden`, `@peer`, `@local`, as for SMTP.
-//! - `@user NAME PASSWORD` [alice@example.com secret].
+//! - `@user NAME PASSWORD` [alice@example.com secret]; the first one
+//!   owns the messages of `@message` and `@deliver`.
 //! - `@quota BYTES`: the account's storage limit [unlimited].
-//! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start; FLAGS
-//!   is `-` or comma-separated (`\Seen,$Label`), TEXT uses the `C~`
-//!   escapes. Mailboxes INBOX, Drafts, Sent, Junk, Trash always exist.
+//! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start,
+//!   stored by an APPEND dated [`DEFAULT_DATE`]; FLAGS is `-` or
+//!   comma-separated (`\Seen,$Label`), TEXT uses the `C~` escapes.
+//!   Mailboxes INBOX, Drafts, Sent, Junk, Trash always exist.
 //!
 //! Session directives: `@tls-established`, `@advance 1s`, `@eof`,
-//! `@deliver MAILBOX TEXT` (a message arrives), `@changed` (tell the
-//! session its mailbox changed).
+//! `@deliver INBOX TEXT` (a message arrives by local delivery),
+//! `@changed` (tell the session its mailbox changed).
 
 use crate::transcript::{escape, unescape, Step, Transcript};
 use postern_adapters::maildir::Maildir;
