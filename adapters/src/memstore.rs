@@ -91,10 +91,7 @@ impl Folder {
     }
 
     fn add(&mut self, flags: &[String], data: Arc<Vec<u8>>, date: i64) -> u32 {
-        let uid = rules::assign_uids(&mut self.uid_next, 1)
-            .first()
-            .copied()
-            .unwrap_or(u32::MAX);
+        let uid = rules::next_uid(&mut self.uid_next);
         let flags = rules::canonical_flags(flags, &mut self.keywords);
         let modseq = rules::next_modseq(&mut self.highest_modseq);
         self.messages.push(Msg {

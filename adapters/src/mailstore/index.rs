@@ -8,6 +8,7 @@ use super::modseq::read_modlog;
 use super::uidlist::{new_uidlist, read_uidlist};
 use crate::maildir::sync_dir;
 use postern_core::imap::event::{MessageMeta, StatusCounts, Summary};
+use postern_core::imap::rules;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -215,17 +216,15 @@ impl Folder {
         let mut matched = 0;
         for mut e in fresh {
             if e.uid == 0 {
-                e.uid = self.next;
-                self.next += 1;
+                e.uid = rules::next_uid(&mut self.next);
                 appended.push(e.uid);
-                self.highest_modseq += 1;
-                e.modseq = self.highest_modseq;
+                e.modseq = rules::next_modseq(&mut self.highest_modseq);
                 log.push((e.uid, e.modseq));
             } else {
                 matched += 1;
                 e.modseq = logged.get(&e.uid).copied().unwrap_or(self.modseq_base);
             }
-            self.next = self.next.max(e.uid + 1);
+            self.next = self.next.max(e.uid.saturating_add(1));
             entries.push(e);
         }
         let changed_flags: std::collections::HashSet<u32> = flag_changes.iter().copied().collect();
@@ -233,13 +232,12 @@ impl Folder {
             .iter_mut()
             .filter(|e| changed_flags.contains(&e.uid))
         {
-            self.highest_modseq += 1;
-            e.modseq = self.highest_modseq;
+            e.modseq = rules::next_modseq(&mut self.highest_modseq);
             log.push((e.uid, e.modseq));
         }
         if removed > 0 || (first_load_log && self.modlog_lines == 0) {
             if removed > 0 {
-                self.highest_modseq += 1;
+                rules::next_modseq(&mut self.highest_modseq);
             }
             // A new log is written at once, so its base stays put.
             log.push((0, self.highest_modseq));
@@ -284,9 +282,9 @@ impl Folder {
     }
 
     pub(super) fn bump(&mut self, i: usize) -> u64 {
-        self.highest_modseq += 1;
-        self.entries[i].modseq = self.highest_modseq;
-        self.highest_modseq
+        let m = rules::next_modseq(&mut self.highest_modseq);
+        self.entries[i].modseq = m;
+        m
     }
 
     pub(super) fn view(&mut self) -> Arc<Vec<MessageMeta>> {
@@ -357,8 +355,7 @@ impl Folder {
             }
         }
         self.write_uidlist(dir)?;
-        self.highest_modseq += 1;
-        let h = self.highest_modseq;
+        let h = rules::next_modseq(&mut self.highest_modseq);
         self.log_modseqs(dir, &[(0, h)])?;
         self.touched(dir);
         Ok(())

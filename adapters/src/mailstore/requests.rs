@@ -507,9 +507,8 @@ impl MailStore {
             let name = format!("{base}:2,{info}");
             fs::rename(&tmp, dir.join("cur").join(&name))?;
             sync_dir(&dir.join("cur"))?;
-            let uid = f.next;
-            f.next += 1;
-            f.highest_modseq += 1;
+            let uid = rules::next_uid(&mut f.next);
+            let m = rules::next_modseq(&mut f.highest_modseq);
             f.entries.push(Entry {
                 uid,
                 flags: parse_info(&info, &f.keywords),
@@ -517,10 +516,9 @@ impl MailStore {
                 name,
                 size: data.len() as u64,
                 mtime,
-                modseq: f.highest_modseq,
+                modseq: m,
             });
             f.append_uidlist(dir, &[uid])?;
-            let m = f.highest_modseq;
             f.log_modseqs(dir, &[(uid, m)])?;
             f.touched(dir);
             Ok((f.validity, uid))

@@ -274,6 +274,13 @@ pub fn assign_uids(uid_next: &mut u32, n: usize) -> Vec<u32> {
     out
 }
 
+/// One new UID (APPEND, a delivery): [`assign_uids`] for one message.
+pub fn next_uid(uid_next: &mut u32) -> u32 {
+    let uid = (*uid_next).max(1);
+    *uid_next = uid.saturating_add(1);
+    uid
+}
+
 /// The next mod-sequence after `highest` (RFC 7162: every change gets a
 /// larger one than any before it in the mailbox).
 pub fn next_modseq(highest: &mut u64) -> u64 {
@@ -429,6 +436,8 @@ mod tests {
         assert_eq!(next, 10);
         let mut zero = 0;
         assert_eq!(assign_uids(&mut zero, 1), vec![1]);
+        assert_eq!(next_uid(&mut next), 10);
+        assert_eq!(next, 11);
         let mut h = 4;
         assert_eq!(next_modseq(&mut h), 5);
         assert_eq!(h, 5);
