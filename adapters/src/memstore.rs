@@ -70,6 +70,8 @@ struct Folder {
     highest_modseq: u64,
     /// Keywords ever set, in order (as Maildir's `dovecot-keywords`).
     keywords: Vec<String>,
+    /// The messages' bytes.
+    bytes: u64,
 }
 
 impl Folder {
@@ -80,6 +82,7 @@ impl Folder {
             uid_validity,
             highest_modseq: 1,
             keywords: Vec::new(),
+            bytes: 0,
         }
     }
 
@@ -94,6 +97,7 @@ impl Folder {
         let uid = rules::next_uid(&mut self.uid_next);
         let flags = rules::canonical_flags(flags, &mut self.keywords);
         let modseq = rules::next_modseq(&mut self.highest_modseq);
+        self.bytes += data.len() as u64;
         self.messages.push(Msg {
             uid,
             flags,
@@ -109,6 +113,7 @@ impl Folder {
             return;
         }
         self.messages.retain(|m| !uids.contains(&m.uid));
+        self.bytes = self.messages.iter().map(|m| m.data.len() as u64).sum();
         rules::next_modseq(&mut self.highest_modseq);
     }
 
@@ -129,7 +134,7 @@ impl Folder {
             uid_next: self.uid_next,
             uid_validity: self.uid_validity,
             recent: 0,
-            size: self.messages.iter().map(|m| m.data.len() as u64).sum(),
+            size: self.bytes,
             highest_modseq: self.highest_modseq,
             deleted: n(deleted().count()),
             deleted_storage: deleted().map(|m| m.data.len() as u64).sum(),
@@ -160,11 +165,7 @@ struct Account {
 
 impl Account {
     fn used(&self) -> u64 {
-        self.folders
-            .values()
-            .flat_map(|f| f.messages.iter())
-            .map(|m| m.data.len() as u64)
-            .sum()
+        self.folders.values().map(|f| f.bytes).sum()
     }
 }
 
