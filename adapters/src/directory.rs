@@ -84,6 +84,98 @@ pub enum DirectoryError {
     },
 }
 
+/// Which directory file a line comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectoryFile {
+    /// `postfix-accounts.cf`.
+    Accounts,
+    /// `postfix-virtual.cf`.
+    Virtual,
+}
+
+impl fmt::Display for DirectoryFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DirectoryFile::Accounts => "postfix-accounts.cf",
+            DirectoryFile::Virtual => "postfix-virtual.cf",
+        })
+    }
+}
+
+/// Why a line of a directory file was refused (by [`Directory::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A line longer than the limit.
+    #[error("{file}:{line}: line too long")]
+    TooLong {
+        /// The file.
+        file: DirectoryFile,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A line not in the file's `key value` shape.
+    #[error("{file}:{line}: expected {expected}")]
+    Shape {
+        /// The file.
+        file: DirectoryFile,
+        /// 1-based line number.
+        line: usize,
+        /// What the line should look like.
+        expected: &'static str,
+    },
+    /// An address that cannot name a mailbox (or a bad alias target).
+    #[error("{file}:{line}: bad address {address:?}")]
+    BadAddress {
+        /// The file.
+        file: DirectoryFile,
+        /// 1-based line number.
+        line: usize,
+        /// The address as written.
+        address: String,
+    },
+    /// An account without a password hash.
+    #[error("{file}:{line}: empty password hash")]
+    EmptyHash {
+        /// The file.
+        file: DirectoryFile,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+impl ParseError {
+    /// What is wrong, without the place.
+    pub fn cause(&self) -> String {
+        match self {
+            ParseError::TooLong { .. } => "line too long".to_owned(),
+            ParseError::Shape { expected, .. } => format!("expected {expected}"),
+            ParseError::BadAddress { address, .. } => format!("bad address {address:?}"),
+            ParseError::EmptyHash { .. } => "empty password hash".to_owned(),
+        }
+    }
+
+    /// The file and the 1-based line the error is about.
+    pub fn place(&self) -> (DirectoryFile, usize) {
+        match self {
+            ParseError::TooLong { file, line }
+            | ParseError::Shape { file, line, .. }
+            | ParseError::BadAddress { file, line, .. }
+            | ParseError::EmptyHash { file, line } => (*file, *line),
+        }
+    }
+}
+
+impl From<DirectoryError> for std::io::Error {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Io { path, source } => {
+                std::io::Error::new(source.kind(), format!("{}: {source}", path.display()))
+            }
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Account {
     mailbox: Mailbox,
@@ -105,6 +197,10 @@ pub struct Directory {
     aliases: HashMap<String, Vec<String>>,
     catchall: HashMap<String, Vec<String>>,
     domains: HashSet<String>,
+    /// The storage limit of accounts not in `quotas` (None: unlimited).
+    quota: Option<u64>,
+    /// Per-account storage limits (`dovecot-quotas.cf`), lower-case keys.
+    quotas: HashMap<String, u64>,
 }
 
 /// A SHA512-CRYPT hash of a password nobody has, checked when the user is
@@ -130,20 +226,23 @@ impl Directory {
             Some(v) if v.exists() => read(v)?,
             _ => String::new(),
         };
-        Self::parse(&acc, &virt).map_err(|(file, line, message)| DirectoryError::Syntax {
-            path: if file == 0 {
-                accounts.to_owned()
-            } else {
-                virtual_file.unwrap_or(accounts).to_owned()
-            },
-            line,
-            message,
+        Self::parse(&acc, &virt).map_err(|e| {
+            let (file, line) = e.place();
+            DirectoryError::Syntax {
+                path: match file {
+                    DirectoryFile::Accounts => accounts.to_owned(),
+                    DirectoryFile::Virtual => virtual_file.unwrap_or(accounts).to_owned(),
+                },
+                line,
+                message: e.cause(),
+            }
         })
     }
 
-    /// Parses the two files' contents; an error names the file (0 for
-    /// accounts, 1 for virtual), the line and the problem.
-    pub fn parse(accounts: &str, virtual_text: &str) -> Result<Self, (u8, usize, String)> {
+    /// Parses the two files' contents; an error names the file, the line
+    /// and the problem.
+    pub fn parse(accounts: &str, virtual_text: &str) -> Result<Self, ParseError> {
+        use DirectoryFile::{Accounts, Virtual};
         let mut d = Directory::default();
         for (i, line) in accounts.lines().enumerate() {
             let line = line.trim();
@@ -151,17 +250,30 @@ impl Directory {
                 continue;
             }
             if line.len() > MAX_LINE {
-                return Err((0, i + 1, "line too long".into()));
+                return Err(ParseError::TooLong {
+                    file: Accounts,
+                    line: i + 1,
+                });
             }
             let Some((addr, hash)) = line.split_once('|') else {
-                return Err((0, i + 1, "expected user@domain|{SCHEME}hash".into()));
+                return Err(ParseError::Shape {
+                    file: Accounts,
+                    line: i + 1,
+                    expected: "user@domain|{SCHEME}hash",
+                });
             };
             // docker-mailserver may append `|` fields (quota, ...): ignore them.
             let hash = hash.split('|').next().unwrap_or("").trim();
-            let mailbox =
-                parse_mailbox(addr.trim()).ok_or((0, i + 1, format!("bad address {addr:?}")))?;
+            let mailbox = parse_mailbox(addr.trim()).ok_or_else(|| ParseError::BadAddress {
+                file: Accounts,
+                line: i + 1,
+                address: addr.to_owned(),
+            })?;
             if hash.is_empty() {
-                return Err((0, i + 1, "empty password hash".into()));
+                return Err(ParseError::EmptyHash {
+                    file: Accounts,
+                    line: i + 1,
+                });
             }
             d.domains.insert(mailbox.domain.clone());
             d.accounts.insert(
@@ -178,11 +290,18 @@ impl Directory {
                 continue;
             }
             if line.len() > MAX_LINE {
-                return Err((1, i + 1, "line too long".into()));
+                return Err(ParseError::TooLong {
+                    file: Virtual,
+                    line: i + 1,
+                });
             }
             let mut parts = line.splitn(2, char::is_whitespace);
             let (Some(alias), Some(targets)) = (parts.next(), parts.next()) else {
-                return Err((1, i + 1, "expected alias@domain target[,target]".into()));
+                return Err(ParseError::Shape {
+                    file: Virtual,
+                    line: i + 1,
+                    expected: "alias@domain target[,target]",
+                });
             };
             let targets: Vec<String> = targets
                 .split([',', ' ', '\t'])
@@ -190,13 +309,28 @@ impl Directory {
                 .filter(|t| !t.is_empty())
                 .map(str::to_lowercase)
                 .collect();
-            if targets.is_empty() || targets.iter().any(|t| parse_mailbox(t).is_none()) {
-                return Err((1, i + 1, format!("bad target in {line:?}")));
+            if let Some(bad) = targets.iter().find(|t| parse_mailbox(t).is_none()) {
+                return Err(ParseError::BadAddress {
+                    file: Virtual,
+                    line: i + 1,
+                    address: bad.clone(),
+                });
+            }
+            if targets.is_empty() {
+                return Err(ParseError::Shape {
+                    file: Virtual,
+                    line: i + 1,
+                    expected: "alias@domain target[,target]",
+                });
             }
             let alias = alias.to_lowercase();
             if let Some(domain) = alias.strip_prefix('@') {
                 if domain.is_empty() || domain.contains('@') {
-                    return Err((1, i + 1, format!("bad catch-all {alias:?}")));
+                    return Err(ParseError::BadAddress {
+                        file: Virtual,
+                        line: i + 1,
+                        address: alias,
+                    });
                 }
                 d.domains.insert(domain.to_owned());
                 d.catchall
@@ -204,7 +338,11 @@ impl Directory {
                     .or_default()
                     .extend(targets);
             } else {
-                let mb = parse_mailbox(&alias).ok_or((1, i + 1, format!("bad alias {alias:?}")))?;
+                let mb = parse_mailbox(&alias).ok_or_else(|| ParseError::BadAddress {
+                    file: Virtual,
+                    line: i + 1,
+                    address: alias.clone(),
+                })?;
                 d.domains.insert(mb.domain);
                 d.aliases.entry(alias).or_default().extend(targets);
             }
@@ -226,6 +364,22 @@ impl Directory {
             },
         );
         true
+    }
+
+    /// Sets the storage limits: `default` for every account, `per_user`
+    /// for some (bytes, keys as [`read_quotas`] gives them).
+    pub fn with_quotas(mut self, default: Option<u64>, per_user: HashMap<String, u64>) -> Self {
+        self.quota = default;
+        self.quotas = per_user;
+        self
+    }
+
+    /// An account's storage limit in bytes (None: unlimited).
+    pub fn quota(&self, user: &str) -> Option<u64> {
+        self.quotas
+            .get(&user.to_lowercase())
+            .copied()
+            .or(self.quota)
     }
 
     /// Whether `domain` is one of ours.
@@ -478,12 +632,22 @@ mod tests {
         assert_eq!(
             Directory::parse("ok@example.com|{PLAIN}x\nbroken\n", "")
                 .unwrap_err()
-                .1,
-            2
+                .place(),
+            (DirectoryFile::Accounts, 2)
         );
         assert_eq!(
             Directory::parse("", "a@b.example\n").unwrap_err(),
-            (1, 1, "expected alias@domain target[,target]".into())
+            ParseError::Shape {
+                file: DirectoryFile::Virtual,
+                line: 1,
+                expected: "alias@domain target[,target]"
+            }
+        );
+        assert_eq!(
+            Directory::parse("", "a@b.example\n")
+                .unwrap_err()
+                .to_string(),
+            "postfix-virtual.cf:1: expected alias@domain target[,target]"
         );
         assert!(Directory::parse("../x@example.com|h\n", "").is_err());
     }

@@ -12,9 +12,43 @@ pub struct RelayCredentials {
     pub password: Secret<String>,
 }
 
+/// Why no credentials came out of a `sasl_passwd` file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SaslPasswdError {
+    /// No line is for this smarthost.
+    #[error("no entry for [{host}]:{port}")]
+    NotFound {
+        /// The smarthost.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
+    /// The line for the smarthost has no `user:password`.
+    #[error("line {line}: expected user:password")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+impl From<SaslPasswdError> for std::io::Error {
+    fn from(e: SaslPasswdError) -> Self {
+        let kind = match e {
+            SaslPasswdError::NotFound { .. } => std::io::ErrorKind::NotFound,
+            SaslPasswdError::Malformed { .. } => std::io::ErrorKind::InvalidData,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 /// Finds the credentials for `host`:`port` (`[host]:port`, `[host]`, or
 /// `host` entries match, as in Postfix's lookup order).
 pub fn find(text: &str, host: &str, port: u16) -> Option<RelayCredentials> {
+    lookup(text, host, port).ok()
+}
+
+/// As [`find`], saying why nothing was found.
+pub fn lookup(text: &str, host: &str, port: u16) -> Result<RelayCredentials, SaslPasswdError> {
     let keys = [
         format!("[{host}]:{port}"),
         format!("[{host}]"),
@@ -22,7 +56,7 @@ pub fn find(text: &str, host: &str, port: u16) -> Option<RelayCredentials> {
         host.to_owned(),
     ];
     for key in keys {
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -33,14 +67,20 @@ pub fn find(text: &str, host: &str, port: u16) -> Option<RelayCredentials> {
             if !k.eq_ignore_ascii_case(&key) {
                 continue;
             }
-            let (user, password) = v.trim().split_once(':')?;
-            return Some(RelayCredentials {
+            let (user, password) = v
+                .trim()
+                .split_once(':')
+                .ok_or(SaslPasswdError::Malformed { line: n + 1 })?;
+            return Ok(RelayCredentials {
                 user: user.to_owned(),
                 password: Secret::new(password.to_owned()),
             });
         }
     }
-    None
+    Err(SaslPasswdError::NotFound {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -54,5 +94,13 @@ mod tests {
         assert_eq!(c.user, "a7e778001@smtp-brevo.com");
         assert_eq!(c.password.expose(), "xsmtpsib-key:with:colons");
         assert!(find(t, "smtp-relay.brevo.com", 465).is_none());
+        assert_eq!(
+            lookup("[h]:25 nopassword\n", "h", 25).unwrap_err(),
+            SaslPasswdError::Malformed { line: 1 }
+        );
+        assert!(matches!(
+            lookup(t, "other", 25),
+            Err(SaslPasswdError::NotFound { .. })
+        ));
     }
 }

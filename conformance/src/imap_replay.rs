@@ -1,512 +1,81 @@
-//! Replays IMAP transcripts against the IMAP core with a fixed clock and an
-//! in-memory mail store (the same `C:`/`S:`/`E:` format as SMTP).
+//! Replays IMAP transcripts against the IMAP core with a fixed clock and
+//! any [`MailboxStore`]: the in-memory one, or the Maildir one in a
+//! temporary folder (the same `C:`/`S:`/`E:` format as SMTP).
 //!
 //! Header directives (defaults in brackets):
 //! - `@tls implicit|starttls|none` [implicit]; implicit TLS is completed
 //!   at once unless `@autotls no`.
 //! - `@proxy required|forbidden`, `@peer`, `@local`, as for SMTP.
-//! - `@user NAME PASSWORD` [alice@example.com secret].
+//! - `@user NAME PASSWORD` [alice@example.com secret]; the first one
+//!   owns the messages of `@message` and `@deliver`.
 //! - `@quota BYTES`: the account's storage limit [unlimited].
-//! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start; FLAGS
-//!   is `-` or comma-separated (`\Seen,$Label`), TEXT uses the `C~`
-//!   escapes. Mailboxes INBOX, Drafts, Sent, Junk, Trash always exist.
+//! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start,
+//!   stored by an APPEND dated [`DEFAULT_DATE`]; FLAGS is `-` or
+//!   comma-separated (`\Seen,$Label`), TEXT uses the `C~` escapes.
+//!   Mailboxes INBOX, Drafts, Sent, Junk, Trash always exist.
 //!
 //! Session directives: `@tls-established`, `@advance 1s`, `@eof`,
-//! `@deliver MAILBOX TEXT` (a message arrives), `@changed` (tell the
-//! session its mailbox changed).
+//! `@deliver INBOX TEXT` (a message arrives by local delivery),
+//! `@changed` (tell the session its mailbox changed).
 
 use crate::transcript::{escape, unescape, Step, Transcript};
-use postern_core::imap::event::{
-    Code, Event, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts,
-    StoreMode, Stored,
-};
+use postern_adapters::maildir::Maildir;
+use postern_adapters::mailstore::MailStore;
+use postern_adapters::memstore::MemStore;
+use postern_adapters::store::{Delivery, FixedClock, MailboxStore};
+use postern_core::imap::event::{Event, MailboxAnswer, MailboxRequest};
 use postern_core::imap::session::{
     ConnectAnswer, ImapConfig, ImapListener, ImapSession, LoginAnswer, Output,
 };
 use postern_core::proxy::ProxyConfig;
 use postern_core::smtp::TlsMode;
 use postern_core::Networks;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug)]
-struct Msg {
-    uid: u32,
-    flags: Vec<String>,
-    data: Vec<u8>,
-    modseq: u64,
-    /// INTERNALDATE.
-    date: i64,
+/// INTERNALDATE of messages that come without one: 25-Nov-2026 06:38:06 +0000
+/// (the stores' clock stands still there).
+pub const DEFAULT_DATE: i64 = 1_795_588_686;
+
+/// Which mailbox store a transcript runs against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-memory store.
+    Memory,
+    /// The Maildir store in this (empty, temporary) folder.
+    Maildir(PathBuf),
 }
 
-/// INTERNALDATE of messages that come without one: 25-Nov-2026 06:38:06 +0000.
-const DEFAULT_DATE: i64 = 1_795_588_686;
-
-#[derive(Clone, Debug, Default)]
-struct Folder {
-    messages: Vec<Msg>,
-    uid_next: u32,
-    uid_validity: u32,
-    highest_modseq: u64,
-    /// Keywords ever set, in order (the Maildir store's `dovecot-keywords`).
-    keywords: Vec<String>,
-}
-
-/// The order the Maildir store gives flags in (its file-name letters
-/// D F P R S T, then keywords by index), so both stores answer alike.
-fn canonical(flags: &[String], keywords: &mut Vec<String>) -> Vec<String> {
-    const SYSTEM: [&str; 6] = [
-        "\\Draft",
-        "\\Flagged",
-        "$Forwarded",
-        "\\Answered",
-        "\\Seen",
-        "\\Deleted",
-    ];
-    let mut out: Vec<(usize, String)> = Vec::new();
-    for f in flags {
-        let rank = match SYSTEM.iter().position(|s| s.eq_ignore_ascii_case(f)) {
-            Some(i) => i,
-            None if f.starts_with('\\') => continue,
-            None => {
-                let i = match keywords.iter().position(|k| k == f) {
-                    Some(i) => i,
-                    None => {
-                        keywords.push(f.clone());
-                        keywords.len() - 1
-                    }
-                };
-                SYSTEM.len() + i
-            }
-        };
-        if !out.iter().any(|(r, _)| *r == rank) {
-            let name = SYSTEM
-                .get(rank)
-                .map_or_else(|| f.clone(), |s| (*s).to_owned());
-            out.push((rank, name));
+/// The store for a transcript: a fixed clock at [`DEFAULT_DATE`] (so
+/// UIDVALIDITY is 1000 + the default folder's place, 2005 and up for
+/// created ones), and the `@quota` limit.
+pub fn make_store(backend: &Backend, quota: Option<u64>) -> Arc<dyn MailboxStore> {
+    let clock = Arc::new(FixedClock::new(DEFAULT_DATE));
+    match backend {
+        Backend::Memory => {
+            Arc::new(MemStore::new(clock).with_quota(quota, std::collections::HashMap::new()))
         }
-    }
-    out.sort_by_key(|(r, _)| *r);
-    out.into_iter().map(|(_, f)| f).collect()
-}
-
-/// The in-memory store.
-#[derive(Clone, Debug)]
-pub struct MemStore {
-    users: BTreeMap<String, String>,
-    folders: BTreeMap<String, Folder>,
-    subscribed: BTreeSet<String>,
-    /// The storage limit in bytes (`@quota`), None for unlimited.
-    quota: Option<u64>,
-}
-
-impl Default for MemStore {
-    fn default() -> Self {
-        let mut s = MemStore {
-            users: BTreeMap::new(),
-            folders: BTreeMap::new(),
-            subscribed: BTreeSet::new(),
-            quota: None,
-        };
-        for (i, f) in ["INBOX", "Drafts", "Sent", "Junk", "Trash"]
-            .iter()
-            .enumerate()
-        {
-            s.folders.insert(
-                (*f).to_owned(),
-                Folder {
-                    messages: Vec::new(),
-                    uid_next: 1,
-                    uid_validity: 1000 + i as u32,
-                    highest_modseq: 1,
-                    keywords: Vec::new(),
-                },
-            );
-            s.subscribed.insert((*f).to_owned());
-        }
-        s
+        Backend::Maildir(dir) => Arc::new(
+            MailStore::new(Arc::new(Maildir::new(dir, "mx.example.com")))
+                .with_quota(quota, std::collections::HashMap::new())
+                .with_clock(clock),
+        ),
     }
 }
 
-fn deleted(m: &Msg) -> bool {
-    m.flags.iter().any(|f| f == "\\Deleted")
-}
-
-impl MemStore {
-    fn add(&mut self, folder: &str, flags: Vec<String>, data: Vec<u8>) -> Option<u32> {
-        self.add_dated(folder, flags, data, DEFAULT_DATE)
-    }
-
-    fn add_dated(
-        &mut self,
-        folder: &str,
-        flags: Vec<String>,
-        data: Vec<u8>,
-        date: i64,
-    ) -> Option<u32> {
-        let f = self.folders.get_mut(folder)?;
-        let uid = f.uid_next;
-        f.uid_next += 1;
-        f.highest_modseq += 1;
-        let flags = canonical(&flags, &mut f.keywords);
-        f.messages.push(Msg {
-            uid,
-            flags,
-            data,
-            modseq: f.highest_modseq,
-            date,
-        });
-        Some(uid)
-    }
-
-    fn view(&self, folder: &str) -> Option<MailboxView> {
-        let f = self.folders.get(folder)?;
-        Some(MailboxView {
-            uid_validity: f.uid_validity,
-            uid_next: f.uid_next,
-            messages: Arc::new(
-                f.messages
-                    .iter()
-                    .map(|m| MessageMeta {
-                        uid: m.uid,
-                        flags: m.flags.clone(),
-                        size: m.data.len() as u64,
-                        internal_date: m.date,
-                        modseq: m.modseq,
-                    })
-                    .collect(),
-            ),
-            keywords: f.keywords.clone(),
-            highest_modseq: f.highest_modseq,
-            attributes: postern_core::imap::session::list_attributes(
-                self.folders.keys(),
-                folder,
-                false,
-            ),
-        })
-    }
-
-    /// Whether `adding` more bytes would pass the `@quota` limit (as the
-    /// Maildir store answers APPEND and COPY).
-    fn over_quota(&self, adding: u64) -> bool {
-        let used: u64 = self
-            .folders
-            .values()
-            .flat_map(|f| f.messages.iter())
-            .map(|m| m.data.len() as u64)
-            .sum();
-        self.quota.is_some_and(|q| used + adding > q)
-    }
-
-    fn counts(&self, name: &str) -> Option<StatusCounts> {
-        let f = self.folders.get(name)?;
-        Some(StatusCounts {
-            messages: f.messages.len() as u32,
-            unseen: f
-                .messages
-                .iter()
-                .filter(|m| !m.flags.iter().any(|x| x == "\\Seen"))
-                .count() as u32,
-            uid_next: f.uid_next,
-            uid_validity: f.uid_validity,
-            recent: 0,
-            size: f.messages.iter().map(|m| m.data.len() as u64).sum(),
-            highest_modseq: f.highest_modseq,
-            deleted: f.messages.iter().filter(|m| deleted(m)).count() as u32,
-            deleted_storage: f
-                .messages
-                .iter()
-                .filter(|m| deleted(m))
-                .map(|m| m.data.len() as u64)
-                .sum(),
-        })
-    }
-
-    fn no(text: &str, code: Code) -> MailboxAnswer {
-        MailboxAnswer::No {
-            code: Some(code),
-            text: text.to_owned(),
-        }
-    }
-
-    /// Answers one request.
-    pub fn answer(&mut self, req: MailboxRequest) -> MailboxAnswer {
-        use MailboxRequest as R;
-        let missing = || Self::no("Mailbox doesn't exist", Code::NonExistent);
-        match req {
-            R::List {
-                patterns,
-                subscribed_only,
-                with_status,
-            } => {
-                let mut entries: Vec<ListEntry> = self
-                    .folders
-                    .keys()
-                    .filter(|n| {
-                        patterns
-                            .iter()
-                            .any(|p| postern_core::imap::session::wildcard(p, n))
-                    })
-                    .filter(|n| !subscribed_only || self.subscribed.contains(*n))
-                    .map(|n| {
-                        let attributes = postern_core::imap::session::list_attributes(
-                            self.folders.keys(),
-                            n,
-                            self.subscribed.contains(n),
-                        );
-                        ListEntry {
-                            name: n.clone(),
-                            attributes,
-                            status: with_status.then(|| self.counts(n)).flatten(),
-                        }
-                    })
-                    .collect();
-                if subscribed_only {
-                    let names: Vec<String> = self.folders.keys().cloned().collect();
-                    let subs: Vec<String> = self.subscribed.iter().cloned().collect();
-                    entries.extend(postern_core::imap::session::nonexistent_subscriptions(
-                        &subs, &names, &patterns,
-                    ));
-                    entries.sort_by(|a, b| a.name.cmp(&b.name));
-                }
-                MailboxAnswer::List(entries)
-            }
-            R::Select { mailbox } => self
-                .view(&mailbox)
-                .map_or_else(missing, MailboxAnswer::View),
-            R::Status { mailbox } => self
-                .counts(&mailbox)
-                .map_or_else(missing, MailboxAnswer::Status),
-            R::Quota => MailboxAnswer::Quota {
-                used: self
-                    .folders
-                    .values()
-                    .flat_map(|f| f.messages.iter())
-                    .map(|m| m.data.len() as u64)
-                    .sum(),
-                limit: self.quota,
-            },
-            R::Summaries { mailbox, uids } => match self.folders.get(&mailbox) {
-                Some(f) => MailboxAnswer::Summaries(
-                    uids.iter()
-                        .filter_map(|u| {
-                            f.messages
-                                .iter()
-                                .find(|m| m.uid == *u)
-                                .map(|m| (*u, postern_core::imap::mime::summary(&m.data)))
-                        })
-                        .collect(),
-                ),
-                None => missing(),
-            },
-            R::Create { mailbox } => {
-                if self.folders.contains_key(&mailbox) {
-                    return Self::no("Mailbox already exists", Code::AlreadyExists);
-                }
-                let v = 2000 + self.folders.len() as u32;
-                self.folders.insert(
-                    mailbox,
-                    Folder {
-                        messages: Vec::new(),
-                        uid_next: 1,
-                        uid_validity: v,
-                        highest_modseq: 1,
-                        keywords: Vec::new(),
-                    },
-                );
-                MailboxAnswer::Ok
-            }
-            R::Delete { mailbox } => {
-                if mailbox == "INBOX" {
-                    return Self::no("INBOX cannot be deleted", Code::Cannot);
-                }
-                match self.folders.remove(&mailbox) {
-                    Some(_) => MailboxAnswer::Ok,
-                    None => missing(),
-                }
-            }
-            R::Rename { from, to } => {
-                if self.folders.contains_key(&to) {
-                    return Self::no("Target mailbox exists", Code::AlreadyExists);
-                }
-                match self.folders.remove(&from) {
-                    Some(f) => {
-                        self.folders.insert(to, f);
-                        MailboxAnswer::Ok
-                    }
-                    None => missing(),
-                }
-            }
-            R::Subscribe { mailbox, on } => {
-                if on {
-                    self.subscribed.insert(mailbox);
-                } else {
-                    self.subscribed.remove(&mailbox);
-                }
-                MailboxAnswer::Ok
-            }
-            R::Bodies {
-                mailbox,
-                uids,
-                header_only,
-            } => match self.folders.get(&mailbox) {
-                Some(f) => MailboxAnswer::Bodies(
-                    uids.iter()
-                        .filter_map(|u| {
-                            f.messages.iter().find(|m| m.uid == *u).map(|m| {
-                                let end = if header_only {
-                                    postern_core::imap::fetch::header_len(&m.data)
-                                } else {
-                                    m.data.len()
-                                };
-                                (*u, m.data[..end].to_vec())
-                            })
-                        })
-                        .collect(),
-                ),
-                None => missing(),
-            },
-            R::Store {
-                mailbox,
-                uids,
-                mode,
-                flags,
-                unchanged_since,
-            } => match self.folders.get_mut(&mailbox) {
-                Some(f) => {
-                    let mut changed = Vec::new();
-                    let mut modified = Vec::new();
-                    for m in f.messages.iter_mut().filter(|m| uids.contains(&m.uid)) {
-                        if unchanged_since.is_some_and(|n| m.modseq > n) {
-                            modified.push(m.uid);
-                            continue;
-                        }
-                        let before = m.flags.clone();
-                        let mut new = match mode {
-                            StoreMode::Replace => flags.clone(),
-                            StoreMode::Add => {
-                                let mut v = m.flags.clone();
-                                v.extend(flags.iter().cloned());
-                                v
-                            }
-                            StoreMode::Remove => m
-                                .flags
-                                .iter()
-                                .filter(|x| !flags.iter().any(|f| f.eq_ignore_ascii_case(x)))
-                                .cloned()
-                                .collect(),
-                        };
-                        new = canonical(&new, &mut f.keywords);
-                        m.flags = new;
-                        if m.flags != before {
-                            f.highest_modseq += 1;
-                            m.modseq = f.highest_modseq;
-                        }
-                        changed.push(Stored {
-                            uid: m.uid,
-                            flags: m.flags.clone(),
-                            modseq: m.modseq,
-                        });
-                    }
-                    MailboxAnswer::Flags { changed, modified }
-                }
-                None => missing(),
-            },
-            R::Expunge { mailbox, uids } => match self.folders.get_mut(&mailbox) {
-                Some(f) => {
-                    let gone: Vec<u32> = f
-                        .messages
-                        .iter()
-                        .filter(|m| {
-                            m.flags.iter().any(|x| x == "\\Deleted")
-                                && uids.as_ref().is_none_or(|u| u.contains(&m.uid))
-                        })
-                        .map(|m| m.uid)
-                        .collect();
-                    f.messages.retain(|m| !gone.contains(&m.uid));
-                    if !gone.is_empty() {
-                        f.highest_modseq += 1;
-                    }
-                    MailboxAnswer::Expunged(gone)
-                }
-                None => missing(),
-            },
-            R::Append {
-                mailbox,
-                flags,
-                data,
-                date,
-            } => {
-                let v = self.folders.get(&mailbox).map(|f| f.uid_validity);
-                if v.is_some() && self.over_quota(data.len() as u64) {
-                    return Self::no("Quota exceeded", Code::OverQuota);
-                }
-                let date = date.unwrap_or(DEFAULT_DATE);
-                match (v, self.add_dated(&mailbox, flags, data, date)) {
-                    (Some(uid_validity), Some(uid)) => MailboxAnswer::Uids {
-                        uid_validity,
-                        from: Vec::new(),
-                        to: vec![uid],
-                    },
-                    _ => Self::no("Mailbox doesn't exist", Code::TryCreate),
-                }
-            }
-            R::Copy {
-                mailbox,
-                uids,
-                to,
-                moving,
-            } => {
-                let Some(target_v) = self.folders.get(&to).map(|f| f.uid_validity) else {
-                    return Self::no("Mailbox doesn't exist", Code::TryCreate);
-                };
-                let Some(src) = self.folders.get(&mailbox).cloned() else {
-                    return missing();
-                };
-                let adding: u64 = src
-                    .messages
-                    .iter()
-                    .filter(|m| uids.contains(&m.uid))
-                    .map(|m| m.data.len() as u64)
-                    .sum();
-                if !moving && self.over_quota(adding) {
-                    return Self::no("Quota exceeded", Code::OverQuota);
-                }
-                let mut from = Vec::new();
-                let mut new = Vec::new();
-                for m in src.messages.iter().filter(|m| uids.contains(&m.uid)) {
-                    if let Some(u) = self.add_dated(&to, m.flags.clone(), m.data.clone(), m.date) {
-                        from.push(m.uid);
-                        new.push(u);
-                    }
-                }
-                if moving {
-                    if let Some(f) = self.folders.get_mut(&mailbox) {
-                        f.messages.retain(|m| !from.contains(&m.uid));
-                        f.highest_modseq += 1;
-                    }
-                }
-                MailboxAnswer::Uids {
-                    uid_validity: target_v,
-                    from,
-                    to: new,
-                }
-            }
-            R::Poll { mailbox } => self
-                .view(&mailbox)
-                .map_or_else(missing, MailboxAnswer::Changed),
-        }
-    }
-}
-
-/// Drives one IMAP session with the in-memory store.
+/// Drives one IMAP session with a mailbox store.
 pub struct ImapDriver {
     /// The session.
     pub session: ImapSession,
     /// The store.
-    pub store: MemStore,
+    pub store: Arc<dyn MailboxStore>,
+    /// Login names and passwords (`@user`).
+    pub users: BTreeMap<String, String>,
+    /// The account `@message` and `@deliver` write to (the first `@user`).
+    pub owner: String,
     now: Instant,
     auto_tls: bool,
     tls_pending: bool,
@@ -519,15 +88,22 @@ pub struct ImapDriver {
 }
 
 impl ImapDriver {
-    /// Builds a driver from a transcript header.
+    /// Builds a driver from a transcript header, with the in-memory store.
     pub fn from_header(header: &[(String, String)]) -> Result<Self, String> {
+        Self::with_backend(header, &Backend::Memory)
+    }
+
+    /// Builds a driver from a transcript header, with the store `backend`.
+    pub fn with_backend(header: &[(String, String)], backend: &Backend) -> Result<Self, String> {
         let mut tls = TlsMode::Implicit;
         let mut auto_tls = true;
         let mut required = false;
         let mut peer: SocketAddr = "10.0.20.5:40000".parse().map_err(|_| "peer")?;
         let mut local: SocketAddr = "10.0.20.1:993".parse().map_err(|_| "local")?;
-        let mut store = MemStore::default();
-        let mut users_set = false;
+        let mut users: BTreeMap<String, String> = BTreeMap::new();
+        let mut owner: Option<String> = None;
+        let mut quota: Option<u64> = None;
+        let mut seeds: Vec<(String, Vec<String>, Vec<u8>)> = Vec::new();
         for (name, arg) in header {
             match name.as_str() {
                 "tls" => {
@@ -543,12 +119,9 @@ impl ImapDriver {
                 "peer" => peer = arg.parse().map_err(|_| format!("@peer {arg}"))?,
                 "local" => local = arg.parse().map_err(|_| format!("@local {arg}"))?,
                 "user" => {
-                    if !users_set {
-                        store.users.clear();
-                        users_set = true;
-                    }
                     let (u, p) = arg.split_once(' ').ok_or("@user NAME PASSWORD")?;
-                    store.users.insert(u.to_owned(), p.to_owned());
+                    owner.get_or_insert_with(|| u.to_owned());
+                    users.insert(u.to_owned(), p.to_owned());
                 }
                 "message" => {
                     let mut parts = arg.splitn(3, ' ');
@@ -562,18 +135,30 @@ impl ImapDriver {
                     } else {
                         flags.split(',').map(str::to_owned).collect()
                     };
-                    store
-                        .add(folder, flags, unescape(text)?)
-                        .ok_or(format!("no mailbox {folder}"))?;
+                    seeds.push((folder.to_owned(), flags, unescape(text)?));
                 }
-                "quota" => store.quota = Some(arg.parse().map_err(|_| format!("@quota {arg}"))?),
+                "quota" => quota = Some(arg.parse().map_err(|_| format!("@quota {arg}"))?),
                 other => return Err(format!("unknown IMAP header directive @{other}")),
             }
         }
-        if !users_set {
-            store
-                .users
-                .insert("alice@example.com".into(), "secret".into());
+        let owner = owner.unwrap_or_else(|| {
+            users.insert("alice@example.com".into(), "secret".into());
+            "alice@example.com".into()
+        });
+        let store = make_store(backend, quota);
+        for (folder, flags, data) in seeds {
+            let answer = store.answer(
+                &owner,
+                MailboxRequest::Append {
+                    mailbox: folder.clone(),
+                    flags,
+                    data,
+                    date: Some(DEFAULT_DATE),
+                },
+            );
+            if !matches!(answer, MailboxAnswer::Uids { .. }) {
+                return Err(format!("@message {folder}: {answer:?}"));
+            }
         }
         let proxy = if required {
             ProxyConfig::required(Networks::parse(["10.0.20.0/24"]).map_err(|e| e.to_string())?)
@@ -591,6 +176,8 @@ impl ImapDriver {
         let mut d = ImapDriver {
             session,
             store,
+            users,
+            owner,
             now,
             auto_tls,
             tls_pending: false,
@@ -655,10 +242,18 @@ impl ImapDriver {
             }
             "deliver" => {
                 let (folder, text) = arg.split_once(' ').ok_or("@deliver MAILBOX TEXT")?;
+                if folder != "INBOX" {
+                    return Err("@deliver: delivery is to INBOX".into());
+                }
                 self.log.push(format!("@deliver {folder}"));
-                self.store
-                    .add(folder, Vec::new(), unescape(text)?)
-                    .ok_or("no such mailbox")?;
+                let r = self.store.deliver(&[Delivery {
+                    user: self.owner.clone(),
+                    prefix: Vec::new(),
+                    message: Arc::new(unescape(text)?),
+                }]);
+                if let Some(Err(e)) = r.into_iter().next() {
+                    return Err(format!("@deliver: {e}"));
+                }
             }
             "changed" => {
                 self.log.push("@changed".into());
@@ -702,7 +297,7 @@ impl ImapDriver {
                     self.session.answer_connect(ConnectAnswer::Accept);
                 }
                 Output::Event(Event::Login { username, password }) => {
-                    let ok = self.store.users.get(&username) == Some(password.expose());
+                    let ok = self.users.get(&username) == Some(password.expose());
                     self.record(format!("login {username}"), false);
                     self.session.answer_login(if ok {
                         LoginAnswer::Success(username)
@@ -710,11 +305,11 @@ impl ImapDriver {
                         LoginAnswer::Failure
                     });
                 }
-                Output::Event(Event::Mailbox { request, .. }) => {
+                Output::Event(Event::Mailbox { user, request }) => {
                     let summary = format!("{request:?}");
                     let summary: String = summary.chars().take(120).collect();
                     self.record(format!("mailbox {summary}"), false);
-                    let answer = self.store.answer(request);
+                    let answer = self.store.answer(&user, request);
                     self.session.answer_mailbox(answer);
                 }
                 Output::Event(Event::Notice(n)) => self.record(format!("notice {n:?}"), false),
@@ -731,9 +326,14 @@ impl ImapDriver {
     }
 }
 
-/// Replays an IMAP transcript; returns the log.
+/// Replays an IMAP transcript against the in-memory store; returns the log.
 pub fn replay(t: &Transcript) -> Result<Vec<String>, String> {
-    let mut d = ImapDriver::from_header(&t.header)?;
+    replay_with(t, &Backend::Memory)
+}
+
+/// Replays an IMAP transcript against the store `backend`; returns the log.
+pub fn replay_with(t: &Transcript, backend: &Backend) -> Result<Vec<String>, String> {
+    let mut d = ImapDriver::with_backend(&t.header, backend)?;
     let mut pending: Vec<u8> = Vec::new();
     let fail = |d: &ImapDriver, line: usize, m: String| {
         format!(

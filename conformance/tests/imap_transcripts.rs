@@ -1,7 +1,9 @@
 //! Every transcript in `testdata/transcripts/imap/` replayed against the
-//! IMAP core with an in-memory store; whole sessions as insta snapshots;
-//! and any split of the client's reads gives the same session.
+//! IMAP core with the in-memory store and with the Maildir store (in a
+//! temporary folder), the same snapshot for both; and any split of the
+//! client's reads gives the same session.
 
+use postern_conformance::imap_replay::Backend;
 use postern_conformance::{imap_replay, testdata, transcript};
 use proptest::prelude::*;
 use std::fs;
@@ -23,12 +25,24 @@ fn transcripts() -> Vec<(String, transcript::Transcript)> {
     out
 }
 
+/// Replays one transcript against the Maildir store in a fresh folder.
+fn replay_maildir(t: &transcript::Transcript) -> Result<Vec<String>, String> {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let log = imap_replay::replay_with(t, &Backend::Maildir(dir.path().to_owned()))?;
+    // The session really went to disk whenever it reached the store.
+    if log.iter().any(|l| l.starts_with("E: mailbox ")) {
+        let account = dir.path().join("example.com");
+        assert!(account.is_dir(), "no Maildir account was written");
+    }
+    Ok(log)
+}
+
 #[test]
 fn imap_transcripts_replay() {
     let mut failures = Vec::new();
     for (name, t) in transcripts() {
         if let Err(e) = imap_replay::replay(&t) {
-            failures.push(format!("== {name}.txt {e}"));
+            failures.push(format!("== {name}.txt (memory) {e}"));
         }
     }
     assert!(
@@ -40,9 +54,38 @@ fn imap_transcripts_replay() {
 }
 
 #[test]
+fn imap_transcripts_replay_on_maildir() {
+    let mut failures = Vec::new();
+    for (name, t) in transcripts() {
+        if let Err(e) = replay_maildir(&t) {
+            failures.push(format!("== {name}.txt (Maildir) {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} IMAP transcript(s) failed on the Maildir store:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
 fn imap_sessions_snapshot() {
     for (name, t) in transcripts() {
         let Ok(log) = imap_replay::replay(&t) else {
+            continue;
+        };
+        insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!("imap", log.join("\n"));
+        });
+    }
+}
+
+/// The Maildir store's sessions match the same snapshots.
+#[test]
+fn imap_sessions_snapshot_on_maildir() {
+    for (name, t) in transcripts() {
+        let Ok(log) = replay_maildir(&t) else {
             continue;
         };
         insta::with_settings!({ snapshot_suffix => name.clone(), prepend_module_to_snapshot => false }, {

@@ -3,6 +3,7 @@
 
 use crate::conn::Stream;
 use crate::server::Server;
+use postern_adapters::store::MailboxStore as _;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
 use smol::channel::Receiver;
@@ -89,15 +90,16 @@ pub async fn serve(
             waiter = None;
         } else if waiter.is_none() {
             // Wait on the folder first, then look: nothing falls between.
-            let path = match (session.user(), session.selected()) {
+            let id = match (session.user(), session.selected()) {
                 (Some(u), Some(m)) => {
-                    idle_version = srv.mailstore.version(u, m);
-                    srv.mailstore.folder_path(u, m)
+                    let id = postern_adapters::store::MailboxId::new(u, m);
+                    idle_version = srv.mailstore.version(&id);
+                    Some(id)
                 }
                 _ => None,
             };
-            if let Some(p) = path {
-                waiter = Some(srv.hub.wait(&p));
+            if let Some(id) = id {
+                waiter = Some(srv.hub.wait(&id));
                 session.handle_mailbox_changed();
                 continue;
             }
@@ -160,7 +162,9 @@ pub async fn serve(
             Wake::IdlePoll => {
                 // Wake the session only when the folder changed (two stats).
                 let v = match (session.user(), session.selected()) {
-                    (Some(u), Some(m)) => srv.mailstore.version(u, m),
+                    (Some(u), Some(m)) => srv
+                        .mailstore
+                        .version(&postern_adapters::store::MailboxId::new(u, m)),
                     _ => None,
                 };
                 if v != idle_version {

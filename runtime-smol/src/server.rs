@@ -57,13 +57,16 @@ pub struct Server {
 #[derive(Debug, Default)]
 pub struct Hub {
     waiters: std::sync::Mutex<
-        std::collections::HashMap<std::path::PathBuf, Vec<smol::channel::Sender<()>>>,
+        std::collections::HashMap<
+            postern_adapters::store::MailboxId,
+            Vec<smol::channel::Sender<()>>,
+        >,
     >,
 }
 
 impl Hub {
     /// A receiver that gets a message when `folder` next changes.
-    pub fn wait(&self, folder: &std::path::Path) -> smol::channel::Receiver<()> {
+    pub fn wait(&self, folder: &postern_adapters::store::MailboxId) -> smol::channel::Receiver<()> {
         let (tx, rx) = smol::channel::bounded(1);
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let list = w.entry(folder.to_owned()).or_default();
@@ -73,7 +76,7 @@ impl Hub {
     }
 
     /// Wakes everyone waiting on `folder`.
-    pub fn notify(&self, folder: &std::path::Path) {
+    pub fn notify(&self, folder: &postern_adapters::store::MailboxId) {
         let list = self
             .waiters
             .lock()
@@ -185,9 +188,10 @@ impl Server {
         }
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
-        maildir.set_on_change(postern_adapters::maildir::ChangeHook(Box::new(move |p| {
-            h.notify(p)
-        })));
+        postern_adapters::store::MailboxStore::on_change(
+            &*mailstore,
+            Arc::new(move |id: &postern_adapters::store::MailboxId| h.notify(id)),
+        );
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod framing;
 pub mod mime;
 pub mod parse;
+pub mod rules;
 pub mod session;
 pub mod set;
 pub mod utf7;

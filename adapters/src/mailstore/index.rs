@@ -1,0 +1,363 @@
+//! A folder's in-memory index: its messages in UID order with flags,
+//! sizes, dates and mod-sequences, brought up to date from `new/` and
+//! `cur/` only when their modification times moved, and incrementally.
+
+use super::files::{crlf_size, size_from_name};
+use super::flags::{parse_info, read_keywords, split_name};
+use super::modseq::read_modlog;
+use super::uidlist::{new_uidlist, read_uidlist};
+use crate::maildir::sync_dir;
+use postern_core::imap::event::{MessageMeta, StatusCounts, Summary};
+use postern_core::imap::rules;
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A message file as found on disk.
+#[derive(Clone, Debug)]
+pub(super) struct Entry {
+    pub(super) uid: u32,
+    /// The file name in `cur/`.
+    pub(super) name: String,
+    /// Its length before `:2,` (the base name).
+    pub(super) base_len: usize,
+    pub(super) flags: Vec<String>,
+    pub(super) size: u64,
+    pub(super) mtime: i64,
+    pub(super) modseq: u64,
+}
+
+impl Entry {
+    pub(super) fn base(&self) -> &str {
+        &self.name[..self.base_len]
+    }
+}
+
+/// One folder's index.
+#[derive(Debug, Default)]
+pub(super) struct Folder {
+    pub(super) loaded: bool,
+    /// The directory stamp the index matches.
+    pub(super) stamp: Option<Stamp>,
+    /// Whether that stamp is old enough to be trusted for good.
+    pub(super) verified: bool,
+    pub(super) validity: u32,
+    pub(super) next: u32,
+    pub(super) entries: Vec<Entry>,
+    pub(super) keywords: Vec<String>,
+    pub(super) highest_modseq: u64,
+    /// The mod-sequence of messages the log does not list.
+    pub(super) modseq_base: u64,
+    /// Lines in `postern-modseq` (compacted when much longer than needed).
+    pub(super) modlog_lines: usize,
+    /// The message list handed to sessions; rebuilt after a change.
+    pub(super) view: Option<Arc<Vec<MessageMeta>>>,
+    pub(super) summaries: Option<HashMap<u32, Summary>>,
+    pub(super) summary_lines: usize,
+}
+
+/// What a folder needs to start a UID list: the time, and a UIDVALIDITY
+/// (asked for only when a new list is made).
+pub(super) struct NewList<'a> {
+    pub(super) now: i64,
+    pub(super) validity: &'a dyn Fn() -> u32,
+}
+
+/// Modification times of a folder's `new/`, `cur/` and `dovecot-uidlist`.
+pub(super) type Stamp = (SystemTime, SystemTime, Option<SystemTime>);
+
+/// A stamp younger than this is not trusted for good: a change in the
+/// same clock tick would not move it (the "racy git" problem). The index
+/// is checked once more when its stamp has settled.
+pub(super) const STAMP_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(super) fn stamp(dir: &Path) -> Option<Stamp> {
+    let m = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((
+        m(dir.join("new"))?,
+        m(dir.join("cur"))?,
+        m(dir.join("dovecot-uidlist")),
+    ))
+}
+
+pub(super) fn settled(st: Option<Stamp>) -> bool {
+    st.is_some_and(|st| {
+        SystemTime::now()
+            .duration_since(st.0.max(st.1))
+            .is_ok_and(|d| d > STAMP_SETTLE)
+    })
+}
+
+impl Folder {
+    /// Brings the index up to date with the directory.
+    pub(super) fn refresh(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
+        let st = stamp(dir);
+        if self.loaded && st.map(|s| s.2) != self.stamp.map(|s| s.2) {
+            // Someone else wrote the UID list (a Maildir copied in): start over.
+            *self = Folder::default();
+        }
+        if self.loaded && st.is_some() && st == self.stamp {
+            if self.verified {
+                return Ok(());
+            }
+            if !settled(st) {
+                // Our own recent change, or a scan a moment ago.
+                return Ok(());
+            }
+            // Settled since: look once more, then trust it.
+        }
+        self.rescan(dir, clock)
+    }
+
+    pub(super) fn rescan(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
+        // new/ -> cur/ (a session has seen them: no longer \Recent).
+        if let Ok(rd) = fs::read_dir(dir.join("new")) {
+            for e in rd.filter_map(Result::ok) {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') {
+                    continue;
+                }
+                let _ = fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,")));
+            }
+        }
+        let st = stamp(dir);
+        let mut uidlist = None;
+        let mut logged: HashMap<u32, u64> = HashMap::new();
+        if !self.loaded {
+            let existing = read_uidlist(dir);
+            // UIDs clients may have cached, but no mod-sequences of ours
+            // (a Maildir taken over from Dovecot, or a lost log): start
+            // above any number a client can hold, so CONDSTORE clients
+            // fetch every flag once. A new UID list means a new
+            // UIDVALIDITY, and clients start over anyway: start at 1.
+            let fresh_base = if existing.is_some() {
+                u64::try_from(clock.now).unwrap_or(1).max(1)
+            } else {
+                1
+            };
+            let list = existing.unwrap_or_else(|| new_uidlist((clock.validity)()));
+            self.validity = list.validity;
+            self.next = list.next.max(1);
+            self.keywords = read_keywords(dir);
+            let (lines, base, highest, map) = read_modlog(dir, self.validity, fresh_base);
+            self.modlog_lines = lines;
+            self.modseq_base = base;
+            self.highest_modseq = highest.max(base);
+            logged = map;
+            uidlist = Some(list.uids);
+        } else {
+            let kw = read_keywords(dir);
+            if kw != self.keywords {
+                self.keywords = kw;
+            }
+        }
+        let old: HashMap<&str, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.base(), i))
+            .collect();
+        let mut keep: Vec<Option<Entry>> = vec![None; self.entries.len()];
+        let mut fresh: Vec<Entry> = Vec::new();
+        let mut flag_changes: Vec<u32> = Vec::new();
+        for e in fs::read_dir(dir.join("cur"))?.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let (base_len, info) = split_name(&name);
+            let base = &name[..base_len];
+            if let Some(&i) = old.get(base) {
+                let mut entry = self.entries[i].clone();
+                if entry.name != name {
+                    // Flags changed by someone else.
+                    entry.flags = parse_info(info, &self.keywords);
+                    entry.name = name.clone();
+                    entry.base_len = base_len;
+                    flag_changes.push(entry.uid);
+                }
+                keep[i] = Some(entry);
+                continue;
+            }
+            let meta = e.metadata()?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            let size =
+                size_from_name(base).unwrap_or_else(|| crlf_size(&e.path()).unwrap_or(meta.len()));
+            let uid = uidlist
+                .as_ref()
+                .and_then(|l| l.get(base).copied())
+                .unwrap_or(0);
+            fresh.push(Entry {
+                uid,
+                flags: parse_info(info, &self.keywords),
+                name: name.clone(),
+                base_len,
+                size,
+                mtime,
+                modseq: 0,
+            });
+        }
+        let removed = keep.iter().filter(|k| k.is_none()).count();
+        let mut entries: Vec<Entry> = keep.into_iter().flatten().collect();
+        // Newcomers without a UID get one in the order they arrived (the
+        // name starts with the time).
+        fresh.sort_by(|a, b| a.base().cmp(b.base()));
+        let first_load_log = !self.loaded;
+        let mut appended = Vec::new();
+        let mut log = Vec::new();
+        let listed = uidlist.as_ref().map_or(0, HashMap::len);
+        let mut matched = 0;
+        for mut e in fresh {
+            if e.uid == 0 {
+                e.uid = rules::next_uid(&mut self.next);
+                appended.push(e.uid);
+                e.modseq = rules::next_modseq(&mut self.highest_modseq);
+                log.push((e.uid, e.modseq));
+            } else {
+                matched += 1;
+                e.modseq = logged.get(&e.uid).copied().unwrap_or(self.modseq_base);
+            }
+            self.next = self.next.max(e.uid.saturating_add(1));
+            entries.push(e);
+        }
+        let changed_flags: std::collections::HashSet<u32> = flag_changes.iter().copied().collect();
+        for e in entries
+            .iter_mut()
+            .filter(|e| changed_flags.contains(&e.uid))
+        {
+            e.modseq = rules::next_modseq(&mut self.highest_modseq);
+            log.push((e.uid, e.modseq));
+        }
+        if removed > 0 || (first_load_log && self.modlog_lines == 0) {
+            if removed > 0 {
+                rules::next_modseq(&mut self.highest_modseq);
+            }
+            // A new log is written at once, so its base stays put.
+            log.push((0, self.highest_modseq));
+        }
+        entries.sort_by_key(|e| e.uid);
+        entries.dedup_by_key(|e| e.uid);
+        let first_load = !self.loaded;
+        let changed = first_load || removed > 0 || !appended.is_empty() || !flag_changes.is_empty();
+        self.entries = entries;
+        self.loaded = true;
+        let stale = first_load && (matched != listed || !dir.join("dovecot-uidlist").exists());
+        if removed > 0 || stale {
+            self.write_uidlist(dir)?;
+        } else if !appended.is_empty() {
+            self.append_uidlist(dir, &appended)?;
+        }
+        self.log_modseqs(dir, &log)?;
+        if changed {
+            self.view = None;
+        }
+        // Our own UID list writes are not news; keep the directory times
+        // from before the scan (a change during it shows next time).
+        self.stamp = st.map(|(n, c, _)| {
+            let u = fs::metadata(dir.join("dovecot-uidlist"))
+                .and_then(|m| m.modified())
+                .ok();
+            (n, c, u)
+        });
+        self.verified = settled(st);
+        Ok(())
+    }
+
+    /// After a change of our own: the index is right; remember the stamp.
+    pub(super) fn touched(&mut self, dir: &Path) {
+        self.view = None;
+        self.stamp = stamp(dir);
+        self.verified = false;
+    }
+
+    pub(super) fn index_of(&self, uid: u32) -> Option<usize> {
+        self.entries.binary_search_by_key(&uid, |e| e.uid).ok()
+    }
+
+    pub(super) fn bump(&mut self, i: usize) -> u64 {
+        let m = rules::next_modseq(&mut self.highest_modseq);
+        self.entries[i].modseq = m;
+        m
+    }
+
+    pub(super) fn view(&mut self) -> Arc<Vec<MessageMeta>> {
+        if let Some(v) = &self.view {
+            return v.clone();
+        }
+        let v: Arc<Vec<MessageMeta>> = Arc::new(
+            self.entries
+                .iter()
+                .map(|e| MessageMeta {
+                    uid: e.uid,
+                    flags: e.flags.clone(),
+                    size: e.size,
+                    internal_date: e.mtime,
+                    modseq: e.modseq,
+                })
+                .collect(),
+        );
+        self.view = Some(v.clone());
+        v
+    }
+
+    pub(super) fn counts(&self) -> StatusCounts {
+        StatusCounts {
+            messages: u32::try_from(self.entries.len()).unwrap_or(u32::MAX),
+            unseen: u32::try_from(
+                self.entries
+                    .iter()
+                    .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+                    .count(),
+            )
+            .unwrap_or(0),
+            uid_next: self.next,
+            uid_validity: self.validity,
+            recent: 0,
+            size: self.entries.iter().map(|m| m.size).sum(),
+            highest_modseq: self.highest_modseq,
+            deleted: u32::try_from(self.deleted().count()).unwrap_or(u32::MAX),
+            deleted_storage: self.deleted().map(|m| m.size).sum(),
+        }
+    }
+
+    pub(super) fn deleted(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+    }
+
+    /// Deletes these messages' files and forgets them.
+    pub(super) fn remove(&mut self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        for u in uids {
+            if let Some(i) = self.index_of(*u) {
+                match fs::remove_file(dir.join("cur").join(&self.entries[i].name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        sync_dir(&dir.join("cur"))?;
+        self.entries.retain(|e| !uids.contains(&e.uid));
+        if let Some(c) = self.summaries.as_mut() {
+            for u in uids {
+                c.remove(u);
+            }
+        }
+        self.write_uidlist(dir)?;
+        let h = rules::next_modseq(&mut self.highest_modseq);
+        self.log_modseqs(dir, &[(0, h)])?;
+        self.touched(dir);
+        Ok(())
+    }
+}

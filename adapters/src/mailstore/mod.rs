@@ -1,0 +1,283 @@
+//! The IMAP mailbox store over Maildir++ (the layout Dovecot and
+//! docker-mailserver use): folders as `.Name` (`.A.B` for `A/B`), flags in
+//! file names (`:2,FRS`), keywords in `dovecot-keywords`, and UIDs with
+//! UIDVALIDITY in `dovecot-uidlist`, read and written in Dovecot's own
+//! format so a mailbox taken over from Dovecot keeps its UIDs and clients
+//! do not download everything again.
+//!
+//! Each folder has one in-memory index (its messages in UID order, with
+//! flags, sizes, dates and mod-sequences), guarded by one lock. The index
+//! is brought up to date from the directory only when `new/` or `cur/`
+//! changed (their modification times), and then incrementally: known
+//! files cost a name comparison, not a stat. The store's own changes
+//! (STORE, APPEND, EXPUNGE, MOVE) update the index in place. Two files
+//! beside Dovecot's are Postern's own and rebuildable: `postern-modseq`
+//! (CONDSTORE mod-sequences, an append-only log) and `postern-summaries`
+//! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
+
+mod error;
+mod files;
+mod flags;
+mod index;
+mod modseq;
+mod requests;
+mod summaries;
+#[cfg(test)]
+mod tests;
+mod uidlist;
+
+pub use error::MailStoreError;
+pub use flags::FLAG_LETTERS;
+
+use crate::directory::Mailbox;
+use crate::maildir::{ChangeHook, DeliveryJob, Maildir};
+use crate::store::{
+    ChangeListener, Clock, Delivery, MailboxId, MailboxStore, StoreError, SystemClock, Version,
+};
+use files::list_folders;
+use index::{stamp, Folder, NewList};
+use postern_core::imap::event::{Code, MailboxAnswer, MailboxRequest};
+use requests::no;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+/// The store of all accounts under a Maildir root.
+#[derive(Debug)]
+pub struct MailStore {
+    maildir: Arc<Maildir>,
+    folders: Mutex<HashMap<PathBuf, Arc<Mutex<Folder>>>>,
+    /// Storage limit per account in bytes (None: unlimited).
+    quota: Option<u64>,
+    /// Per-account limits (docker-mailserver's `dovecot-quotas.cf`).
+    quotas: HashMap<String, u64>,
+    /// The time, and new UIDVALIDITY values.
+    clock: Arc<dyn Clock>,
+}
+
+fn lock(f: &Mutex<Folder>) -> std::sync::MutexGuard<'_, Folder> {
+    f.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl MailStore {
+    /// A store over the same tree the delivery writes to, no quota.
+    pub fn new(maildir: Arc<Maildir>) -> Self {
+        Self {
+            maildir,
+            folders: Mutex::new(HashMap::new()),
+            quota: None,
+            quotas: HashMap::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Takes the time and new UIDVALIDITY values from `clock` (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the storage limit: `default` for every account, `per_user`
+    /// for some (bytes).
+    pub fn with_quota(mut self, default: Option<u64>, per_user: HashMap<String, u64>) -> Self {
+        self.quota = default;
+        self.quotas = per_user;
+        self
+    }
+
+    /// The mailbox a folder directory holds (the reverse of
+    /// [`Self::folder`]): `<root>/<domain>/<user>[/.A.B]`.
+    fn id_of(root: &Path, dir: &Path) -> Option<MailboxId> {
+        let rel = dir.strip_prefix(root).ok()?;
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let (domain, user, folder) = match parts.as_slice() {
+            [d, u] => (*d, *u, "INBOX".to_owned()),
+            [d, u, f] => (*d, *u, f.strip_prefix('.')?.replace('.', "/")),
+            _ => return None,
+        };
+        Some(MailboxId::new(&format!("{user}@{domain}"), &folder))
+    }
+
+    /// A new UIDVALIDITY for the folder at `dir`.
+    fn new_validity(&self, dir: &Path) -> u32 {
+        match Self::id_of(self.maildir.root(), dir) {
+            Some(id) => self.clock.uid_validity(&id),
+            None => u32::try_from(self.clock.now()).unwrap_or(1).max(1),
+        }
+    }
+
+    fn account(&self, user: &str) -> Option<PathBuf> {
+        let (local, domain) = user.rsplit_once('@')?;
+        let mb = Mailbox {
+            domain: domain.to_lowercase(),
+            user: local.to_lowercase(),
+        };
+        self.maildir.ensure(&mb).ok()
+    }
+
+    /// The folder directory for an IMAP name (`/`-separated).
+    fn folder(root: &Path, name: &str) -> Option<PathBuf> {
+        if name == "INBOX" {
+            return Some(root.to_owned());
+        }
+        if name.contains('.') || !postern_core::imap::session::safe_mailbox_name(name) {
+            return None;
+        }
+        Some(root.join(format!(".{}", name.replace('/', "."))))
+    }
+
+    fn state(&self, dir: &Path) -> Arc<Mutex<Folder>> {
+        let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        l.entry(dir.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` on a folder's up-to-date index, under its lock.
+    fn with<T>(&self, dir: &Path, f: impl FnOnce(&mut Folder) -> io::Result<T>) -> io::Result<T> {
+        let state = self.state(dir);
+        let mut g = lock(&state);
+        let validity = || self.new_validity(dir);
+        g.refresh(
+            dir,
+            &NewList {
+                now: self.clock.now(),
+                validity: &validity,
+            },
+        )?;
+        f(&mut g)
+    }
+
+    fn forget(&self, dir: &Path) {
+        let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        l.retain(|p, _| !p.starts_with(dir));
+    }
+
+    /// Answers a request for `user`. Disk errors become `NO [SERVERBUG]`.
+    pub fn answer(&self, user: &str, req: MailboxRequest) -> MailboxAnswer {
+        let Some(root) = self.account(user) else {
+            return no(Code::ServerBug, "Account unavailable");
+        };
+        match self.answer_io(user, &root, req) {
+            Ok(a) => a,
+            Err(e) => no(Code::ServerBug, format!("Internal error: {e}")),
+        }
+    }
+
+    /// Whether an account has used up its storage limit (delivery then
+    /// answers 552 5.2.2, as Dovecot's LMTP does).
+    pub fn over_quota(&self, user: &str) -> bool {
+        let Some(limit) = self.limit(user) else {
+            return false;
+        };
+        match self.account(user) {
+            Some(root) => self
+                .used(&root)
+                .is_ok_and(|u| postern_core::imap::rules::quota_full(u, Some(limit))),
+            None => false,
+        }
+    }
+
+    fn limit(&self, user: &str) -> Option<u64> {
+        self.quotas
+            .get(&user.to_lowercase())
+            .copied()
+            .or(self.quota)
+    }
+
+    fn used(&self, root: &Path) -> io::Result<u64> {
+        let mut used = 0;
+        for name in list_folders(root)? {
+            if let Some(dir) = Self::folder(root, &name) {
+                used += self.with(&dir, |f| Ok(f.entries.iter().map(|e| e.size).sum::<u64>()))?;
+            }
+        }
+        Ok(used)
+    }
+}
+
+impl MailboxStore for MailStore {
+    fn answer(&self, user: &str, request: MailboxRequest) -> MailboxAnswer {
+        MailStore::answer(self, user, request)
+    }
+
+    fn over_quota(&self, user: &str) -> bool {
+        MailStore::over_quota(self, user)
+    }
+
+    /// The modification times of the folder's `new/`, `cur/` and UID
+    /// list, hashed: two stats, no listing.
+    fn version(&self, mailbox: &MailboxId) -> Option<Version> {
+        use std::hash::{Hash, Hasher};
+        let root = self.account(&mailbox.user)?;
+        let st = stamp(&Self::folder(&root, &mailbox.mailbox)?)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        st.hash(&mut h);
+        Some(Version(h.finish()))
+    }
+
+    fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        for d in batch {
+            match d.user.rsplit_once('@') {
+                Some((local, domain)) => {
+                    at.push(out.len());
+                    out.push(Ok(()));
+                    jobs.push(DeliveryJob {
+                        mailbox: Mailbox {
+                            domain: domain.to_lowercase(),
+                            user: local.to_lowercase(),
+                        },
+                        prefix: d.prefix.clone(),
+                        message: d.message.clone(),
+                    });
+                }
+                None => out.push(Err(StoreError::NoAccount(d.user.clone()))),
+            }
+        }
+        let now = self.clock.now();
+        let system = SystemClock.now();
+        for ((i, r), job) in at
+            .into_iter()
+            .zip(self.maildir.deliver_batch(&jobs))
+            .zip(&jobs)
+        {
+            match r {
+                // INTERNALDATE is the store clock's time of delivery: with
+                // another clock than the system's (tests), date the file.
+                Ok(name) if (now - system).abs() > 1 => {
+                    let path = self.maildir.mailbox_path(&job.mailbox).join("new");
+                    if let Some(t) = u64::try_from(now)
+                        .ok()
+                        .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+                    {
+                        let _ = File::options()
+                            .append(true)
+                            .open(path.join(name))
+                            .and_then(|f| f.set_modified(t));
+                    }
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    out[i] = Err(StoreError::Io {
+                        op: "delivery",
+                        source,
+                    })
+                }
+            }
+        }
+        out
+    }
+
+    fn on_change(&self, listener: ChangeListener) {
+        let root = self.maildir.root().to_owned();
+        self.maildir.set_on_change(ChangeHook(Box::new(move |dir| {
+            if let Some(id) = Self::id_of(&root, dir) {
+                listener(&id);
+            }
+        })));
+    }
+}

@@ -1,0 +1,533 @@
+//! The answers to the IMAP session's requests, and message bodies and
+//! APPEND on disk.
+
+use super::files::{list_folders, read_header, read_message, read_subscriptions, write_atomic};
+use super::flags::{flag_info, parse_info, write_keywords};
+use super::index::Entry;
+use super::{MailStore, MailStoreError};
+use crate::maildir::{crlf_to_lf, sync_dir};
+use postern_core::imap::event::{
+    Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, Stored,
+};
+use postern_core::imap::rules::{self, StoreStep};
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(super) fn no(code: Code, text: impl Into<String>) -> MailboxAnswer {
+    MailboxAnswer::No {
+        code: Some(code),
+        text: text.into(),
+    }
+}
+
+impl MailStore {
+    pub(super) fn answer_io(
+        &self,
+        user: &str,
+        root: &Path,
+        req: MailboxRequest,
+    ) -> Result<MailboxAnswer, MailStoreError> {
+        use MailboxRequest as R;
+        enum Kind {
+            Poll,
+            Other,
+        }
+        let req_kind = if matches!(req, R::Poll { .. }) {
+            Kind::Poll
+        } else {
+            Kind::Other
+        };
+        let folder_or = |name: &str| Self::folder(root, name);
+        let existing = |name: &str| folder_or(name).filter(|d| d.join("cur").is_dir());
+        let missing = || rules::missing(false);
+        if let Some(no) = rules::manage_refusal(&req, &|n| existing(n).is_some()) {
+            return Ok(no);
+        }
+        match req {
+            R::List {
+                patterns,
+                subscribed_only,
+                with_status,
+            } => {
+                let subs = read_subscriptions(root);
+                let names = list_folders(root)?;
+                let mut out = Vec::new();
+                for n in &names {
+                    if !patterns
+                        .iter()
+                        .any(|p| postern_core::imap::session::wildcard(p, n))
+                        || (subscribed_only && !subs.contains(n))
+                    {
+                        continue;
+                    }
+                    let attributes = postern_core::imap::session::list_attributes(
+                        names.iter(),
+                        n,
+                        subs.contains(n),
+                    );
+                    let status = match (with_status, existing(n)) {
+                        (true, Some(dir)) => Some(self.with(&dir, |f| Ok(f.counts()))?),
+                        _ => None,
+                    };
+                    out.push(ListEntry {
+                        name: n.clone(),
+                        attributes,
+                        status,
+                    });
+                }
+                if subscribed_only {
+                    out.extend(postern_core::imap::session::nonexistent_subscriptions(
+                        &subs, &names, &patterns,
+                    ));
+                    out.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+                Ok(MailboxAnswer::List(out))
+            }
+            R::Select { mailbox } | R::Poll { mailbox } => {
+                let poll = matches!(req_kind, Kind::Poll);
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                let attributes = if poll {
+                    Vec::new()
+                } else {
+                    postern_core::imap::session::list_attributes(
+                        list_folders(root)?.iter(),
+                        &mailbox,
+                        false,
+                    )
+                };
+                self.with(&dir, |f| {
+                    let view = MailboxView {
+                        uid_validity: f.validity,
+                        uid_next: f.next,
+                        messages: f.view(),
+                        keywords: f
+                            .keywords
+                            .iter()
+                            .filter(|k| !k.is_empty())
+                            .cloned()
+                            .collect(),
+                        highest_modseq: f.highest_modseq,
+                        attributes,
+                    };
+                    // Poll's answer is the same view, named for what it is.
+                    Ok(if poll {
+                        MailboxAnswer::Changed(view)
+                    } else {
+                        MailboxAnswer::View(view)
+                    })
+                })
+                .map_err(MailStoreError::from)
+            }
+            R::Status { mailbox } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                Ok(self.with(&dir, |f| Ok(MailboxAnswer::Status(f.counts())))?)
+            }
+            R::Quota => Ok(MailboxAnswer::Quota {
+                used: self.used(root)?,
+                limit: self.limit(user),
+            }),
+            R::Create { mailbox } => {
+                // The rules refused bad names and existing mailboxes.
+                let Some(dir) = folder_or(&mailbox) else {
+                    return Ok(rules::refuse(Code::Cannot, "Invalid mailbox name"));
+                };
+                for sub in ["", "cur", "new", "tmp"] {
+                    let d = if sub.is_empty() {
+                        dir.clone()
+                    } else {
+                        dir.join(sub)
+                    };
+                    match fs::create_dir(&d) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                File::create(dir.join("maildirfolder"))?;
+                // The UID list now: the UIDVALIDITY is the creation's.
+                self.with(&dir, |_| Ok(()))?;
+                sync_dir(root)?;
+                Ok(MailboxAnswer::Ok)
+            }
+            R::Delete { mailbox } => {
+                let Some(dir) = folder_or(&mailbox).filter(|d| d.is_dir()) else {
+                    return Ok(missing());
+                };
+                fs::remove_dir_all(&dir)?;
+                sync_dir(root)?;
+                self.forget(&dir);
+                Ok(MailboxAnswer::Ok)
+            }
+            R::Rename { from, to } => {
+                let (Some(a), Some(b)) = (folder_or(&from), folder_or(&to)) else {
+                    return Ok(rules::refuse(Code::Cannot, "Invalid mailbox name"));
+                };
+                if b.exists() {
+                    // A directory without `cur/`: not a mailbox, but in the way.
+                    return Ok(rules::refuse(Code::AlreadyExists, "Target mailbox exists"));
+                }
+                // Children move with their parent: `.A.x` -> `.B.x`.
+                let prefix = format!(".{}.", from.replace('/', "."));
+                let target = format!(".{}.", to.replace('/', "."));
+                for e in fs::read_dir(root)?.filter_map(Result::ok) {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if let Some(rest) = n.strip_prefix(&prefix) {
+                        // Its UID list first: a mailbox keeps its
+                        // UIDVALIDITY under the new name.
+                        if e.path().join("cur").is_dir() {
+                            self.with(&e.path(), |_| Ok(()))?;
+                        }
+                        self.forget(&e.path());
+                        fs::rename(e.path(), root.join(format!("{target}{rest}")))?;
+                    }
+                }
+                self.with(&a, |_| Ok(()))?;
+                self.forget(&a);
+                fs::rename(&a, &b)?;
+                sync_dir(root)?;
+                Ok(MailboxAnswer::Ok)
+            }
+            R::Subscribe { mailbox, on } => {
+                let mut subs = read_subscriptions(root);
+                if on {
+                    if !subs.contains(&mailbox) {
+                        subs.push(mailbox);
+                    }
+                } else {
+                    subs.retain(|s| s != &mailbox);
+                }
+                let mut text = String::new();
+                for s in &subs {
+                    text.push_str(s);
+                    text.push('\n');
+                }
+                write_atomic(&root.join("subscriptions"), text.as_bytes())?;
+                Ok(MailboxAnswer::Ok)
+            }
+            R::Bodies {
+                mailbox,
+                uids,
+                header_only,
+            } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                Ok(MailboxAnswer::Bodies(self.bodies(
+                    &dir,
+                    &uids,
+                    header_only,
+                )?))
+            }
+            R::Summaries { mailbox, uids } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                Ok(MailboxAnswer::Summaries(self.summaries(&dir, &uids)?))
+            }
+            R::Store {
+                mailbox,
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                let answer = self.with(&dir, |f| {
+                    let mut keywords = f.keywords.clone();
+                    let mut changed = Vec::new();
+                    let mut modified = Vec::new();
+                    let mut log = Vec::new();
+                    for u in &uids {
+                        let Some(i) = f.index_of(*u) else { continue };
+                        let e = &f.entries[i];
+                        match rules::store_step(
+                            &e.flags,
+                            e.modseq,
+                            mode,
+                            &flags,
+                            unchanged_since,
+                            &mut keywords,
+                        ) {
+                            StoreStep::Modified => {
+                                modified.push(*u);
+                                continue;
+                            }
+                            StoreStep::Unchanged => {}
+                            StoreStep::Changed(new) => {
+                                let info = flag_info(&new, &mut keywords);
+                                let name = format!("{}:2,{info}", e.base());
+                                fs::rename(
+                                    dir.join("cur").join(&e.name),
+                                    dir.join("cur").join(&name),
+                                )?;
+                                let e = &mut f.entries[i];
+                                e.name = name;
+                                e.flags = new;
+                                let m = f.bump(i);
+                                log.push((*u, m));
+                            }
+                        }
+                        let e = &f.entries[i];
+                        changed.push(Stored {
+                            uid: e.uid,
+                            flags: e.flags.clone(),
+                            modseq: e.modseq,
+                        });
+                    }
+                    if keywords != f.keywords {
+                        write_keywords(&dir, &keywords)?;
+                        f.keywords = keywords;
+                    }
+                    if !log.is_empty() {
+                        f.log_modseqs(&dir, &log)?;
+                        f.touched(&dir);
+                    }
+                    Ok((MailboxAnswer::Flags { changed, modified }, !log.is_empty()))
+                })?;
+                if answer.1 {
+                    self.maildir.changed(&dir);
+                }
+                Ok(answer.0)
+            }
+            R::Expunge { mailbox, uids } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                let gone = self.with(&dir, |f| {
+                    let doomed = rules::expunge_set(
+                        f.entries.iter().map(|e| (e.uid, e.flags.as_slice())),
+                        uids.as_deref(),
+                    );
+                    f.remove(&dir, &doomed)?;
+                    Ok(doomed)
+                })?;
+                if !gone.is_empty() {
+                    self.maildir.changed(&dir);
+                }
+                Ok(MailboxAnswer::Expunged(gone))
+            }
+            R::Append {
+                mailbox,
+                flags,
+                data,
+                date,
+            } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(rules::missing(true));
+                };
+                let limit = self.limit(user);
+                if limit.is_some()
+                    && !rules::quota_allows(self.used(root)?, data.len() as u64, limit)
+                {
+                    return Ok(rules::over_quota());
+                }
+                let (validity, uid) = self.append(&dir, &flags, &data, date)?;
+                Ok(MailboxAnswer::Uids {
+                    uid_validity: validity,
+                    from: Vec::new(),
+                    to: vec![uid],
+                })
+            }
+            R::Copy {
+                mailbox,
+                uids,
+                to,
+                moving,
+            } => {
+                let (src, dst) = (existing(&mailbox), existing(&to));
+                if let Some(no) =
+                    rules::copy_refusal(src.is_some(), dst.is_some(), src == dst, moving)
+                {
+                    return Ok(no);
+                }
+                let (Some(src), Some(dst)) = (src, dst) else {
+                    return Ok(rules::missing(true));
+                };
+                let picked: Vec<(u32, String, Vec<String>, u64, i64)> = self.with(&src, |f| {
+                    Ok(uids
+                        .iter()
+                        .filter_map(|u| f.index_of(*u))
+                        .map(|i| {
+                            let e = &f.entries[i];
+                            (e.uid, e.name.clone(), e.flags.clone(), e.size, e.mtime)
+                        })
+                        .collect())
+                })?;
+                let limit = self.limit(user);
+                let adding = rules::copy_adds(moving, picked.iter().map(|p| p.3));
+                if limit.is_some() && !rules::quota_allows(self.used(root)?, adding, limit) {
+                    return Ok(rules::over_quota());
+                }
+                let mut from = Vec::new();
+                let mut new = Vec::new();
+                let mut validity = 0;
+                // The copy keeps the INTERNALDATE (RFC 9051 6.4.7).
+                for (uid, name, flags, _, mtime) in &picked {
+                    let data = match read_message(&src.join("cur").join(name)) {
+                        Ok(d) => d,
+                        Err(e) if e.is_not_found() => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let (v, u) = self.append(&dst, flags, &data, Some(*mtime))?;
+                    validity = v;
+                    from.push(*uid);
+                    new.push(u);
+                }
+                if moving && !from.is_empty() {
+                    self.with(&src, |f| f.remove(&src, &from))?;
+                    self.maildir.changed(&src);
+                }
+                if validity == 0 {
+                    validity = self.with(&dst, |f| Ok(f.validity))?;
+                }
+                Ok(MailboxAnswer::Uids {
+                    uid_validity: validity,
+                    from,
+                    to: new,
+                })
+            }
+        }
+    }
+
+    /// Message bytes (CRLF), or only their headers.
+    pub(super) fn bodies(
+        &self,
+        dir: &Path,
+        uids: &[u32],
+        header_only: bool,
+    ) -> Result<Vec<(u32, Vec<u8>)>, MailStoreError> {
+        let names = |uids: &[u32]| {
+            self.with(dir, |f| {
+                Ok(uids
+                    .iter()
+                    .filter_map(|u| f.index_of(*u).map(|i| (*u, f.entries[i].name.clone())))
+                    .collect::<Vec<_>>())
+            })
+        };
+        let mut out = Vec::with_capacity(uids.len());
+        let mut retry = Vec::new();
+        for (u, name) in names(uids)? {
+            let path = dir.join("cur").join(&name);
+            let r = if header_only {
+                read_header(&path).map_err(MailStoreError::from)
+            } else {
+                read_message(&path)
+            };
+            match r {
+                Ok(b) => out.push((u, b)),
+                // Renamed by a flag change meanwhile: look again below.
+                Err(e) if e.is_not_found() => retry.push(u),
+                Err(e) => return Err(e),
+            }
+        }
+        if !retry.is_empty() {
+            for (u, name) in names(&retry)? {
+                let path = dir.join("cur").join(&name);
+                let r = if header_only {
+                    read_header(&path).map_err(MailStoreError::from)
+                } else {
+                    read_message(&path)
+                };
+                if let Ok(b) = r {
+                    out.push((u, b));
+                }
+            }
+            let order: HashMap<u32, usize> =
+                uids.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+            out.sort_by_key(|(u, _)| order.get(u).copied().unwrap_or(usize::MAX));
+        }
+        Ok(out)
+    }
+
+    /// Writes a message into a folder's cur/ with flags; returns
+    /// (UIDVALIDITY, UID).
+    pub(super) fn append(
+        &self,
+        dir: &Path,
+        flags: &[String],
+        data: &[u8],
+        date: Option<i64>,
+    ) -> io::Result<(u32, u32)> {
+        let mut body = Vec::with_capacity(data.len());
+        crlf_to_lf(&mut body, data);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = format!(
+            "{}.M{}P{}Q{n}.postern,S={},W={}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            body.len(),
+            data.len()
+        );
+        let tmp = dir.join("tmp").join(&base);
+        // INTERNALDATE is the file's modification time, as in Dovecot.
+        let mtime = date.unwrap_or_else(|| self.clock.now());
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                let r = (|| {
+                    f.write_all(&body)?;
+                    if let Some(t) = u64::try_from(mtime)
+                        .ok()
+                        .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+                    {
+                        f.set_modified(t)?;
+                    }
+                    f.sync_all()
+                })();
+                if r.is_err() {
+                    // A failed write leaves nothing behind in tmp/.
+                    let _ = fs::remove_file(&tmp);
+                }
+                r
+            });
+        written?;
+        let r = self.with(dir, |f| {
+            let mut keywords = f.keywords.clone();
+            let info = flag_info(flags, &mut keywords);
+            if keywords != f.keywords {
+                write_keywords(dir, &keywords)?;
+                f.keywords = keywords;
+            }
+            let name = format!("{base}:2,{info}");
+            fs::rename(&tmp, dir.join("cur").join(&name))?;
+            sync_dir(&dir.join("cur"))?;
+            let uid = rules::next_uid(&mut f.next);
+            let m = rules::next_modseq(&mut f.highest_modseq);
+            f.entries.push(Entry {
+                uid,
+                flags: parse_info(&info, &f.keywords),
+                base_len: base.len(),
+                name,
+                size: data.len() as u64,
+                mtime,
+                modseq: m,
+            });
+            f.append_uidlist(dir, &[uid])?;
+            f.log_modseqs(dir, &[(uid, m)])?;
+            f.touched(dir);
+            Ok((f.validity, uid))
+        });
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        } else {
+            self.maildir.changed(dir);
+        }
+        r
+    }
+}

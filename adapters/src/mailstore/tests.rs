@@ -1,0 +1,322 @@
+//! The Maildir store on a real folder.
+
+use super::*;
+use postern_core::imap::event::{MailboxAnswer, MailboxRequest, StoreMode};
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn store() -> (MailStore, PathBuf) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("postern-mailstore-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    (
+        MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com"))),
+        dir,
+    )
+}
+
+#[test]
+fn flags_keywords_and_uids_persist() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let appended = s.answer(
+        u,
+        MailboxRequest::Append {
+            mailbox: "INBOX".into(),
+            flags: vec!["\\Seen".into(), "$Label1".into()],
+            data: b"Subject: a\r\n\r\nx\r\n".to_vec(),
+            date: Some(1_795_588_686),
+        },
+    );
+    let MailboxAnswer::Uids {
+        to, uid_validity, ..
+    } = appended
+    else {
+        panic!("{appended:?}")
+    };
+    assert_eq!(to, vec![1]);
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.uid_validity, uid_validity);
+    assert_eq!(
+        v.messages[0].flags,
+        vec!["\\Seen".to_owned(), "$Label1".to_owned()]
+    );
+    assert_eq!(v.messages[0].size, 17);
+    assert_eq!(v.messages[0].internal_date, 1_795_588_686);
+    let inbox = dir.join("example.com/alice");
+    assert!(fs::read_to_string(inbox.join("dovecot-keywords"))
+        .unwrap()
+        .contains("0 $Label1"));
+    let names: Vec<String> = fs::read_dir(inbox.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names[0].ends_with(":2,Sa"), "{names:?}");
+    let MailboxAnswer::List(l) = s.answer(
+        u,
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only: false,
+            with_status: true,
+        },
+    ) else {
+        panic!()
+    };
+    let names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, vec!["Drafts", "INBOX", "Junk", "Sent", "Trash"]);
+    assert!(l[3].attributes.contains(&"\\Sent".to_owned()));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_flag_stores_lose_nothing() {
+    let (s, dir) = store();
+    let s = Arc::new(s);
+    let u = "carol@example.com";
+    for _ in 0..40 {
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: vec![],
+                data: b"Subject: x\r\n\r\ny\r\n".to_vec(),
+                date: None,
+            },
+        );
+    }
+    let threads: Vec<_> = ["\\Flagged", "\\Answered", "$Work"]
+        .into_iter()
+        .map(|flag| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for uid in 1..=40 {
+                    let a = s.answer(
+                        u,
+                        MailboxRequest::Store {
+                            mailbox: "INBOX".into(),
+                            uids: vec![uid],
+                            mode: StoreMode::Add,
+                            flags: vec![flag.to_owned()],
+                            unchanged_since: None,
+                        },
+                    );
+                    assert!(matches!(a, MailboxAnswer::Flags { .. }), "{a:?}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 40);
+    for m in v.messages.iter() {
+        assert_eq!(
+            m.flags,
+            vec!["\\Flagged", "\\Answered", "$Work"],
+            "uid {}",
+            m.uid
+        );
+    }
+    // 40 appends and 120 flag changes, each its own mod-sequence.
+    assert_eq!(v.highest_modseq, 1 + 40 + 120);
+    // A second store over the same tree (a restart) sees the same.
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::View(w) = again.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(w.highest_modseq, v.highest_modseq);
+    assert_eq!(
+        w.messages
+            .iter()
+            .map(|m| (m.uid, m.modseq, m.flags.clone()))
+            .collect::<Vec<_>>(),
+        v.messages
+            .iter()
+            .map(|m| (m.uid, m.modseq, m.flags.clone()))
+            .collect::<Vec<_>>()
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn summaries_are_cached_on_disk() {
+    let (s, dir) = store();
+    let u = "dave@example.com";
+    s.answer(
+        u,
+        MailboxRequest::Append {
+            mailbox: "INBOX".into(),
+            flags: vec![],
+            data: b"From: Bob <bob@example.net>\r\nSubject: Re: hi\r\n\r\nbody\r\n".to_vec(),
+            date: None,
+        },
+    );
+    let ask = |s: &MailStore| {
+        s.answer(
+            u,
+            MailboxRequest::Summaries {
+                mailbox: "INBOX".into(),
+                uids: vec![1],
+            },
+        )
+    };
+    let MailboxAnswer::Summaries(first) = ask(&s) else {
+        panic!()
+    };
+    assert_eq!(first[0].1.sort.subject, "hi");
+    assert_eq!(first[0].1.sort.from, "bob");
+    let cache = dir.join("example.com/dave/postern-summaries");
+    let text = fs::read_to_string(&cache).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    // Another store reads the cache: the message file is not needed.
+    let cur = dir.join("example.com/dave/cur");
+    for e in fs::read_dir(&cur).unwrap() {
+        fs::write(e.unwrap().path(), b"Subject: changed behind our back\n\n").unwrap();
+    }
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::Summaries(second) = ask(&again) else {
+        panic!()
+    };
+    assert_eq!(second, first);
+    // A damaged cache is rebuilt from the messages.
+    fs::write(&cache, "garbage\n").unwrap();
+    let third = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::Summaries(rebuilt) = ask(&third) else {
+        panic!()
+    };
+    assert_eq!(rebuilt[0].1.sort.subject, "changed behind our back");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reads_a_dovecot_uidlist() {
+    let (s, dir) = store();
+    let inbox = dir.join("example.com/bob");
+    s.answer(
+        "bob@example.com",
+        MailboxRequest::Status {
+            mailbox: "INBOX".into(),
+        },
+    );
+    fs::write(
+        inbox.join("cur/1700000000.M1P1.host,S=5,W=6:2,S"),
+        b"x\ny\n\n",
+    )
+    .unwrap();
+    fs::write(inbox.join("cur/1700000001.M2P1.host:2,"), b"z\n").unwrap();
+    fs::write(
+        inbox.join("dovecot-uidlist"),
+        "3 V1700000000 N43 Gabc\n41 :1700000000.M1P1.host,S=5,W=6\n42 W3 :1700000001.M2P1.host\n",
+    )
+    .unwrap();
+    let MailboxAnswer::View(v) = s.answer(
+        "bob@example.com",
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.uid_validity, 1_700_000_000);
+    assert_eq!(v.uid_next, 43);
+    assert_eq!(
+        v.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![41, 42]
+    );
+    assert_eq!(v.messages[0].flags, vec!["\\Seen".to_owned()]);
+    assert_eq!(v.messages[1].size, 3);
+    // Taken over without our mod-sequences: they start above anything
+    // a client could hold, the same for every message, and stay put.
+    assert!(v.highest_modseq > 1_700_000_000, "{}", v.highest_modseq);
+    assert!(v.messages.iter().all(|m| m.modseq == v.highest_modseq));
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::View(w) = again.answer(
+        "bob@example.com",
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(w.highest_modseq, v.highest_modseq);
+    let MailboxAnswer::Bodies(b) = s.answer(
+        "bob@example.com",
+        MailboxRequest::Bodies {
+            mailbox: "INBOX".into(),
+            uids: vec![42],
+            header_only: false,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(b[0].1, b"z\r\n");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn changes_are_told_by_mailbox_not_path() {
+    let (s, dir) = store();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = seen.clone();
+    s.on_change(Arc::new(move |id: &MailboxId| {
+        w.lock().unwrap().push(id.clone())
+    }));
+    let u = "Erin@Example.com";
+    let r = MailboxStore::deliver(
+        &s,
+        &[Delivery {
+            user: u.into(),
+            prefix: Vec::new(),
+            message: Arc::new(b"Subject: d\r\n\r\nd\r\n".to_vec()),
+        }],
+    );
+    assert!(r[0].is_ok(), "{r:?}");
+    s.answer(
+        u,
+        MailboxRequest::Create {
+            mailbox: "A/B".into(),
+        },
+    );
+    let before = MailboxStore::version(&s, &MailboxId::new(u, "A/B"));
+    s.answer(
+        u,
+        MailboxRequest::Append {
+            mailbox: "A/B".into(),
+            flags: vec![],
+            data: b"x\r\n".to_vec(),
+            date: None,
+        },
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            MailboxId::inbox("erin@example.com"),
+            MailboxId::new("erin@example.com", "A/B")
+        ]
+    );
+    assert!(before.is_some());
+    assert!(MailboxStore::version(&s, &MailboxId::new(u, "Nope")).is_none());
+    fs::remove_dir_all(&dir).unwrap();
+}
