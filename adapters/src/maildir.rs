@@ -16,6 +16,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The test-only environment variable that turns every sync of the
+/// Maildir store and the spool into a no-op, so that the crash-consistency
+/// test can show its checker catches missing syncs. Never a setting: with
+/// it, acknowledged mail is not durable. Read once, at the first use.
+pub const TEST_SKIP_SYNC_ENV: &str = "POSTERN_TEST_SKIP_SYNC";
+
+/// Whether [`TEST_SKIP_SYNC_ENV`] is `1` (read once; a loud warning on
+/// stderr when it is).
+pub fn test_syncs_skipped() -> bool {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    *SKIP.get_or_init(|| {
+        let skip = std::env::var_os(TEST_SKIP_SYNC_ENV).is_some_and(|v| v == "1");
+        if skip {
+            eprintln!(
+                "WARNING: {TEST_SKIP_SYNC_ENV}=1: every fsync and syncfs is SKIPPED; \
+                 acknowledged mail is NOT durable. This switch exists for the \
+                 crash-consistency test only."
+            );
+        }
+        skip
+    })
+}
+
+/// fsyncs an open file or directory (unless the test switch skips syncs).
+pub fn fsync(f: &File) -> io::Result<()> {
+    if test_syncs_skipped() {
+        return Ok(());
+    }
+    f.sync_all()
+}
+
+/// Syncs the whole file system `f` is on (unless the test switch skips syncs).
+pub fn syncfs(f: &File) -> io::Result<()> {
+    if test_syncs_skipped() {
+        return Ok(());
+    }
+    rustix::fs::syncfs(f).map_err(io::Error::from)
+}
+
 /// The Maildir folders every account gets, with their IMAP special use.
 pub const DEFAULT_FOLDERS: &[&str] = &[".Drafts", ".Sent", ".Junk", ".Trash"];
 
@@ -54,6 +93,7 @@ pub struct DeliveryJob {
 impl Maildir {
     /// A tree under `root`; `hostname` goes into file names.
     pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Self {
+        test_syncs_skipped();
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
         Self {
             root: root.into(),
@@ -135,7 +175,7 @@ impl Maildir {
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(&body)?;
-            f.sync_all()?;
+            fsync(&f)?;
             drop(f);
             let new_dir = inbox.join("new");
             fs::rename(&tmp, new_dir.join(&name))?;
@@ -221,7 +261,7 @@ impl Maildir {
 
     fn sync_fs(&self) -> io::Result<()> {
         let root = File::open(&self.root)?;
-        rustix::fs::syncfs(&root).map_err(io::Error::from)
+        syncfs(&root)
     }
 
     fn unique_name(&self, size: usize, wire_size: usize) -> String {
@@ -257,7 +297,7 @@ fn create_dir_synced(dir: &Path) -> io::Result<()> {
 
 /// fsyncs a directory so a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    fsync(&File::open(dir)?)
 }
 
 /// Appends `data` with each CRLF turned into LF.

@@ -8,7 +8,7 @@
 //! same way; a message whose `.env` is missing was never acknowledged and
 //! its `.msg` is removed at start.
 
-use crate::maildir::sync_dir;
+use crate::maildir::{fsync, sync_dir, test_syncs_skipped};
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -108,6 +108,7 @@ impl Spool {
     /// writes: temporary files, and message bodies without an envelope.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
+        test_syncs_skipped();
         fs::create_dir_all(&dir)?;
         for e in fs::read_dir(&dir)?.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -136,7 +137,7 @@ impl Spool {
                 .truncate(true)
                 .open(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_all()?;
+            fsync(&f)?;
             fs::rename(&tmp, self.dir.join(name))?;
             if sync_folder {
                 sync_dir(&self.dir)?;
