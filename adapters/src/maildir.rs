@@ -3,7 +3,11 @@
 //! A message is written to `tmp/`, fsync'd, renamed into `new/`, and the
 //! `new/` directory is fsync'd, all before [`Maildir::deliver`] returns: a
 //! kill -9 or a power cut after that cannot lose it, and nothing
-//! half-written ever appears in `new/`. Files are stored with LF line ends,
+//! half-written ever appears in `new/`. Every sync is made on a descriptor
+//! opened before the writes it covers (the group commit's `syncfs` on one
+//! kept open from start), since Linux reports a writeback error only to
+//! descriptors open when it happened. Leftovers in `tmp/` older than 36
+//! hours (the Maildir convention) are removed by [`Maildir::clean_tmp`]. Files are stored with LF line ends,
 //! as Postfix and Dovecot store them; the name carries the file size
 //! (`S=`) and the CRLF size (`W=`), as Dovecot's do.
 
@@ -14,7 +18,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How old a file in `tmp/` must be before it counts as the leftover of an
+/// interrupted delivery and is removed (the Maildir convention: 36 hours).
+pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 
 /// The test-only environment variable that turns every sync of the
 /// Maildir store and the spool into a no-op, so that the crash-consistency
@@ -68,6 +76,9 @@ pub struct Maildir {
     known: Mutex<HashSet<Mailbox>>,
     /// Told of every folder a delivery or the IMAP store changed.
     on_change: OnceLock<ChangeHook>,
+    /// The root, kept open from start for `syncfs`: a descriptor reports
+    /// the file system's writeback errors since it was opened.
+    sync_root: Mutex<Option<Arc<File>>>,
 }
 
 /// A callback told of each changed folder directory (IDLE wakes on it).
@@ -95,8 +106,13 @@ impl Maildir {
     pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Self {
         test_syncs_skipped();
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        let root: PathBuf = root.into();
+        // Opened now if the root exists (the daemon creates it first), else
+        // at the first sync, and kept.
+        let sync_root = File::open(&root).ok().map(Arc::new);
         Self {
-            root: root.into(),
+            sync_root: Mutex::new(sync_root),
+            root,
             host,
             counter: AtomicU64::new(0),
             known: Mutex::new(HashSet::new()),
@@ -156,7 +172,9 @@ impl Maildir {
             // Dovecot marks Maildir++ folders with this empty file.
             let marker = f.join("maildirfolder");
             if !marker.exists() {
+                let dir = File::open(&f)?;
                 File::create(&marker)?;
+                fsync(&dir)?;
             }
         }
         Ok(inbox)
@@ -173,13 +191,15 @@ impl Maildir {
         let name = self.unique_name(body.len(), wire_size);
         let tmp = inbox.join("tmp").join(&name);
         let result = (|| {
+            // Opened before the rename, so its fsync reports any error since.
+            let new_dir = inbox.join("new");
+            let dir = File::open(&new_dir)?;
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(&body)?;
             fsync(&f)?;
             drop(f);
-            let new_dir = inbox.join("new");
             fs::rename(&tmp, new_dir.join(&name))?;
-            sync_dir(&new_dir)
+            fsync(&dir)
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -260,8 +280,64 @@ impl Maildir {
     }
 
     fn sync_fs(&self) -> io::Result<()> {
-        let root = File::open(&self.root)?;
+        let root = {
+            let mut kept = self
+                .sync_root
+                .lock()
+                .map_err(|_| io::Error::other("sync descriptor lock poisoned"))?;
+            match kept.as_ref() {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(File::open(&self.root)?);
+                    *kept = Some(f.clone());
+                    f
+                }
+            }
+        };
         syncfs(&root)
+    }
+
+    /// Removes files older than `max_age` (at `now`) from every `tmp/` of
+    /// the tree (each account's INBOX and folders): leftovers of
+    /// deliveries interrupted by a crash. Returns how many were removed.
+    /// Folders whose name starts with a dot at the domain level (the
+    /// spool's `.postern-queue`) are not Maildirs and are left alone.
+    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> io::Result<usize> {
+        let mut removed = 0;
+        let domains = match fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for domain in domains.filter_map(Result::ok) {
+            if domain.file_name().to_string_lossy().starts_with('.')
+                || !domain.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let Ok(users) = fs::read_dir(domain.path()) else {
+                continue;
+            };
+            for user in users.filter_map(Result::ok) {
+                if !user.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let inbox = user.path();
+                removed += remove_old_files(&inbox.join("tmp"), max_age, now, |_| true);
+                let Ok(folders) = fs::read_dir(&inbox) else {
+                    continue;
+                };
+                for folder in folders.filter_map(Result::ok) {
+                    if folder.file_name().to_string_lossy().starts_with('.')
+                        && folder.file_type().is_ok_and(|t| t.is_dir())
+                    {
+                        removed +=
+                            remove_old_files(&folder.path().join("tmp"), max_age, now, |_| true);
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn unique_name(&self, size: usize, wire_size: usize) -> String {
@@ -282,11 +358,44 @@ impl Maildir {
     }
 }
 
+/// Removes the regular files in `dir` older than `max_age` whose name
+/// `wanted` accepts; returns how many. A missing `dir` has none.
+pub(crate) fn remove_old_files(
+    dir: &Path,
+    max_age: Duration,
+    now: SystemTime,
+    wanted: impl Fn(&str) -> bool,
+) -> usize {
+    let Some(cutoff) = now.checked_sub(max_age) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let Ok(meta) = e.metadata() else { continue };
+        let old = meta.modified().is_ok_and(|m| m < cutoff);
+        if meta.is_file()
+            && old
+            && wanted(&e.file_name().to_string_lossy())
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn create_dir_synced(dir: &Path) -> io::Result<()> {
+    let parent = match dir.parent() {
+        Some(p) => Some(File::open(p)?),
+        None => None,
+    };
     match fs::create_dir(dir) {
         Ok(()) => {
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
+            if let Some(parent) = parent {
+                fsync(&parent)?;
             }
             Ok(())
         }
@@ -314,6 +423,43 @@ pub fn crlf_to_lf(out: &mut Vec<u8>, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_tmp_removes_only_old_leftovers() {
+        let dir =
+            std::env::temp_dir().join(format!("postern-maildir-clean-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::new(&dir, "mx.example.com");
+        let mb = Mailbox {
+            domain: "example.com".into(),
+            user: "alice".into(),
+        };
+        let inbox = md.ensure(&mb).unwrap();
+        let now = SystemTime::now();
+        let old = now - TMP_MAX_AGE - Duration::from_secs(60);
+        let young = now - TMP_MAX_AGE + Duration::from_secs(60);
+        let put = |path: PathBuf, mtime: SystemTime| {
+            let f = File::create(&path).unwrap();
+            f.set_modified(mtime).unwrap();
+        };
+        put(inbox.join("tmp/old-inbox"), old);
+        put(inbox.join("tmp/young-inbox"), young);
+        put(inbox.join(".Sent/tmp/old-sent"), old);
+        put(inbox.join(".Sent/tmp/young-sent"), young);
+        put(inbox.join("new/old-but-delivered"), old);
+        // Not a Maildir: the spool's folder under the root is left alone.
+        fs::create_dir_all(dir.join(".postern-queue/x/tmp")).unwrap();
+        put(dir.join(".postern-queue/x/tmp/old"), old);
+        assert_eq!(md.clean_tmp(TMP_MAX_AGE, now).unwrap(), 2);
+        assert!(!inbox.join("tmp/old-inbox").exists());
+        assert!(!inbox.join(".Sent/tmp/old-sent").exists());
+        assert!(inbox.join("tmp/young-inbox").exists());
+        assert!(inbox.join(".Sent/tmp/young-sent").exists());
+        assert!(inbox.join("new/old-but-delivered").exists());
+        assert!(dir.join(".postern-queue/x/tmp/old").exists());
+        assert_eq!(md.clean_tmp(TMP_MAX_AGE, now).unwrap(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn batch_delivers_each_and_reports_each() {

@@ -5,14 +5,21 @@
 //! Both are written to a temporary name, fsync'd, renamed and the folder
 //! fsync'd before [`Spool::enqueue`] returns, so a message is safe before
 //! the submitting client hears 250. State changes rewrite `<id>.env` the
-//! same way; a message whose `.env` is missing was never acknowledged and
-//! its `.msg` is removed at start.
+//! same way; a message whose `.env` is missing was never acknowledged.
+//! The folder's descriptor is kept open from [`Spool::open`] and fsync'd,
+//! so a writeback error since start is reported (and answered 4xx), never
+//! lost. Leftovers (temporary files, bodies without an envelope) older
+//! than 36 hours are removed at open and by [`Spool::clean_tmp`]: younger
+//! ones may belong to a write in progress in another process (the daemon,
+//! while `postern queue` opens the spool).
 
-use crate::maildir::{fsync, sync_dir, test_syncs_skipped};
+use crate::maildir::{fsync, remove_old_files, test_syncs_skipped, TMP_MAX_AGE};
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// The most recipients one queued message may have.
 const MAX_RCPTS: usize = 10_000;
@@ -92,6 +99,9 @@ pub struct QueueStats {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    /// The folder, open from start: its fsync makes renames durable and
+    /// reports writeback errors since it was opened.
+    dir_fd: Arc<File>,
 }
 
 /// Whether `id` is a valid queue id (so it can name files safely).
@@ -104,23 +114,32 @@ fn bad(msg: impl Into<String>) -> io::Error {
 }
 
 impl Spool {
-    /// Opens (creating) the spool and removes leftovers of interrupted
-    /// writes: temporary files, and message bodies without an envelope.
+    /// Opens (creating) the spool, keeps its folder open for syncs, and
+    /// removes leftovers of interrupted writes older than 36 hours.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         test_syncs_skipped();
         fs::create_dir_all(&dir)?;
-        for e in fs::read_dir(&dir)?.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("tmp.") {
-                let _ = fs::remove_file(e.path());
-            } else if let Some(id) = name.strip_suffix(".msg") {
-                if !dir.join(format!("{id}.env")).exists() {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        Ok(Self { dir })
+        let dir_fd = Arc::new(File::open(&dir)?);
+        let spool = Self { dir, dir_fd };
+        spool.clean_tmp(TMP_MAX_AGE, SystemTime::now());
+        Ok(spool)
+    }
+
+    /// Removes leftovers of interrupted writes older than `max_age` (at
+    /// `now`): temporary files, and message bodies without an envelope.
+    /// Returns how many were removed.
+    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> usize {
+        remove_old_files(&self.dir, max_age, now, |name| {
+            name.starts_with("tmp.")
+                || name
+                    .strip_suffix(".msg")
+                    .is_some_and(|id| !self.dir.join(format!("{id}.env")).exists())
+        })
+    }
+
+    fn sync_folder(&self) -> io::Result<()> {
+        fsync(&self.dir_fd)
     }
 
     /// The folder.
@@ -140,7 +159,7 @@ impl Spool {
             fsync(&f)?;
             fs::rename(&tmp, self.dir.join(name))?;
             if sync_folder {
-                sync_dir(&self.dir)?;
+                self.sync_folder()?;
             }
             Ok(())
         })();
@@ -223,7 +242,7 @@ impl Spool {
         }
         fs::remove_file(self.dir.join(format!("{id}.env")))?;
         let _ = fs::remove_file(self.dir.join(format!("{id}.msg")));
-        sync_dir(&self.dir)
+        self.sync_folder()
     }
 
     /// Every queued message, oldest first. Unreadable envelopes are skipped
@@ -359,10 +378,27 @@ mod tests {
         m.attempts = 1;
         m.next_attempt = 400;
         s.update(&m).unwrap();
-        // Leftovers of an interrupted write vanish at the next open.
-        fs::write(dir.join("tmp.Q2.env"), b"partial").unwrap();
-        fs::write(dir.join("Q3.msg"), b"never acknowledged").unwrap();
+        // Leftovers of an interrupted write vanish at the next open once
+        // older than 36 hours; younger ones may be a write in progress.
+        let old = SystemTime::now() - TMP_MAX_AGE - Duration::from_secs(60);
+        for (name, mtime) in [
+            ("tmp.Q2.env", Some(old)),
+            ("Q3.msg", Some(old)),
+            ("tmp.Q4.env", None),
+            ("Q5.msg", None),
+        ] {
+            let f = File::create(dir.join(name)).unwrap();
+            if let Some(t) = mtime {
+                f.set_modified(t).unwrap();
+            }
+        }
         let s = Spool::open(&dir).unwrap();
+        assert!(dir.join("tmp.Q4.env").exists() && dir.join("Q5.msg").exists());
+        assert_eq!(s.clean_tmp(TMP_MAX_AGE, SystemTime::now()), 0);
+        assert_eq!(
+            s.clean_tmp(Duration::ZERO, SystemTime::now() + Duration::from_secs(1)),
+            2
+        );
         let (all, broken) = s.list().unwrap();
         assert!(broken.is_empty());
         assert_eq!(all.len(), 1);

@@ -138,6 +138,9 @@ fn run(cfg: config::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(spool) = &srv.spool {
+        srv.committer.also_clean(spool.clone());
+    }
     smol::block_on(async {
         let bound = match server::bind(&srv).await {
             Ok(b) => b,
