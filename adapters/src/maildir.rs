@@ -63,6 +63,154 @@ pub fn syncfs(f: &File) -> io::Result<()> {
     rustix::fs::syncfs(f).map_err(io::Error::from)
 }
 
+/// Why a delivery into the Maildir tree failed. Every cause answers 4xx
+/// upstream: nothing is acknowledged unless it is durable.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    /// A mailbox folder (or its `maildirfolder` marker) could not be created.
+    #[error("cannot create folder {path}: {source}")]
+    CreateFolder {
+        /// The folder or marker.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// The message file could not be created in `tmp/`.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Writing the message failed (disk full, quota).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A directory could not be opened to sync it.
+    #[error("cannot open directory {path}: {source}")]
+    OpenDir {
+        /// The directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// An fsync or syncfs failed (a writeback error): the data may not be
+    /// on disk.
+    #[error("cannot sync {path}: {source}")]
+    Sync {
+        /// The file, directory or file system root.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Moving the file from `tmp/` into `new/` failed.
+    #[error("cannot rename {from} to {to}: {source}")]
+    Rename {
+        /// The name in `tmp/`.
+        from: PathBuf,
+        /// The name in `new/`.
+        to: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Reading the tree (to look for leftovers) failed.
+    #[error("cannot read {path}: {source}")]
+    Scan {
+        /// The directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A thread panicked while holding the kept sync descriptor.
+    #[error("the sync descriptor's lock is poisoned")]
+    Poisoned,
+}
+
+impl MaildirError {
+    /// The kind of the underlying system error (`Other` when there is none).
+    pub fn kind(&self) -> io::ErrorKind {
+        match self.source_io() {
+            Some(e) => e.kind(),
+            None => io::ErrorKind::Other,
+        }
+    }
+
+    fn source_io(&self) -> Option<&io::Error> {
+        match self {
+            MaildirError::CreateFolder { source, .. }
+            | MaildirError::Create { source, .. }
+            | MaildirError::Write { source, .. }
+            | MaildirError::OpenDir { source, .. }
+            | MaildirError::Sync { source, .. }
+            | MaildirError::Rename { source, .. }
+            | MaildirError::Scan { source, .. } => Some(source),
+            MaildirError::Poisoned => None,
+        }
+    }
+
+    /// The same error again (one failed sync fails every file it covered).
+    fn replicate(&self) -> Self {
+        let copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            MaildirError::CreateFolder { path, source } => MaildirError::CreateFolder {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Create { path, source } => MaildirError::Create {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Write { path, source } => MaildirError::Write {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::OpenDir { path, source } => MaildirError::OpenDir {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Sync { path, source } => MaildirError::Sync {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Rename { from, to, source } => MaildirError::Rename {
+                from: from.clone(),
+                to: to.clone(),
+                source: copy(source),
+            },
+            MaildirError::Scan { path, source } => MaildirError::Scan {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Poisoned => MaildirError::Poisoned,
+        }
+    }
+}
+
+impl From<MaildirError> for io::Error {
+    fn from(e: MaildirError) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+fn open_dir(path: &Path) -> Result<File, MaildirError> {
+    File::open(path).map_err(|source| MaildirError::OpenDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn fsync_at(f: &File, path: &Path) -> Result<(), MaildirError> {
+    fsync(f).map_err(|source| MaildirError::Sync {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The Maildir folders every account gets, with their IMAP special use.
 pub const DEFAULT_FOLDERS: &[&str] = &[".Drafts", ".Sent", ".Junk", ".Trash"];
 
@@ -144,7 +292,7 @@ impl Maildir {
 
     /// Creates the mailbox (INBOX and the default folders) if missing,
     /// fsyncing each new directory's parent.
-    pub fn ensure(&self, mb: &Mailbox) -> io::Result<PathBuf> {
+    pub fn ensure(&self, mb: &Mailbox) -> Result<PathBuf, MaildirError> {
         let inbox = self.mailbox_path(mb);
         if self.known.lock().map(|k| k.contains(mb)).unwrap_or(false) {
             return Ok(inbox);
@@ -156,7 +304,10 @@ impl Maildir {
             return Ok(inbox);
         }
         if !self.root.is_dir() {
-            fs::create_dir_all(&self.root)?;
+            fs::create_dir_all(&self.root).map_err(|source| MaildirError::CreateFolder {
+                path: self.root.clone(),
+                source,
+            })?;
         }
         create_dir_synced(&self.root.join(&mb.domain))?;
         create_dir_synced(&inbox)?;
@@ -172,9 +323,12 @@ impl Maildir {
             // Dovecot marks Maildir++ folders with this empty file.
             let marker = f.join("maildirfolder");
             if !marker.exists() {
-                let dir = File::open(&f)?;
-                File::create(&marker)?;
-                fsync(&dir)?;
+                let dir = open_dir(&f)?;
+                File::create(&marker).map_err(|source| MaildirError::CreateFolder {
+                    path: marker.clone(),
+                    source,
+                })?;
+                fsync_at(&dir, &f)?;
             }
         }
         Ok(inbox)
@@ -182,7 +336,12 @@ impl Maildir {
 
     /// Delivers `prefix` (header lines, CRLF) and `message` (CRLF) to the
     /// mailbox's `new/`, durably. Returns the file name.
-    pub fn deliver(&self, mb: &Mailbox, prefix: &[u8], message: &[u8]) -> io::Result<String> {
+    pub fn deliver(
+        &self,
+        mb: &Mailbox,
+        prefix: &[u8],
+        message: &[u8],
+    ) -> Result<String, MaildirError> {
         let inbox = self.ensure(mb)?;
         let mut body = Vec::with_capacity(prefix.len() + message.len());
         crlf_to_lf(&mut body, prefix);
@@ -193,13 +352,16 @@ impl Maildir {
         let result = (|| {
             // Opened before the rename, so its fsync reports any error since.
             let new_dir = inbox.join("new");
-            let dir = File::open(&new_dir)?;
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(&body)?;
-            fsync(&f)?;
+            let dir = open_dir(&new_dir)?;
+            let mut f = create_tmp(&tmp)?;
+            f.write_all(&body).map_err(|source| MaildirError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+            fsync_at(&f, &tmp)?;
             drop(f);
-            fs::rename(&tmp, new_dir.join(&name))?;
-            fsync(&dir)
+            rename(&tmp, &new_dir.join(&name))?;
+            fsync_at(&dir, &new_dir)
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -217,8 +379,8 @@ impl Maildir {
     /// of many threads creating files in one `tmp/`. A failed sync fails
     /// the files it covered, and they are removed: nothing acknowledged is
     /// lost, nothing half-written is left in `new/`.
-    pub fn deliver_batch(&self, jobs: &[DeliveryJob]) -> Vec<io::Result<String>> {
-        let mut results: Vec<io::Result<String>> = Vec::with_capacity(jobs.len());
+    pub fn deliver_batch(&self, jobs: &[DeliveryJob]) -> Vec<Result<String, MaildirError>> {
+        let mut results: Vec<Result<String, MaildirError>> = Vec::with_capacity(jobs.len());
         let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let r = (|| {
@@ -228,10 +390,10 @@ impl Maildir {
                 crlf_to_lf(&mut body, &job.message);
                 let name = self.unique_name(body.len(), job.prefix.len() + job.message.len());
                 let tmp = inbox.join("tmp").join(&name);
-                let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-                if let Err(e) = f.write_all(&body) {
+                let mut f = create_tmp(&tmp)?;
+                if let Err(source) = f.write_all(&body) {
                     let _ = fs::remove_file(&tmp);
-                    return Err(e);
+                    return Err(MaildirError::Write { path: tmp, source });
                 }
                 staged.push((i, tmp, inbox.join("new").join(&name)));
                 Ok(name)
@@ -241,13 +403,13 @@ impl Maildir {
         if staged.is_empty() {
             return results;
         }
-        let fail = |results: &mut Vec<io::Result<String>>,
+        let fail = |results: &mut Vec<Result<String, MaildirError>>,
                     staged: &[(usize, PathBuf, PathBuf)],
-                    e: &io::Error,
+                    e: &MaildirError,
                     renamed: bool| {
             for (i, tmp, new) in staged {
                 let _ = fs::remove_file(if renamed { new } else { tmp });
-                results[*i] = Err(io::Error::new(e.kind(), e.to_string()));
+                results[*i] = Err(e.replicate());
             }
         };
         if let Err(e) = self.sync_fs() {
@@ -256,7 +418,7 @@ impl Maildir {
         }
         let mut renamed = Vec::with_capacity(staged.len());
         for (i, tmp, new) in staged {
-            match fs::rename(&tmp, &new) {
+            match rename(&tmp, &new) {
                 Ok(()) => renamed.push((i, tmp, new)),
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
@@ -279,22 +441,22 @@ impl Maildir {
         results
     }
 
-    fn sync_fs(&self) -> io::Result<()> {
+    fn sync_fs(&self) -> Result<(), MaildirError> {
         let root = {
-            let mut kept = self
-                .sync_root
-                .lock()
-                .map_err(|_| io::Error::other("sync descriptor lock poisoned"))?;
+            let mut kept = self.sync_root.lock().map_err(|_| MaildirError::Poisoned)?;
             match kept.as_ref() {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(File::open(&self.root)?);
+                    let f = Arc::new(open_dir(&self.root)?);
                     *kept = Some(f.clone());
                     f
                 }
             }
         };
-        syncfs(&root)
+        syncfs(&root).map_err(|source| MaildirError::Sync {
+            path: self.root.clone(),
+            source,
+        })
     }
 
     /// Removes files older than `max_age` (at `now`) from every `tmp/` of
@@ -302,12 +464,17 @@ impl Maildir {
     /// deliveries interrupted by a crash. Returns how many were removed.
     /// Folders whose name starts with a dot at the domain level (the
     /// spool's `.postern-queue`) are not Maildirs and are left alone.
-    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> io::Result<usize> {
+    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> Result<usize, MaildirError> {
         let mut removed = 0;
         let domains = match fs::read_dir(&self.root) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+            Err(source) => {
+                return Err(MaildirError::Scan {
+                    path: self.root.clone(),
+                    source,
+                })
+            }
         };
         for domain in domains.filter_map(Result::ok) {
             if domain.file_name().to_string_lossy().starts_with('.')
@@ -387,20 +554,42 @@ pub(crate) fn remove_old_files(
     removed
 }
 
-fn create_dir_synced(dir: &Path) -> io::Result<()> {
+fn create_tmp(tmp: &Path) -> Result<File, MaildirError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|source| MaildirError::Create {
+            path: tmp.to_owned(),
+            source,
+        })
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), MaildirError> {
+    fs::rename(from, to).map_err(|source| MaildirError::Rename {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        source,
+    })
+}
+
+fn create_dir_synced(dir: &Path) -> Result<(), MaildirError> {
     let parent = match dir.parent() {
-        Some(p) => Some(File::open(p)?),
+        Some(p) => Some((open_dir(p)?, p)),
         None => None,
     };
     match fs::create_dir(dir) {
         Ok(()) => {
-            if let Some(parent) = parent {
-                fsync(&parent)?;
+            if let Some((f, p)) = parent {
+                fsync_at(&f, p)?;
             }
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Err(source) => Err(MaildirError::CreateFolder {
+            path: dir.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -490,6 +679,7 @@ mod tests {
             .collect();
         let r = md.deliver_batch(&jobs);
         assert!(r[0].is_ok() && r[1].is_err() && r[2].is_ok(), "{r:?}");
+        assert!(matches!(r[1], Err(MaildirError::Rename { .. })), "{r:?}");
         assert_eq!(
             fs::read_dir(dir.join("example.com/alice/new"))
                 .unwrap()

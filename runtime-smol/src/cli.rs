@@ -174,7 +174,7 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
         }
     };
     let now = crate::relay::unix_now();
-    let fail = |e: std::io::Error| {
+    let fail = |e: postern_adapters::spool::SpoolError| {
         eprintln!("postern: {e}");
         ExitCode::from(1)
     };

@@ -109,7 +109,11 @@ impl Committer {
                         .collect();
                     let mut results = maildir.deliver_batch(&all).into_iter();
                     for r in requests {
-                        let mine: Results = results.by_ref().take(r.jobs.len()).collect();
+                        let mine: Results = results
+                            .by_ref()
+                            .take(r.jobs.len())
+                            .map(|r| r.map_err(io::Error::from))
+                            .collect();
                         let _ = r.reply.try_send(mine);
                     }
                 }

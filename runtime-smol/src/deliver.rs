@@ -81,6 +81,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
             spool
                 .enqueue(id, "", &[to.to_owned()], bytes, now)
                 .map(|_| ())
+                .map_err(io::Error::from)
         }
     }
 }
