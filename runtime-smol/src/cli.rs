@@ -14,7 +14,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   postern serve                  run the embedded development default (loopback, ./postern-data)
   postern serve --config FILE    run with a configuration file
-  postern check-config FILE      check a configuration file and exit
+  postern check-config FILE      check a configuration file (and every file it names) and exit
   postern queue --config FILE list | show ID | retry ID|all | delete ID
                                  inspect and manage the outbound queue
 environment: POSTERN_LOG=error|warn|info|debug (default info)";
@@ -40,21 +40,23 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.as_slice() {
         ["serve"] => serve_default(),
         ["serve", "--config", file] | ["serve", "-c", file] => serve_file(Path::new(file)),
-        ["check-config", file] => match config::Config::load(Path::new(file)) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} listeners, hostname {})",
-                    c.file.display(),
-                    c.listeners.len(),
-                    c.hostname
-                );
-                ExitCode::SUCCESS
+        ["check-config", file] => {
+            match config::Config::load(Path::new(file)).and_then(|c| c.check_files().map(|()| c)) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} listeners, hostname {})",
+                        c.file.display(),
+                        c.listeners.len(),
+                        c.hostname
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
+        }
         ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
             queue(Path::new(file), rest)
         }
