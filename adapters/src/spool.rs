@@ -226,8 +226,8 @@ pub enum EnvelopeError {
 }
 
 impl SpoolError {
-    /// The kind of the underlying system error (`InvalidData` for a bad
-    /// id, count or file, `InvalidInput` for bad arguments).
+    /// The kind of the underlying system error (`InvalidInput` for a bad
+    /// id or recipient count, `InvalidData` for a bad envelope file).
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             SpoolError::BadId(_) | SpoolError::RecipientCount(_) => io::ErrorKind::InvalidInput,
