@@ -636,3 +636,56 @@ fn every_acknowledged_message_is_synced_before_its_250_and_the_check_catches_ski
         problems.first().map_or("", String::as_str)
     );
 }
+
+/// The checker itself, on hand-written traces: a sync that comes after
+/// the reply, or that ends after it, counts as missing.
+#[test]
+fn checker_wants_each_sync_finished_before_the_reply() {
+    let acked = [Acked {
+        id: "ABC".into(),
+        client_port: 5000,
+        server_port: 25,
+        clear: true,
+        relayed: false,
+    }];
+    let write = "100 10:00:00.000001 write(7</d/m/example.com/a/tmp/F>, \"Received: x\\n\\tby mx (Postern) with ESMTP id ABC\\n\\tfor <a@example.com>\", 60) = 60";
+    let fsync_file = "100 10:00:00.000002 fsync(7</d/m/example.com/a/tmp/F>) = 0";
+    let rename =
+        "100 10:00:00.000003 rename(\"/d/m/example.com/a/tmp/F\", \"/d/m/example.com/a/new/F\") = 0";
+    let fsync_dir = "100 10:00:00.000004 fsync(8</d/m/example.com/a/new>) = 0";
+    let reply = "101  10:00:00.000005 sendto(9<TCP:[127.0.0.1:25->127.0.0.1:5000]>, \"250 2.0.0 Ok: queued as ABC\\r\\n\", 29, MSG_NOSIGNAL, NULL, 0) = 29";
+    let run = |lines: &[&str]| check(&parse_trace(&lines.join("\n")), &acked, 0);
+
+    assert_eq!(
+        run(&[write, fsync_file, rename, fsync_dir, reply]),
+        Vec::<String>::new()
+    );
+    // The directory's fsync after the reply.
+    let p = run(&[write, fsync_file, rename, reply, fsync_dir]);
+    assert!(p.len() == 1 && p[0].contains("name"), "{p:?}");
+    // The file's fsync before its write.
+    let p = run(&[fsync_file, write, rename, fsync_dir, reply]);
+    assert!(p.len() == 1 && p[0].contains("data"), "{p:?}");
+    // The directory's fsync started before the reply but finished after.
+    let p = run(&[
+        write,
+        fsync_file,
+        rename,
+        "100 10:00:00.000004 fsync(8</d/m/example.com/a/new> <unfinished ...>",
+        reply,
+        "100 10:00:00.000006 <... fsync resumed>) = 0",
+    ]);
+    assert!(p.len() == 1 && p[0].contains("name"), "{p:?}");
+    // A failed sync does not count.
+    let p = run(&[
+        write,
+        "100 10:00:00.000002 fsync(7</d/m/example.com/a/tmp/F>) = -1 EIO (Input/output error)",
+        rename,
+        fsync_dir,
+        reply,
+    ]);
+    assert!(p.len() == 1 && p[0].contains("data"), "{p:?}");
+    // Never renamed into new/ before the reply.
+    let p = run(&[write, fsync_file, reply]);
+    assert!(p.len() == 1 && p[0].contains("not renamed"), "{p:?}");
+}
