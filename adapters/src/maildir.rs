@@ -3,7 +3,11 @@
 //! A message is written to `tmp/`, fsync'd, renamed into `new/`, and the
 //! `new/` directory is fsync'd, all before [`Maildir::deliver`] returns: a
 //! kill -9 or a power cut after that cannot lose it, and nothing
-//! half-written ever appears in `new/`. Files are stored with LF line ends,
+//! half-written ever appears in `new/`. Every sync is made on a descriptor
+//! opened before the writes it covers (the group commit's `syncfs` on one
+//! kept open from start), since Linux reports a writeback error only to
+//! descriptors open when it happened. Leftovers in `tmp/` older than 36
+//! hours (the Maildir convention) are removed by [`Maildir::clean_tmp`]. Files are stored with LF line ends,
 //! as Postfix and Dovecot store them; the name carries the file size
 //! (`S=`) and the CRLF size (`W=`), as Dovecot's do.
 
@@ -14,7 +18,198 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How old a file in `tmp/` must be before it counts as the leftover of an
+/// interrupted delivery and is removed (the Maildir convention: 36 hours).
+pub const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// The test-only environment variable that turns every sync of the
+/// Maildir store and the spool into a no-op, so that the crash-consistency
+/// test can show its checker catches missing syncs. Never a setting: with
+/// it, acknowledged mail is not durable. Read once, at the first use.
+pub const TEST_SKIP_SYNC_ENV: &str = "POSTERN_TEST_SKIP_SYNC";
+
+/// Whether [`TEST_SKIP_SYNC_ENV`] is `1` (read once; a loud warning on
+/// stderr when it is).
+pub fn test_syncs_skipped() -> bool {
+    static SKIP: OnceLock<bool> = OnceLock::new();
+    *SKIP.get_or_init(|| {
+        let skip = std::env::var_os(TEST_SKIP_SYNC_ENV).is_some_and(|v| v == "1");
+        if skip {
+            eprintln!(
+                "WARNING: {TEST_SKIP_SYNC_ENV}=1: every fsync and syncfs is SKIPPED; \
+                 acknowledged mail is NOT durable. This switch exists for the \
+                 crash-consistency test only."
+            );
+        }
+        skip
+    })
+}
+
+/// fsyncs an open file or directory (unless the test switch skips syncs).
+pub fn fsync(f: &File) -> io::Result<()> {
+    if test_syncs_skipped() {
+        return Ok(());
+    }
+    f.sync_all()
+}
+
+/// Syncs the whole file system `f` is on (unless the test switch skips syncs).
+pub fn syncfs(f: &File) -> io::Result<()> {
+    if test_syncs_skipped() {
+        return Ok(());
+    }
+    rustix::fs::syncfs(f).map_err(io::Error::from)
+}
+
+/// Why a delivery into the Maildir tree failed. Every cause answers 4xx
+/// upstream: nothing is acknowledged unless it is durable.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    /// A mailbox folder (or its `maildirfolder` marker) could not be created.
+    #[error("cannot create folder {path}: {source}")]
+    CreateFolder {
+        /// The folder or marker.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// The message file could not be created in `tmp/`.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Writing the message failed (disk full, quota).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A directory could not be opened to sync it.
+    #[error("cannot open directory {path}: {source}")]
+    OpenDir {
+        /// The directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// An fsync or syncfs failed (a writeback error): the data may not be
+    /// on disk.
+    #[error("cannot sync {path}: {source}")]
+    Sync {
+        /// The file, directory or file system root.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Moving the file from `tmp/` into `new/` failed.
+    #[error("cannot rename {from} to {to}: {source}")]
+    Rename {
+        /// The name in `tmp/`.
+        from: PathBuf,
+        /// The name in `new/`.
+        to: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Reading the tree (to look for leftovers) failed.
+    #[error("cannot read {path}: {source}")]
+    Scan {
+        /// The directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A thread panicked while holding the kept sync descriptor.
+    #[error("the sync descriptor's lock is poisoned")]
+    Poisoned,
+}
+
+impl MaildirError {
+    /// The kind of the underlying system error (`Other` when there is none).
+    pub fn kind(&self) -> io::ErrorKind {
+        match self.source_io() {
+            Some(e) => e.kind(),
+            None => io::ErrorKind::Other,
+        }
+    }
+
+    fn source_io(&self) -> Option<&io::Error> {
+        match self {
+            MaildirError::CreateFolder { source, .. }
+            | MaildirError::Create { source, .. }
+            | MaildirError::Write { source, .. }
+            | MaildirError::OpenDir { source, .. }
+            | MaildirError::Sync { source, .. }
+            | MaildirError::Rename { source, .. }
+            | MaildirError::Scan { source, .. } => Some(source),
+            MaildirError::Poisoned => None,
+        }
+    }
+
+    /// The same error again (one failed sync fails every file it covered).
+    fn replicate(&self) -> Self {
+        let copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        match self {
+            MaildirError::CreateFolder { path, source } => MaildirError::CreateFolder {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Create { path, source } => MaildirError::Create {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Write { path, source } => MaildirError::Write {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::OpenDir { path, source } => MaildirError::OpenDir {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Sync { path, source } => MaildirError::Sync {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Rename { from, to, source } => MaildirError::Rename {
+                from: from.clone(),
+                to: to.clone(),
+                source: copy(source),
+            },
+            MaildirError::Scan { path, source } => MaildirError::Scan {
+                path: path.clone(),
+                source: copy(source),
+            },
+            MaildirError::Poisoned => MaildirError::Poisoned,
+        }
+    }
+}
+
+impl From<MaildirError> for io::Error {
+    fn from(e: MaildirError) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+fn open_dir(path: &Path) -> Result<File, MaildirError> {
+    File::open(path).map_err(|source| MaildirError::OpenDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn fsync_at(f: &File, path: &Path) -> Result<(), MaildirError> {
+    fsync(f).map_err(|source| MaildirError::Sync {
+        path: path.to_owned(),
+        source,
+    })
+}
 
 /// The Maildir folders every account gets, with their IMAP special use.
 pub const DEFAULT_FOLDERS: &[&str] = &[".Drafts", ".Sent", ".Junk", ".Trash"];
@@ -29,6 +224,9 @@ pub struct Maildir {
     known: Mutex<HashSet<Mailbox>>,
     /// Told of every folder a delivery or the IMAP store changed.
     on_change: OnceLock<ChangeHook>,
+    /// The root, kept open from start for `syncfs`: a descriptor reports
+    /// the file system's writeback errors since it was opened.
+    sync_root: Mutex<Option<Arc<File>>>,
 }
 
 /// A callback told of each changed folder directory (IDLE wakes on it).
@@ -54,9 +252,15 @@ pub struct DeliveryJob {
 impl Maildir {
     /// A tree under `root`; `hostname` goes into file names.
     pub fn new(root: impl Into<PathBuf>, hostname: &str) -> Self {
+        test_syncs_skipped();
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        let root: PathBuf = root.into();
+        // Opened now if the root exists (the daemon creates it first), else
+        // at the first sync, and kept.
+        let sync_root = File::open(&root).ok().map(Arc::new);
         Self {
-            root: root.into(),
+            sync_root: Mutex::new(sync_root),
+            root,
             host,
             counter: AtomicU64::new(0),
             known: Mutex::new(HashSet::new()),
@@ -88,7 +292,7 @@ impl Maildir {
 
     /// Creates the mailbox (INBOX and the default folders) if missing,
     /// fsyncing each new directory's parent.
-    pub fn ensure(&self, mb: &Mailbox) -> io::Result<PathBuf> {
+    pub fn ensure(&self, mb: &Mailbox) -> Result<PathBuf, MaildirError> {
         let inbox = self.mailbox_path(mb);
         if self.known.lock().map(|k| k.contains(mb)).unwrap_or(false) {
             return Ok(inbox);
@@ -100,7 +304,10 @@ impl Maildir {
             return Ok(inbox);
         }
         if !self.root.is_dir() {
-            fs::create_dir_all(&self.root)?;
+            fs::create_dir_all(&self.root).map_err(|source| MaildirError::CreateFolder {
+                path: self.root.clone(),
+                source,
+            })?;
         }
         create_dir_synced(&self.root.join(&mb.domain))?;
         create_dir_synced(&inbox)?;
@@ -116,7 +323,12 @@ impl Maildir {
             // Dovecot marks Maildir++ folders with this empty file.
             let marker = f.join("maildirfolder");
             if !marker.exists() {
-                File::create(&marker)?;
+                let dir = open_dir(&f)?;
+                File::create(&marker).map_err(|source| MaildirError::CreateFolder {
+                    path: marker.clone(),
+                    source,
+                })?;
+                fsync_at(&dir, &f)?;
             }
         }
         Ok(inbox)
@@ -124,7 +336,12 @@ impl Maildir {
 
     /// Delivers `prefix` (header lines, CRLF) and `message` (CRLF) to the
     /// mailbox's `new/`, durably. Returns the file name.
-    pub fn deliver(&self, mb: &Mailbox, prefix: &[u8], message: &[u8]) -> io::Result<String> {
+    pub fn deliver(
+        &self,
+        mb: &Mailbox,
+        prefix: &[u8],
+        message: &[u8],
+    ) -> Result<String, MaildirError> {
         let inbox = self.ensure(mb)?;
         let mut body = Vec::with_capacity(prefix.len() + message.len());
         crlf_to_lf(&mut body, prefix);
@@ -133,13 +350,18 @@ impl Maildir {
         let name = self.unique_name(body.len(), wire_size);
         let tmp = inbox.join("tmp").join(&name);
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            drop(f);
+            // Opened before the rename, so its fsync reports any error since.
             let new_dir = inbox.join("new");
-            fs::rename(&tmp, new_dir.join(&name))?;
-            sync_dir(&new_dir)
+            let dir = open_dir(&new_dir)?;
+            let mut f = create_tmp(&tmp)?;
+            f.write_all(&body).map_err(|source| MaildirError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+            fsync_at(&f, &tmp)?;
+            drop(f);
+            rename(&tmp, &new_dir.join(&name))?;
+            fsync_at(&dir, &new_dir)
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -157,8 +379,8 @@ impl Maildir {
     /// of many threads creating files in one `tmp/`. A failed sync fails
     /// the files it covered, and they are removed: nothing acknowledged is
     /// lost, nothing half-written is left in `new/`.
-    pub fn deliver_batch(&self, jobs: &[DeliveryJob]) -> Vec<io::Result<String>> {
-        let mut results: Vec<io::Result<String>> = Vec::with_capacity(jobs.len());
+    pub fn deliver_batch(&self, jobs: &[DeliveryJob]) -> Vec<Result<String, MaildirError>> {
+        let mut results: Vec<Result<String, MaildirError>> = Vec::with_capacity(jobs.len());
         let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let r = (|| {
@@ -168,10 +390,10 @@ impl Maildir {
                 crlf_to_lf(&mut body, &job.message);
                 let name = self.unique_name(body.len(), job.prefix.len() + job.message.len());
                 let tmp = inbox.join("tmp").join(&name);
-                let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-                if let Err(e) = f.write_all(&body) {
+                let mut f = create_tmp(&tmp)?;
+                if let Err(source) = f.write_all(&body) {
                     let _ = fs::remove_file(&tmp);
-                    return Err(e);
+                    return Err(MaildirError::Write { path: tmp, source });
                 }
                 staged.push((i, tmp, inbox.join("new").join(&name)));
                 Ok(name)
@@ -181,13 +403,13 @@ impl Maildir {
         if staged.is_empty() {
             return results;
         }
-        let fail = |results: &mut Vec<io::Result<String>>,
+        let fail = |results: &mut Vec<Result<String, MaildirError>>,
                     staged: &[(usize, PathBuf, PathBuf)],
-                    e: &io::Error,
+                    e: &MaildirError,
                     renamed: bool| {
             for (i, tmp, new) in staged {
                 let _ = fs::remove_file(if renamed { new } else { tmp });
-                results[*i] = Err(io::Error::new(e.kind(), e.to_string()));
+                results[*i] = Err(e.replicate());
             }
         };
         if let Err(e) = self.sync_fs() {
@@ -196,7 +418,7 @@ impl Maildir {
         }
         let mut renamed = Vec::with_capacity(staged.len());
         for (i, tmp, new) in staged {
-            match fs::rename(&tmp, &new) {
+            match rename(&tmp, &new) {
                 Ok(()) => renamed.push((i, tmp, new)),
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
@@ -219,9 +441,70 @@ impl Maildir {
         results
     }
 
-    fn sync_fs(&self) -> io::Result<()> {
-        let root = File::open(&self.root)?;
-        rustix::fs::syncfs(&root).map_err(io::Error::from)
+    fn sync_fs(&self) -> Result<(), MaildirError> {
+        let root = {
+            let mut kept = self.sync_root.lock().map_err(|_| MaildirError::Poisoned)?;
+            match kept.as_ref() {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(open_dir(&self.root)?);
+                    *kept = Some(f.clone());
+                    f
+                }
+            }
+        };
+        syncfs(&root).map_err(|source| MaildirError::Sync {
+            path: self.root.clone(),
+            source,
+        })
+    }
+
+    /// Removes files older than `max_age` (at `now`) from every `tmp/` of
+    /// the tree (each account's INBOX and folders): leftovers of
+    /// deliveries interrupted by a crash. Returns how many were removed.
+    /// Folders whose name starts with a dot at the domain level (the
+    /// spool's `.postern-queue`) are not Maildirs and are left alone.
+    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> Result<usize, MaildirError> {
+        let mut removed = 0;
+        let domains = match fs::read_dir(&self.root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(MaildirError::Scan {
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        for domain in domains.filter_map(Result::ok) {
+            if domain.file_name().to_string_lossy().starts_with('.')
+                || !domain.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let Ok(users) = fs::read_dir(domain.path()) else {
+                continue;
+            };
+            for user in users.filter_map(Result::ok) {
+                if !user.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let inbox = user.path();
+                removed += remove_old_files(&inbox.join("tmp"), max_age, now, |_| true);
+                let Ok(folders) = fs::read_dir(&inbox) else {
+                    continue;
+                };
+                for folder in folders.filter_map(Result::ok) {
+                    if folder.file_name().to_string_lossy().starts_with('.')
+                        && folder.file_type().is_ok_and(|t| t.is_dir())
+                    {
+                        removed +=
+                            remove_old_files(&folder.path().join("tmp"), max_age, now, |_| true);
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn unique_name(&self, size: usize, wire_size: usize) -> String {
@@ -242,22 +525,77 @@ impl Maildir {
     }
 }
 
-fn create_dir_synced(dir: &Path) -> io::Result<()> {
+/// Removes the regular files in `dir` older than `max_age` whose name
+/// `wanted` accepts; returns how many. A missing `dir` has none.
+pub(crate) fn remove_old_files(
+    dir: &Path,
+    max_age: Duration,
+    now: SystemTime,
+    wanted: impl Fn(&str) -> bool,
+) -> usize {
+    let Some(cutoff) = now.checked_sub(max_age) else {
+        return 0;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let Ok(meta) = e.metadata() else { continue };
+        let old = meta.modified().is_ok_and(|m| m < cutoff);
+        if meta.is_file()
+            && old
+            && wanted(&e.file_name().to_string_lossy())
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn create_tmp(tmp: &Path) -> Result<File, MaildirError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|source| MaildirError::Create {
+            path: tmp.to_owned(),
+            source,
+        })
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), MaildirError> {
+    fs::rename(from, to).map_err(|source| MaildirError::Rename {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        source,
+    })
+}
+
+fn create_dir_synced(dir: &Path) -> Result<(), MaildirError> {
+    let parent = match dir.parent() {
+        Some(p) => Some((open_dir(p)?, p)),
+        None => None,
+    };
     match fs::create_dir(dir) {
         Ok(()) => {
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
+            if let Some((f, p)) = parent {
+                fsync_at(&f, p)?;
             }
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Err(source) => Err(MaildirError::CreateFolder {
+            path: dir.to_owned(),
+            source,
+        }),
     }
 }
 
 /// fsyncs a directory so a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    fsync(&File::open(dir)?)
 }
 
 /// Appends `data` with each CRLF turned into LF.
@@ -274,6 +612,43 @@ pub fn crlf_to_lf(out: &mut Vec<u8>, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_tmp_removes_only_old_leftovers() {
+        let dir =
+            std::env::temp_dir().join(format!("postern-maildir-clean-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::new(&dir, "mx.example.com");
+        let mb = Mailbox {
+            domain: "example.com".into(),
+            user: "alice".into(),
+        };
+        let inbox = md.ensure(&mb).unwrap();
+        let now = SystemTime::now();
+        let old = now - TMP_MAX_AGE - Duration::from_secs(60);
+        let young = now - TMP_MAX_AGE + Duration::from_secs(60);
+        let put = |path: PathBuf, mtime: SystemTime| {
+            let f = File::create(&path).unwrap();
+            f.set_modified(mtime).unwrap();
+        };
+        put(inbox.join("tmp/old-inbox"), old);
+        put(inbox.join("tmp/young-inbox"), young);
+        put(inbox.join(".Sent/tmp/old-sent"), old);
+        put(inbox.join(".Sent/tmp/young-sent"), young);
+        put(inbox.join("new/old-but-delivered"), old);
+        // Not a Maildir: the spool's folder under the root is left alone.
+        fs::create_dir_all(dir.join(".postern-queue/x/tmp")).unwrap();
+        put(dir.join(".postern-queue/x/tmp/old"), old);
+        assert_eq!(md.clean_tmp(TMP_MAX_AGE, now).unwrap(), 2);
+        assert!(!inbox.join("tmp/old-inbox").exists());
+        assert!(!inbox.join(".Sent/tmp/old-sent").exists());
+        assert!(inbox.join("tmp/young-inbox").exists());
+        assert!(inbox.join(".Sent/tmp/young-sent").exists());
+        assert!(inbox.join("new/old-but-delivered").exists());
+        assert!(dir.join(".postern-queue/x/tmp/old").exists());
+        assert_eq!(md.clean_tmp(TMP_MAX_AGE, now).unwrap(), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn batch_delivers_each_and_reports_each() {
@@ -304,6 +679,7 @@ mod tests {
             .collect();
         let r = md.deliver_batch(&jobs);
         assert!(r[0].is_ok() && r[1].is_err() && r[2].is_ok(), "{r:?}");
+        assert!(matches!(r[1], Err(MaildirError::Rename { .. })), "{r:?}");
         assert_eq!(
             fs::read_dir(dir.join("example.com/alice/new"))
                 .unwrap()

@@ -5,14 +5,21 @@
 //! Both are written to a temporary name, fsync'd, renamed and the folder
 //! fsync'd before [`Spool::enqueue`] returns, so a message is safe before
 //! the submitting client hears 250. State changes rewrite `<id>.env` the
-//! same way; a message whose `.env` is missing was never acknowledged and
-//! its `.msg` is removed at start.
+//! same way; a message whose `.env` is missing was never acknowledged.
+//! The folder's descriptor is kept open from [`Spool::open`] and fsync'd,
+//! so a writeback error since start is reported (and answered 4xx), never
+//! lost. Leftovers (temporary files, bodies without an envelope) older
+//! than 36 hours are removed at open and by [`Spool::clean_tmp`]: younger
+//! ones may belong to a write in progress in another process (the daemon,
+//! while `postern queue` opens the spool).
 
-use crate::maildir::sync_dir;
+use crate::maildir::{fsync, remove_old_files, test_syncs_skipped, TMP_MAX_AGE};
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// The most recipients one queued message may have.
 const MAX_RCPTS: usize = 10_000;
@@ -92,6 +99,9 @@ pub struct QueueStats {
 #[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
+    /// The folder, open from start: its fsync makes renames durable and
+    /// reports writeback errors since it was opened.
+    dir_fd: Arc<File>,
 }
 
 /// Whether `id` is a valid queue id (so it can name files safely).
@@ -99,27 +109,189 @@ pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn bad(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+/// Why the spool could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The queue id is empty, too long, or not letters and digits.
+    #[error("bad queue id {0:?}")]
+    BadId(String),
+    /// A message needs between 1 and 10,000 recipients.
+    #[error("bad recipient count {0} (1 to {MAX_RCPTS})")]
+    RecipientCount(usize),
+    /// The spool folder could not be created or opened.
+    #[error("cannot open the queue folder {path}: {source}")]
+    OpenFolder {
+        /// The folder.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A temporary file could not be created.
+    #[error("cannot create {path}: {source}")]
+    Create {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Writing a file failed (disk full, quota).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// An fsync failed: what was written may not be on disk.
+    #[error("cannot sync {path}: {source}")]
+    Sync {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Renaming a temporary file to its final name failed.
+    #[error("cannot rename {from} to {to}: {source}")]
+    Rename {
+        /// The temporary name.
+        from: PathBuf,
+        /// The final name.
+        to: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Reading a file or the folder failed (a missing message included).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// Removing a message's files failed.
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// An envelope file is larger than any this spool writes.
+    #[error("{path}: envelope file of {size} bytes is too large")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// An envelope file does not parse.
+    #[error("{path}: {reason}")]
+    BadEnvelope {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        reason: EnvelopeError,
+    },
+}
+
+/// What is wrong in an envelope (`.env`) file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The first line is not `postern-queue 1`.
+    #[error("not a postern queue file")]
+    NotQueueFile,
+    /// A field is missing at the end.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// Another field stands where one was expected.
+    #[error("expected {expected}, found {found}")]
+    Unexpected {
+        /// The field expected.
+        expected: &'static str,
+        /// What was found.
+        found: String,
+    },
+    /// A number field does not parse.
+    #[error("bad {0}")]
+    BadNumber(&'static str),
+    /// A recipient's status is not pending, delivered or failed.
+    #[error("bad status {0}")]
+    BadStatus(String),
+    /// More than 10,000 recipients.
+    #[error("too many recipients")]
+    TooManyRecipients,
+    /// The id is not valid, or there is no recipient.
+    #[error("bad id or no recipients")]
+    BadIdOrNoRecipients,
+}
+
+impl SpoolError {
+    /// The kind of the underlying system error (`InvalidInput` for a bad
+    /// id or recipient count, `InvalidData` for a bad envelope file).
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            SpoolError::BadId(_) | SpoolError::RecipientCount(_) => io::ErrorKind::InvalidInput,
+            SpoolError::OpenFolder { source, .. }
+            | SpoolError::Create { source, .. }
+            | SpoolError::Write { source, .. }
+            | SpoolError::Sync { source, .. }
+            | SpoolError::Rename { source, .. }
+            | SpoolError::Read { source, .. }
+            | SpoolError::Remove { source, .. } => source.kind(),
+            SpoolError::TooLarge { .. } | SpoolError::BadEnvelope { .. } => {
+                io::ErrorKind::InvalidData
+            }
+        }
+    }
+}
+
+impl From<SpoolError> for io::Error {
+    fn from(e: SpoolError) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+fn checked_id(id: &str) -> Result<(), SpoolError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(SpoolError::BadId(id.to_owned()))
+    }
 }
 
 impl Spool {
-    /// Opens (creating) the spool and removes leftovers of interrupted
-    /// writes: temporary files, and message bodies without an envelope.
-    pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
+    /// Opens (creating) the spool, keeps its folder open for syncs, and
+    /// removes leftovers of interrupted writes older than 36 hours.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, SpoolError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
-        for e in fs::read_dir(&dir)?.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("tmp.") {
-                let _ = fs::remove_file(e.path());
-            } else if let Some(id) = name.strip_suffix(".msg") {
-                if !dir.join(format!("{id}.env")).exists() {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-        Ok(Self { dir })
+        test_syncs_skipped();
+        let opened = fs::create_dir_all(&dir).and_then(|()| File::open(&dir));
+        let dir_fd = match opened {
+            Ok(f) => Arc::new(f),
+            Err(source) => return Err(SpoolError::OpenFolder { path: dir, source }),
+        };
+        let spool = Self { dir, dir_fd };
+        spool.clean_tmp(TMP_MAX_AGE, SystemTime::now());
+        Ok(spool)
+    }
+
+    /// Removes leftovers of interrupted writes older than `max_age` (at
+    /// `now`): temporary files, and message bodies without an envelope.
+    /// Returns how many were removed.
+    pub fn clean_tmp(&self, max_age: Duration, now: SystemTime) -> usize {
+        remove_old_files(&self.dir, max_age, now, |name| {
+            name.starts_with("tmp.")
+                || name
+                    .strip_suffix(".msg")
+                    .is_some_and(|id| !self.dir.join(format!("{id}.env")).exists())
+        })
+    }
+
+    fn sync_folder(&self) -> Result<(), SpoolError> {
+        fsync(&self.dir_fd).map_err(|source| SpoolError::Sync {
+            path: self.dir.clone(),
+            source,
+        })
     }
 
     /// The folder.
@@ -127,19 +299,34 @@ impl Spool {
         &self.dir
     }
 
-    fn write_atomic(&self, name: &str, bytes: &[u8], sync_folder: bool) -> io::Result<()> {
+    fn write_atomic(&self, name: &str, bytes: &[u8], sync_folder: bool) -> Result<(), SpoolError> {
         let tmp = self.dir.join(format!("tmp.{name}"));
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.dir.join(name))?;
+                .open(&tmp)
+                .map_err(|source| SpoolError::Create {
+                    path: tmp.clone(),
+                    source,
+                })?;
+            f.write_all(bytes).map_err(|source| SpoolError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+            fsync(&f).map_err(|source| SpoolError::Sync {
+                path: tmp.clone(),
+                source,
+            })?;
+            let to = self.dir.join(name);
+            fs::rename(&tmp, &to).map_err(|source| SpoolError::Rename {
+                from: tmp.clone(),
+                to,
+                source,
+            })?;
             if sync_folder {
-                sync_dir(&self.dir)?;
+                self.sync_folder()?;
             }
             Ok(())
         })();
@@ -157,12 +344,10 @@ impl Spool {
         rcpts: &[String],
         data: &[u8],
         now: u64,
-    ) -> io::Result<QueuedMessage> {
-        if !valid_id(id) {
-            return Err(bad(format!("bad queue id {id:?}")));
-        }
+    ) -> Result<QueuedMessage, SpoolError> {
+        checked_id(id)?;
         if rcpts.is_empty() || rcpts.len() > MAX_RCPTS {
-            return Err(bad("bad recipient count"));
+            return Err(SpoolError::RecipientCount(rcpts.len()));
         }
         let msg = QueuedMessage {
             id: id.to_owned(),
@@ -188,49 +373,53 @@ impl Spool {
     }
 
     /// Rewrites a message's state durably.
-    pub fn update(&self, msg: &QueuedMessage) -> io::Result<()> {
-        if !valid_id(&msg.id) {
-            return Err(bad("bad queue id"));
-        }
+    pub fn update(&self, msg: &QueuedMessage) -> Result<(), SpoolError> {
+        checked_id(&msg.id)?;
         self.write_atomic(&format!("{}.env", msg.id), encode(msg).as_bytes(), true)
     }
 
     /// A message's state.
-    pub fn load(&self, id: &str) -> io::Result<QueuedMessage> {
-        if !valid_id(id) {
-            return Err(bad(format!("bad queue id {id:?}")));
-        }
+    pub fn load(&self, id: &str) -> Result<QueuedMessage, SpoolError> {
+        checked_id(id)?;
         let path = self.dir.join(format!("{id}.env"));
-        if fs::metadata(&path)?.len() > MAX_ENV {
-            return Err(bad("envelope file too large"));
+        let read = |source| SpoolError::Read {
+            path: path.clone(),
+            source,
+        };
+        let size = fs::metadata(&path).map_err(read)?.len();
+        if size > MAX_ENV {
+            return Err(SpoolError::TooLarge { path, size });
         }
-        decode(&fs::read_to_string(path)?)
+        let text = fs::read_to_string(&path).map_err(read)?;
+        decode(&text).map_err(|reason| SpoolError::BadEnvelope { path, reason })
     }
 
     /// A message's bytes.
-    pub fn data(&self, id: &str) -> io::Result<Vec<u8>> {
-        if !valid_id(id) {
-            return Err(bad(format!("bad queue id {id:?}")));
-        }
-        fs::read(self.dir.join(format!("{id}.msg")))
+    pub fn data(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+        checked_id(id)?;
+        let path = self.dir.join(format!("{id}.msg"));
+        fs::read(&path).map_err(|source| SpoolError::Read { path, source })
     }
 
     /// Removes a message (both files).
-    pub fn remove(&self, id: &str) -> io::Result<()> {
-        if !valid_id(id) {
-            return Err(bad(format!("bad queue id {id:?}")));
-        }
-        fs::remove_file(self.dir.join(format!("{id}.env")))?;
+    pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
+        checked_id(id)?;
+        let env = self.dir.join(format!("{id}.env"));
+        fs::remove_file(&env).map_err(|source| SpoolError::Remove { path: env, source })?;
         let _ = fs::remove_file(self.dir.join(format!("{id}.msg")));
-        sync_dir(&self.dir)
+        self.sync_folder()
     }
 
     /// Every queued message, oldest first. Unreadable envelopes are skipped
     /// (and reported in the second list).
-    pub fn list(&self) -> io::Result<(Vec<QueuedMessage>, Vec<String>)> {
+    pub fn list(&self) -> Result<(Vec<QueuedMessage>, Vec<String>), SpoolError> {
         let mut ok = Vec::new();
         let mut broken = Vec::new();
-        for e in fs::read_dir(&self.dir)?.filter_map(Result::ok) {
+        let entries = fs::read_dir(&self.dir).map_err(|source| SpoolError::Read {
+            path: self.dir.clone(),
+            source,
+        })?;
+        for e in entries.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(id) = name.strip_suffix(".env") else {
                 continue;
@@ -248,7 +437,7 @@ impl Spool {
     }
 
     /// Figures for monitoring.
-    pub fn stats(&self, now: u64) -> io::Result<QueueStats> {
+    pub fn stats(&self, now: u64) -> Result<QueueStats, SpoolError> {
         let (msgs, _) = self.list()?;
         Ok(QueueStats {
             size: msgs.len(),
@@ -283,25 +472,30 @@ fn encode(m: &QueuedMessage) -> String {
     s
 }
 
-fn decode(text: &str) -> io::Result<QueuedMessage> {
+fn decode(text: &str) -> Result<QueuedMessage, EnvelopeError> {
     let mut lines = text.lines();
     if lines.next() != Some("postern-queue 1") {
-        return Err(bad("not a postern queue file"));
+        return Err(EnvelopeError::NotQueueFile);
     }
-    let mut field = |name: &str| -> io::Result<String> {
-        let l = lines.next().ok_or_else(|| bad(format!("missing {name}")))?;
+    let mut field = |name: &'static str| -> Result<String, EnvelopeError> {
+        let l = lines.next().ok_or(EnvelopeError::Missing(name))?;
         let (k, v) = l.split_once(' ').unwrap_or((l, ""));
         if k != name {
-            return Err(bad(format!("expected {name}, found {k}")));
+            return Err(EnvelopeError::Unexpected {
+                expected: name,
+                found: k.chars().take(64).collect(),
+            });
         }
         Ok(v.to_owned())
     };
-    let num = |v: String, what: &str| v.parse::<u64>().map_err(|_| bad(format!("bad {what}")));
+    let num = |v: String, what: &'static str| {
+        v.parse::<u64>().map_err(|_| EnvelopeError::BadNumber(what))
+    };
     let id = field("id")?;
     let from = field("from")?;
     let created = num(field("created")?, "created")?;
-    let attempts =
-        u32::try_from(num(field("attempts")?, "attempts")?).map_err(|_| bad("bad attempts"))?;
+    let attempts = u32::try_from(num(field("attempts")?, "attempts")?)
+        .map_err(|_| EnvelopeError::BadNumber("attempts"))?;
     let next_attempt = num(field("next")?, "next")?;
     let mut rcpts = Vec::new();
     while let Ok(status) = field("rcpt") {
@@ -309,7 +503,7 @@ fn decode(text: &str) -> io::Result<QueuedMessage> {
             "pending" => RcptStatus::Pending,
             "delivered" => RcptStatus::Delivered,
             "failed" => RcptStatus::Failed,
-            other => return Err(bad(format!("bad status {other}"))),
+            other => return Err(EnvelopeError::BadStatus(other.chars().take(64).collect())),
         };
         let address = field("addr")?;
         let last_reply = field("reply")?;
@@ -319,11 +513,11 @@ fn decode(text: &str) -> io::Result<QueuedMessage> {
             last_reply,
         });
         if rcpts.len() > MAX_RCPTS {
-            return Err(bad("too many recipients"));
+            return Err(EnvelopeError::TooManyRecipients);
         }
     }
     if !valid_id(&id) || rcpts.is_empty() {
-        return Err(bad("bad id or no recipients"));
+        return Err(EnvelopeError::BadIdOrNoRecipients);
     }
     Ok(QueuedMessage {
         id,
@@ -358,10 +552,27 @@ mod tests {
         m.attempts = 1;
         m.next_attempt = 400;
         s.update(&m).unwrap();
-        // Leftovers of an interrupted write vanish at the next open.
-        fs::write(dir.join("tmp.Q2.env"), b"partial").unwrap();
-        fs::write(dir.join("Q3.msg"), b"never acknowledged").unwrap();
+        // Leftovers of an interrupted write vanish at the next open once
+        // older than 36 hours; younger ones may be a write in progress.
+        let old = SystemTime::now() - TMP_MAX_AGE - Duration::from_secs(60);
+        for (name, mtime) in [
+            ("tmp.Q2.env", Some(old)),
+            ("Q3.msg", Some(old)),
+            ("tmp.Q4.env", None),
+            ("Q5.msg", None),
+        ] {
+            let f = File::create(dir.join(name)).unwrap();
+            if let Some(t) = mtime {
+                f.set_modified(t).unwrap();
+            }
+        }
         let s = Spool::open(&dir).unwrap();
+        assert!(dir.join("tmp.Q4.env").exists() && dir.join("Q5.msg").exists());
+        assert_eq!(s.clean_tmp(TMP_MAX_AGE, SystemTime::now()), 0);
+        assert_eq!(
+            s.clean_tmp(Duration::ZERO, SystemTime::now() + Duration::from_secs(1)),
+            2
+        );
         let (all, broken) = s.list().unwrap();
         assert!(broken.is_empty());
         assert_eq!(all.len(), 1);
@@ -377,7 +588,18 @@ mod tests {
                 deferred: 1
             }
         );
-        assert!(s.load("../etc/passwd").is_err());
+        assert!(matches!(s.load("../etc/passwd"), Err(SpoolError::BadId(_))));
+        fs::write(dir.join("Q6.env"), b"postern-queue 1\nid Q6\nfrom\n").unwrap();
+        assert!(matches!(
+            s.load("Q6"),
+            Err(SpoolError::BadEnvelope {
+                reason: EnvelopeError::Missing("created"),
+                ..
+            })
+        ));
+        let io: io::Error = s.load("Q7").unwrap_err().into();
+        assert_eq!(io.kind(), io::ErrorKind::NotFound);
+        fs::remove_file(dir.join("Q6.env")).unwrap();
         s.remove("Q1").unwrap();
         assert!(s.list().unwrap().0.is_empty());
         fs::remove_dir_all(&dir).unwrap();

@@ -182,6 +182,15 @@ impl From<std::io::Error> for QueueError {
     }
 }
 
+impl From<crate::spool::SpoolError> for QueueError {
+    fn from(e: crate::spool::SpoolError) -> Self {
+        match e {
+            crate::spool::SpoolError::BadId(id) => QueueError::BadId(id),
+            other => QueueError::from(std::io::Error::from(other)),
+        }
+    }
+}
+
 impl From<QueueError> for std::io::Error {
     fn from(e: QueueError) -> Self {
         match e {
@@ -296,11 +305,11 @@ fn claim_path(spool: &Spool, id: &str) -> std::path::PathBuf {
 
 /// A spool result for one id: a bad id and a missing file get their own
 /// variants.
-fn queue_io<T>(id: &str, r: std::io::Result<T>) -> Result<T, QueueError> {
+fn queue_io<T>(id: &str, r: Result<T, crate::spool::SpoolError>) -> Result<T, QueueError> {
     if !crate::spool::valid_id(id) {
         return Err(QueueError::BadId(id.to_owned()));
     }
-    r.map_err(|e| match e.kind() {
+    r.map_err(std::io::Error::from).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => QueueError::NotFound(id.to_owned()),
         _ => QueueError::from(e),
     })

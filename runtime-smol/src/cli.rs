@@ -14,10 +14,70 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   postern serve                  run the embedded development default (loopback, ./postern-data)
   postern serve --config FILE    run with a configuration file
-  postern check-config FILE      check a configuration file and exit
+  postern check-config FILE      check a configuration file (and every file it names) and exit
   postern queue --config FILE list | show ID | retry ID|all | delete ID
                                  inspect and manage the outbound queue
-environment: POSTERN_LOG=error|warn|info|debug (default info)";
+environment: POSTERN_LOG=error|warn|info|debug (default info)
+             SMOL_THREADS=N threads running sessions (default: one per core)";
+
+/// Descriptors kept free of client connections (spool and Maildir files,
+/// listeners, the relay's connections, certificate reloads, logs).
+const FD_HEADROOM: u64 = 256;
+
+/// Sets the number of threads that run sessions to one per core, unless
+/// `SMOL_THREADS` says otherwise. smol's global executor reads the variable
+/// when it first spawns a task, so this runs before that, while the
+/// process has a single thread (nothing else reads the environment then).
+fn executor_threads() -> usize {
+    if let Some(n) = std::env::var("SMOL_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return n;
+    }
+    let n = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    std::env::set_var("SMOL_THREADS", n.to_string());
+    n
+}
+
+/// Raises the soft limit on open descriptors to the hard limit; returns
+/// (before, after). `None` when the limit cannot be read or is unlimited.
+fn raise_descriptor_limit() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (now.current, now.maximum) else {
+        return (now.current, now.current);
+    };
+    if maximum <= current {
+        return (Some(current), Some(current));
+    }
+    let raised = Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => (Some(current), Some(maximum)),
+        Err(_) => (Some(current), Some(current)),
+    }
+}
+
+/// Keeps [`FD_HEADROOM`] descriptors free of SMTP sessions: lowers
+/// `max_connections` (and the per-client cap) to fit under `limit`.
+fn fit_connections(cfg: &mut config::Config, limit: u64) {
+    let room = usize::try_from(limit.saturating_sub(FD_HEADROOM))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if cfg.max_connections > room {
+        tracing::warn!(
+            "smtp.max_connections = {} does not fit the descriptor limit {limit} with {FD_HEADROOM} kept free: using {room}",
+            cfg.max_connections
+        );
+        cfg.max_connections = room;
+        let cap = u32::try_from(room).unwrap_or(u32::MAX);
+        cfg.max_connections_per_client = cfg.max_connections_per_client.min(cap);
+    }
+}
 
 fn init_logs() {
     let level = match std::env::var("POSTERN_LOG").as_deref() {
@@ -40,21 +100,23 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.as_slice() {
         ["serve"] => serve_default(),
         ["serve", "--config", file] | ["serve", "-c", file] => serve_file(Path::new(file)),
-        ["check-config", file] => match config::Config::load(Path::new(file)) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} listeners, hostname {})",
-                    c.file.display(),
-                    c.listeners.len(),
-                    c.hostname
-                );
-                ExitCode::SUCCESS
+        ["check-config", file] => {
+            match config::Config::load(Path::new(file)).and_then(|c| c.check_files().map(|()| c)) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} listeners, hostname {})",
+                        c.file.display(),
+                        c.listeners.len(),
+                        c.hostname
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
+        }
         ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
             queue(Path::new(file), rest)
         }
@@ -129,8 +191,21 @@ fn serve_file(path: &Path) -> ExitCode {
     }
 }
 
-fn run(cfg: config::Config) -> ExitCode {
+fn run(mut cfg: config::Config) -> ExitCode {
+    // Before any thread is started (the executor's, the commit thread).
+    let threads = executor_threads();
     init_logs();
+    let (before, after) = raise_descriptor_limit();
+    match (before, after) {
+        (Some(b), Some(a)) if a > b => {
+            tracing::info!("open descriptor limit raised from {b} to {a} (the hard limit)");
+        }
+        _ => {}
+    }
+    if let Some(limit) = after {
+        fit_connections(&mut cfg, limit);
+    }
+    tracing::info!("sessions run on {threads} executor thread(s)");
     let srv = match server::Server::new(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -138,6 +213,9 @@ fn run(cfg: config::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(spool) = &srv.spool {
+        srv.committer.also_clean(spool.clone());
+    }
     smol::block_on(async {
         let bound = match listen::bind(&srv).await {
             Ok(b) => b,
@@ -171,7 +249,7 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
         }
     };
     let now = crate::clock::unix_now();
-    let fail = |e: std::io::Error| {
+    let fail = |e: postern_adapters::spool::SpoolError| {
         eprintln!("postern: {e}");
         ExitCode::from(1)
     };
@@ -259,6 +337,41 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_fit_under_the_descriptor_limit_with_headroom() {
+        let text = "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\n[directory]\n\
+                    accounts = \"a.cf\"\n[smtp]\nmax_connections = 2000\n\
+                    max_connections_per_client = 50\n[[listener]]\n\
+                    address = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n";
+        let mut cfg = config::Config::parse(text, Path::new("p.toml"), Path::new("/")).unwrap();
+        fit_connections(&mut cfg, 1_048_576);
+        assert_eq!(cfg.max_connections, 2000);
+        fit_connections(&mut cfg, 1024);
+        assert_eq!(cfg.max_connections, 1024 - FD_HEADROOM as usize);
+        fit_connections(&mut cfg, 300);
+        assert_eq!(
+            (cfg.max_connections, cfg.max_connections_per_client),
+            (44, 44)
+        );
+        fit_connections(&mut cfg, 10);
+        assert_eq!(cfg.max_connections, 1);
+    }
+
+    #[test]
+    fn descriptor_limit_is_raised_to_the_hard_limit() {
+        let (before, after) = raise_descriptor_limit();
+        if let (Some(b), Some(a)) = (before, after) {
+            assert!(a >= b);
+            let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            assert_eq!(now.current, Some(a));
         }
     }
 }

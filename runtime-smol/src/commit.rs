@@ -4,14 +4,25 @@
 //! Under load a batch grows by itself (what arrives during one commit is
 //! the next batch); alone, a message costs what a single fsync'd delivery
 //! costs. Each session waits for its own results before answering 250.
+//!
+//! When idle, the same thread removes leftovers of interrupted deliveries
+//! older than 36 hours from the Maildir tree's `tmp/` folders and from the
+//! spools it was given ([`Committer::also_clean`]): once at start and then
+//! at most once an hour (at the latest two hours after the last time, even
+//! under load).
 
-use postern_adapters::maildir::{DeliveryJob, Maildir};
+use postern_adapters::maildir::{DeliveryJob, Maildir, TMP_MAX_AGE};
+use postern_adapters::spool::Spool;
 use std::io;
-use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The most deliveries in one commit.
 const MAX_BATCH: usize = 512;
+
+/// How often the `tmp/` leftovers are looked for, at most.
+const CLEAN_EVERY: Duration = Duration::from_secs(3600);
 
 type Results = Vec<io::Result<String>>;
 
@@ -24,16 +35,63 @@ struct Request {
 #[derive(Debug)]
 pub struct Committer {
     tx: mpsc::Sender<Request>,
+    spools: Arc<Mutex<Vec<Spool>>>,
+}
+
+/// Removes old `tmp/` leftovers from the tree and the spools; logs counts.
+fn clean(maildir: &Maildir, spools: &Mutex<Vec<Spool>>) {
+    let now = SystemTime::now();
+    match maildir.clean_tmp(TMP_MAX_AGE, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "removed {n} leftover file(s) older than 36 h from the Maildir tmp/ folders"
+        ),
+        Err(e) => tracing::warn!(
+            "cannot look for leftovers in {}: {e}",
+            maildir.root().display()
+        ),
+    }
+    let spools: Vec<Spool> = spools.lock().map(|s| s.clone()).unwrap_or_default();
+    for sp in spools {
+        let n = sp.clean_tmp(TMP_MAX_AGE, now);
+        if n > 0 {
+            tracing::info!(
+                "removed {n} leftover file(s) older than 36 h from the queue {}",
+                sp.dir().display()
+            );
+        }
+    }
 }
 
 impl Committer {
     /// Starts the writer thread for `maildir`.
     pub fn start(maildir: Arc<Maildir>) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Request>();
+        let spools: Arc<Mutex<Vec<Spool>>> = Arc::default();
+        let spools2 = spools.clone();
         std::thread::Builder::new()
             .name("postern-commit".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                let mut last_clean: Option<Instant> = None;
+                loop {
+                    let wait = match last_clean {
+                        None => Duration::ZERO,
+                        Some(t) => (t + CLEAN_EVERY).saturating_duration_since(Instant::now()),
+                    };
+                    let first = match rx.recv_timeout(wait) {
+                        Ok(r) => r,
+                        Err(RecvTimeoutError::Timeout) => {
+                            clean(&maildir, &spools2);
+                            last_clean = Some(Instant::now());
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    if last_clean.is_some_and(|t| t.elapsed() >= 2 * CLEAN_EVERY) {
+                        // Never idle for two hours: clean between batches.
+                        clean(&maildir, &spools2);
+                        last_clean = Some(Instant::now());
+                    }
                     let mut requests = vec![first];
                     let mut n = requests[0].jobs.len();
                     while n < MAX_BATCH {
@@ -51,12 +109,24 @@ impl Committer {
                         .collect();
                     let mut results = maildir.deliver_batch(&all).into_iter();
                     for r in requests {
-                        let mine: Results = results.by_ref().take(r.jobs.len()).collect();
+                        let mine: Results = results
+                            .by_ref()
+                            .take(r.jobs.len())
+                            .map(|r| r.map_err(io::Error::from))
+                            .collect();
                         let _ = r.reply.try_send(mine);
                     }
                 }
             })?;
-        Ok(Self { tx })
+        Ok(Self { tx, spools })
+    }
+
+    /// Adds a spool whose leftovers the writer thread removes when idle
+    /// (they are also removed when the spool is opened).
+    pub fn also_clean(&self, spool: Spool) {
+        if let Ok(mut s) = self.spools.lock() {
+            s.push(spool);
+        }
     }
 
     /// Delivers `jobs` durably; one result per job, in order.

@@ -43,6 +43,35 @@
 //! proxy = "required"                          # forbidden (default) | required
 //! trusted_networks = ["10.0.20.0/24"]
 //! ```
+//!
+//! Limits: every number has a default no looser than Postfix's or
+//! Dovecot's and a range outside which the file is refused (a value out of
+//! range is a typo or a door left open, never silently clamped):
+//!
+//! | key                               | default  | allowed                 |
+//! |-----------------------------------|----------|-------------------------|
+//! | `smtp.max_message_size`           | 10240000 | 1024 to 1 GiB           |
+//! | `smtp.max_recipients`             | 1000     | 1 to 100,000            |
+//! | `smtp.max_line`                   | 2048     | 512 to 65,536           |
+//! | `smtp.hard_error_limit`           | 20       | 1 to 1,000              |
+//! | `smtp.command_timeout_secs`       | 300      | 1 to 3,600              |
+//! | `smtp.data_timeout_secs`          | 300      | 1 to 3,600              |
+//! | `smtp.max_connections`            | 2000     | 1 to 100,000            |
+//! | `smtp.max_connections_per_client` | 50       | 1 to `max_connections`  |
+//! | `imap.quota_mib`                  | 0 (none) | 0 to 16 TiB             |
+//! | `imap.idle_poll_secs`             | 5        | 1 to 86,400             |
+//! | `tls.reload_check_secs`           | 10       | 1 to 86,400             |
+//! | `shutdown_grace_secs`             | 30       | 0 to 3,600              |
+//! | `auth_failure_delay_ms`           | 1000     | 0 to 60,000             |
+//! | `relay.daily_limit`               | 0 (none) | 0 to 1,000,000          |
+//! | `relay.concurrency`               | 4        | 1 to 64                 |
+//! | `relay.scan_interval_secs`        | 5        | 1 to 86,400             |
+//! | `listener.proxy_timeout_secs`     | 5        | 1 to 300                |
+//!
+//! [`Config::load`] checks the file itself; [`Config::check_files`] (run
+//! by `postern check-config`) also checks that every file it names exists
+//! and parses: accounts, virtual, quotas, certificate and key, relay
+//! `sasl_passwd` and CA file.
 
 use postern_core::proxy::{ProxyConfig, ProxyPolicy};
 use postern_core::smtp::{BareNewline, SmtpConfig, SmtpLimits};
@@ -97,9 +126,9 @@ struct Raw {
     #[serde(default)]
     imap: RawImap,
     #[serde(default)]
-    shutdown_grace_secs: Option<u64>,
+    shutdown_grace_secs: Option<Spanned<u64>>,
     #[serde(default)]
-    auth_failure_delay_ms: Option<u64>,
+    auth_failure_delay_ms: Option<Spanned<u64>>,
     #[serde(default)]
     queue_dir: Option<PathBuf>,
     #[serde(default)]
@@ -112,50 +141,50 @@ struct Raw {
 struct RawRelay {
     host: String,
     port: u16,
-    sasl_passwd: Option<PathBuf>,
+    sasl_passwd: Option<Spanned<PathBuf>>,
     require_tls: Option<bool>,
-    ca_file: Option<PathBuf>,
-    daily_limit: Option<u32>,
-    concurrency: Option<usize>,
-    scan_interval_secs: Option<u64>,
+    ca_file: Option<Spanned<PathBuf>>,
+    daily_limit: Option<Spanned<u32>>,
+    concurrency: Option<Spanned<usize>>,
+    scan_interval_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDirectory {
-    accounts: PathBuf,
+    accounts: Spanned<PathBuf>,
     #[serde(rename = "virtual")]
-    virtual_file: Option<PathBuf>,
-    quotas: Option<PathBuf>,
+    virtual_file: Option<Spanned<PathBuf>>,
+    quotas: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawImap {
-    quota_mib: Option<u64>,
-    idle_poll_secs: Option<u64>,
+    quota_mib: Option<Spanned<u64>>,
+    idle_poll_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
-    cert: PathBuf,
-    key: PathBuf,
-    reload_check_secs: Option<u64>,
+    cert: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+    reload_check_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
-    max_message_size: Option<u64>,
-    max_recipients: Option<usize>,
-    max_line: Option<usize>,
-    hard_error_limit: Option<u32>,
-    command_timeout_secs: Option<u64>,
-    data_timeout_secs: Option<u64>,
+    max_message_size: Option<Spanned<u64>>,
+    max_recipients: Option<Spanned<usize>>,
+    max_line: Option<Spanned<usize>>,
+    hard_error_limit: Option<Spanned<u32>>,
+    command_timeout_secs: Option<Spanned<u64>>,
+    data_timeout_secs: Option<Spanned<u64>>,
     bare_newline: Option<Spanned<String>>,
-    max_connections: Option<usize>,
-    max_connections_per_client: Option<u32>,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_client: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -170,7 +199,7 @@ struct RawListener {
     #[serde(default)]
     trusted_networks: Option<Spanned<Vec<String>>>,
     #[serde(default)]
-    proxy_timeout_secs: Option<u64>,
+    proxy_timeout_secs: Option<Spanned<u64>>,
 }
 
 /// What a listener speaks.
@@ -271,7 +300,41 @@ pub struct Config {
     pub max_connections_per_client: u32,
     /// The smarthost, if outbound mail is relayed.
     pub relay: Option<RelayConfig>,
+    /// The line of each key that names a file (`directory.accounts`,
+    /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
+    pub file_lines: std::collections::BTreeMap<&'static str, usize>,
 }
+
+/// A number's range: (key, default, least, most).
+struct Range<T>(&'static str, T, T, T);
+
+impl<T: Copy + PartialOrd + fmt::Display> Range<T> {
+    /// The value (or the default), refused with line and key outside the range.
+    fn get(
+        &self,
+        v: Option<&Spanned<T>>,
+        at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+    ) -> Result<T, ConfigError> {
+        let Range(key, default, min, max) = self;
+        let Some(v) = v else {
+            return Ok(*default);
+        };
+        let x = *v.get_ref();
+        if x < *min || x > *max {
+            return Err(at(
+                v.span(),
+                key,
+                format!("{x} is out of range: {min} to {max} (default {default})"),
+            ));
+        }
+        Ok(x)
+    }
+}
+
+/// Most bytes in a message (`smtp.max_message_size`): 1 GiB.
+pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
+/// Most recipients of a message (`smtp.max_recipients`).
+pub const MAX_RECIPIENTS: usize = 100_000;
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -339,25 +402,56 @@ impl Config {
         let d = SmtpLimits::default();
         let s = &raw.smtp;
         smtp.limits = SmtpLimits {
-            max_message_size: s.max_message_size.unwrap_or(d.max_message_size),
-            max_recipients: s.max_recipients.unwrap_or(d.max_recipients),
-            max_line: s.max_line.unwrap_or(d.max_line),
-            hard_error_limit: s.hard_error_limit.unwrap_or(d.hard_error_limit),
-            command_timeout: s
-                .command_timeout_secs
-                .map_or(d.command_timeout, Duration::from_secs),
-            data_timeout: s
-                .data_timeout_secs
-                .map_or(d.data_timeout, Duration::from_secs),
+            max_message_size: Range(
+                "smtp.max_message_size",
+                d.max_message_size,
+                1024,
+                MAX_MESSAGE_SIZE,
+            )
+            .get(s.max_message_size.as_ref(), &at)?,
+            max_recipients: Range("smtp.max_recipients", d.max_recipients, 1, MAX_RECIPIENTS)
+                .get(s.max_recipients.as_ref(), &at)?,
+            // RFC 5321 4.5.3.1.4: at least 512.
+            max_line: Range("smtp.max_line", d.max_line, 512, 65_536)
+                .get(s.max_line.as_ref(), &at)?,
+            hard_error_limit: Range("smtp.hard_error_limit", d.hard_error_limit, 1, 1000)
+                .get(s.hard_error_limit.as_ref(), &at)?,
+            command_timeout: Duration::from_secs(
+                Range(
+                    "smtp.command_timeout_secs",
+                    d.command_timeout.as_secs(),
+                    1,
+                    3600,
+                )
+                .get(s.command_timeout_secs.as_ref(), &at)?,
+            ),
+            data_timeout: Duration::from_secs(
+                Range("smtp.data_timeout_secs", d.data_timeout.as_secs(), 1, 3600)
+                    .get(s.data_timeout_secs.as_ref(), &at)?,
+            ),
             max_pipelined: d.max_pipelined,
             max_auth_failures: d.max_auth_failures,
         };
-        if smtp.limits.max_line < 512 {
-            return Err(at(
-                0..0,
-                "smtp.max_line",
-                "must be at least 512 (RFC 5321 4.5.3.1.4)".into(),
-            ));
+        let max_connections =
+            Range("smtp.max_connections", 2000, 1, 100_000).get(s.max_connections.as_ref(), &at)?;
+        let max_connections_per_client = Range(
+            "smtp.max_connections_per_client",
+            50,
+            1,
+            u32::try_from(max_connections).unwrap_or(u32::MAX),
+        )
+        .get(s.max_connections_per_client.as_ref(), &at)?;
+        let mut file_lines = std::collections::BTreeMap::new();
+        let dir = raw.directory.get_ref();
+        file_lines.insert(
+            "directory.accounts",
+            line_of(text, dir.accounts.span().start),
+        );
+        if let Some(v) = &dir.virtual_file {
+            file_lines.insert("directory.virtual", line_of(text, v.span().start));
+        }
+        if let Some(q) = &dir.quotas {
+            file_lines.insert("directory.quotas", line_of(text, q.span().start));
         }
         if let Some(b) = &s.bare_newline {
             smtp.bare_newline = match b.get_ref().as_str() {
@@ -377,11 +471,21 @@ impl Config {
             .map_or(hostname.as_str(), |(_, d)| d);
         smtp.postmaster_domain = domain.to_owned();
 
-        let tls = raw.tls.as_ref().map(|t| TlsFiles {
-            cert: abs(&t.get_ref().cert),
-            key: abs(&t.get_ref().key),
-            reload_check: Duration::from_secs(t.get_ref().reload_check_secs.unwrap_or(10).max(1)),
-        });
+        let tls = match raw.tls.as_ref().map(Spanned::get_ref) {
+            None => None,
+            Some(t) => {
+                file_lines.insert("tls.cert", line_of(text, t.cert.span().start));
+                file_lines.insert("tls.key", line_of(text, t.key.span().start));
+                Some(TlsFiles {
+                    cert: abs(t.cert.get_ref()),
+                    key: abs(t.key.get_ref()),
+                    reload_check: Duration::from_secs(
+                        Range("tls.reload_check_secs", 10, 1, 86_400)
+                            .get(t.reload_check_secs.as_ref(), &at)?,
+                    ),
+                })
+            }
+        };
 
         if raw.listener.is_empty() {
             return Err(at(
@@ -472,8 +576,11 @@ impl Config {
                 }
                 ProxyConfig::forbidden()
             };
-            if let Some(t) = r.proxy_timeout_secs {
-                proxy.timeout = Duration::from_secs(t.max(1));
+            if let Some(t) = &r.proxy_timeout_secs {
+                let range = Range("listener.proxy_timeout_secs", 5, 1, 300);
+                let secs =
+                    range.get(Some(t), &|span, _, m| at(span, &k("proxy_timeout_secs"), m))?;
+                proxy.timeout = Duration::from_secs(secs);
             }
             debug_assert!(matches!(proxy.policy, ProxyPolicy::Required { .. }) == required);
             listeners.push(Listener {
@@ -499,15 +606,26 @@ impl Config {
                 if r.port == 0 {
                     return Err(at(span, "relay.port", "must not be 0".into()));
                 }
+                if let Some(p) = &r.sasl_passwd {
+                    file_lines.insert("relay.sasl_passwd", line_of(text, p.span().start));
+                }
+                if let Some(p) = &r.ca_file {
+                    file_lines.insert("relay.ca_file", line_of(text, p.span().start));
+                }
                 Some(RelayConfig {
                     host: r.host.trim().to_owned(),
                     port: r.port,
-                    sasl_passwd: r.sasl_passwd.as_deref().map(abs),
+                    sasl_passwd: r.sasl_passwd.as_ref().map(|p| abs(p.get_ref())),
                     require_tls: r.require_tls.unwrap_or(true),
-                    ca_file: r.ca_file.as_deref().map(abs),
-                    daily_limit: r.daily_limit.unwrap_or(0),
-                    concurrency: r.concurrency.unwrap_or(4).clamp(1, 64),
-                    scan_interval: Duration::from_secs(r.scan_interval_secs.unwrap_or(5).max(1)),
+                    ca_file: r.ca_file.as_ref().map(|p| abs(p.get_ref())),
+                    daily_limit: Range("relay.daily_limit", 0, 0, 1_000_000)
+                        .get(r.daily_limit.as_ref(), &at)?,
+                    concurrency: Range("relay.concurrency", 4, 1, 64)
+                        .get(r.concurrency.as_ref(), &at)?,
+                    scan_interval: Duration::from_secs(
+                        Range("relay.scan_interval_secs", 5, 1, 86_400)
+                            .get(r.scan_interval_secs.as_ref(), &at)?,
+                    ),
                 })
             }
         };
@@ -518,28 +636,34 @@ impl Config {
             .map(abs)
             .unwrap_or_else(|| data_dir.join(".postern-queue"));
 
+        let quota_mib =
+            Range("imap.quota_mib", 0, 0, 16 << 20).get(raw.imap.quota_mib.as_ref(), &at)?;
+        let idle_poll = Range("imap.idle_poll_secs", 5, 1, 86_400)
+            .get(raw.imap.idle_poll_secs.as_ref(), &at)?;
+        let shutdown_grace =
+            Range("shutdown_grace_secs", 30, 0, 3600).get(raw.shutdown_grace_secs.as_ref(), &at)?;
+        let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
+            .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
+
         Ok(Config {
-            max_connections: raw.smtp.max_connections.unwrap_or(2000).max(1),
-            max_connections_per_client: raw.smtp.max_connections_per_client.unwrap_or(50).max(1),
+            max_connections,
+            max_connections_per_client,
+            file_lines,
             queue_dir,
             relay,
             file: file.to_owned(),
             hostname,
             data_dir,
-            accounts: abs(&raw.directory.get_ref().accounts),
-            virtual_file: raw.directory.get_ref().virtual_file.as_deref().map(abs),
-            quotas_file: raw.directory.get_ref().quotas.as_deref().map(abs),
-            quota: raw
-                .imap
-                .quota_mib
-                .filter(|m| *m > 0)
-                .map(|m| m.saturating_mul(1 << 20)),
-            idle_poll: Duration::from_secs(raw.imap.idle_poll_secs.unwrap_or(5).clamp(1, 86_400)),
+            accounts: abs(dir.accounts.get_ref()),
+            virtual_file: dir.virtual_file.as_ref().map(|p| abs(p.get_ref())),
+            quotas_file: dir.quotas.as_ref().map(|p| abs(p.get_ref())),
+            quota: (quota_mib > 0).then(|| quota_mib.saturating_mul(1 << 20)),
+            idle_poll: Duration::from_secs(idle_poll),
             tls,
             smtp,
             listeners,
-            shutdown_grace: Duration::from_secs(raw.shutdown_grace_secs.unwrap_or(30)),
-            auth_failure_delay: Duration::from_millis(raw.auth_failure_delay_ms.unwrap_or(1000)),
+            shutdown_grace: Duration::from_secs(shutdown_grace),
+            auth_failure_delay: Duration::from_millis(auth_failure_delay),
         })
     }
 }

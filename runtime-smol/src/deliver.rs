@@ -102,6 +102,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
             spool
                 .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
                 .map(|_| ())
+                .map_err(io::Error::from)
         }
     }
 }

@@ -2,6 +2,7 @@
 //! work, signals and configuration around the sans-IO core. No protocol
 //! logic lives here.
 
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod commit;

@@ -150,8 +150,9 @@ impl Server {
         };
         let (relay, spool, wake, wake_rx) = match &config.relay {
             Some(r) => {
-                let spool = Spool::open(&config.queue_dir)
-                    .map_err(|e| StartError::Queue(config.queue_dir.display().to_string(), e))?;
+                let spool = Spool::open(&config.queue_dir).map_err(|e| {
+                    StartError::Queue(config.queue_dir.display().to_string(), e.into())
+                })?;
                 let relay =
                     crate::smarthost::Relay::new(r.clone(), &config.hostname, &config.queue_dir)?;
                 let (tx, rx) = smol::channel::bounded(1);

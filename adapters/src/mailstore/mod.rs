@@ -264,7 +264,7 @@ impl MailboxStore for MailStore {
                 Err(source) => {
                     out[i] = Err(StoreError::Io {
                         op: "delivery",
-                        source,
+                        source: source.into(),
                     })
                 }
             }
