@@ -2,6 +2,7 @@
 //! evaluating them on a message (pure functions over bytes and metadata).
 
 use super::event::MessageMeta;
+pub use super::message::{header_fields, header_len, header_value};
 use super::parse::Value;
 use super::set::SeqSet;
 use crate::datetime::civil_from_days;
@@ -310,14 +311,6 @@ fn body(section: Section, partial: Option<(u64, u64)>, peek: bool, label: &str) 
     }
 }
 
-/// Where the header ends (after its blank line).
-pub fn header_len(msg: &[u8]) -> usize {
-    match memchr::memmem::find(msg, b"\r\n\r\n") {
-        Some(i) => i + 4,
-        None => msg.len(),
-    }
-}
-
 /// The bytes of a section.
 pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
     let h = header_len(msg);
@@ -339,39 +332,6 @@ pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
             out
         }
     }
-}
-
-/// The header's fields, each with its continuation lines and CRLF.
-pub fn header_fields(header: &[u8]) -> Vec<&[u8]> {
-    let mut fields = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < header.len() {
-        let end = memchr::memchr(b'\n', &header[i..]).map_or(header.len(), |p| i + p + 1);
-        let next = header.get(end).copied();
-        if next != Some(b' ') && next != Some(b'\t') {
-            if end > start && &header[start..end] != b"\r\n" {
-                fields.push(&header[start..end]);
-            }
-            start = end;
-        }
-        i = end;
-    }
-    fields
-}
-
-/// The unfolded value of the first header field `name`.
-pub fn header_value(msg: &[u8], name: &str) -> Option<String> {
-    let h = header_len(msg);
-    header_fields(&msg[..h]).into_iter().find_map(|f| {
-        let (n, v) = f.split_at(f.iter().position(|&b| b == b':')?);
-        (String::from_utf8_lossy(n).trim().eq_ignore_ascii_case(name)).then(|| {
-            String::from_utf8_lossy(&v[1..])
-                .replace("\r\n", "")
-                .trim()
-                .to_owned()
-        })
-    })
 }
 
 /// INTERNALDATE as IMAP writes it: `"25-Nov-2026 06:38:06 +0000"`.

@@ -558,7 +558,7 @@ pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
         PartSpec::Header | PartSpec::Text => {
             let inner = part.message()?;
             let r = inner.raw_message();
-            let h = super::fetch::header_len(r);
+            let h = super::message::header_len(r);
             Some(if spec == PartSpec::Header {
                 r[..h].to_vec()
             } else {

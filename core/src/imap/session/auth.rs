@@ -1,0 +1,145 @@
+//! Before and around login: the greeting, CAPABILITY, STARTTLS, LOGIN,
+//! AUTHENTICATE PLAIN (RFC 4616), and ENABLE (RFC 5161).
+
+use super::{ImapSession, Output, Pending, Phase};
+use crate::imap::event::{Event, Notice};
+use crate::imap::parse::{Command, Value};
+use crate::smtp::TlsMode;
+use crate::{sasl, Secret};
+
+impl ImapSession {
+    pub(super) fn greet(&mut self) {
+        let caps = self.capabilities();
+        let g = format!(
+            "* OK [CAPABILITY {caps}] {} Postern ready.\r\n",
+            self.cfg.hostname
+        );
+        self.send_str(&g);
+    }
+
+    pub(super) fn capabilities(&self) -> String {
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT QUOTA QUOTA=RES-STORAGE CONDSTORE BINARY SEARCHRES STATUS=SIZE IMAP4rev2");
+        if self.user().is_none() {
+            if self.listener.tls == TlsMode::StartTls && !self.tls {
+                c.push_str(" STARTTLS");
+            }
+            if self.tls {
+                c.push_str(" AUTH=PLAIN");
+            } else {
+                c.push_str(" LOGINDISABLED");
+            }
+        }
+        c
+    }
+
+    pub(super) fn starttls(&mut self, tag: &str) {
+        if self.listener.tls != TlsMode::StartTls || self.tls {
+            return self.send_str(&format!("{tag} BAD STARTTLS not available\r\n"));
+        }
+        self.send_str(&format!("{tag} OK Begin TLS negotiation now\r\n"));
+        let dropped = self.inbuf.len();
+        if dropped > 0 {
+            self.notice(Notice::DiscardedAfterStartTls(dropped));
+        }
+        self.inbuf.clear();
+        self.phase = Phase::Tls { greet: false };
+        self.outputs
+            .push_back(Output::StartTls { early: Vec::new() });
+    }
+
+    pub(super) fn login_command(&mut self, tag: &str, cmd: &Command<'_>) {
+        if !self.tls {
+            return self.send_str(&format!("{tag} NO [PRIVACYREQUIRED] LOGIN needs TLS\r\n"));
+        }
+        let (Some(u), Some(p), 2) = (
+            cmd.args.first().and_then(Value::as_astring),
+            cmd.args.get(1).and_then(Value::as_astring),
+            cmd.args.len(),
+        ) else {
+            return self.send_str(&format!("{tag} BAD Syntax: LOGIN user password\r\n"));
+        };
+        self.login(tag.to_owned(), u.into_owned(), p.into_owned());
+    }
+
+    pub(super) fn authenticate(&mut self, tag: &str, cmd: &Command<'_>) {
+        if !self.tls {
+            return self.send_str(&format!(
+                "{tag} NO [PRIVACYREQUIRED] AUTHENTICATE needs TLS\r\n"
+            ));
+        }
+        match (cmd.args.first(), cmd.args.get(1)) {
+            (Some(Value::Atom(m)), ir) if m.eq_ignore_ascii_case("PLAIN") => {
+                match ir.and_then(Value::as_astring) {
+                    Some(ir) => self.plain_response(tag, &ir),
+                    None => {
+                        self.send_str("+ \r\n");
+                        self.phase = Phase::AuthPlain {
+                            tag: tag.to_owned(),
+                        };
+                    }
+                }
+            }
+            _ => self.send_str(&format!("{tag} NO [CANNOT] Unsupported mechanism\r\n")),
+        }
+    }
+
+    fn login(&mut self, tag: String, username: String, password: String) {
+        self.outputs.push_back(Output::Event(Event::Login {
+            username: username.clone(),
+            password: Secret::new(password),
+        }));
+        self.phase = Phase::Wait(Pending::Login { tag, username });
+    }
+
+    pub(super) fn plain_response(&mut self, tag: &str, text: &str) {
+        match sasl::decode_plain(text) {
+            Ok(c) => self.login(tag.to_owned(), c.username, c.password.expose().clone()),
+            Err(sasl::SaslError::Cancelled) => {
+                self.send_str(&format!("{tag} BAD Authentication cancelled\r\n"))
+            }
+            Err(_) => self.send_str(&format!(
+                "{tag} NO [AUTHENTICATIONFAILED] Malformed response\r\n"
+            )),
+        }
+    }
+
+    pub(super) fn enable(&mut self, tag: &str, cmd: &Command<'_>) {
+        if cmd.args.is_empty() {
+            return self.send_str(&format!("{tag} BAD Syntax: ENABLE capability...\r\n"));
+        }
+        // RFC 5161: only what is supported and newly enabled is listed.
+        let wants = cmd.args.iter().any(|a| {
+            a.as_astring()
+                .is_some_and(|c| c.eq_ignore_ascii_case("CONDSTORE"))
+        });
+        let rev2 = cmd.args.iter().any(|a| {
+            a.as_astring()
+                .is_some_and(|c| c.eq_ignore_ascii_case("IMAP4rev2"))
+        });
+        let mut newly = String::new();
+        if wants && !self.condstore {
+            newly.push_str(" CONDSTORE");
+        }
+        if rev2 && !self.rev2 {
+            newly.push_str(" IMAP4rev2");
+            self.rev2 = true;
+        }
+        self.send_str(&format!("* ENABLED{newly}\r\n"));
+        if wants {
+            self.condstore_on();
+        }
+        self.send_str(&format!("{tag} OK ENABLE completed\r\n"));
+    }
+
+    /// Turns CONDSTORE on (RFC 7162 3.1): the first enabling command with
+    /// a mailbox selected gets the mailbox's HIGHESTMODSEQ first.
+    pub(super) fn condstore_on(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(h) = self.view().map(|v| v.highest_modseq) {
+            self.send_str(&format!("* OK [HIGHESTMODSEQ {h}] Highest\r\n"));
+        }
+    }
+}

@@ -1,0 +1,893 @@
+//! The IMAP server session: a sans-IO state machine driven exactly like
+//! [`crate::smtp::SmtpSession`] (the loop is written there): bytes and time
+//! in, outputs out, questions answered by the runtime. The session keeps
+//! the client's view of the selected mailbox (UIDs in sequence order and
+//! their flags); the store keeps the truth.
+//!
+//! This file holds the session's shape (getters, `handle_*` inputs,
+//! `answer_*` answers, `poll_*` outputs) and the dispatch; each family of
+//! commands lives beside it: [`auth`] (greeting, capabilities, STARTTLS,
+//! LOGIN, AUTHENTICATE, ENABLE), [`select`] (SELECT and the view of the
+//! selected mailbox), [`fetch`], [`store`] (STORE, COPY/MOVE, EXPUNGE,
+//! APPEND), [`search`] (SEARCH, ESEARCH, SORT) and [`list`] (LIST, STATUS,
+//! QUOTA, mailbox management).
+
+mod auth;
+mod fetch;
+mod list;
+mod search;
+mod select;
+mod store;
+
+pub use list::{list_attributes, nonexistent_subscriptions, special_use, wildcard};
+pub use select::safe_mailbox_name;
+
+use self::fetch::FetchJob;
+use self::list::ListQuery;
+use self::search::{Scan, SearchForm};
+use super::fetch::Key;
+use super::framing::{FrameLimits, Framed, Framer};
+use super::parse::{parse_command, Command, ParseError};
+use crate::imap::event::{Event, MailboxAnswer, MailboxRequest, MailboxView, Notice};
+use crate::proxy::{ClientAddress, ProxyConfig, ProxyGate, ProxyStep};
+use crate::smtp::TlsMode;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Server-wide IMAP settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapConfig {
+    /// Name in the greeting.
+    pub hostname: String,
+    /// Framing limits.
+    pub limits: FrameLimits,
+    /// Autologout (RFC 9051 5.4: at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// Unprocessed input held while a question is out.
+    pub max_pipelined: usize,
+}
+
+impl ImapConfig {
+    /// Defaults for `hostname`.
+    pub fn new(hostname: impl Into<String>) -> Self {
+        Self {
+            hostname: hostname.into(),
+            limits: FrameLimits::default(),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_pipelined: 256 * 1024,
+        }
+    }
+}
+
+/// One IMAP listener's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImapListener {
+    /// TLS mode (993: implicit).
+    pub tls: TlsMode,
+    /// PROXY policy.
+    pub proxy: ProxyConfig,
+}
+
+/// What the session wants done.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Write these bytes.
+    Send(Vec<u8>),
+    /// Start TLS (see the SMTP session for `early`).
+    StartTls {
+        /// Bytes that belong to the handshake.
+        early: Vec<u8>,
+    },
+    /// A question or a fact.
+    Event(Event),
+    /// Flush and close.
+    Close,
+}
+
+/// Answer to `Event::Connect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectAnswer {
+    /// Greet.
+    Accept,
+    /// `* BYE` and close.
+    Refuse(String),
+}
+
+/// Answer to `Event::Login`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoginAnswer {
+    /// Logged in as this account.
+    Success(String),
+    /// Bad credentials.
+    Failure,
+    /// The directory could not answer.
+    TempFail,
+}
+
+#[derive(Debug)]
+struct Selected {
+    name: String,
+    read_only: bool,
+    view: MailboxView,
+}
+
+#[derive(Debug)]
+enum State {
+    NotAuthenticated,
+    Authenticated(String),
+    Selected(String, Selected),
+    Logout,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Proxy,
+    Connect,
+    Tls { greet: bool },
+    Ready,
+    AuthPlain { tag: String },
+    Idle { tag: String },
+    Wait(Pending),
+    Closed,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Login {
+        tag: String,
+        username: String,
+    },
+    Select {
+        tag: String,
+        name: String,
+        read_only: bool,
+    },
+    Simple {
+        tag: String,
+        what: &'static str,
+    },
+    List(ListQuery),
+    Status {
+        tag: String,
+        name: String,
+        items: Vec<String>,
+    },
+    Fetch(FetchJob),
+    Search {
+        tag: String,
+        uid: bool,
+        key: Key,
+        form: SearchForm,
+        /// Hits found with message bytes, waiting for SORT's summaries.
+        hits: Option<Vec<(u32, u32)>>,
+        /// While reading messages in batches: the hits so far and the
+        /// UIDs still to read.
+        scan: Option<Scan>,
+    },
+    Quota {
+        tag: String,
+        root_of: Option<String>,
+    },
+    Store {
+        tag: String,
+        uid: bool,
+        silent: bool,
+        /// UNCHANGEDSINCE was given.
+        conditional: bool,
+    },
+    Expunge {
+        tag: String,
+        closing: bool,
+    },
+    Append {
+        tag: String,
+        target: String,
+    },
+    Copy {
+        tag: String,
+        moving: bool,
+    },
+    Poll {
+        tag: String,
+        what: &'static str,
+        code: Option<String>,
+    },
+}
+
+/// One IMAP connection.
+#[derive(Debug)]
+pub struct ImapSession {
+    cfg: Arc<ImapConfig>,
+    listener: Arc<ImapListener>,
+    gate: Option<ProxyGate>,
+    address: ClientAddress,
+    phase: Phase,
+    state: State,
+    inbuf: Vec<u8>,
+    framer: Framer,
+    outputs: VecDeque<Output>,
+    now: Instant,
+    deadline: Option<Instant>,
+    tls: bool,
+    /// Where the COPY under way copies to.
+    copy_target: Option<String>,
+    /// CONDSTORE is on (RFC 7162 3.1: ENABLE or a CONDSTORE-using command).
+    condstore: bool,
+    /// IMAP4rev2 is on (ENABLE IMAP4rev2): RFC 9051 responses.
+    rev2: bool,
+    /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
+    saved: Vec<u32>,
+}
+
+fn quote(s: &str) -> String {
+    if s.bytes().all(|b| {
+        b.is_ascii_graphic()
+            && b != b'"'
+            && b != b'\\'
+            && b != b'('
+            && b != b')'
+            && b != b'{'
+            && b != b'%'
+            && b != b'*'
+    }) && !s.is_empty()
+        && !s.eq_ignore_ascii_case("NIL")
+    {
+        return s.to_owned();
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+impl ImapSession {
+    /// A session for a connection from `peer` to `local` at `now`.
+    pub fn new(
+        cfg: Arc<ImapConfig>,
+        listener: Arc<ImapListener>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Self {
+        let mut gate = ProxyGate::new(listener.proxy.clone(), peer, local, now);
+        let address = gate.socket_address();
+        let first = gate.on_connect();
+        let mut s = Self {
+            cfg,
+            listener,
+            gate: Some(gate),
+            address,
+            phase: Phase::Proxy,
+            state: State::NotAuthenticated,
+            inbuf: Vec::new(),
+            framer: Framer::default(),
+            outputs: VecDeque::new(),
+            now,
+            deadline: None,
+            tls: false,
+            copy_target: None,
+            condstore: false,
+            rev2: false,
+            saved: Vec::new(),
+        };
+        s.arm();
+        if let ProxyStep::Refused(e) = first {
+            s.notice(Notice::ProxyRefused(e));
+            s.close();
+        } else if !s.listener.proxy.is_required() {
+            if s.listener.tls == TlsMode::Implicit {
+                s.gate = None;
+            }
+            s.phase = Phase::Connect;
+            s.outputs.push_back(Output::Event(Event::Connect(address)));
+        }
+        s
+    }
+
+    /// The client and server addresses.
+    pub fn client(&self) -> ClientAddress {
+        self.address
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            State::Authenticated(u) | State::Selected(u, _) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The selected mailbox's name.
+    pub fn selected(&self) -> Option<&str> {
+        match &self.state {
+            State::Selected(_, s) => Some(&s.name),
+            _ => None,
+        }
+    }
+
+    /// Whether the session is in IDLE (the runtime should then tell it
+    /// about changes with [`Self::handle_mailbox_changed`]).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle { .. })
+    }
+
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Bytes held (bounded by the limits).
+    pub fn buffered_len(&self) -> usize {
+        self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len)
+    }
+
+    /// The next output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` is due.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
+        let own = if matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Closed) {
+            None
+        } else {
+            self.deadline
+        };
+        match (gate, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The clock moved on.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(gate) = self.gate.as_mut() {
+            match gate.handle_timeout(now) {
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    return self.close();
+                }
+                ProxyStep::Done { rest, .. } => {
+                    self.gate = None;
+                    self.inbuf.splice(0..0, rest);
+                    return self.process();
+                }
+                ProxyStep::NeedMore => {}
+            }
+        }
+        if self.poll_timeout().is_some_and(|d| now >= d) && self.gate.is_none() {
+            self.notice(Notice::Timeout);
+            if !matches!(self.phase, Phase::Tls { .. } | Phase::Proxy) {
+                self.send_str("* BYE Autologout; idle for too long\r\n");
+            }
+            self.close();
+        }
+    }
+
+    /// The client closed its side.
+    pub fn handle_eof(&mut self) {
+        if !self.is_closed() {
+            self.notice(Notice::LostConnection);
+            self.phase = Phase::Closed;
+            self.outputs.push_back(Output::Close);
+        }
+    }
+
+    /// The TLS handshake asked for is done.
+    pub fn handle_tls_established(&mut self) {
+        let Phase::Tls { greet } = self.phase else {
+            return;
+        };
+        self.tls = true;
+        self.inbuf.clear();
+        self.framer.reset();
+        self.phase = Phase::Ready;
+        self.arm();
+        if greet {
+            self.greet();
+        }
+    }
+
+    /// Bytes from the client.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = now;
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Tls { .. } => {
+                self.notice(Notice::DiscardedAfterStartTls(bytes.len()));
+                return;
+            }
+            _ => {}
+        }
+        if let Some(gate) = self.gate.as_mut() {
+            match gate.handle_input(bytes) {
+                ProxyStep::NeedMore => return,
+                ProxyStep::Refused(e) => {
+                    self.gate = None;
+                    self.notice(Notice::ProxyRefused(e));
+                    return self.close();
+                }
+                ProxyStep::Done { address, rest } => {
+                    self.gate = None;
+                    if matches!(self.phase, Phase::Proxy) {
+                        self.address = address;
+                        self.phase = Phase::Connect;
+                        self.outputs
+                            .push_back(Output::Event(Event::Connect(address)));
+                    }
+                    self.inbuf.extend_from_slice(&rest);
+                }
+            }
+        } else {
+            self.inbuf.extend_from_slice(bytes);
+        }
+        self.arm();
+        if self.inbuf.len() > self.cfg.max_pipelined + self.cfg.limits.max_line
+            && matches!(self.phase, Phase::Wait(_) | Phase::Connect)
+        {
+            self.notice(Notice::ProtocolLimit("pipelined input"));
+            self.send_str("* BYE Too much pipelined input\r\n");
+            return self.close();
+        }
+        self.process();
+    }
+
+    /// Answers `Event::Connect`.
+    pub fn answer_connect(&mut self, answer: ConnectAnswer) {
+        if !matches!(self.phase, Phase::Connect) {
+            return;
+        }
+        match answer {
+            ConnectAnswer::Refuse(text) => {
+                if self.listener.tls != TlsMode::Implicit {
+                    self.send_str(&format!("* BYE {text}\r\n"));
+                }
+                self.close();
+            }
+            ConnectAnswer::Accept if self.listener.tls == TlsMode::Implicit => {
+                let early = std::mem::take(&mut self.inbuf);
+                self.phase = Phase::Tls { greet: true };
+                self.outputs.push_back(Output::StartTls { early });
+            }
+            ConnectAnswer::Accept => {
+                self.greet();
+                self.phase = Phase::Ready;
+                self.process();
+            }
+        }
+    }
+
+    /// Answers `Event::Login`.
+    pub fn answer_login(&mut self, answer: LoginAnswer) {
+        let Phase::Wait(Pending::Login { .. }) = self.phase else {
+            return;
+        };
+        let Phase::Wait(Pending::Login { tag, username }) =
+            std::mem::replace(&mut self.phase, Phase::Ready)
+        else {
+            return;
+        };
+        match answer {
+            LoginAnswer::Success(user) => {
+                self.state = State::Authenticated(user);
+                let caps = self.capabilities();
+                self.send_str(&format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n"));
+            }
+            LoginAnswer::Failure => {
+                self.notice(Notice::LoginFailed { username });
+                self.send_str(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+                ));
+            }
+            LoginAnswer::TempFail => self.send_str(&format!(
+                "{tag} NO [UNAVAILABLE] Temporary authentication failure\r\n"
+            )),
+        }
+        self.process();
+    }
+
+    /// The selected mailbox changed (a delivery, another session): while
+    /// idling, the session asks for the new view and reports the changes.
+    pub fn handle_mailbox_changed(&mut self) {
+        if let (Phase::Idle { .. }, State::Selected(user, sel)) = (&self.phase, &self.state) {
+            let (user, mailbox) = (user.clone(), sel.name.clone());
+            let Phase::Idle { tag } = std::mem::replace(&mut self.phase, Phase::Ready) else {
+                return;
+            };
+            self.ask(
+                user,
+                MailboxRequest::Poll { mailbox },
+                Pending::Poll {
+                    tag,
+                    what: "IDLE-CONTINUE",
+                    code: None,
+                },
+            );
+        }
+    }
+
+    // ----- internals -----
+
+    fn arm(&mut self) {
+        self.deadline = Some(self.now + self.cfg.idle_timeout);
+    }
+
+    fn notice(&mut self, n: Notice) {
+        self.outputs.push_back(Output::Event(Event::Notice(n)));
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        if let Some(Output::Send(b)) = self.outputs.back_mut() {
+            b.extend_from_slice(bytes);
+        } else {
+            self.outputs.push_back(Output::Send(bytes.to_vec()));
+        }
+    }
+
+    fn send_str(&mut self, s: &str) {
+        self.send(s.as_bytes());
+    }
+
+    fn close(&mut self) {
+        if !self.is_closed() {
+            self.phase = Phase::Closed;
+            self.inbuf = Vec::new();
+            self.outputs.push_back(Output::Close);
+        }
+    }
+
+    /// A mailbox name as the client reads it: UTF-8 under IMAP4rev2.
+    fn shown(&self, name: &str) -> String {
+        if self.rev2 {
+            crate::imap::utf7::decode(name).unwrap_or_else(|| name.to_owned())
+        } else {
+            name.to_owned()
+        }
+    }
+
+    fn ask(&mut self, user: String, request: MailboxRequest, pending: Pending) {
+        self.outputs
+            .push_back(Output::Event(Event::Mailbox { user, request }));
+        self.phase = Phase::Wait(pending);
+    }
+
+    /// Frames and runs commands until input runs out or a question is out.
+    fn process(&mut self) {
+        loop {
+            match &self.phase {
+                Phase::Ready | Phase::AuthPlain { .. } | Phase::Idle { .. } => {}
+                _ => return,
+            }
+            if self.inbuf.is_empty() {
+                return;
+            }
+            // Continuation lines (AUTHENTICATE, IDLE's DONE) are plain lines.
+            if matches!(self.phase, Phase::AuthPlain { .. } | Phase::Idle { .. }) {
+                let Some(nl) = memchr::memchr(b'\n', &self.inbuf) else {
+                    if self.inbuf.len() > self.cfg.limits.max_line {
+                        self.notice(Notice::ProtocolLimit("line"));
+                        self.send_str("* BYE Line too long\r\n");
+                        self.close();
+                    }
+                    return;
+                };
+                let line: Vec<u8> = self.inbuf.drain(..=nl).collect();
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned();
+                self.continuation_line(&text);
+                continue;
+            }
+            match self.framer.frame(&self.inbuf, &self.cfg.limits) {
+                Framed::Incomplete { continuation } => {
+                    if continuation {
+                        self.send_str("+ Ready for literal data\r\n");
+                    }
+                    return;
+                }
+                Framed::Command { len } => {
+                    let bytes: Vec<u8> = self.inbuf.drain(..len).collect();
+                    self.framer.reset();
+                    self.command(&bytes);
+                }
+                Framed::LiteralTooLarge {
+                    tag,
+                    sync: true,
+                    len,
+                } => {
+                    self.inbuf.drain(..len.min(self.inbuf.len()));
+                    self.framer.reset();
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.send_str(&format!("{tag} NO [TOOBIG] Literal too large\r\n"));
+                }
+                Framed::LiteralTooLarge { sync: false, .. } => {
+                    self.notice(Notice::ProtocolLimit("literal"));
+                    self.send_str("* BYE Literal too large\r\n");
+                    return self.close();
+                }
+                Framed::LineTooLong => {
+                    self.notice(Notice::ProtocolLimit("line"));
+                    self.send_str("* BYE Line too long\r\n");
+                    return self.close();
+                }
+                Framed::TooManyLiterals => {
+                    self.notice(Notice::ProtocolLimit("literals"));
+                    self.send_str("* BYE Too many literals\r\n");
+                    return self.close();
+                }
+            }
+        }
+    }
+
+    fn continuation_line(&mut self, text: &str) {
+        match std::mem::replace(&mut self.phase, Phase::Ready) {
+            Phase::AuthPlain { tag } => self.plain_response(&tag, text),
+            Phase::Idle { tag } => {
+                if text.eq_ignore_ascii_case("DONE") {
+                    self.send_str(&format!("{tag} OK IDLE terminated\r\n"));
+                } else {
+                    self.send_str(&format!("{tag} BAD Expected DONE\r\n"));
+                }
+            }
+            other => self.phase = other,
+        }
+    }
+
+    fn command(&mut self, bytes: &[u8]) {
+        let cmd = match parse_command(bytes) {
+            Ok(c) => c,
+            Err(ParseError::NoTag) => return self.send_str("* BAD Invalid tag\r\n"),
+            Err(ParseError::Syntax { tag, message }) => {
+                return self.send_str(&format!("{tag} BAD {message}\r\n"))
+            }
+        };
+        let tag = cmd.tag.to_owned();
+        let bad = |s: &mut Self, m: &str| s.send_str(&format!("{tag} BAD {m}\r\n"));
+        let authenticated = self.user().map(str::to_owned);
+        match (cmd.name.as_str(), &authenticated) {
+            ("CAPABILITY", _) => {
+                let caps = self.capabilities();
+                self.send_str(&format!(
+                    "* CAPABILITY {caps}\r\n{tag} OK CAPABILITY completed\r\n"
+                ));
+            }
+            ("NOOP", _) => self.poll_or_ok(&tag, "NOOP"),
+            ("CHECK", Some(_)) => self.poll_or_ok(&tag, "CHECK"),
+            ("LOGOUT", _) => {
+                self.send_str(&format!(
+                    "* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n"
+                ));
+                self.state = State::Logout;
+                self.close();
+            }
+            ("ID", _) => self.send_str(&format!(
+                "* ID (\"name\" \"Postern\")\r\n{tag} OK ID completed\r\n"
+            )),
+            ("STARTTLS", None) => self.starttls(&tag),
+            ("LOGIN", None) => self.login_command(&tag, &cmd),
+            ("AUTHENTICATE", None) => self.authenticate(&tag, &cmd),
+            ("STARTTLS" | "LOGIN" | "AUTHENTICATE", Some(_)) => bad(self, "Already authenticated"),
+            (_, None) => bad(self, "Log in first"),
+            (_, Some(user)) => self.authenticated_command(user.clone(), &tag, &cmd),
+        }
+    }
+
+    fn authenticated_command(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+        let selected = match &self.state {
+            State::Selected(_, s) => Some((s.name.clone(), s.read_only)),
+            _ => None,
+        };
+        match cmd.name.as_str() {
+            "ENABLE" => self.enable(tag, cmd),
+            "GETQUOTAROOT" | "GETQUOTA" => self.get_quota(user, tag, cmd),
+            "SETQUOTA" => self.send_str(&format!(
+                "{tag} NO [NOPERM] Quotas are set by the administrator\r\n"
+            )),
+            "NAMESPACE" => self.send_str(&format!(
+                "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK NAMESPACE completed\r\n"
+            )),
+            "IDLE" => {
+                self.send_str("+ idling\r\n");
+                self.phase = Phase::Idle {
+                    tag: tag.to_owned(),
+                };
+            }
+            "SELECT" | "EXAMINE" => self.select(user, tag, cmd),
+            "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => self.manage(user, tag, cmd),
+            "RENAME" => self.rename(user, tag, cmd),
+            "LIST" | "LSUB" => self.list(user, tag, cmd),
+            "STATUS" => self.status(user, tag, cmd),
+            "APPEND" => self.append(user, tag, cmd),
+            _ => match selected {
+                None => self.send_str(&format!("{tag} BAD No mailbox selected\r\n")),
+                Some((mailbox, read_only)) => {
+                    self.selected_command(user, tag, cmd, mailbox, read_only)
+                }
+            },
+        }
+    }
+
+    fn selected_command(
+        &mut self,
+        user: String,
+        tag: &str,
+        cmd: &Command<'_>,
+        mailbox: String,
+        read_only: bool,
+    ) {
+        let (uid, name) = match cmd.name.strip_prefix("UID ") {
+            Some(n) => (true, n),
+            None => (false, cmd.name.as_str()),
+        };
+        match name {
+            "CLOSE" | "UNSELECT" if !uid => self.close_mailbox(user, tag, name, mailbox, read_only),
+            "EXPUNGE" => self.expunge(user, tag, cmd, mailbox, read_only, uid),
+            "FETCH" => self.fetch(user, tag, cmd, mailbox, uid),
+            "SEARCH" | "SORT" => self.search(user, tag, cmd, name == "SORT", uid),
+            "STORE" => self.store(user, tag, cmd, mailbox, read_only, uid),
+            "COPY" | "MOVE" => self.copy(user, tag, cmd, mailbox, read_only, uid),
+            _ => self.send_str(&format!("{tag} BAD Unknown command\r\n")),
+        }
+    }
+
+    /// Answers `Event::Mailbox`.
+    pub fn answer_mailbox(&mut self, answer: MailboxAnswer) {
+        let Phase::Wait(p) = std::mem::replace(&mut self.phase, Phase::Ready) else {
+            return;
+        };
+        if matches!(p, Pending::Login { .. }) {
+            self.phase = Phase::Wait(p);
+            return;
+        }
+        if let MailboxAnswer::No { code, text } = &answer {
+            let tag = pending_tag(&p);
+            let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+            self.send_str(&format!("{tag} NO {code}{text}\r\n"));
+            return self.process();
+        }
+        match (p, answer) {
+            (
+                Pending::Select {
+                    tag,
+                    name,
+                    read_only,
+                },
+                MailboxAnswer::View(view),
+            ) => self.selected_view(tag, name, read_only, view),
+            (Pending::Simple { tag, what }, _) => {
+                self.send_str(&format!("{tag} OK {what} completed\r\n"))
+            }
+            (Pending::List(q), MailboxAnswer::List(entries)) => self.listed(q, &entries),
+            (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {
+                self.send_str(&format!(
+                    "* STATUS {} ({})\r\n{tag} OK STATUS completed\r\n",
+                    quote(&self.shown(&name)),
+                    list::status_parts(&items, &s)
+                ));
+            }
+            (Pending::Quota { tag, root_of }, MailboxAnswer::Quota { used, limit }) => {
+                self.quota(&tag, root_of.as_deref(), used, limit)
+            }
+            (Pending::Fetch(job), MailboxAnswer::Bodies(bodies)) => {
+                self.fetched_bodies(job, bodies)
+            }
+            (Pending::Fetch(mut job), MailboxAnswer::Summaries(summaries)) => {
+                job.data.summaries = Some(summaries);
+                self.finish_fetch(job)
+            }
+            (Pending::Fetch(job), MailboxAnswer::Flags { changed, .. }) => {
+                self.apply_flags(&changed);
+                self.finish_fetch(job);
+            }
+            (
+                Pending::Search {
+                    tag,
+                    uid,
+                    key,
+                    form,
+                    hits: None,
+                    scan: Some(scan),
+                },
+                MailboxAnswer::Bodies(bodies),
+            ) => match self.user().map(str::to_owned) {
+                Some(user) => self.search_hits(user, tag, uid, key, form, Some(scan), &bodies),
+                None => self.send_str(&format!("{tag} BAD Not logged in\r\n")),
+            },
+            (
+                Pending::Search {
+                    tag,
+                    uid,
+                    key,
+                    form,
+                    hits: Some(hits),
+                    ..
+                },
+                MailboxAnswer::Summaries(summaries),
+            ) => self.finish_search(&tag, uid, &key, &form, hits, &summaries),
+            (
+                Pending::Store {
+                    tag,
+                    uid,
+                    silent,
+                    conditional,
+                },
+                MailboxAnswer::Flags { changed, modified },
+            ) => self.stored(&tag, uid, silent, conditional, &changed, &modified),
+            (Pending::Expunge { tag, closing }, MailboxAnswer::Expunged(uids)) => {
+                self.expunged(&tag, closing, &uids)
+            }
+            (
+                Pending::Append { tag, target },
+                MailboxAnswer::Uids {
+                    uid_validity, to, ..
+                },
+            ) => self.appended(tag, &target, uid_validity, &to),
+            (
+                Pending::Copy { tag, moving },
+                MailboxAnswer::Uids {
+                    uid_validity,
+                    from,
+                    to,
+                },
+            ) => self.copied(tag, moving, uid_validity, &from, &to),
+            (Pending::Poll { tag, what, code }, MailboxAnswer::Changed(view)) => {
+                self.polled(tag, what, code, view)
+            }
+            (p, _) => {
+                let tag = pending_tag(&p);
+                self.send_str(&format!(
+                    "{tag} NO [SERVERBUG] Unexpected answer from the store\r\n"
+                ));
+            }
+        }
+        self.process();
+    }
+}
+
+fn pending_tag(p: &Pending) -> &str {
+    match p {
+        Pending::Login { tag, .. }
+        | Pending::Select { tag, .. }
+        | Pending::Simple { tag, .. }
+        | Pending::List(ListQuery { tag, .. })
+        | Pending::Status { tag, .. }
+        | Pending::Fetch(FetchJob { tag, .. })
+        | Pending::Search { tag, .. }
+        | Pending::Quota { tag, .. }
+        | Pending::Store { tag, .. }
+        | Pending::Expunge { tag, .. }
+        | Pending::Append { tag, .. }
+        | Pending::Copy { tag, .. }
+        | Pending::Poll { tag, .. } => tag,
+    }
+}
+
+/// Whether every flag may be set by a client: the system flags but
+/// `\Recent`, and keywords (RFC 9051 2.3.2).
+fn valid_flags(flags: &[String]) -> bool {
+    flags.iter().all(|f| {
+        if f.starts_with('\\') {
+            SYSTEM_FLAGS.iter().any(|s| s.eq_ignore_ascii_case(f))
+        } else {
+            !f.is_empty()
+                && f.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
+        }
+    })
+}

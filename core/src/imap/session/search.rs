@@ -1,0 +1,421 @@
+//! SEARCH (RFC 9051 6.4.4), ESEARCH's RETURN options (RFC 4731),
+//! SEARCHRES's `$` (RFC 5182) and SORT (RFC 5256): evaluating the key on
+//! the view, reading message bytes in batches when the key needs them,
+//! and the answer lines.
+
+use super::{ImapSession, Pending};
+use crate::imap::event::{MailboxRequest, Summary};
+use crate::imap::fetch::{self, Key};
+use crate::imap::parse::{Command, Value};
+use crate::imap::set::SeqSet;
+use std::fmt::Write as _;
+
+/// A SEARCH reading messages in batches: the (sequence, UID) hits so
+/// far and the UIDs still to read.
+pub(super) type Scan = (Vec<(u32, u32)>, Vec<u32>);
+
+/// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum SearchForm {
+    Plain,
+    Extended(Vec<String>),
+    Sort(Vec<(SortBy, bool)>),
+}
+
+/// A SORT criterion (RFC 5256); the bool is REVERSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SortBy {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
+impl ImapSession {
+    pub(super) fn search(
+        &mut self,
+        user: String,
+        tag: &str,
+        cmd: &Command<'_>,
+        sort: bool,
+        uid: bool,
+    ) {
+        let t = tag.to_owned();
+        let mut args = cmd.args.as_slice();
+        let mut form = SearchForm::Plain;
+        if sort {
+            let Some(Value::List(crit)) = args.first() else {
+                return self.send_str(&format!(
+                    "{tag} BAD Syntax: SORT (criteria) charset keys\r\n"
+                ));
+            };
+            let Some(crit) = parse_sort(crit) else {
+                return self.send_str(&format!("{tag} BAD Unknown sort criterion\r\n"));
+            };
+            // RFC 5256: the charset is required.
+            let Some(cs) = args.get(1).and_then(Value::as_astring) else {
+                return self.send_str(&format!("{tag} BAD SORT needs a charset\r\n"));
+            };
+            // The charset is required: `SORT (DATE) ALL` has none.
+            if args.len() < 3 {
+                return self.send_str(&format!("{tag} BAD SEARCH needs a key\r\n"));
+            }
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return self.send_str(&format!(
+                    "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n"
+                ));
+            }
+            form = SearchForm::Sort(crit);
+            args = &args[2..];
+        } else if let Some(Value::Atom(a)) = args.first() {
+            // ESEARCH (RFC 4731): RETURN (MIN MAX ALL COUNT); () means ALL.
+            if a.eq_ignore_ascii_case("RETURN") {
+                let Some(Value::List(opts)) = args.get(1) else {
+                    return self
+                        .send_str(&format!("{tag} BAD Syntax: SEARCH RETURN (options)\r\n"));
+                };
+                let mut ret = Vec::new();
+                for o in opts {
+                    match o.as_astring().map(|o| o.to_ascii_uppercase()).as_deref() {
+                        Some(w @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => {
+                            if !ret.iter().any(|r| r == w) {
+                                ret.push(w.to_owned());
+                            }
+                        }
+                        _ => {
+                            return self
+                                .send_str(&format!("{tag} BAD Unknown SEARCH return option\r\n"))
+                        }
+                    }
+                }
+                if ret.is_empty() {
+                    ret.push("ALL".to_owned());
+                }
+                form = SearchForm::Extended(ret);
+                args = &args[2..];
+            }
+        }
+        // RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH.
+        if self.rev2 && form == SearchForm::Plain {
+            form = SearchForm::Extended(vec!["ALL".to_owned()]);
+        }
+        let saving = matches!(&form, SearchForm::Extended(r) if r.iter().any(|o| o == "SAVE"));
+        let previous = self.saved.clone();
+        let key = match fetch::parse_search(args).map(|mut k| {
+            k.resolve_saved(&previous);
+            k
+        }) {
+            Ok(k) => k,
+            // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
+            Err(e) if e.starts_with("[BADCHARSET") => {
+                // RFC 5182 2.1: a SEARCH that saves and fails (NO)
+                // empties `$`; a BAD leaves it alone.
+                if saving {
+                    self.saved.clear();
+                }
+                return self.send_str(&format!("{tag} NO {e}\r\n"));
+            }
+            Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
+        };
+        if key.uses_modseq() {
+            self.condstore_on();
+        }
+        let scan = key.needs_body().then(|| {
+            let uids = self
+                .view()
+                .map(|v| v.messages.iter().map(|m| m.uid).collect())
+                .unwrap_or_default();
+            (Vec::new(), uids)
+        });
+        self.search_hits(user, t, uid, key, form, scan, &[]);
+    }
+
+    /// Evaluates a search on the view (with message bytes when the key
+    /// needs them), then answers, or asks for summaries to SORT by.
+    ///
+    /// A key that needs message bytes reads them in batches (`scan`: the
+    /// hits so far and the UIDs left), a few megabytes at a time.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_hits(
+        &mut self,
+        user: String,
+        tag: String,
+        uid: bool,
+        key: Key,
+        form: SearchForm,
+        scan: Option<Scan>,
+        bodies: &[(u32, Vec<u8>)],
+    ) {
+        let (max_seq, max_uid) = self.view().map_or((0, 0), |v| {
+            (
+                u32::try_from(v.messages.len()).unwrap_or(u32::MAX),
+                v.messages.last().map_or(0, |m| m.uid),
+            )
+        });
+        let hits = match scan {
+            Some((mut found, mut rest)) => {
+                for (u, body) in bodies {
+                    let (Some(i), Some(m)) = (self.index_of(*u), self.meta(*u)) else {
+                        continue;
+                    };
+                    let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    if key.matches(m, seq, max_seq, max_uid, Some(body)) {
+                        found.push((seq, *u));
+                    }
+                }
+                if !rest.is_empty() {
+                    let Some(mailbox) = self.selected().map(str::to_owned) else {
+                        return self.send_str(&format!("{tag} NO No mailbox selected\r\n"));
+                    };
+                    let n = self.batch_len(rest.iter().copied(), 512, 4 << 20);
+                    let later = rest.split_off(n.min(rest.len()));
+                    let header_only = !key.needs_text();
+                    return self.ask(
+                        user,
+                        MailboxRequest::Bodies {
+                            mailbox,
+                            uids: rest,
+                            header_only,
+                        },
+                        Pending::Search {
+                            tag,
+                            uid,
+                            key,
+                            form,
+                            hits: None,
+                            scan: Some((found, later)),
+                        },
+                    );
+                }
+                found.sort_unstable();
+                found
+            }
+            None => {
+                let mut hits = Vec::new();
+                if let Some(v) = self.view() {
+                    for (i, m) in v.messages.iter().enumerate() {
+                        let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                        if key.matches(m, seq, max_seq, max_uid, None) {
+                            hits.push((seq, m.uid));
+                        }
+                    }
+                }
+                hits
+            }
+        };
+        match (&form, self.selected().map(str::to_owned)) {
+            (SearchForm::Sort(_), Some(mailbox)) if !hits.is_empty() => {
+                let uids = hits.iter().map(|(_, u)| *u).collect();
+                self.ask(
+                    user,
+                    MailboxRequest::Summaries { mailbox, uids },
+                    Pending::Search {
+                        tag,
+                        uid,
+                        key,
+                        form,
+                        hits: Some(hits),
+                        scan: None,
+                    },
+                );
+            }
+            _ => self.finish_search(&tag, uid, &key, &form, hits, &[]),
+        }
+    }
+
+    /// Writes the SEARCH, ESEARCH or SORT answer.
+    pub(super) fn finish_search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        key: &Key,
+        form: &SearchForm,
+        mut hits: Vec<(u32, u32)>,
+        summaries: &[(u32, Summary)],
+    ) {
+        let number = |h: &(u32, u32)| if uid { h.1 } else { h.0 };
+        // RFC 7162 3.1.5: a search with MODSEQ reports the highest one found.
+        let modseq = if key.uses_modseq() {
+            hits.iter()
+                .filter_map(|(_, u)| self.meta(*u).map(|m| m.modseq))
+                .max()
+        } else {
+            None
+        };
+        // `* SEARCH 2 5 (MODSEQ 9)` or `* SORT ...`, then the tagged OK.
+        let list = |what: &str, hits: &[(u32, u32)], r: &mut String| {
+            let _ = write!(r, "* {what}");
+            for h in hits {
+                let _ = write!(r, " {}", number(h));
+            }
+            if let Some(m) = modseq {
+                let _ = write!(r, " (MODSEQ {m})");
+            }
+            let _ = write!(r, "\r\n{tag} OK {what} completed\r\n");
+        };
+        let mut r = String::new();
+        match form {
+            SearchForm::Plain => {
+                list("SEARCH", &hits, &mut r);
+            }
+            SearchForm::Extended(ret) => {
+                if ret.iter().any(|o| o == "SAVE") {
+                    // RFC 5182 2.1: with MIN or MAX, only those are saved.
+                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let min = ret.iter().any(|o| o == "MIN");
+                    let max = ret.iter().any(|o| o == "MAX");
+                    self.saved = if min || max {
+                        let mut v = Vec::new();
+                        if let (true, Some(h)) = (min, hits.iter().min_by(by_num)) {
+                            v.push(h.1);
+                        }
+                        if let (true, Some(h)) = (max, hits.iter().max_by(by_num)) {
+                            v.push(h.1);
+                        }
+                        v.dedup();
+                        v
+                    } else {
+                        hits.iter().map(|h| h.1).collect()
+                    };
+                    if ret.len() == 1 {
+                        // SAVE alone: no ESEARCH response.
+                        let _ = write!(r, "{tag} OK SEARCH completed\r\n");
+                        return self.send_str(&r);
+                    }
+                }
+                let _ = write!(r, "* ESEARCH (TAG \"{tag}\")");
+                if uid {
+                    r.push_str(" UID");
+                }
+                let nums: Vec<u32> = hits.iter().map(number).collect();
+                for o in ret {
+                    match o.as_str() {
+                        "MIN" => {
+                            if let Some(x) = nums.iter().min() {
+                                let _ = write!(r, " MIN {x}");
+                            }
+                        }
+                        "MAX" => {
+                            if let Some(x) = nums.iter().max() {
+                                let _ = write!(r, " MAX {x}");
+                            }
+                        }
+                        "COUNT" => {
+                            let _ = write!(r, " COUNT {}", nums.len());
+                        }
+                        "SAVE" => {}
+                        _ => {
+                            if !nums.is_empty() {
+                                let _ = write!(r, " ALL {}", SeqSet::compact(&nums));
+                            }
+                        }
+                    }
+                }
+                // RFC 4731 3.2: with only MIN and/or MAX, the highest
+                // mod-sequence of the messages returned.
+                let modseq = if ret.iter().any(|o| o == "ALL" || o == "COUNT") {
+                    modseq
+                } else {
+                    let pick = |h: Option<&(u32, u32)>| {
+                        h.and_then(|(_, u)| self.meta(*u)).map(|m| m.modseq)
+                    };
+                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let min = ret
+                        .iter()
+                        .any(|o| o == "MIN")
+                        .then(|| pick(hits.iter().min_by(by_num)));
+                    let max = ret
+                        .iter()
+                        .any(|o| o == "MAX")
+                        .then(|| pick(hits.iter().max_by(by_num)));
+                    modseq.and(min.flatten().max(max.flatten()))
+                };
+                if let (Some(m), false) = (modseq, nums.is_empty()) {
+                    let _ = write!(r, " MODSEQ {m}");
+                }
+                let _ = write!(r, "\r\n{tag} OK SEARCH completed\r\n");
+            }
+            SearchForm::Sort(crit) => {
+                let by_uid: std::collections::HashMap<u32, &Summary> =
+                    summaries.iter().map(|(u, s)| (*u, s)).collect();
+                let default = Summary::default();
+                let metas: std::collections::HashMap<u32, (u64, i64)> = hits
+                    .iter()
+                    .filter_map(|(_, u)| self.meta(*u).map(|m| (*u, (m.size, m.internal_date))))
+                    .collect();
+                hits.sort_by(|a, b| {
+                    let (sa, sb) = (
+                        by_uid.get(&a.1).copied().unwrap_or(&default),
+                        by_uid.get(&b.1).copied().unwrap_or(&default),
+                    );
+                    let (ma, mb) = (
+                        metas.get(&a.1).copied().unwrap_or_default(),
+                        metas.get(&b.1).copied().unwrap_or_default(),
+                    );
+                    for (by, reverse) in crit {
+                        let o = match by {
+                            SortBy::Arrival => ma.1.cmp(&mb.1),
+                            SortBy::Size => ma.0.cmp(&mb.0),
+                            SortBy::Date => sa
+                                .sort
+                                .date
+                                .unwrap_or(ma.1)
+                                .cmp(&sb.sort.date.unwrap_or(mb.1)),
+                            // i;unicode-casemap (RFC 5051): titlecase,
+                            // upper case for ASCII.
+                            SortBy::From => casemap(&sa.sort.from, &sb.sort.from),
+                            SortBy::To => casemap(&sa.sort.to, &sb.sort.to),
+                            SortBy::Cc => casemap(&sa.sort.cc, &sb.sort.cc),
+                            SortBy::Subject => casemap(&sa.sort.subject, &sb.sort.subject),
+                        };
+                        let o = if *reverse { o.reverse() } else { o };
+                        if o != std::cmp::Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    // RFC 5256: ties go by sequence number.
+                    a.0.cmp(&b.0)
+                });
+                list("SORT", &hits, &mut r);
+            }
+        }
+        self.send_str(&r);
+    }
+}
+
+/// Compares two strings as `i;unicode-casemap` does (RFC 5051), near
+/// enough: character by character, upper-cased.
+fn casemap(a: &str, b: &str) -> std::cmp::Ordering {
+    a.chars()
+        .flat_map(char::to_uppercase)
+        .cmp(b.chars().flat_map(char::to_uppercase))
+}
+
+/// SORT criteria (RFC 5256): `REVERSE` applies to the next key.
+fn parse_sort(crit: &[Value<'_>]) -> Option<Vec<(SortBy, bool)>> {
+    let mut out = Vec::new();
+    let mut reverse = false;
+    for c in crit {
+        let Value::Atom(a) = c else { return None };
+        let by = match a.to_ascii_uppercase().as_str() {
+            "REVERSE" if !reverse => {
+                reverse = true;
+                continue;
+            }
+            "ARRIVAL" => SortBy::Arrival,
+            "CC" => SortBy::Cc,
+            "DATE" => SortBy::Date,
+            "FROM" => SortBy::From,
+            "SIZE" => SortBy::Size,
+            "SUBJECT" => SortBy::Subject,
+            "TO" => SortBy::To,
+            _ => return None,
+        };
+        out.push((by, reverse));
+        reverse = false;
+    }
+    (!out.is_empty() && !reverse).then_some(out)
+}

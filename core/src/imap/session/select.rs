@@ -1,0 +1,426 @@
+//! Mailbox selection and the session's view of the selected mailbox:
+//! SELECT/EXAMINE, CLOSE/UNSELECT, NOOP/CHECK/IDLE polls, mailbox names,
+//! and keeping the view (sequence numbers, UIDs, flags) in step with the
+//! store's changes.
+
+use super::{quote, ImapSession, Pending, Phase, Selected, State, SYSTEM_FLAGS};
+use crate::imap::event::{MailboxRequest, MailboxView, MessageMeta, Stored};
+use crate::imap::parse::{Command, Value};
+use crate::imap::set::SeqSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Whether a mailbox name stays inside the account.
+pub fn safe_mailbox_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('/')
+        && !name.starts_with('~')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && !name
+            .split('/')
+            .any(|p| p == ".." || p == "." || p.starts_with('.'))
+        && !name.contains(['\\', '\0'])
+        && !name.chars().any(char::is_control)
+}
+
+fn canonical(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+impl ImapSession {
+    pub(super) fn select(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+        let t = tag.to_owned();
+        self.saved.clear();
+        if let State::Selected(u, _) = &self.state {
+            // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected.
+            self.state = State::Authenticated(u.clone());
+            self.send_str("* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+            return;
+        };
+        let read_only = cmd.name == "EXAMINE";
+        let condstore =
+            |p: &Value<'_>| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE"));
+        match cmd.args.get(1) {
+            None => {}
+            Some(Value::List(params)) if params.is_empty() => {}
+            Some(Value::List(params)) if params.iter().all(condstore) => self.condstore_on(),
+            Some(_) => return self.send_str(&format!("{tag} BAD Unknown SELECT parameter\r\n")),
+        }
+        self.ask(
+            user,
+            MailboxRequest::Select {
+                mailbox: name.clone(),
+            },
+            Pending::Select {
+                tag: t,
+                name,
+                read_only,
+            },
+        );
+    }
+
+    pub(super) fn close_mailbox(
+        &mut self,
+        user: String,
+        tag: &str,
+        name: &str,
+        mailbox: String,
+        read_only: bool,
+    ) {
+        let t = tag.to_owned();
+        self.saved.clear();
+        if name == "CLOSE" && !read_only {
+            self.ask(
+                user,
+                MailboxRequest::Expunge {
+                    mailbox,
+                    uids: None,
+                },
+                Pending::Expunge {
+                    tag: t,
+                    closing: true,
+                },
+            );
+        } else {
+            self.state = State::Authenticated(user);
+            self.send_str(&format!("{tag} OK {name} completed\r\n"));
+        }
+    }
+
+    pub(super) fn selected_view(
+        &mut self,
+        tag: String,
+        name: String,
+        read_only: bool,
+        view: MailboxView,
+    ) {
+        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
+        flags.extend(view.keywords.iter().cloned());
+        let mut r = format!("* FLAGS {}\r\n", Self::flags_list(&flags));
+        let perm = if read_only {
+            "()".to_owned()
+        } else {
+            format!("({} \\*)", flags.join(" "))
+        };
+        let _ = write!(
+            r,
+            "* OK [PERMANENTFLAGS {perm}] Flags permitted\r\n* {} EXISTS\r\n",
+            view.messages.len()
+        );
+        // IMAP4rev2 has neither RECENT nor the UNSEEN code (RFC 9051 6.3.2).
+        if !self.rev2 {
+            r.push_str("* 0 RECENT\r\n");
+        }
+        if let (false, Some(i)) = (
+            self.rev2,
+            view.messages
+                .iter()
+                .position(|m| !m.flags.iter().any(|f| f == "\\Seen")),
+        ) {
+            let _ = write!(r, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+        }
+        let _ = write!(
+            r,
+            "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n\
+                     * OK [HIGHESTMODSEQ {}] Highest\r\n",
+            view.uid_validity, view.uid_next, view.highest_modseq
+        );
+        if self.rev2 {
+            // RFC 9051 6.3.2: IMAP4rev2 requires a LIST for the name.
+            let _ = writeln!(
+                r,
+                "* LIST ({}) \"/\" {}\r",
+                view.attributes.join(" "),
+                quote(&self.shown(&name))
+            );
+        }
+        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        let _ = write!(r, "{tag} OK [{mode}] {verb} completed\r\n");
+        self.send_str(&r);
+        if let Some(user) = self.user().map(str::to_owned) {
+            self.state = State::Selected(
+                user,
+                Selected {
+                    name,
+                    read_only,
+                    view,
+                },
+            );
+        }
+    }
+
+    pub(super) fn polled(
+        &mut self,
+        tag: String,
+        what: &'static str,
+        code: Option<String>,
+        view: MailboxView,
+    ) {
+        let lines = self.sync_view(view);
+        if what == "IDLE-CONTINUE" {
+            self.send_str(&lines);
+            self.phase = Phase::Idle { tag };
+        } else {
+            let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
+            self.send_str(&format!("{lines}{tag} OK {code}{what} completed\r\n"));
+        }
+    }
+
+    pub(super) fn poll_or_ok(&mut self, tag: &str, what: &'static str) {
+        match &self.state {
+            State::Selected(user, sel) => {
+                let (user, mailbox) = (user.clone(), sel.name.clone());
+                self.ask(
+                    user,
+                    MailboxRequest::Poll { mailbox },
+                    Pending::Poll {
+                        tag: tag.to_owned(),
+                        what,
+                        code: None,
+                    },
+                );
+            }
+            _ => self.send_str(&format!("{tag} OK {what} completed\r\n")),
+        }
+    }
+
+    pub(super) fn mailbox_arg(&mut self, tag: &str, v: Option<&Value<'_>>) -> Option<String> {
+        let name = v.and_then(Value::as_astring).map(|n| canonical(&n));
+        // IMAP4rev2 names are UTF-8; the store keeps modified UTF-7.
+        let name = name.map(|n| {
+            if self.rev2 {
+                crate::imap::utf7::encode(&n)
+            } else {
+                n
+            }
+        });
+        match name {
+            Some(n) if safe_mailbox_name(&n) => Some(n),
+            Some(_) => {
+                self.send_str(&format!("{tag} NO [CANNOT] Invalid mailbox name\r\n"));
+                None
+            }
+            None => {
+                self.send_str(&format!("{tag} BAD Missing mailbox name\r\n"));
+                None
+            }
+        }
+    }
+
+    /// A sequence set argument; `$` is the saved search result (RFC 5182),
+    /// as UIDs or as the sequence numbers they have now.
+    pub(super) fn set_arg(&self, s: &str, uid: bool) -> Option<SeqSet> {
+        if s != "$" {
+            return SeqSet::parse(s);
+        }
+        if uid {
+            return Some(SeqSet::from_numbers(&self.saved));
+        }
+        let seqs: Vec<u32> = self
+            .saved
+            .iter()
+            .filter_map(|u| self.seq_of(*u).and_then(|s| u32::try_from(s).ok()))
+            .collect();
+        Some(SeqSet::from_numbers(&seqs))
+    }
+
+    pub(super) fn view(&self) -> Option<&MailboxView> {
+        match &self.state {
+            State::Selected(_, s) => Some(&s.view),
+            _ => None,
+        }
+    }
+
+    /// Whether a sequence set names a number past the last message (or
+    /// `*` in an empty mailbox): RFC 9051 9 says BAD.
+    pub(super) fn out_of_range(&self, set: &SeqSet) -> bool {
+        let n = self
+            .view()
+            .map_or(0, |v| u32::try_from(v.messages.len()).unwrap_or(u32::MAX));
+        set.highest()
+            .is_some_and(|h| h == u32::MAX && n == 0 || h != u32::MAX && h > n)
+    }
+
+    /// (sequence number, UID) of the messages a set names.
+    pub(super) fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<(u32, u32)> {
+        let Some(v) = self.view() else {
+            return Vec::new();
+        };
+        let max_seq = u32::try_from(v.messages.len()).unwrap_or(u32::MAX);
+        let max_uid = v.messages.last().map_or(0, |m| m.uid);
+        v.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (u32::try_from(i + 1).unwrap_or(u32::MAX), m.uid))
+            .filter(|&(seq, u)| {
+                if uid {
+                    set.contains(u, max_uid)
+                } else {
+                    set.contains(seq, max_seq)
+                }
+            })
+            .collect()
+    }
+
+    /// The UIDs of the messages a set names.
+    pub(super) fn uids_of(&self, set: &SeqSet, uid: bool) -> Vec<u32> {
+        self.resolve(set, uid).into_iter().map(|(_, u)| u).collect()
+    }
+
+    /// The view's index of a UID (messages are in UID order).
+    pub(super) fn index_of(&self, uid: u32) -> Option<usize> {
+        self.view()
+            .and_then(|v| v.messages.binary_search_by_key(&uid, |m| m.uid).ok())
+    }
+
+    pub(super) fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+        let i = self.index_of(uid)?;
+        self.view().and_then(|v| v.messages.get(i))
+    }
+
+    pub(super) fn flags_list(flags: &[String]) -> String {
+        format!("({})", flags.join(" "))
+    }
+
+    /// Asks for the selected mailbox's state, then finishes `what` with
+    /// the changes and `code` (after APPEND or COPY into it).
+    pub(super) fn resync(&mut self, tag: String, what: &'static str, code: String) {
+        let (Some(user), Some(mailbox)) = (
+            self.user().map(str::to_owned),
+            self.selected().map(str::to_owned),
+        ) else {
+            return self.send_str(&format!("{tag} OK [{code}] {what} completed\r\n"));
+        };
+        self.ask(
+            user,
+            MailboxRequest::Poll { mailbox },
+            Pending::Poll {
+                tag,
+                what,
+                code: Some(code),
+            },
+        );
+    }
+
+    pub(super) fn read_only(&self) -> bool {
+        matches!(&self.state, State::Selected(_, s) if s.read_only)
+    }
+
+    pub(super) fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.index_of(uid).map(|i| i + 1)
+    }
+
+    pub(super) fn apply_flags(&mut self, changed: &[Stored]) {
+        if let State::Selected(_, s) = &mut self.state {
+            let messages = Arc::make_mut(&mut s.view.messages);
+            for c in changed {
+                if let Ok(i) = messages.binary_search_by_key(&c.uid, |m| m.uid) {
+                    messages[i].flags = c.flags.clone();
+                    messages[i].modseq = c.modseq;
+                    s.view.highest_modseq = s.view.highest_modseq.max(c.modseq);
+                }
+            }
+        }
+    }
+
+    /// Removes UIDs from the view; returns the EXPUNGE lines (highest
+    /// sequence number first, so each stays right).
+    pub(super) fn remove_uids(&mut self, uids: &[u32]) -> String {
+        let mut lines = String::new();
+        if let State::Selected(_, s) = &mut self.state {
+            let mut seqs: Vec<usize> = uids
+                .iter()
+                .filter_map(|u| s.view.messages.binary_search_by_key(u, |m| m.uid).ok())
+                .collect();
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
+            seqs.dedup();
+            if !seqs.is_empty() {
+                let messages = Arc::make_mut(&mut s.view.messages);
+                for i in seqs {
+                    messages.remove(i);
+                    let _ = write!(lines, "* {} EXPUNGE\r\n", i + 1);
+                }
+            }
+        }
+        lines
+    }
+
+    /// Brings the view up to date; returns EXPUNGE, EXISTS and FETCH lines.
+    pub(super) fn sync_view(&mut self, new: MailboxView) -> String {
+        let gone: Vec<u32> = match self.view() {
+            Some(v) => v
+                .messages
+                .iter()
+                .map(|m| m.uid)
+                .filter(|u| new.messages.binary_search_by_key(u, |n| n.uid).is_err())
+                .collect(),
+            None => return String::new(),
+        };
+        let mut lines = self.remove_uids(&gone);
+        let condstore = self.condstore;
+        if let State::Selected(_, s) = &mut self.state {
+            let old_max = s.view.messages.last().map_or(0, |m| m.uid);
+            let same = Arc::ptr_eq(&s.view.messages, &new.messages);
+            if same || *s.view.messages == *new.messages {
+                // Nothing changed: keep sharing the store's copy.
+                s.view.messages = new.messages.clone();
+            } else {
+                let messages = Arc::make_mut(&mut s.view.messages);
+                for (i, m) in messages.iter_mut().enumerate() {
+                    if let Ok(k) = new.messages.binary_search_by_key(&m.uid, |n| n.uid) {
+                        let n = &new.messages[k];
+                        if n.flags != m.flags || (condstore && n.modseq != m.modseq) {
+                            m.flags = n.flags.clone();
+                            m.modseq = n.modseq;
+                            let modseq = if condstore {
+                                format!(" MODSEQ ({})", m.modseq)
+                            } else {
+                                String::new()
+                            };
+                            let _ = write!(
+                                lines,
+                                "* {} FETCH (FLAGS {}{modseq})\r\n",
+                                i + 1,
+                                Self::flags_list(&m.flags)
+                            );
+                        }
+                    }
+                }
+                let before = messages.len();
+                messages.extend(new.messages.iter().filter(|n| n.uid > old_max).cloned());
+                if messages.len() != before {
+                    let _ = write!(lines, "* {} EXISTS\r\n", messages.len());
+                }
+            }
+            s.view.uid_next = new.uid_next;
+            s.view.highest_modseq = new.highest_modseq;
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_stay_inside_the_account() {
+        for bad in [
+            "../x", "/etc", "~root", "a/../b", ".hidden", "a//b", "x\\y", "",
+        ] {
+            assert!(!safe_mailbox_name(bad), "{bad}");
+        }
+        for good in ["INBOX", "Sent", "Archive/2026", "Ünïcode"] {
+            assert!(safe_mailbox_name(good), "{good}");
+        }
+    }
+}
