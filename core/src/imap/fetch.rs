@@ -494,17 +494,27 @@ impl Key {
 /// The most keys in one SEARCH.
 const MAX_KEYS: usize = 256;
 
+/// Why SEARCH arguments were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchError {
+    /// A CHARSET other than UTF-8 and US-ASCII: `NO [BADCHARSET]`
+    /// (RFC 9051 6.4.4), not a BAD.
+    BadCharset,
+    /// Malformed keys: `BAD` with this text.
+    Syntax(&'static str),
+}
+
 /// Parses SEARCH arguments (an optional `CHARSET UTF-8`/`US-ASCII` first).
-pub fn parse_search(args: &[Value<'_>]) -> Result<Key, &'static str> {
+pub fn parse_search(args: &[Value<'_>]) -> Result<Key, SearchError> {
     let mut args = args;
     if let Some(Value::Atom(a)) = args.first() {
         if a.eq_ignore_ascii_case("CHARSET") {
             let cs = args
                 .get(1)
                 .and_then(Value::as_astring)
-                .ok_or("CHARSET needs a name")?;
+                .ok_or(SearchError::Syntax("CHARSET needs a name"))?;
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Err("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset");
+                return Err(SearchError::BadCharset);
             }
             args = &args[2..];
         }
@@ -513,10 +523,10 @@ pub fn parse_search(args: &[Value<'_>]) -> Result<Key, &'static str> {
     let mut count = 0;
     let mut keys = Vec::new();
     while i < args.len() {
-        keys.push(key(args, &mut i, &mut count)?);
+        keys.push(key(args, &mut i, &mut count).map_err(SearchError::Syntax)?);
     }
     if keys.is_empty() {
-        return Err("SEARCH needs a key");
+        return Err(SearchError::Syntax("SEARCH needs a key"));
     }
     Ok(if keys.len() == 1 {
         keys.remove(0)

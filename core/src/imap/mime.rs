@@ -5,28 +5,10 @@ use mail_parser::{
     Address, ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 
+use super::response::nstring;
+
 /// The deepest MIME nesting described.
 const MAX_DEPTH: usize = 32;
-
-/// An IMAP string: quoted when it can be, a literal otherwise; `NIL` for none.
-pub fn nstring(s: Option<&str>) -> String {
-    match s {
-        None => "NIL".to_owned(),
-        Some(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
-            let mut q = String::with_capacity(s.len() + 2);
-            q.push('"');
-            for c in s.chars() {
-                if c == '"' || c == '\\' {
-                    q.push('\\');
-                }
-                q.push(c);
-            }
-            q.push('"');
-            q
-        }
-        Some(s) => format!("{{{}}}\r\n{s}", s.len()),
-    }
-}
 
 fn parse(msg: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(msg)

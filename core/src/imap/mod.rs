@@ -8,6 +8,7 @@ pub mod framing;
 pub mod message;
 pub mod mime;
 pub mod parse;
+pub mod response;
 pub mod session;
 pub mod set;
 pub mod utf7;

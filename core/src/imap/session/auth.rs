@@ -2,19 +2,18 @@
 //! AUTHENTICATE PLAIN (RFC 4616), and ENABLE (RFC 5161).
 
 use super::{ImapSession, Output, Pending, Phase};
-use crate::imap::event::{Event, Notice};
+use crate::imap::event::{Code, Event, Notice};
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, ResponseCode, Status};
 use crate::smtp::TlsMode;
 use crate::{sasl, Secret};
 
 impl ImapSession {
     pub(super) fn greet(&mut self) {
         let caps = self.capabilities();
-        let g = format!(
-            "* OK [CAPABILITY {caps}] {} Postern ready.\r\n",
-            self.cfg.hostname
-        );
-        self.send_str(&g);
+        let text = format!("{} Postern ready.", self.cfg.hostname);
+        let code = ResponseCode::Capability(caps);
+        self.send_str(&response::untagged(Status::Ok, Some(&code), &text));
     }
 
     pub(super) fn capabilities(&self) -> String {
@@ -34,9 +33,9 @@ impl ImapSession {
 
     pub(super) fn starttls(&mut self, tag: &str) {
         if self.listener.tls != TlsMode::StartTls || self.tls {
-            return self.send_str(&format!("{tag} BAD STARTTLS not available\r\n"));
+            return self.bad(tag, "STARTTLS not available");
         }
-        self.send_str(&format!("{tag} OK Begin TLS negotiation now\r\n"));
+        self.reply(tag, Status::Ok, None, "Begin TLS negotiation now");
         let dropped = self.inbuf.len();
         if dropped > 0 {
             self.notice(Notice::DiscardedAfterStartTls(dropped));
@@ -49,23 +48,21 @@ impl ImapSession {
 
     pub(super) fn login_command(&mut self, tag: &str, cmd: &Command<'_>) {
         if !self.tls {
-            return self.send_str(&format!("{tag} NO [PRIVACYREQUIRED] LOGIN needs TLS\r\n"));
+            return self.no(tag, Code::PrivacyRequired, "LOGIN needs TLS");
         }
         let (Some(u), Some(p), 2) = (
             cmd.args.first().and_then(Value::as_astring),
             cmd.args.get(1).and_then(Value::as_astring),
             cmd.args.len(),
         ) else {
-            return self.send_str(&format!("{tag} BAD Syntax: LOGIN user password\r\n"));
+            return self.bad(tag, "Syntax: LOGIN user password");
         };
         self.login(tag.to_owned(), u.into_owned(), p.into_owned());
     }
 
     pub(super) fn authenticate(&mut self, tag: &str, cmd: &Command<'_>) {
         if !self.tls {
-            return self.send_str(&format!(
-                "{tag} NO [PRIVACYREQUIRED] AUTHENTICATE needs TLS\r\n"
-            ));
+            return self.no(tag, Code::PrivacyRequired, "AUTHENTICATE needs TLS");
         }
         match (cmd.args.first(), cmd.args.get(1)) {
             (Some(Value::Atom(m)), ir) if m.eq_ignore_ascii_case("PLAIN") => {
@@ -79,7 +76,7 @@ impl ImapSession {
                     }
                 }
             }
-            _ => self.send_str(&format!("{tag} NO [CANNOT] Unsupported mechanism\r\n")),
+            _ => self.no(tag, Code::Cannot, "Unsupported mechanism"),
         }
     }
 
@@ -94,18 +91,14 @@ impl ImapSession {
     pub(super) fn plain_response(&mut self, tag: &str, text: &str) {
         match sasl::decode_plain(text) {
             Ok(c) => self.login(tag.to_owned(), c.username, c.password.expose().clone()),
-            Err(sasl::SaslError::Cancelled) => {
-                self.send_str(&format!("{tag} BAD Authentication cancelled\r\n"))
-            }
-            Err(_) => self.send_str(&format!(
-                "{tag} NO [AUTHENTICATIONFAILED] Malformed response\r\n"
-            )),
+            Err(sasl::SaslError::Cancelled) => self.bad(tag, "Authentication cancelled"),
+            Err(_) => self.no(tag, Code::AuthenticationFailed, "Malformed response"),
         }
     }
 
     pub(super) fn enable(&mut self, tag: &str, cmd: &Command<'_>) {
         if cmd.args.is_empty() {
-            return self.send_str(&format!("{tag} BAD Syntax: ENABLE capability...\r\n"));
+            return self.bad(tag, "Syntax: ENABLE capability...");
         }
         // RFC 5161: only what is supported and newly enabled is listed.
         let wants = cmd.args.iter().any(|a| {
@@ -128,7 +121,7 @@ impl ImapSession {
         if wants {
             self.condstore_on();
         }
-        self.send_str(&format!("{tag} OK ENABLE completed\r\n"));
+        self.completed(tag, "ENABLE");
     }
 
     /// Turns CONDSTORE on (RFC 7162 3.1): the first enabling command with
@@ -139,7 +132,8 @@ impl ImapSession {
         }
         self.condstore = true;
         if let Some(h) = self.view().map(|v| v.highest_modseq) {
-            self.send_str(&format!("* OK [HIGHESTMODSEQ {h}] Highest\r\n"));
+            let code = ResponseCode::HighestModseq(h);
+            self.send_str(&response::untagged(Status::Ok, Some(&code), "Highest"));
         }
     }
 }

@@ -3,9 +3,10 @@
 //! body fetch sets, and the `* n FETCH (...)` lines.
 
 use super::{ImapSession, Pending};
-use crate::imap::event::{MailboxRequest, StoreMode, Summary};
+use crate::imap::event::{Code, MailboxRequest, StoreMode, Summary};
 use crate::imap::fetch::{self, Item};
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, Status};
 
 /// What FETCH has gathered from the store.
 #[derive(Debug, Default)]
@@ -44,11 +45,11 @@ impl ImapSession {
                 .and_then(|s| self.set_arg(&s, uid)),
             cmd.args.get(1),
         ) else {
-            return self.send_str(&format!("{tag} BAD Syntax: FETCH set items\r\n"));
+            return self.bad(tag, "Syntax: FETCH set items");
         };
         let mut items = match fetch::parse_items(items) {
             Ok(i) => i,
-            Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
+            Err(e) => return self.bad(tag, e),
         };
         // FETCH modifiers: (CHANGEDSINCE n) (RFC 7162 3.1.4.1).
         let mut changed_since = None;
@@ -58,14 +59,12 @@ impl ImapSession {
                 [Value::Atom(a), n] if a.eq_ignore_ascii_case("CHANGEDSINCE") => {
                     match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
                         Some(n) => changed_since = Some(n),
-                        None => {
-                            return self.send_str(&format!("{tag} BAD Bad CHANGEDSINCE value\r\n"))
-                        }
+                        None => return self.bad(tag, "Bad CHANGEDSINCE value"),
                     }
                 }
-                _ => return self.send_str(&format!("{tag} BAD Unknown FETCH modifier\r\n")),
+                _ => return self.bad(tag, "Unknown FETCH modifier"),
             },
-            Some(_) => return self.send_str(&format!("{tag} BAD Syntax: FETCH set items\r\n")),
+            Some(_) => return self.bad(tag, "Syntax: FETCH set items"),
         }
         if changed_since.is_some() || items.contains(&Item::Modseq) {
             self.condstore_on();
@@ -79,7 +78,7 @@ impl ImapSession {
             items.push(Item::Modseq);
         }
         if !uid && self.out_of_range(&set) {
-            return self.send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+            return self.bad(tag, "Invalid message sequence number");
         }
         let mut targets = self.resolve(&set, uid);
         if let Some(n) = changed_since {
@@ -240,9 +239,8 @@ impl ImapSession {
             .filter(|c| c.is_ascii_graphic())
             .take(40)
             .collect();
-        self.send_str(&format!(
-            "{tag} NO [UNKNOWN-CTE] Cannot decode Content-Transfer-Encoding {cte}\r\n"
-        ));
+        let text = format!("Cannot decode Content-Transfer-Encoding {cte}");
+        self.no(tag, Code::UnknownCte, &text);
     }
 
     /// How many of these messages go in one batch: at most `max_n`, and
@@ -298,9 +296,8 @@ impl ImapSession {
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for item in &items {
                 match item {
-                    Item::Flags => {
-                        parts.push(format!("FLAGS {}", Self::flags_list(&meta.flags)).into_bytes())
-                    }
+                    Item::Flags => parts
+                        .push(format!("FLAGS {}", response::flag_list(&meta.flags)).into_bytes()),
                     Item::Uid => parts.push(format!("UID {uid}").into_bytes()),
                     Item::Size => parts.push(format!("RFC822.SIZE {}", meta.size).into_bytes()),
                     Item::InternalDate => parts.push(
@@ -337,7 +334,7 @@ impl ImapSession {
                             continue;
                         };
                         let bytes = cut(fetch::section_bytes(b, section), *partial);
-                        parts.push(literal(label, "", &bytes));
+                        parts.push(response::literal(label, &bytes));
                     }
                     Item::Binary {
                         path,
@@ -354,8 +351,11 @@ impl ImapSession {
                             Err(e) => return self.unknown_cte(&tag, &out, &e.0),
                         };
                         // RFC 3516 4.3: literal8 when the data has NULs.
-                        let tilde = if bytes.contains(&0) { "~" } else { "" };
-                        parts.push(literal(label, tilde, &bytes));
+                        parts.push(if bytes.contains(&0) {
+                            response::literal8(label, &bytes)
+                        } else {
+                            response::literal(label, &bytes)
+                        });
                     }
                     Item::BinarySize { path, label } => {
                         let n = match body.map(|b| crate::imap::mime::binary(b, path)) {
@@ -385,7 +385,9 @@ impl ImapSession {
                 return self.fetch_batch(user, mailbox, tag, uid, items, rest);
             }
         }
-        out.extend_from_slice(format!("{tag} OK FETCH completed\r\n").as_bytes());
+        out.extend_from_slice(
+            response::tagged(&tag, Status::Ok, None, "FETCH completed").as_bytes(),
+        );
         self.send(&out);
     }
 }
@@ -401,11 +403,4 @@ fn cut(mut bytes: Vec<u8>, partial: Option<(u64, u64)>) -> Vec<u8> {
         bytes.drain(..o);
     }
     bytes
-}
-
-/// `LABEL {n}` CRLF and the bytes (`~{n}` with `tilde`).
-fn literal(label: &str, tilde: &str, bytes: &[u8]) -> Vec<u8> {
-    let mut p = format!("{label} {tilde}{{{}}}\r\n", bytes.len()).into_bytes();
-    p.extend_from_slice(bytes);
-    p
 }

@@ -2,9 +2,10 @@
 //! (RFC 5258), LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154), STATUS,
 //! QUOTA (RFC 9208), NAMESPACE, and CREATE/DELETE/RENAME/SUBSCRIBE.
 
-use super::{quote, ImapSession, Pending};
-use crate::imap::event::{ListEntry, MailboxRequest, StatusCounts};
+use super::{ImapSession, Pending};
+use crate::imap::event::{Code, ListEntry, MailboxRequest};
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, STATUS_ITEMS};
 use std::fmt::Write as _;
 
 /// A LIST or LSUB waiting for the store's entries: how to pick and show them.
@@ -87,15 +88,12 @@ impl ImapSession {
                     } else if atom_is(o, "RECURSIVEMATCH") {
                         recursive = true;
                     } else if !atom_is(o, "REMOTE") {
-                        return self
-                            .send_str(&format!("{tag} BAD Unknown LIST selection option\r\n"));
+                        return self.bad(tag, "Unknown LIST selection option");
                     }
                 }
                 // RFC 5258 3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD.
                 if recursive && !subscribed_only && !special_only {
-                    return self.send_str(&format!(
-                        "{tag} BAD RECURSIVEMATCH needs another selection option\r\n"
-                    ));
+                    return self.bad(tag, "RECURSIVEMATCH needs another selection option");
                 }
                 args = &args[1..];
             }
@@ -112,7 +110,7 @@ impl ImapSession {
             None => None,
         };
         let (Some(reference), Some(patterns)) = (reference, patterns) else {
-            return self.send_str(&format!("{tag} BAD Syntax: LIST reference pattern\r\n"));
+            return self.bad(tag, "Syntax: LIST reference pattern");
         };
         let mut ret_sub = false;
         let mut status = None;
@@ -126,21 +124,17 @@ impl ImapSession {
                         ret_sub = true;
                     } else if atom_is(o, "STATUS") {
                         let Some(Value::List(items)) = opts.get(i + 1) else {
-                            return self.send_str(&format!(
-                                "{tag} BAD Syntax: RETURN (STATUS (items))\r\n"
-                            ));
+                            return self.bad(tag, "Syntax: RETURN (STATUS (items))");
                         };
                         let items: Vec<String> = items
                             .iter()
                             .filter_map(|v| v.as_astring().map(|s| s.to_ascii_uppercase()))
                             .collect();
                         if items.is_empty() {
-                            return self.send_str(&format!(
-                                "{tag} BAD Syntax: RETURN (STATUS (items))\r\n"
-                            ));
+                            return self.bad(tag, "Syntax: RETURN (STATUS (items))");
                         }
                         if items.iter().any(|x| !STATUS_ITEMS.contains(&x.as_str())) {
-                            return self.send_str(&format!("{tag} BAD Unknown STATUS item\r\n"));
+                            return self.bad(tag, "Unknown STATUS item");
                         }
                         if items.iter().any(|x| x == "HIGHESTMODSEQ") {
                             self.condstore_on();
@@ -148,18 +142,18 @@ impl ImapSession {
                         status = Some(items);
                         i += 1;
                     } else if !(atom_is(o, "CHILDREN") || atom_is(o, "SPECIAL-USE")) {
-                        return self.send_str(&format!("{tag} BAD Unknown LIST return option\r\n"));
+                        return self.bad(tag, "Unknown LIST return option");
                     }
                     i += 1;
                 }
             }
-            _ => return self.send_str(&format!("{tag} BAD Syntax: LIST ... RETURN (options)\r\n")),
+            _ => return self.bad(tag, "Syntax: LIST ... RETURN (options)"),
         }
         let kw = if lsub { "LSUB" } else { "LIST" };
         if !extended && patterns.len() == 1 && patterns[0].is_empty() {
-            return self.send_str(&format!(
-                "* {kw} (\\Noselect) \"/\" \"\"\r\n{tag} OK {kw} completed\r\n"
-            ));
+            // RFC 9051 6.3.9: an empty pattern asks for the delimiter.
+            self.send_str(&format!("* {kw} (\\Noselect) \"/\" \"\"\r\n"));
+            return self.completed(tag, kw);
         }
         let patterns: Vec<String> = patterns
             .iter()
@@ -167,7 +161,7 @@ impl ImapSession {
             .map(|p| format!("{reference}{p}"))
             .collect();
         if patterns.is_empty() {
-            return self.send_str(&format!("{tag} OK {kw} completed\r\n"));
+            return self.completed(tag, kw);
         }
         let with_status = status.is_some();
         // RECURSIVEMATCH with SUBSCRIBED: every mailbox, then the session
@@ -258,21 +252,16 @@ impl ImapSession {
                 .collect();
             let _ = write!(
                 r,
-                "* {kw} ({}) \"/\" {}{childinfo}\r\n",
-                attrs.join(" "),
-                quote(&self.shown(&e.name))
+                "* {kw} {} \"/\" {}{childinfo}\r\n",
+                response::flag_list(&attrs),
+                response::astring(&self.shown(&e.name))
             );
             if let (Some(items), Some(counts)) = (&status, &e.status) {
-                let _ = write!(
-                    r,
-                    "* STATUS {} ({})\r\n",
-                    quote(&self.shown(&e.name)),
-                    status_parts(items, counts)
-                );
+                r.push_str(&response::status_data(&self.shown(&e.name), items, counts));
             }
         }
-        let _ = write!(r, "{tag} OK {kw} completed\r\n");
         self.send_str(&r);
+        self.completed(&tag, kw);
     }
 
     pub(super) fn status(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
@@ -281,17 +270,17 @@ impl ImapSession {
             return;
         };
         let Some(Value::List(items)) = cmd.args.get(1) else {
-            return self.send_str(&format!("{tag} BAD Syntax: STATUS mailbox (items)\r\n"));
+            return self.bad(tag, "Syntax: STATUS mailbox (items)");
         };
         let items: Vec<String> = items
             .iter()
             .filter_map(|i| i.as_astring().map(|s| s.to_ascii_uppercase()))
             .collect();
         if items.is_empty() {
-            return self.send_str(&format!("{tag} BAD Syntax: STATUS mailbox (items)\r\n"));
+            return self.bad(tag, "Syntax: STATUS mailbox (items)");
         }
         if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
-            return self.send_str(&format!("{tag} BAD Unknown STATUS item {bad}\r\n"));
+            return self.bad(tag, &format!("Unknown STATUS item {bad}"));
         }
         if items.iter().any(|i| i == "HIGHESTMODSEQ") {
             self.condstore_on();
@@ -312,7 +301,7 @@ impl ImapSession {
     pub(super) fn get_quota(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
         let t = tag.to_owned();
         let Some(arg) = cmd.args.first().and_then(Value::as_astring) else {
-            return self.send_str(&format!("{tag} BAD Syntax: {} name\r\n", cmd.name));
+            return self.bad(tag, &format!("Syntax: {} name", cmd.name));
         };
         let root_of = if cmd.name == "GETQUOTAROOT" {
             let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
@@ -320,7 +309,7 @@ impl ImapSession {
             };
             Some(name)
         } else if !arg.is_empty() {
-            return self.send_str(&format!("{tag} NO [NONEXISTENT] No such quota root\r\n"));
+            return self.no(tag, Code::NonExistent, "No such quota root");
         } else {
             None
         };
@@ -340,7 +329,7 @@ impl ImapSession {
     ) {
         let mut r = String::new();
         if let Some(name) = &root_of {
-            let _ = write!(r, "* QUOTAROOT {}", quote(&self.shown(name)));
+            let _ = write!(r, "* QUOTAROOT {}", response::astring(&self.shown(name)));
             if limit.is_some() {
                 r.push_str(" \"\"");
             }
@@ -357,7 +346,7 @@ impl ImapSession {
                 );
             }
             None if root_of.is_none() => {
-                return self.send_str(&format!("{tag} NO [NONEXISTENT] No such quota root\r\n"));
+                return self.no(tag, Code::NonExistent, "No such quota root");
             }
             None => {}
         }
@@ -366,8 +355,8 @@ impl ImapSession {
         } else {
             "GETQUOTA"
         };
-        let _ = write!(r, "{tag} OK {what} completed\r\n");
         self.send_str(&r);
+        self.completed(tag, what);
     }
 
     /// CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE.
@@ -462,40 +451,6 @@ pub fn special_use(name: &str) -> Option<&'static str> {
         "Archive" => Some("\\Archive"),
         _ => None,
     }
-}
-
-/// The STATUS items understood (RFC 9051 6.3.11, RFC 8438 SIZE, RFC 7162).
-const STATUS_ITEMS: &[&str] = &[
-    "MESSAGES",
-    "UNSEEN",
-    "UIDNEXT",
-    "UIDVALIDITY",
-    "RECENT",
-    "SIZE",
-    "HIGHESTMODSEQ",
-    "DELETED",
-    "DELETED-STORAGE",
-];
-
-/// `MESSAGES 3 UNSEEN 1`... for the items asked, in their order.
-pub(super) fn status_parts(items: &[String], s: &StatusCounts) -> String {
-    let mut parts = Vec::new();
-    for i in items {
-        let v = match i.as_str() {
-            "MESSAGES" => u64::from(s.messages),
-            "UNSEEN" => u64::from(s.unseen),
-            "UIDNEXT" => u64::from(s.uid_next),
-            "UIDVALIDITY" => u64::from(s.uid_validity),
-            "RECENT" => u64::from(s.recent),
-            "SIZE" => s.size,
-            "HIGHESTMODSEQ" => s.highest_modseq,
-            "DELETED" => u64::from(s.deleted),
-            "DELETED-STORAGE" => s.deleted_storage,
-            _ => continue,
-        };
-        parts.push(format!("{i} {v}"));
-    }
-    parts.join(" ")
 }
 
 fn is_special_use(attr: &str) -> bool {

@@ -28,7 +28,8 @@ use self::search::{Scan, SearchForm};
 use super::fetch::Key;
 use super::framing::{FrameLimits, Framed, Framer};
 use super::parse::{parse_command, Command, ParseError};
-use crate::imap::event::{Event, MailboxAnswer, MailboxRequest, MailboxView, Notice};
+use super::response::{self, ResponseCode, Status};
+use crate::imap::event::{Code, Event, MailboxAnswer, MailboxRequest, MailboxView, Notice};
 use crate::proxy::{ClientAddress, ProxyConfig, ProxyGate, ProxyStep};
 use crate::smtp::TlsMode;
 use std::collections::VecDeque;
@@ -192,8 +193,20 @@ enum Pending {
     },
     Poll {
         tag: String,
+        then: PollFor,
+    },
+}
+
+/// What a fresh view of the selected mailbox is asked for.
+#[derive(Debug)]
+enum PollFor {
+    /// IDLE: report the changes and go on idling.
+    Idle,
+    /// A command (NOOP, CHECK, APPEND or COPY into the selected mailbox):
+    /// report the changes, then `tag OK [code] what completed`.
+    Command {
         what: &'static str,
-        code: Option<String>,
+        code: Option<ResponseCode>,
     },
 }
 
@@ -220,33 +233,6 @@ pub struct ImapSession {
     rev2: bool,
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
     saved: Vec<u32>,
-}
-
-fn quote(s: &str) -> String {
-    if s.bytes().all(|b| {
-        b.is_ascii_graphic()
-            && b != b'"'
-            && b != b'\\'
-            && b != b'('
-            && b != b')'
-            && b != b'{'
-            && b != b'%'
-            && b != b'*'
-    }) && !s.is_empty()
-        && !s.eq_ignore_ascii_case("NIL")
-    {
-        return s.to_owned();
-    }
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
 }
 
 const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
@@ -374,7 +360,7 @@ impl ImapSession {
         if self.poll_timeout().is_some_and(|d| now >= d) && self.gate.is_none() {
             self.notice(Notice::Timeout);
             if !matches!(self.phase, Phase::Tls { .. } | Phase::Proxy) {
-                self.send_str("* BYE Autologout; idle for too long\r\n");
+                self.bye("Autologout; idle for too long");
             }
             self.close();
         }
@@ -442,7 +428,7 @@ impl ImapSession {
             && matches!(self.phase, Phase::Wait(_) | Phase::Connect)
         {
             self.notice(Notice::ProtocolLimit("pipelined input"));
-            self.send_str("* BYE Too much pipelined input\r\n");
+            self.bye("Too much pipelined input");
             return self.close();
         }
         self.process();
@@ -456,7 +442,7 @@ impl ImapSession {
         match answer {
             ConnectAnswer::Refuse(text) => {
                 if self.listener.tls != TlsMode::Implicit {
-                    self.send_str(&format!("* BYE {text}\r\n"));
+                    self.bye(&text);
                 }
                 self.close();
             }
@@ -487,17 +473,20 @@ impl ImapSession {
             LoginAnswer::Success(user) => {
                 self.state = State::Authenticated(user);
                 let caps = self.capabilities();
-                self.send_str(&format!("{tag} OK [CAPABILITY {caps}] Logged in\r\n"));
+                self.reply(
+                    &tag,
+                    Status::Ok,
+                    Some(ResponseCode::Capability(caps)),
+                    "Logged in",
+                );
             }
             LoginAnswer::Failure => {
                 self.notice(Notice::LoginFailed { username });
-                self.send_str(&format!(
-                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
-                ));
+                self.no(&tag, Code::AuthenticationFailed, "Authentication failed.");
             }
-            LoginAnswer::TempFail => self.send_str(&format!(
-                "{tag} NO [UNAVAILABLE] Temporary authentication failure\r\n"
-            )),
+            LoginAnswer::TempFail => {
+                self.no(&tag, Code::Unavailable, "Temporary authentication failure")
+            }
         }
         self.process();
     }
@@ -515,8 +504,7 @@ impl ImapSession {
                 MailboxRequest::Poll { mailbox },
                 Pending::Poll {
                     tag,
-                    what: "IDLE-CONTINUE",
-                    code: None,
+                    then: PollFor::Idle,
                 },
             );
         }
@@ -542,6 +530,31 @@ impl ImapSession {
 
     fn send_str(&mut self, s: &str) {
         self.send(s.as_bytes());
+    }
+
+    /// `tag STATUS [code] text`.
+    fn reply(&mut self, tag: &str, status: Status, code: Option<ResponseCode>, text: &str) {
+        self.send_str(&response::tagged(tag, status, code.as_ref(), text));
+    }
+
+    /// `tag BAD text`: the command was not understood.
+    fn bad(&mut self, tag: &str, text: &str) {
+        self.reply(tag, Status::Bad, None, text);
+    }
+
+    /// `tag NO [code] text`: the command failed.
+    fn no(&mut self, tag: &str, code: Code, text: &str) {
+        self.reply(tag, Status::No, Some(code.into()), text);
+    }
+
+    /// `* BYE text`: the server is closing the connection.
+    fn bye(&mut self, text: &str) {
+        self.send_str(&response::untagged(Status::Bye, None, text));
+    }
+
+    /// `tag OK what completed`.
+    fn completed(&mut self, tag: &str, what: &str) {
+        self.reply(tag, Status::Ok, None, &format!("{what} completed"));
     }
 
     fn close(&mut self) {
@@ -582,7 +595,7 @@ impl ImapSession {
                 let Some(nl) = memchr::memchr(b'\n', &self.inbuf) else {
                     if self.inbuf.len() > self.cfg.limits.max_line {
                         self.notice(Notice::ProtocolLimit("line"));
-                        self.send_str("* BYE Line too long\r\n");
+                        self.bye("Line too long");
                         self.close();
                     }
                     return;
@@ -614,21 +627,21 @@ impl ImapSession {
                     self.inbuf.drain(..len.min(self.inbuf.len()));
                     self.framer.reset();
                     let tag = tag.unwrap_or_else(|| "*".into());
-                    self.send_str(&format!("{tag} NO [TOOBIG] Literal too large\r\n"));
+                    self.no(&tag, Code::TooBig, "Literal too large");
                 }
                 Framed::LiteralTooLarge { sync: false, .. } => {
                     self.notice(Notice::ProtocolLimit("literal"));
-                    self.send_str("* BYE Literal too large\r\n");
+                    self.bye("Literal too large");
                     return self.close();
                 }
                 Framed::LineTooLong => {
                     self.notice(Notice::ProtocolLimit("line"));
-                    self.send_str("* BYE Line too long\r\n");
+                    self.bye("Line too long");
                     return self.close();
                 }
                 Framed::TooManyLiterals => {
                     self.notice(Notice::ProtocolLimit("literals"));
-                    self.send_str("* BYE Too many literals\r\n");
+                    self.bye("Too many literals");
                     return self.close();
                 }
             }
@@ -640,9 +653,9 @@ impl ImapSession {
             Phase::AuthPlain { tag } => self.plain_response(&tag, text),
             Phase::Idle { tag } => {
                 if text.eq_ignore_ascii_case("DONE") {
-                    self.send_str(&format!("{tag} OK IDLE terminated\r\n"));
+                    self.reply(&tag, Status::Ok, None, "IDLE terminated");
                 } else {
-                    self.send_str(&format!("{tag} BAD Expected DONE\r\n"));
+                    self.bad(&tag, "Expected DONE");
                 }
             }
             other => self.phase = other,
@@ -653,37 +666,35 @@ impl ImapSession {
         let cmd = match parse_command(bytes) {
             Ok(c) => c,
             Err(ParseError::NoTag) => return self.send_str("* BAD Invalid tag\r\n"),
-            Err(ParseError::Syntax { tag, message }) => {
-                return self.send_str(&format!("{tag} BAD {message}\r\n"))
-            }
+            Err(ParseError::Syntax { tag, message }) => return self.bad(&tag, message),
         };
         let tag = cmd.tag.to_owned();
-        let bad = |s: &mut Self, m: &str| s.send_str(&format!("{tag} BAD {m}\r\n"));
         let authenticated = self.user().map(str::to_owned);
         match (cmd.name.as_str(), &authenticated) {
             ("CAPABILITY", _) => {
                 let caps = self.capabilities();
-                self.send_str(&format!(
-                    "* CAPABILITY {caps}\r\n{tag} OK CAPABILITY completed\r\n"
-                ));
+                self.send_str(&format!("* CAPABILITY {caps}\r\n"));
+                self.completed(&tag, "CAPABILITY");
             }
             ("NOOP", _) => self.poll_or_ok(&tag, "NOOP"),
             ("CHECK", Some(_)) => self.poll_or_ok(&tag, "CHECK"),
             ("LOGOUT", _) => {
-                self.send_str(&format!(
-                    "* BYE Logging out\r\n{tag} OK LOGOUT completed\r\n"
-                ));
+                self.bye("Logging out");
+                self.completed(&tag, "LOGOUT");
                 self.state = State::Logout;
                 self.close();
             }
-            ("ID", _) => self.send_str(&format!(
-                "* ID (\"name\" \"Postern\")\r\n{tag} OK ID completed\r\n"
-            )),
+            ("ID", _) => {
+                self.send_str("* ID (\"name\" \"Postern\")\r\n");
+                self.completed(&tag, "ID");
+            }
             ("STARTTLS", None) => self.starttls(&tag),
             ("LOGIN", None) => self.login_command(&tag, &cmd),
             ("AUTHENTICATE", None) => self.authenticate(&tag, &cmd),
-            ("STARTTLS" | "LOGIN" | "AUTHENTICATE", Some(_)) => bad(self, "Already authenticated"),
-            (_, None) => bad(self, "Log in first"),
+            ("STARTTLS" | "LOGIN" | "AUTHENTICATE", Some(_)) => {
+                self.bad(&tag, "Already authenticated")
+            }
+            (_, None) => self.bad(&tag, "Log in first"),
             (_, Some(user)) => self.authenticated_command(user.clone(), &tag, &cmd),
         }
     }
@@ -696,12 +707,11 @@ impl ImapSession {
         match cmd.name.as_str() {
             "ENABLE" => self.enable(tag, cmd),
             "GETQUOTAROOT" | "GETQUOTA" => self.get_quota(user, tag, cmd),
-            "SETQUOTA" => self.send_str(&format!(
-                "{tag} NO [NOPERM] Quotas are set by the administrator\r\n"
-            )),
-            "NAMESPACE" => self.send_str(&format!(
-                "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK NAMESPACE completed\r\n"
-            )),
+            "SETQUOTA" => self.no(tag, Code::NoPerm, "Quotas are set by the administrator"),
+            "NAMESPACE" => {
+                self.send_str("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                self.completed(tag, "NAMESPACE");
+            }
             "IDLE" => {
                 self.send_str("+ idling\r\n");
                 self.phase = Phase::Idle {
@@ -715,7 +725,7 @@ impl ImapSession {
             "STATUS" => self.status(user, tag, cmd),
             "APPEND" => self.append(user, tag, cmd),
             _ => match selected {
-                None => self.send_str(&format!("{tag} BAD No mailbox selected\r\n")),
+                None => self.bad(tag, "No mailbox selected"),
                 Some((mailbox, read_only)) => {
                     self.selected_command(user, tag, cmd, mailbox, read_only)
                 }
@@ -742,7 +752,7 @@ impl ImapSession {
             "SEARCH" | "SORT" => self.search(user, tag, cmd, name == "SORT", uid),
             "STORE" => self.store(user, tag, cmd, mailbox, read_only, uid),
             "COPY" | "MOVE" => self.copy(user, tag, cmd, mailbox, read_only, uid),
-            _ => self.send_str(&format!("{tag} BAD Unknown command\r\n")),
+            _ => self.bad(tag, "Unknown command"),
         }
     }
 
@@ -757,8 +767,8 @@ impl ImapSession {
         }
         if let MailboxAnswer::No { code, text } = &answer {
             let tag = pending_tag(&p);
-            let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
-            self.send_str(&format!("{tag} NO {code}{text}\r\n"));
+            let r = response::tagged(tag, Status::No, code.map(ResponseCode::from).as_ref(), text);
+            self.send_str(&r);
             return self.process();
         }
         match (p, answer) {
@@ -770,16 +780,11 @@ impl ImapSession {
                 },
                 MailboxAnswer::View(view),
             ) => self.selected_view(tag, name, read_only, view),
-            (Pending::Simple { tag, what }, _) => {
-                self.send_str(&format!("{tag} OK {what} completed\r\n"))
-            }
+            (Pending::Simple { tag, what }, _) => self.completed(&tag, what),
             (Pending::List(q), MailboxAnswer::List(entries)) => self.listed(q, &entries),
             (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {
-                self.send_str(&format!(
-                    "* STATUS {} ({})\r\n{tag} OK STATUS completed\r\n",
-                    quote(&self.shown(&name)),
-                    list::status_parts(&items, &s)
-                ));
+                self.send_str(&response::status_data(&self.shown(&name), &items, &s));
+                self.completed(&tag, "STATUS");
             }
             (Pending::Quota { tag, root_of }, MailboxAnswer::Quota { used, limit }) => {
                 self.quota(&tag, root_of.as_deref(), used, limit)
@@ -807,7 +812,7 @@ impl ImapSession {
                 MailboxAnswer::Bodies(bodies),
             ) => match self.user().map(str::to_owned) {
                 Some(user) => self.search_hits(user, tag, uid, key, form, Some(scan), &bodies),
-                None => self.send_str(&format!("{tag} BAD Not logged in\r\n")),
+                None => self.bad(&tag, "Not logged in"),
             },
             (
                 Pending::Search {
@@ -846,14 +851,12 @@ impl ImapSession {
                     to,
                 },
             ) => self.copied(tag, moving, uid_validity, &from, &to),
-            (Pending::Poll { tag, what, code }, MailboxAnswer::Changed(view)) => {
-                self.polled(tag, what, code, view)
+            (Pending::Poll { tag, then }, MailboxAnswer::Changed(view)) => {
+                self.polled(tag, then, view)
             }
             (p, _) => {
                 let tag = pending_tag(&p);
-                self.send_str(&format!(
-                    "{tag} NO [SERVERBUG] Unexpected answer from the store\r\n"
-                ));
+                self.no(tag, Code::ServerBug, "Unexpected answer from the store");
             }
         }
         self.process();

@@ -4,9 +4,10 @@
 //! and the answer lines.
 
 use super::{ImapSession, Pending};
-use crate::imap::event::{MailboxRequest, Summary};
-use crate::imap::fetch::{self, Key};
+use crate::imap::event::{Code, MailboxRequest, Summary};
+use crate::imap::fetch::{self, Key, SearchError};
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
 
@@ -48,25 +49,21 @@ impl ImapSession {
         let mut form = SearchForm::Plain;
         if sort {
             let Some(Value::List(crit)) = args.first() else {
-                return self.send_str(&format!(
-                    "{tag} BAD Syntax: SORT (criteria) charset keys\r\n"
-                ));
+                return self.bad(tag, "Syntax: SORT (criteria) charset keys");
             };
             let Some(crit) = parse_sort(crit) else {
-                return self.send_str(&format!("{tag} BAD Unknown sort criterion\r\n"));
+                return self.bad(tag, "Unknown sort criterion");
             };
             // RFC 5256: the charset is required.
             let Some(cs) = args.get(1).and_then(Value::as_astring) else {
-                return self.send_str(&format!("{tag} BAD SORT needs a charset\r\n"));
+                return self.bad(tag, "SORT needs a charset");
             };
             // The charset is required: `SORT (DATE) ALL` has none.
             if args.len() < 3 {
-                return self.send_str(&format!("{tag} BAD SEARCH needs a key\r\n"));
+                return self.bad(tag, "SEARCH needs a key");
             }
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return self.send_str(&format!(
-                    "{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset\r\n"
-                ));
+                return self.no(tag, Code::BadCharset, "unsupported charset");
             }
             form = SearchForm::Sort(crit);
             args = &args[2..];
@@ -74,8 +71,7 @@ impl ImapSession {
             // ESEARCH (RFC 4731): RETURN (MIN MAX ALL COUNT); () means ALL.
             if a.eq_ignore_ascii_case("RETURN") {
                 let Some(Value::List(opts)) = args.get(1) else {
-                    return self
-                        .send_str(&format!("{tag} BAD Syntax: SEARCH RETURN (options)\r\n"));
+                    return self.bad(tag, "Syntax: SEARCH RETURN (options)");
                 };
                 let mut ret = Vec::new();
                 for o in opts {
@@ -85,10 +81,7 @@ impl ImapSession {
                                 ret.push(w.to_owned());
                             }
                         }
-                        _ => {
-                            return self
-                                .send_str(&format!("{tag} BAD Unknown SEARCH return option\r\n"))
-                        }
+                        _ => return self.bad(tag, "Unknown SEARCH return option"),
                     }
                 }
                 if ret.is_empty() {
@@ -110,15 +103,15 @@ impl ImapSession {
         }) {
             Ok(k) => k,
             // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
-            Err(e) if e.starts_with("[BADCHARSET") => {
+            Err(SearchError::BadCharset) => {
                 // RFC 5182 2.1: a SEARCH that saves and fails (NO)
                 // empties `$`; a BAD leaves it alone.
                 if saving {
                     self.saved.clear();
                 }
-                return self.send_str(&format!("{tag} NO {e}\r\n"));
+                return self.no(tag, Code::BadCharset, "unsupported charset");
             }
-            Err(e) => return self.send_str(&format!("{tag} BAD {e}\r\n")),
+            Err(SearchError::Syntax(e)) => return self.bad(tag, e),
         };
         if key.uses_modseq() {
             self.condstore_on();
@@ -168,7 +161,7 @@ impl ImapSession {
                 }
                 if !rest.is_empty() {
                     let Some(mailbox) = self.selected().map(str::to_owned) else {
-                        return self.send_str(&format!("{tag} NO No mailbox selected\r\n"));
+                        return self.reply(&tag, Status::No, None, "No mailbox selected");
                     };
                     let n = self.batch_len(rest.iter().copied(), 512, 4 << 20);
                     let later = rest.split_off(n.min(rest.len()));
@@ -254,7 +247,13 @@ impl ImapSession {
             if let Some(m) = modseq {
                 let _ = write!(r, " (MODSEQ {m})");
             }
-            let _ = write!(r, "\r\n{tag} OK {what} completed\r\n");
+            r.push_str("\r\n");
+            r.push_str(&response::tagged(
+                tag,
+                Status::Ok,
+                None,
+                &format!("{what} completed"),
+            ));
         };
         let mut r = String::new();
         match form {
@@ -282,11 +281,11 @@ impl ImapSession {
                     };
                     if ret.len() == 1 {
                         // SAVE alone: no ESEARCH response.
-                        let _ = write!(r, "{tag} OK SEARCH completed\r\n");
+                        r.push_str(&response::tagged(tag, Status::Ok, None, "SEARCH completed"));
                         return self.send_str(&r);
                     }
                 }
-                let _ = write!(r, "* ESEARCH (TAG \"{tag}\")");
+                let _ = write!(r, "* ESEARCH (TAG {})", response::quoted(tag));
                 if uid {
                     r.push_str(" UID");
                 }
@@ -336,7 +335,8 @@ impl ImapSession {
                 if let (Some(m), false) = (modseq, nums.is_empty()) {
                     let _ = write!(r, " MODSEQ {m}");
                 }
-                let _ = write!(r, "\r\n{tag} OK SEARCH completed\r\n");
+                r.push_str("\r\n");
+                r.push_str(&response::tagged(tag, Status::Ok, None, "SEARCH completed"));
             }
             SearchForm::Sort(crit) => {
                 let by_uid: std::collections::HashMap<u32, &Summary> =

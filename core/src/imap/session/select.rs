@@ -3,9 +3,10 @@
 //! and keeping the view (sequence numbers, UIDs, flags) in step with the
 //! store's changes.
 
-use super::{quote, ImapSession, Pending, Phase, Selected, State, SYSTEM_FLAGS};
-use crate::imap::event::{MailboxRequest, MailboxView, MessageMeta, Stored};
+use super::{ImapSession, Pending, Phase, PollFor, Selected, State, SYSTEM_FLAGS};
+use crate::imap::event::{Code, MailboxRequest, MailboxView, MessageMeta, Stored};
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ impl ImapSession {
             None => {}
             Some(Value::List(params)) if params.is_empty() => {}
             Some(Value::List(params)) if params.iter().all(condstore) => self.condstore_on(),
-            Some(_) => return self.send_str(&format!("{tag} BAD Unknown SELECT parameter\r\n")),
+            Some(_) => return self.bad(tag, "Unknown SELECT parameter"),
         }
         self.ask(
             user,
@@ -91,7 +92,7 @@ impl ImapSession {
             );
         } else {
             self.state = State::Authenticated(user);
-            self.send_str(&format!("{tag} OK {name} completed\r\n"));
+            self.completed(tag, name);
         }
     }
 
@@ -104,17 +105,19 @@ impl ImapSession {
     ) {
         let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
         flags.extend(view.keywords.iter().cloned());
-        let mut r = format!("* FLAGS {}\r\n", Self::flags_list(&flags));
+        let mut r = format!("* FLAGS {}\r\n", response::flag_list(&flags));
         let perm = if read_only {
-            "()".to_owned()
+            Vec::new()
         } else {
-            format!("({} \\*)", flags.join(" "))
+            flags.push("\\*".to_owned());
+            flags
         };
-        let _ = write!(
-            r,
-            "* OK [PERMANENTFLAGS {perm}] Flags permitted\r\n* {} EXISTS\r\n",
-            view.messages.len()
-        );
+        r.push_str(&response::untagged(
+            Status::Ok,
+            Some(&ResponseCode::PermanentFlags(perm)),
+            "Flags permitted",
+        ));
+        let _ = write!(r, "* {} EXISTS\r\n", view.messages.len());
         // IMAP4rev2 has neither RECENT nor the UNSEEN code (RFC 9051 6.3.2).
         if !self.rev2 {
             r.push_str("* 0 RECENT\r\n");
@@ -125,26 +128,36 @@ impl ImapSession {
                 .iter()
                 .position(|m| !m.flags.iter().any(|f| f == "\\Seen")),
         ) {
-            let _ = write!(r, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+            let code = ResponseCode::Unseen(i + 1);
+            r.push_str(&response::untagged(Status::Ok, Some(&code), "First unseen"));
         }
-        let _ = write!(
-            r,
-            "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n\
-                     * OK [HIGHESTMODSEQ {}] Highest\r\n",
-            view.uid_validity, view.uid_next, view.highest_modseq
-        );
+        for (code, text) in [
+            (ResponseCode::UidValidity(view.uid_validity), "UIDs valid"),
+            (ResponseCode::UidNext(view.uid_next), "Predicted next UID"),
+            (ResponseCode::HighestModseq(view.highest_modseq), "Highest"),
+        ] {
+            r.push_str(&response::untagged(Status::Ok, Some(&code), text));
+        }
         if self.rev2 {
             // RFC 9051 6.3.2: IMAP4rev2 requires a LIST for the name.
             let _ = writeln!(
                 r,
                 "* LIST ({}) \"/\" {}\r",
                 view.attributes.join(" "),
-                quote(&self.shown(&name))
+                response::astring(&self.shown(&name))
             );
         }
-        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let _ = write!(r, "{tag} OK [{mode}] {verb} completed\r\n");
+        let (mode, text) = if read_only {
+            (Code::ReadOnly, "EXAMINE completed")
+        } else {
+            (Code::ReadWrite, "SELECT completed")
+        };
+        r.push_str(&response::tagged(
+            &tag,
+            Status::Ok,
+            Some(&mode.into()),
+            text,
+        ));
         self.send_str(&r);
         if let Some(user) = self.user().map(str::to_owned) {
             self.state = State::Selected(
@@ -158,20 +171,16 @@ impl ImapSession {
         }
     }
 
-    pub(super) fn polled(
-        &mut self,
-        tag: String,
-        what: &'static str,
-        code: Option<String>,
-        view: MailboxView,
-    ) {
+    /// The view the session asked for came: report the changes, then go
+    /// on idling or finish the command that asked.
+    pub(super) fn polled(&mut self, tag: String, then: PollFor, view: MailboxView) {
         let lines = self.sync_view(view);
-        if what == "IDLE-CONTINUE" {
-            self.send_str(&lines);
-            self.phase = Phase::Idle { tag };
-        } else {
-            let code = code.map(|c| format!("[{c}] ")).unwrap_or_default();
-            self.send_str(&format!("{lines}{tag} OK {code}{what} completed\r\n"));
+        self.send_str(&lines);
+        match then {
+            PollFor::Idle => self.phase = Phase::Idle { tag },
+            PollFor::Command { what, code } => {
+                self.reply(&tag, Status::Ok, code, &format!("{what} completed"))
+            }
         }
     }
 
@@ -184,12 +193,11 @@ impl ImapSession {
                     MailboxRequest::Poll { mailbox },
                     Pending::Poll {
                         tag: tag.to_owned(),
-                        what,
-                        code: None,
+                        then: PollFor::Command { what, code: None },
                     },
                 );
             }
-            _ => self.send_str(&format!("{tag} OK {what} completed\r\n")),
+            _ => self.completed(tag, what),
         }
     }
 
@@ -206,11 +214,11 @@ impl ImapSession {
         match name {
             Some(n) if safe_mailbox_name(&n) => Some(n),
             Some(_) => {
-                self.send_str(&format!("{tag} NO [CANNOT] Invalid mailbox name\r\n"));
+                self.no(tag, Code::Cannot, "Invalid mailbox name");
                 None
             }
             None => {
-                self.send_str(&format!("{tag} BAD Missing mailbox name\r\n"));
+                self.bad(tag, "Missing mailbox name");
                 None
             }
         }
@@ -287,26 +295,24 @@ impl ImapSession {
         self.view().and_then(|v| v.messages.get(i))
     }
 
-    pub(super) fn flags_list(flags: &[String]) -> String {
-        format!("({})", flags.join(" "))
-    }
-
     /// Asks for the selected mailbox's state, then finishes `what` with
     /// the changes and `code` (after APPEND or COPY into it).
-    pub(super) fn resync(&mut self, tag: String, what: &'static str, code: String) {
+    pub(super) fn resync(&mut self, tag: String, what: &'static str, code: ResponseCode) {
         let (Some(user), Some(mailbox)) = (
             self.user().map(str::to_owned),
             self.selected().map(str::to_owned),
         ) else {
-            return self.send_str(&format!("{tag} OK [{code}] {what} completed\r\n"));
+            return self.reply(&tag, Status::Ok, Some(code), &format!("{what} completed"));
         };
         self.ask(
             user,
             MailboxRequest::Poll { mailbox },
             Pending::Poll {
                 tag,
-                what,
-                code: Some(code),
+                then: PollFor::Command {
+                    what,
+                    code: Some(code),
+                },
             },
         );
     }
@@ -390,7 +396,7 @@ impl ImapSession {
                                 lines,
                                 "* {} FETCH (FLAGS {}{modseq})\r\n",
                                 i + 1,
-                                Self::flags_list(&m.flags)
+                                response::flag_list(&m.flags)
                             );
                         }
                     }

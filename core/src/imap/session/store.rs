@@ -3,9 +3,10 @@
 //! APPEND with APPENDUID.
 
 use super::{valid_flags, ImapSession, Pending, State};
-use crate::imap::event::{MailboxRequest, StoreMode, Stored};
+use crate::imap::event::{Code, MailboxRequest, StoreMode, Stored};
 use crate::imap::fetch;
 use crate::imap::parse::{Command, Value};
+use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
 
@@ -21,7 +22,7 @@ impl ImapSession {
     ) {
         let t = tag.to_owned();
         if read_only {
-            return self.send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+            return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
         // STORE modifiers: (UNCHANGEDSINCE n) (RFC 7162 3.1.3).
         let mut unchanged_since = None;
@@ -31,13 +32,10 @@ impl ImapSession {
                 [Value::Atom(a), n] if a.eq_ignore_ascii_case("UNCHANGEDSINCE") => {
                     match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
                         Some(n) => unchanged_since = Some(n),
-                        None => {
-                            return self
-                                .send_str(&format!("{tag} BAD Bad UNCHANGEDSINCE value\r\n"))
-                        }
+                        None => return self.bad(tag, "Bad UNCHANGEDSINCE value"),
                     }
                 }
-                _ => return self.send_str(&format!("{tag} BAD Unknown STORE modifier\r\n")),
+                _ => return self.bad(tag, "Unknown STORE modifier"),
             }
             rest = &rest[1..];
             self.condstore_on();
@@ -50,9 +48,7 @@ impl ImapSession {
             rest.first(),
             rest.get(1),
         ) else {
-            return self.send_str(&format!(
-                "{tag} BAD Syntax: STORE set [+-]FLAGS[.SILENT] (flags)\r\n"
-            ));
+            return self.bad(tag, "Syntax: STORE set [+-]FLAGS[.SILENT] (flags)");
         };
         let op = op.to_ascii_uppercase();
         let silent = op.ends_with(".SILENT");
@@ -60,7 +56,7 @@ impl ImapSession {
             "FLAGS" => StoreMode::Replace,
             "+FLAGS" => StoreMode::Add,
             "-FLAGS" => StoreMode::Remove,
-            _ => return self.send_str(&format!("{tag} BAD Unknown STORE operation\r\n")),
+            _ => return self.bad(tag, "Unknown STORE operation"),
         };
         let flags: Vec<String> = match flags {
             Value::List(l) => l
@@ -73,14 +69,14 @@ impl ImapSession {
                 .unwrap_or_default(),
         };
         if !valid_flags(&flags) {
-            return self.send_str(&format!("{tag} BAD Invalid flag in the list\r\n"));
+            return self.bad(tag, "Invalid flag in the list");
         }
         if !uid && self.out_of_range(&set) {
-            return self.send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+            return self.bad(tag, "Invalid message sequence number");
         }
         let uids = self.uids_of(&set, uid);
         if uids.is_empty() {
-            return self.send_str(&format!("{tag} OK STORE completed\r\n"));
+            return self.completed(tag, "STORE");
         }
         self.ask(
             user,
@@ -133,7 +129,7 @@ impl ImapSession {
                 let _ = write!(
                     r,
                     "* {seq} FETCH (FLAGS {}{uid_part}{modseq})\r\n",
-                    Self::flags_list(&c.flags)
+                    response::flag_list(&c.flags)
                 );
             } else if self.condstore && (conditional || before.get(&c.uid) != Some(&c.modseq)) {
                 // RFC 7162 3.1.3: .SILENT still reports the MODSEQ
@@ -147,7 +143,7 @@ impl ImapSession {
             }
         }
         if modified.is_empty() {
-            let _ = write!(r, "{tag} OK STORE completed\r\n");
+            r.push_str(&response::tagged(tag, Status::Ok, None, "STORE completed"));
         } else {
             let nums: Vec<u32> = modified
                 .iter()
@@ -159,11 +155,13 @@ impl ImapSession {
                     }
                 })
                 .collect();
-            let _ = write!(
-                r,
-                "{tag} OK [MODIFIED {}] Conditional STORE failed\r\n",
-                SeqSet::compact(&nums)
-            );
+            let code = ResponseCode::Modified(SeqSet::compact(&nums));
+            r.push_str(&response::tagged(
+                tag,
+                Status::Ok,
+                Some(&code),
+                "Conditional STORE failed",
+            ));
         }
         self.send_str(&r);
     }
@@ -189,21 +187,21 @@ impl ImapSession {
             .and_then(Value::as_astring)
             .and_then(|s| self.set_arg(&s, uid))
         else {
-            return self.send_str(&format!("{tag} BAD Syntax: {name} set mailbox\r\n"));
+            return self.bad(tag, &format!("Syntax: {name} set mailbox"));
         };
         let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
             return;
         };
         if !uid && self.out_of_range(&set) {
-            return self.send_str(&format!("{tag} BAD Invalid message sequence number\r\n"));
+            return self.bad(tag, "Invalid message sequence number");
         }
         let moving = name == "MOVE";
         if moving && read_only {
-            return self.send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+            return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
         let uids = self.uids_of(&set, uid);
         if uids.is_empty() {
-            return self.send_str(&format!("{tag} OK {name} completed\r\n"));
+            return self.completed(tag, name);
         }
         self.copy_target = Some(to.clone());
         self.ask(
@@ -227,16 +225,20 @@ impl ImapSession {
         to: &[u32],
     ) {
         let set = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let code = format!("COPYUID {uid_validity} {} {}", set(from), set(to));
+        let code = ResponseCode::CopyUid {
+            uid_validity,
+            from: set(from),
+            to: set(to),
+        };
         if moving {
             let lines = self.remove_uids(from);
-            self.send_str(&format!(
-                "* OK [{code}] Moved\r\n{lines}{tag} OK MOVE completed\r\n"
-            ));
+            let moved = response::untagged(Status::Ok, Some(&code), "Moved");
+            self.send_str(&(moved + &lines));
+            self.completed(&tag, "MOVE");
         } else if self.copy_target.take().as_deref() == self.selected() {
             self.resync(tag, "COPY", code)
         } else {
-            self.send_str(&format!("{tag} OK [{code}] COPY completed\r\n"));
+            self.reply(&tag, Status::Ok, Some(code), "COPY completed");
         }
     }
 
@@ -251,7 +253,7 @@ impl ImapSession {
     ) {
         let t = tag.to_owned();
         if read_only {
-            return self.send_str(&format!("{tag} NO [READ-ONLY] Mailbox is read-only\r\n"));
+            return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
         let uids = if uid {
             let Some(set) = cmd
@@ -260,7 +262,7 @@ impl ImapSession {
                 .and_then(Value::as_astring)
                 .and_then(|s| self.set_arg(&s, uid))
             else {
-                return self.send_str(&format!("{tag} BAD Syntax: UID EXPUNGE set\r\n"));
+                return self.bad(tag, "Syntax: UID EXPUNGE set");
             };
             Some(self.uids_of(&set, true))
         } else {
@@ -282,9 +284,10 @@ impl ImapSession {
             if let Some(user) = self.user().map(str::to_owned) {
                 self.state = State::Authenticated(user);
             }
-            self.send_str(&format!("{tag} OK CLOSE completed\r\n"));
+            self.completed(tag, "CLOSE");
         } else {
-            self.send_str(&format!("{lines}{tag} OK EXPUNGE completed\r\n"));
+            self.send_str(&lines);
+            self.completed(tag, "EXPUNGE");
         }
     }
 
@@ -307,18 +310,16 @@ impl ImapSession {
                 Value::Literal(d) => data = Some(d.to_vec()),
                 Value::Quoted(q) => match fetch::parse_date_time(q) {
                     Some(d) => date = Some(d),
-                    None => return self.send_str(&format!("{tag} BAD Invalid date-time\r\n")),
+                    None => return self.bad(tag, "Invalid date-time"),
                 },
                 _ => {}
             }
         }
         let Some(data) = data else {
-            return self.send_str(&format!(
-                "{tag} BAD Syntax: APPEND mailbox [(flags)] [date] literal\r\n"
-            ));
+            return self.bad(tag, "Syntax: APPEND mailbox [(flags)] [date] literal");
         };
         if !valid_flags(&flags) {
-            return self.send_str(&format!("{tag} BAD Invalid flag in the list\r\n"));
+            return self.bad(tag, "Invalid flag in the list");
         }
         self.ask(
             user,
@@ -337,11 +338,11 @@ impl ImapSession {
 
     pub(super) fn appended(&mut self, tag: String, target: &str, uid_validity: u32, to: &[u32]) {
         let uid = to.first().copied().unwrap_or(0);
-        let code = format!("APPENDUID {uid_validity} {uid}");
+        let code = ResponseCode::AppendUid { uid_validity, uid };
         if self.selected() == Some(target) {
             // RFC 9051 6.3.12: tell at once about the new message.
             return self.resync(tag, "APPEND", code);
         }
-        self.send_str(&format!("{tag} OK [{code}] APPEND completed\r\n"));
+        self.reply(&tag, Status::Ok, Some(code), "APPEND completed");
     }
 }
