@@ -2,6 +2,7 @@
 //! items asked, the batches read from the store, the `\Seen` a non-PEEK
 //! body fetch sets, and the `* n FETCH (...)` lines.
 
+use super::select::{Seq, Uid};
 use super::{ImapSession, Pending};
 use crate::imap::event::{Code, MailboxRequest, StoreMode, Summary};
 use crate::imap::fetch::{self, Item};
@@ -22,10 +23,10 @@ pub(super) struct FetchJob {
     pub(super) tag: String,
     uid: bool,
     items: Vec<Item>,
-    targets: Vec<(u32, u32)>,
+    targets: Vec<(Seq, Uid)>,
     pub(super) data: FetchData,
     /// Messages for the next batches.
-    rest: Vec<(u32, u32)>,
+    rest: Vec<(Seq, Uid)>,
 }
 
 impl ImapSession {
@@ -123,6 +124,7 @@ impl ImapSession {
                     self.meta(*u)
                         .is_some_and(|m| !m.flags.iter().any(|f| f == "\\Seen"))
                 })
+                .map(|u| u.0)
                 .collect()
         } else {
             Vec::new()
@@ -190,7 +192,7 @@ impl ImapSession {
         tag: String,
         uid: bool,
         items: Vec<Item>,
-        mut targets: Vec<(u32, u32)>,
+        mut targets: Vec<(Seq, Uid)>,
     ) {
         let bytes = items.iter().any(Item::needs_bytes);
         let header_only = items
@@ -204,7 +206,7 @@ impl ImapSession {
         };
         let n = self.batch_len(targets.iter().map(|(_, u)| *u), max_n, max_bytes);
         let rest = targets.split_off(n.max(1).min(targets.len()));
-        let uids = targets.iter().map(|(_, u)| *u).collect();
+        let uids = targets.iter().map(|(_, u)| u.0).collect();
         // ENVELOPE and BODYSTRUCTURE alone come from the store's cached
         // summaries; header sections need only the header.
         let request = if bytes {
@@ -247,7 +249,7 @@ impl ImapSession {
     /// no more once `max_bytes` is reached (one at least).
     pub(super) fn batch_len(
         &self,
-        uids: impl Iterator<Item = u32>,
+        uids: impl Iterator<Item = Uid>,
         max_n: usize,
         max_bytes: u64,
     ) -> usize {
@@ -275,17 +277,17 @@ impl ImapSession {
             rest,
         } = job;
         let mut out = Vec::new();
-        let by_uid: std::collections::HashMap<u32, &[u8]> = data
+        let by_uid: std::collections::HashMap<Uid, &[u8]> = data
             .bodies
             .iter()
             .flatten()
-            .map(|(u, d)| (*u, d.as_slice()))
+            .map(|(u, d)| (Uid(*u), d.as_slice()))
             .collect();
-        let summaries: std::collections::HashMap<u32, &Summary> = data
+        let summaries: std::collections::HashMap<Uid, &Summary> = data
             .summaries
             .iter()
             .flatten()
-            .map(|(u, d)| (*u, d))
+            .map(|(u, d)| (Uid(*u), d))
             .collect();
         for (seq, uid) in &targets {
             let Some(meta) = self.meta(*uid).cloned() else {

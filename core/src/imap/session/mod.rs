@@ -25,6 +25,7 @@ pub use select::safe_mailbox_name;
 use self::fetch::FetchJob;
 use self::list::ListQuery;
 use self::search::{Scan, SearchForm};
+use self::select::{Seq, Uid};
 use super::fetch::Key;
 use super::framing::{FrameLimits, Framed, Framer};
 use super::parse::{parse_command, Command, ParseError};
@@ -163,7 +164,7 @@ enum Pending {
         key: Key,
         form: SearchForm,
         /// Hits found with message bytes, waiting for SORT's summaries.
-        hits: Option<Vec<(u32, u32)>>,
+        hits: Option<Vec<(Seq, Uid)>>,
         /// While reading messages in batches: the hits so far and the
         /// UIDs still to read.
         scan: Option<Scan>,
@@ -232,7 +233,7 @@ pub struct ImapSession {
     /// IMAP4rev2 is on (ENABLE IMAP4rev2): RFC 9051 responses.
     rev2: bool,
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
-    saved: Vec<u32>,
+    saved: Vec<Uid>,
 }
 
 const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];

@@ -3,6 +3,7 @@
 //! the view, reading message bytes in batches when the key needs them,
 //! and the answer lines.
 
+use super::select::{Seq, Uid};
 use super::{ImapSession, Pending};
 use crate::imap::event::{Code, MailboxRequest, Summary};
 use crate::imap::fetch::{self, Key, SearchError};
@@ -13,7 +14,7 @@ use std::fmt::Write as _;
 
 /// A SEARCH reading messages in batches: the (sequence, UID) hits so
 /// far and the UIDs still to read.
-pub(super) type Scan = (Vec<(u32, u32)>, Vec<u32>);
+pub(super) type Scan = (Vec<(Seq, Uid)>, Vec<Uid>);
 
 /// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +99,7 @@ impl ImapSession {
         let saving = matches!(&form, SearchForm::Extended(r) if r.iter().any(|o| o == "SAVE"));
         let previous = self.saved.clone();
         let key = match fetch::parse_search(args).map(|mut k| {
-            k.resolve_saved(&previous);
+            k.resolve_saved(&previous.iter().map(|u| u.0).collect::<Vec<_>>());
             k
         }) {
             Ok(k) => k,
@@ -119,7 +120,7 @@ impl ImapSession {
         let scan = key.needs_body().then(|| {
             let uids = self
                 .view()
-                .map(|v| v.messages.iter().map(|m| m.uid).collect())
+                .map(|v| v.messages.iter().map(|m| Uid(m.uid)).collect())
                 .unwrap_or_default();
             (Vec::new(), uids)
         });
@@ -151,12 +152,12 @@ impl ImapSession {
         let hits = match scan {
             Some((mut found, mut rest)) => {
                 for (u, body) in bodies {
-                    let (Some(i), Some(m)) = (self.index_of(*u), self.meta(*u)) else {
+                    let u = Uid(*u);
+                    let (Some(seq), Some(m)) = (self.seq_of(u), self.meta(u)) else {
                         continue;
                     };
-                    let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                    if key.matches(m, seq, max_seq, max_uid, Some(body)) {
-                        found.push((seq, *u));
+                    if key.matches(m, seq.0, max_seq, max_uid, Some(body)) {
+                        found.push((seq, u));
                     }
                 }
                 if !rest.is_empty() {
@@ -170,7 +171,7 @@ impl ImapSession {
                         user,
                         MailboxRequest::Bodies {
                             mailbox,
-                            uids: rest,
+                            uids: rest.iter().map(|u| u.0).collect(),
                             header_only,
                         },
                         Pending::Search {
@@ -190,9 +191,9 @@ impl ImapSession {
                 let mut hits = Vec::new();
                 if let Some(v) = self.view() {
                     for (i, m) in v.messages.iter().enumerate() {
-                        let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                        if key.matches(m, seq, max_seq, max_uid, None) {
-                            hits.push((seq, m.uid));
+                        let seq = Seq::at(i);
+                        if key.matches(m, seq.0, max_seq, max_uid, None) {
+                            hits.push((seq, Uid(m.uid)));
                         }
                     }
                 }
@@ -201,7 +202,7 @@ impl ImapSession {
         };
         match (&form, self.selected().map(str::to_owned)) {
             (SearchForm::Sort(_), Some(mailbox)) if !hits.is_empty() => {
-                let uids = hits.iter().map(|(_, u)| *u).collect();
+                let uids = hits.iter().map(|(_, u)| u.0).collect();
                 self.ask(
                     user,
                     MailboxRequest::Summaries { mailbox, uids },
@@ -226,10 +227,11 @@ impl ImapSession {
         uid: bool,
         key: &Key,
         form: &SearchForm,
-        mut hits: Vec<(u32, u32)>,
+        mut hits: Vec<(Seq, Uid)>,
         summaries: &[(u32, Summary)],
     ) {
-        let number = |h: &(u32, u32)| if uid { h.1 } else { h.0 };
+        // The number the client asked for: the UID or the sequence number.
+        let number = |h: &(Seq, Uid)| if uid { h.1 .0 } else { h.0 .0 };
         // RFC 7162 3.1.5: a search with MODSEQ reports the highest one found.
         let modseq = if key.uses_modseq() {
             hits.iter()
@@ -239,7 +241,7 @@ impl ImapSession {
             None
         };
         // `* SEARCH 2 5 (MODSEQ 9)` or `* SORT ...`, then the tagged OK.
-        let list = |what: &str, hits: &[(u32, u32)], r: &mut String| {
+        let list = |what: &str, hits: &[(Seq, Uid)], r: &mut String| {
             let _ = write!(r, "* {what}");
             for h in hits {
                 let _ = write!(r, " {}", number(h));
@@ -263,7 +265,7 @@ impl ImapSession {
             SearchForm::Extended(ret) => {
                 if ret.iter().any(|o| o == "SAVE") {
                     // RFC 5182 2.1: with MIN or MAX, only those are saved.
-                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let by_num = |a: &&(Seq, Uid), b: &&(Seq, Uid)| number(a).cmp(&number(b));
                     let min = ret.iter().any(|o| o == "MIN");
                     let max = ret.iter().any(|o| o == "MAX");
                     self.saved = if min || max {
@@ -318,10 +320,10 @@ impl ImapSession {
                 let modseq = if ret.iter().any(|o| o == "ALL" || o == "COUNT") {
                     modseq
                 } else {
-                    let pick = |h: Option<&(u32, u32)>| {
+                    let pick = |h: Option<&(Seq, Uid)>| {
                         h.and_then(|(_, u)| self.meta(*u)).map(|m| m.modseq)
                     };
-                    let by_num = |a: &&(u32, u32), b: &&(u32, u32)| number(a).cmp(&number(b));
+                    let by_num = |a: &&(Seq, Uid), b: &&(Seq, Uid)| number(a).cmp(&number(b));
                     let min = ret
                         .iter()
                         .any(|o| o == "MIN")
@@ -339,10 +341,10 @@ impl ImapSession {
                 r.push_str(&response::tagged(tag, Status::Ok, None, "SEARCH completed"));
             }
             SearchForm::Sort(crit) => {
-                let by_uid: std::collections::HashMap<u32, &Summary> =
-                    summaries.iter().map(|(u, s)| (*u, s)).collect();
+                let by_uid: std::collections::HashMap<Uid, &Summary> =
+                    summaries.iter().map(|(u, s)| (Uid(*u), s)).collect();
                 let default = Summary::default();
-                let metas: std::collections::HashMap<u32, (u64, i64)> = hits
+                let metas: std::collections::HashMap<Uid, (u64, i64)> = hits
                     .iter()
                     .filter_map(|(_, u)| self.meta(*u).map(|m| (*u, (m.size, m.internal_date))))
                     .collect();

@@ -34,6 +34,34 @@ fn canonical(name: &str) -> String {
     }
 }
 
+/// A message's UID (RFC 9051 2.3.1.1): stays with the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct Uid(pub(super) u32);
+
+/// A message sequence number (RFC 9051 2.3.1.2): its place, from 1, in
+/// the client's view of the mailbox; it moves down as messages go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct Seq(pub(super) u32);
+
+impl Seq {
+    /// The sequence number of the message at `index` in the view.
+    pub(super) fn at(index: usize) -> Self {
+        Seq(u32::try_from(index + 1).unwrap_or(u32::MAX))
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl ImapSession {
     pub(super) fn select(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
         let t = tag.to_owned();
@@ -230,14 +258,15 @@ impl ImapSession {
         if s != "$" {
             return SeqSet::parse(s);
         }
-        if uid {
-            return Some(SeqSet::from_numbers(&self.saved));
-        }
-        let seqs: Vec<u32> = self
-            .saved
-            .iter()
-            .filter_map(|u| self.seq_of(*u).and_then(|s| u32::try_from(s).ok()))
-            .collect();
+        let seqs: Vec<u32> = if uid {
+            self.saved.iter().map(|u| u.0).collect()
+        } else {
+            self.saved
+                .iter()
+                .filter_map(|u| self.seq_of(*u))
+                .map(|s| s.0)
+                .collect()
+        };
         Some(SeqSet::from_numbers(&seqs))
     }
 
@@ -259,7 +288,7 @@ impl ImapSession {
     }
 
     /// (sequence number, UID) of the messages a set names.
-    pub(super) fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<(u32, u32)> {
+    pub(super) fn resolve(&self, set: &SeqSet, uid: bool) -> Vec<(Seq, Uid)> {
         let Some(v) = self.view() else {
             return Vec::new();
         };
@@ -268,12 +297,12 @@ impl ImapSession {
         v.messages
             .iter()
             .enumerate()
-            .map(|(i, m)| (u32::try_from(i + 1).unwrap_or(u32::MAX), m.uid))
+            .map(|(i, m)| (Seq::at(i), Uid(m.uid)))
             .filter(|&(seq, u)| {
                 if uid {
-                    set.contains(u, max_uid)
+                    set.contains(u.0, max_uid)
                 } else {
-                    set.contains(seq, max_seq)
+                    set.contains(seq.0, max_seq)
                 }
             })
             .collect()
@@ -281,16 +310,20 @@ impl ImapSession {
 
     /// The UIDs of the messages a set names.
     pub(super) fn uids_of(&self, set: &SeqSet, uid: bool) -> Vec<u32> {
-        self.resolve(set, uid).into_iter().map(|(_, u)| u).collect()
+        self.resolve(set, uid)
+            .into_iter()
+            .map(|(_, u)| u.0)
+            .collect()
     }
 
     /// The view's index of a UID (messages are in UID order).
-    pub(super) fn index_of(&self, uid: u32) -> Option<usize> {
+    pub(super) fn index_of(&self, uid: Uid) -> Option<usize> {
         self.view()
-            .and_then(|v| v.messages.binary_search_by_key(&uid, |m| m.uid).ok())
+            .and_then(|v| v.messages.binary_search_by_key(&uid.0, |m| m.uid).ok())
     }
 
-    pub(super) fn meta(&self, uid: u32) -> Option<&MessageMeta> {
+    /// A message's place and flags in the view.
+    pub(super) fn meta(&self, uid: Uid) -> Option<&MessageMeta> {
         let i = self.index_of(uid)?;
         self.view().and_then(|v| v.messages.get(i))
     }
@@ -321,8 +354,9 @@ impl ImapSession {
         matches!(&self.state, State::Selected(_, s) if s.read_only)
     }
 
-    pub(super) fn seq_of(&self, uid: u32) -> Option<usize> {
-        self.index_of(uid).map(|i| i + 1)
+    /// A message's sequence number in the view.
+    pub(super) fn seq_of(&self, uid: Uid) -> Option<Seq> {
+        self.index_of(uid).map(Seq::at)
     }
 
     pub(super) fn apply_flags(&mut self, changed: &[Stored]) {

@@ -2,6 +2,7 @@
 //! MOVE (RFC 6851) with COPYUID, EXPUNGE and UID EXPUNGE (RFC 4315), and
 //! APPEND with APPENDUID.
 
+use super::select::Uid;
 use super::{valid_flags, ImapSession, Pending, State};
 use crate::imap::event::{Code, MailboxRequest, StoreMode, Stored};
 use crate::imap::fetch;
@@ -107,12 +108,12 @@ impl ImapSession {
     ) {
         let before: std::collections::HashMap<u32, u64> = changed
             .iter()
-            .filter_map(|c| self.meta(c.uid).map(|m| (c.uid, m.modseq)))
+            .filter_map(|c| self.meta(Uid(c.uid)).map(|m| (c.uid, m.modseq)))
             .collect();
         self.apply_flags(changed);
         let mut r = String::new();
         for c in changed {
-            let Some(seq) = self.seq_of(c.uid) else {
+            let Some(seq) = self.seq_of(Uid(c.uid)) else {
                 continue;
             };
             let uid_part = if uid {
@@ -151,7 +152,7 @@ impl ImapSession {
                     if uid {
                         Some(*u)
                     } else {
-                        self.seq_of(*u).and_then(|s| u32::try_from(s).ok())
+                        self.seq_of(Uid(*u)).map(|s| s.0)
                     }
                 })
                 .collect();
