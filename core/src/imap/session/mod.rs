@@ -6,10 +6,10 @@
 //!
 //! This file holds the session's shape (getters, `handle_*` inputs,
 //! `answer_*` answers, `poll_*` outputs) and the dispatch; each family of
-//! commands lives beside it: [`auth`] (greeting, capabilities, STARTTLS,
-//! LOGIN, AUTHENTICATE, ENABLE), [`select`] (SELECT and the view of the
-//! selected mailbox), [`fetch`], [`store`] (STORE, COPY/MOVE, EXPUNGE,
-//! APPEND), [`search`] (SEARCH, ESEARCH, SORT) and [`list`] (LIST, STATUS,
+//! commands lives beside it: `auth` (greeting, capabilities, STARTTLS,
+//! LOGIN, AUTHENTICATE, ENABLE), `select` (SELECT and the view of the
+//! selected mailbox), `fetch`, `store` (STORE, COPY/MOVE, EXPUNGE,
+//! APPEND), `search` (SEARCH, ESEARCH, SORT) and `list` (LIST, STATUS,
 //! QUOTA, mailbox management).
 
 mod auth;
@@ -368,11 +368,35 @@ impl ImapSession {
     }
 
     /// The client closed its side.
+    ///
+    /// Before the PROXY header is whole, this is the gate's refusal
+    /// (`Missing`, or `Truncated` with the bytes it had), as for SMTP.
     pub fn handle_eof(&mut self) {
+        if let Some(gate) = self.gate.as_mut() {
+            if let ProxyStep::Refused(e) = gate.handle_eof() {
+                self.gate = None;
+                self.notice(Notice::ProxyRefused(e));
+                return self.close();
+            }
+        }
         if !self.is_closed() {
             self.notice(Notice::LostConnection);
             self.phase = Phase::Closed;
             self.outputs.push_back(Output::Close);
+        }
+    }
+
+    /// The server is shutting down: `* BYE` (once the client has been
+    /// greeted or could be) and close. IMAP acknowledges nothing it has
+    /// not already stored, so nothing is waited for.
+    pub fn handle_shutdown(&mut self) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Proxy | Phase::Tls { .. } => self.close(),
+            _ => {
+                self.bye("Server shutting down");
+                self.close();
+            }
         }
     }
 
@@ -435,11 +459,12 @@ impl ImapSession {
         self.process();
     }
 
-    /// Answers `Event::Connect`.
-    pub fn answer_connect(&mut self, answer: ConnectAnswer) {
+    /// Answers `Event::Connect`; `now` is when the answer came.
+    pub fn answer_connect(&mut self, now: Instant, answer: ConnectAnswer) {
         if !matches!(self.phase, Phase::Connect) {
             return;
         }
+        self.answered(now);
         match answer {
             ConnectAnswer::Refuse(text) => {
                 if self.listener.tls != TlsMode::Implicit {
@@ -460,11 +485,12 @@ impl ImapSession {
         }
     }
 
-    /// Answers `Event::Login`.
-    pub fn answer_login(&mut self, answer: LoginAnswer) {
+    /// Answers `Event::Login`; the idle timer starts again from `now`.
+    pub fn answer_login(&mut self, now: Instant, answer: LoginAnswer) {
         let Phase::Wait(Pending::Login { .. }) = self.phase else {
             return;
         };
+        self.answered(now);
         let Phase::Wait(Pending::Login { tag, username }) =
             std::mem::replace(&mut self.phase, Phase::Ready)
         else {
@@ -512,6 +538,13 @@ impl ImapSession {
     }
 
     // ----- internals -----
+
+    /// An answer came at `now`: the client's idle time starts again from
+    /// it, so a slow store or directory never shortens the client's timeout.
+    fn answered(&mut self, now: Instant) {
+        self.now = now;
+        self.arm();
+    }
 
     fn arm(&mut self) {
         self.deadline = Some(self.now + self.cfg.idle_timeout);
@@ -757,14 +790,27 @@ impl ImapSession {
         }
     }
 
-    /// Answers `Event::Mailbox`.
-    pub fn answer_mailbox(&mut self, answer: MailboxAnswer) {
+    /// Answers `Event::Mailbox`; the idle timer starts again from `now`
+    /// (but for the look IDLE takes on its own).
+    pub fn answer_mailbox(&mut self, now: Instant, answer: MailboxAnswer) {
         let Phase::Wait(p) = std::mem::replace(&mut self.phase, Phase::Ready) else {
             return;
         };
         if matches!(p, Pending::Login { .. }) {
             self.phase = Phase::Wait(p);
             return;
+        }
+        if matches!(
+            p,
+            Pending::Poll {
+                then: PollFor::Idle,
+                ..
+            }
+        ) {
+            // The server looked while the client idles: not client activity.
+            self.now = now;
+        } else {
+            self.answered(now);
         }
         if let MailboxAnswer::No { code, text } = &answer {
             let tag = pending_tag(&p);
@@ -895,3 +941,6 @@ fn valid_flags(flags: &[String]) -> bool {
         }
     })
 }
+
+#[cfg(test)]
+mod tests;
