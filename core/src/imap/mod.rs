@@ -2,6 +2,7 @@
 //! generic parse into tagged values, sequence sets, FETCH items and SEARCH
 //! keys, and the session's questions to the mailbox store.
 
+pub mod command;
 pub mod event;
 pub mod fetch;
 pub mod framing;

@@ -2,8 +2,8 @@
 //! AUTHENTICATE PLAIN (RFC 4616), and ENABLE (RFC 5161).
 
 use super::{ImapSession, Output, Pending, Phase};
+use crate::imap::command::{Args, Authenticate, Login};
 use crate::imap::event::{Code, Event, Notice};
-use crate::imap::parse::{Command, Value};
 use crate::imap::response::{self, ResponseCode, Status};
 use crate::smtp::TlsMode;
 use crate::{sasl, Secret};
@@ -46,69 +46,61 @@ impl ImapSession {
             .push_back(Output::StartTls { early: Vec::new() });
     }
 
-    pub(super) fn login_command(&mut self, tag: &str, cmd: &Command<'_>) {
+    pub(super) fn login_command(&mut self, tag: &str, args: Args<Login>) {
         if !self.tls {
             return self.no(tag, Code::PrivacyRequired, "LOGIN needs TLS");
         }
-        let (Some(u), Some(p), 2) = (
-            cmd.args.first().and_then(Value::as_astring),
-            cmd.args.get(1).and_then(Value::as_astring),
-            cmd.args.len(),
-        ) else {
-            return self.bad(tag, "Syntax: LOGIN user password");
+        let Some(Login { username, password }) = self.take(tag, args) else {
+            return;
         };
-        self.login(tag.to_owned(), u.into_owned(), p.into_owned());
+        self.login(tag.to_owned(), username, password);
     }
 
-    pub(super) fn authenticate(&mut self, tag: &str, cmd: &Command<'_>) {
+    pub(super) fn authenticate(&mut self, tag: &str, args: Authenticate) {
         if !self.tls {
             return self.no(tag, Code::PrivacyRequired, "AUTHENTICATE needs TLS");
         }
-        match (cmd.args.first(), cmd.args.get(1)) {
-            (Some(Value::Atom(m)), ir) if m.eq_ignore_ascii_case("PLAIN") => {
-                match ir.and_then(Value::as_astring) {
-                    Some(ir) => self.plain_response(tag, &ir),
-                    None => {
-                        self.send_str("+ \r\n");
-                        self.phase = Phase::AuthPlain {
-                            tag: tag.to_owned(),
-                        };
-                    }
-                }
+        if args.mechanism != "PLAIN" {
+            return self.no(tag, Code::Cannot, "Unsupported mechanism");
+        }
+        match args.initial_response {
+            Some(ir) => self.plain_response(tag, &ir),
+            None => {
+                self.send_str("+ \r\n");
+                self.phase = Phase::AuthPlain {
+                    tag: tag.to_owned(),
+                };
             }
-            _ => self.no(tag, Code::Cannot, "Unsupported mechanism"),
         }
     }
 
-    fn login(&mut self, tag: String, username: String, password: String) {
+    fn login(&mut self, tag: String, username: String, password: Secret<String>) {
         self.outputs.push_back(Output::Event(Event::Login {
             username: username.clone(),
-            password: Secret::new(password),
+            password,
         }));
         self.phase = Phase::Wait(Pending::Login { tag, username });
     }
 
     pub(super) fn plain_response(&mut self, tag: &str, text: &str) {
         match sasl::decode_plain(text) {
-            Ok(c) => self.login(tag.to_owned(), c.username, c.password.expose().clone()),
+            Ok(c) => self.login(tag.to_owned(), c.username, c.password),
             Err(sasl::SaslError::Cancelled) => self.bad(tag, "Authentication cancelled"),
             Err(_) => self.no(tag, Code::AuthenticationFailed, "Malformed response"),
         }
     }
 
-    pub(super) fn enable(&mut self, tag: &str, cmd: &Command<'_>) {
-        if cmd.args.is_empty() {
-            return self.bad(tag, "Syntax: ENABLE capability...");
-        }
+    pub(super) fn enable(&mut self, tag: &str, args: Args<Vec<String>>) {
+        let Some(capabilities) = self.take(tag, args) else {
+            return;
+        };
         // RFC 5161: only what is supported and newly enabled is listed.
-        let wants = cmd.args.iter().any(|a| {
-            a.as_astring()
-                .is_some_and(|c| c.eq_ignore_ascii_case("CONDSTORE"))
-        });
-        let rev2 = cmd.args.iter().any(|a| {
-            a.as_astring()
-                .is_some_and(|c| c.eq_ignore_ascii_case("IMAP4rev2"))
-        });
+        let wants = capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("CONDSTORE"));
+        let rev2 = capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("IMAP4rev2"));
         let mut newly = String::new();
         if wants && !self.condstore {
             newly.push_str(" CONDSTORE");

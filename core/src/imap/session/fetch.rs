@@ -4,9 +4,9 @@
 
 use super::select::{Seq, Uid};
 use super::{ImapSession, Pending};
+use crate::imap::command::{Args, Fetch};
 use crate::imap::event::{Code, MailboxRequest, StoreMode, Summary};
 use crate::imap::fetch::{self, Item};
-use crate::imap::parse::{Command, Value};
 use crate::imap::response::{self, Status};
 
 /// What FETCH has gathered from the store.
@@ -34,39 +34,20 @@ impl ImapSession {
         &mut self,
         user: String,
         tag: &str,
-        cmd: &Command<'_>,
+        args: Args<Fetch>,
         mailbox: String,
         uid: bool,
     ) {
         let t = tag.to_owned();
-        let (Some(set), Some(items)) = (
-            cmd.args
-                .first()
-                .and_then(Value::as_astring)
-                .and_then(|s| self.set_arg(&s, uid)),
-            cmd.args.get(1),
-        ) else {
-            return self.bad(tag, "Syntax: FETCH set items");
+        let Some(Fetch {
+            set,
+            mut items,
+            changed_since,
+        }) = self.take(tag, args)
+        else {
+            return;
         };
-        let mut items = match fetch::parse_items(items) {
-            Ok(i) => i,
-            Err(e) => return self.bad(tag, e),
-        };
-        // FETCH modifiers: (CHANGEDSINCE n) (RFC 7162 3.1.4.1).
-        let mut changed_since = None;
-        match cmd.args.get(2) {
-            None => {}
-            Some(Value::List(m)) => match m.as_slice() {
-                [Value::Atom(a), n] if a.eq_ignore_ascii_case("CHANGEDSINCE") => {
-                    match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
-                        Some(n) => changed_since = Some(n),
-                        None => return self.bad(tag, "Bad CHANGEDSINCE value"),
-                    }
-                }
-                _ => return self.bad(tag, "Unknown FETCH modifier"),
-            },
-            Some(_) => return self.bad(tag, "Syntax: FETCH set items"),
-        }
+        let set = self.set_of(&set, uid);
         if changed_since.is_some() || items.contains(&Item::Modseq) {
             self.condstore_on();
         }

@@ -3,10 +3,19 @@
 //! QUOTA (RFC 9208), NAMESPACE, and CREATE/DELETE/RENAME/SUBSCRIBE.
 
 use super::{ImapSession, Pending};
+use crate::imap::command::{Args, List, Mailbox, Rename, Status};
 use crate::imap::event::{Code, ListEntry, MailboxRequest};
-use crate::imap::parse::{Command, Value};
-use crate::imap::response::{self, STATUS_ITEMS};
+use crate::imap::response;
 use std::fmt::Write as _;
+
+/// What CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE do to a name.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Manage {
+    Create,
+    Delete,
+    Subscribe,
+    Unsubscribe,
+}
 
 /// A LIST or LSUB waiting for the store's entries: how to pick and show them.
 #[derive(Debug)]
@@ -66,89 +75,24 @@ pub fn nonexistent_subscriptions(
 impl ImapSession {
     /// LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return
     /// options, several patterns, and LIST-STATUS (RFC 5819).
-    pub(super) fn list(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let lsub = cmd.name == "LSUB";
-        let mut args = cmd.args.as_slice();
-        let mut subscribed_only = lsub;
-        let mut special_only = false;
-        let mut recursive = false;
-        // LIST-EXTENDED syntax (selection or return options, a pattern
-        // list): `""` is then a pattern like any other (RFC 5258 3).
-        let mut extended = false;
-        let atom_is =
-            |v: &Value<'_>, w: &str| matches!(v, Value::Atom(a) if a.eq_ignore_ascii_case(w));
-        if !lsub {
-            if let Some(Value::List(sel)) = args.first() {
-                extended = true;
-                for o in sel {
-                    if atom_is(o, "SUBSCRIBED") {
-                        subscribed_only = true;
-                    } else if atom_is(o, "SPECIAL-USE") {
-                        special_only = true;
-                    } else if atom_is(o, "RECURSIVEMATCH") {
-                        recursive = true;
-                    } else if !atom_is(o, "REMOTE") {
-                        return self.bad(tag, "Unknown LIST selection option");
-                    }
-                }
-                // RFC 5258 3.1: RECURSIVEMATCH alone (or with REMOTE) is BAD.
-                if recursive && !subscribed_only && !special_only {
-                    return self.bad(tag, "RECURSIVEMATCH needs another selection option");
-                }
-                args = &args[1..];
-            }
-        }
-        let reference = args.first().and_then(Value::as_astring);
-        let patterns: Option<Vec<String>> = match args.get(1) {
-            Some(Value::List(ps)) if !lsub && !ps.is_empty() => {
-                extended = true;
-                ps.iter()
-                    .map(|p| p.as_astring().map(|p| p.into_owned()))
-                    .collect()
-            }
-            Some(v) => v.as_astring().map(|p| vec![p.into_owned()]),
-            None => None,
+    pub(super) fn list(&mut self, user: String, tag: &str, args: Args<List>, lsub: bool) {
+        let Some(args) = self.take(tag, args) else {
+            return;
         };
-        let (Some(reference), Some(patterns)) = (reference, patterns) else {
-            return self.bad(tag, "Syntax: LIST reference pattern");
-        };
-        let mut ret_sub = false;
-        let mut status = None;
-        match (args.get(2), args.get(3)) {
-            (None, _) => {}
-            (Some(r), Some(Value::List(opts))) if !lsub && atom_is(r, "RETURN") => {
-                extended = true;
-                let mut i = 0;
-                while let Some(o) = opts.get(i) {
-                    if atom_is(o, "SUBSCRIBED") {
-                        ret_sub = true;
-                    } else if atom_is(o, "STATUS") {
-                        let Some(Value::List(items)) = opts.get(i + 1) else {
-                            return self.bad(tag, "Syntax: RETURN (STATUS (items))");
-                        };
-                        let items: Vec<String> = items
-                            .iter()
-                            .filter_map(|v| v.as_astring().map(|s| s.to_ascii_uppercase()))
-                            .collect();
-                        if items.is_empty() {
-                            return self.bad(tag, "Syntax: RETURN (STATUS (items))");
-                        }
-                        if items.iter().any(|x| !STATUS_ITEMS.contains(&x.as_str())) {
-                            return self.bad(tag, "Unknown STATUS item");
-                        }
-                        if items.iter().any(|x| x == "HIGHESTMODSEQ") {
-                            self.condstore_on();
-                        }
-                        status = Some(items);
-                        i += 1;
-                    } else if !(atom_is(o, "CHILDREN") || atom_is(o, "SPECIAL-USE")) {
-                        return self.bad(tag, "Unknown LIST return option");
-                    }
-                    i += 1;
-                }
-            }
-            _ => return self.bad(tag, "Syntax: LIST ... RETURN (options)"),
+        if args.condstore {
+            self.condstore_on();
         }
+        let List {
+            reference,
+            patterns,
+            extended,
+            subscribed: subscribed_only,
+            special_use: special_only,
+            recursive_match: recursive,
+            return_subscribed: ret_sub,
+            return_status: status,
+            ..
+        } = args;
         let kw = if lsub { "LSUB" } else { "LIST" };
         if !extended && patterns.len() == 1 && patterns[0].is_empty() {
             // RFC 9051 6.3.9: an empty pattern asks for the delimiter.
@@ -264,24 +208,14 @@ impl ImapSession {
         self.completed(&tag, kw);
     }
 
-    pub(super) fn status(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+    pub(super) fn status(&mut self, user: String, tag: &str, args: Args<Status>) {
         let t = tag.to_owned();
-        let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+        let Some(Status { mailbox, items }) = self.take(tag, args) else {
             return;
         };
-        let Some(Value::List(items)) = cmd.args.get(1) else {
-            return self.bad(tag, "Syntax: STATUS mailbox (items)");
+        let Some(name) = self.mailbox_name(tag, &mailbox) else {
+            return;
         };
-        let items: Vec<String> = items
-            .iter()
-            .filter_map(|i| i.as_astring().map(|s| s.to_ascii_uppercase()))
-            .collect();
-        if items.is_empty() {
-            return self.bad(tag, "Syntax: STATUS mailbox (items)");
-        }
-        if let Some(bad) = items.iter().find(|i| !STATUS_ITEMS.contains(&i.as_str())) {
-            return self.bad(tag, &format!("Unknown STATUS item {bad}"));
-        }
         if items.iter().any(|i| i == "HIGHESTMODSEQ") {
             self.condstore_on();
         }
@@ -298,26 +232,33 @@ impl ImapSession {
         );
     }
 
-    pub(super) fn get_quota(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let t = tag.to_owned();
-        let Some(arg) = cmd.args.first().and_then(Value::as_astring) else {
-            return self.bad(tag, &format!("Syntax: {} name", cmd.name));
+    pub(super) fn get_quota(&mut self, user: String, tag: &str, args: Args<String>) {
+        let Some(root) = self.take(tag, args) else {
+            return;
         };
-        let root_of = if cmd.name == "GETQUOTAROOT" {
-            let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
-                return;
-            };
-            Some(name)
-        } else if !arg.is_empty() {
+        // The one quota root is "".
+        if !root.is_empty() {
             return self.no(tag, Code::NonExistent, "No such quota root");
-        } else {
-            None
+        }
+        let pending = Pending::Quota {
+            tag: tag.to_owned(),
+            root_of: None,
         };
-        self.ask(
-            user,
-            MailboxRequest::Quota,
-            Pending::Quota { tag: t, root_of },
-        );
+        self.ask(user, MailboxRequest::Quota, pending);
+    }
+
+    pub(super) fn get_quota_root(&mut self, user: String, tag: &str, args: Args<Mailbox>) {
+        let Some(mailbox) = self.take(tag, args) else {
+            return;
+        };
+        let Some(name) = self.mailbox_name(tag, &mailbox) else {
+            return;
+        };
+        let pending = Pending::Quota {
+            tag: tag.to_owned(),
+            root_of: Some(name),
+        };
+        self.ask(user, MailboxRequest::Quota, pending);
     }
 
     pub(super) fn quota(
@@ -360,56 +301,41 @@ impl ImapSession {
     }
 
     /// CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE.
-    pub(super) fn manage(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let t = tag.to_owned();
-        // RFC 9051 6.3.4: a trailing delimiter on CREATE is ignored.
-        let trimmed = match (
-            cmd.name.as_str(),
-            cmd.args.first().and_then(Value::as_astring),
-        ) {
-            ("CREATE", Some(n)) if n.len() > 1 && n.ends_with('/') => {
-                Some(n[..n.len() - 1].to_owned())
-            }
-            _ => None,
-        };
-        let arg = trimmed.map(|n| Value::Quoted(std::borrow::Cow::Owned(n)));
-        let Some(name) = self.mailbox_arg(tag, arg.as_ref().or(cmd.args.first())) else {
+    pub(super) fn manage(&mut self, user: String, tag: &str, args: Args<Mailbox>, how: Manage) {
+        let Some(mailbox) = self.take(tag, args) else {
             return;
         };
-        let (request, what) = match cmd.name.as_str() {
-            "CREATE" => (MailboxRequest::Create { mailbox: name }, "CREATE"),
-            "DELETE" => (MailboxRequest::Delete { mailbox: name }, "DELETE"),
-            "SUBSCRIBE" => (
-                MailboxRequest::Subscribe {
-                    mailbox: name,
-                    on: true,
-                },
-                "SUBSCRIBE",
-            ),
-            _ => (
-                MailboxRequest::Subscribe {
-                    mailbox: name,
-                    on: false,
-                },
+        let Some(mailbox) = self.mailbox_name(tag, &mailbox) else {
+            return;
+        };
+        let (request, what) = match how {
+            Manage::Create => (MailboxRequest::Create { mailbox }, "CREATE"),
+            Manage::Delete => (MailboxRequest::Delete { mailbox }, "DELETE"),
+            Manage::Subscribe => (MailboxRequest::Subscribe { mailbox, on: true }, "SUBSCRIBE"),
+            Manage::Unsubscribe => (
+                MailboxRequest::Subscribe { mailbox, on: false },
                 "UNSUBSCRIBE",
             ),
         };
-        self.ask(user, request, Pending::Simple { tag: t, what });
+        let tag = tag.to_owned();
+        self.ask(user, request, Pending::Simple { tag, what });
     }
 
-    pub(super) fn rename(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let t = tag.to_owned();
-        let Some(from) = self.mailbox_arg(tag, cmd.args.first()) else {
+    pub(super) fn rename(&mut self, user: String, tag: &str, args: Args<Rename>) {
+        let Some(Rename { from, to }) = self.take(tag, args) else {
             return;
         };
-        let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
+        let Some(from) = self.mailbox_name(tag, &from) else {
+            return;
+        };
+        let Some(to) = self.mailbox_name(tag, &to) else {
             return;
         };
         self.ask(
             user,
             MailboxRequest::Rename { from, to },
             Pending::Simple {
-                tag: t,
+                tag: tag.to_owned(),
                 what: "RENAME",
             },
         );

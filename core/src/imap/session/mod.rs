@@ -23,12 +23,13 @@ pub use list::{list_attributes, nonexistent_subscriptions, special_use, wildcard
 pub use select::safe_mailbox_name;
 
 use self::fetch::FetchJob;
-use self::list::ListQuery;
-use self::search::{Scan, SearchForm};
+use self::list::{ListQuery, Manage};
+use self::search::Scan;
 use self::select::{Seq, Uid};
+use super::command::{self, ArgError, Args, Command, CommandBody, SearchForm};
 use super::fetch::Key;
 use super::framing::{FrameLimits, Framed, Framer};
-use super::parse::{parse_command, Command, ParseError};
+use super::parse::ParseError;
 use super::response::{self, ResponseCode, Status};
 use crate::imap::event::{Code, Event, MailboxAnswer, MailboxRequest, MailboxView, Notice};
 use crate::proxy::{ClientAddress, ProxyConfig, ProxyGate, ProxyStep};
@@ -235,8 +236,6 @@ pub struct ImapSession {
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
     saved: Vec<Uid>,
 }
-
-const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 impl ImapSession {
     /// A session for a connection from `peer` to `local` at `now`.
@@ -697,96 +696,122 @@ impl ImapSession {
     }
 
     fn command(&mut self, bytes: &[u8]) {
-        let cmd = match parse_command(bytes) {
+        let Command { tag, body } = match command::parse(bytes) {
             Ok(c) => c,
             Err(ParseError::NoTag) => return self.send_str("* BAD Invalid tag\r\n"),
             Err(ParseError::Syntax { tag, message }) => return self.bad(&tag, message),
         };
-        let tag = cmd.tag.to_owned();
         let authenticated = self.user().map(str::to_owned);
-        match (cmd.name.as_str(), &authenticated) {
-            ("CAPABILITY", _) => {
+        match (body, authenticated) {
+            (CommandBody::Capability, _) => {
                 let caps = self.capabilities();
                 self.send_str(&format!("* CAPABILITY {caps}\r\n"));
                 self.completed(&tag, "CAPABILITY");
             }
-            ("NOOP", _) => self.poll_or_ok(&tag, "NOOP"),
-            ("CHECK", Some(_)) => self.poll_or_ok(&tag, "CHECK"),
-            ("LOGOUT", _) => {
+            (CommandBody::Noop, _) => self.poll_or_ok(&tag, "NOOP"),
+            (CommandBody::Check, Some(_)) => self.poll_or_ok(&tag, "CHECK"),
+            (CommandBody::Logout, _) => {
                 self.bye("Logging out");
                 self.completed(&tag, "LOGOUT");
                 self.state = State::Logout;
                 self.close();
             }
-            ("ID", _) => {
+            (CommandBody::Id, _) => {
                 self.send_str("* ID (\"name\" \"Postern\")\r\n");
                 self.completed(&tag, "ID");
             }
-            ("STARTTLS", None) => self.starttls(&tag),
-            ("LOGIN", None) => self.login_command(&tag, &cmd),
-            ("AUTHENTICATE", None) => self.authenticate(&tag, &cmd),
-            ("STARTTLS" | "LOGIN" | "AUTHENTICATE", Some(_)) => {
-                self.bad(&tag, "Already authenticated")
-            }
+            (CommandBody::StartTls, None) => self.starttls(&tag),
+            (CommandBody::Login(args), None) => self.login_command(&tag, args),
+            (CommandBody::Authenticate(args), None) => self.authenticate(&tag, args),
+            (
+                CommandBody::StartTls | CommandBody::Login(_) | CommandBody::Authenticate(_),
+                Some(_),
+            ) => self.bad(&tag, "Already authenticated"),
             (_, None) => self.bad(&tag, "Log in first"),
-            (_, Some(user)) => self.authenticated_command(user.clone(), &tag, &cmd),
+            (body, Some(user)) => self.authenticated_command(user, &tag, body),
         }
     }
 
-    fn authenticated_command(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let selected = match &self.state {
-            State::Selected(_, s) => Some((s.name.clone(), s.read_only)),
-            _ => None,
-        };
-        match cmd.name.as_str() {
-            "ENABLE" => self.enable(tag, cmd),
-            "GETQUOTAROOT" | "GETQUOTA" => self.get_quota(user, tag, cmd),
-            "SETQUOTA" => self.no(tag, Code::NoPerm, "Quotas are set by the administrator"),
-            "NAMESPACE" => {
+    fn authenticated_command(&mut self, user: String, tag: &str, body: CommandBody) {
+        match body {
+            CommandBody::Enable(args) => self.enable(tag, args),
+            CommandBody::GetQuota(args) => self.get_quota(user, tag, args),
+            CommandBody::GetQuotaRoot(args) => self.get_quota_root(user, tag, args),
+            CommandBody::SetQuota => {
+                self.no(tag, Code::NoPerm, "Quotas are set by the administrator")
+            }
+            CommandBody::Namespace => {
                 self.send_str("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
                 self.completed(tag, "NAMESPACE");
             }
-            "IDLE" => {
+            CommandBody::Idle => {
                 self.send_str("+ idling\r\n");
                 self.phase = Phase::Idle {
                     tag: tag.to_owned(),
                 };
             }
-            "SELECT" | "EXAMINE" => self.select(user, tag, cmd),
-            "CREATE" | "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" => self.manage(user, tag, cmd),
-            "RENAME" => self.rename(user, tag, cmd),
-            "LIST" | "LSUB" => self.list(user, tag, cmd),
-            "STATUS" => self.status(user, tag, cmd),
-            "APPEND" => self.append(user, tag, cmd),
-            _ => match selected {
+            CommandBody::Select(args) => self.select(user, tag, args, false),
+            CommandBody::Examine(args) => self.select(user, tag, args, true),
+            CommandBody::Create(args) => self.manage(user, tag, args, Manage::Create),
+            CommandBody::Delete(args) => self.manage(user, tag, args, Manage::Delete),
+            CommandBody::Subscribe(args) => self.manage(user, tag, args, Manage::Subscribe),
+            CommandBody::Unsubscribe(args) => self.manage(user, tag, args, Manage::Unsubscribe),
+            CommandBody::Rename(args) => self.rename(user, tag, args),
+            CommandBody::List(args) => self.list(user, tag, args, false),
+            CommandBody::Lsub(args) => self.list(user, tag, args, true),
+            CommandBody::Status(args) => self.status(user, tag, args),
+            CommandBody::Append(args) => self.append(user, tag, args),
+            body => match self.selected().map(str::to_owned) {
                 None => self.bad(tag, "No mailbox selected"),
-                Some((mailbox, read_only)) => {
-                    self.selected_command(user, tag, cmd, mailbox, read_only)
-                }
+                Some(mailbox) => self.selected_command(user, tag, body, mailbox),
             },
         }
     }
 
-    fn selected_command(
-        &mut self,
-        user: String,
-        tag: &str,
-        cmd: &Command<'_>,
-        mailbox: String,
-        read_only: bool,
-    ) {
-        let (uid, name) = match cmd.name.strip_prefix("UID ") {
-            Some(n) => (true, n),
-            None => (false, cmd.name.as_str()),
-        };
-        match name {
-            "CLOSE" | "UNSELECT" if !uid => self.close_mailbox(user, tag, name, mailbox, read_only),
-            "EXPUNGE" => self.expunge(user, tag, cmd, mailbox, read_only, uid),
-            "FETCH" => self.fetch(user, tag, cmd, mailbox, uid),
-            "SEARCH" | "SORT" => self.search(user, tag, cmd, name == "SORT", uid),
-            "STORE" => self.store(user, tag, cmd, mailbox, read_only, uid),
-            "COPY" | "MOVE" => self.copy(user, tag, cmd, mailbox, read_only, uid),
+    fn selected_command(&mut self, user: String, tag: &str, body: CommandBody, mailbox: String) {
+        match body {
+            CommandBody::Close => self.close_mailbox(user, tag, "CLOSE", mailbox),
+            CommandBody::Unselect => self.close_mailbox(user, tag, "UNSELECT", mailbox),
+            CommandBody::Expunge(args) => self.expunge(user, tag, args, mailbox),
+            CommandBody::Fetch { uid, args } => self.fetch(user, tag, args, mailbox, uid),
+            CommandBody::Search { uid, args } => self.search(user, tag, args, uid),
+            CommandBody::Store { uid, args } => self.store(user, tag, args, mailbox, uid),
+            CommandBody::Copy { uid, moving, args } => {
+                self.copy(user, tag, args, mailbox, uid, moving)
+            }
             _ => self.bad(tag, "Unknown command"),
+        }
+    }
+
+    /// The arguments, or the answer to arguments that were refused (the
+    /// mailbox names read before the fault checked first, as always).
+    fn take<T>(&mut self, tag: &str, args: Args<T>) -> Option<T> {
+        match args {
+            Ok(a) => Some(a),
+            Err(ArgError::Bad {
+                mailboxes,
+                condstore,
+                text,
+            }) => {
+                for m in &mailboxes {
+                    self.mailbox_name(tag, m)?;
+                }
+                if condstore {
+                    self.condstore_on();
+                }
+                self.bad(tag, &text);
+                None
+            }
+            // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
+            Err(ArgError::BadCharset { saving }) => {
+                // RFC 5182 2.1: a SEARCH that saves and fails (NO)
+                // empties `$`; a BAD leaves it alone.
+                if saving {
+                    self.saved.clear();
+                }
+                self.no(tag, Code::BadCharset, "unsupported charset");
+                None
+            }
         }
     }
 
@@ -926,20 +951,6 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Copy { tag, .. }
         | Pending::Poll { tag, .. } => tag,
     }
-}
-
-/// Whether every flag may be set by a client: the system flags but
-/// `\Recent`, and keywords (RFC 9051 2.3.2).
-fn valid_flags(flags: &[String]) -> bool {
-    flags.iter().all(|f| {
-        if f.starts_with('\\') {
-            SYSTEM_FLAGS.iter().any(|s| s.eq_ignore_ascii_case(f))
-        } else {
-            !f.is_empty()
-                && f.bytes()
-                    .all(|b| b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b))
-        }
-    })
 }
 
 #[cfg(test)]

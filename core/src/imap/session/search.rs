@@ -5,9 +5,9 @@
 
 use super::select::{Seq, Uid};
 use super::{ImapSession, Pending};
-use crate::imap::event::{Code, MailboxRequest, Summary};
-use crate::imap::fetch::{self, Key, SearchError};
-use crate::imap::parse::{Command, Value};
+use crate::imap::command::{Args, Search, SearchForm, SearchReturn, SortKey};
+use crate::imap::event::{MailboxRequest, Summary};
+use crate::imap::fetch::Key;
 use crate::imap::response::{self, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
@@ -16,104 +16,19 @@ use std::fmt::Write as _;
 /// far and the UIDs still to read.
 pub(super) type Scan = (Vec<(Seq, Uid)>, Vec<Uid>);
 
-/// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum SearchForm {
-    Plain,
-    Extended(Vec<String>),
-    Sort(Vec<(SortBy, bool)>),
-}
-
-/// A SORT criterion (RFC 5256); the bool is REVERSE.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SortBy {
-    Arrival,
-    Cc,
-    Date,
-    From,
-    Size,
-    Subject,
-    To,
-}
-
 impl ImapSession {
-    pub(super) fn search(
-        &mut self,
-        user: String,
-        tag: &str,
-        cmd: &Command<'_>,
-        sort: bool,
-        uid: bool,
-    ) {
+    /// SEARCH or SORT.
+    pub(super) fn search(&mut self, user: String, tag: &str, args: Args<Search>, uid: bool) {
         let t = tag.to_owned();
-        let mut args = cmd.args.as_slice();
-        let mut form = SearchForm::Plain;
-        if sort {
-            let Some(Value::List(crit)) = args.first() else {
-                return self.bad(tag, "Syntax: SORT (criteria) charset keys");
-            };
-            let Some(crit) = parse_sort(crit) else {
-                return self.bad(tag, "Unknown sort criterion");
-            };
-            // RFC 5256: the charset is required.
-            let Some(cs) = args.get(1).and_then(Value::as_astring) else {
-                return self.bad(tag, "SORT needs a charset");
-            };
-            // The charset is required: `SORT (DATE) ALL` has none.
-            if args.len() < 3 {
-                return self.bad(tag, "SEARCH needs a key");
-            }
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return self.no(tag, Code::BadCharset, "unsupported charset");
-            }
-            form = SearchForm::Sort(crit);
-            args = &args[2..];
-        } else if let Some(Value::Atom(a)) = args.first() {
-            // ESEARCH (RFC 4731): RETURN (MIN MAX ALL COUNT); () means ALL.
-            if a.eq_ignore_ascii_case("RETURN") {
-                let Some(Value::List(opts)) = args.get(1) else {
-                    return self.bad(tag, "Syntax: SEARCH RETURN (options)");
-                };
-                let mut ret = Vec::new();
-                for o in opts {
-                    match o.as_astring().map(|o| o.to_ascii_uppercase()).as_deref() {
-                        Some(w @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => {
-                            if !ret.iter().any(|r| r == w) {
-                                ret.push(w.to_owned());
-                            }
-                        }
-                        _ => return self.bad(tag, "Unknown SEARCH return option"),
-                    }
-                }
-                if ret.is_empty() {
-                    ret.push("ALL".to_owned());
-                }
-                form = SearchForm::Extended(ret);
-                args = &args[2..];
-            }
-        }
+        let Some(Search { mut form, mut key }) = self.take(tag, args) else {
+            return;
+        };
         // RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH.
         if self.rev2 && form == SearchForm::Plain {
-            form = SearchForm::Extended(vec!["ALL".to_owned()]);
+            form = SearchForm::Extended(vec![SearchReturn::All]);
         }
-        let saving = matches!(&form, SearchForm::Extended(r) if r.iter().any(|o| o == "SAVE"));
-        let previous = self.saved.clone();
-        let key = match fetch::parse_search(args).map(|mut k| {
-            k.resolve_saved(&previous.iter().map(|u| u.0).collect::<Vec<_>>());
-            k
-        }) {
-            Ok(k) => k,
-            // RFC 9051 6.4.4: an unknown charset is a NO, not a BAD.
-            Err(SearchError::BadCharset) => {
-                // RFC 5182 2.1: a SEARCH that saves and fails (NO)
-                // empties `$`; a BAD leaves it alone.
-                if saving {
-                    self.saved.clear();
-                }
-                return self.no(tag, Code::BadCharset, "unsupported charset");
-            }
-            Err(SearchError::Syntax(e)) => return self.bad(tag, e),
-        };
+        let saved: Vec<u32> = self.saved.iter().map(|u| u.0).collect();
+        key.resolve_saved(&saved);
         if key.uses_modseq() {
             self.condstore_on();
         }
@@ -263,11 +178,11 @@ impl ImapSession {
                 list("SEARCH", &hits, &mut r);
             }
             SearchForm::Extended(ret) => {
-                if ret.iter().any(|o| o == "SAVE") {
+                if ret.contains(&SearchReturn::Save) {
                     // RFC 5182 2.1: with MIN or MAX, only those are saved.
                     let by_num = |a: &&(Seq, Uid), b: &&(Seq, Uid)| number(a).cmp(&number(b));
-                    let min = ret.iter().any(|o| o == "MIN");
-                    let max = ret.iter().any(|o| o == "MAX");
+                    let min = ret.contains(&SearchReturn::Min);
+                    let max = ret.contains(&SearchReturn::Max);
                     self.saved = if min || max {
                         let mut v = Vec::new();
                         if let (true, Some(h)) = (min, hits.iter().min_by(by_num)) {
@@ -293,22 +208,22 @@ impl ImapSession {
                 }
                 let nums: Vec<u32> = hits.iter().map(number).collect();
                 for o in ret {
-                    match o.as_str() {
-                        "MIN" => {
+                    match o {
+                        SearchReturn::Min => {
                             if let Some(x) = nums.iter().min() {
                                 let _ = write!(r, " MIN {x}");
                             }
                         }
-                        "MAX" => {
+                        SearchReturn::Max => {
                             if let Some(x) = nums.iter().max() {
                                 let _ = write!(r, " MAX {x}");
                             }
                         }
-                        "COUNT" => {
+                        SearchReturn::Count => {
                             let _ = write!(r, " COUNT {}", nums.len());
                         }
-                        "SAVE" => {}
-                        _ => {
+                        SearchReturn::Save => {}
+                        SearchReturn::All => {
                             if !nums.is_empty() {
                                 let _ = write!(r, " ALL {}", SeqSet::compact(&nums));
                             }
@@ -317,7 +232,10 @@ impl ImapSession {
                 }
                 // RFC 4731 3.2: with only MIN and/or MAX, the highest
                 // mod-sequence of the messages returned.
-                let modseq = if ret.iter().any(|o| o == "ALL" || o == "COUNT") {
+                let modseq = if ret
+                    .iter()
+                    .any(|o| *o == SearchReturn::All || *o == SearchReturn::Count)
+                {
                     modseq
                 } else {
                     let pick = |h: Option<&(Seq, Uid)>| {
@@ -325,12 +243,10 @@ impl ImapSession {
                     };
                     let by_num = |a: &&(Seq, Uid), b: &&(Seq, Uid)| number(a).cmp(&number(b));
                     let min = ret
-                        .iter()
-                        .any(|o| o == "MIN")
+                        .contains(&SearchReturn::Min)
                         .then(|| pick(hits.iter().min_by(by_num)));
                     let max = ret
-                        .iter()
-                        .any(|o| o == "MAX")
+                        .contains(&SearchReturn::Max)
                         .then(|| pick(hits.iter().max_by(by_num)));
                     modseq.and(min.flatten().max(max.flatten()))
                 };
@@ -359,19 +275,19 @@ impl ImapSession {
                     );
                     for (by, reverse) in crit {
                         let o = match by {
-                            SortBy::Arrival => ma.1.cmp(&mb.1),
-                            SortBy::Size => ma.0.cmp(&mb.0),
-                            SortBy::Date => sa
+                            SortKey::Arrival => ma.1.cmp(&mb.1),
+                            SortKey::Size => ma.0.cmp(&mb.0),
+                            SortKey::Date => sa
                                 .sort
                                 .date
                                 .unwrap_or(ma.1)
                                 .cmp(&sb.sort.date.unwrap_or(mb.1)),
                             // i;unicode-casemap (RFC 5051): titlecase,
                             // upper case for ASCII.
-                            SortBy::From => casemap(&sa.sort.from, &sb.sort.from),
-                            SortBy::To => casemap(&sa.sort.to, &sb.sort.to),
-                            SortBy::Cc => casemap(&sa.sort.cc, &sb.sort.cc),
-                            SortBy::Subject => casemap(&sa.sort.subject, &sb.sort.subject),
+                            SortKey::From => casemap(&sa.sort.from, &sb.sort.from),
+                            SortKey::To => casemap(&sa.sort.to, &sb.sort.to),
+                            SortKey::Cc => casemap(&sa.sort.cc, &sb.sort.cc),
+                            SortKey::Subject => casemap(&sa.sort.subject, &sb.sort.subject),
                         };
                         let o = if *reverse { o.reverse() } else { o };
                         if o != std::cmp::Ordering::Equal {
@@ -394,30 +310,4 @@ fn casemap(a: &str, b: &str) -> std::cmp::Ordering {
     a.chars()
         .flat_map(char::to_uppercase)
         .cmp(b.chars().flat_map(char::to_uppercase))
-}
-
-/// SORT criteria (RFC 5256): `REVERSE` applies to the next key.
-fn parse_sort(crit: &[Value<'_>]) -> Option<Vec<(SortBy, bool)>> {
-    let mut out = Vec::new();
-    let mut reverse = false;
-    for c in crit {
-        let Value::Atom(a) = c else { return None };
-        let by = match a.to_ascii_uppercase().as_str() {
-            "REVERSE" if !reverse => {
-                reverse = true;
-                continue;
-            }
-            "ARRIVAL" => SortBy::Arrival,
-            "CC" => SortBy::Cc,
-            "DATE" => SortBy::Date,
-            "FROM" => SortBy::From,
-            "SIZE" => SortBy::Size,
-            "SUBJECT" => SortBy::Subject,
-            "TO" => SortBy::To,
-            _ => return None,
-        };
-        out.push((by, reverse));
-        reverse = false;
-    }
-    (!out.is_empty() && !reverse).then_some(out)
 }

@@ -3,9 +3,9 @@
 //! and keeping the view (sequence numbers, UIDs, flags) in step with the
 //! store's changes.
 
-use super::{ImapSession, Pending, Phase, PollFor, Selected, State, SYSTEM_FLAGS};
+use super::{ImapSession, Pending, Phase, PollFor, Selected, State};
+use crate::imap::command::{Args, Mailbox, Select, SequenceSet, SYSTEM_FLAGS};
 use crate::imap::event::{Code, MailboxRequest, MailboxView, MessageMeta, Stored};
-use crate::imap::parse::{Command, Value};
 use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
@@ -63,7 +63,8 @@ impl std::fmt::Display for Seq {
 }
 
 impl ImapSession {
-    pub(super) fn select(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
+    /// SELECT, or EXAMINE (`read_only`).
+    pub(super) fn select(&mut self, user: String, tag: &str, args: Args<Select>, read_only: bool) {
         let t = tag.to_owned();
         self.saved.clear();
         if let State::Selected(u, _) = &self.state {
@@ -71,17 +72,14 @@ impl ImapSession {
             self.state = State::Authenticated(u.clone());
             self.send_str("* OK [CLOSED] Previous mailbox closed\r\n");
         }
-        let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+        let Some(args) = self.take(tag, args) else {
             return;
         };
-        let read_only = cmd.name == "EXAMINE";
-        let condstore =
-            |p: &Value<'_>| matches!(p, Value::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE"));
-        match cmd.args.get(1) {
-            None => {}
-            Some(Value::List(params)) if params.is_empty() => {}
-            Some(Value::List(params)) if params.iter().all(condstore) => self.condstore_on(),
-            Some(_) => return self.bad(tag, "Unknown SELECT parameter"),
+        let Some(name) = self.mailbox_name(tag, &args.mailbox) else {
+            return;
+        };
+        if args.condstore {
+            self.condstore_on();
         }
         self.ask(
             user,
@@ -96,17 +94,11 @@ impl ImapSession {
         );
     }
 
-    pub(super) fn close_mailbox(
-        &mut self,
-        user: String,
-        tag: &str,
-        name: &str,
-        mailbox: String,
-        read_only: bool,
-    ) {
+    /// CLOSE (expunging first when read-write) or UNSELECT.
+    pub(super) fn close_mailbox(&mut self, user: String, tag: &str, name: &str, mailbox: String) {
         let t = tag.to_owned();
         self.saved.clear();
-        if name == "CLOSE" && !read_only {
+        if name == "CLOSE" && !self.read_only() {
             self.ask(
                 user,
                 MailboxRequest::Expunge {
@@ -229,35 +221,35 @@ impl ImapSession {
         }
     }
 
-    pub(super) fn mailbox_arg(&mut self, tag: &str, v: Option<&Value<'_>>) -> Option<String> {
-        let name = v.and_then(Value::as_astring).map(|n| canonical(&n));
+    /// A mailbox name as the store knows it (`INBOX` canonical, modified
+    /// UTF-7 under IMAP4rev2), or `NO [CANNOT]` when it would leave the
+    /// account.
+    pub(super) fn mailbox_name(&mut self, tag: &str, mailbox: &Mailbox) -> Option<String> {
+        let name = canonical(&mailbox.0);
         // IMAP4rev2 names are UTF-8; the store keeps modified UTF-7.
-        let name = name.map(|n| {
-            if self.rev2 {
-                crate::imap::utf7::encode(&n)
-            } else {
-                n
-            }
-        });
-        match name {
-            Some(n) if safe_mailbox_name(&n) => Some(n),
-            Some(_) => {
-                self.no(tag, Code::Cannot, "Invalid mailbox name");
-                None
-            }
-            None => {
-                self.bad(tag, "Missing mailbox name");
-                None
-            }
+        let name = if self.rev2 {
+            crate::imap::utf7::encode(&name)
+        } else {
+            name
+        };
+        if safe_mailbox_name(&name) {
+            Some(name)
+        } else {
+            self.no(tag, Code::Cannot, "Invalid mailbox name");
+            None
         }
     }
 
     /// A sequence set argument; `$` is the saved search result (RFC 5182),
     /// as UIDs or as the sequence numbers they have now.
-    pub(super) fn set_arg(&self, s: &str, uid: bool) -> Option<SeqSet> {
-        if s != "$" {
-            return SeqSet::parse(s);
-        }
+    pub(super) fn set_of(&self, set: &SequenceSet, uid: bool) -> SeqSet {
+        let SequenceSet::Set(set) = set else {
+            return self.saved_set(uid);
+        };
+        set.clone()
+    }
+
+    fn saved_set(&self, uid: bool) -> SeqSet {
         let seqs: Vec<u32> = if uid {
             self.saved.iter().map(|u| u.0).collect()
         } else {
@@ -267,7 +259,7 @@ impl ImapSession {
                 .map(|s| s.0)
                 .collect()
         };
-        Some(SeqSet::from_numbers(&seqs))
+        SeqSet::from_numbers(&seqs)
     }
 
     pub(super) fn view(&self) -> Option<&MailboxView> {

@@ -3,10 +3,9 @@
 //! APPEND with APPENDUID.
 
 use super::select::Uid;
-use super::{valid_flags, ImapSession, Pending, State};
-use crate::imap::event::{Code, MailboxRequest, StoreMode, Stored};
-use crate::imap::fetch;
-use crate::imap::parse::{Command, Value};
+use super::{ImapSession, Pending, State};
+use crate::imap::command::{Append, Args, Copy, SequenceSet, Store};
+use crate::imap::event::{Code, MailboxRequest, Stored};
 use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
@@ -16,62 +15,20 @@ impl ImapSession {
         &mut self,
         user: String,
         tag: &str,
-        cmd: &Command<'_>,
+        args: Args<Store>,
         mailbox: String,
-        read_only: bool,
         uid: bool,
     ) {
-        let t = tag.to_owned();
-        if read_only {
+        if self.read_only() {
             return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
-        // STORE modifiers: (UNCHANGEDSINCE n) (RFC 7162 3.1.3).
-        let mut unchanged_since = None;
-        let mut rest = cmd.args.get(1..).unwrap_or_default();
-        if let Some(Value::List(m)) = rest.first() {
-            match m.as_slice() {
-                [Value::Atom(a), n] if a.eq_ignore_ascii_case("UNCHANGEDSINCE") => {
-                    match n.as_astring().and_then(|n| n.parse::<u64>().ok()) {
-                        Some(n) => unchanged_since = Some(n),
-                        None => return self.bad(tag, "Bad UNCHANGEDSINCE value"),
-                    }
-                }
-                _ => return self.bad(tag, "Unknown STORE modifier"),
-            }
-            rest = &rest[1..];
+        let Some(args) = self.take(tag, args) else {
+            return;
+        };
+        if args.unchanged_since.is_some() {
             self.condstore_on();
         }
-        let (Some(set), Some(Value::Atom(op)), Some(flags)) = (
-            cmd.args
-                .first()
-                .and_then(Value::as_astring)
-                .and_then(|s| self.set_arg(&s, uid)),
-            rest.first(),
-            rest.get(1),
-        ) else {
-            return self.bad(tag, "Syntax: STORE set [+-]FLAGS[.SILENT] (flags)");
-        };
-        let op = op.to_ascii_uppercase();
-        let silent = op.ends_with(".SILENT");
-        let mode = match op.trim_end_matches(".SILENT") {
-            "FLAGS" => StoreMode::Replace,
-            "+FLAGS" => StoreMode::Add,
-            "-FLAGS" => StoreMode::Remove,
-            _ => return self.bad(tag, "Unknown STORE operation"),
-        };
-        let flags: Vec<String> = match flags {
-            Value::List(l) => l
-                .iter()
-                .filter_map(|f| f.as_astring().map(|s| s.into_owned()))
-                .collect(),
-            other => other
-                .as_astring()
-                .map(|s| vec![s.into_owned()])
-                .unwrap_or_default(),
-        };
-        if !valid_flags(&flags) {
-            return self.bad(tag, "Invalid flag in the list");
-        }
+        let set = self.set_of(&args.set, uid);
         if !uid && self.out_of_range(&set) {
             return self.bad(tag, "Invalid message sequence number");
         }
@@ -84,15 +41,15 @@ impl ImapSession {
             MailboxRequest::Store {
                 mailbox,
                 uids,
-                mode,
-                flags,
-                unchanged_since,
+                mode: args.mode,
+                flags: args.flags,
+                unchanged_since: args.unchanged_since,
             },
             Pending::Store {
-                tag: t,
+                tag: tag.to_owned(),
                 uid,
-                silent,
-                conditional: unchanged_since.is_some(),
+                silent: args.silent,
+                conditional: args.unchanged_since.is_some(),
             },
         );
     }
@@ -167,37 +124,28 @@ impl ImapSession {
         self.send_str(&r);
     }
 
+    /// COPY, or MOVE (`moving`).
     pub(super) fn copy(
         &mut self,
         user: String,
         tag: &str,
-        cmd: &Command<'_>,
+        args: Args<Copy>,
         mailbox: String,
-        read_only: bool,
         uid: bool,
+        moving: bool,
     ) {
-        let t = tag.to_owned();
-        let name = if cmd.name.ends_with("MOVE") {
-            "MOVE"
-        } else {
-            "COPY"
+        let name = if moving { "MOVE" } else { "COPY" };
+        let Some(args) = self.take(tag, args) else {
+            return;
         };
-        let Some(set) = cmd
-            .args
-            .first()
-            .and_then(Value::as_astring)
-            .and_then(|s| self.set_arg(&s, uid))
-        else {
-            return self.bad(tag, &format!("Syntax: {name} set mailbox"));
-        };
-        let Some(to) = self.mailbox_arg(tag, cmd.args.get(1)) else {
+        let set = self.set_of(&args.set, uid);
+        let Some(to) = self.mailbox_name(tag, &args.mailbox) else {
             return;
         };
         if !uid && self.out_of_range(&set) {
             return self.bad(tag, "Invalid message sequence number");
         }
-        let moving = name == "MOVE";
-        if moving && read_only {
+        if moving && self.read_only() {
             return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
         let uids = self.uids_of(&set, uid);
@@ -213,7 +161,10 @@ impl ImapSession {
                 to,
                 moving,
             },
-            Pending::Copy { tag: t, moving },
+            Pending::Copy {
+                tag: tag.to_owned(),
+                moving,
+            },
         );
     }
 
@@ -243,37 +194,29 @@ impl ImapSession {
         }
     }
 
+    /// EXPUNGE, or UID EXPUNGE with its set.
     pub(super) fn expunge(
         &mut self,
         user: String,
         tag: &str,
-        cmd: &Command<'_>,
+        args: Args<Option<SequenceSet>>,
         mailbox: String,
-        read_only: bool,
-        uid: bool,
     ) {
-        let t = tag.to_owned();
-        if read_only {
+        if self.read_only() {
             return self.no(tag, Code::ReadOnly, "Mailbox is read-only");
         }
-        let uids = if uid {
-            let Some(set) = cmd
-                .args
-                .first()
-                .and_then(Value::as_astring)
-                .and_then(|s| self.set_arg(&s, uid))
-            else {
-                return self.bad(tag, "Syntax: UID EXPUNGE set");
-            };
-            Some(self.uids_of(&set, true))
-        } else {
-            None
+        let Some(set) = self.take(tag, args) else {
+            return;
         };
+        let uids = set.map(|set| {
+            let set = self.set_of(&set, true);
+            self.uids_of(&set, true)
+        });
         self.ask(
             user,
             MailboxRequest::Expunge { mailbox, uids },
             Pending::Expunge {
-                tag: t,
+                tag: tag.to_owned(),
                 closing: false,
             },
         );
@@ -292,46 +235,23 @@ impl ImapSession {
         }
     }
 
-    pub(super) fn append(&mut self, user: String, tag: &str, cmd: &Command<'_>) {
-        let t = tag.to_owned();
-        let Some(name) = self.mailbox_arg(tag, cmd.args.first()) else {
+    pub(super) fn append(&mut self, user: String, tag: &str, args: Args<Append>) {
+        let Some(args) = self.take(tag, args) else {
             return;
         };
-        let mut flags = Vec::new();
-        let mut data = None;
-        let mut date = None;
-        for v in &cmd.args[1..] {
-            match v {
-                Value::List(fl) => {
-                    flags = fl
-                        .iter()
-                        .filter_map(|f| f.as_astring().map(|s| s.into_owned()))
-                        .collect()
-                }
-                Value::Literal(d) => data = Some(d.to_vec()),
-                Value::Quoted(q) => match fetch::parse_date_time(q) {
-                    Some(d) => date = Some(d),
-                    None => return self.bad(tag, "Invalid date-time"),
-                },
-                _ => {}
-            }
-        }
-        let Some(data) = data else {
-            return self.bad(tag, "Syntax: APPEND mailbox [(flags)] [date] literal");
+        let Some(name) = self.mailbox_name(tag, &args.mailbox) else {
+            return;
         };
-        if !valid_flags(&flags) {
-            return self.bad(tag, "Invalid flag in the list");
-        }
         self.ask(
             user,
             MailboxRequest::Append {
                 mailbox: name.clone(),
-                flags,
-                data,
-                date,
+                flags: args.flags,
+                data: args.data,
+                date: args.date,
             },
             Pending::Append {
-                tag: t,
+                tag: tag.to_owned(),
                 target: name,
             },
         );

@@ -133,3 +133,41 @@ fn the_look_idle_takes_does_not_count_as_client_activity() {
     assert!(s.is_idle());
     assert_eq!(s.poll_timeout(), Some(t0 + s.cfg.idle_timeout));
 }
+
+/// A logged-in session (without TLS and the directory).
+fn logged_in(now: Instant) -> ImapSession {
+    let mut s = greeted(now);
+    s.state = State::Authenticated("alice@example.com".into());
+    s
+}
+
+#[test]
+fn a_bad_name_read_before_a_fault_is_refused_first() {
+    let now = Instant::now();
+    let mut s = logged_in(now);
+    s.handle_input(now, b"a1 RENAME ../x\r\n");
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "a1 NO [CANNOT] Invalid mailbox name\r\n"
+    );
+    s.handle_input(now, b"a2 RENAME x\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a2 BAD Missing mailbox name\r\n");
+    s.handle_input(now, b"a3 STATUS ~root (BOGUS)\r\n");
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "a3 NO [CANNOT] Invalid mailbox name\r\n"
+    );
+}
+
+#[test]
+fn the_state_is_checked_before_the_arguments() {
+    let now = Instant::now();
+    let mut s = greeted(now);
+    s.handle_input(now, b"a1 SELECT\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a1 BAD Log in first\r\n");
+    let mut s = logged_in(now);
+    s.handle_input(now, b"a2 UID FETCH x\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a2 BAD No mailbox selected\r\n");
+    s.handle_input(now, b"a3 LOGIN a b\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a3 BAD Already authenticated\r\n");
+}
