@@ -4,7 +4,7 @@
 
 use super::select::Uid;
 use super::{ImapSession, Pending, State};
-use crate::imap::command::{Append, Args, Copy, SequenceSet, Store};
+use crate::imap::command::{Append, Args, CopyMove, SequenceSet, Store};
 use crate::imap::event::{Code, MailboxRequest, Stored};
 use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
@@ -129,7 +129,7 @@ impl ImapSession {
         &mut self,
         user: String,
         tag: &str,
-        args: Args<Copy>,
+        args: Args<CopyMove>,
         mailbox: String,
         uid: bool,
         moving: bool,
