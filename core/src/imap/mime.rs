@@ -397,7 +397,7 @@ pub enum PartSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownCte(pub String);
 
-/// BINARY[path] (RFC 3516): the part's body with its
+/// `BINARY[path]` (RFC 3516): the part's body with its
 /// Content-Transfer-Encoding (base64, quoted-printable) undone; the whole
 /// message for an empty path; nothing for a part that does not exist.
 pub fn binary(msg: &[u8], path: &[u32]) -> Result<Vec<u8>, UnknownCte> {

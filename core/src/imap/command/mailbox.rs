@@ -55,7 +55,7 @@ pub struct List {
 pub struct Status {
     /// The mailbox.
     pub mailbox: Mailbox,
-    /// The items, upper-cased, each one of [`super::response::STATUS_ITEMS`].
+    /// The items, upper-cased, each one of [`crate::imap::response::STATUS_ITEMS`].
     pub items: Vec<String>,
 }
 

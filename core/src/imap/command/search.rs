@@ -2,8 +2,8 @@
 //! and SORT (RFC 5256).
 
 use super::{is_atom, ArgError, Args};
-use crate::imap::fetch::{self, Key, SearchError};
 use crate::imap::parse::Value;
+use crate::imap::search::{self, Key, SearchError};
 
 /// How SEARCH answers: plain `* SEARCH`, ESEARCH's `RETURN (...)`, or SORT.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub(super) fn search(mut args: &[Value<'_>]) -> Args<Search> {
 }
 
 pub(super) fn keys(args: &[Value<'_>], form: SearchForm) -> Args<Search> {
-    match fetch::parse_search(args) {
+    match search::parse_search(args) {
         Ok(key) => Ok(Search { form, key }),
         Err(SearchError::BadCharset) => Err(ArgError::BadCharset {
             saving: matches!(&form, SearchForm::Extended(r) if r.contains(&SearchReturn::Save)),

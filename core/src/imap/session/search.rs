@@ -7,8 +7,8 @@ use super::select::{Seq, Uid};
 use super::{ImapSession, Pending};
 use crate::imap::command::{Args, Search, SearchForm, SearchReturn, SortKey};
 use crate::imap::event::{MailboxRequest, Summary};
-use crate::imap::fetch::Key;
 use crate::imap::response::{self, Status};
+use crate::imap::search::Key;
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
 
