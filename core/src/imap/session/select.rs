@@ -70,7 +70,12 @@ impl ImapSession {
         if let State::Selected(u, _) = &self.state {
             // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected.
             self.state = State::Authenticated(u.clone());
-            self.send_str("* OK [CLOSED] Previous mailbox closed\r\n");
+            let closed = ResponseCode::from(Code::Closed);
+            self.send_str(&response::untagged(
+                Status::Ok,
+                Some(&closed),
+                "Previous mailbox closed",
+            ));
         }
         let Some(args) = self.take(tag, args) else {
             return;
