@@ -3,7 +3,6 @@
 
 use crate::conn::Stream;
 use crate::server::Server;
-use postern_adapters::store::MailboxStore as _;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
 use smol::channel::Receiver;
