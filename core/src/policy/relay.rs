@@ -78,6 +78,26 @@ pub fn connection_failed(text: String) -> Reply {
     Reply::new(421, "4.4.1", text)
 }
 
+/// The outcome of a queued local copy made durable in its mailbox.
+pub fn local_delivered() -> RcptOutcome {
+    RcptOutcome::Delivered(Reply::new(250, "2.0.0", "delivered to mailbox"))
+}
+
+/// The outcome of a queued local copy that failed again (retried later,
+/// bounced at expiry).
+pub fn local_deferred(text: String) -> RcptOutcome {
+    RcptOutcome::Deferred(Reply::new(
+        451,
+        "4.3.0",
+        format!("mailbox unavailable: {text}"),
+    ))
+}
+
+/// The outcome of a queued remote recipient when no smarthost is configured.
+pub fn no_smarthost() -> RcptOutcome {
+    RcptOutcome::Deferred(Reply::new(451, "4.3.5", "no smarthost is configured"))
+}
+
 /// Applies one attempt's outcomes to the recipients: `outcomes` pairs a
 /// recipient's index with what the smarthost said; `attempts` counts this
 /// attempt; `created` is when the message was queued. Pending recipients
