@@ -3,7 +3,7 @@
 //! for a queued message: which recipients are done, when to try again, when
 //! it has expired, and whom the bounce reports.
 
-use crate::queue::{FailedRecipient, RetryPolicy};
+use crate::policy::queue::{FailedRecipient, RetryPolicy};
 use crate::smtp::client::RcptOutcome;
 use crate::smtp::Reply;
 
