@@ -382,6 +382,20 @@ pub enum Event {
     Notice(Notice),
 }
 
+/// The session's named timers; [`Notice::Timeout`] says which fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImapTimer {
+    /// The client has not logged in within [`crate::imap::session::ImapConfig::login_timeout`]
+    /// of connecting (this timer is not moved by activity).
+    Login,
+    /// A logged-in client has been inside IDLE for
+    /// [`crate::imap::session::ImapConfig::idle_timeout`] without a word (RFC 2177 3).
+    Idle,
+    /// A logged-in client has been silent for [`crate::imap::session::ImapConfig::idle_timeout`]
+    /// (RFC 9051 5.4).
+    Autologout,
+}
+
 /// Facts worth a log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
@@ -394,8 +408,8 @@ pub enum Notice {
     },
     /// Bytes after STARTTLS were dropped.
     DiscardedAfterStartTls(usize),
-    /// The client was idle too long.
-    Timeout,
+    /// A timer ran out (which one says why the session ended).
+    Timeout(ImapTimer),
     /// The client closed the connection.
     LostConnection,
     /// A line or literal over the limits ended the session.
