@@ -313,6 +313,9 @@ pub enum Code {
     BadCharset,
     /// `CLOSED`: the previous mailbox is closed (RFC 7162 3.2.11).
     Closed,
+    /// `EXPUNGEISSUED`: another session expunged some of the messages
+    /// asked for (RFC 5530 3); the view still shows them.
+    ExpungeIssued,
     /// `NOPERM`: not allowed for this user.
     NoPerm,
     /// `PRIVACYREQUIRED`: the command needs TLS.
@@ -342,6 +345,7 @@ impl Code {
             Code::AuthenticationFailed => "AUTHENTICATIONFAILED",
             Code::BadCharset => "BADCHARSET (UTF-8 US-ASCII)",
             Code::Closed => "CLOSED",
+            Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::NoPerm => "NOPERM",
             Code::PrivacyRequired => "PRIVACYREQUIRED",
             Code::ReadOnly => "READ-ONLY",

@@ -4,9 +4,9 @@
 //! waits for it.
 
 use super::list::Manage;
-use super::{pending_tag, ImapSession, Pending, Phase, State};
+use super::{pending_tag, ImapSession, Pending, Phase, PollFor, State};
 use crate::imap::command::{self, ArgError, Args, Command, CommandBody};
-use crate::imap::event::{Code, MailboxAnswer, Notice};
+use crate::imap::event::{Code, MailboxAnswer, MailboxRequest, Notice};
 use crate::imap::framing::{self, Framed};
 use crate::imap::parse::ParseError;
 use crate::imap::response::{self, Status};
@@ -188,7 +188,38 @@ impl ImapSession {
         }
     }
 
-    fn selected_command(&mut self, user: String, tag: &str, body: CommandBody, mailbox: String) {
+    pub(super) fn selected_command(
+        &mut self,
+        user: String,
+        tag: &str,
+        body: CommandBody,
+        mailbox: String,
+    ) {
+        // Other sessions' changes first (RFC 9051 7.5.1): what they added
+        // and flagged now, what they expunged only where EXPUNGE may be
+        // sent (not during FETCH, STORE, SEARCH or SORT by number).
+        let expunge = match &body {
+            CommandBody::Fetch { uid, .. }
+            | CommandBody::Store { uid, .. }
+            | CommandBody::Search { uid, .. } => Some(*uid),
+            CommandBody::Copy { uid: true, .. } => Some(true),
+            _ => None,
+        };
+        if let Some(expunge) = expunge {
+            if !std::mem::take(&mut self.synced) {
+                return self.ask(
+                    user,
+                    MailboxRequest::Poll { mailbox },
+                    Pending::Poll {
+                        tag: tag.to_owned(),
+                        then: PollFor::Run {
+                            body: Box::new(body),
+                            expunge,
+                        },
+                    },
+                );
+            }
+        }
         match body {
             CommandBody::Close => self.close_mailbox(user, tag, "CLOSE", mailbox),
             CommandBody::Unselect => self.close_mailbox(user, tag, "UNSELECT", mailbox),

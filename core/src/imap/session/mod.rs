@@ -241,6 +241,12 @@ enum PollFor {
         what: &'static str,
         code: Option<ResponseCode>,
     },
+    /// FETCH, STORE, SEARCH, SORT or a UID command: report the changes
+    /// (EXPUNGE only when `expunge`, RFC 9051 7.5.1), then run it.
+    Run {
+        body: Box<super::command::CommandBody>,
+        expunge: bool,
+    },
 }
 
 /// One IMAP connection.
@@ -265,6 +271,8 @@ pub struct ImapSession {
     rev2: bool,
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
     saved: Vec<Uid>,
+    /// The view was brought up to date for the command being run.
+    synced: bool,
 }
 
 impl ImapSession {
@@ -295,6 +303,7 @@ impl ImapSession {
             condstore: false,
             rev2: false,
             saved: Vec::new(),
+            synced: false,
         };
         match opening {
             Opening::Refused(e) => {
