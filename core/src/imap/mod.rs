@@ -5,6 +5,7 @@
 pub mod event;
 pub mod fetch;
 pub mod framing;
+pub mod limits;
 pub mod mime;
 pub mod parse;
 pub mod rules;
