@@ -69,7 +69,14 @@ fn take_embedded<'a>(m: &mut Message<'a>, out: &mut Vec<Message<'a>>) {
 
 fn parse(msg: &[u8], limits: MimeLimits) -> Option<Parsed<'_>> {
     let cut = structure_cut(msg, limits);
-    let m = MessageParser::default().parse(msg.get(..cut).unwrap_or(msg))?;
+    let input = msg.get(..cut).unwrap_or(msg);
+    // mail-parser has debug assertions that some messages reach (an
+    // embedded message holding an embedded message holding a multipart):
+    // in a debug build that would be a panic on anyone's input. Such a
+    // message is then described as not parsed.
+    let m = std::panic::catch_unwind(|| MessageParser::default().parse(input))
+        .ok()
+        .flatten()?;
     Some(Parsed {
         m,
         cut,
