@@ -10,29 +10,10 @@
 //! for a part the server cannot find.
 
 use super::limits::MimeLimits;
+use super::response::nstring;
 use mail_parser::{
     Address, ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
-
-/// An IMAP string: quoted when it can be, a literal otherwise; `NIL` for none.
-pub fn nstring(s: Option<&str>) -> String {
-    match s {
-        None => "NIL".to_owned(),
-        Some(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
-            let mut q = String::with_capacity(s.len() + 2);
-            q.push('"');
-            for c in s.chars() {
-                if c == '"' || c == '\\' {
-                    q.push('\\');
-                }
-                q.push(c);
-            }
-            q.push('"');
-            q
-        }
-        Some(s) => format!("{{{}}}\r\n{s}", s.len()),
-    }
-}
 
 /// A message as `mail-parser` found it, in at most the part of the input
 /// [`structure_cut`] allows.
@@ -654,7 +635,7 @@ pub enum PartSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownCte(pub String);
 
-/// BINARY[path] (RFC 3516): the part's body with its
+/// `BINARY[path]` (RFC 3516): the part's body with its
 /// Content-Transfer-Encoding (base64, quoted-printable) undone; the whole
 /// message for an empty path; nothing for a part that does not exist.
 /// Under the default [`MimeLimits`].
@@ -834,7 +815,7 @@ pub fn part_bytes_with(
         PartSpec::Mime => slice(part.offset_header as usize, part.offset_body as usize),
         PartSpec::Header | PartSpec::Text => {
             let r = inner?.raw_message();
-            let h = super::fetch::header_len(r);
+            let h = super::message::header_len(r);
             Some(if spec == PartSpec::Header {
                 r.get(..h)?.to_vec()
             } else {
