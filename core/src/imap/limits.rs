@@ -9,7 +9,7 @@
 //!
 //! The settings live here rather than in `ImapConfig` so that every MIME
 //! walk (summaries, sections, BINARY) can take them without depending on
-//! the session; the session's configuration carries a copy.
+//! the session; the session's configuration is meant to carry a copy.
 
 /// The highest nesting depth a configuration may set: FETCH accepts
 /// section paths up to one more than this, so that every part a
@@ -21,8 +21,9 @@ pub const MAX_DEPTH_CEILING: usize = 100;
 /// below the deepest part described).
 pub const MAX_SECTION_PATH: usize = MAX_DEPTH_CEILING + 1;
 
-/// MIME complexity limits (settings `imap.mime_max_parts` and
-/// `imap.mime_max_depth`).
+/// MIME complexity limits: meant as the settings `imap.mime_max_parts`
+/// and `imap.mime_max_depth` (not yet read from the configuration file;
+/// every walk uses [`MimeLimits::default`] until they are).
 ///
 /// Defaults are tighter than Dovecot's `message_parser` limits
 /// (`max_total_mime_parts` 10,000 and `max_nested_mime_parts` 100, added

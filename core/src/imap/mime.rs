@@ -383,11 +383,12 @@ fn tree<'a>(p: &'a Parsed<'a>, limits: MimeLimits) -> Tree<'a> {
 }
 
 impl Tree<'_> {
-    /// A part's body range in the message. A multipart the parser saw no
-    /// end of (the input was cut inside it) runs to the end.
-    fn body_range(&self, part: &MessagePart<'_>) -> (usize, usize) {
+    /// A part's body range in the message. A multipart or embedded
+    /// message (a `container`) still open where the parser's input was cut
+    /// holds the opaque rest too: it runs to the end of the message.
+    fn body_range(&self, part: &MessagePart<'_>, container: bool) -> (usize, usize) {
         let (a, b) = (part.offset_body as usize, part.offset_end as usize);
-        if b < a && self.cut < self.len {
+        if container && self.cut < self.len && (b < a || b >= self.cut) {
             (a, self.len)
         } else {
             (a, b)
@@ -406,7 +407,7 @@ fn opaque_structure(out: &mut String, size: usize, extensible: bool) {
     out.push(')');
 }
 
-fn write_structure(out: &mut String, node: &Node<'_>, raw: &[u8], extensible: bool) {
+fn write_structure(out: &mut String, t: &Tree<'_>, node: &Node<'_>, raw: &[u8], extensible: bool) {
     let (part, kids, inner) = match node {
         Node::Opaque(a, b) => return opaque_structure(out, b.saturating_sub(*a), extensible),
         Node::Leaf(p) => (*p, None, None),
@@ -417,7 +418,7 @@ fn write_structure(out: &mut String, node: &Node<'_>, raw: &[u8], extensible: bo
     if let Some(kids) = kids {
         out.push('(');
         for k in kids {
-            write_structure(out, k, raw, extensible);
+            write_structure(out, t, k, raw, extensible);
         }
         let sub = ct
             .and_then(|c| c.c_subtype.as_deref())
@@ -446,9 +447,8 @@ fn write_structure(out: &mut String, node: &Node<'_>, raw: &[u8], extensible: bo
         ),
         None => ("TEXT".to_owned(), "PLAIN".to_owned()),
     };
-    let body = raw
-        .get(part.offset_body as usize..part.offset_end as usize)
-        .unwrap_or(&[]);
+    let (a, b) = t.body_range(part, inner.is_some());
+    let body = raw.get(a..b).unwrap_or(&[]);
     let encoding = part
         .content_transfer_encoding()
         .unwrap_or("7BIT")
@@ -467,7 +467,7 @@ fn write_structure(out: &mut String, node: &Node<'_>, raw: &[u8], extensible: bo
     match inner {
         Some((m, root)) if ty == "MESSAGE" => {
             out.push_str(&format!(" {} ", envelope_of(m)));
-            write_structure(out, root, raw, extensible);
+            write_structure(out, t, root, raw, extensible);
             out.push_str(&format!(" {lines}"));
         }
         _ if ty == "TEXT" => out.push_str(&format!(" {lines}")),
@@ -487,7 +487,7 @@ fn write_structure(out: &mut String, node: &Node<'_>, raw: &[u8], extensible: bo
 
 fn structure_of(t: &Tree<'_>, raw: &[u8], extensible: bool) -> String {
     let mut out = String::new();
-    write_structure(&mut out, &t.root, raw, extensible);
+    write_structure(&mut out, t, &t.root, raw, extensible);
     out
 }
 
@@ -657,11 +657,11 @@ pub fn binary_with(msg: &[u8], path: &[u32], limits: MimeLimits) -> Result<Vec<u
         Some(Node::Opaque(a, b)) => return Ok(msg.get(*a..*b).unwrap_or(&[]).to_vec()),
         Some(Node::Leaf(part)) => *part,
         Some(Node::Multi(part, _) | Node::Embedded(part, ..)) => {
-            let (a, b) = t.body_range(part);
+            let (a, b) = t.body_range(part, true);
             return Ok(msg.get(a..b).unwrap_or(&[]).to_vec());
         }
     };
-    let (a, b) = t.body_range(part);
+    let (a, b) = t.body_range(part, false);
     let raw = msg.get(a..b).unwrap_or(&[]);
     if part.sub_parts().is_some() || part.message().is_some() {
         return Ok(raw.to_vec());
@@ -804,12 +804,14 @@ pub fn part_bytes_with(
                 PartSpec::Header | PartSpec::Text => None,
             };
         }
-        Node::Leaf(part) | Node::Multi(part, _) => (*part, part.message()),
+        Node::Leaf(part) => (*part, None),
+        Node::Multi(part, _) => (*part, part.message()),
         Node::Embedded(part, m, _) => (*part, Some(*m)),
     };
+    let container = !matches!(node, Node::Leaf(_));
     match spec {
         PartSpec::Body => {
-            let (a, b) = t.body_range(part);
+            let (a, b) = t.body_range(part, container);
             slice(a, b)
         }
         PartSpec::Mime => slice(part.offset_header as usize, part.offset_body as usize),
@@ -966,6 +968,10 @@ mod tests {
         let deeper = vec![1u32; l.max_depth + 2];
         assert_eq!(part_bytes(&m, &deeper, PartSpec::Body).unwrap(), rest);
         assert!(part_bytes(&m, &[2], PartSpec::Body).is_none());
+        // Every multipart holds what is below it, the opaque rest included.
+        let one = part_bytes(&m, &[1], PartSpec::Body).unwrap();
+        assert!(one.ends_with(b"--b1--\r\n--b0--\r\n"));
+        assert!(one.len() > m.len() / 2);
     }
 
     #[test]
