@@ -257,10 +257,10 @@ async fn answer(
                 "unknown[{ip}]: SASL {mechanism} authentication failed: authentication failure, sasl_username={username}"
             ),
             Notice::RcptRejected(reply) => {
-                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: {reply}")
+                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: {}", reply.reply)
             }
             Notice::MailRejected(reply) => {
-                warn!(client = %client, "NOQUEUE: reject: MAIL from unknown[{ip}]: {reply}")
+                warn!(client = %client, "NOQUEUE: reject: MAIL from unknown[{ip}]: {}", reply.reply)
             }
             Notice::Refused(reply) => {
                 warn!(client = %client, "connection refused for unknown[{ip}]: {reply}")
