@@ -95,7 +95,8 @@ impl Daemon {
         let toml = format!(
             "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\nshutdown_grace_secs = 20\nauth_failure_delay_ms = 50\n\
              [directory]\naccounts = \"postfix-accounts.cf\"\nvirtual = \"postfix-virtual.cf\"\n\
-             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n{listeners}\n{extra}"
+             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n\
+             [rate]\nexceptions = [\"127.0.0.1/32\"]\n{listeners}\n{extra}"
         );
         std::fs::write(&config, toml).expect("config");
         let log = root.join("postern.log");
