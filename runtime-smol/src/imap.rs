@@ -3,7 +3,6 @@
 
 use crate::conn::Stream;
 use crate::server::Server;
-use postern_adapters::store::MailboxStore as _;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
 use smol::channel::Receiver;
@@ -173,10 +172,9 @@ pub async fn serve(
                 }
             }
             Wake::Shutdown => {
-                // IMAP holds no unacknowledged mail: say goodbye and close.
-                let _ = stream.write_all(b"* BYE Server shutting down\r\n").await;
-                stream.close().await;
-                return;
+                // IMAP holds no unacknowledged mail: the session says goodbye
+                // and closes; the loop above sends it.
+                session.handle_shutdown();
             }
         }
     }
@@ -188,7 +186,7 @@ async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
-            session.answer_connect(ConnectAnswer::Accept);
+            session.answer_connect(Instant::now(), ConnectAnswer::Accept);
         }
         Event::Login { username, password } => {
             let dir = srv.directory.clone();
@@ -198,21 +196,21 @@ async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
                 Some(account) => {
                     srv.auth_succeeded(ip);
                     crate::logs::imap_login(&session.client(), &account);
-                    session.answer_login(LoginAnswer::Success(account));
+                    session.answer_login(Instant::now(), LoginAnswer::Success(account));
                 }
                 None => {
                     // The same failure throttle as SMTP AUTH, per real address.
                     let delay = srv.auth_failed(ip, &username);
                     Timer::after(delay).await;
                     crate::logs::imap_login_failed(&session.client(), &username, 1, delay);
-                    session.answer_login(LoginAnswer::Failure);
+                    session.answer_login(Instant::now(), LoginAnswer::Failure);
                 }
             }
         }
         Event::Mailbox { user, request } => {
             let store = srv.mailstore.clone();
             let answer = smol::unblock(move || store.answer(&user, request)).await;
-            session.answer_mailbox(answer);
+            session.answer_mailbox(Instant::now(), answer);
         }
         Event::Notice(n) => match n {
             Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),
