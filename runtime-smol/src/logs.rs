@@ -341,6 +341,33 @@ mod tests {
     }
 
     #[test]
+    fn noqueue_lines_read_as_postfix_writes_them() {
+        use postern_core::smtp::{Address, Reply};
+        let addr = |l: &str, d: &str| Address {
+            local: l.into(),
+            domain: d.into(),
+        };
+        let r = Reject {
+            reply: Reply::new(
+                554,
+                "5.7.1",
+                String::from("<x@remote.example>: Relay access denied"),
+            ),
+            from: Some(addr("a", "example.net")),
+            to: Some(addr("x", "remote.example")),
+            helo: Some("evil\r\nDec  1 00:00:00 mx fake".into()),
+            proto: "ESMTP",
+        };
+        let ip: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(
+            noqueue("RCPT", plain(ip), &r),
+            "NOQUEUE: reject: RCPT from unknown[192.0.2.7]: 554 5.7.1 <x@remote.example>: \
+             Relay access denied; from=<a@example.net> to=<x@remote.example> proto=ESMTP \
+             helo=<evil??Dec  1 00:00:00 mx fake>"
+        );
+    }
+
+    #[test]
     fn mapped_ipv4_is_written_plainly() {
         let ip: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
         assert_eq!(plain(ip).to_string(), "192.0.2.7");
