@@ -219,6 +219,23 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
+/// test unless it succeeds; returns what it printed.
+pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(["queue", "--config"])
+        .arg(&d.config)
+        .args(args)
+        .output()
+        .expect("queue cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A minimal SMTP client for tests that need exact control.
 pub struct Client {
     r: BufReader<TcpStream>,
