@@ -38,10 +38,14 @@
 //!
 //! [[listener]]
 //! address = "0.0.0.0:2525"
-//! protocol = "smtp"                           # smtp | submission | imap
+//! protocol = "smtp"                           # smtp | submission | imap | http
 //! tls = "starttls"                            # none | starttls | implicit
 //! proxy = "required"                          # forbidden (default) | required
 //! trusted_networks = ["10.0.20.0/24"]
+//!
+//! [[listener]]                                # /metrics, /healthz, /readyz
+//! address = "0.0.0.0:9100"
+//! protocol = "http"                           # plain HTTP only (tls = "none")
 //! ```
 //!
 //! Limits: every number has a default no looser than Postfix's or
@@ -211,6 +215,20 @@ pub enum Protocol {
     Submission,
     /// IMAP.
     Imap,
+    /// HTTP: `/metrics`, `/healthz`, `/readyz` (plain text, no TLS).
+    Http,
+}
+
+impl Protocol {
+    /// The name in the configuration file (and in metric labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Imap => "imap",
+            Protocol::Http => "http",
+        }
+    }
 }
 
 /// TLS mode of a listener.
@@ -516,11 +534,12 @@ impl Config {
                 "smtp" => Protocol::Smtp,
                 "submission" => Protocol::Submission,
                 "imap" => Protocol::Imap,
+                "http" => Protocol::Http,
                 other => {
                     return Err(at(
                         r.protocol.span(),
                         &k("protocol"),
-                        format!("{other:?}: expected smtp, submission or imap"),
+                        format!("{other:?}: expected smtp, submission, imap or http"),
                     ))
                 }
             };
@@ -537,6 +556,13 @@ impl Config {
                     ))
                 }
             };
+            if protocol == Protocol::Http && tls_mode != TlsMode::None {
+                return Err(at(
+                    l.span(),
+                    &k("tls"),
+                    "an http listener is plain HTTP on the pod network: tls = \"none\"".into(),
+                ));
+            }
             if tls_mode != TlsMode::None && tls.is_none() {
                 return Err(at(
                     l.span(),
