@@ -124,39 +124,51 @@ pub fn read_request(buf: &[u8], limits: &HttpLimits) -> Parse {
     let mut headers = 0usize;
     loop {
         let rest = buf.get(pos..).unwrap_or_default();
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            // An incomplete line: refuse as soon as it cannot fit.
-            let is_request_line = request.is_none();
-            if rest.len() >= limits.max_line {
-                return Parse::Bad(if is_request_line {
-                    Bad::RequestLineTooLong
-                } else {
-                    Bad::HeaderLineTooLong
-                });
+        let nl = rest.iter().position(|&b| b == b'\n');
+        // Refuse a request line that can never become HTTP (binary junk, a
+        // TLS ClientHello) before any length limit, so the verdict is the
+        // same however the bytes were cut.
+        // Only the bytes within the limits count: what lies past them is
+        // never looked at.
+        if request.is_none() {
+            let seen = nl
+                .unwrap_or(rest.len())
+                .min(limits.max_line)
+                .min(limits.max_head.saturating_sub(pos));
+            if let Some(bad) = early_request_line_check(&rest[..seen]) {
+                return Parse::Bad(bad);
             }
-            if buf.len() >= limits.max_head {
-                return Parse::Bad(Bad::HeadTooLarge);
-            }
-            // Fail early on a request line that cannot become HTTP.
-            if is_request_line {
-                if let Some(bad) = early_request_line_check(rest) {
-                    return Parse::Bad(bad);
-                }
-            }
-            return Parse::Incomplete;
+        }
+        // A line is over its limit once it cannot fit (a partial line at
+        // the limit still needs its LF), and so is the head. When both are,
+        // the limit crossed at the earlier byte wins, so the verdict is the
+        // same however the bytes were cut.
+        let (len, line_over, head_over) = match nl {
+            Some(nl) => (
+                nl + 1,
+                nl + 1 > limits.max_line,
+                pos + nl + 1 > limits.max_head,
+            ),
+            None => (
+                rest.len(),
+                rest.len() >= limits.max_line,
+                buf.len() >= limits.max_head,
+            ),
         };
-        let line_len = nl + 1;
-        if line_len > limits.max_line {
+        if line_over && (!head_over || pos + limits.max_line <= limits.max_head) {
             return Parse::Bad(if request.is_none() {
                 Bad::RequestLineTooLong
             } else {
                 Bad::HeaderLineTooLong
             });
         }
-        let end = pos + line_len;
-        if end > limits.max_head {
+        if head_over {
             return Parse::Bad(Bad::HeadTooLarge);
         }
+        let Some(nl) = nl else {
+            return Parse::Incomplete;
+        };
+        let end = pos + len;
         // The line without LF and an optional CR before it (RFC 9112 2.2
         // lets a recipient take a bare LF as a line end).
         let mut line = &rest[..nl];
@@ -207,13 +219,10 @@ fn is_tchar(b: u8) -> bool {
 
 /// Refuses a partial request line that can never be valid (binary junk, a
 /// TLS ClientHello), so such a client is answered at once.
-fn early_request_line_check(partial: &[u8]) -> Option<Bad> {
-    let method_end = partial.iter().position(|&b| b == b' ');
-    let method = &partial[..method_end.unwrap_or(partial.len())];
-    if !method
-        .iter()
-        .all(|&b| is_tchar(b) || (method_end.is_none() && b == b'\r'))
-    {
+fn early_request_line_check(line: &[u8]) -> Option<Bad> {
+    let method_end = line.iter().position(|&b| b == b' ');
+    let method = &line[..method_end.unwrap_or(line.len())];
+    if !method.iter().all(|&b| is_tchar(b) || b == b'\r') {
         return Some(Bad::Malformed);
     }
     None
