@@ -294,23 +294,26 @@ impl ImapDriver {
                 Output::Close => self.record("close".into(), true),
                 Output::Event(Event::Connect(a)) => {
                     self.record(format!("connect {}", a.client), false);
-                    self.session.answer_connect(ConnectAnswer::Accept);
+                    self.session.answer_connect(self.now, ConnectAnswer::Accept);
                 }
                 Output::Event(Event::Login { username, password }) => {
                     let ok = self.users.get(&username) == Some(password.expose());
                     self.record(format!("login {username}"), false);
-                    self.session.answer_login(if ok {
-                        LoginAnswer::Success(username)
-                    } else {
-                        LoginAnswer::Failure
-                    });
+                    self.session.answer_login(
+                        self.now,
+                        if ok {
+                            LoginAnswer::Success(username)
+                        } else {
+                            LoginAnswer::Failure
+                        },
+                    );
                 }
                 Output::Event(Event::Mailbox { user, request }) => {
                     let summary = format!("{request:?}");
                     let summary: String = summary.chars().take(120).collect();
                     self.record(format!("mailbox {summary}"), false);
                     let answer = self.store.answer(&user, request);
-                    self.session.answer_mailbox(answer);
+                    self.session.answer_mailbox(self.now, answer);
                 }
                 Output::Event(Event::Notice(n)) => self.record(format!("notice {n:?}"), false),
             }

@@ -6,7 +6,7 @@
 use crate::clock::{date_now, unix_now};
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
-use postern_adapters::maildir::DeliveryJob;
+use postern_adapters::store::Delivery;
 use postern_core::policy::delivery::{bounce_prefix, local_copies, outbound_bytes, Outcome};
 use postern_core::smtp::Message;
 use std::io;
@@ -66,7 +66,7 @@ fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
         .filter(|r| !r.local)
         .map(|r| r.address.to_string())
         .collect();
-    let Some(spool) = &srv.spool else {
+    let Some(queue) = &srv.queue else {
         return Err(io::Error::other("no relay is configured"));
     };
     let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
@@ -76,7 +76,7 @@ fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    spool.enqueue(id, &from, &remote, &data, unix_now())?;
+    queue.enqueue(id, &from, &remote, &data, unix_now())?;
     Ok(remote.len())
 }
 
@@ -89,17 +89,26 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     };
     match srv.directory.resolve(&path.address) {
         Resolution::Local { mailboxes, .. } => {
-            for mb in mailboxes {
-                srv.maildir.deliver(&mb, &bounce_prefix(&mb), bytes)?;
+            let message = Arc::new(bytes.to_vec());
+            let deliveries: Vec<Delivery> = mailboxes
+                .iter()
+                .map(|mb| Delivery {
+                    user: mb.to_string(),
+                    prefix: bounce_prefix(mb),
+                    message: message.clone(),
+                })
+                .collect();
+            for r in srv.mailstore.deliver(&deliveries) {
+                r?;
             }
             Ok(())
         }
         Resolution::Unknown => Ok(()),
         Resolution::Remote => {
-            let Some(spool) = &srv.spool else {
+            let Some(queue) = &srv.queue else {
                 return Ok(());
             };
-            spool
+            queue
                 .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
                 .map(|_| ())
                 .map_err(io::Error::from)
@@ -108,7 +117,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
 }
 
 /// The local copies of a message as delivery jobs for the writer.
-fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJob>> {
+fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>> {
     let env = &msg.envelope;
     let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
@@ -124,8 +133,8 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJ
     Ok(
         local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
             .into_iter()
-            .map(|c| DeliveryJob {
-                mailbox: c.mailbox,
+            .map(|c| Delivery {
+                user: c.mailbox.to_string(),
                 prefix: c.prefix,
                 message: data.clone(),
             })

@@ -3,7 +3,6 @@
 
 use crate::conn::Stream;
 use crate::server::Server;
-use postern_adapters::store::MailboxStore as _;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
 use smol::channel::Receiver;
@@ -173,10 +172,9 @@ pub async fn serve(
                 }
             }
             Wake::Shutdown => {
-                // IMAP holds no unacknowledged mail: say goodbye and close.
-                let _ = stream.write_all(b"* BYE Server shutting down\r\n").await;
-                stream.close().await;
-                return;
+                // IMAP holds no unacknowledged mail: the session says goodbye
+                // and closes; the loop above sends it.
+                session.handle_shutdown();
             }
         }
     }
@@ -188,7 +186,7 @@ async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
-            session.answer_connect(ConnectAnswer::Accept);
+            session.answer_connect(Instant::now(), ConnectAnswer::Accept);
         }
         Event::Login { username, password } => {
             let dir = srv.directory.clone();
@@ -197,19 +195,19 @@ async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
             match verdict {
                 Some(account) => {
                     info!(client = %client, "imap-login: Login: user=<{account}>, method=PLAIN, rip={ip}, secured");
-                    session.answer_login(LoginAnswer::Success(account));
+                    session.answer_login(Instant::now(), LoginAnswer::Success(account));
                 }
                 None => {
                     Timer::after(srv.config.auth_failure_delay).await;
                     warn!(client = %client, "imap-login: Disconnected (auth failed, 1 attempts): user=<{username}>, method=PLAIN, rip={ip}, secured");
-                    session.answer_login(LoginAnswer::Failure);
+                    session.answer_login(Instant::now(), LoginAnswer::Failure);
                 }
             }
         }
         Event::Mailbox { user, request } => {
             let store = srv.mailstore.clone();
             let answer = smol::unblock(move || store.answer(&user, request)).await;
-            session.answer_mailbox(answer);
+            session.answer_mailbox(Instant::now(), answer);
         }
         Event::Notice(n) => match n {
             Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),

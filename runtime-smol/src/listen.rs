@@ -145,7 +145,7 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
     }
     if let (Some(relay), Some(spool), Some(wake)) = (
         srv.relay.clone(),
-        srv.spool.clone(),
+        srv.queue.clone(),
         srv.relay_wake_rx.clone(),
     ) {
         let relay_task = smol::spawn(crate::relay::run(

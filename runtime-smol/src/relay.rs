@@ -4,9 +4,10 @@
 //! bounces what fails for good. A daily cap defers instead of failing.
 
 use crate::clock::unix_now;
-use crate::server::Server;
+use crate::server::{Server, RELAY_COUNTER};
 use crate::smarthost::Relay;
-use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus, Spool};
+use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus};
+use postern_adapters::store::{Queue, Window};
 use postern_core::datetime::rfc5322;
 use postern_core::policy::relay::{self as policy, daily_cap, settle, CapVerdict, RcptState};
 use postern_core::queue::{dsn, Bounce, FailedRecipient};
@@ -29,7 +30,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(
     srv: Arc<Server>,
     relay: Arc<Relay>,
-    spool: Spool,
+    spool: Arc<dyn Queue>,
     wake: Receiver<()>,
     stop: Receiver<()>,
 ) {
@@ -109,9 +110,14 @@ fn from_policy(p: &policy::QueuedRcpt, r: &mut QueuedRcpt) {
     }
 }
 
-async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: QueuedMessage) {
+async fn attempt(
+    srv: Arc<Server>,
+    relay: Arc<Relay>,
+    spool: Arc<dyn Queue>,
+    mut msg: QueuedMessage,
+) {
     let now = unix_now();
-    let (day, sent) = relay.count.lock().map(|c| *c).unwrap_or((0, 0));
+    let (day, sent) = sent_today(&srv, now).await;
     if let CapVerdict::DeferUntil(t) = daily_cap(relay.cfg.daily_limit, day, sent, now) {
         msg.next_attempt = t;
         warn!(id = %msg.id, "daily relay limit of {} reached; deferred to the next UTC day", relay.cfg.daily_limit);
@@ -190,7 +196,7 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
         from_policy(p, r);
     }
     if settled.delivered > 0 {
-        record_sent(&relay, &spool, now).await;
+        record_sent(&srv, now).await;
     }
     if let Some(t) = settled.next_attempt {
         msg.next_attempt = t;
@@ -216,22 +222,25 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
     }
 }
 
-/// Counts one relayed message for today, and keeps the count on disk (off
-/// the executor) so a restart does not reset the daily cap.
-async fn record_sent(relay: &Relay, spool: &Spool, now: u64) {
-    let line = {
-        let Ok(mut c) = relay.count.lock() else {
-            return;
-        };
-        let today = now / policy::DAY;
-        if c.0 != today {
-            *c = (today, 0);
-        }
-        c.1 += 1;
-        format!("{} {}\n", c.0, c.1)
-    };
-    let path = spool.dir().join("relay-count");
-    if let Err(e) = smol::unblock(move || std::fs::write(path, line)).await {
+/// Messages relayed on the UTC day of `now`: (day number, count).
+async fn sent_today(srv: &Server, now: u64) -> (u64, u32) {
+    let counters = srv.counters.clone();
+    let window = Window::containing(now, policy::DAY);
+    let n = smol::unblock(move || counters.get(RELAY_COUNTER, window))
+        .await
+        .unwrap_or_else(|e| {
+            warn!("cannot read the daily relay count: {e}");
+            0
+        });
+    (now / policy::DAY, u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Counts one relayed message for today (kept on disk, off the executor,
+/// so a restart does not reset the daily cap).
+async fn record_sent(srv: &Server, now: u64) {
+    let counters = srv.counters.clone();
+    let window = Window::containing(now, policy::DAY);
+    if let Err(e) = smol::unblock(move || counters.add(RELAY_COUNTER, window, 1)).await {
         warn!("cannot record the daily relay count: {e}");
     }
 }

@@ -289,8 +289,9 @@ pub enum MailboxAnswer {
     },
 }
 
-/// A response code a store may give with a refusal (RFC 5530, RFC 9051
-/// 7.1, RFC 9208): what the client is told in brackets.
+/// A response code without data (RFC 5530, RFC 9051 7.1, RFC 9208,
+/// RFC 3516): what the client is told in brackets. A store gives one with
+/// a refusal ([`MailboxAnswer::No`]); the session writes the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     /// `ALREADYEXISTS`: the target name is taken.
@@ -305,6 +306,27 @@ pub enum Code {
     ServerBug,
     /// `TRYCREATE`: the target mailbox does not exist; CREATE it first.
     TryCreate,
+    /// `AUTHENTICATIONFAILED`: bad credentials.
+    AuthenticationFailed,
+    /// `BADCHARSET (UTF-8 US-ASCII)`: a SEARCH charset not supported,
+    /// with the ones that are.
+    BadCharset,
+    /// `CLOSED`: the previous mailbox is closed (RFC 7162 3.2.11).
+    Closed,
+    /// `NOPERM`: not allowed for this user.
+    NoPerm,
+    /// `PRIVACYREQUIRED`: the command needs TLS.
+    PrivacyRequired,
+    /// `READ-ONLY`: the mailbox is selected read-only.
+    ReadOnly,
+    /// `READ-WRITE`: the mailbox is selected read-write.
+    ReadWrite,
+    /// `TOOBIG`: a literal over the limit.
+    TooBig,
+    /// `UNAVAILABLE`: the directory could not answer; try later.
+    Unavailable,
+    /// `UNKNOWN-CTE`: a Content-Transfer-Encoding BINARY cannot undo.
+    UnknownCte,
 }
 
 impl Code {
@@ -317,6 +339,16 @@ impl Code {
             Code::OverQuota => "OVERQUOTA",
             Code::ServerBug => "SERVERBUG",
             Code::TryCreate => "TRYCREATE",
+            Code::AuthenticationFailed => "AUTHENTICATIONFAILED",
+            Code::BadCharset => "BADCHARSET (UTF-8 US-ASCII)",
+            Code::Closed => "CLOSED",
+            Code::NoPerm => "NOPERM",
+            Code::PrivacyRequired => "PRIVACYREQUIRED",
+            Code::ReadOnly => "READ-ONLY",
+            Code::ReadWrite => "READ-WRITE",
+            Code::TooBig => "TOOBIG",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::UnknownCte => "UNKNOWN-CTE",
         }
     }
 }

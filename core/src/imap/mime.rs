@@ -5,28 +5,10 @@ use mail_parser::{
     Address, ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 
+use super::response::nstring;
+
 /// The deepest MIME nesting described.
 const MAX_DEPTH: usize = 32;
-
-/// An IMAP string: quoted when it can be, a literal otherwise; `NIL` for none.
-pub fn nstring(s: Option<&str>) -> String {
-    match s {
-        None => "NIL".to_owned(),
-        Some(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
-            let mut q = String::with_capacity(s.len() + 2);
-            q.push('"');
-            for c in s.chars() {
-                if c == '"' || c == '\\' {
-                    q.push('\\');
-                }
-                q.push(c);
-            }
-            q.push('"');
-            q
-        }
-        Some(s) => format!("{{{}}}\r\n{s}", s.len()),
-    }
-}
 
 fn parse(msg: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(msg)
@@ -415,7 +397,7 @@ pub enum PartSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownCte(pub String);
 
-/// BINARY[path] (RFC 3516): the part's body with its
+/// `BINARY[path]` (RFC 3516): the part's body with its
 /// Content-Transfer-Encoding (base64, quoted-printable) undone; the whole
 /// message for an empty path; nothing for a part that does not exist.
 pub fn binary(msg: &[u8], path: &[u32]) -> Result<Vec<u8>, UnknownCte> {
@@ -558,7 +540,7 @@ pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
         PartSpec::Header | PartSpec::Text => {
             let inner = part.message()?;
             let r = inner.raw_message();
-            let h = super::fetch::header_len(r);
+            let h = super::message::header_len(r);
             Some(if spec == PartSpec::Header {
                 r[..h].to_vec()
             } else {

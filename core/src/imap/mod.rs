@@ -1,13 +1,21 @@
-//! IMAP (RFC 9051 / RFC 3501): framing with literals and limits, the
-//! generic parse into tagged values, sequence sets, FETCH items and SEARCH
-//! keys, and the session's questions to the mailbox store.
+//! IMAP (RFC 9051 / RFC 3501). The layers, each using only those above it:
+//! framing with literals and limits ([`framing`]); the generic parse into
+//! tagged values ([`parse`]); typed commands ([`command`]) with sequence
+//! sets ([`set`]), FETCH items ([`fetch`]) and SEARCH keys ([`search`]);
+//! a message's bytes ([`message`]) and MIME structure ([`mime`]); the
+//! response writer ([`response`]); and the session ([`session`]) with its
+//! questions to the mailbox store ([`event`]).
 
+pub mod command;
 pub mod event;
 pub mod fetch;
 pub mod framing;
+pub mod message;
 pub mod mime;
 pub mod parse;
+pub mod response;
 pub mod rules;
+pub mod search;
 pub mod session;
 pub mod set;
 pub mod utf7;

@@ -1,0 +1,394 @@
+//! The mailbox list and counts: LIST and LSUB with LIST-EXTENDED
+//! (RFC 5258), LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154), STATUS,
+//! QUOTA (RFC 9208), NAMESPACE, and CREATE/DELETE/RENAME/SUBSCRIBE.
+
+use super::{ImapSession, Pending};
+use crate::imap::command::{Args, List, Mailbox, Rename, Status};
+use crate::imap::event::{Code, ListEntry, MailboxRequest};
+use crate::imap::response;
+use std::fmt::Write as _;
+
+/// What CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE do to a name.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Manage {
+    Create,
+    Delete,
+    Subscribe,
+    Unsubscribe,
+}
+
+/// A LIST or LSUB waiting for the store's entries: how to pick and show them.
+#[derive(Debug)]
+pub(super) struct ListQuery {
+    pub(super) tag: String,
+    lsub: bool,
+    sub_attr: bool,
+    special_only: bool,
+    status: Option<Vec<String>>,
+    /// RECURSIVEMATCH with SUBSCRIBED: the patterns asked.
+    recursive: Option<Vec<String>>,
+    /// UTF-8 patterns to match on the names as shown (IMAP4rev2).
+    filter: Option<Vec<String>>,
+}
+
+/// Canonical form: `INBOX` in any case is `INBOX`.
+/// IMAP LIST wildcards: `*` matches anything, `%` anything but `/`.
+pub fn wildcard(pattern: &str, name: &str) -> bool {
+    fn m(p: &[u8], n: &[u8], budget: &mut u32) -> bool {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..], budget)),
+            Some((b'%', rest)) => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != b'/')
+                .any(|i| m(rest, &n[i..], budget)),
+            Some((c, rest)) => {
+                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &n[1..], budget)
+            }
+        }
+    }
+    let mut budget = 100_000;
+    m(pattern.as_bytes(), name.as_bytes(), &mut budget)
+}
+
+/// Subscribed names with no mailbox (RFC 5258 3.1: `LIST (SUBSCRIBED)`
+/// returns them, marked `\NonExistent`).
+pub fn nonexistent_subscriptions(
+    subs: &[String],
+    names: &[String],
+    patterns: &[String],
+) -> Vec<crate::imap::event::ListEntry> {
+    subs.iter()
+        .filter(|s| !names.contains(s))
+        .filter(|s| patterns.iter().any(|p| wildcard(p, s)))
+        .map(|s| crate::imap::event::ListEntry {
+            name: s.clone(),
+            attributes: vec!["\\NonExistent".into(), "\\Subscribed".into()],
+            status: None,
+        })
+        .collect()
+}
+
+impl ImapSession {
+    /// LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return
+    /// options, several patterns, and LIST-STATUS (RFC 5819).
+    pub(super) fn list(&mut self, user: String, tag: &str, args: Args<List>, lsub: bool) {
+        let Some(args) = self.take(tag, args) else {
+            return;
+        };
+        if args.condstore {
+            self.condstore_on();
+        }
+        let List {
+            reference,
+            patterns,
+            extended,
+            subscribed: subscribed_only,
+            special_use: special_only,
+            recursive_match: recursive,
+            return_subscribed: ret_sub,
+            return_status: status,
+            ..
+        } = args;
+        let kw = if lsub { "LSUB" } else { "LIST" };
+        if !extended && patterns.len() == 1 && patterns[0].is_empty() {
+            // RFC 9051 6.3.9: an empty pattern asks for the delimiter.
+            self.send_str(&format!("* {kw} (\\Noselect) \"/\" \"\"\r\n"));
+            return self.completed(tag, kw);
+        }
+        let patterns: Vec<String> = patterns
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{reference}{p}"))
+            .collect();
+        if patterns.is_empty() {
+            return self.completed(tag, kw);
+        }
+        let with_status = status.is_some();
+        // RECURSIVEMATCH with SUBSCRIBED: every mailbox, then the session
+        // picks (a parent of a subscribed child the patterns miss is
+        // listed with CHILDINFO). Under IMAP4rev2 the patterns are UTF-8
+        // and the stored names modified UTF-7: every mailbox too, and the
+        // session matches the names as the client reads them.
+        let (request_patterns, recursive, filter) = if recursive && subscribed_only {
+            (vec!["*".to_owned()], Some(patterns), None)
+        } else if self.rev2 {
+            (vec!["*".to_owned()], None, Some(patterns))
+        } else {
+            (patterns, None, None)
+        };
+        self.ask(
+            user,
+            MailboxRequest::List {
+                patterns: request_patterns,
+                subscribed_only: subscribed_only && recursive.is_none(),
+                with_status,
+            },
+            Pending::List(ListQuery {
+                tag: tag.to_owned(),
+                lsub,
+                sub_attr: ret_sub || subscribed_only,
+                special_only,
+                status,
+                recursive,
+                filter,
+            }),
+        );
+    }
+
+    pub(super) fn listed(&mut self, q: ListQuery, entries: &[ListEntry]) {
+        let ListQuery {
+            tag,
+            lsub,
+            sub_attr,
+            special_only,
+            status,
+            recursive,
+            filter,
+        } = q;
+        let kw = if lsub { "LSUB" } else { "LIST" };
+        let subscribed =
+            |e: &crate::imap::event::ListEntry| e.attributes.iter().any(|a| a == "\\Subscribed");
+        let mut r = String::new();
+        for e in entries {
+            if let Some(f) = &filter {
+                let shown = self.shown(&e.name);
+                if !f.iter().any(|p| wildcard(p, &shown)) {
+                    continue;
+                }
+            }
+            let mut childinfo = "";
+            if let Some(patterns) = &recursive {
+                if !patterns.iter().any(|p| wildcard(p, &self.shown(&e.name))) {
+                    continue;
+                }
+                let prefix = format!("{}/", e.name);
+                let child = entries.iter().any(|c| {
+                    c.name.starts_with(&prefix)
+                        && subscribed(c)
+                        && !patterns.iter().any(|p| wildcard(p, &self.shown(&c.name)))
+                });
+                if child {
+                    childinfo = " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
+                } else if !subscribed(e) {
+                    continue;
+                }
+            }
+            if special_only && !e.attributes.iter().any(|a| is_special_use(a)) {
+                continue;
+            }
+            let attrs: Vec<&str> = e
+                .attributes
+                .iter()
+                .map(String::as_str)
+                .filter(|a| sub_attr || !a.eq_ignore_ascii_case("\\Subscribed"))
+                // RFC 3501 6.3.9: LSUB marks a vanished mailbox \Noselect.
+                .map(|a| {
+                    if lsub && a == "\\NonExistent" {
+                        "\\Noselect"
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let _ = write!(
+                r,
+                "* {kw} {} \"/\" {}{childinfo}\r\n",
+                response::flag_list(&attrs),
+                response::astring(&self.shown(&e.name))
+            );
+            if let (Some(items), Some(counts)) = (&status, &e.status) {
+                r.push_str(&response::status_data(&self.shown(&e.name), items, counts));
+            }
+        }
+        self.send_str(&r);
+        self.completed(&tag, kw);
+    }
+
+    pub(super) fn status(&mut self, user: String, tag: &str, args: Args<Status>) {
+        let t = tag.to_owned();
+        let Some(Status { mailbox, items }) = self.take(tag, args) else {
+            return;
+        };
+        let Some(name) = self.mailbox_name(tag, &mailbox) else {
+            return;
+        };
+        if items.iter().any(|i| i == "HIGHESTMODSEQ") {
+            self.condstore_on();
+        }
+        self.ask(
+            user,
+            MailboxRequest::Status {
+                mailbox: name.clone(),
+            },
+            Pending::Status {
+                tag: t,
+                name,
+                items,
+            },
+        );
+    }
+
+    pub(super) fn get_quota(&mut self, user: String, tag: &str, args: Args<String>) {
+        let Some(root) = self.take(tag, args) else {
+            return;
+        };
+        // The one quota root is "".
+        if !root.is_empty() {
+            return self.no(tag, Code::NonExistent, "No such quota root");
+        }
+        let pending = Pending::Quota {
+            tag: tag.to_owned(),
+            root_of: None,
+        };
+        self.ask(user, MailboxRequest::Quota, pending);
+    }
+
+    pub(super) fn get_quota_root(&mut self, user: String, tag: &str, args: Args<Mailbox>) {
+        let Some(mailbox) = self.take(tag, args) else {
+            return;
+        };
+        let Some(name) = self.mailbox_name(tag, &mailbox) else {
+            return;
+        };
+        let pending = Pending::Quota {
+            tag: tag.to_owned(),
+            root_of: Some(name),
+        };
+        self.ask(user, MailboxRequest::Quota, pending);
+    }
+
+    pub(super) fn quota(
+        &mut self,
+        tag: &str,
+        root_of: Option<&str>,
+        used: u64,
+        limit: Option<u64>,
+    ) {
+        let mut r = String::new();
+        if let Some(name) = &root_of {
+            let _ = write!(r, "* QUOTAROOT {}", response::astring(&self.shown(name)));
+            if limit.is_some() {
+                r.push_str(" \"\"");
+            }
+            r.push_str("\r\n");
+        }
+        match limit {
+            Some(l) => {
+                // RFC 9208: STORAGE in units of 1024 octets.
+                let _ = write!(
+                    r,
+                    "* QUOTA \"\" (STORAGE {} {})\r\n",
+                    used.div_ceil(1024),
+                    l / 1024
+                );
+            }
+            None if root_of.is_none() => {
+                return self.no(tag, Code::NonExistent, "No such quota root");
+            }
+            None => {}
+        }
+        let what = if root_of.is_some() {
+            "GETQUOTAROOT"
+        } else {
+            "GETQUOTA"
+        };
+        self.send_str(&r);
+        self.completed(tag, what);
+    }
+
+    /// CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE.
+    pub(super) fn manage(&mut self, user: String, tag: &str, args: Args<Mailbox>, how: Manage) {
+        let Some(mailbox) = self.take(tag, args) else {
+            return;
+        };
+        let Some(mailbox) = self.mailbox_name(tag, &mailbox) else {
+            return;
+        };
+        let (request, what) = match how {
+            Manage::Create => (MailboxRequest::Create { mailbox }, "CREATE"),
+            Manage::Delete => (MailboxRequest::Delete { mailbox }, "DELETE"),
+            Manage::Subscribe => (MailboxRequest::Subscribe { mailbox, on: true }, "SUBSCRIBE"),
+            Manage::Unsubscribe => (
+                MailboxRequest::Subscribe { mailbox, on: false },
+                "UNSUBSCRIBE",
+            ),
+        };
+        let tag = tag.to_owned();
+        self.ask(user, request, Pending::Simple { tag, what });
+    }
+
+    pub(super) fn rename(&mut self, user: String, tag: &str, args: Args<Rename>) {
+        let Some(Rename { from, to }) = self.take(tag, args) else {
+            return;
+        };
+        let Some(from) = self.mailbox_name(tag, &from) else {
+            return;
+        };
+        let Some(to) = self.mailbox_name(tag, &to) else {
+            return;
+        };
+        self.ask(
+            user,
+            MailboxRequest::Rename { from, to },
+            Pending::Simple {
+                tag: tag.to_owned(),
+                what: "RENAME",
+            },
+        );
+    }
+}
+
+/// A mailbox's LIST attributes among the account's `names`: children,
+/// subscription, special use (RFC 6154), as both stores give them.
+pub fn list_attributes<'a>(
+    mut names: impl Iterator<Item = &'a String>,
+    n: &str,
+    subscribed: bool,
+) -> Vec<String> {
+    let prefix = format!("{n}/");
+    let children = names.any(|c| c.starts_with(&prefix));
+    let mut attributes = vec![if children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }
+    .to_owned()];
+    if subscribed {
+        attributes.push("\\Subscribed".into());
+    }
+    if let Some(su) = special_use(n) {
+        attributes.push(su.into());
+    }
+    attributes
+}
+
+/// The special use of the folders docker-mailserver and common clients
+/// create (RFC 6154).
+pub fn special_use(name: &str) -> Option<&'static str> {
+    match name {
+        "Drafts" => Some("\\Drafts"),
+        "Sent" | "Sent Messages" | "Sent Items" => Some("\\Sent"),
+        "Junk" | "Spam" => Some("\\Junk"),
+        "Trash" | "Deleted Messages" => Some("\\Trash"),
+        "Archive" => Some("\\Archive"),
+        _ => None,
+    }
+}
+
+fn is_special_use(attr: &str) -> bool {
+    [
+        "\\All",
+        "\\Archive",
+        "\\Drafts",
+        "\\Flagged",
+        "\\Junk",
+        "\\Sent",
+        "\\Trash",
+    ]
+    .iter()
+    .any(|s| s.eq_ignore_ascii_case(attr))
+}

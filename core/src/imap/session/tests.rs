@@ -1,0 +1,173 @@
+//! The session's shape: shutdown, end of input before the PROXY header,
+//! and the idle timer after an answer. Whole protocol exchanges are the
+//! transcripts' job (`testdata/transcripts/imap/`).
+
+use super::*;
+use crate::imap::event::{MailboxRequest, MailboxView};
+use crate::proxy::ProxyError;
+use crate::Networks;
+
+fn session(tls: TlsMode, proxy: ProxyConfig, now: Instant) -> ImapSession {
+    ImapSession::new(
+        Arc::new(ImapConfig::new("imap.example.com")),
+        Arc::new(ImapListener { tls, proxy }),
+        "10.0.20.5:40000".parse().unwrap(),
+        "10.0.20.1:143".parse().unwrap(),
+        now,
+    )
+}
+
+fn drain(s: &mut ImapSession) -> Vec<Output> {
+    std::iter::from_fn(|| s.poll_output()).collect()
+}
+
+fn sent(outputs: &[Output]) -> String {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A session greeted on a plain listener.
+fn greeted(now: Instant) -> ImapSession {
+    let mut s = session(TlsMode::None, ProxyConfig::forbidden(), now);
+    drain(&mut s);
+    s.answer_connect(now, ConnectAnswer::Accept);
+    drain(&mut s);
+    s
+}
+
+#[test]
+fn shutdown_says_bye_and_closes() {
+    let now = Instant::now();
+    let mut s = greeted(now);
+    s.handle_shutdown();
+    let out = drain(&mut s);
+    assert_eq!(sent(&out), "* BYE Server shutting down\r\n");
+    assert_eq!(out.last(), Some(&Output::Close));
+    assert!(s.is_closed());
+    s.handle_shutdown();
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn shutdown_before_the_proxy_header_closes_without_a_word() {
+    let now = Instant::now();
+    let trusted = Networks::parse(["10.0.20.0/24"]).unwrap();
+    let mut s = session(TlsMode::None, ProxyConfig::required(trusted), now);
+    drain(&mut s);
+    s.handle_shutdown();
+    assert_eq!(drain(&mut s), vec![Output::Close]);
+}
+
+#[test]
+fn eof_before_the_proxy_header_is_a_proxy_refusal() {
+    let now = Instant::now();
+    let trusted = Networks::parse(["10.0.20.0/24"]).unwrap();
+    let mut s = session(TlsMode::None, ProxyConfig::required(trusted), now);
+    drain(&mut s);
+    s.handle_eof();
+    assert_eq!(
+        drain(&mut s),
+        vec![
+            Output::Event(Event::Notice(Notice::ProxyRefused(ProxyError::Missing))),
+            Output::Close
+        ]
+    );
+}
+
+#[test]
+fn a_slow_answer_does_not_shorten_the_idle_timeout() {
+    let t0 = Instant::now();
+    let mut s = greeted(t0);
+    // Logged in (LOGIN itself needs TLS); STATUS asks the store.
+    s.state = State::Authenticated("alice@example.com".into());
+    s.handle_input(t0, b"a1 STATUS INBOX (MESSAGES)\r\n");
+    let out = drain(&mut s);
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Event(Event::Mailbox {
+            request: MailboxRequest::Status { .. },
+            ..
+        })]
+    ));
+    assert_eq!(s.poll_timeout(), None, "no timer while the store works");
+    let later = t0 + Duration::from_secs(600);
+    s.answer_mailbox(later, MailboxAnswer::Status(Default::default()));
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "* STATUS INBOX (MESSAGES 0)\r\na1 OK STATUS completed\r\n"
+    );
+    assert_eq!(s.poll_timeout(), Some(later + s.cfg.idle_timeout));
+}
+
+#[test]
+fn the_look_idle_takes_does_not_count_as_client_activity() {
+    let t0 = Instant::now();
+    let mut s = greeted(t0);
+    let view = MailboxView {
+        uid_validity: 1,
+        uid_next: 1,
+        messages: Arc::new(Vec::new()),
+        keywords: Vec::new(),
+        highest_modseq: 1,
+        attributes: Vec::new(),
+    };
+    s.state = State::Selected(
+        "alice@example.com".into(),
+        Selected {
+            name: "INBOX".into(),
+            read_only: false,
+            view: view.clone(),
+        },
+    );
+    s.handle_input(t0, b"a1 IDLE\r\n");
+    assert_eq!(sent(&drain(&mut s)), "+ idling\r\n");
+    s.handle_mailbox_changed();
+    drain(&mut s);
+    let later = t0 + Duration::from_secs(600);
+    s.answer_mailbox(later, MailboxAnswer::Changed(view));
+    assert!(s.is_idle());
+    assert_eq!(s.poll_timeout(), Some(t0 + s.cfg.idle_timeout));
+}
+
+/// A logged-in session (without TLS and the directory).
+fn logged_in(now: Instant) -> ImapSession {
+    let mut s = greeted(now);
+    s.state = State::Authenticated("alice@example.com".into());
+    s
+}
+
+#[test]
+fn a_bad_name_read_before_a_fault_is_refused_first() {
+    let now = Instant::now();
+    let mut s = logged_in(now);
+    s.handle_input(now, b"a1 RENAME ../x\r\n");
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "a1 NO [CANNOT] Invalid mailbox name\r\n"
+    );
+    s.handle_input(now, b"a2 RENAME x\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a2 BAD Missing mailbox name\r\n");
+    s.handle_input(now, b"a3 STATUS ~root (BOGUS)\r\n");
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "a3 NO [CANNOT] Invalid mailbox name\r\n"
+    );
+}
+
+#[test]
+fn the_state_is_checked_before_the_arguments() {
+    let now = Instant::now();
+    let mut s = greeted(now);
+    s.handle_input(now, b"a1 SELECT\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a1 BAD Log in first\r\n");
+    let mut s = logged_in(now);
+    s.handle_input(now, b"a2 UID FETCH x\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a2 BAD No mailbox selected\r\n");
+    s.handle_input(now, b"a3 LOGIN a b\r\n");
+    assert_eq!(sent(&drain(&mut s)), "a3 BAD Already authenticated\r\n");
+}
