@@ -13,7 +13,8 @@
 
 use crate::clock::unix_now;
 use crate::metrics::State;
-use crate::server::{Server, Slot};
+use crate::server::{Server, Slot, RELAY_COUNTER};
+use postern_adapters::store::Window;
 use postern_core::front::{Front, Opening, Passed};
 use postern_core::http::{self, HttpLimits, Method, Parse, Route, Status};
 use postern_core::policy::admission::Service;
@@ -291,25 +292,22 @@ async fn feed(srv: &Arc<Server>, limits: &HttpLimits, head: &[u8]) -> Step {
 pub fn state(srv: &Server) -> State {
     let now = unix_now();
     let mut st = State::default();
-    if let Some(spool) = &srv.spool {
-        if let Ok((msgs, _)) = spool.list() {
-            st.queue_messages = i64::try_from(msgs.len()).unwrap_or(i64::MAX);
-            st.queue_deferred =
-                i64::try_from(msgs.iter().filter(|m| m.attempts > 0).count()).unwrap_or(0);
-            st.queue_oldest_age = msgs
-                .iter()
-                .map(|m| now.saturating_sub(m.created))
-                .max()
-                .and_then(|a| i64::try_from(a).ok())
-                .unwrap_or(0);
+    if let Some(queue) = &srv.queue {
+        if let Ok(q) = queue.stats(now) {
+            st.queue_messages = i64::try_from(q.size).unwrap_or(i64::MAX);
+            st.queue_deferred = i64::try_from(q.deferred).unwrap_or(i64::MAX);
+            st.queue_oldest_age = i64::try_from(q.oldest_age).unwrap_or(i64::MAX);
         }
     }
     if let Some(relay) = &srv.relay {
         st.relay_daily_limit = i64::from(relay.cfg.daily_limit);
-        let (day, sent) = relay.count.lock().map(|c| *c).unwrap_or((0, 0));
-        if day == now / postern_core::policy::relay::DAY {
-            st.relay_sent_today = i64::from(sent);
-        }
+        let today = Window::containing(now, postern_core::policy::relay::DAY);
+        st.relay_sent_today = srv
+            .counters
+            .get(RELAY_COUNTER, today)
+            .ok()
+            .and_then(|n| i64::try_from(n).ok())
+            .unwrap_or(0);
     }
     if let Some(cert) = &srv.cert {
         st.certificate_expiry = cert
@@ -355,8 +353,8 @@ pub fn readiness(srv: &Server) -> Vec<String> {
             srv.config.data_dir.display()
         ));
     }
-    if let Some(spool) = &srv.spool {
-        if let Err(e) = spool.list() {
+    if let Some(queue) = &srv.queue {
+        if let Err(e) = queue.list() {
             failed.push(format!("queue: cannot list: {e}"));
         }
     }
