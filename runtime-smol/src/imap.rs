@@ -46,6 +46,8 @@ pub async fn serve(
     let mut buf: Vec<u8> = Vec::new();
     let mut idle_version = None;
     let mut waiter: Option<Receiver<()>> = None;
+    let _counted = srv.metrics.imap_session();
+    let mut idling = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -71,6 +73,7 @@ pub async fn serve(
                     match Box::pin(stream.start_tls(acceptor, early).or(timeout)).await {
                         Ok(_) => session.handle_tls_established(),
                         Err(e) => {
+                            srv.metrics.tls_handshake_failure("imap");
                             info!(client = %session.client().client, "imap-login: TLS handshake failed: {e}");
                             return;
                         }
@@ -85,6 +88,9 @@ pub async fn serve(
             }
         }
         let idle = session.is_idle();
+        if idle != idling.is_some() {
+            idling = idle.then(|| srv.metrics.imap_idle());
+        }
         if !idle {
             waiter = None;
         } else if waiter.is_none() {
@@ -183,6 +189,9 @@ pub async fn serve(
 async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
     let client = session.client().client;
     let ip = client.ip();
+    if let Event::Notice(n) = &e {
+        srv.metrics.imap_notice(n);
+    }
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());

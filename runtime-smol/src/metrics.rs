@@ -30,6 +30,7 @@
 //! | `postern_build_info` | gauge | `version` |
 
 use postern_core::policy::admission::{Refusal, Service};
+use postern_core::policy::delivery::{store_verdict, Outcome};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -364,6 +365,43 @@ impl Metrics {
     /// Listeners bound and accepting.
     pub fn listeners_bound(&self) -> i64 {
         self.listeners_bound.get()
+    }
+
+    /// What an SMTP session's notice counts: PROXY refusals, failed AUTH,
+    /// and senders, recipients and messages rejected (by reply code).
+    pub fn smtp_notice(&self, notice: &postern_core::smtp::Notice) {
+        use postern_core::smtp::Notice;
+        match notice {
+            Notice::ProxyRefused(_) => self.proxy_refused("smtp"),
+            Notice::AuthFailed { .. } => self.auth_failure("smtp"),
+            Notice::MailRejected(r) => self.message("rejected", &format!("mail_{}", r.code)),
+            Notice::RcptRejected(r) => self.message("rejected", &format!("rcpt_{}", r.code)),
+            Notice::MessageRejected(r) => self.message("rejected", &format!("data_{}", r.code)),
+            _ => {}
+        }
+    }
+
+    /// What an IMAP session's notice counts: PROXY refusals, failed logins.
+    pub fn imap_notice(&self, notice: &postern_core::imap::event::Notice) {
+        use postern_core::imap::event::Notice;
+        match notice {
+            Notice::ProxyRefused(_) => self.proxy_refused("imap"),
+            Notice::LoginFailed { .. } => self.auth_failure("imap"),
+            _ => {}
+        }
+    }
+
+    /// A message's deliveries (`remote` recipients went to the queue) and
+    /// whether it was accepted or failed (answered 4xx).
+    pub fn delivered(&self, outcome: &Outcome, remote: usize) {
+        self.deliveries("mailbox", "ok", outcome.stored as u64);
+        self.deliveries("mailbox", "failed", outcome.failed as u64);
+        let queued = if outcome.queued { "ok" } else { "failed" };
+        self.deliveries("queue", queued, remote as u64);
+        match store_verdict(*outcome) {
+            Ok(()) => self.message("accepted", "stored"),
+            Err(_) => self.message("failed", "store_failed"),
+        }
     }
 
     /// The text exposition, with the state gauges set from `state`.

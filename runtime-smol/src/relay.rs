@@ -181,6 +181,7 @@ async fn attempt(
             .get(*i)
             .map(|r| r.address.as_str())
             .unwrap_or_default();
+        srv.metrics.deliveries("relay", status, 1);
         info!(id = %msg.id, "to=<{to}>, relay={}, status={status} ({rep})", relay.target());
     }
     msg.attempts += 1;
