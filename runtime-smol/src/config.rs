@@ -741,6 +741,16 @@ trusted_networks = ["10.0.20.0/24"]
             e.to_string().starts_with("p.toml:15: listener[2].protocol"),
             "{e}"
         );
+        let http = format!("{GOOD}[[listener]]\naddress = \"0.0.0.0:9100\"\nprotocol = \"http\"\n");
+        let c = Config::parse(&http, Path::new("p.toml"), Path::new(".")).unwrap();
+        assert_eq!(c.listeners[2].protocol, Protocol::Http);
+        let e = Config::parse(
+            &format!("{http}tls = \"implicit\"\n"),
+            Path::new("p.toml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("listener[3].tls"), "{e}");
         let e = Config::parse("hostname = 1", Path::new("p.toml"), Path::new(".")).unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
     }
@@ -757,6 +767,7 @@ mod deploy_tests {
         let ports: Vec<(u16, bool)> = c
             .listeners
             .iter()
+            .filter(|l| l.protocol != Protocol::Http)
             .map(|l| (l.address.port(), l.proxy.is_required()))
             .collect();
         assert_eq!(
@@ -772,5 +783,12 @@ mod deploy_tests {
                 (10993, true)
             ]
         );
+        let http: Vec<u16> = c
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Http)
+            .map(|l| l.address.port())
+            .collect();
+        assert_eq!(http, vec![9100]);
     }
 }
