@@ -402,3 +402,59 @@ fn a_slow_client_is_cut_off_with_408() {
         "{took:?}"
     );
 }
+
+#[test]
+fn behind_a_proxy_the_http_listener_counts_the_proxy_source() {
+    let d = Daemon::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"http\"\nproxy = \"required\"\n\
+         trusted_networks = [\"127.0.0.0/8\"]\n",
+        "",
+    );
+    let web = d.addrs[0];
+    let server: SocketAddr = "10.0.20.1:9100".parse().expect("addr");
+    // 20 connections from one real client behind the proxy: 16 places.
+    let held: Vec<TcpStream> = (0..16)
+        .map(|i| {
+            let mut s = TcpStream::connect(web).expect("connect");
+            let src: SocketAddr = format!("203.0.113.7:{}", 40000 + i).parse().expect("src");
+            s.write_all(&postern_core::proxy::encode_v2(src, server, false))
+                .expect("header");
+            s
+        })
+        .collect();
+    let mut raw =
+        postern_core::proxy::encode_v2("203.0.113.7:50000".parse().expect("src"), server, false);
+    raw.extend_from_slice(b"GET /healthz HTTP/1.1\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = request(web, &raw);
+        if status == 503 {
+            break;
+        }
+        // The held connections' headers may not all be read yet.
+        assert!(Instant::now() < deadline, "no 503 for the 17th: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another real client behind the same proxy is served.
+    let mut other =
+        postern_core::proxy::encode_v2("198.51.100.9:50000".parse().expect("src"), server, false);
+    other.extend_from_slice(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let (status, _, body) = request(web, &other);
+    assert_eq!(status, 200);
+    assert!(
+        sample(
+            &body,
+            "postern_admission_refused_total{service=\"http\",reason=\"too_many_connections\"}"
+        ) >= 1.0,
+        "{body}"
+    );
+    // No header: closed without an answer, and counted.
+    let (status, head, _) = request(web, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 0, "{head}");
+    drop(held);
+    let (_, _, body) = request(web, &other);
+    assert!(
+        sample(&body, "postern_proxy_refused_total{protocol=\"http\"}") >= 1.0,
+        "{body}"
+    );
+}
