@@ -9,6 +9,11 @@
 //! - `@user NAME PASSWORD` [alice@example.com secret]; the first one
 //!   owns the messages of `@message` and `@deliver`.
 //! - `@quota BYTES`: the account's storage limit [unlimited].
+//! - `@set NAME=VALUE ...`: session settings: `max_prelogin_literal`,
+//!   `max_prelogin_line`, `max_pipelined`, `max_line`, `max_literal`
+//!   (bytes), `login_timeout`, `idle_timeout` (seconds).
+//! - `@admission accept|full|too-many` [accept]: the answer to the connect
+//!   question (admission).
 //! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start,
 //!   stored by an APPEND dated [`DEFAULT_DATE`]; FLAGS is `-` or
 //!   comma-separated (`\Seen,$Label`), TEXT uses the `C~` escapes.
@@ -16,7 +21,11 @@
 //!
 //! Session directives: `@tls-established`, `@advance 1s`, `@eof`,
 //! `@deliver INBOX TEXT` (a message arrives by local delivery),
-//! `@changed` (tell the session its mailbox changed).
+//! `@changed` (tell the session its mailbox changed), `@session NAME`
+//! (the lines that follow are another connection's, on the same store:
+//! a session of that name is opened the first time, the first session is
+//! `1`; each keeps its own server output), `@hold` (the next question to
+//! the directory or the store waits) and `@answer` (it is answered now).
 
 use crate::transcript::{escape, unescape, Step, Transcript};
 use postern_adapters::maildir::Maildir;
@@ -27,6 +36,7 @@ use postern_core::imap::event::{Event, MailboxAnswer, MailboxRequest};
 use postern_core::imap::session::{
     ConnectAnswer, ImapConfig, ImapListener, ImapSession, LoginAnswer, Output,
 };
+use postern_core::policy::admission::Refusal;
 use postern_core::proxy::ProxyConfig;
 use postern_core::smtp::TlsMode;
 use postern_core::Networks;
@@ -85,6 +95,19 @@ pub struct ImapDriver {
     pub events: std::collections::VecDeque<(String, bool)>,
     /// The whole session, for snapshots.
     pub log: Vec<String>,
+    /// The answer to the connect question.
+    connect: ConnectAnswer,
+    /// The current session's name, and the others (with their unmatched
+    /// output), for `@session`.
+    name: String,
+    parked: BTreeMap<String, (ImapSession, Vec<u8>, bool)>,
+    /// What opens another session.
+    opening: (Arc<ImapConfig>, Arc<ImapListener>, SocketAddr, SocketAddr),
+    /// No client byte has reached the current session yet.
+    fresh: bool,
+    /// `@hold`: the next question waits, and the question waiting.
+    hold: bool,
+    held: Option<Event>,
 }
 
 impl ImapDriver {
@@ -104,6 +127,8 @@ impl ImapDriver {
         let mut owner: Option<String> = None;
         let mut quota: Option<u64> = None;
         let mut seeds: Vec<(String, Vec<String>, Vec<u8>)> = Vec::new();
+        let mut cfg = ImapConfig::new("imap.example.com");
+        let mut connect = ConnectAnswer::Accept;
         for (name, arg) in header {
             match name.as_str() {
                 "tls" => {
@@ -138,6 +163,33 @@ impl ImapDriver {
                     seeds.push((folder.to_owned(), flags, unescape(text)?));
                 }
                 "quota" => quota = Some(arg.parse().map_err(|_| format!("@quota {arg}"))?),
+                "set" => {
+                    for kv in arg.split_whitespace() {
+                        let (k, v) = kv.split_once('=').ok_or(format!("@set {kv}"))?;
+                        let n: u64 = v.parse().map_err(|_| format!("@set {kv}"))?;
+                        let size = usize::try_from(n).map_err(|_| format!("@set {kv}"))?;
+                        match k {
+                            "max_prelogin_literal" => cfg.max_prelogin_literal = n,
+                            "max_prelogin_line" => cfg.max_prelogin_line = size,
+                            "max_pipelined" => cfg.max_pipelined = size,
+                            "max_line" => cfg.limits.max_line = size,
+                            "max_literal" => cfg.limits.max_literal = n,
+                            "login_timeout" => cfg.login_timeout = Duration::from_secs(n),
+                            "idle_timeout" => cfg.idle_timeout = Duration::from_secs(n),
+                            _ => return Err(format!("@set {k}: unknown setting")),
+                        }
+                    }
+                }
+                "admission" => {
+                    connect = match arg.as_str() {
+                        "accept" => ConnectAnswer::Accept,
+                        "full" => ConnectAnswer::Refuse(Refusal::ServerFull),
+                        "too-many" => {
+                            ConnectAnswer::Refuse(Refusal::TooManyConnections { ip: peer.ip() })
+                        }
+                        _ => return Err(format!("@admission {arg}")),
+                    }
+                }
                 other => return Err(format!("unknown IMAP header directive @{other}")),
             }
         }
@@ -166,13 +218,9 @@ impl ImapDriver {
             ProxyConfig::forbidden()
         };
         let now = Instant::now();
-        let session = ImapSession::new(
-            Arc::new(ImapConfig::new("imap.example.com")),
-            Arc::new(ImapListener { tls, proxy }),
-            peer,
-            local,
-            now,
-        );
+        let cfg = Arc::new(cfg);
+        let listener = Arc::new(ImapListener { tls, proxy });
+        let session = ImapSession::new(cfg.clone(), listener.clone(), peer, local, now);
         let mut d = ImapDriver {
             session,
             store,
@@ -184,9 +232,48 @@ impl ImapDriver {
             output: Vec::new(),
             events: Default::default(),
             log: Vec::new(),
+            connect,
+            name: "1".into(),
+            parked: BTreeMap::new(),
+            opening: (cfg, listener, peer, local),
+            fresh: true,
+            hold: false,
+            held: None,
         };
         d.drain();
         Ok(d)
+    }
+
+    /// Makes session `name` the current one (opening it the first time).
+    fn switch(&mut self, name: &str) {
+        if name == self.name {
+            return;
+        }
+        let (session, output, fresh) = match self.parked.remove(name) {
+            Some(p) => p,
+            None => {
+                let (cfg, listener, peer, local) = self.opening.clone();
+                (
+                    ImapSession::new(cfg, listener, peer, local, self.now),
+                    Vec::new(),
+                    true,
+                )
+            }
+        };
+        let old_session = std::mem::replace(&mut self.session, session);
+        let old_output = std::mem::replace(&mut self.output, output);
+        let old_fresh = std::mem::replace(&mut self.fresh, fresh);
+        let old = std::mem::replace(&mut self.name, name.to_owned());
+        self.parked
+            .insert(old, (old_session, old_output, old_fresh));
+    }
+
+    /// Server output of other sessions that no `S:` line matched.
+    fn parked_output(&self) -> Option<(String, String)> {
+        self.parked
+            .iter()
+            .find(|(_, p)| !p.1.is_empty())
+            .map(|(n, p)| (n.clone(), String::from_utf8_lossy(&p.1).into_owned()))
     }
 
     fn record(&mut self, text: String, mandatory: bool) {
@@ -197,12 +284,14 @@ impl ImapDriver {
     /// Client bytes in one read.
     pub fn input(&mut self, bytes: &[u8]) {
         self.log.push(format!("C~ {}", escape(bytes)));
+        self.fresh = false;
         self.session.handle_input(self.now, bytes);
         self.drain();
     }
 
     /// Client bytes in pieces.
     pub fn input_split(&mut self, bytes: &[u8], cuts: &[usize]) {
+        self.fresh = false;
         let mut start = 0;
         for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
             let c = c.clamp(start, bytes.len());
@@ -259,6 +348,19 @@ impl ImapDriver {
                 self.log.push("@changed".into());
                 self.session.handle_mailbox_changed();
             }
+            "hold" => {
+                self.log.push("@hold".into());
+                self.hold = true;
+            }
+            "answer" => {
+                self.log.push("@answer".into());
+                let e = self.held.take().ok_or("@answer but no question is held")?;
+                self.answer(e);
+            }
+            "session" => {
+                self.log.push(format!("@session {arg}"));
+                self.switch(arg);
+            }
             other => return Err(format!("unknown IMAP directive @{other}")),
         }
         self.drain();
@@ -280,10 +382,7 @@ impl ImapDriver {
                     if !early.is_empty() {
                         self.record(format!("tls-early {}", escape(&early)), false);
                     }
-                    if self.auto_tls
-                        && self.session.user().is_none()
-                        && self.log.iter().all(|l| !l.starts_with("C~"))
-                    {
+                    if self.auto_tls && self.session.user().is_none() && self.fresh {
                         // Implicit TLS at connect: done at once.
                         self.session.handle_tls_established();
                     } else {
@@ -294,29 +393,48 @@ impl ImapDriver {
                 Output::Close => self.record("close".into(), true),
                 Output::Event(Event::Connect(a)) => {
                     self.record(format!("connect {}", a.client), false);
-                    self.session.answer_connect(self.now, ConnectAnswer::Accept);
+                    let answer = match &self.connect {
+                        ConnectAnswer::Refuse(Refusal::TooManyConnections { .. }) => {
+                            ConnectAnswer::Refuse(Refusal::TooManyConnections { ip: a.client.ip() })
+                        }
+                        other => other.clone(),
+                    };
+                    self.session.answer_connect(self.now, answer);
                 }
-                Output::Event(Event::Login { username, password }) => {
-                    let ok = self.users.get(&username) == Some(password.expose());
-                    self.record(format!("login {username}"), false);
-                    self.session.answer_login(
-                        self.now,
-                        if ok {
-                            LoginAnswer::Success(username)
-                        } else {
-                            LoginAnswer::Failure
-                        },
-                    );
+                Output::Event(e @ (Event::Login { .. } | Event::Mailbox { .. })) if self.hold => {
+                    self.hold = false;
+                    self.record("held".into(), false);
+                    self.held = Some(e);
                 }
-                Output::Event(Event::Mailbox { user, request }) => {
-                    let summary = format!("{request:?}");
-                    let summary: String = summary.chars().take(120).collect();
-                    self.record(format!("mailbox {summary}"), false);
-                    let answer = self.store.answer(&user, request);
-                    self.session.answer_mailbox(self.now, answer);
-                }
+                Output::Event(e @ (Event::Login { .. } | Event::Mailbox { .. })) => self.answer(e),
                 Output::Event(Event::Notice(n)) => self.record(format!("notice {n:?}"), false),
             }
+        }
+    }
+
+    /// Answers a question of the directory or the store.
+    fn answer(&mut self, e: Event) {
+        match e {
+            Event::Login { username, password } => {
+                let ok = self.users.get(&username) == Some(password.expose());
+                self.record(format!("login {username}"), false);
+                self.session.answer_login(
+                    self.now,
+                    if ok {
+                        LoginAnswer::Success(username)
+                    } else {
+                        LoginAnswer::Failure
+                    },
+                );
+            }
+            Event::Mailbox { user, request } => {
+                let summary = format!("{request:?}");
+                let summary: String = summary.chars().take(120).collect();
+                self.record(format!("mailbox {summary}"), false);
+                let answer = self.store.answer(&user, request);
+                self.session.answer_mailbox(self.now, answer);
+            }
+            _ => {}
         }
     }
 
@@ -411,6 +529,13 @@ pub fn replay_with(t: &Transcript, backend: &Backend) -> Result<Vec<String>, Str
                 "unexpected server output at the end: {:?}",
                 String::from_utf8_lossy(&d.output)
             ),
+        ));
+    }
+    if let Some((name, text)) = d.parked_output() {
+        return Err(fail(
+            &d,
+            end,
+            format!("unexpected output of session {name} at the end: {text:?}"),
         ));
     }
     if let Some((text, _)) = d.events.iter().find(|e| e.1) {

@@ -92,6 +92,7 @@ const HEADER_DIRECTIVES: &[&str] = &[
     "peer",
     "local",
     "set",
+    "admission",
     "domains",
     "users",
     "catchall",

@@ -292,12 +292,10 @@ async fn feed(srv: &Arc<Server>, limits: &HttpLimits, head: &[u8]) -> Step {
 pub fn state(srv: &Server) -> State {
     let now = unix_now();
     let mut st = State::default();
-    if let Some(queue) = &srv.queue {
-        if let Ok(q) = queue.stats(now) {
-            st.queue_messages = i64::try_from(q.size).unwrap_or(i64::MAX);
-            st.queue_deferred = i64::try_from(q.deferred).unwrap_or(i64::MAX);
-            st.queue_oldest_age = i64::try_from(q.oldest_age).unwrap_or(i64::MAX);
-        }
+    if let Ok(q) = srv.queue.stats(now) {
+        st.queue_messages = i64::try_from(q.size).unwrap_or(i64::MAX);
+        st.queue_deferred = i64::try_from(q.deferred).unwrap_or(i64::MAX);
+        st.queue_oldest_age = i64::try_from(q.oldest_age).unwrap_or(i64::MAX);
     }
     if let Some(relay) = &srv.relay {
         st.relay_daily_limit = i64::from(relay.cfg.daily_limit);
@@ -353,10 +351,8 @@ pub fn readiness(srv: &Server) -> Vec<String> {
             srv.config.data_dir.display()
         ));
     }
-    if let Some(queue) = &srv.queue {
-        if let Err(e) = queue.list() {
-            failed.push(format!("queue: cannot list: {e}"));
-        }
+    if let Err(e) = srv.queue.list() {
+        failed.push(format!("queue: cannot list: {e}"));
     }
     if srv.config.tls.is_some() && srv.cert.as_ref().and_then(|c| c.leaf()).is_none() {
         failed.push("certificate: none loaded".to_owned());

@@ -13,7 +13,7 @@
 //! | `postern_admission_refused_total` | counter | `service`, `reason` |
 //! | `postern_proxy_refused_total` | counter | `protocol` |
 //! | `postern_messages_total` | counter | `result` (accepted, rejected, failed), `reason` |
-//! | `postern_deliveries_total` | counter | `destination` (mailbox, queue, relay), `result` |
+//! | `postern_deliveries_total` | counter | `destination` (mailbox, queue, relay), `result` (ok, deferred, failed, sent, bounced) |
 //! | `postern_auth_failures_total` | counter | `protocol` |
 //! | `postern_postscreen_rejections_total` | counter | `reason` |
 //! | `postern_tls_handshake_failures_total` | counter | `protocol` |
@@ -319,6 +319,22 @@ impl Metrics {
         }
     }
 
+    /// One recipient's outcome in a queue attempt (`sent`, `bounced`,
+    /// `deferred`): through the relay when `remote`, else a local copy
+    /// retried into its mailbox (counted as `ok`, `failed`, `deferred`).
+    pub fn queue_attempt(&self, remote: bool, status: &'static str) {
+        if remote {
+            self.deliveries("relay", status, 1);
+        } else {
+            let result = match status {
+                "sent" => "ok",
+                "bounced" => "failed",
+                other => other,
+            };
+            self.deliveries("mailbox", result, 1);
+        }
+    }
+
     /// A failed login (`smtp`, `imap`).
     pub fn auth_failure(&self, protocol: &'static str) {
         self.auth_failures
@@ -395,6 +411,7 @@ impl Metrics {
     /// whether it was accepted or failed (answered 4xx).
     pub fn delivered(&self, outcome: &Outcome, remote: usize) {
         self.deliveries("mailbox", "ok", outcome.stored as u64);
+        self.deliveries("mailbox", "deferred", outcome.kept as u64);
         self.deliveries("mailbox", "failed", outcome.failed as u64);
         let queued = if outcome.queued { "ok" } else { "failed" };
         self.deliveries("queue", queued, remote as u64);

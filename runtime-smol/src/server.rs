@@ -37,14 +37,14 @@ pub struct Server {
     pub tls: Option<TlsAcceptor>,
     /// The smarthost, if outbound mail is relayed.
     pub relay: Option<Arc<crate::smarthost::Relay>>,
-    /// The outbound queue (with a relay).
-    pub queue: Option<Arc<dyn Queue>>,
+    /// The durable queue: remote recipients, and local copies to retry.
+    pub queue: Arc<dyn Queue>,
     /// Counters several replicas would share (messages relayed today).
     pub counters: Arc<dyn Counters>,
     /// Wakes the relay worker when a message was queued.
-    pub relay_wake: Option<Sender<()>>,
+    pub relay_wake: Sender<()>,
     /// The relay worker's end of `relay_wake`.
-    pub relay_wake_rx: Option<Receiver<()>>,
+    pub relay_wake_rx: Receiver<()>,
     /// The certificate, reloaded when its files change.
     pub cert: Option<Arc<ReloadingCert>>,
     /// The Prometheus metrics (`/metrics` on an `http` listener).
@@ -178,17 +178,18 @@ impl Server {
             }
             None => (None, None),
         };
-        let (relay, spool, wake, wake_rx) = match &config.relay {
-            Some(r) => {
-                let spool = Spool::open(&config.queue_dir).map_err(|e| {
-                    StartError::Queue(config.queue_dir.display().to_string(), e.into())
-                })?;
-                let relay = crate::smarthost::Relay::new(r.clone(), &config.hostname)?;
-                let (tx, rx) = smol::channel::bounded(1);
-                (Some(Arc::new(relay)), Some(spool), Some(tx), Some(rx))
-            }
-            None => (None, None, None, None),
+        // The queue always exists: it holds remote recipients for the relay,
+        // and local copies that failed beside durable ones, for retry.
+        let spool = Spool::open(&config.queue_dir)
+            .map_err(|e| StartError::Queue(config.queue_dir.display().to_string(), e.into()))?;
+        let relay = match &config.relay {
+            Some(r) => Some(Arc::new(crate::smarthost::Relay::new(
+                r.clone(),
+                &config.hostname,
+            )?)),
+            None => None,
         };
+        let (wake, wake_rx) = smol::channel::bounded(1);
         let maildir = Arc::new(Maildir::new(&config.data_dir, &config.hostname));
         let counters = open_counters(&config)?;
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
@@ -212,7 +213,7 @@ impl Server {
         let cleaned = (maildir.clone(), spool.clone());
         let committer = crate::commit::Committer::start(
             mailstore.clone(),
-            Box::new(move || crate::commit::clean(&cleaned.0, cleaned.1.as_ref())),
+            Box::new(move || crate::commit::clean(&cleaned.0, Some(&cleaned.1))),
         )
         .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let mut admission = AdmissionConfig::default();
@@ -230,7 +231,7 @@ impl Server {
             hub,
             committer,
             relay,
-            queue: spool.map(|s| Arc::new(s) as Arc<dyn Queue>),
+            queue: Arc::new(spool),
             counters,
             relay_wake: wake,
             relay_wake_rx: wake_rx,

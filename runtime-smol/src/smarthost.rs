@@ -3,7 +3,7 @@
 
 use crate::config::RelayConfig;
 use futures_rustls::TlsConnector;
-use postern_core::queue::RetryPolicy;
+use postern_core::policy::queue::RetryPolicy;
 use postern_core::smtp::client::ClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;

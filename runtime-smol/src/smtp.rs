@@ -228,9 +228,7 @@ async fn answer(
             let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
             let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
             srv.metrics.delivered(&outcome, remote);
-            if let Some(w) = &srv.relay_wake {
-                let _ = w.try_send(());
-            }
+            let _ = srv.relay_wake.try_send(());
             match store_verdict(outcome) {
                 Ok(()) => {
                     let from = msg

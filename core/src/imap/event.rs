@@ -313,6 +313,9 @@ pub enum Code {
     BadCharset,
     /// `CLOSED`: the previous mailbox is closed (RFC 7162 3.2.11).
     Closed,
+    /// `EXPUNGEISSUED`: another session expunged some of the messages
+    /// asked for (RFC 5530 3); the view still shows them.
+    ExpungeIssued,
     /// `NOPERM`: not allowed for this user.
     NoPerm,
     /// `PRIVACYREQUIRED`: the command needs TLS.
@@ -342,6 +345,7 @@ impl Code {
             Code::AuthenticationFailed => "AUTHENTICATIONFAILED",
             Code::BadCharset => "BADCHARSET (UTF-8 US-ASCII)",
             Code::Closed => "CLOSED",
+            Code::ExpungeIssued => "EXPUNGEISSUED",
             Code::NoPerm => "NOPERM",
             Code::PrivacyRequired => "PRIVACYREQUIRED",
             Code::ReadOnly => "READ-ONLY",
@@ -382,6 +386,20 @@ pub enum Event {
     Notice(Notice),
 }
 
+/// The session's named timers; [`Notice::Timeout`] says which fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImapTimer {
+    /// The client has not logged in within [`crate::imap::session::ImapConfig::login_timeout`]
+    /// of connecting (this timer is not moved by activity).
+    Login,
+    /// A logged-in client has been inside IDLE for
+    /// [`crate::imap::session::ImapConfig::idle_timeout`] without a word (RFC 2177 3).
+    Idle,
+    /// A logged-in client has been silent for [`crate::imap::session::ImapConfig::idle_timeout`]
+    /// (RFC 9051 5.4).
+    Autologout,
+}
+
 /// Facts worth a log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
@@ -394,8 +412,8 @@ pub enum Notice {
     },
     /// Bytes after STARTTLS were dropped.
     DiscardedAfterStartTls(usize),
-    /// The client was idle too long.
-    Timeout,
+    /// A timer ran out (which one says why the session ended).
+    Timeout(ImapTimer),
     /// The client closed the connection.
     LostConnection,
     /// A line or literal over the limits ended the session.

@@ -4,10 +4,10 @@
 //! waits for it.
 
 use super::list::Manage;
-use super::{pending_tag, ImapSession, Pending, Phase, State};
+use super::{pending_tag, ImapSession, Pending, Phase, PollFor, State};
 use crate::imap::command::{self, ArgError, Args, Command, CommandBody};
-use crate::imap::event::{Code, MailboxAnswer, Notice};
-use crate::imap::framing::Framed;
+use crate::imap::event::{Code, MailboxAnswer, MailboxRequest, Notice};
+use crate::imap::framing::{self, Framed};
 use crate::imap::parse::ParseError;
 use crate::imap::response::{self, Status};
 
@@ -25,7 +25,7 @@ impl ImapSession {
             // Continuation lines (AUTHENTICATE, IDLE's DONE) are plain lines.
             if matches!(self.phase, Phase::AuthPlain { .. } | Phase::Idle { .. }) {
                 let Some(nl) = memchr::memchr(b'\n', &self.inbuf) else {
-                    if self.inbuf.len() > self.cfg.limits.max_line {
+                    if self.inbuf.len() > self.frame_limits().max_line {
                         self.notice(Notice::ProtocolLimit("line"));
                         self.bye("Line too long");
                         self.close();
@@ -39,7 +39,21 @@ impl ImapSession {
                 self.continuation_line(&text);
                 continue;
             }
-            match self.framer.frame(&self.inbuf, &self.cfg.limits) {
+            let limits = self.frame_limits();
+            let before_login = self.user().is_none();
+            match self.framer.frame(&self.inbuf, &limits) {
+                Framed::Incomplete { continuation: true }
+                    if before_login && !literal_before_login(&self.inbuf) =>
+                {
+                    // A command that needs a login gets no continuation
+                    // before it: the client sends nothing more of it (the
+                    // continuation is asked for only at the end of the
+                    // buffer, so the whole buffer is this command).
+                    let tag = framing::tag_of(&self.inbuf).unwrap_or_else(|| "*".into());
+                    self.inbuf.clear();
+                    self.framer.reset();
+                    self.bad(&tag, "Log in first");
+                }
                 Framed::Incomplete { continuation } => {
                     if continuation {
                         self.send_str("+ Ready for literal data\r\n");
@@ -56,10 +70,15 @@ impl ImapSession {
                     sync: true,
                     len,
                 } => {
+                    let needs_login = before_login && !literal_before_login(&self.inbuf);
                     self.inbuf.drain(..len.min(self.inbuf.len()));
                     self.framer.reset();
                     let tag = tag.unwrap_or_else(|| "*".into());
-                    self.no(&tag, Code::TooBig, "Literal too large");
+                    if needs_login {
+                        self.bad(&tag, "Log in first");
+                    } else {
+                        self.no(&tag, Code::TooBig, "Literal too large");
+                    }
                 }
                 Framed::LiteralTooLarge { sync: false, .. } => {
                     self.notice(Notice::ProtocolLimit("literal"));
@@ -84,6 +103,7 @@ impl ImapSession {
         match std::mem::replace(&mut self.phase, Phase::Ready) {
             Phase::AuthPlain { tag } => self.plain_response(&tag, text),
             Phase::Idle { tag } => {
+                self.arm();
                 if text.eq_ignore_ascii_case("DONE") {
                     self.reply(&tag, Status::Ok, None, "IDLE terminated");
                 } else {
@@ -148,6 +168,7 @@ impl ImapSession {
                 self.phase = Phase::Idle {
                     tag: tag.to_owned(),
                 };
+                self.arm();
             }
             CommandBody::Select(args) => self.select(user, tag, args, false),
             CommandBody::Examine(args) => self.select(user, tag, args, true),
@@ -167,7 +188,38 @@ impl ImapSession {
         }
     }
 
-    fn selected_command(&mut self, user: String, tag: &str, body: CommandBody, mailbox: String) {
+    pub(super) fn selected_command(
+        &mut self,
+        user: String,
+        tag: &str,
+        body: CommandBody,
+        mailbox: String,
+    ) {
+        // Other sessions' changes first (RFC 9051 7.5.1): what they added
+        // and flagged now, what they expunged only where EXPUNGE may be
+        // sent (not during FETCH, STORE, SEARCH or SORT by number).
+        let expunge = match &body {
+            CommandBody::Fetch { uid, .. }
+            | CommandBody::Store { uid, .. }
+            | CommandBody::Search { uid, .. } => Some(*uid),
+            CommandBody::Copy { uid: true, .. } => Some(true),
+            _ => None,
+        };
+        if let Some(expunge) = expunge {
+            if !std::mem::take(&mut self.synced) {
+                return self.ask(
+                    user,
+                    MailboxRequest::Poll { mailbox },
+                    Pending::Poll {
+                        tag: tag.to_owned(),
+                        then: PollFor::Run {
+                            body: Box::new(body),
+                            expunge,
+                        },
+                    },
+                );
+            }
+        }
         match body {
             CommandBody::Close => self.close_mailbox(user, tag, "CLOSE", mailbox),
             CommandBody::Unselect => self.close_mailbox(user, tag, "UNSELECT", mailbox),
@@ -305,4 +357,17 @@ impl ImapSession {
             }
         }
     }
+}
+
+/// Whether the command at the start of `buf` may carry a literal before
+/// login: LOGIN and AUTHENTICATE (credentials), ID (client names). Any
+/// other command needs a login first (or takes no literal at all).
+fn literal_before_login(buf: &[u8]) -> bool {
+    let mut words = buf.splitn(3, |&b| b == b' ');
+    let _tag = words.next();
+    words.next().is_some_and(|w| {
+        [&b"LOGIN"[..], b"AUTHENTICATE", b"ID"]
+            .iter()
+            .any(|c| w.eq_ignore_ascii_case(c))
+    })
 }

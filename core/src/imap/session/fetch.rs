@@ -27,6 +27,9 @@ pub(super) struct FetchJob {
     pub(super) data: FetchData,
     /// Messages for the next batches.
     rest: Vec<(Seq, Uid)>,
+    /// Some messages asked for are gone from the store (expunged by
+    /// another session, still in this session's view).
+    expunged: bool,
 }
 
 impl ImapSession {
@@ -74,9 +77,10 @@ impl ImapSession {
                 targets,
                 data: FetchData::default(),
                 rest: Vec::new(),
+                expunged: false,
             });
         }
-        self.fetch_batch(user, mailbox, t, uid, items, targets);
+        self.fetch_batch(user, mailbox, t, uid, items, targets, false);
     }
 
     /// The bodies of a batch came: mark them `\Seen` first when a
@@ -88,6 +92,7 @@ impl ImapSession {
             items,
             targets,
             rest,
+            expunged,
             ..
         } = job;
         // A non-PEEK body fetch sets \Seen (RFC 9051 6.4.5).
@@ -142,6 +147,7 @@ impl ImapSession {
                             summaries: None,
                         },
                         rest,
+                        expunged,
                     }),
                 );
             }
@@ -157,6 +163,7 @@ impl ImapSession {
                     targets,
                     data,
                     rest,
+                    expunged,
                 })
             }
         }
@@ -174,6 +181,7 @@ impl ImapSession {
         uid: bool,
         items: Vec<Item>,
         mut targets: Vec<(Seq, Uid)>,
+        expunged: bool,
     ) {
         let bytes = items.iter().any(Item::needs_bytes);
         let header_only = items
@@ -209,6 +217,7 @@ impl ImapSession {
                 targets,
                 data: FetchData::default(),
                 rest,
+                expunged,
             }),
         );
     }
@@ -256,8 +265,10 @@ impl ImapSession {
             targets,
             data,
             rest,
+            mut expunged,
         } = job;
         let mut out = Vec::new();
+        let needs_data = items.iter().any(Item::needs_body);
         let by_uid: std::collections::HashMap<Uid, &[u8]> = data
             .bodies
             .iter()
@@ -276,6 +287,12 @@ impl ImapSession {
             };
             let body = by_uid.get(uid).copied();
             let summary = summaries.get(uid).copied();
+            if needs_data && body.is_none() && summary.is_none() {
+                // Expunged by another session: no made-up NILs; the
+                // tagged NO says some were left out (RFC 2180 4.1.2).
+                expunged = true;
+                continue;
+            }
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for item in &items {
                 match item {
@@ -365,12 +382,20 @@ impl ImapSession {
                 self.selected().map(str::to_owned),
             ) {
                 self.send(&out);
-                return self.fetch_batch(user, mailbox, tag, uid, items, rest);
+                return self.fetch_batch(user, mailbox, tag, uid, items, rest, expunged);
             }
         }
-        out.extend_from_slice(
-            response::tagged(&tag, Status::Ok, None, "FETCH completed").as_bytes(),
-        );
+        let end = if expunged {
+            response::tagged(
+                &tag,
+                Status::No,
+                Some(&Code::ExpungeIssued.into()),
+                "Some of the requested messages no longer exist",
+            )
+        } else {
+            response::tagged(&tag, Status::Ok, None, "FETCH completed")
+        };
+        out.extend_from_slice(end.as_bytes());
         self.send(&out);
     }
 }

@@ -32,9 +32,13 @@ use super::command::SearchForm;
 use super::framing::{FrameLimits, Framer};
 use super::response::{self, ResponseCode, Status};
 use super::search::Key;
+use crate::front::{Front, Opening, Passed};
+pub use crate::imap::event::ImapTimer;
 use crate::imap::event::{Code, Event, MailboxAnswer, MailboxRequest, MailboxView, Notice};
-use crate::proxy::{ClientAddress, ProxyConfig, ProxyGate, ProxyStep};
+use crate::policy::admission::Refusal;
+use crate::proxy::{ClientAddress, ProxyConfig};
 use crate::smtp::TlsMode;
+use crate::timer::TimerTable;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,12 +49,25 @@ use std::time::{Duration, Instant};
 pub struct ImapConfig {
     /// Name in the greeting.
     pub hostname: String,
-    /// Framing limits.
+    /// Framing limits once logged in.
     pub limits: FrameLimits,
-    /// Autologout (RFC 9051 5.4: at least 30 minutes).
+    /// Autologout of a logged-in client (RFC 9051 5.4: at least 30
+    /// minutes of inactivity; Dovecot's imap process uses 30 minutes).
     pub idle_timeout: Duration,
-    /// Unprocessed input held while a question is out.
+    /// Unprocessed input held beyond the command being framed (Dovecot's
+    /// `imap_max_line_length` bounds its input buffer the same way).
     pub max_pipelined: usize,
+    /// How long a client may stay connected without logging in, counted
+    /// from the connection (Dovecot's login process closes a client that has
+    /// not logged in after 3 minutes: `CLIENT_LOGIN_TIMEOUT_MSECS`).
+    pub login_timeout: Duration,
+    /// The largest literal before login, for every command (Dovecot's
+    /// imap-login reads LOGIN and AUTHENTICATE into a small input buffer,
+    /// `LOGIN_MAX_INBUF_SIZE`, and has no APPEND to take a large one).
+    pub max_prelogin_literal: u64,
+    /// The longest command line before login (the same small buffer of
+    /// Dovecot's imap-login).
+    pub max_prelogin_line: usize,
 }
 
 impl ImapConfig {
@@ -61,6 +78,19 @@ impl ImapConfig {
             limits: FrameLimits::default(),
             idle_timeout: Duration::from_secs(30 * 60),
             max_pipelined: 256 * 1024,
+            login_timeout: Duration::from_secs(3 * 60),
+            max_prelogin_literal: 8 * 1024,
+            max_prelogin_line: 8 * 1024,
+        }
+    }
+
+    /// The framing limits before login: small literals and lines.
+    pub fn prelogin_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_line: self.limits.max_line.min(self.max_prelogin_line),
+            max_literal: self.limits.max_literal.min(self.max_prelogin_literal),
+            max_append_literal: self.limits.max_literal.min(self.max_prelogin_literal),
+            max_literals: self.limits.max_literals,
         }
     }
 }
@@ -96,8 +126,8 @@ pub enum Output {
 pub enum ConnectAnswer {
     /// Greet.
     Accept,
-    /// `* BYE` and close.
-    Refuse(String),
+    /// `* BYE` (the session words it; nothing under implicit TLS) and close.
+    Refuse(Refusal),
 }
 
 /// Answer to `Event::Login`.
@@ -211,6 +241,12 @@ enum PollFor {
         what: &'static str,
         code: Option<ResponseCode>,
     },
+    /// FETCH, STORE, SEARCH, SORT or a UID command: report the changes
+    /// (EXPUNGE only when `expunge`, RFC 9051 7.5.1), then run it.
+    Run {
+        body: Box<super::command::CommandBody>,
+        expunge: bool,
+    },
 }
 
 /// One IMAP connection.
@@ -218,15 +254,14 @@ enum PollFor {
 pub struct ImapSession {
     cfg: Arc<ImapConfig>,
     listener: Arc<ImapListener>,
-    gate: Option<ProxyGate>,
-    address: ClientAddress,
+    front: Front,
     phase: Phase,
     state: State,
     inbuf: Vec<u8>,
     framer: Framer,
     outputs: VecDeque<Output>,
     now: Instant,
-    deadline: Option<Instant>,
+    timers: TimerTable<ImapTimer>,
     tls: bool,
     /// Where the COPY under way copies to.
     copy_target: Option<String>,
@@ -236,6 +271,8 @@ pub struct ImapSession {
     rev2: bool,
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
     saved: Vec<Uid>,
+    /// The view was brought up to date for the command being run.
+    synced: bool,
 }
 
 impl ImapSession {
@@ -247,44 +284,44 @@ impl ImapSession {
         local: SocketAddr,
         now: Instant,
     ) -> Self {
-        let mut gate = ProxyGate::new(listener.proxy.clone(), peer, local, now);
-        let address = gate.socket_address();
-        let first = gate.on_connect();
+        let (front, opening) = Front::new(listener.proxy.clone(), listener.tls, peer, local, now);
+        let mut timers = TimerTable::default();
+        timers.set(ImapTimer::Login, now + cfg.login_timeout);
         let mut s = Self {
             cfg,
             listener,
-            gate: Some(gate),
-            address,
+            front,
             phase: Phase::Proxy,
             state: State::NotAuthenticated,
             inbuf: Vec::new(),
             framer: Framer::default(),
             outputs: VecDeque::new(),
             now,
-            deadline: None,
+            timers,
             tls: false,
             copy_target: None,
             condstore: false,
             rev2: false,
             saved: Vec::new(),
+            synced: false,
         };
-        s.arm();
-        if let ProxyStep::Refused(e) = first {
-            s.notice(Notice::ProxyRefused(e));
-            s.close();
-        } else if !s.listener.proxy.is_required() {
-            if s.listener.tls == TlsMode::Implicit {
-                s.gate = None;
+        match opening {
+            Opening::Refused(e) => {
+                s.notice(Notice::ProxyRefused(e));
+                s.close();
             }
-            s.phase = Phase::Connect;
-            s.outputs.push_back(Output::Event(Event::Connect(address)));
+            Opening::AwaitHeader => {}
+            Opening::Ask(address) => {
+                s.phase = Phase::Connect;
+                s.outputs.push_back(Output::Event(Event::Connect(address)));
+            }
         }
         s
     }
 
     /// The client and server addresses.
     pub fn client(&self) -> ClientAddress {
-        self.address
+        self.front.address()
     }
 
     /// The logged-in user.
@@ -316,7 +353,7 @@ impl ImapSession {
 
     /// Bytes held (bounded by the limits).
     pub fn buffered_len(&self) -> usize {
-        self.inbuf.len() + self.gate.as_ref().map_or(0, ProxyGate::buffered_len)
+        self.inbuf.len() + self.front.buffered_len()
     }
 
     /// The next output.
@@ -328,43 +365,45 @@ impl ImapSession {
     /// When `handle_timeout` is due.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let gate = self.gate.as_ref().and_then(ProxyGate::poll_timeout);
-        let own = if matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Closed) {
-            None
-        } else {
-            self.deadline
-        };
-        match (gate, own) {
+        let gate = self.front.poll_timeout();
+        let own = self.timer_running().then(|| self.timers.next()).flatten();
+        match (gate, own.map(|(at, _)| at)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// The clock moved on.
+    /// The clock moved on (at or after [`Self::poll_timeout`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if let Some(gate) = self.gate.as_mut() {
-            match gate.handle_timeout(now) {
-                ProxyStep::Refused(e) => {
-                    self.gate = None;
-                    self.notice(Notice::ProxyRefused(e));
-                    return self.close();
-                }
-                ProxyStep::Done { rest, .. } => {
-                    self.gate = None;
-                    self.inbuf.splice(0..0, rest);
-                    return self.process();
-                }
-                ProxyStep::NeedMore => {}
+        match self.front.timeout(now) {
+            Passed::Hold | Passed::Known { .. } => {}
+            Passed::Refused(e) => {
+                self.notice(Notice::ProxyRefused(e));
+                return self.close();
+            }
+            Passed::Bytes(rest) => {
+                // Held bytes that were not a header after all.
+                self.inbuf.splice(0..0, rest.iter().copied());
+                return self.process();
             }
         }
-        if self.poll_timeout().is_some_and(|d| now >= d) && self.gate.is_none() {
-            self.notice(Notice::Timeout);
-            if !matches!(self.phase, Phase::Tls { .. } | Phase::Proxy) {
-                self.bye("Autologout; idle for too long");
-            }
-            self.close();
+        if !self.timer_running() {
+            return;
         }
+        let Some(which) = self.timers.expired(now) else {
+            return;
+        };
+        self.notice(Notice::Timeout(which));
+        if !matches!(self.phase, Phase::Tls { .. } | Phase::Proxy) {
+            match which {
+                ImapTimer::Login => self.bye("Disconnected for inactivity during login"),
+                ImapTimer::Idle | ImapTimer::Autologout => {
+                    self.bye("Autologout; idle for too long")
+                }
+            }
+        }
+        self.close();
     }
 
     /// The client closed its side.
@@ -372,12 +411,9 @@ impl ImapSession {
     /// Before the PROXY header is whole, this is the gate's refusal
     /// (`Missing`, or `Truncated` with the bytes it had), as for SMTP.
     pub fn handle_eof(&mut self) {
-        if let Some(gate) = self.gate.as_mut() {
-            if let ProxyStep::Refused(e) = gate.handle_eof() {
-                self.gate = None;
-                self.notice(Notice::ProxyRefused(e));
-                return self.close();
-            }
+        if let Some(e) = self.front.eof() {
+            self.notice(Notice::ProxyRefused(e));
+            return self.close();
         }
         if !self.is_closed() {
             self.notice(Notice::LostConnection);
@@ -426,37 +462,28 @@ impl ImapSession {
             }
             _ => {}
         }
-        if let Some(gate) = self.gate.as_mut() {
-            match gate.handle_input(bytes) {
-                ProxyStep::NeedMore => return,
-                ProxyStep::Refused(e) => {
-                    self.gate = None;
-                    self.notice(Notice::ProxyRefused(e));
-                    return self.close();
-                }
-                ProxyStep::Done { address, rest } => {
-                    self.gate = None;
-                    if matches!(self.phase, Phase::Proxy) {
-                        self.address = address;
-                        self.phase = Phase::Connect;
-                        self.outputs
-                            .push_back(Output::Event(Event::Connect(address)));
-                    }
-                    self.inbuf.extend_from_slice(&rest);
-                }
+        match self.front.input(bytes) {
+            Passed::Hold => return,
+            Passed::Refused(e) => {
+                self.notice(Notice::ProxyRefused(e));
+                return self.close();
             }
-        } else {
-            self.inbuf.extend_from_slice(bytes);
+            Passed::Known { address, rest } => {
+                self.phase = Phase::Connect;
+                self.outputs
+                    .push_back(Output::Event(Event::Connect(address)));
+                self.inbuf.extend_from_slice(&rest);
+            }
+            Passed::Bytes(b) => self.inbuf.extend_from_slice(&b),
         }
         self.arm();
-        if self.inbuf.len() > self.cfg.max_pipelined + self.cfg.limits.max_line
-            && matches!(self.phase, Phase::Wait(_) | Phase::Connect)
-        {
-            self.notice(Notice::ProtocolLimit("pipelined input"));
-            self.bye("Too much pipelined input");
-            return self.close();
+        // Input held while a question is out is bounded as it comes; any
+        // other read is first worked through, and what it leaves is bounded.
+        if matches!(self.phase, Phase::Wait(_) | Phase::Connect) && self.overflowing() {
+            return;
         }
         self.process();
+        self.overflowing();
     }
 
     /// Answers `Event::Connect`; `now` is when the answer came.
@@ -466,9 +493,10 @@ impl ImapSession {
         }
         self.answered(now);
         match answer {
-            ConnectAnswer::Refuse(text) => {
+            ConnectAnswer::Refuse(refusal) => {
+                // Under implicit TLS every byte belongs to the handshake.
                 if self.listener.tls != TlsMode::Implicit {
-                    self.bye(&text);
+                    self.bye(&refused_text(&refusal));
                 }
                 self.close();
             }
@@ -499,6 +527,8 @@ impl ImapSession {
         match answer {
             LoginAnswer::Success(user) => {
                 self.state = State::Authenticated(user);
+                self.timers.stop(ImapTimer::Login);
+                self.arm();
                 let caps = self.capabilities();
                 self.reply(
                     &tag,
@@ -546,8 +576,56 @@ impl ImapSession {
         self.arm();
     }
 
+    /// Restarts the inactivity timer of a logged-in client (the login
+    /// timer, counted from the connection, is never moved).
     fn arm(&mut self) {
-        self.deadline = Some(self.now + self.cfg.idle_timeout);
+        if self.user().is_none() {
+            return;
+        }
+        let (which, other) = if matches!(self.phase, Phase::Idle { .. }) {
+            (ImapTimer::Idle, ImapTimer::Autologout)
+        } else {
+            (ImapTimer::Autologout, ImapTimer::Idle)
+        };
+        self.timers.stop(other);
+        self.timers.set(which, self.now + self.cfg.idle_timeout);
+    }
+
+    /// Whether the session's own timers run (not while the runtime answers).
+    fn timer_running(&self) -> bool {
+        !matches!(self.phase, Phase::Wait(_) | Phase::Connect | Phase::Closed)
+    }
+
+    /// The framing limits now: small ones until the client logs in.
+    fn frame_limits(&self) -> super::framing::FrameLimits {
+        if self.user().is_some() {
+            self.cfg.limits.clone()
+        } else {
+            self.cfg.prelogin_limits()
+        }
+    }
+
+    /// Ends the session when unprocessed input passes its bound: the
+    /// command being framed (a line and a literal) plus `max_pipelined`.
+    fn overflowing(&mut self) -> bool {
+        if self.is_closed() {
+            return true;
+        }
+        let l = self.frame_limits();
+        let literal =
+            usize::try_from(l.max_literal.max(l.max_append_literal)).unwrap_or(usize::MAX);
+        let bound = self
+            .cfg
+            .max_pipelined
+            .saturating_add(l.max_line)
+            .saturating_add(literal);
+        if self.inbuf.len() <= bound {
+            return false;
+        }
+        self.notice(Notice::ProtocolLimit("pipelined input"));
+        self.bye("Too much pipelined input");
+        self.close();
+        true
     }
 
     fn notice(&mut self, n: Notice) {
@@ -644,6 +722,16 @@ impl ImapSession {
         }
         self.route_answer(p, answer);
         self.process();
+    }
+}
+
+/// The `* BYE` text of a refused connection.
+fn refused_text(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::ServerFull => "Server is full".into(),
+        Refusal::TooManyConnections { ip } | Refusal::ConnectionRate { ip } => {
+            format!("Too many connections from {ip}")
+        }
     }
 }
 

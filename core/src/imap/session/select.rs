@@ -199,13 +199,24 @@ impl ImapSession {
     /// The view the session asked for came: report the changes, then go
     /// on idling or finish the command that asked.
     pub(super) fn polled(&mut self, tag: String, then: PollFor, view: MailboxView) {
-        let lines = self.sync_view(view);
+        let expunge = !matches!(then, PollFor::Run { expunge: false, .. });
+        let lines = self.sync_view(view, expunge);
         self.send_str(&lines);
         match then {
             PollFor::Idle => self.phase = Phase::Idle { tag },
             PollFor::Command { what, code } => {
                 self.reply(&tag, Status::Ok, code, &format!("{what} completed"))
             }
+            PollFor::Run { body, .. } => match (
+                self.user().map(str::to_owned),
+                self.selected().map(str::to_owned),
+            ) {
+                (Some(user), Some(mailbox)) => {
+                    self.synced = true;
+                    self.selected_command(user, &tag, *body, mailbox);
+                }
+                _ => self.bad(&tag, "No mailbox selected"),
+            },
         }
     }
 
@@ -392,8 +403,11 @@ impl ImapSession {
     }
 
     /// Brings the view up to date; returns EXPUNGE, EXISTS and FETCH lines.
-    pub(super) fn sync_view(&mut self, new: MailboxView) -> String {
+    /// Without `expunge`, messages gone from the store stay in the view
+    /// (with their last flags) until a command that may report them.
+    pub(super) fn sync_view(&mut self, new: MailboxView, expunge: bool) -> String {
         let gone: Vec<u32> = match self.view() {
+            Some(_) if !expunge => Vec::new(),
             Some(v) => v
                 .messages
                 .iter()

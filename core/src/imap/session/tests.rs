@@ -85,6 +85,7 @@ fn a_slow_answer_does_not_shorten_the_idle_timeout() {
     let mut s = greeted(t0);
     // Logged in (LOGIN itself needs TLS); STATUS asks the store.
     s.state = State::Authenticated("alice@example.com".into());
+    s.timers.stop(ImapTimer::Login);
     s.handle_input(t0, b"a1 STATUS INBOX (MESSAGES)\r\n");
     let out = drain(&mut s);
     assert!(matches!(
@@ -124,6 +125,7 @@ fn the_look_idle_takes_does_not_count_as_client_activity() {
             view: view.clone(),
         },
     );
+    s.timers.stop(ImapTimer::Login);
     s.handle_input(t0, b"a1 IDLE\r\n");
     assert_eq!(sent(&drain(&mut s)), "+ idling\r\n");
     s.handle_mailbox_changed();
@@ -138,6 +140,7 @@ fn the_look_idle_takes_does_not_count_as_client_activity() {
 fn logged_in(now: Instant) -> ImapSession {
     let mut s = greeted(now);
     s.state = State::Authenticated("alice@example.com".into());
+    s.timers.stop(ImapTimer::Login);
     s
 }
 
@@ -170,4 +173,53 @@ fn the_state_is_checked_before_the_arguments() {
     assert_eq!(sent(&drain(&mut s)), "a2 BAD No mailbox selected\r\n");
     s.handle_input(now, b"a3 LOGIN a b\r\n");
     assert_eq!(sent(&drain(&mut s)), "a3 BAD Already authenticated\r\n");
+}
+
+#[test]
+fn the_login_timer_counts_from_the_connection_and_stops_at_login() {
+    let t0 = Instant::now();
+    let mut s = greeted(t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + s.cfg.login_timeout));
+    let t1 = t0 + Duration::from_secs(100);
+    s.handle_input(t1, b"a1 NOOP\r\n");
+    drain(&mut s);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(t0 + s.cfg.login_timeout),
+        "activity does not move it"
+    );
+    s.handle_timeout(t0 + s.cfg.login_timeout);
+    let out = drain(&mut s);
+    assert!(out.contains(&Output::Event(Event::Notice(Notice::Timeout(
+        ImapTimer::Login
+    )))));
+    assert_eq!(
+        sent(&out),
+        "* BYE Disconnected for inactivity during login\r\n"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_told_why_but_not_under_implicit_tls() {
+    use crate::policy::admission::Refusal;
+    let now = Instant::now();
+    let mut s = session(TlsMode::None, ProxyConfig::forbidden(), now);
+    drain(&mut s);
+    s.answer_connect(
+        now,
+        ConnectAnswer::Refuse(Refusal::TooManyConnections {
+            ip: "192.0.2.7".parse().unwrap(),
+        }),
+    );
+    let out = drain(&mut s);
+    assert_eq!(sent(&out), "* BYE Too many connections from 192.0.2.7\r\n");
+    assert_eq!(out.last(), Some(&Output::Close));
+    let mut s = session(TlsMode::None, ProxyConfig::forbidden(), now);
+    drain(&mut s);
+    s.answer_connect(now, ConnectAnswer::Refuse(Refusal::ServerFull));
+    assert_eq!(sent(&drain(&mut s)), "* BYE Server is full\r\n");
+    let mut s = session(TlsMode::Implicit, ProxyConfig::forbidden(), now);
+    drain(&mut s);
+    s.answer_connect(now, ConnectAnswer::Refuse(Refusal::ServerFull));
+    assert_eq!(drain(&mut s), vec![Output::Close]);
 }
