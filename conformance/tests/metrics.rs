@@ -458,3 +458,111 @@ fn behind_a_proxy_the_http_listener_counts_the_proxy_source() {
         "{body}"
     );
 }
+
+/// Polls `/metrics` until `series` has `want` (bounded); returns the text.
+fn wait_sample(web: SocketAddr, series: &str, want: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(web, "/metrics");
+        if sample(&body, series) == want {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{series} is not {want}:\n{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn imap_sessions_idle_failed_logins_and_tls_failures_are_counted() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"http\"\n",
+        "",
+    );
+    let (imaps, web) = (d.addrs[0], d.addrs[1]);
+    // A client that is not speaking TLS to the implicit TLS port.
+    let mut junk = TcpStream::connect(imaps).expect("connect");
+    junk.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    junk.write_all(b"a LOGIN alice@example.com alice-pw\r\n")
+        .expect("junk");
+    let _ = junk.read_to_end(&mut Vec::new());
+    wait_sample(
+        web,
+        "postern_tls_handshake_failures_total{protocol=\"imap\"}",
+        1.0,
+    );
+    let script = format!(
+        r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def session():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})), server_hostname="localhost")
+    f = s.makefile("rb")
+    f.readline()
+    return s, f
+def cmd(s, f, tag, text):
+    s.sendall(("%s %s\r\n" % (tag, text)).encode())
+    while True:
+        l = f.readline().decode()
+        if not l or l.startswith(tag + " "):
+            return l.strip()
+s, f = session()
+print("bad login:", cmd(s, f, "a", "LOGIN alice@example.com wrong-pw"), flush=True)
+s.close()
+s, f = session()
+print("login:", cmd(s, f, "b", "LOGIN alice@example.com alice-pw"), flush=True)
+print("select:", cmd(s, f, "c", "SELECT INBOX"), flush=True)
+s.sendall(b"d IDLE\r\n")
+print("idling", f.readline().decode().strip(), flush=True)
+sys.stdin.readline()
+s.sendall(b"DONE\r\n")
+while not f.readline().decode().startswith("d "):
+    pass
+print("logout:", cmd(s, f, "e", "LOGOUT"), flush=True)
+"#,
+        port = imaps.port()
+    );
+    let mut py = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = std::io::BufReader::new(py.stdout.take().expect("stdout"));
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut out, &mut line).expect("read") == 0 {
+            panic!("python ended before IDLE: {said}");
+        }
+        said.push_str(&line);
+        if line.starts_with("idling") {
+            break;
+        }
+    }
+    assert!(said.contains("bad login: a NO"), "{said}");
+    let body = wait_sample(web, "postern_imap_idle_sessions", 1.0);
+    assert_eq!(sample(&body, "postern_imap_sessions"), 1.0, "{body}");
+    assert_eq!(
+        sample(&body, "postern_auth_failures_total{protocol=\"imap\"}"),
+        1.0,
+        "{body}"
+    );
+    py.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"\n")
+        .expect("done");
+    let status = py.wait().expect("wait");
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    assert!(status.success(), "{said}{rest}");
+    assert!(rest.contains("logout: e OK"), "{rest}");
+    wait_sample(web, "postern_imap_idle_sessions", 0.0);
+    wait_sample(web, "postern_imap_sessions", 0.0);
+}
