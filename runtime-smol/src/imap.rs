@@ -5,6 +5,7 @@ use crate::conn::Stream;
 use crate::server::Server;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
+use postern_core::policy::admission::Service;
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::TcpStream;
@@ -48,6 +49,8 @@ pub async fn serve(
     let mut waiter: Option<Receiver<()>> = None;
     let _counted = srv.metrics.imap_session();
     let mut idling = None;
+    // The session's place under the connection limits, freed when it ends.
+    let mut slot = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -79,7 +82,7 @@ pub async fn serve(
                         }
                     }
                 }
-                Output::Event(e) => answer(&srv, &mut session, e).await,
+                Output::Event(e) => answer(&srv, &mut session, &mut slot, e).await,
                 Output::Close => {
                     stream.close().await;
                     info!(client = %session.client().client, "imap: Disconnected: Logged out rip={}", session.client().client.ip());
@@ -186,7 +189,12 @@ pub async fn serve(
     }
 }
 
-async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
+async fn answer(
+    srv: &Arc<Server>,
+    session: &mut ImapSession,
+    slot: &mut Option<crate::server::Slot>,
+    e: Event,
+) {
     let client = session.client().client;
     let ip = client.ip();
     if let Event::Notice(n) = &e {
@@ -195,7 +203,16 @@ async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
-            session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+            match srv.admit(Service::Imap, a.client.ip()) {
+                Ok(s) => {
+                    *slot = Some(s);
+                    session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+                }
+                Err(refusal) => {
+                    warn!(client = %a.client, "imap-login: connection refused: {refusal:?}");
+                    session.answer_connect(Instant::now(), ConnectAnswer::Refuse(refusal));
+                }
+            }
         }
         Event::Login { username, password } => {
             let dir = srv.directory.clone();

@@ -222,6 +222,9 @@ impl Server {
             l.max_connections = config.max_connections;
             l.max_per_ip = config.max_connections_per_client;
         }
+        let l = admission.limits_mut(Service::Imap);
+        l.max_connections = config.imap_max_connections;
+        l.max_per_ip = config.imap_max_connections_per_client;
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
