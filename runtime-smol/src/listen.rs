@@ -46,6 +46,7 @@ pub async fn bind(srv: &Server) -> Result<Bound, StartError> {
 pub async fn serve(srv: Arc<Server>, bound: Bound) {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let (alive_tx, alive_rx) = smol::channel::bounded::<()>(1);
+    srv.metrics.listeners_bound_now(bound.listeners.len());
     for (tcp, l) in bound.listeners {
         let addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
@@ -206,7 +207,6 @@ async fn accept_loop<F, Fut>(
     F: Fn(Arc<Server>, smol::net::TcpStream, SocketAddr, SocketAddr, Receiver<()>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    srv.metrics.listener_bound();
     loop {
         let accept = async { Some(tcp.accept().await) };
         let end = async {

@@ -373,9 +373,10 @@ impl Metrics {
         SessionGuard(self.imap_idle.clone())
     }
 
-    /// One more listener bound and accepting.
-    pub fn listener_bound(&self) {
-        self.listeners_bound.inc();
+    /// `n` listeners are bound and about to accept.
+    pub fn listeners_bound_now(&self, n: usize) {
+        self.listeners_bound
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Listeners bound and accepting.
