@@ -276,7 +276,7 @@ async fn deliver_local(
         for mb in mailboxes {
             deliveries.push(Delivery {
                 user: mb.to_string(),
-                prefix: postern_core::policy::delivery::queued_copy_prefix(from, &mb),
+                prefix: postern_core::smtp::received::queued_copy_prefix(from, &mb),
                 message: data.clone(),
             });
             owners.push(i);
