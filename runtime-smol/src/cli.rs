@@ -186,6 +186,7 @@ fn serve_default() -> ExitCode {
         devdefault::DEMO_USER,
         setup.password
     );
+    println!("  metrics: curl http://127.0.0.1:9100/metrics (and /healthz, /readyz)");
     run(cfg)
 }
 

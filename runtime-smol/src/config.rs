@@ -61,10 +61,14 @@
 //!
 //! [[listener]]
 //! address = "0.0.0.0:2525"
-//! protocol = "smtp"                           # smtp | submission | imap
+//! protocol = "smtp"                           # smtp | submission | imap | http
 //! tls = "starttls"                            # none | starttls | implicit
 //! proxy = "required"                          # forbidden (default) | required
 //! trusted_networks = ["10.0.20.0/24"]
+//!
+//! [[listener]]                                # /metrics, /healthz, /readyz
+//! address = "0.0.0.0:9100"
+//! protocol = "http"                           # plain HTTP only (tls = "none")
 //! ```
 //!
 //! Limits: every number has a default no looser than Postfix's or
@@ -311,6 +315,20 @@ pub enum Protocol {
     Submission,
     /// IMAP.
     Imap,
+    /// HTTP: `/metrics`, `/healthz`, `/readyz` (plain text, no TLS).
+    Http,
+}
+
+impl Protocol {
+    /// The name in the configuration file (and in metric labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Imap => "imap",
+            Protocol::Http => "http",
+        }
+    }
 }
 
 /// TLS mode of a listener.
@@ -624,11 +642,12 @@ impl Config {
                 "smtp" => Protocol::Smtp,
                 "submission" => Protocol::Submission,
                 "imap" => Protocol::Imap,
+                "http" => Protocol::Http,
                 other => {
                     return Err(at(
                         r.protocol.span(),
                         &k("protocol"),
-                        format!("{other:?}: expected smtp, submission or imap"),
+                        format!("{other:?}: expected smtp, submission, imap or http"),
                     ))
                 }
             };
@@ -645,6 +664,13 @@ impl Config {
                     ))
                 }
             };
+            if protocol == Protocol::Http && tls_mode != TlsMode::None {
+                return Err(at(
+                    l.span(),
+                    &k("tls"),
+                    "an http listener is plain HTTP on the pod network: tls = \"none\"".into(),
+                ));
+            }
             if tls_mode != TlsMode::None && tls.is_none() {
                 return Err(at(
                     l.span(),
@@ -916,6 +942,16 @@ trusted_networks = ["10.0.20.0/24"]
             e.to_string().starts_with("p.toml:15: listener[2].protocol"),
             "{e}"
         );
+        let http = format!("{GOOD}[[listener]]\naddress = \"0.0.0.0:9100\"\nprotocol = \"http\"\n");
+        let c = Config::parse(&http, Path::new("p.toml"), Path::new(".")).unwrap();
+        assert_eq!(c.listeners[2].protocol, Protocol::Http);
+        let e = Config::parse(
+            &format!("{http}tls = \"implicit\"\n"),
+            Path::new("p.toml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("listener[3].tls"), "{e}");
         let e = Config::parse("hostname = 1", Path::new("p.toml"), Path::new(".")).unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
     }
@@ -932,6 +968,7 @@ mod deploy_tests {
         let ports: Vec<(u16, bool)> = c
             .listeners
             .iter()
+            .filter(|l| l.protocol != Protocol::Http)
             .map(|l| (l.address.port(), l.proxy.is_required()))
             .collect();
         assert_eq!(
@@ -947,5 +984,12 @@ mod deploy_tests {
                 (10993, true)
             ]
         );
+        let http: Vec<u16> = c
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Http)
+            .map(|l| l.address.port())
+            .collect();
+        assert_eq!(http, vec![9100]);
     }
 }

@@ -224,6 +224,7 @@ async fn attempt(
             .get(*i)
             .map(|r| r.address.as_str())
             .unwrap_or_default();
+        srv.metrics.queue_attempt(indices.contains(i), status);
         info!(id = %msg.id, "to=<{to}>, relay={target}, status={status} ({rep})");
     }
     let relayed = outcomes

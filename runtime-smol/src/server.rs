@@ -47,6 +47,8 @@ pub struct Server {
     pub relay_wake_rx: Receiver<()>,
     /// The certificate, reloaded when its files change.
     pub cert: Option<Arc<ReloadingCert>>,
+    /// The Prometheus metrics (`/metrics` on an `http` listener).
+    pub metrics: Arc<crate::metrics::Metrics>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -246,6 +248,7 @@ impl Server {
             directory: Arc::new(directory),
             tls,
             cert,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {
@@ -269,7 +272,8 @@ impl Server {
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit(service, ip, Instant::now())?;
+            .admit(service, ip, Instant::now())
+            .inspect_err(|r| self.metrics.admission_refused(service, r))?;
         Ok(Slot {
             srv: self.clone(),
             ticket: Some(ticket),

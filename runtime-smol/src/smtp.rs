@@ -81,6 +81,7 @@ pub async fn serve(
                     match hs.or(timeout).await {
                         Ok(info) => session.handle_tls_established(info),
                         Err(e) => {
+                            srv.metrics.tls_handshake_failure("smtp");
                             info!(client = %session.client().client, "TLS handshake failed: {e}");
                             return;
                         }
@@ -143,6 +144,9 @@ async fn answer(
 ) {
     let client = session.client().client;
     let ip = client.ip();
+    if let Event::Notice(n) = &e {
+        srv.metrics.smtp_notice(n);
+    }
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, source = ?a.source, "connect from unknown[{}]", a.client.ip());
@@ -237,6 +241,8 @@ async fn answer(
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
             let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
+            let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
+            srv.metrics.delivered(&outcome, remote);
             let _ = srv.relay_wake.try_send(());
             match store_verdict(outcome) {
                 Ok(()) => {

@@ -21,6 +21,9 @@ pub enum Service {
     Submission,
     /// IMAP.
     Imap,
+    /// The HTTP monitoring listener (`/metrics`, probes): its own small
+    /// budget, so a flood of HTTP requests cannot take mail places.
+    Http,
 }
 
 impl Service {
@@ -29,6 +32,7 @@ impl Service {
             Service::Mx => 0,
             Service::Submission => 1,
             Service::Imap => 2,
+            Service::Http => 3,
         }
     }
 }
@@ -88,13 +92,25 @@ impl Limits {
             rate_window: Duration::from_secs(60),
         }
     }
+
+    /// The monitoring listener: a scraper and a few probes need a handful
+    /// of connections, so 64 in all and 16 from one address.
+    pub fn http() -> Self {
+        Self {
+            max_connections: 64,
+            max_per_ip: 16,
+            max_rate: 0,
+            max_message_rate: 0,
+            rate_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The admission settings of every service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdmissionConfig {
-    /// Limits for MX, submission and IMAP, in that order.
-    pub limits: [Limits; 3],
+    /// Limits for MX, submission, IMAP and HTTP, in that order.
+    pub limits: [Limits; 4],
     /// Addresses no per-address limit applies to (Postfix
     /// `smtpd_client_event_limit_exceptions`): health checks, Roundcube.
     pub exempt: Networks,
@@ -107,7 +123,7 @@ pub struct AdmissionConfig {
 impl Default for AdmissionConfig {
     fn default() -> Self {
         Self {
-            limits: [Limits::mx(), Limits::smtp(), Limits::imap()],
+            limits: [Limits::mx(), Limits::smtp(), Limits::imap(), Limits::http()],
             exempt: Networks::none(),
             max_tracked: 100_000,
         }
@@ -162,7 +178,7 @@ struct Budget {
 #[derive(Debug)]
 pub struct ConnectionTable {
     config: AdmissionConfig,
-    budgets: [Budget; 3],
+    budgets: [Budget; 4],
     /// (service, address) -> (window start, connections in it).
     rates: HashMap<(Service, IpAddr), (Instant, u32)>,
     /// (service, address) -> (window start, transactions in it).
@@ -299,7 +315,7 @@ mod tests {
             rate_window: Duration::from_secs(60),
         };
         ConnectionTable::new(AdmissionConfig {
-            limits: [l.clone(), l.clone(), l],
+            limits: [l.clone(), l.clone(), l.clone(), l],
             exempt: Networks::parse(["10.9.0.0/16"]).expect("nets"),
             max_tracked: 4,
         })
@@ -335,6 +351,20 @@ mod tests {
             Err(Refusal::ServerFull)
         );
         assert!(t.admit(Service::Mx, ip("192.0.2.3"), now).is_ok());
+    }
+
+    #[test]
+    fn an_http_flood_takes_no_mail_place() {
+        let mut t = ConnectionTable::default();
+        let now = Instant::now();
+        let flood = ip("192.0.2.9");
+        let admitted: Vec<Ticket> = (0..100)
+            .filter_map(|_| t.admit(Service::Http, flood, now).ok())
+            .collect();
+        assert_eq!(admitted.len(), 16);
+        assert!(t.admit(Service::Mx, flood, now).is_ok());
+        assert!(t.admit(Service::Submission, flood, now).is_ok());
+        assert_eq!(t.open(Service::Http, flood), (16, 16));
     }
 
     #[test]
