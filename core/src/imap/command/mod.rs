@@ -380,7 +380,7 @@ mod tests {
             SearchForm::Extended(vec![SearchReturn::Min, SearchReturn::Save])
         );
         assert!(matches!(
-            body("a SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n"),
+            body("a SEARCH RETURN (SAVE) CHARSET ISO-2022-JP ALL\r\n"),
             CommandBody::Search {
                 args: Err(ArgError::BadCharset { saving: true }),
                 ..

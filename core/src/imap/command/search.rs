@@ -99,10 +99,14 @@ pub(super) fn sort(args: &[Value<'_>]) -> Args<Search> {
     if args.len() < 3 {
         return Err(ArgError::bad("SEARCH needs a key"));
     }
-    if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+    if crate::imap::searchtext::charset_decoder(&cs).is_none() {
         return Err(ArgError::BadCharset { saving: false });
     }
-    keys(&args[2..], SearchForm::Sort(crit))
+    // The keys' strings are in that charset: parse them as SEARCH's
+    // `CHARSET name keys`.
+    let mut with_charset = vec![Value::Atom("CHARSET"), args[1].clone()];
+    with_charset.extend_from_slice(&args[2..]);
+    keys(&with_charset, SearchForm::Sort(crit))
 }
 
 pub(super) fn search(mut args: &[Value<'_>]) -> Args<Search> {
