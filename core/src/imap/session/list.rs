@@ -9,7 +9,7 @@ use crate::imap::response;
 use std::fmt::Write as _;
 
 /// What CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE do to a name.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Manage {
     Create,
     Delete,
@@ -308,6 +308,9 @@ impl ImapSession {
         let Some(mailbox) = self.mailbox_name(tag, &mailbox) else {
             return;
         };
+        if how == Manage::Create && !self.creatable(tag, &mailbox) {
+            return;
+        }
         let (request, what) = match how {
             Manage::Create => (MailboxRequest::Create { mailbox }, "CREATE"),
             Manage::Delete => (MailboxRequest::Delete { mailbox }, "DELETE"),
@@ -331,6 +334,9 @@ impl ImapSession {
         let Some(to) = self.mailbox_name(tag, &to) else {
             return;
         };
+        if !self.creatable(tag, &to) {
+            return;
+        }
         self.ask(
             user,
             MailboxRequest::Rename { from, to },

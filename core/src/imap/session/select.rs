@@ -256,6 +256,20 @@ impl ImapSession {
         }
     }
 
+    /// Whether a new mailbox may have this name (the store's form): well
+    /// formed modified UTF-7 (no raw 8-bit name from a client that has
+    /// not enabled IMAP4rev2's UTF-8), and a decoded form that stays
+    /// inside the account too (no `..`, no leading `/`, no control
+    /// character hidden in an `&` run). `NO [CANNOT]` otherwise.
+    pub(super) fn creatable(&mut self, tag: &str, name: &str) -> bool {
+        let ok = crate::imap::utf7::is_canonical(name)
+            && crate::imap::utf7::decode(name).is_some_and(|d| safe_mailbox_name(&d));
+        if !ok {
+            self.no(tag, Code::Cannot, "Invalid mailbox name");
+        }
+        ok
+    }
+
     /// A sequence set argument; `$` is the saved search result (RFC 5182),
     /// as UIDs or as the sequence numbers they have now.
     pub(super) fn set_of(&self, set: &SequenceSet, uid: bool) -> SeqSet {
