@@ -268,13 +268,18 @@ impl ImapSession {
         used: u64,
         limit: Option<u64>,
     ) {
+        // Every account has the one root "" (QUOTA is advertised before
+        // login, for all accounts alike). Without a limit it has no
+        // resource: RFC 9208's quota-resource needs a limit beside the
+        // usage, and its quota-list may be empty (as Dovecot's quota
+        // plugin answers for an unlimited user).
         let mut r = String::new();
         if let Some(name) = &root_of {
-            let _ = write!(r, "* QUOTAROOT {}", response::astring(&self.shown(name)));
-            if limit.is_some() {
-                r.push_str(" \"\"");
-            }
-            r.push_str("\r\n");
+            let _ = write!(
+                r,
+                "* QUOTAROOT {} \"\"\r\n",
+                response::astring(&self.shown(name))
+            );
         }
         match limit {
             Some(l) => {
@@ -286,10 +291,7 @@ impl ImapSession {
                     l / 1024
                 );
             }
-            None if root_of.is_none() => {
-                return self.no(tag, Code::NonExistent, "No such quota root");
-            }
-            None => {}
+            None => r.push_str("* QUOTA \"\" ()\r\n"),
         }
         let what = if root_of.is_some() {
             "GETQUOTAROOT"
