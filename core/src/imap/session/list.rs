@@ -200,7 +200,11 @@ impl ImapSession {
                 response::flag_list(&attrs),
                 response::astring(&self.shown(&e.name))
             );
-            if let (Some(items), Some(counts)) = (&status, &e.status) {
+            // RFC 5819 2: no STATUS for the selected mailbox (its
+            // changes come as EXISTS, EXPUNGE and FETCH).
+            if let (Some(items), Some(counts), false) =
+                (&status, &e.status, self.selected() == Some(e.name.as_str()))
+            {
                 r.push_str(&response::status_data(&self.shown(&e.name), items, counts));
             }
         }

@@ -68,7 +68,9 @@ impl ImapSession {
             .filter_map(|c| self.meta(Uid(c.uid)).map(|m| (c.uid, m.modseq)))
             .collect();
         self.apply_flags(changed);
-        let mut r = String::new();
+        // A keyword new to the mailbox is announced before it is used.
+        let used: Vec<String> = changed.iter().flat_map(|c| c.flags.clone()).collect();
+        let mut r = self.announce_keywords(&used);
         for c in changed {
             let Some(seq) = self.seq_of(Uid(c.uid)) else {
                 continue;
