@@ -29,6 +29,9 @@ pub(super) struct ListQuery {
     recursive: Option<Vec<String>>,
     /// UTF-8 patterns to match on the names as shown (IMAP4rev2).
     filter: Option<Vec<String>>,
+    /// A `%` pattern: a parent the pattern matches is listed (`\NonExistent`,
+    /// LSUB's `\Noselect`) when only a child of it exists or is subscribed.
+    parents: bool,
 }
 
 /// Canonical form: `INBOX` in any case is `INBOX`.
@@ -113,9 +116,13 @@ impl ImapSession {
         // listed with CHILDINFO). Under IMAP4rev2 the patterns are UTF-8
         // and the stored names modified UTF-7: every mailbox too, and the
         // session matches the names as the client reads them.
+        //
+        // A `%` pattern (LIST, LSUB) must also name a parent that only
+        // has a child (RFC 3501 6.3.9, RFC 5258 3): every mailbox too.
+        let parents = patterns.iter().any(|p| p.contains('%')) && (lsub || !subscribed_only);
         let (request_patterns, recursive, filter) = if recursive && subscribed_only {
             (vec!["*".to_owned()], Some(patterns), None)
-        } else if self.rev2 {
+        } else if self.rev2 || parents {
             (vec!["*".to_owned()], None, Some(patterns))
         } else {
             (patterns, None, None)
@@ -133,6 +140,7 @@ impl ImapSession {
                 sub_attr: ret_sub || subscribed_only,
                 special_only,
                 status,
+                parents: parents || recursive.is_some(),
                 recursive,
                 filter,
             }),
@@ -148,8 +156,18 @@ impl ImapSession {
             status,
             recursive,
             filter,
+            parents,
         } = q;
         let kw = if lsub { "LSUB" } else { "LIST" };
+        let patterns = recursive.as_ref().or(filter.as_ref());
+        let with_parents;
+        let entries = match (parents, patterns) {
+            (true, Some(p)) => {
+                with_parents = self.with_parents(entries, p, lsub);
+                &with_parents[..]
+            }
+            _ => entries,
+        };
         let subscribed =
             |e: &crate::imap::event::ListEntry| e.attributes.iter().any(|a| a == "\\Subscribed");
         let mut r = String::new();
@@ -210,6 +228,43 @@ impl ImapSession {
         }
         self.send_str(&r);
         self.completed(&tag, kw);
+    }
+
+    /// The entries and, for every entry the patterns miss, each parent of
+    /// it the patterns match that is not an entry itself: it is listed as
+    /// `\NonExistent \HasChildren` (LSUB: `\Noselect`), in name order.
+    fn with_parents(
+        &self,
+        entries: &[ListEntry],
+        patterns: &[String],
+        lsub: bool,
+    ) -> Vec<ListEntry> {
+        let matches = |n: &str| patterns.iter().any(|p| wildcard(p, &self.shown(n)));
+        let mut out = entries.to_vec();
+        for e in entries {
+            if matches(&e.name) {
+                continue;
+            }
+            let mut at = 0;
+            while let Some(i) = e.name[at..].find('/') {
+                let parent = &e.name[..at + i];
+                at += i + 1;
+                if matches(parent) && !out.iter().any(|x| x.name == parent) {
+                    let attributes = if lsub {
+                        vec!["\\NonExistent".to_owned()]
+                    } else {
+                        vec!["\\NonExistent".to_owned(), "\\HasChildren".to_owned()]
+                    };
+                    out.push(ListEntry {
+                        name: parent.to_owned(),
+                        attributes,
+                        status: None,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     pub(super) fn status(&mut self, user: String, tag: &str, args: Args<Status>) {
