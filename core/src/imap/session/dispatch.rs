@@ -348,6 +348,9 @@ impl ImapSession {
                     to,
                 },
             ) => self.copied(tag, moving, uid_validity, &from, &to),
+            (Pending::MoveHere { tag, code, from }, answer) => {
+                self.move_here(tag, code, from, answer)
+            }
             (Pending::Poll { tag, then }, MailboxAnswer::Changed(view)) => {
                 self.polled(tag, then, view)
             }

@@ -224,6 +224,14 @@ enum Pending {
         tag: String,
         moving: bool,
     },
+    /// MOVE onto the selected mailbox, after its COPY: the originals are
+    /// flagged `\Deleted` (the store answers Flags), then expunged by UID
+    /// (it answers Expunged).
+    MoveHere {
+        tag: String,
+        code: ResponseCode,
+        from: Vec<u32>,
+    },
     Poll {
         tag: String,
         then: PollFor,
@@ -749,6 +757,7 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Expunge { tag, .. }
         | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
+        | Pending::MoveHere { tag, .. }
         | Pending::Poll { tag, .. } => tag,
     }
 }
