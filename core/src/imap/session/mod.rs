@@ -59,14 +59,17 @@ pub struct ImapConfig {
     pub max_pipelined: usize,
     /// How long a client may stay connected without logging in, counted
     /// from the connection (Dovecot's login process closes a client that has
-    /// not logged in after 3 minutes: `CLIENT_LOGIN_TIMEOUT_MSECS`).
+    /// not logged in after 3 minutes: `CLIENT_LOGIN_TIMEOUT_MSECS` in
+    /// `login-common/client-common.h`, not a setting there).
     pub login_timeout: Duration,
     /// The largest literal before login, for every command (Dovecot's
-    /// imap-login reads LOGIN and AUTHENTICATE into a small input buffer,
-    /// `LOGIN_MAX_INBUF_SIZE`, and has no APPEND to take a large one).
+    /// imap-login reads a parameter into its small input buffer,
+    /// `LOGIN_MAX_INBUF_SIZE`, SASL data into `LOGIN_MAX_AUTH_BUF_SIZE`,
+    /// 8 KiB, and has no APPEND to take a large one). Neither is a
+    /// setting in Dovecot; here it is.
     pub max_prelogin_literal: u64,
-    /// The longest command line before login (the same small buffer of
-    /// Dovecot's imap-login).
+    /// The longest command line before login (Dovecot's imap-login: the
+    /// same small buffers).
     pub max_prelogin_line: usize,
 }
 
