@@ -300,7 +300,13 @@ impl Spool {
     }
 
     fn write_atomic(&self, name: &str, bytes: &[u8], sync_folder: bool) -> Result<(), SpoolError> {
-        let tmp = self.dir.join(format!("tmp.{name}"));
+        // Unique per writer: the daemon and `postern queue` may rewrite the
+        // same entry at once, and must not rename each other's file away.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!("tmp.{name}.{}.{n}", std::process::id()));
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)

@@ -481,7 +481,8 @@ fn check(calls: &[Call], acked: &[Acked], data_dev: u64) -> Vec<String> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let ours = if a.relayed {
-                name == format!("tmp.{id}.msg") || name == format!("tmp.{id}.env")
+                name.starts_with(&format!("tmp.{id}.msg."))
+                    || name.starts_with(&format!("tmp.{id}.env."))
             } else {
                 p.contains("/tmp/") && mentions_id(&c.args, id)
             };

@@ -147,7 +147,7 @@ struct Account {
     seq: u32,
     /// keywords per folder directory, in letter order
     keywords: BTreeMap<PathBuf, Vec<String>>,
-    /// Deliveries written to `tmp/`, to be renamed into `new/` together.
+    /// Deliveries written and staged, to be renamed into `new/` together.
     unpublished: Vec<(PathBuf, PathBuf)>,
 }
 
@@ -211,7 +211,12 @@ impl Account {
             self.seq,
             body.len()
         );
-        let tmp = dir.join("tmp").join(&base);
+        // Staged outside the Maildir, then renamed in (the same file
+        // system): a file with an old date inside `tmp/` is a leftover
+        // the daemon may remove at any moment (Maildir's 36-hour rule).
+        let staging = self.root.join("../../../seed-staging");
+        std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+        let tmp = staging.join(&base);
         let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
         f.write_all(&body).map_err(|e| e.to_string())?;
         f.set_modified(UNIX_EPOCH + Duration::from_secs(MEM_INTERNAL_DATE))

@@ -12,7 +12,6 @@ pub mod imap;
 pub mod net;
 pub mod policy;
 pub mod proxy;
-pub mod queue;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;

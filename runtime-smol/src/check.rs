@@ -112,7 +112,7 @@ impl Config {
                 }
             }
             use crate::smarthost::RelayError;
-            match crate::smarthost::Relay::new(r.clone(), &self.hostname, &self.queue_dir) {
+            match crate::smarthost::Relay::new(r.clone(), &self.hostname) {
                 Ok(_) => {}
                 Err(e @ RelayError::Credentials(_)) => {
                     return Err(err("relay.sasl_passwd", e.to_string()))

@@ -213,9 +213,6 @@ fn run(mut cfg: config::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(spool) = &srv.spool {
-        srv.committer.also_clean(spool.clone());
-    }
     smol::block_on(async {
         let bound = match listen::bind(&srv).await {
             Ok(b) => b,

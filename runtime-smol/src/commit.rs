@@ -11,11 +11,11 @@
 //! at most once an hour (at the latest two hours after the last time, even
 //! under load).
 
-use postern_adapters::maildir::{DeliveryJob, Maildir, TMP_MAX_AGE};
+use postern_adapters::maildir::{Maildir, TMP_MAX_AGE};
 use postern_adapters::spool::Spool;
-use std::io;
+use postern_adapters::store::{Delivery, MailboxStore, StoreError};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The most deliveries in one commit.
@@ -24,10 +24,10 @@ const MAX_BATCH: usize = 512;
 /// How often the `tmp/` leftovers are looked for, at most.
 const CLEAN_EVERY: Duration = Duration::from_secs(3600);
 
-type Results = Vec<io::Result<String>>;
+type Results = Vec<Result<(), StoreError>>;
 
 struct Request {
-    jobs: Vec<DeliveryJob>,
+    deliveries: Vec<Delivery>,
     reply: smol::channel::Sender<Results>,
 }
 
@@ -35,11 +35,10 @@ struct Request {
 #[derive(Debug)]
 pub struct Committer {
     tx: mpsc::Sender<Request>,
-    spools: Arc<Mutex<Vec<Spool>>>,
 }
 
-/// Removes old `tmp/` leftovers from the tree and the spools; logs counts.
-fn clean(maildir: &Maildir, spools: &Mutex<Vec<Spool>>) {
+/// Removes old `tmp/` leftovers from the Maildir tree and the spool; logs counts.
+pub fn clean(maildir: &Maildir, spool: Option<&Spool>) {
     let now = SystemTime::now();
     match maildir.clean_tmp(TMP_MAX_AGE, now) {
         Ok(0) => {}
@@ -51,8 +50,7 @@ fn clean(maildir: &Maildir, spools: &Mutex<Vec<Spool>>) {
             maildir.root().display()
         ),
     }
-    let spools: Vec<Spool> = spools.lock().map(|s| s.clone()).unwrap_or_default();
-    for sp in spools {
+    if let Some(sp) = spool {
         let n = sp.clean_tmp(TMP_MAX_AGE, now);
         if n > 0 {
             tracing::info!(
@@ -64,11 +62,13 @@ fn clean(maildir: &Maildir, spools: &Mutex<Vec<Spool>>) {
 }
 
 impl Committer {
-    /// Starts the writer thread for `maildir`.
-    pub fn start(maildir: Arc<Maildir>) -> io::Result<Self> {
+    /// Starts the writer thread for `store`; `maintenance` runs when the
+    /// thread is idle (at start, then at most hourly).
+    pub fn start(
+        store: Arc<dyn MailboxStore>,
+        maintenance: Box<dyn Fn() + Send>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Request>();
-        let spools: Arc<Mutex<Vec<Spool>>> = Arc::default();
-        let spools2 = spools.clone();
         std::thread::Builder::new()
             .name("postern-commit".into())
             .spawn(move || {
@@ -81,7 +81,7 @@ impl Committer {
                     let first = match rx.recv_timeout(wait) {
                         Ok(r) => r,
                         Err(RecvTimeoutError::Timeout) => {
-                            clean(&maildir, &spools2);
+                            maintenance();
                             last_clean = Some(Instant::now());
                             continue;
                         }
@@ -89,63 +89,48 @@ impl Committer {
                     };
                     if last_clean.is_some_and(|t| t.elapsed() >= 2 * CLEAN_EVERY) {
                         // Never idle for two hours: clean between batches.
-                        clean(&maildir, &spools2);
+                        maintenance();
                         last_clean = Some(Instant::now());
                     }
                     let mut requests = vec![first];
-                    let mut n = requests[0].jobs.len();
+                    let mut n = requests[0].deliveries.len();
                     while n < MAX_BATCH {
                         match rx.try_recv() {
                             Ok(r) => {
-                                n += r.jobs.len();
+                                n += r.deliveries.len();
                                 requests.push(r);
                             }
                             Err(_) => break,
                         }
                     }
-                    let all: Vec<DeliveryJob> = requests
+                    let all: Vec<Delivery> = requests
                         .iter()
-                        .flat_map(|r| r.jobs.iter().cloned())
+                        .flat_map(|r| r.deliveries.iter().cloned())
                         .collect();
-                    let mut results = maildir.deliver_batch(&all).into_iter();
+                    let mut results = store.deliver(&all).into_iter();
                     for r in requests {
-                        let mine: Results = results
-                            .by_ref()
-                            .take(r.jobs.len())
-                            .map(|r| r.map_err(io::Error::from))
-                            .collect();
+                        let mine: Results = results.by_ref().take(r.deliveries.len()).collect();
                         let _ = r.reply.try_send(mine);
                     }
                 }
             })?;
-        Ok(Self { tx, spools })
+        Ok(Self { tx })
     }
 
-    /// Adds a spool whose leftovers the writer thread removes when idle
-    /// (they are also removed when the spool is opened).
-    pub fn also_clean(&self, spool: Spool) {
-        if let Ok(mut s) = self.spools.lock() {
-            s.push(spool);
-        }
-    }
-
-    /// Delivers `jobs` durably; one result per job, in order.
-    pub async fn deliver(&self, jobs: Vec<DeliveryJob>) -> Results {
-        if jobs.is_empty() {
+    /// Delivers durably; one result per delivery, in order.
+    pub async fn deliver(&self, deliveries: Vec<Delivery>) -> Results {
+        if deliveries.is_empty() {
             return Vec::new();
         }
-        let n = jobs.len();
+        let n = deliveries.len();
+        let gone = || StoreError::Unavailable("the delivery thread is gone".into());
         let (reply, rx) = smol::channel::bounded(1);
-        if self.tx.send(Request { jobs, reply }).is_err() {
-            return (0..n)
-                .map(|_| Err(io::Error::other("the delivery thread is gone")))
-                .collect();
+        if self.tx.send(Request { deliveries, reply }).is_err() {
+            return (0..n).map(|_| Err(gone())).collect();
         }
         match rx.recv().await {
             Ok(r) => r,
-            Err(_) => (0..n)
-                .map(|_| Err(io::Error::other("the delivery thread is gone")))
-                .collect(),
+            Err(_) => (0..n).map(|_| Err(gone())).collect(),
         }
     }
 }

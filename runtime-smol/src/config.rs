@@ -13,6 +13,8 @@
 //! [imap]
 //! quota_mib = 0                               # storage per account; 0: unlimited
 //! idle_poll_secs = 5                          # IDLE: look for changes made by other programs
+//! max_connections = 1000                      # IMAP sessions at once (its own budget)
+//! max_connections_per_client = 100            # per real client address
 //!
 //! [tls]
 //! cert = "/etc/letsencrypt/live/example.com/fullchain.pem"
@@ -60,6 +62,8 @@
 //! | `smtp.max_connections_per_client` | 50       | 1 to `max_connections`  |
 //! | `imap.quota_mib`                  | 0 (none) | 0 to 16 TiB             |
 //! | `imap.idle_poll_secs`             | 5        | 1 to 86,400             |
+//! | `imap.max_connections`            | 1000     | 1 to 100,000            |
+//! | `imap.max_connections_per_client` | 100      | 1 to 100,000            |
 //! | `tls.reload_check_secs`           | 10       | 1 to 86,400             |
 //! | `shutdown_grace_secs`             | 30       | 0 to 3,600              |
 //! | `auth_failure_delay_ms`           | 1000     | 0 to 60,000             |
@@ -163,6 +167,8 @@ struct RawDirectory {
 struct RawImap {
     quota_mib: Option<Spanned<u64>>,
     idle_poll_secs: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
+    max_connections_per_client: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +287,10 @@ pub struct Config {
     /// While a client idles, how often its folder is checked for changes
     /// made outside this process (ours wake it at once).
     pub idle_poll: Duration,
+    /// IMAP connections at once (Dovecot's imap-login `process_limit`).
+    pub imap_max_connections: usize,
+    /// IMAP connections at once from one real client address.
+    pub imap_max_connections_per_client: u32,
     /// TLS certificate and key, if any listener uses TLS.
     pub tls: Option<TlsFiles>,
     /// SMTP settings.
@@ -640,6 +650,11 @@ impl Config {
             Range("imap.quota_mib", 0, 0, 16 << 20).get(raw.imap.quota_mib.as_ref(), &at)?;
         let idle_poll = Range("imap.idle_poll_secs", 5, 1, 86_400)
             .get(raw.imap.idle_poll_secs.as_ref(), &at)?;
+        let imap_max_connections = Range("imap.max_connections", 1000, 1, 100_000)
+            .get(raw.imap.max_connections.as_ref(), &at)?;
+        let imap_max_connections_per_client =
+            Range("imap.max_connections_per_client", 100, 1, 100_000)
+                .get(raw.imap.max_connections_per_client.as_ref(), &at)?;
         let shutdown_grace =
             Range("shutdown_grace_secs", 30, 0, 3600).get(raw.shutdown_grace_secs.as_ref(), &at)?;
         let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
@@ -658,6 +673,9 @@ impl Config {
             virtual_file: dir.virtual_file.as_ref().map(|p| abs(p.get_ref())),
             quotas_file: dir.quotas.as_ref().map(|p| abs(p.get_ref())),
             quota: (quota_mib > 0).then(|| quota_mib.saturating_mul(1 << 20)),
+            imap_max_connections: usize::try_from(imap_max_connections).unwrap_or(usize::MAX),
+            imap_max_connections_per_client: u32::try_from(imap_max_connections_per_client)
+                .unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(idle_poll),
             tls,
             smtp,

@@ -6,8 +6,10 @@
 use crate::clock::{date_now, unix_now};
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
-use postern_adapters::maildir::DeliveryJob;
-use postern_core::policy::delivery::{bounce_prefix, local_copies, outbound_bytes, Outcome};
+use postern_adapters::store::Delivery;
+use postern_core::policy::delivery::{
+    bounce_prefix, keep_failed_for_retry, local_copies, outbound_bytes, received_bytes, Outcome,
+};
 use postern_core::smtp::Message;
 use std::io;
 use std::sync::Arc;
@@ -26,7 +28,8 @@ pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Me
         queued: true,
         ..Outcome::default()
     };
-    let msg = if msg.envelope.rcpt_to.iter().any(|r| !r.local) {
+    let has_remote = msg.envelope.rcpt_to.iter().any(|r| !r.local);
+    let msg = if has_remote {
         let (srv2, id2) = (srv.clone(), id.clone());
         let (r, msg) = smol::unblock(move || (queue_outbound(&srv2, &msg, &id2), msg)).await;
         if let Err(e) = r {
@@ -45,16 +48,61 @@ pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Me
             return (outcome, msg);
         }
     };
-    for r in srv.committer.deliver(jobs).await {
+    let users: Vec<String> = jobs.iter().map(|j| j.user.clone()).collect();
+    let mut failed_users = Vec::new();
+    for (user, r) in users.into_iter().zip(srv.committer.deliver(jobs).await) {
         match r {
-            Ok(_) => outcome.stored += 1,
+            Ok(()) => outcome.stored += 1,
             Err(e) => {
-                tracing::warn!(id = %id, "local delivery failed: {e}");
-                outcome.failed += 1;
+                tracing::warn!(id = %id, "local delivery to {user} failed: {e}");
+                failed_users.push(user);
             }
         }
     }
+    outcome.failed = failed_users.len();
+    let remote_queued = has_remote && outcome.queued;
+    if keep_failed_for_retry(outcome.stored, outcome.failed, remote_queued) {
+        let retry_id = format!("{id}L");
+        let (srv2, rid) = (srv.clone(), retry_id.clone());
+        let id2 = id.clone();
+        let (r, m) = smol::unblock(move || {
+            let r = queue_local_retry(&srv2, &msg, &id2, &rid, &failed_users);
+            (r, msg)
+        })
+        .await;
+        match r {
+            Ok(n) => {
+                tracing::info!(id = %id, "{n} local copies kept in the queue for retry as {retry_id}");
+                outcome.kept = n;
+                outcome.failed = 0;
+                let _ = srv.relay_wake.try_send(());
+            }
+            Err(e) => tracing::warn!(id = %id, "cannot queue the failed local copies: {e}"),
+        }
+        return (outcome, m);
+    }
     (outcome, msg)
+}
+
+/// Queues local copies that failed (their account addresses) with the
+/// message and its `Received:` line, for the queue worker to retry.
+fn queue_local_retry(
+    srv: &Server,
+    msg: &Message,
+    id: &str,
+    queue_id: &str,
+    users: &[String],
+) -> io::Result<usize> {
+    let env = &msg.envelope;
+    let data = received_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
+    let from = env
+        .mail_from
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    srv.queue
+        .enqueue(queue_id, &from, users, &data, unix_now())?;
+    Ok(users.len())
 }
 
 /// Queues the message for its remote recipients (relay), durably.
@@ -66,9 +114,7 @@ fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
         .filter(|r| !r.local)
         .map(|r| r.address.to_string())
         .collect();
-    let Some(spool) = &srv.spool else {
-        return Err(io::Error::other("no relay is configured"));
-    };
+    let queue = &srv.queue;
     let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
     let data = outbound_filter(data);
     let from = env
@@ -76,7 +122,7 @@ fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    spool.enqueue(id, &from, &remote, &data, unix_now())?;
+    queue.enqueue(id, &from, &remote, &data, unix_now())?;
     Ok(remote.len())
 }
 
@@ -89,26 +135,31 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     };
     match srv.directory.resolve(&path.address) {
         Resolution::Local { mailboxes, .. } => {
-            for mb in mailboxes {
-                srv.maildir.deliver(&mb, &bounce_prefix(&mb), bytes)?;
+            let message = Arc::new(bytes.to_vec());
+            let deliveries: Vec<Delivery> = mailboxes
+                .iter()
+                .map(|mb| Delivery {
+                    user: mb.to_string(),
+                    prefix: bounce_prefix(mb),
+                    message: message.clone(),
+                })
+                .collect();
+            for r in srv.mailstore.deliver(&deliveries) {
+                r?;
             }
             Ok(())
         }
         Resolution::Unknown => Ok(()),
-        Resolution::Remote => {
-            let Some(spool) = &srv.spool else {
-                return Ok(());
-            };
-            spool
-                .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
-                .map(|_| ())
-                .map_err(io::Error::from)
-        }
+        Resolution::Remote => srv
+            .queue
+            .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
+            .map(|_| ())
+            .map_err(io::Error::from),
     }
 }
 
 /// The local copies of a message as delivery jobs for the writer.
-fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJob>> {
+fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>> {
     let env = &msg.envelope;
     let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
@@ -124,8 +175,8 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<DeliveryJ
     Ok(
         local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
             .into_iter()
-            .map(|c| DeliveryJob {
-                mailbox: c.mailbox,
+            .map(|c| Delivery {
+                user: c.mailbox.to_string(),
                 prefix: c.prefix,
                 message: data.clone(),
             })

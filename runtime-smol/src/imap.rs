@@ -3,9 +3,9 @@
 
 use crate::conn::Stream;
 use crate::server::Server;
-use postern_adapters::store::MailboxStore as _;
 use postern_core::imap::event::{Event, Notice};
 use postern_core::imap::session::{ConnectAnswer, ImapListener, ImapSession, LoginAnswer, Output};
+use postern_core::policy::admission::Service;
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
 use smol::net::TcpStream;
@@ -47,6 +47,8 @@ pub async fn serve(
     let mut buf: Vec<u8> = Vec::new();
     let mut idle_version = None;
     let mut waiter: Option<Receiver<()>> = None;
+    // The session's place under the connection limits, freed when it ends.
+    let mut slot = None;
     loop {
         while let Some(out) = session.poll_output() {
             match out {
@@ -77,7 +79,7 @@ pub async fn serve(
                         }
                     }
                 }
-                Output::Event(e) => answer(&srv, &mut session, e).await,
+                Output::Event(e) => answer(&srv, &mut session, &mut slot, e).await,
                 Output::Close => {
                     stream.close().await;
                     info!(client = %session.client().client, "imap: Disconnected: Logged out rip={}", session.client().client.ip());
@@ -181,13 +183,27 @@ pub async fn serve(
     }
 }
 
-async fn answer(srv: &Arc<Server>, session: &mut ImapSession, e: Event) {
+async fn answer(
+    srv: &Arc<Server>,
+    session: &mut ImapSession,
+    slot: &mut Option<crate::server::Slot>,
+    e: Event,
+) {
     let client = session.client().client;
     let ip = client.ip();
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
-            session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+            match srv.admit(Service::Imap, a.client.ip()) {
+                Ok(s) => {
+                    *slot = Some(s);
+                    session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+                }
+                Err(refusal) => {
+                    warn!(client = %a.client, "imap-login: connection refused: {refusal:?}");
+                    session.answer_connect(Instant::now(), ConnectAnswer::Refuse(refusal));
+                }
+            }
         }
         Event::Login { username, password } => {
             let dir = srv.directory.clone();

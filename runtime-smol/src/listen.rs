@@ -121,21 +121,17 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
         })
         .detach();
     }
-    if let (Some(relay), Some(spool), Some(wake)) = (
-        srv.relay.clone(),
-        srv.spool.clone(),
-        srv.relay_wake_rx.clone(),
-    ) {
-        let relay_task = smol::spawn(crate::relay::run(
+    {
+        let queue_task = smol::spawn(crate::relay::run(
             srv.clone(),
-            relay,
-            spool,
-            wake,
+            srv.relay.clone(),
+            srv.queue.clone(),
+            srv.relay_wake_rx.clone(),
             stop_rx.clone(),
         ));
         let alive = alive_tx.clone();
         smol::spawn(async move {
-            relay_task.await;
+            queue_task.await;
             drop(alive);
         })
         .detach();

@@ -4,12 +4,14 @@
 //! bounces what fails for good. A daily cap defers instead of failing.
 
 use crate::clock::unix_now;
-use crate::server::Server;
+use crate::server::{Server, RELAY_COUNTER};
 use crate::smarthost::Relay;
-use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus, Spool};
+use postern_adapters::directory::Resolution;
+use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus};
+use postern_adapters::store::{Delivery, Queue, Window};
 use postern_core::datetime::rfc5322;
+use postern_core::policy::queue::{dsn, Bounce, FailedRecipient};
 use postern_core::policy::relay::{self as policy, daily_cap, settle, CapVerdict, RcptState};
-use postern_core::queue::{dsn, Bounce, FailedRecipient};
 use postern_core::smtp::client::{ClientOutput, Job, RcptOutcome, SmtpClient};
 use postern_core::smtp::{Address, Reply};
 use rustls::pki_types::ServerName;
@@ -25,15 +27,29 @@ use tracing::{error, info, warn};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs until `stop` closes: scans the spool, relays what is due.
+/// How often the queue is scanned without a smarthost (deliveries wake
+/// the worker at once; the scan finds retries that came due).
+const SCAN_INTERVAL: Duration = Duration::from_secs(60);
+/// Messages attempted at once without a smarthost.
+const CONCURRENCY: usize = 4;
+
+/// Runs until `stop` closes: scans the queue, and attempts what is due:
+/// local copies into their mailboxes, remote recipients through the
+/// smarthost (when one is configured).
 pub async fn run(
     srv: Arc<Server>,
-    relay: Arc<Relay>,
-    spool: Spool,
+    relay: Option<Arc<Relay>>,
+    spool: Arc<dyn Queue>,
     wake: Receiver<()>,
     stop: Receiver<()>,
 ) {
-    info!("relaying outbound mail through {}", relay.target());
+    let (scan, concurrency) = match &relay {
+        Some(r) => {
+            info!("relaying outbound mail through {}", r.target());
+            (r.cfg.scan_interval, r.cfg.concurrency)
+        }
+        None => (SCAN_INTERVAL, CONCURRENCY),
+    };
     loop {
         let now = unix_now();
         let sp = spool.clone();
@@ -52,7 +68,7 @@ pub async fn run(
             .into_iter()
             .filter(|m| m.next_attempt <= now && m.pending().next().is_some())
             .collect();
-        for batch in due.chunks(relay.cfg.concurrency) {
+        for batch in due.chunks(concurrency.max(1)) {
             let tasks: Vec<_> = batch
                 .iter()
                 .cloned()
@@ -63,7 +79,7 @@ pub async fn run(
             }
         }
         let tick = async {
-            Timer::after(relay.cfg.scan_interval).await;
+            Timer::after(scan).await;
             true
         };
         let woken = async { wake.recv().await.is_ok() };
@@ -109,12 +125,22 @@ fn from_policy(p: &policy::QueuedRcpt, r: &mut QueuedRcpt) {
     }
 }
 
-async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: QueuedMessage) {
+async fn attempt(
+    srv: Arc<Server>,
+    relay: Option<Arc<Relay>>,
+    spool: Arc<dyn Queue>,
+    mut msg: QueuedMessage,
+) {
     let now = unix_now();
-    let (day, sent) = relay.count.lock().map(|c| *c).unwrap_or((0, 0));
-    if let CapVerdict::DeferUntil(t) = daily_cap(relay.cfg.daily_limit, day, sent, now) {
+    let (day, sent) = sent_today(&srv, now).await;
+    let limit = relay.as_ref().map_or(0, |r| r.cfg.daily_limit);
+    let has_remote = msg.pending().any(|r| {
+        parse_address(&r.address)
+            .is_some_and(|a| !matches!(srv.directory.resolve(&a), Resolution::Local { .. }))
+    });
+    if let (true, CapVerdict::DeferUntil(t)) = (has_remote, daily_cap(limit, day, sent, now)) {
         msg.next_attempt = t;
-        warn!(id = %msg.id, "daily relay limit of {} reached; deferred to the next UTC day", relay.cfg.daily_limit);
+        warn!(id = %msg.id, "daily relay limit of {limit} reached; deferred to the next UTC day");
         let sp = spool.clone();
         let m = msg.clone();
         if let Err(e) = smol::unblock(move || sp.update(&m)).await {
@@ -135,15 +161,19 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
     let mut outcomes = Vec::new();
     let mut addresses = Vec::new();
     let mut indices = Vec::new();
+    let mut local = Vec::new();
     for (i, r) in rcpts.iter().enumerate() {
         if r.state != RcptState::Pending {
             continue;
         }
         match parse_address(&r.address) {
-            Some(a) => {
-                addresses.push(a);
-                indices.push(i);
-            }
+            Some(a) => match srv.directory.resolve(&a) {
+                Resolution::Local { mailboxes, .. } => local.push((i, mailboxes)),
+                _ => {
+                    addresses.push(a);
+                    indices.push(i);
+                }
+            },
             None => outcomes.push((i, RcptOutcome::Failed(policy::bad_queued_address()))),
         }
     }
@@ -161,10 +191,20 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
         data: Arc::new(data),
         eight_bit,
     };
-    if !job.rcpts.is_empty() {
-        let said = converse(&relay, job.clone()).await;
-        outcomes.extend(indices.iter().copied().zip(said));
+    if !local.is_empty() {
+        outcomes.extend(deliver_local(&srv, &msg.from, local, &job.data).await);
     }
+    match (&relay, job.rcpts.is_empty()) {
+        (_, true) => {}
+        (Some(relay), false) => {
+            let said = converse(relay, job.clone()).await;
+            outcomes.extend(indices.iter().copied().zip(said));
+        }
+        (None, false) => outcomes.extend(indices.iter().map(|&i| (i, policy::no_smarthost()))),
+    }
+    let target = relay
+        .as_ref()
+        .map_or_else(|| "local".to_owned(), |r| r.target());
     for (i, o) in &outcomes {
         let (status, rep) = match o {
             RcptOutcome::Delivered(r) => ("sent", r),
@@ -175,8 +215,11 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
             .get(*i)
             .map(|r| r.address.as_str())
             .unwrap_or_default();
-        info!(id = %msg.id, "to=<{to}>, relay={}, status={status} ({rep})", relay.target());
+        info!(id = %msg.id, "to=<{to}>, relay={target}, status={status} ({rep})");
     }
+    let relayed = outcomes
+        .iter()
+        .any(|(i, o)| indices.contains(i) && matches!(o, RcptOutcome::Delivered(_)));
     msg.attempts += 1;
     let settled = settle(
         &mut rcpts,
@@ -184,13 +227,15 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
         msg.attempts,
         msg.created,
         unix_now(),
-        &relay.policy,
+        &relay
+            .as_ref()
+            .map_or_else(Default::default, |r| r.policy.clone()),
     );
     for (p, r) in rcpts.iter().zip(msg.rcpts.iter_mut()) {
         from_policy(p, r);
     }
-    if settled.delivered > 0 {
-        record_sent(&relay, &spool, now).await;
+    if relayed {
+        record_sent(&srv, now).await;
     }
     if let Some(t) = settled.next_attempt {
         msg.next_attempt = t;
@@ -216,22 +261,63 @@ async fn attempt(srv: Arc<Server>, relay: Arc<Relay>, spool: Spool, mut msg: Que
     }
 }
 
-/// Counts one relayed message for today, and keeps the count on disk (off
-/// the executor) so a restart does not reset the daily cap.
-async fn record_sent(relay: &Relay, spool: &Spool, now: u64) {
-    let line = {
-        let Ok(mut c) = relay.count.lock() else {
-            return;
-        };
-        let today = now / policy::DAY;
-        if c.0 != today {
-            *c = (today, 0);
+/// Delivers queued local copies (each recipient an account address that
+/// leads to its mailboxes) through the group-commit writer.
+async fn deliver_local(
+    srv: &Server,
+    from: &str,
+    local: Vec<(usize, Vec<postern_adapters::directory::Mailbox>)>,
+    data: &Arc<Vec<u8>>,
+) -> Vec<(usize, RcptOutcome)> {
+    let mut deliveries = Vec::new();
+    let mut owners = Vec::new();
+    for (i, mailboxes) in local {
+        for mb in mailboxes {
+            deliveries.push(Delivery {
+                user: mb.to_string(),
+                prefix: postern_core::policy::delivery::queued_copy_prefix(from, &mb),
+                message: data.clone(),
+            });
+            owners.push(i);
         }
-        c.1 += 1;
-        format!("{} {}\n", c.0, c.1)
-    };
-    let path = spool.dir().join("relay-count");
-    if let Err(e) = smol::unblock(move || std::fs::write(path, line)).await {
+    }
+    let results = srv.committer.deliver(deliveries).await;
+    let mut failed: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    for (i, r) in owners.iter().zip(results) {
+        if let Err(e) = r {
+            failed.entry(*i).or_insert_with(|| e.to_string());
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    owners
+        .into_iter()
+        .filter(|i| seen.insert(*i))
+        .map(|i| match failed.remove(&i) {
+            Some(e) => (i, policy::local_deferred(e)),
+            None => (i, policy::local_delivered()),
+        })
+        .collect()
+}
+
+/// Messages relayed on the UTC day of `now`: (day number, count).
+async fn sent_today(srv: &Server, now: u64) -> (u64, u32) {
+    let counters = srv.counters.clone();
+    let window = Window::containing(now, policy::DAY);
+    let n = smol::unblock(move || counters.get(RELAY_COUNTER, window))
+        .await
+        .unwrap_or_else(|e| {
+            warn!("cannot read the daily relay count: {e}");
+            0
+        });
+    (now / policy::DAY, u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Counts one relayed message for today (kept on disk, off the executor,
+/// so a restart does not reset the daily cap).
+async fn record_sent(srv: &Server, now: u64) {
+    let counters = srv.counters.clone();
+    let window = Window::containing(now, policy::DAY);
+    if let Err(e) = smol::unblock(move || counters.add(RELAY_COUNTER, window, 1)).await {
         warn!("cannot record the daily relay count: {e}");
     }
 }
@@ -260,9 +346,7 @@ async fn bounce(
     let to = msg.from.clone();
     let id = srv.next_queue_id();
     smol::unblock(move || crate::deliver::deliver_bounce(&srv2, &to, &id, &bytes)).await?;
-    if let Some(w) = &srv.relay_wake {
-        let _ = w.try_send(());
-    }
+    let _ = srv.relay_wake.try_send(());
     Ok(())
 }
 

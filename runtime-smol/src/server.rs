@@ -5,9 +5,9 @@
 use crate::config::Config;
 use crate::tls::{server_config, ReloadingCert};
 use futures_rustls::TlsAcceptor;
-use postern_adapters::directory::Directory;
 use postern_adapters::maildir::Maildir;
 use postern_adapters::spool::Spool;
+use postern_adapters::store::{Counters, Directory, FileCounters, MailboxId, MailboxStore, Queue};
 use postern_core::policy::admission::{AdmissionConfig, ConnectionTable, Refusal, Service, Ticket};
 use postern_core::policy::auth::{AuthThrottle, AuthThrottleConfig};
 use postern_core::smtp::SmtpConfig;
@@ -24,27 +24,27 @@ pub struct Server {
     /// SMTP settings for the core.
     pub smtp: Arc<SmtpConfig>,
     /// Accounts and aliases.
-    pub directory: Arc<Directory>,
-    /// The mail store.
-    pub maildir: Arc<Maildir>,
+    pub directory: Arc<dyn Directory>,
     /// The group-commit writer for local delivery.
     pub committer: crate::commit::Committer,
     /// IMAP settings for the core.
     pub imap: Arc<postern_core::imap::session::ImapConfig>,
-    /// The IMAP mailbox store.
-    pub mailstore: Arc<postern_adapters::mailstore::MailStore>,
+    /// The mailbox store (IMAP and local delivery).
+    pub mailstore: Arc<dyn MailboxStore>,
     /// Wakes IDLE sessions when their folder changes.
     pub hub: Arc<Hub>,
     /// TLS, if configured.
     pub tls: Option<TlsAcceptor>,
     /// The smarthost, if outbound mail is relayed.
     pub relay: Option<Arc<crate::smarthost::Relay>>,
-    /// The outbound queue (with a relay).
-    pub spool: Option<Spool>,
+    /// The durable queue: remote recipients, and local copies to retry.
+    pub queue: Arc<dyn Queue>,
+    /// Counters several replicas would share (messages relayed today).
+    pub counters: Arc<dyn Counters>,
     /// Wakes the relay worker when a message was queued.
-    pub relay_wake: Option<Sender<()>>,
+    pub relay_wake: Sender<()>,
     /// The relay worker's end of `relay_wake`.
-    pub relay_wake_rx: Option<Receiver<()>>,
+    pub relay_wake_rx: Receiver<()>,
     /// The certificate, reloaded when its files change.
     pub cert: Option<Arc<ReloadingCert>>,
     ids: AtomicU64,
@@ -132,10 +132,38 @@ pub enum StartError {
     Queue(String, std::io::Error),
 }
 
+/// The counters file beside the queue: the daily relay count survives a
+/// restart (a count kept by an older Postern in `relay-count` is taken over).
+fn open_counters(config: &Config) -> Result<Arc<dyn Counters>, StartError> {
+    let queue_err =
+        |e: std::io::Error| StartError::Queue(config.queue_dir.display().to_string(), e);
+    std::fs::create_dir_all(&config.queue_dir).map_err(queue_err)?;
+    let counters = FileCounters::open(config.queue_dir.join("counters"), 1024)
+        .map_err(|e| queue_err(e.into()))?;
+    let legacy = config.queue_dir.join("relay-count");
+    if let Ok(text) = std::fs::read_to_string(&legacy) {
+        if let Some((window, n)) = postern_adapters::store::counters::legacy_day_count(&text) {
+            if counters.get(RELAY_COUNTER, window).unwrap_or(0) == 0 {
+                counters
+                    .add(RELAY_COUNTER, window, n)
+                    .map_err(|e| queue_err(e.into()))?;
+            }
+        }
+        let _ = std::fs::remove_file(&legacy);
+    }
+    Ok(Arc::new(counters))
+}
+
+/// The counter of messages relayed, in UTC-day windows.
+pub const RELAY_COUNTER: &str = "relay";
+
 impl Server {
     /// Loads the directory and certificate named by the configuration.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
-        let directory = Directory::load(&config.accounts, config.virtual_file.as_deref())?;
+        let directory = postern_adapters::directory::Directory::load(
+            &config.accounts,
+            config.virtual_file.as_deref(),
+        )?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let (tls, cert) = match &config.tls {
@@ -148,21 +176,20 @@ impl Server {
             }
             None => (None, None),
         };
-        let (relay, spool, wake, wake_rx) = match &config.relay {
-            Some(r) => {
-                let spool = Spool::open(&config.queue_dir).map_err(|e| {
-                    StartError::Queue(config.queue_dir.display().to_string(), e.into())
-                })?;
-                let relay =
-                    crate::smarthost::Relay::new(r.clone(), &config.hostname, &config.queue_dir)?;
-                let (tx, rx) = smol::channel::bounded(1);
-                (Some(Arc::new(relay)), Some(spool), Some(tx), Some(rx))
-            }
-            None => (None, None, None, None),
+        // The queue always exists: it holds remote recipients for the relay,
+        // and local copies that failed beside durable ones, for retry.
+        let spool = Spool::open(&config.queue_dir)
+            .map_err(|e| StartError::Queue(config.queue_dir.display().to_string(), e.into()))?;
+        let relay = match &config.relay {
+            Some(r) => Some(Arc::new(crate::smarthost::Relay::new(
+                r.clone(),
+                &config.hostname,
+            )?)),
+            None => None,
         };
+        let (wake, wake_rx) = smol::channel::bounded(1);
         let maildir = Arc::new(Maildir::new(&config.data_dir, &config.hostname));
-        let committer = crate::commit::Committer::start(maildir.clone())
-            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        let counters = open_counters(&config)?;
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
         imap.limits.max_append_literal = config.smtp.limits.max_message_size;
         let quotas = match &config.quotas_file {
@@ -177,34 +204,40 @@ impl Server {
             }
             None => std::collections::HashMap::new(),
         };
-        let mailstore = Arc::new(
+        let mailstore: Arc<dyn MailboxStore> = Arc::new(
             postern_adapters::mailstore::MailStore::new(maildir.clone())
                 .with_quota(config.quota, quotas),
         );
+        let cleaned = (maildir.clone(), spool.clone());
+        let committer = crate::commit::Committer::start(
+            mailstore.clone(),
+            Box::new(move || crate::commit::clean(&cleaned.0, Some(&cleaned.1))),
+        )
+        .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let mut admission = AdmissionConfig::default();
         for service in [Service::Mx, Service::Submission] {
             let l = admission.limits_mut(service);
             l.max_connections = config.max_connections;
             l.max_per_ip = config.max_connections_per_client;
         }
+        let l = admission.limits_mut(Service::Imap);
+        l.max_connections = config.imap_max_connections;
+        l.max_per_ip = config.imap_max_connections_per_client;
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
-        postern_adapters::store::MailboxStore::on_change(
-            &*mailstore,
-            Arc::new(move |id: &postern_adapters::store::MailboxId| h.notify(id)),
-        );
+        mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,
             hub,
             committer,
             relay,
-            spool,
+            queue: Arc::new(spool),
+            counters,
             relay_wake: wake,
             relay_wake_rx: wake_rx,
             smtp: Arc::new(config.smtp.clone()),
             directory: Arc::new(directory),
-            maildir,
             tls,
             cert,
             ids: AtomicU64::new(0),

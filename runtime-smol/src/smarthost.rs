@@ -1,15 +1,15 @@
 //! The smarthost: its settings made ready (TLS client with the trust
-//! anchors, SASL credentials from `sasl_passwd`) and the daily relay count.
+//! anchors, SASL credentials from `sasl_passwd`).
 
 use crate::config::RelayConfig;
 use futures_rustls::TlsConnector;
-use postern_core::queue::RetryPolicy;
+use postern_core::policy::queue::RetryPolicy;
 use postern_core::smtp::client::ClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// The relay's settings made ready: TLS client, credentials, counters.
+/// The relay's settings made ready: TLS client, credentials, retry schedule.
 pub struct Relay {
     /// The settings.
     pub cfg: RelayConfig,
@@ -19,8 +19,6 @@ pub struct Relay {
     pub tls: TlsConnector,
     /// The retry schedule.
     pub policy: RetryPolicy,
-    /// (UTC day number, messages relayed that day).
-    pub count: Mutex<(u64, u32)>,
 }
 
 /// Why the relay could not be set up.
@@ -39,11 +37,7 @@ pub enum RelayError {
 
 impl Relay {
     /// Reads the credentials and trust anchors.
-    pub fn new(
-        cfg: RelayConfig,
-        hostname: &str,
-        queue_dir: &std::path::Path,
-    ) -> Result<Self, RelayError> {
+    pub fn new(cfg: RelayConfig, hostname: &str) -> Result<Self, RelayError> {
         let mut client = ClientConfig::new(hostname);
         client.require_tls = cfg.require_tls;
         if let Some(path) = &cfg.sasl_passwd {
@@ -81,16 +75,11 @@ impl Relay {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let today = crate::clock::unix_now() / postern_core::policy::relay::DAY;
-        let count = read_count(queue_dir)
-            .filter(|(d, _)| *d == today)
-            .unwrap_or((today, 0));
         Ok(Self {
             cfg,
             client: Arc::new(client),
             tls: TlsConnector::from(Arc::new(tls)),
             policy: RetryPolicy::default(),
-            count: Mutex::new(count),
         })
     }
 
@@ -98,10 +87,4 @@ impl Relay {
     pub fn target(&self) -> String {
         format!("{}:{}", self.cfg.host, self.cfg.port)
     }
-}
-
-fn read_count(queue_dir: &std::path::Path) -> Option<(u64, u32)> {
-    let t = std::fs::read_to_string(queue_dir.join("relay-count")).ok()?;
-    let (d, n) = t.trim().split_once(' ')?;
-    Some((d.parse().ok()?, n.parse().ok()?))
 }

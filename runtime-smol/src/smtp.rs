@@ -222,9 +222,7 @@ async fn answer(
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
             let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
-            if let Some(w) = &srv.relay_wake {
-                let _ = w.try_send(());
-            }
+            let _ = srv.relay_wake.try_send(());
             match store_verdict(outcome) {
                 Ok(()) => {
                     let from = msg

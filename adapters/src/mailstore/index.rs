@@ -9,7 +9,7 @@ use super::uidlist::{new_uidlist, read_uidlist};
 use crate::maildir::sync_dir;
 use postern_core::imap::event::{MessageMeta, StatusCounts, Summary};
 use postern_core::imap::rules;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,11 @@ pub(super) struct Folder {
     /// The message list handed to sessions; rebuilt after a change.
     pub(super) view: Option<Arc<Vec<MessageMeta>>>,
     pub(super) summaries: Option<HashMap<u32, Summary>>,
+    /// The bytes those summaries take (as `summaries::summary_size` counts).
+    pub(super) summary_bytes: usize,
+    /// When each summary came into memory (the store's count) and its UID,
+    /// oldest first: the eviction order. May name UIDs already gone.
+    pub(super) summary_order: VecDeque<(u64, u32)>,
     pub(super) summary_lines: usize,
 }
 
@@ -349,11 +354,7 @@ impl Folder {
         }
         sync_dir(&dir.join("cur"))?;
         self.entries.retain(|e| !uids.contains(&e.uid));
-        if let Some(c) = self.summaries.as_mut() {
-            for u in uids {
-                c.remove(u);
-            }
-        }
+        self.forget_summaries(uids);
         self.write_uidlist(dir)?;
         let h = rules::next_modseq(&mut self.highest_modseq);
         self.log_modseqs(dir, &[(0, h)])?;

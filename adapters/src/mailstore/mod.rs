@@ -28,6 +28,7 @@ mod uidlist;
 
 pub use error::MailStoreError;
 pub use flags::FLAG_LETTERS;
+pub use summaries::SummaryCacheLimits;
 
 use crate::directory::Mailbox;
 use crate::maildir::{ChangeHook, DeliveryJob, Maildir};
@@ -56,6 +57,11 @@ pub struct MailStore {
     quotas: HashMap<String, u64>,
     /// The time, and new UIDVALIDITY values.
     clock: Arc<dyn Clock>,
+    /// The bounds of the in-memory summary cache.
+    summary_limits: SummaryCacheLimits,
+    /// Counts summaries into memory over all folders: their age, for
+    /// evicting the oldest first.
+    summary_clock: std::sync::atomic::AtomicU64,
 }
 
 fn lock(f: &Mutex<Folder>) -> std::sync::MutexGuard<'_, Folder> {
@@ -71,7 +77,15 @@ impl MailStore {
             quota: None,
             quotas: HashMap::new(),
             clock: Arc::new(SystemClock),
+            summary_limits: SummaryCacheLimits::default(),
+            summary_clock: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Sets the bounds of the in-memory summary cache.
+    pub fn with_summary_cache(mut self, limits: SummaryCacheLimits) -> Self {
+        self.summary_limits = limits;
+        self
     }
 
     /// Takes the time and new UIDVALIDITY values from `clock` (tests).

@@ -259,7 +259,7 @@ fn parse_binary(a: &str, up: &str) -> Result<Item, &'static str> {
             let n: u32 = n
                 .parse()
                 .ok()
-                .filter(|n| *n > 0 && path.len() < 32)
+                .filter(|n| *n > 0 && path.len() < super::limits::MAX_SECTION_PATH)
                 .ok_or("bad binary section")?;
             path.push(n);
         }
@@ -310,7 +310,7 @@ fn part_section(s: &str) -> Result<Section, &'static str> {
             }
             _ => return Err("bad section"),
         }
-        if nums.len() > 32 {
+        if nums.len() > super::limits::MAX_SECTION_PATH {
             return Err("section too deep");
         }
     }

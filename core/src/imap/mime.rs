@@ -1,17 +1,119 @@
 //! ENVELOPE, BODYSTRUCTURE and numbered body sections (RFC 9051 7.5.2),
 //! from the MIME tree `mail-parser` finds in a message.
+//!
+//! Every walk goes through one bounded tree ([`MimeLimits`]): the parser
+//! sees the message only up to a bounded number of structure lines, the
+//! tree describes at most `max_parts` parts nested at most `max_depth`
+//! deep, and the part past a limit, with everything after it, is one
+//! opaque `application/octet-stream` part. BODYSTRUCTURE, `BODY[n]` and
+//! BINARY all number parts from that same tree, so a client never asks
+//! for a part the server cannot find.
 
+use super::limits::MimeLimits;
+use super::response::nstring;
 use mail_parser::{
     Address, ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType,
 };
 
-use super::response::nstring;
+/// A message as `mail-parser` found it, in at most the part of the input
+/// [`structure_cut`] allows.
+struct Parsed<'a> {
+    m: Message<'a>,
+    /// Where the parser's input stopped (the message's length when whole).
+    cut: usize,
+    /// The whole message's length.
+    len: usize,
+}
 
-/// The deepest MIME nesting described.
-const MAX_DEPTH: usize = 32;
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        // An embedded message holds its parts by value: dropping thousands
+        // of nested ones recursively would overflow the stack. Take them
+        // apart one level at a time instead.
+        let mut stack = Vec::new();
+        take_embedded(&mut self.m, &mut stack);
+        while let Some(mut m) = stack.pop() {
+            take_embedded(&mut m, &mut stack);
+        }
+    }
+}
 
-fn parse(msg: &[u8]) -> Option<Message<'_>> {
-    MessageParser::default().parse(msg)
+fn take_embedded<'a>(m: &mut Message<'a>, out: &mut Vec<Message<'a>>) {
+    for p in &mut m.parts {
+        if matches!(p.body, PartType::Message(_)) {
+            if let PartType::Message(inner) = std::mem::take(&mut p.body) {
+                out.push(inner);
+            }
+        }
+    }
+}
+
+fn parse(msg: &[u8], limits: MimeLimits) -> Option<Parsed<'_>> {
+    let cut = structure_cut(msg, limits);
+    let input = msg.get(..cut).unwrap_or(msg);
+    // mail-parser has debug assertions that some messages reach (an
+    // embedded message holding an embedded message holding a multipart):
+    // in a debug build that would be a panic on anyone's input. Such a
+    // message is then described as not parsed.
+    let m = std::panic::catch_unwind(|| MessageParser::default().parse(input))
+        .ok()
+        .flatten()?;
+    Some(Parsed {
+        m,
+        cut,
+        len: msg.len(),
+    })
+}
+
+/// Where a line that starts at `pos` ends (after its LF, or at the end).
+fn line_end(msg: &[u8], pos: usize) -> usize {
+    msg.get(pos..)
+        .and_then(|rest| memchr::memchr(b'\n', rest))
+        .map_or(msg.len(), |i| pos + i + 1)
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// How much of `msg` the parser may see: all of it, or up to the start of
+/// the line where its structure lines pass [`MimeLimits::scan_budget`].
+/// Structure lines are the ones that can start a part: a Content-Type
+/// field naming a multipart or an embedded message, and (once a multipart
+/// is declared) any line with `--` in it, since the parser finds a
+/// delimiter anywhere on a line. One linear pass; the count is an upper
+/// bound on the parts the parser makes from what it is shown.
+fn structure_cut(msg: &[u8], limits: MimeLimits) -> usize {
+    let budget = limits.scan_budget();
+    let mut events = 0usize;
+    let mut multipart = false;
+    let mut pos = 0;
+    while pos < msg.len() {
+        let end = line_end(msg, pos);
+        let line = &msg[pos..end];
+        let mut next = end;
+        let event = if line.len() >= 12 && line[..12].eq_ignore_ascii_case(b"content-type") {
+            // The field with its continuation lines.
+            while next < msg.len() && matches!(msg[next], b' ' | b'\t') {
+                next = line_end(msg, next);
+            }
+            let field = &msg[pos..next];
+            let multi = contains_ci(field, b"multipart/");
+            multipart |= multi;
+            multi || contains_ci(field, b"message/")
+        } else {
+            multipart && memchr::memmem::find(line, b"--").is_some()
+        };
+        if event {
+            events += 1;
+            if events > budget {
+                return pos;
+            }
+        }
+        pos = next;
+    }
+    msg.len()
 }
 
 fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
@@ -106,8 +208,8 @@ fn envelope_of(m: &Message<'_>) -> String {
 
 /// The ENVELOPE of a message.
 pub fn envelope(msg: &[u8]) -> String {
-    match parse(msg) {
-        Some(m) => envelope_of(&m),
+    match parse(msg, MimeLimits::default()) {
+        Some(p) => envelope_of(&p.m),
         None => "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_owned(),
     }
 }
@@ -180,31 +282,151 @@ fn disposition(part: &MessagePart<'_>) -> String {
     }
 }
 
-fn part_structure(
-    m: &Message<'_>,
-    part: &MessagePart<'_>,
-    raw: &[u8],
-    extensible: bool,
-    depth: usize,
-) -> String {
-    if depth > MAX_DEPTH {
-        return "NIL".to_owned();
-    }
-    let ct = part.content_type();
-    if let Some(children) = part.sub_parts() {
-        let mut s = String::from("(");
-        for id in children {
-            if let Some(child) = m.part(*id) {
-                s.push_str(&part_structure(m, child, raw, extensible, depth + 1));
+/// One part as the server describes it: what BODYSTRUCTURE shows and what
+/// section numbers find.
+enum Node<'a> {
+    /// A part with a body of its own (text, image, application...).
+    Leaf(&'a MessagePart<'a>),
+    /// A multipart and the parts of it that are described.
+    Multi(&'a MessagePart<'a>, Vec<Node<'a>>),
+    /// A part holding a message (message/rfc822), and that message's body.
+    Embedded(&'a MessagePart<'a>, &'a Message<'a>, Box<Node<'a>>),
+    /// Past a limit: the bytes from the first offset to the second (the
+    /// end of the message), as one `application/octet-stream` part.
+    Opaque(usize, usize),
+}
+
+/// A message's bounded part tree.
+struct Tree<'a> {
+    root: Node<'a>,
+    /// Where the parser's input stopped, and the message's length.
+    cut: usize,
+    len: usize,
+}
+
+/// Builds the tree in message order, counting parts.
+struct Builder {
+    limits: MimeLimits,
+    parts: usize,
+    stopped: bool,
+    len: usize,
+}
+
+impl Builder {
+    fn node<'a>(
+        &mut self,
+        m: &'a Message<'a>,
+        part: &'a MessagePart<'a>,
+        depth: usize,
+    ) -> Node<'a> {
+        self.parts += 1;
+        if self.parts > self.limits.max_parts || depth > self.limits.max_depth {
+            // This part and all that follows it in the message.
+            self.stopped = true;
+            return Node::Opaque((part.offset_header as usize).min(self.len), self.len);
+        }
+        if let Some(children) = part.sub_parts() {
+            let mut kids = Vec::with_capacity(children.len().min(self.limits.max_parts));
+            for id in children {
+                if self.stopped {
+                    break;
+                }
+                if let Some(child) = m.part(*id) {
+                    kids.push(self.node(m, child, depth + 1));
+                }
             }
+            return Node::Multi(part, kids);
+        }
+        if let PartType::Message(inner) = &part.body {
+            let root = self.node(inner, inner.root_part(), depth + 1);
+            return Node::Embedded(part, inner, Box::new(root));
+        }
+        Node::Leaf(part)
+    }
+}
+
+/// Puts the opaque rest of a message the parser was not shown at the end
+/// of the last multipart open at the cut; false when there is none.
+fn attach_rest(node: &mut Node<'_>, start: usize, end: usize) -> bool {
+    match node {
+        Node::Multi(_, kids) => {
+            if !kids
+                .last_mut()
+                .is_some_and(|last| attach_rest(last, start, end))
+            {
+                kids.push(Node::Opaque(start, end));
+            }
+            true
+        }
+        Node::Embedded(_, _, root) => attach_rest(root, start, end),
+        Node::Leaf(_) | Node::Opaque(..) => false,
+    }
+}
+
+fn tree<'a>(p: &'a Parsed<'a>, limits: MimeLimits) -> Tree<'a> {
+    let mut b = Builder {
+        limits: limits.effective(),
+        parts: 0,
+        stopped: false,
+        len: p.len,
+    };
+    let mut root = b.node(&p.m, p.m.root_part(), 0);
+    if p.cut < p.len && !b.stopped && !attach_rest(&mut root, p.cut, p.len) {
+        // No multipart to hold the rest: the whole body is opaque.
+        root = Node::Opaque(p.m.root_part().offset_body as usize, p.len);
+    }
+    Tree {
+        root,
+        cut: p.cut,
+        len: p.len,
+    }
+}
+
+impl Tree<'_> {
+    /// A part's body range in the message. A multipart or embedded
+    /// message (a `container`) still open where the parser's input was cut
+    /// holds the opaque rest too: it runs to the end of the message.
+    fn body_range(&self, part: &MessagePart<'_>, container: bool) -> (usize, usize) {
+        let (a, b) = (part.offset_body as usize, part.offset_end as usize);
+        if container && self.cut < self.len && (b < a || b >= self.cut) {
+            (a, self.len)
+        } else {
+            (a, b)
+        }
+    }
+}
+
+/// The opaque part's BODYSTRUCTURE.
+fn opaque_structure(out: &mut String, size: usize, extensible: bool) {
+    out.push_str(&format!(
+        "(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"7BIT\" {size}"
+    ));
+    if extensible {
+        out.push_str(" NIL NIL NIL NIL");
+    }
+    out.push(')');
+}
+
+fn write_structure(out: &mut String, t: &Tree<'_>, node: &Node<'_>, raw: &[u8], extensible: bool) {
+    let (part, kids, inner) = match node {
+        Node::Opaque(a, b) => return opaque_structure(out, b.saturating_sub(*a), extensible),
+        Node::Leaf(p) => (*p, None, None),
+        Node::Multi(p, kids) => (*p, Some(kids), None),
+        Node::Embedded(p, m, root) => (*p, None, Some((*m, &**root))),
+    };
+    let ct = part.content_type();
+    if let Some(kids) = kids {
+        out.push('(');
+        for k in kids {
+            write_structure(out, t, k, raw, extensible);
         }
         let sub = ct
             .and_then(|c| c.c_subtype.as_deref())
             .unwrap_or("MIXED")
             .to_ascii_uppercase();
-        s.push_str(&format!(" {}", nstring(Some(&sub))));
+        out.push_str(&format!(" {}", nstring(Some(&sub))));
         if extensible {
-            s.push_str(&format!(
+            out.push_str(&format!(
                 " {} {} {} {}",
                 params(ct, false),
                 disposition(part),
@@ -212,8 +434,8 @@ fn part_structure(
                 nstring(part_header(part, "Content-Location", raw).as_deref())
             ));
         }
-        s.push(')');
-        return s;
+        out.push(')');
+        return;
     }
     let (ty, sub) = match ct {
         Some(c) => (
@@ -225,14 +447,13 @@ fn part_structure(
         ),
         None => ("TEXT".to_owned(), "PLAIN".to_owned()),
     };
-    let body = raw
-        .get(part.offset_body as usize..part.offset_end as usize)
-        .unwrap_or(&[]);
+    let (a, b) = t.body_range(part, inner.is_some());
+    let body = raw.get(a..b).unwrap_or(&[]);
     let encoding = part
         .content_transfer_encoding()
         .unwrap_or("7BIT")
         .to_ascii_uppercase();
-    let mut s = format!(
+    out.push_str(&format!(
         "({} {} {} {} {} {} {}",
         nstring(Some(&ty)),
         nstring(Some(&sub)),
@@ -241,21 +462,19 @@ fn part_structure(
         nstring(part_header(part, "Content-Description", raw).as_deref()),
         nstring(Some(&encoding)),
         body.len()
-    );
+    ));
     let lines = body.iter().filter(|&&b| b == b'\n').count();
-    match &part.body {
-        PartType::Message(inner) if ty == "MESSAGE" => {
-            s.push_str(&format!(
-                " {} {} {lines}",
-                envelope_of(inner),
-                part_structure(inner, inner.root_part(), raw, extensible, depth + 1)
-            ));
+    match inner {
+        Some((m, root)) if ty == "MESSAGE" => {
+            out.push_str(&format!(" {} ", envelope_of(m)));
+            write_structure(out, t, root, raw, extensible);
+            out.push_str(&format!(" {lines}"));
         }
-        _ if ty == "TEXT" => s.push_str(&format!(" {lines}")),
+        _ if ty == "TEXT" => out.push_str(&format!(" {lines}")),
         _ => {}
     }
     if extensible {
-        s.push_str(&format!(
+        out.push_str(&format!(
             " {} {} {} {}",
             nstring(part_header(part, "Content-MD5", raw).as_deref()),
             disposition(part),
@@ -263,30 +482,48 @@ fn part_structure(
             nstring(part_header(part, "Content-Location", raw).as_deref())
         ));
     }
-    s.push(')');
-    s
+    out.push(')');
 }
 
-/// BODYSTRUCTURE (`extensible`) or BODY of a message.
+fn structure_of(t: &Tree<'_>, raw: &[u8], extensible: bool) -> String {
+    let mut out = String::new();
+    write_structure(&mut out, t, &t.root, raw, extensible);
+    out
+}
+
+/// BODYSTRUCTURE (`extensible`) or BODY of a message, under the default
+/// [`MimeLimits`].
 pub fn bodystructure(msg: &[u8], extensible: bool) -> String {
-    match parse(msg) {
-        Some(m) => part_structure(&m, m.root_part(), msg, extensible, 0),
+    bodystructure_with(msg, extensible, MimeLimits::default())
+}
+
+/// BODYSTRUCTURE (`extensible`) or BODY of a message, under `limits`.
+pub fn bodystructure_with(msg: &[u8], extensible: bool, limits: MimeLimits) -> String {
+    match parse(msg, limits) {
+        Some(p) => structure_of(&tree(&p, limits), msg, extensible),
         None => "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)".to_owned(),
     }
 }
 
 /// Everything FETCH ENVELOPE/BODY/BODYSTRUCTURE and SORT take from a
-/// message, from one parse: what the store caches per message.
+/// message, from one parse: what the store caches per message. Under the
+/// default [`MimeLimits`].
 pub fn summary(msg: &[u8]) -> super::event::Summary {
+    summary_with(msg, MimeLimits::default())
+}
+
+/// [`summary`] under `limits`.
+pub fn summary_with(msg: &[u8], limits: MimeLimits) -> super::event::Summary {
     use super::event::{SortKeys, Summary};
-    let Some(m) = parse(msg) else {
+    let Some(p) = parse(msg, limits) else {
         return Summary {
             envelope: envelope(msg),
-            body: bodystructure(msg, false),
-            bodystructure: bodystructure(msg, true),
+            body: bodystructure_with(msg, false, limits),
+            bodystructure: bodystructure_with(msg, true, limits),
             sort: SortKeys::default(),
         };
     };
+    let m = &p.m;
     let first = |a: Option<&Address<'_>>| -> String {
         let addr = match a {
             Some(Address::List(l)) => l.first().and_then(|x| x.address.as_deref()),
@@ -302,10 +539,11 @@ pub fn summary(msg: &[u8]) -> super::event::Summary {
             .unwrap_or_default()
     };
     let date = m.date().map(|d| d.to_timestamp());
+    let t = tree(&p, limits);
     Summary {
-        envelope: envelope_of(&m),
-        body: part_structure(&m, m.root_part(), msg, false, 0),
-        bodystructure: part_structure(&m, m.root_part(), msg, true, 0),
+        envelope: envelope_of(m),
+        body: structure_of(&t, msg, false),
+        bodystructure: structure_of(&t, msg, true),
         sort: SortKeys {
             date,
             from: first(m.from()),
@@ -400,19 +638,31 @@ pub struct UnknownCte(pub String);
 /// `BINARY[path]` (RFC 3516): the part's body with its
 /// Content-Transfer-Encoding (base64, quoted-printable) undone; the whole
 /// message for an empty path; nothing for a part that does not exist.
+/// Under the default [`MimeLimits`].
 pub fn binary(msg: &[u8], path: &[u32]) -> Result<Vec<u8>, UnknownCte> {
+    binary_with(msg, path, MimeLimits::default())
+}
+
+/// [`binary`] under `limits`: an opaque part is given as it is.
+pub fn binary_with(msg: &[u8], path: &[u32], limits: MimeLimits) -> Result<Vec<u8>, UnknownCte> {
     if path.is_empty() {
         return Ok(msg.to_vec());
     }
-    let Some(m) = parse(msg) else {
+    let Some(p) = parse(msg, limits) else {
         return Ok(Vec::new());
     };
-    let Some(part) = find_part(&m, path) else {
-        return Ok(Vec::new());
+    let t = tree(&p, limits);
+    let part = match find_node(&t.root, path) {
+        None => return Ok(Vec::new()),
+        Some(Node::Opaque(a, b)) => return Ok(msg.get(*a..*b).unwrap_or(&[]).to_vec()),
+        Some(Node::Leaf(part)) => *part,
+        Some(Node::Multi(part, _) | Node::Embedded(part, ..)) => {
+            let (a, b) = t.body_range(part, true);
+            return Ok(msg.get(a..b).unwrap_or(&[]).to_vec());
+        }
     };
-    let raw = msg
-        .get(part.offset_body as usize..part.offset_end as usize)
-        .unwrap_or(&[]);
+    let (a, b) = t.body_range(part, false);
+    let raw = msg.get(a..b).unwrap_or(&[]);
     if part.sub_parts().is_some() || part.message().is_some() {
         return Ok(raw.to_vec());
     }
@@ -504,47 +754,74 @@ fn decode_qp(raw: &[u8]) -> Vec<u8> {
 }
 
 /// The part at `path` (1-based at every level); a non-multipart message
-/// has one part, numbered 1.
-fn find_part<'a>(m: &'a Message<'a>, path: &[u32]) -> Option<&'a MessagePart<'a>> {
-    let mut cur_msg = m;
-    let mut part = m.root_part();
-    for (depth, n) in path.iter().enumerate() {
-        if depth > MAX_DEPTH || *n == 0 {
+/// has one part, numbered 1, and so has every part that is not a
+/// multipart. After the first number, an embedded message stands for its
+/// body.
+fn find_node<'n, 'a>(root: &'n Node<'a>, path: &[u32]) -> Option<&'n Node<'a>> {
+    let mut node = root;
+    for (i, n) in path.iter().enumerate() {
+        if *n == 0 {
             return None;
         }
-        if let Some(inner) = part.message().filter(|_| depth > 0) {
-            cur_msg = inner;
-            part = inner.root_part();
-        }
-        match part.sub_parts() {
-            Some(children) => {
-                let id = *children.get(*n as usize - 1)?;
-                part = cur_msg.part(id)?;
+        if i > 0 {
+            if let Node::Embedded(_, _, inner) = node {
+                node = inner;
             }
-            None if *n == 1 => {}
-            None => return None,
+        }
+        match node {
+            Node::Multi(_, kids) => node = kids.get(*n as usize - 1)?,
+            _ if *n == 1 => {}
+            _ => return None,
         }
     }
-    Some(part)
+    Some(node)
 }
 
-/// The bytes of numbered part `path` (1-based at every level).
+/// The bytes of numbered part `path` (1-based at every level), under the
+/// default [`MimeLimits`].
 pub fn part_bytes(msg: &[u8], path: &[u32], spec: PartSpec) -> Option<Vec<u8>> {
-    let m = parse(msg)?;
-    let part = find_part(&m, path)?;
+    part_bytes_with(msg, path, spec, MimeLimits::default())
+}
+
+/// [`part_bytes`] under `limits`. An opaque part has a body and an empty
+/// MIME header, and is not a message.
+pub fn part_bytes_with(
+    msg: &[u8],
+    path: &[u32],
+    spec: PartSpec,
+    limits: MimeLimits,
+) -> Option<Vec<u8>> {
+    let p = parse(msg, limits)?;
+    let t = tree(&p, limits);
+    let node = find_node(&t.root, path)?;
     // Offsets count from the outermost message, nested ones included.
-    let slice = |a: u32, b: u32| msg.get(a as usize..b as usize).map(<[u8]>::to_vec);
+    let slice = |a: usize, b: usize| msg.get(a..b).map(<[u8]>::to_vec);
+    let (part, inner) = match node {
+        Node::Opaque(a, b) => {
+            return match spec {
+                PartSpec::Body => slice(*a, *b),
+                PartSpec::Mime => Some(Vec::new()),
+                PartSpec::Header | PartSpec::Text => None,
+            };
+        }
+        Node::Leaf(part) => (*part, None),
+        Node::Multi(part, _) => (*part, part.message()),
+        Node::Embedded(part, m, _) => (*part, Some(*m)),
+    };
+    let container = !matches!(node, Node::Leaf(_));
     match spec {
-        PartSpec::Body => slice(part.offset_body, part.offset_end),
-        PartSpec::Mime => slice(part.offset_header, part.offset_body),
+        PartSpec::Body => {
+            let (a, b) = t.body_range(part, container);
+            slice(a, b)
+        }
+        PartSpec::Mime => slice(part.offset_header as usize, part.offset_body as usize),
         PartSpec::Header | PartSpec::Text => {
-            let inner = part.message()?;
-            let r = inner.raw_message();
+            let r = inner?.raw_message();
             let h = super::message::header_len(r);
             Some(if spec == PartSpec::Header {
-                r[..h].to_vec()
+                r.get(..h)?.to_vec()
             } else {
-                r[h..].to_vec()
+                r.get(h..)?.to_vec()
             })
         }
     }
@@ -617,6 +894,152 @@ mod tests {
         assert_eq!(
             part_bytes(single, &[1], PartSpec::Body).unwrap(),
             b"just text\r\n"
+        );
+    }
+
+    fn parts_bomb(n: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.com\r\nSubject: bomb\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n".to_vec();
+        for _ in 0..n {
+            m.extend_from_slice(b"--b\r\n\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        m
+    }
+
+    fn nested_bomb(n: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.com\r\nSubject: nest\r\n".to_vec();
+        for i in 0..n {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"\r\nx\r\n");
+        for i in (0..n).rev() {
+            m.extend_from_slice(format!("--b{i}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    const OPAQUE: &str = "(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"7BIT\" ";
+
+    #[test]
+    fn parts_past_the_limit_are_one_opaque_part() {
+        let l = MimeLimits::default();
+        let m = parts_bomb(300_000);
+        let s = summary(&m);
+        assert!(s.bodystructure.len() < 100_000, "{}", s.bodystructure.len());
+        assert_eq!(s.bodystructure.matches(OPAQUE).count(), 1);
+        // The root is part one; its children 1..=999 are described, the
+        // 1000th is the rest of the message.
+        let leaves = s.bodystructure.matches("(\"TEXT\" \"PLAIN\"").count();
+        assert_eq!(leaves, l.max_parts - 1);
+        let rest = part_bytes(&m, &[1000], PartSpec::Body).unwrap();
+        // From the 1000th part's (empty) header on.
+        assert!(rest.starts_with(b"\r\n--b\r\n"), "{:?}", &rest[..10]);
+        assert!(rest.ends_with(b"--b--\r\n"));
+        let size = format!("{OPAQUE}{} NIL NIL NIL NIL)", rest.len());
+        assert!(s.bodystructure.contains(&size), "{size}");
+        assert_eq!(part_bytes(&m, &[1000], PartSpec::Mime).unwrap(), b"");
+        assert!(part_bytes(&m, &[1000], PartSpec::Header).is_none());
+        assert!(part_bytes(&m, &[1001], PartSpec::Body).is_none());
+        assert_eq!(part_bytes(&m, &[1], PartSpec::Body).unwrap(), b"");
+        assert_eq!(part_bytes(&m, &[2, 1], PartSpec::Body).unwrap(), b"");
+        assert_eq!(binary(&m, &[1000]).unwrap(), rest);
+        // BODY (no extension data) numbers the same parts.
+        assert_eq!(s.body.matches(OPAQUE).count(), 1);
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_one_opaque_part() {
+        let l = MimeLimits::default();
+        let m = nested_bomb(10_000);
+        let s = summary(&m);
+        assert!(s.bodystructure.len() < 20_000, "{}", s.bodystructure.len());
+        assert_eq!(s.bodystructure.matches(OPAQUE).count(), 1);
+        assert_eq!(
+            s.bodystructure.matches("\"MIXED\"").count(),
+            l.max_depth + 1
+        );
+        // Part 1.1.1...: the deepest described multipart, then the opaque rest.
+        let deep = vec![1u32; l.max_depth + 1];
+        let rest = part_bytes(&m, &deep, PartSpec::Body).unwrap();
+        assert!(rest.starts_with(b"Content-Type: multipart/mixed; boundary=\"b51\""));
+        let deeper = vec![1u32; l.max_depth + 2];
+        assert_eq!(part_bytes(&m, &deeper, PartSpec::Body).unwrap(), rest);
+        assert!(part_bytes(&m, &[2], PartSpec::Body).is_none());
+        // Every multipart holds what is below it, the opaque rest included.
+        let one = part_bytes(&m, &[1], PartSpec::Body).unwrap();
+        assert!(one.ends_with(b"--b1--\r\n--b0--\r\n"));
+        assert!(one.len() > m.len() / 2);
+    }
+
+    #[test]
+    fn deeply_embedded_messages_do_not_overflow_the_stack() {
+        let mut m = b"From: a@example.com\r\nSubject: nest\r\n".to_vec();
+        for _ in 0..20_000 {
+            m.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        m.extend_from_slice(b"\r\nx\r\n");
+        let s = summary(&m);
+        assert!(s.bodystructure.len() < 100_000);
+        assert_eq!(s.bodystructure.matches(OPAQUE).count(), 1);
+        // The whole message, unbounded, is also dropped without recursion.
+        let whole = MessageParser::default()
+            .parse(&m[..])
+            .map(|m| Parsed { m, cut: 0, len: 0 });
+        assert!(whole.is_some());
+    }
+
+    #[test]
+    fn small_limits_cut_an_ordinary_message() {
+        let l = MimeLimits {
+            max_parts: 2,
+            max_depth: 5,
+        };
+        let b = bodystructure_with(MULTI, true, l);
+        assert!(b.starts_with("((\"TEXT\" \"PLAIN\""), "{b}");
+        let rest = part_bytes_with(MULTI, &[2], PartSpec::Body, l).unwrap();
+        assert!(rest.starts_with(b"Content-Type: application/pdf"));
+        assert!(rest.ends_with(b"--b1--\r\n"));
+        assert!(
+            b.contains(&format!("{OPAQUE}{} NIL NIL NIL NIL)", rest.len())),
+            "{b}"
+        );
+        let l = MimeLimits {
+            max_parts: 10,
+            max_depth: 0,
+        };
+        let b = bodystructure_with(MULTI, false, l);
+        assert!(b.starts_with(&format!("({OPAQUE}")), "{b}");
+        assert!(b.ends_with(" \"MIXED\")"), "{b}");
+    }
+
+    #[test]
+    fn the_parser_is_shown_a_bounded_prefix() {
+        let l = MimeLimits::default();
+        assert_eq!(structure_cut(MULTI, l), MULTI.len());
+        let m = parts_bomb(300_000);
+        let cut = structure_cut(&m, l);
+        assert!(cut < m.len() / 10, "{cut}");
+        // Text with dashes but no multipart is never cut.
+        let mut text = b"Subject: dashes\r\n\r\n".to_vec();
+        for _ in 0..20_000 {
+            text.extend_from_slice(b"-- \r\n");
+        }
+        assert_eq!(structure_cut(&text, l), text.len());
+        // A cut inside a multipart: the rest goes at its end.
+        let small = MimeLimits {
+            max_parts: 3,
+            max_depth: 5,
+        };
+        let m = parts_bomb(100);
+        let cut = structure_cut(&m, small);
+        assert!(cut < m.len());
+        let p = parse(&m, small).unwrap();
+        let t = tree(&p, small);
+        assert!(
+            matches!(&t.root, Node::Multi(_, kids) if kids.len() == 3 && matches!(kids[2], Node::Opaque(..)))
         );
     }
 }

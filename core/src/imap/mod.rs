@@ -11,6 +11,7 @@ pub mod command;
 pub mod event;
 pub mod fetch;
 pub mod framing;
+pub mod limits;
 pub mod message;
 pub mod mime;
 pub mod parse;

@@ -79,6 +79,28 @@ pub fn outbound_bytes(
     out
 }
 
+/// The header lines a local copy taken from the queue gets (its
+/// `Received:` was queued with the message): the envelope sender as
+/// queued (empty for `<>`) and the mailbox.
+pub fn queued_copy_prefix<M: std::fmt::Display>(from: &str, mailbox: &M) -> Vec<u8> {
+    format!("Return-Path: <{from}>\r\nDelivered-To: {mailbox}\r\n").into_bytes()
+}
+
+/// The bytes queued for local copies kept for retry: one `Received:`
+/// (without a recipient: the queue entry may hold several) before the
+/// message.
+pub fn received_bytes(
+    env: &Envelope,
+    hostname: &str,
+    id: &str,
+    date: &str,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut out = received(env, hostname, id, None, date).into_bytes();
+    out.extend_from_slice(data);
+    out
+}
+
 /// The header a bounce gets in a local mailbox.
 pub fn bounce_prefix<M: std::fmt::Display>(mailbox: &M) -> Vec<u8> {
     format!("Return-Path: <>\r\nDelivered-To: {mailbox}\r\n").into_bytes()
@@ -89,15 +111,25 @@ pub fn bounce_prefix<M: std::fmt::Display>(mailbox: &M) -> Vec<u8> {
 pub struct Outcome {
     /// Local copies made durable.
     pub stored: usize,
-    /// Local copies that failed.
+    /// Local copies that failed and are in the durable queue for retry.
+    pub kept: usize,
+    /// Local copies that failed and are nowhere.
     pub failed: usize,
     /// The remote recipients were queued (or there were none).
     pub queued: bool,
 }
 
+/// Whether the local copies that failed should go into the durable queue
+/// for retry: yes once anything of the message is durable (a copy, or the
+/// remote recipients' queue entry), so the client gets its 250 and retries
+/// nothing (a retry would duplicate the durable copies).
+pub fn keep_failed_for_retry(stored: usize, failed: usize, remote_queued: bool) -> bool {
+    failed > 0 && (stored > 0 || remote_queued)
+}
+
 /// The answer to the client once the deliveries were tried: acknowledged
-/// only when every copy is durable; otherwise a temporary failure, so that
-/// the sender keeps the message and retries.
+/// when every copy is durable, in a mailbox or in the queue; otherwise a
+/// temporary failure, so that the sender keeps the message and retries.
 pub fn store_verdict(o: Outcome) -> Result<(), MessageRefusal> {
     if o.failed == 0 && o.queued {
         Ok(())
@@ -176,23 +208,29 @@ mod tests {
 
     #[test]
     fn acknowledged_only_when_every_copy_is_durable() {
-        let all = Outcome {
-            stored: 2,
-            failed: 0,
-            queued: true,
+        let o = |stored, kept, failed, queued| Outcome {
+            stored,
+            kept,
+            failed,
+            queued,
         };
-        assert_eq!(store_verdict(all), Ok(()));
-        let some = Outcome {
-            stored: 1,
-            failed: 1,
-            queued: true,
-        };
-        assert_eq!(store_verdict(some), Err(MessageRefusal::TempFail));
-        let unqueued = Outcome {
-            stored: 1,
-            failed: 0,
-            queued: false,
-        };
-        assert_eq!(store_verdict(unqueued), Err(MessageRefusal::TempFail));
+        assert_eq!(store_verdict(o(2, 0, 0, true)), Ok(()));
+        assert_eq!(store_verdict(o(1, 1, 0, true)), Ok(()));
+        assert_eq!(
+            store_verdict(o(1, 0, 1, true)),
+            Err(MessageRefusal::TempFail)
+        );
+        assert_eq!(
+            store_verdict(o(1, 0, 0, false)),
+            Err(MessageRefusal::TempFail)
+        );
+    }
+
+    #[test]
+    fn failed_copies_are_kept_only_beside_something_durable() {
+        assert!(keep_failed_for_retry(1, 1, false));
+        assert!(keep_failed_for_retry(0, 2, true));
+        assert!(!keep_failed_for_retry(0, 2, false));
+        assert!(!keep_failed_for_retry(3, 0, true));
     }
 }

@@ -13,12 +13,14 @@
 //! - [`delivery`]: what becomes of an accepted message (the headers each
 //!   local copy gets, which recipients are queued, the answer once the
 //!   copies are durable). Message authentication and spam scores join here.
+//! - [`queue`]: the retry schedule and the bounce (DSN) a failure earns.
 //! - [`relay`]: the daily relay cap, and what one relay attempt's outcomes
 //!   mean for the queued message (done, retry when, bounce whom).
 
 pub mod admission;
 pub mod auth;
 pub mod delivery;
+pub mod queue;
 pub mod recipient;
 pub mod relay;
 pub mod sender;

@@ -3,7 +3,7 @@
 //! for a queued message: which recipients are done, when to try again, when
 //! it has expired, and whom the bounce reports.
 
-use crate::queue::{FailedRecipient, RetryPolicy};
+use crate::policy::queue::{FailedRecipient, RetryPolicy};
 use crate::smtp::client::RcptOutcome;
 use crate::smtp::Reply;
 
@@ -76,6 +76,26 @@ pub fn bad_queued_address() -> Reply {
 /// be reached or spoken to (connect, TLS): a deferral, retried later.
 pub fn connection_failed(text: String) -> Reply {
     Reply::new(421, "4.4.1", text)
+}
+
+/// The outcome of a queued local copy made durable in its mailbox.
+pub fn local_delivered() -> RcptOutcome {
+    RcptOutcome::Delivered(Reply::new(250, "2.0.0", "delivered to mailbox"))
+}
+
+/// The outcome of a queued local copy that failed again (retried later,
+/// bounced at expiry).
+pub fn local_deferred(text: String) -> RcptOutcome {
+    RcptOutcome::Deferred(Reply::new(
+        451,
+        "4.3.0",
+        format!("mailbox unavailable: {text}"),
+    ))
+}
+
+/// The outcome of a queued remote recipient when no smarthost is configured.
+pub fn no_smarthost() -> RcptOutcome {
+    RcptOutcome::Deferred(Reply::new(451, "4.3.5", "no smarthost is configured"))
 }
 
 /// Applies one attempt's outcomes to the recipients: `outcomes` pairs a

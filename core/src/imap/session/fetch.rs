@@ -173,6 +173,7 @@ impl ImapSession {
     /// messages at a time, so a `FETCH 1:* BODY[]` never holds a whole
     /// mailbox in memory, and the client reads one batch while the store
     /// reads the next.
+    #[allow(clippy::too_many_arguments)] // the FETCH state, passed along batch by batch
     fn fetch_batch(
         &mut self,
         user: String,

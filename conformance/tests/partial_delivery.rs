@@ -1,0 +1,124 @@
+//! A message to several local mailboxes of which one fails (its folder is
+//! unusable) while another's copy is durable: the client gets 250 (a 452
+//! would make it send again and duplicate the durable copy), the failed
+//! copy waits in the durable queue, and once the mailbox works again the
+//! queue worker delivers it: each mailbox ends with exactly one copy.
+
+mod common;
+
+use common::{Client, Daemon};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SMTP: &str =
+    "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n";
+
+fn queue_cli(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(["queue", "--config"])
+        .arg(&d.config)
+        .args(args)
+        .output()
+        .expect("queue cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the_queue() {
+    let mut d = Daemon::start(SMTP, "");
+    // bob's mailbox folder is a plain file: every delivery to it fails.
+    let bob = d.dir.path().join("mail/example.com/bob");
+    let _ = std::fs::remove_dir_all(&bob);
+    std::fs::create_dir_all(bob.parent().expect("parent")).expect("domain folder");
+    std::fs::write(&bob, b"not a folder").expect("block bob");
+
+    let mut c = Client::connect(d.addrs[0]).expect("connect");
+    assert!(c.reply().expect("greeting").starts_with("220 "));
+    assert!(c
+        .cmd("EHLO client.example.net")
+        .expect("ehlo")
+        .starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<sender@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<alice@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<bob@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    let done = c
+        .cmd("Subject: partial\r\n\r\nhello both\r\n.")
+        .expect("end of data");
+    assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
+    let id = done
+        .trim_start_matches("250 2.0.0 Ok: queued as ")
+        .trim()
+        .to_owned();
+    let _ = c.cmd("QUIT");
+
+    assert_eq!(
+        d.new_mail("alice", "example.com").len(),
+        1,
+        "alice's copy is durable"
+    );
+    let listed = queue_cli(&d, &["list"]);
+    assert!(
+        listed.contains("pending bob@example.com"),
+        "bob's copy waits in the queue:\n{listed}"
+    );
+    assert!(!listed.contains("alice@example.com"), "{listed}");
+
+    // The mailbox works again; the retry is made due and the worker scans
+    // at start.
+    std::fs::remove_file(&bob).expect("unblock bob");
+    let _ = queue_cli(&d, &["retry", "all"]);
+    let mut child = d.term();
+    let _ = child.wait();
+    d.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.new_mail("bob", "example.com").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "bob's copy was never delivered from the queue:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bobs = d.new_mail("bob", "example.com");
+    assert_eq!(bobs.len(), 1);
+    let text = String::from_utf8_lossy(&bobs[0].1);
+    assert!(
+        text.starts_with(
+            "Return-Path: <sender@example.net>\nDelivered-To: bob@example.com\nReceived: "
+        ),
+        "{text}"
+    );
+    assert!(text.contains("hello both"), "{text}");
+    assert!(
+        text.contains(&format!(" id {id};")),
+        "the trace names the acknowledged id {id}: {text}"
+    );
+    assert_eq!(
+        d.new_mail("alice", "example.com").len(),
+        1,
+        "alice got no second copy"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while queue_cli(&d, &["list"]).contains("bob@example.com") {
+        assert!(
+            Instant::now() < deadline,
+            "the queue entry was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
