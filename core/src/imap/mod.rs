@@ -2,7 +2,8 @@
 //! framing with literals and limits ([`framing`]); the generic parse into
 //! tagged values ([`parse`]); typed commands ([`command`]) with sequence
 //! sets ([`set`]), FETCH items ([`fetch`]) and SEARCH keys ([`search`],
-//! compared on decoded, folded text: [`searchtext`]);
+//! compared on decoded, folded text: [`searchtext`]; THREAD's
+//! algorithms: [`thread`]);
 //! a message's bytes ([`message`]) and MIME structure ([`mime`]); the
 //! response writer ([`response`]); and the session ([`session`]) with its
 //! questions to the mailbox store ([`event`]).
@@ -21,4 +22,5 @@ pub mod search;
 pub mod searchtext;
 pub mod session;
 pub mod set;
+pub mod thread;
 pub mod utf7;

@@ -215,6 +215,10 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
                 uid,
                 args: search::sort(args),
             },
+            "THREAD" => CommandBody::Search {
+                uid,
+                args: search::thread(args),
+            },
             "STORE" => CommandBody::Store {
                 uid,
                 args: store::store(args),
@@ -272,6 +276,10 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
             "SORT" => CommandBody::Search {
                 uid,
                 args: search::sort(args),
+            },
+            "THREAD" => CommandBody::Search {
+                uid,
+                args: search::thread(args),
             },
             "STORE" => CommandBody::Store {
                 uid,

@@ -208,6 +208,7 @@ enum Pending {
         tag: String,
         root_of: Option<String>,
     },
+    Thread(self::search::ThreadJob),
     Store {
         tag: String,
         uid: bool,
@@ -761,6 +762,7 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
         | Pending::MoveHere { tag, .. }
+        | Pending::Thread(self::search::ThreadJob { tag, .. })
         | Pending::Poll { tag, .. } => tag,
     }
 }
