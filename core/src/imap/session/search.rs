@@ -349,7 +349,8 @@ impl ImapSession {
                 self.user().map(str::to_owned),
                 self.selected().map(str::to_owned),
             ) {
-                let n = 1024.min(job.rest.len());
+                // As SEARCH reads headers: a few megabytes at a time.
+                let n = self.batch_len(job.rest.iter().map(|(_, u)| *u), 512, 4 << 20);
                 let later = job.rest.split_off(n);
                 let uids = job.rest.iter().map(|(_, u)| u.0).collect();
                 job.rest = later;
