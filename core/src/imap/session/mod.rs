@@ -69,7 +69,8 @@ pub struct ImapConfig {
     /// setting in Dovecot; here it is.
     pub max_prelogin_literal: u64,
     /// The longest command line before login (Dovecot's imap-login: the
-    /// same small buffers).
+    /// same small buffers); it also bounds what may wait pipelined behind
+    /// a LOGIN the directory has not answered yet.
     pub max_prelogin_line: usize,
 }
 
@@ -626,11 +627,12 @@ impl ImapSession {
         let l = self.frame_limits();
         let literal =
             usize::try_from(l.max_literal.max(l.max_append_literal)).unwrap_or(usize::MAX);
-        let bound = self
-            .cfg
-            .max_pipelined
-            .saturating_add(l.max_line)
-            .saturating_add(literal);
+        let pipelined = if self.user().is_some() {
+            self.cfg.max_pipelined
+        } else {
+            self.cfg.max_pipelined.min(self.cfg.max_prelogin_line)
+        };
+        let bound = pipelined.saturating_add(l.max_line).saturating_add(literal);
         if self.inbuf.len() <= bound {
             return false;
         }
