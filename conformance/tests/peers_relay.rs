@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_port, peer, tool, Daemon};
+use common::{free_port, peer, queue_cli, tool, Daemon};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,21 +131,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn queue_cli(d: &Daemon, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
-        .args(["queue", "--config"])
-        .arg(&d.config)
-        .args(args)
-        .output()
-        .expect("queue cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

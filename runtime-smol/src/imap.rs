@@ -211,12 +211,15 @@ async fn answer(
             let verdict = smol::unblock(move || dir.verify(&user, password.expose())).await;
             match verdict {
                 Some(account) => {
-                    info!(client = %client, "imap-login: Login: user=<{account}>, method=PLAIN, rip={ip}, secured");
+                    srv.auth_succeeded(ip);
+                    crate::logs::imap_login(&session.client(), &account);
                     session.answer_login(Instant::now(), LoginAnswer::Success(account));
                 }
                 None => {
-                    Timer::after(srv.config.auth_failure_delay).await;
-                    warn!(client = %client, "imap-login: Disconnected (auth failed, 1 attempts): user=<{username}>, method=PLAIN, rip={ip}, secured");
+                    // The same failure throttle as SMTP AUTH, per real address.
+                    let delay = srv.auth_failed(ip, &username);
+                    Timer::after(delay).await;
+                    crate::logs::imap_login_failed(&session.client(), &username, 1, delay);
                     session.answer_login(Instant::now(), LoginAnswer::Failure);
                 }
             }

@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod devdefault;
 pub mod imap;
 pub mod listen;
+pub mod logs;
 pub mod relay;
 pub mod server;
 pub mod smarthost;

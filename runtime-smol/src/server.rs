@@ -219,10 +219,16 @@ impl Server {
             let l = admission.limits_mut(service);
             l.max_connections = config.max_connections;
             l.max_per_ip = config.max_connections_per_client;
+            l.rate_window = config.rate.time_unit;
         }
+        let mx = admission.limits_mut(Service::Mx);
+        mx.max_rate = config.rate.connection_rate_limit;
+        mx.max_message_rate = config.rate.message_rate_limit;
+        admission.exempt = config.rate.exceptions.clone();
         let l = admission.limits_mut(Service::Imap);
         l.max_connections = config.imap_max_connections;
         l.max_per_ip = config.imap_max_connections_per_client;
+        l.rate_window = config.rate.time_unit;
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
@@ -268,6 +274,15 @@ impl Server {
             srv: self.clone(),
             ticket: Some(ticket),
         })
+    }
+
+    /// Counts a transaction (MAIL) from the real client address; false when
+    /// it goes past the service's message rate.
+    pub fn message_allowed(&self, service: Service, ip: IpAddr) -> bool {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .message(service, ip, Instant::now())
     }
 
     /// Records a failed login from the real client address; returns how

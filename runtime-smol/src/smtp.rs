@@ -9,10 +9,10 @@ use postern_adapters::directory::Resolution;
 use postern_core::policy::admission::Service;
 use postern_core::policy::delivery::store_verdict;
 use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
-use postern_core::policy::sender::mail_verdict;
+use postern_core::policy::sender::{mail_verdict, MailRefusal, MailVerdict};
+use postern_core::proxy::AddressSource;
 use postern_core::smtp::{
-    AuthAnswer, ConnectAnswer, Event, ListenerConfig, Notice, Output, Role, SmtpSession,
-    StoreAnswer,
+    AuthAnswer, ConnectAnswer, Event, ListenerConfig, Output, Role, SmtpSession, StoreAnswer,
 };
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
@@ -150,6 +150,11 @@ async fn answer(
                 Role::Submission => Service::Submission,
                 Role::Mx => Service::Mx,
             };
+            if a.source == AddressSource::ProxyLocal {
+                // A health check: never counted, never refused.
+                session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+                return;
+            }
             match srv.admit(service, a.client.ip()) {
                 Ok(s) => {
                     *slot = Some(s);
@@ -177,6 +182,16 @@ async fn answer(
             }
         }
         Event::MailFrom(req) => {
+            let service = match listener.role {
+                Role::Submission => Service::Submission,
+                Role::Mx => Service::Mx,
+            };
+            let health_check = session.client().source == AddressSource::ProxyLocal;
+            if !health_check && !srv.message_allowed(service, ip) {
+                let refusal = MailRefusal::MessageRate { ip };
+                session.answer_mail(Instant::now(), MailVerdict::Refuse(refusal));
+                return;
+            }
             let owned = match (&req.authenticated, &req.from) {
                 (Some(user), Some(from)) => srv.directory.owns(user, from),
                 _ => true,
@@ -245,25 +260,6 @@ async fn answer(
                 }
             }
         }
-        Event::Notice(n) => match n {
-            Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),
-            Notice::AuthFailed {
-                username,
-                mechanism,
-            } => warn!(
-                client = %client,
-                "unknown[{ip}]: SASL {mechanism} authentication failed: authentication failure, sasl_username={username}"
-            ),
-            Notice::RcptRejected(reply) => {
-                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: {reply}")
-            }
-            Notice::MailRejected(reply) => {
-                warn!(client = %client, "NOQUEUE: reject: MAIL from unknown[{ip}]: {reply}")
-            }
-            Notice::Refused(reply) => {
-                warn!(client = %client, "connection refused for unknown[{ip}]: {reply}")
-            }
-            other => info!(client = %client, "{other:?}"),
-        },
+        Event::Notice(n) => crate::logs::smtp_notice(listener, &session.client(), &n),
     }
 }
