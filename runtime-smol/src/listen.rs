@@ -122,6 +122,7 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
     }
     if let Some(cert) = srv.cert.clone() {
         let stop = stop_rx.clone();
+        let metrics = srv.metrics.clone();
         smol::spawn(async move {
             loop {
                 let tick = async {
@@ -138,7 +139,10 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                 match cert.check() {
                     Ok(true) => info!("TLS certificate reloaded"),
                     Ok(false) => {}
-                    Err(e) => error!("TLS certificate not reloaded, keeping the old one: {e}"),
+                    Err(e) => {
+                        metrics.tls_reload_failure();
+                        error!("TLS certificate not reloaded, keeping the old one: {e}");
+                    }
                 }
             }
         })

@@ -17,6 +17,7 @@
 //! | `postern_auth_failures_total` | counter | `protocol` |
 //! | `postern_postscreen_rejections_total` | counter | `reason` |
 //! | `postern_tls_handshake_failures_total` | counter | `protocol` |
+//! | `postern_tls_reload_failures_total` | counter | |
 //! | `postern_http_requests_total` | counter | `path`, `code` |
 //! | `postern_imap_sessions` | gauge | |
 //! | `postern_imap_idle_sessions` | gauge | |
@@ -83,6 +84,7 @@ pub struct Metrics {
     auth_failures: Family1<Counter>,
     postscreen: Family1<Counter>,
     tls_failures: Family1<Counter>,
+    tls_reload_failures: Counter,
     http_requests: Family2<Counter>,
     imap_sessions: Gauge,
     imap_idle: Gauge,
@@ -237,6 +239,12 @@ impl Metrics {
             "postern_relay_daily_limit",
             "The smarthost's daily cap (0: none)",
         );
+        let tls_reload_failures = Counter::default();
+        r.register(
+            "postern_tls_reload_failures",
+            "Changed certificate files that could not be loaded (the old certificate kept)",
+            tls_reload_failures.clone(),
+        );
         let certificate_expiry = gauge(
             &mut r,
             "postern_certificate_expiry_timestamp_seconds",
@@ -258,6 +266,7 @@ impl Metrics {
             auth_failures,
             postscreen,
             tls_failures,
+            tls_reload_failures,
             http_requests,
             imap_sessions,
             imap_idle,
@@ -352,6 +361,11 @@ impl Metrics {
         self.tls_failures
             .get_or_create(&l1("protocol", protocol))
             .inc();
+    }
+
+    /// Changed certificate files could not be loaded; the old one serves on.
+    pub fn tls_reload_failure(&self) {
+        self.tls_reload_failures.inc();
     }
 
     /// A request on the monitoring listener was answered.

@@ -40,48 +40,115 @@ fn load_key(files: &TlsFiles) -> Result<CertifiedKey, TlsError> {
     let key =
         PrivateKeyDer::from_pem_file(&files.key).map_err(|e| ferr(&files.key, e.to_string()))?;
     let signing = any_supported_type(&key).map_err(|e| ferr(&files.key, e.to_string()))?;
-    Ok(CertifiedKey::new(certs, signing))
+    let certified = CertifiedKey::new(certs, signing);
+    // A key that does not belong to the certificate would fail every
+    // handshake: refuse it (a key whose public half is unknown is let be).
+    if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(ferr(
+            &files.key,
+            "the key does not match the certificate".into(),
+        ));
+    }
+    Ok(certified)
 }
 
-fn mtimes(files: &TlsFiles) -> Stamp {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (m(&files.cert), m(&files.key))
+/// What identifies one version of a file: the path it resolves to through
+/// any symlinks (Kubernetes swaps a `..data` symlink to a new timestamped
+/// directory, whose files may even be older than the old ones), and that
+/// file's device, inode, size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    resolved: std::path::PathBuf,
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
 }
 
-/// Modification times of the certificate and key files.
-type Stamp = (Option<SystemTime>, Option<SystemTime>);
+fn file_stamp(p: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = std::fs::canonicalize(p).ok()?;
+    let m = std::fs::metadata(&resolved).ok()?;
+    Some(FileStamp {
+        resolved,
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
+}
+
+fn stamps(files: &TlsFiles) -> Stamp {
+    (file_stamp(&files.cert), file_stamp(&files.key))
+}
+
+/// The certificate's and the key's [`FileStamp`]s.
+type Stamp = (Option<FileStamp>, Option<FileStamp>);
+
+/// The certificate in service and what its files looked like when loaded.
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    stamp: Stamp,
+    /// Files seen broken: not retried (nor reported again) until they change.
+    rejected: Option<Stamp>,
+}
 
 /// The server certificate, swapped in place when its files change.
 #[derive(Debug)]
 pub struct ReloadingCert {
     files: TlsFiles,
-    current: RwLock<(Arc<CertifiedKey>, Stamp)>,
+    current: RwLock<Current>,
 }
 
 impl ReloadingCert {
     /// Loads the certificate; fails if the files are unusable.
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
-        let stamp = mtimes(&files);
+        let stamp = stamps(&files);
         let key = load_key(&files)?;
         Ok(Arc::new(Self {
             files,
-            current: RwLock::new((Arc::new(key), stamp)),
+            current: RwLock::new(Current {
+                key: Arc::new(key),
+                stamp,
+                rejected: None,
+            }),
         }))
     }
 
-    /// Reloads if either file changed. A broken new file keeps the old
-    /// certificate in service (and is reported).
+    /// Reloads if either file changed (a new target behind a symlink
+    /// counts). A broken new file keeps the old certificate in service and
+    /// is reported once (until the files change again).
     pub fn check(&self) -> Result<bool, TlsError> {
-        let stamp = mtimes(&self.files);
-        let unchanged = self.current.read().map(|c| c.1 == stamp).unwrap_or(false);
-        if unchanged {
+        let stamp = stamps(&self.files);
+        let seen = self
+            .current
+            .read()
+            .map(|c| c.stamp == stamp || c.rejected.as_ref() == Some(&stamp))
+            .unwrap_or(false);
+        if seen {
             return Ok(false);
         }
-        let key = load_key(&self.files)?;
-        if let Ok(mut c) = self.current.write() {
-            *c = (Arc::new(key), stamp);
+        match load_key(&self.files) {
+            Ok(key) => {
+                if let Ok(mut c) = self.current.write() {
+                    *c = Current {
+                        key: Arc::new(key),
+                        stamp,
+                        rejected: None,
+                    };
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                if let Ok(mut c) = self.current.write() {
+                    c.rejected = Some(stamp);
+                }
+                Err(e)
+            }
         }
-        Ok(true)
     }
 
     /// The certificate in service (the chain's first), DER.
@@ -89,7 +156,7 @@ impl ReloadingCert {
         self.current
             .read()
             .ok()
-            .and_then(|c| c.0.cert.first().cloned())
+            .and_then(|c| c.key.cert.first().cloned())
     }
 
     /// How often [`Self::check`] should run.
@@ -100,7 +167,7 @@ impl ReloadingCert {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| c.0.clone())
+        self.current.read().ok().map(|c| c.key.clone())
     }
 }
 
@@ -144,4 +211,85 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// A Kubernetes Secret volume: `tls.crt` -> `..data/tls.crt`,
+    /// `..data` -> `..<timestamp>/`; returns the timestamped directory.
+    fn secret_version(root: &Path, stamp: &str, names: &[String]) -> PathBuf {
+        let dir = root.join(format!("..{stamp}"));
+        std::fs::create_dir(&dir).unwrap();
+        ensure_self_signed(names, &dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
+        dir
+    }
+
+    /// Points `..data` at `..<stamp>` the way the kubelet does: a
+    /// `..data_tmp` symlink renamed over `..data`.
+    fn swap(root: &Path, stamp: &str) {
+        let tmp = root.join("..data_tmp");
+        symlink(format!("..{stamp}"), &tmp).unwrap();
+        std::fs::rename(&tmp, root.join("..data")).unwrap();
+    }
+
+    #[test]
+    fn a_kubernetes_secret_swap_is_seen_even_with_an_older_file() {
+        let root = std::env::temp_dir().join(format!("postern-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir(&root).unwrap();
+        let old = secret_version(&root, "2026_12_01_20_13_00.1", &["old.example".into()]);
+        swap(&root, "2026_12_01_20_13_00.1");
+        symlink("..data/tls.crt", root.join("tls.crt")).unwrap();
+        symlink("..data/tls.key", root.join("tls.key")).unwrap();
+        let files = TlsFiles {
+            cert: root.join("tls.crt"),
+            key: root.join("tls.key"),
+            reload_check: Duration::from_secs(1),
+        };
+        let cert = ReloadingCert::load(files).unwrap();
+        let first = cert.leaf().unwrap();
+        assert!(!cert.check().unwrap());
+
+        // The new files are older than the old ones and the same size.
+        let new = secret_version(&root, "2026_12_01_21_00_00.2", &["new.example".into()]);
+        let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for f in ["tls.crt", "tls.key"] {
+            let h = std::fs::File::options()
+                .append(true)
+                .open(new.join(f))
+                .unwrap();
+            h.set_modified(past).unwrap();
+        }
+        let _ = old;
+        swap(&root, "2026_12_01_21_00_00.2");
+        assert!(cert.check().unwrap());
+        let second = cert.leaf().unwrap();
+        assert_ne!(first, second);
+        assert!(!cert.check().unwrap());
+
+        // A broken version keeps the certificate in service, reported once.
+        let broken = root.join("..2026_12_01_22_00_00.3");
+        std::fs::create_dir(&broken).unwrap();
+        std::fs::write(broken.join("tls.crt"), b"not a certificate").unwrap();
+        std::fs::write(broken.join("tls.key"), b"not a key").unwrap();
+        swap(&root, "2026_12_01_22_00_00.3");
+        assert!(cert.check().is_err());
+        assert_eq!(cert.leaf().unwrap(), second);
+        assert!(!cert.check().unwrap());
+
+        // A key from another certificate is refused too.
+        let mixed = root.join("..2026_12_01_23_00_00.4");
+        std::fs::create_dir(&mixed).unwrap();
+        std::fs::copy(new.join("tls.crt"), mixed.join("tls.crt")).unwrap();
+        std::fs::copy(old.join("tls.key"), mixed.join("tls.key")).unwrap();
+        swap(&root, "2026_12_01_23_00_00.4");
+        assert!(cert.check().is_err());
+        assert_eq!(cert.leaf().unwrap(), second);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
