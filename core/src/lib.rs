@@ -12,6 +12,7 @@ pub mod http;
 pub mod imap;
 pub mod net;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod sasl;
 pub mod secret;

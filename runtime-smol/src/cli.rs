@@ -4,6 +4,7 @@
 //! postern serve                   run the embedded development default
 //! postern serve --config FILE     run with a configuration file
 //! postern check-config FILE       check a configuration file and exit
+//! postern probe --config FILE     the end-to-end roundtrip probe (see `probe`)
 //! ```
 
 use crate::{config, devdefault, listen, server};
@@ -17,6 +18,8 @@ const USAGE: &str = "usage:
   postern check-config FILE      check a configuration file (and every file it names) and exit
   postern queue --config FILE list | show ID | retry ID|all | delete ID
                                  inspect and manage the outbound queue
+  postern probe --config FILE    send a marked message, find it over IMAP, delete it,
+                                 push the result to a Pushgateway (exit 1 on failure)
 environment: POSTERN_LOG=error|warn|info|debug (default info)
              SMOL_THREADS=N threads running sessions (default: one per core)";
 
@@ -128,6 +131,7 @@ pub fn main(args: &[String]) -> ExitCode {
         ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
             queue(Path::new(file), rest)
         }
+        ["probe", "--config", file] | ["probe", "-c", file] => crate::probe::main(Path::new(file)),
         ["--version"] | ["-V"] => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
