@@ -244,6 +244,25 @@ pub fn http_status(response: &[u8]) -> Option<u16> {
     words.next()?.trim().parse().ok()
 }
 
+/// Whether `response` is a whole HTTP response by its `Content-Length`
+/// (its head and that many bytes of body). `false` when it has no
+/// `Content-Length`: then it ends when the server closes.
+pub fn http_complete(response: &[u8]) -> bool {
+    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&response[..end]);
+    let length = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim().eq_ignore_ascii_case("content-length") {
+            v.trim().parse::<usize>().ok()
+        } else {
+            None
+        }
+    });
+    length.is_some_and(|n| response.len() - (end + 4) >= n)
+}
+
 /// Whether a header value or path is safe to put on one request line.
 pub fn one_line(s: &str) -> bool {
     !s.contains(['\r', '\n'])
@@ -338,5 +357,13 @@ mod tests {
         assert!(req.contains("\r\napi-key: k\r\nContent-Length: 2\r\n\r\n{}"));
         assert_eq!(http_status(b"HTTP/1.1 202 Accepted\r\n\r\n"), Some(202));
         assert_eq!(http_status(b"garbage"), None);
+        assert!(http_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        assert!(!http_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok"
+        ));
+        assert!(!http_complete(b"HTTP/1.1 200 OK\r\n\r\nok"));
+        assert!(!http_complete(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"));
     }
 }

@@ -578,6 +578,10 @@ fn http(
                 if out.len() > MAX_READ {
                     return Err("response too large".into());
                 }
+                // A server keeping the connection open despite `close`.
+                if text::http_complete(&out) {
+                    break;
+                }
             }
             // A TLS peer that closes without close_notify: the response is complete.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => break,
@@ -784,5 +788,65 @@ fn kuma_push(k: &UptimeKuma) -> R<()> {
         Ok(())
     } else {
         Err(format!("answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("postern-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const IMAP_PGW: &str = "[imap]\nhost = \"h\"\nuser = \"u\"\npassword_file = \"imap.pw\"\n\
+                            [pushgateway]\nurl = \"http://pgw:9091\"\n";
+
+    #[test]
+    fn configurations_are_checked() {
+        let ok = write(
+            "ok.toml",
+            &format!(
+                "from = \"p@example.com\"\nto = \"p@example.com\"\n\
+                 [http]\nurl = \"https://api.brevo.com/v3/smtp/email\"\nheader = \"api-key\"\nkey = \"k\"\n{IMAP_PGW}"
+            ),
+        );
+        let c = load(&ok).unwrap();
+        assert_eq!(
+            (c.timeout_secs, c.poll_interval_secs, c.imap.port),
+            (300, 5, 993)
+        );
+        assert_eq!(
+            c.imap.password_file,
+            Some(ok.parent().unwrap().join("imap.pw"))
+        );
+        std::fs::write(ok.parent().unwrap().join("imap.pw"), "secret\n").unwrap();
+        assert_eq!(
+            secret(&c.imap.password, &c.imap.password_file, "imap").unwrap(),
+            "secret"
+        );
+        let both = write(
+            "both.toml",
+            &format!(
+                "from = \"p@x\"\nto = \"p@x\"\n[smtp]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\n\
+                 [http]\nurl = \"http://a/\"\nheader = \"k\"\nkey = \"k\"\n{IMAP_PGW}"
+            ),
+        );
+        assert!(load(&both).unwrap_err().contains("both set"));
+        let tls = write(
+            "tls.toml",
+            &format!("from = \"p@x\"\nto = \"p@x\"\n[smtp]\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\ntls = \"implicit\"\n{IMAP_PGW}"),
+        );
+        assert!(load(&tls).unwrap_err().contains("smtp.tls"));
+        let unknown = write(
+            "unknown.toml",
+            &format!("from = \"p@x\"\nto = \"p@x\"\ntypo = 1\n{IMAP_PGW}"),
+        );
+        assert!(load(&unknown).is_err());
+        assert!(secret(&Some("a".into()), &Some("f".into()), "x").is_err());
     }
 }
