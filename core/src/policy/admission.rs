@@ -437,6 +437,28 @@ mod tests {
     }
 
     #[test]
+    fn by_default_the_eleventh_mx_connection_in_a_minute_is_refused() {
+        let mut t = ConnectionTable::default();
+        let t0 = Instant::now();
+        let ip = ip("203.0.113.9");
+        for i in 0..10u64 {
+            let k = t
+                .admit(Service::Mx, ip, t0 + Duration::from_secs(i))
+                .expect("within the reference deployment's 10 a minute");
+            t.release(k);
+        }
+        assert_eq!(
+            t.admit(Service::Mx, ip, t0 + Duration::from_secs(30)),
+            Err(Refusal::ConnectionRate { ip })
+        );
+        // Submission and IMAP have no connection rate by default.
+        for _ in 0..20 {
+            let k = t.admit(Service::Submission, ip, t0).expect("submission");
+            t.release(k);
+        }
+    }
+
+    #[test]
     fn rate_memory_stays_bounded_under_many_addresses() {
         let mut t = table(1000, 1000, 5);
         let now = Instant::now();
