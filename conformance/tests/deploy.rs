@@ -556,6 +556,41 @@ fn render_haproxy(backend: &BTreeMap<u16, String>, inter: &str) -> (String, BTre
     (out, fronts)
 }
 
+/// Whether HAProxy's last check of each of the 16 servers passed all its
+/// `tcp-check` steps (`L7OK`) and none has ever failed.
+fn checks_all_pass(sock: &Path) -> bool {
+    if !sock.exists() {
+        return false;
+    }
+    let (out, _) = run(
+        Command::new("python3").args([
+            "-c",
+            &format!(
+                "import socket, csv, io\n\
+                 s = socket.socket(socket.AF_UNIX)\n\
+                 s.connect({:?})\n\
+                 s.sendall(b'show stat\\n')\n\
+                 data = b''\n\
+                 while True:\n\
+                 \x20   chunk = s.recv(65536)\n\
+                 \x20   if not chunk: break\n\
+                 \x20   data += chunk\n\
+                 rows = csv.DictReader(io.StringIO(data.decode().lstrip('# ')))\n\
+                 for r in rows:\n\
+                 \x20   if r['svname'] not in ('FRONTEND', 'BACKEND'):\n\
+                 \x20       print(r['pxname'], r['svname'], r['check_status'], r['chkfail'])\n",
+                sock.display().to_string()
+            ),
+        ]),
+        b"",
+    );
+    let servers: Vec<Vec<&str>> = out.lines().map(|l| l.split(' ').collect()).collect();
+    for s in &servers {
+        assert_eq!(s[3], "0", "a health check failed: {out}");
+    }
+    servers.len() == 16 && servers.iter().all(|s| s[2] == "L7OK")
+}
+
 /// One SMTP exchange from `source` through `port`: the greeting, EHLO, QUIT.
 fn smtp_from(source: &str, port: u16) -> String {
     let (out, _) = run(
@@ -626,6 +661,14 @@ fn haproxy_cfg_forwards_the_real_client_and_its_local_health_checks_are_not_atta
         vec![25, 465, 587, 993]
     );
     let file = d.dir.path().join("haproxy.cfg");
+    // A stats socket (the test's, not the reference's) to read the checks'
+    // results.
+    let sock = d.dir.path().join("haproxy.sock");
+    let rendered = rendered.replacen(
+        "global\n",
+        &format!("global\n    stats socket {}\n", sock.display()),
+        1,
+    );
     std::fs::write(&file, &rendered).expect("write cfg");
     let hlog = d.dir.path().join("haproxy.log");
     let child = Command::new(tool("haproxy"))
@@ -665,7 +708,7 @@ fn haproxy_cfg_forwards_the_real_client_and_its_local_health_checks_are_not_atta
             .count();
         smtp >= 40 && imap >= 8
     };
-    while !enough(&d.log_text()) {
+    while !enough(&d.log_text()) || !checks_all_pass(&sock) {
         if let Some(status) = guard.0.try_wait().expect("try_wait") {
             panic!(
                 "haproxy exited with {status}:\n{}\n{rendered}",
