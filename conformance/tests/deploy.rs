@@ -643,7 +643,8 @@ fn haproxy_cfg_forwards_the_real_client_and_its_local_health_checks_are_not_atta
     let d = Daemon::start_with(&listeners, "", rate);
     assert_eq!(d.addrs.len(), 4);
 
-    // NodePort -> container port (services.yaml) -> the daemon's listener.
+    // NodePort -> container port (mailserver-proxy, as the manifests test
+    // checks it) -> the daemon's listener.
     let target_of: BTreeMap<u16, u16> =
         [(30125, 2525), (30126, 4465), (30127, 5587), (30128, 10993)]
             .into_iter()
