@@ -562,7 +562,7 @@ fn check_config_names_file_line_and_key() {
         err.contains("bad.toml:9: listener[1].trusted_networks: not a network"),
         "{err}"
     );
-    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postern.toml");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/postern.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
         .arg("check-config")
         .arg(&good)

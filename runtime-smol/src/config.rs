@@ -963,7 +963,7 @@ mod deploy_tests {
 
     #[test]
     fn reference_deployment_config_has_the_eight_listeners() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postern.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/postern.toml");
         let c = Config::load(&path).unwrap();
         let ports: Vec<(u16, bool)> = c
             .listeners
