@@ -431,7 +431,28 @@ fn manifests_ports_and_paths_match_postern_toml() {
     let cron_pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
     let probe = &cron_pod["containers"][0];
     assert_eq!(probe["args"][0], "probe");
-    assert_eq!(config_map(probe, cron_pod), source);
+    // The probe reads its own file, which the probe's loader accepts, and
+    // the secret files it names are mounted from the probe's Secret.
+    let probe_toml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/probe.toml"),
+    )
+    .expect("probe.toml");
+    assert_eq!(config_map(probe, cron_pod), probe_toml);
+    if let Err(e) = postern_runtime_smol::probe::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/probe.toml"),
+    ) {
+        panic!("probe.toml does not load: {e}");
+    }
+    for file in [
+        "/secrets/BREVO_API_KEY",
+        "/secrets/EMAIL_MONITOR_IMAP_PASSWORD",
+    ] {
+        assert!(probe_toml.contains(file), "{file}");
+        let (volume, inside, read_only) = mounted(cron_pod, probe, Path::new(file));
+        assert!(read_only);
+        assert_eq!(volume["secret"]["secretName"], "mailserver-probe-secrets");
+        assert_eq!(inside, file.trim_start_matches("/secrets/"));
+    }
 
     // The files postern.toml names are the Secrets' keys.
     let secret_key = |file: &Path| -> (String, String) {
