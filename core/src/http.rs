@@ -347,6 +347,9 @@ pub enum Route {
     /// `/readyz`: the listeners, the mail store, the queue and the
     /// certificate are usable.
     Readyz,
+    /// `/.well-known/mta-sts.txt`: the MTA-STS policy (RFC 8461), when one
+    /// is configured.
+    MtaSts,
     /// Anything else (404).
     NotFound,
 }
@@ -357,6 +360,7 @@ pub fn route(request: &Request) -> Route {
         "/metrics" => Route::Metrics,
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
+        "/.well-known/mta-sts.txt" => Route::MtaSts,
         _ => Route::NotFound,
     }
 }

@@ -10,6 +10,7 @@ pub mod datetime;
 pub mod front;
 pub mod http;
 pub mod imap;
+pub mod mtasts;
 pub mod net;
 pub mod policy;
 pub mod probe;

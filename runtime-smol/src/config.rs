@@ -172,7 +172,17 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    mta_sts: Option<Spanned<RawMtaSts>>,
     listener: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtaSts {
+    mode: Spanned<String>,
+    #[serde(default)]
+    mx: Vec<String>,
+    max_age_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -426,6 +436,8 @@ pub struct Config {
     pub rate: RateConfig,
     /// The log's format and file.
     pub log: LogConfig,
+    /// The MTA-STS policy served on the HTTP listener, if any.
+    pub mta_sts: Option<postern_core::mtasts::Policy>,
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
@@ -826,6 +838,41 @@ impl Config {
             ),
             exceptions: nets(&r.exceptions, "rate.exceptions")?,
         };
+        let mta_sts = match &raw.mta_sts {
+            None => None,
+            Some(m) => {
+                use postern_core::mtasts::{Mode, Policy};
+                let r = m.get_ref();
+                let mode = match r.mode.get_ref().as_str() {
+                    "enforce" => Mode::Enforce,
+                    "testing" => Mode::Testing,
+                    "none" => Mode::None,
+                    other => {
+                        return Err(at(
+                            r.mode.span(),
+                            "mta_sts.mode",
+                            format!("{other:?}: expected enforce, testing or none"),
+                        ))
+                    }
+                };
+                let max_age = Range(
+                    "mta_sts.max_age_secs",
+                    604_800,
+                    86_400,
+                    postern_core::mtasts::MAX_AGE_LIMIT,
+                )
+                .get(r.max_age_secs.as_ref(), &at)?;
+                let policy = Policy {
+                    mode,
+                    mx: r.mx.clone(),
+                    max_age,
+                };
+                if let Err(e) = policy.validate() {
+                    return Err(at(m.span(), "mta_sts", e.to_string()));
+                }
+                Some(policy)
+            }
+        };
         let log = LogConfig {
             format: match raw
                 .log
@@ -872,6 +919,7 @@ impl Config {
             max_connections_per_client,
             rate,
             log,
+            mta_sts,
             file_lines,
             queue_dir,
             relay,
@@ -925,6 +973,21 @@ trusted_networks = ["10.0.20.0/24"]
         assert_eq!(c.listeners.len(), 2);
         assert!(c.listeners[1].proxy.is_required());
         assert_eq!(c.data_dir, Path::new("/etc/mail"));
+    }
+
+    #[test]
+    fn mta_sts_policy_is_read_and_checked() {
+        let good = format!("{GOOD}[mta_sts]\nmode = \"testing\"\nmx = [\"mail.example.com\"]\n");
+        let c = Config::parse(&good, Path::new("p.toml"), Path::new(".")).unwrap();
+        let p = c.mta_sts.expect("policy");
+        assert_eq!(p.mode, postern_core::mtasts::Mode::Testing);
+        assert_eq!(p.max_age, 604_800);
+        let bad = format!("{GOOD}[mta_sts]\nmode = \"enforce\"\nmx = []\n");
+        let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mta_sts"), "{e}");
+        let bad = format!("{GOOD}[mta_sts]\nmode = \"strict\"\nmx = [\"a.b\"]\n");
+        let e = Config::parse(&bad, Path::new("p.toml"), Path::new(".")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mta_sts.mode"), "{e}");
     }
 
     #[test]

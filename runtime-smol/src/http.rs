@@ -247,6 +247,18 @@ async fn feed(srv: &Arc<Server>, limits: &HttpLimits, head: &[u8]) -> Step {
     let head_only = req.method == Method::Head;
     match http::route(&req) {
         Route::Healthz => Step::Answer(http::text(Status::Ok, "ok\n", head_only), "/healthz", 200),
+        Route::MtaSts => match &srv.config.mta_sts {
+            Some(policy) => Step::Answer(
+                http::text(Status::Ok, &policy.text(), head_only),
+                "/.well-known/mta-sts.txt",
+                200,
+            ),
+            None => Step::Answer(
+                http::text(Status::NotFound, "no MTA-STS policy\n", head_only),
+                "other",
+                404,
+            ),
+        },
         Route::NotFound => Step::Answer(
             http::text(Status::NotFound, "not found\n", head_only),
             "other",
