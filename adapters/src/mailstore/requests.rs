@@ -7,7 +7,7 @@ use super::index::Entry;
 use super::{MailStore, MailStoreError};
 use crate::maildir::{crlf_to_lf, sync_dir};
 use postern_core::imap::event::{
-    Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, Stored,
+    Code, ListEntry, MailboxAnswer, MailboxRequest, Stored,
 };
 use postern_core::imap::rules::{self, StoreStep};
 use std::collections::HashMap;
@@ -101,19 +101,7 @@ impl MailStore {
                     )
                 };
                 self.with(&dir, |f| {
-                    let view = MailboxView {
-                        uid_validity: f.validity,
-                        uid_next: f.next,
-                        messages: f.view(),
-                        keywords: f
-                            .keywords
-                            .iter()
-                            .filter(|k| !k.is_empty())
-                            .cloned()
-                            .collect(),
-                        highest_modseq: f.highest_modseq,
-                        attributes,
-                    };
+                    let view = f.current_view(attributes);
                     // Poll's answer is the same view, named for what it is.
                     Ok(if poll {
                         MailboxAnswer::Changed(view)

@@ -320,3 +320,70 @@ fn changes_are_told_by_mailbox_not_path() {
     assert!(MailboxStore::version(&s, &MailboxId::new(u, "Nope")).is_none());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn answers_from_memory_only_what_answer_would_say() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let poll = MailboxRequest::Poll {
+        mailbox: "INBOX".into(),
+    };
+    let status = MailboxRequest::Status {
+        mailbox: "INBOX".into(),
+    };
+    // Unknown account, folder not loaded yet: disk is needed.
+    assert!(s.answer_cached(u, &poll).is_none());
+    let append = |subject: &str| {
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: vec!["\\Seen".into()],
+                data: format!("Subject: {subject}\r\n\r\nx\r\n").into_bytes(),
+                date: Some(1_795_588_686),
+            },
+        )
+    };
+    append("a");
+    append("b");
+    let full = s.answer(u, poll.clone());
+    assert_eq!(s.answer_cached(u, &poll), Some(full));
+    assert_eq!(
+        s.answer_cached(u, &status),
+        Some(s.answer(u, status.clone()))
+    );
+    // Never asked by this account: disk (or the lock) is needed.
+    let other = MailboxRequest::Poll {
+        mailbox: "Work".into(),
+    };
+    assert!(s.answer_cached(u, &other).is_none());
+    // Summaries: only once every one asked for is in memory.
+    let sums = MailboxRequest::Summaries {
+        mailbox: "INBOX".into(),
+        uids: vec![2, 1],
+    };
+    assert!(s.answer_cached(u, &sums).is_none());
+    let parsed = s.answer(u, sums.clone());
+    assert_eq!(s.answer_cached(u, &sums), Some(parsed));
+    // A busy folder is left to the blocking path.
+    {
+        let state = s.state(&dir.join("example.com/alice"));
+        let _held = lock(&state);
+        assert!(s.answer_cached(u, &poll).is_none());
+    }
+    // A message dropped in by someone else: the directory changed, the
+    // index must be brought up to date first (on the blocking path).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(
+        dir.join("example.com/alice/new/1700000000.M1P1.other"),
+        b"Subject: c\n\nx\n",
+    )
+    .unwrap();
+    assert!(s.answer_cached(u, &poll).is_none());
+    let MailboxAnswer::Changed(v) = s.answer(u, poll.clone()) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 3);
+    assert_eq!(s.answer_cached(u, &poll), Some(MailboxAnswer::Changed(v)));
+    fs::remove_dir_all(&dir).unwrap();
+}
