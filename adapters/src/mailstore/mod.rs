@@ -51,6 +51,9 @@ use std::time::UNIX_EPOCH;
 pub struct MailStore {
     maildir: Arc<Maildir>,
     folders: Mutex<HashMap<PathBuf, Arc<Mutex<Folder>>>>,
+    /// APPENDs written and synced in `tmp/`, per folder, waiting for the
+    /// folder's lock to be filed together (group commit).
+    appends: Mutex<HashMap<PathBuf, Vec<Arc<requests::AppendJob>>>>,
     /// Storage limit per account in bytes (None: unlimited).
     quota: Option<u64>,
     /// Per-account limits (docker-mailserver's `dovecot-quotas.cf`).
@@ -74,6 +77,7 @@ impl MailStore {
         Self {
             maildir,
             folders: Mutex::new(HashMap::new()),
+            appends: Mutex::new(HashMap::new()),
             quota: None,
             quotas: HashMap::new(),
             clock: Arc::new(SystemClock),

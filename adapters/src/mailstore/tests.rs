@@ -387,3 +387,60 @@ fn answers_from_memory_only_what_answer_would_say() {
     assert_eq!(s.answer_cached(u, &poll), Some(MailboxAnswer::Changed(v)));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn concurrent_appends_are_filed_together_with_distinct_uids() {
+    let (s, dir) = store();
+    let s = Arc::new(s);
+    let u = "alice@example.com";
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|i| {
+                        let a = s.answer(
+                            u,
+                            MailboxRequest::Append {
+                                mailbox: "Drafts".into(),
+                                flags: vec![format!("$T{t}")],
+                                data: format!("Subject: {t}.{i}\r\n\r\nx\r\n").into_bytes(),
+                                date: None,
+                            },
+                        );
+                        let MailboxAnswer::Uids { to, .. } = a else {
+                            panic!("{a:?}")
+                        };
+                        to[0]
+                    })
+                    .collect::<Vec<u32>>()
+            })
+        })
+        .collect();
+    let mut uids: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=40).collect::<Vec<u32>>());
+    let list = fs::read_to_string(dir.join("example.com/alice/.Drafts/dovecot-uidlist")).unwrap();
+    assert_eq!(list.lines().count(), 41, "{list}");
+    // A fresh store reads the same UIDs and keywords back from disk.
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::View(v) = again.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "Drafts".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 40);
+    assert_eq!(v.uid_next, 41);
+    assert!(v.messages.iter().all(|m| m.flags.len() == 1));
+    assert!(fs::read_dir(dir.join("example.com/alice/.Drafts/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    fs::remove_dir_all(&dir).unwrap();
+}
