@@ -92,6 +92,15 @@ fn duration(v: &str) -> Result<Duration, String> {
     }
 }
 
+/// A postscreen action: `ignore` or `drop`.
+fn action(v: &str) -> Result<postern_core::smtp::PostscreenAction, String> {
+    match v {
+        "ignore" => Ok(postern_core::smtp::PostscreenAction::Ignore),
+        "drop" => Ok(postern_core::smtp::PostscreenAction::Drop),
+        _ => Err(format!("postscreen action {v:?}: ignore or drop")),
+    }
+}
+
 impl Setup {
     /// Builds the setup from a transcript's header directives.
     pub fn from_header(header: &[(String, String)]) -> Result<Self, String> {
@@ -176,6 +185,26 @@ impl Setup {
                             "data_timeout" => l.data_timeout = duration(v)?,
                             "proxy_timeout" => proxy_timeout = duration(v)?,
                             "hostname" => config.hostname = v.to_owned(),
+                            // The postscreen checks: a pause, then each
+                            // test enabled with its action.
+                            "greet_pause" => config.postscreen.greet_pause = duration(v)?,
+                            "greet_action" => config.postscreen.greet_action = action(v)?,
+                            "pipelining" => {
+                                config.postscreen.pipelining_enable = true;
+                                config.postscreen.pipelining_action = action(v)?;
+                            }
+                            "non_smtp_command" => {
+                                config.postscreen.non_smtp_command_enable = true;
+                                config.postscreen.non_smtp_command_action = action(v)?;
+                            }
+                            "bare_newline_command" => {
+                                config.postscreen.bare_newline_enable = true;
+                                config.postscreen.bare_newline_action = action(v)?;
+                            }
+                            "postscreen_allow" => {
+                                config.postscreen.allow =
+                                    Networks::parse(v.split(',')).map_err(|e| e.to_string())?
+                            }
                             "bare_newline" => {
                                 config.bare_newline = match v {
                                     "reject" => BareNewline::Reject,

@@ -12,7 +12,10 @@
 //! @local 10.0.20.1:25         # the socket's local address (default shown)
 //! @set max_recipients=3       # any limit: max_line, max_recipients, max_message_size,
 //!                             # hard_error_limit, command_timeout, data_timeout,
-//!                             # max_pipelined, proxy_timeout, bare_newline, hostname
+//!                             # max_pipelined, proxy_timeout, bare_newline, hostname;
+//!                             # postscreen: greet_pause=2s greet_action=ignore|drop,
+//!                             # pipelining=, non_smtp_command=, bare_newline_command=
+//!                             # (ignore|drop: enables the test), postscreen_allow=NETS
 //! @domains example.com        # the mock directory's local domains
 //! @users alice@example.com    # its mailboxes
 //! @catchall example.org       # domains whose unknown users are accepted

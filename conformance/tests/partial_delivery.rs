@@ -6,27 +6,11 @@
 
 mod common;
 
-use common::{Client, Daemon};
-use std::process::Command;
+use common::{queue_cli, Client, Daemon};
 use std::time::{Duration, Instant};
 
 const SMTP: &str =
     "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n";
-
-fn queue_cli(d: &Daemon, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
-        .args(["queue", "--config"])
-        .arg(&d.config)
-        .args(args)
-        .output()
-        .expect("queue cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the_queue() {

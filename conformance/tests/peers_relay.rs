@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{free_port, peer, tool, Daemon};
+use common::{free_port, peer, queue_cli, tool, Daemon};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -131,21 +131,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn queue_cli(d: &Daemon, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
-        .args(["queue", "--config"])
-        .arg(&d.config)
-        .args(args)
-        .output()
-        .expect("queue cli");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -580,7 +565,9 @@ fn daily_cap_defers_and_expired_messages_bounce() {
     let probe = tempfile::tempdir().expect("dir");
     let sink = Sink::start(probe.path(), &[]);
     let extra = format!("{}daily_limit = 2\n", relay_to(sink.port));
-    let mut d = Daemon::start_with(SUBMISSION, "", &extra);
+    let monitored =
+        format!("{SUBMISSION}[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"http\"\n");
+    let mut d = Daemon::start_with(&monitored, "", &extra);
     for i in 0..3 {
         let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("capped {i}"));
         assert!(ok, "{out}");
@@ -614,6 +601,23 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         "deferred to the next UTC day, not failed: {list}"
     );
     assert_eq!(sink.messages().len(), 2);
+    // The monitoring listener shows the cap, today's count and the queue.
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(d.addrs[2]).expect("metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("get");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    for line in [
+        "postern_relay_daily_limit 2\n",
+        "postern_relay_sent_today 2\n",
+        "postern_queue_messages 1\n",
+        "postern_deliveries_total{destination=\"relay\",result=\"sent\"} 2\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     d.kill9();
 
     // A message older than the queue lifetime (5 days) that fails again

@@ -611,5 +611,41 @@ fn connection_limits_count_the_real_client_and_free_their_places() {
     }
     assert!(d
         .log_text()
-        .contains("connection refused for unknown[127.0.0.1]: 421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1"));
+        .contains("NOQUEUE: reject: CONNECT from unknown[127.0.0.1]: 421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1; proto=SMTP"));
+}
+
+#[test]
+fn connection_and_message_rates_per_client_as_postfix_anvil() {
+    let d = Daemon::start(
+        &format!("{MX_STARTTLS}\n[rate]\nconnection_rate_limit = 3\nmessage_rate_limit = 2\n"),
+        "",
+    );
+    let mx = d.addrs[0];
+    let mut a = Client::connect(mx).expect("a");
+    assert!(a.reply().expect("greeting").starts_with("220 "));
+    assert!(a
+        .cmd("EHLO client.example.net")
+        .expect("ehlo")
+        .starts_with("250 "));
+    for _ in 0..2 {
+        let r = a.cmd("MAIL FROM:<s@example.net>").expect("mail");
+        assert_eq!(r, "250 2.1.0 Ok");
+        assert_eq!(a.cmd("RSET").expect("rset"), "250 2.0.0 Ok");
+    }
+    let r = a.cmd("MAIL FROM:<s@example.net>").expect("mail");
+    assert_eq!(r, "450 4.7.1 Error: too much mail from 127.0.0.1");
+    for _ in 0..2 {
+        let mut c = Client::connect(mx).expect("c");
+        assert!(c.reply().expect("greeting").starts_with("220 "));
+    }
+    let mut c = Client::connect(mx).expect("4th");
+    assert_eq!(
+        c.reply().expect("refused"),
+        "421 4.7.0 mx.example.com Error: too many connections from 127.0.0.1"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 450 4.7.1 Error: too much mail from 127.0.0.1; from=<s@example.net> proto=ESMTP helo=<client.example.net>"),
+        "{log}"
+    );
 }

@@ -20,6 +20,13 @@ fn load_all() -> Vec<(String, transcript::Transcript)> {
                 transcript::parse(&text).expect("parse"),
             )
         })
+        // postscreen's pipelining test looks at what came in the same read
+        // as EHLO: cutting the reads changes its verdict by design.
+        .filter(|(_, t): &(String, transcript::Transcript)| {
+            !t.header
+                .iter()
+                .any(|(k, v)| k == "set" && v.contains("pipelining="))
+        })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v

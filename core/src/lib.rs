@@ -8,6 +8,7 @@
 pub mod crc32c;
 pub mod datetime;
 pub mod front;
+pub mod http;
 pub mod imap;
 pub mod net;
 pub mod policy;
@@ -16,6 +17,7 @@ pub mod sasl;
 pub mod secret;
 pub mod smtp;
 pub mod timer;
+pub mod x509;
 
 pub use net::Networks;
 pub use secret::Secret;

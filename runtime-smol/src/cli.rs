@@ -79,7 +79,10 @@ fn fit_connections(cfg: &mut config::Config, limit: u64) {
     }
 }
 
-fn init_logs() {
+/// Sets up `tracing` and the `[log]` format: with `syslog`, the Postfix
+/// and Dovecot lines go to stdout or `[log] file` and the other lines to
+/// stderr (stdout when a file is set).
+fn init_logs(log: &config::LogConfig, hostname: &str) -> std::io::Result<()> {
     let level = match std::env::var("POSTERN_LOG").as_deref() {
         Ok("error") => tracing::Level::ERROR,
         Ok("warn") => tracing::Level::WARN,
@@ -87,11 +90,16 @@ fn init_logs() {
         Ok("trace") => tracing::Level::TRACE,
         _ => tracing::Level::INFO,
     };
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    if log.format == config::LogFormat::Syslog && log.file.is_none() {
+        fmt.with_writer(std::io::stderr).init();
+    } else {
+        fmt.init();
+    }
+    crate::logs::init(log, hostname)
 }
 
 /// Runs the command line (`args` without the program name).
@@ -178,6 +186,7 @@ fn serve_default() -> ExitCode {
         devdefault::DEMO_USER,
         setup.password
     );
+    println!("  metrics: curl http://127.0.0.1:9100/metrics (and /healthz, /readyz)");
     run(cfg)
 }
 
@@ -194,7 +203,13 @@ fn serve_file(path: &Path) -> ExitCode {
 fn run(mut cfg: config::Config) -> ExitCode {
     // Before any thread is started (the executor's, the commit thread).
     let threads = executor_threads();
-    init_logs();
+    if let Err(e) = init_logs(&cfg.log, &cfg.hostname) {
+        eprintln!(
+            "postern: log file {}: {e}",
+            cfg.log.file.as_deref().unwrap_or(Path::new("-")).display()
+        );
+        return ExitCode::from(1);
+    }
     let (before, after) = raise_descriptor_limit();
     match (before, after) {
         (Some(b), Some(a)) if a > b => {

@@ -31,6 +31,27 @@
 //! max_connections = 2000                      # SMTP sessions at once
 //! max_connections_per_client = 50             # per real client address
 //!
+//! [postscreen]                                # MX checks, postscreen(8)'s names
+//! greet_pause_ms = 0                          # >0: "220-" first, PREGREET test
+//! greet_action = "ignore"                     # ignore | drop
+//! pipelining_enable = false                   # commands pipelined before EHLO
+//! pipelining_action = "ignore"
+//! non_smtp_command_enable = false             # GET /, POST, CONNECT, binary
+//! non_smtp_command_action = "drop"
+//! bare_newline_enable = false                 # command lines ended by LF alone
+//! bare_newline_action = "ignore"
+//! access_list = ["10.0.20.0/24"]              # networks no check applies to
+//!
+//! [rate]                                      # per real client address (anvil)
+//! connection_rate_limit = 10                  # MX connections a minute (0: off)
+//! message_rate_limit = 30                     # MX MAIL commands a minute (0: off)
+//! time_unit_secs = 60                         # anvil_rate_time_unit
+//! exceptions = ["10.0.20.0/24"]               # smtpd_client_event_limit_exceptions
+//!
+//! [log]
+//! format = "tracing"                          # tracing (default) | syslog
+//! file = "/var/log/mail.log"                  # syslog lines here (default: stdout)
+//!
 //! [relay]                                     # optional: the smarthost
 //! host = "smtp-relay.brevo.com"
 //! port = 587
@@ -40,10 +61,14 @@
 //!
 //! [[listener]]
 //! address = "0.0.0.0:2525"
-//! protocol = "smtp"                           # smtp | submission | imap
+//! protocol = "smtp"                           # smtp | submission | imap | http
 //! tls = "starttls"                            # none | starttls | implicit
 //! proxy = "required"                          # forbidden (default) | required
 //! trusted_networks = ["10.0.20.0/24"]
+//!
+//! [[listener]]                                # /metrics, /healthz, /readyz
+//! address = "0.0.0.0:9100"
+//! protocol = "http"                           # plain HTTP only (tls = "none")
 //! ```
 //!
 //! Limits: every number has a default no looser than Postfix's or
@@ -71,6 +96,10 @@
 //! | `relay.concurrency`               | 4        | 1 to 64                 |
 //! | `relay.scan_interval_secs`        | 5        | 1 to 86,400             |
 //! | `listener.proxy_timeout_secs`     | 5        | 1 to 300                |
+//! | `postscreen.greet_pause_ms`       | 0 (off)  | 0 to 60,000             |
+//! | `rate.connection_rate_limit`      | 10 (MX)  | 0 (off) to 1,000,000    |
+//! | `rate.message_rate_limit`         | 30 (MX)  | 0 (off) to 1,000,000    |
+//! | `rate.time_unit_secs`             | 60       | 1 to 86,400             |
 //!
 //! [`Config::load`] checks the file itself; [`Config::check_files`] (run
 //! by `postern check-config`) also checks that every file it names exists
@@ -78,7 +107,7 @@
 //! `sasl_passwd` and CA file.
 
 use postern_core::proxy::{ProxyConfig, ProxyPolicy};
-use postern_core::smtp::{BareNewline, SmtpConfig, SmtpLimits};
+use postern_core::smtp::{BareNewline, Postscreen, PostscreenAction, SmtpConfig, SmtpLimits};
 use postern_core::Networks;
 use serde::Deserialize;
 use std::fmt;
@@ -137,7 +166,76 @@ struct Raw {
     queue_dir: Option<PathBuf>,
     #[serde(default)]
     relay: Option<Spanned<RawRelay>>,
+    #[serde(default)]
+    postscreen: RawPostscreen,
+    #[serde(default)]
+    rate: RawRate,
+    #[serde(default)]
+    log: RawLog,
     listener: Vec<Spanned<RawListener>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPostscreen {
+    greet_pause_ms: Option<Spanned<u64>>,
+    greet_action: Option<Spanned<String>>,
+    pipelining_enable: Option<bool>,
+    pipelining_action: Option<Spanned<String>>,
+    non_smtp_command_enable: Option<bool>,
+    non_smtp_command_action: Option<Spanned<String>>,
+    bare_newline_enable: Option<bool>,
+    bare_newline_action: Option<Spanned<String>>,
+    access_list: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    connection_rate_limit: Option<Spanned<u32>>,
+    message_rate_limit: Option<Spanned<u32>>,
+    time_unit_secs: Option<Spanned<u64>>,
+    exceptions: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<Spanned<String>>,
+    file: Option<PathBuf>,
+}
+
+/// How the daemon writes its log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The format of the SMTP and IMAP security lines.
+    pub format: LogFormat,
+    /// Where syslog lines go (`None`: stdout).
+    pub file: Option<PathBuf>,
+}
+
+/// `[log] format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Every line through `tracing` on stdout (the default).
+    Tracing,
+    /// The Postfix and Dovecot lines CrowdSec's parsers read, with a
+    /// syslog header, on stdout or in `[log] file`; the other lines go
+    /// through `tracing` on stderr (stdout when a file is set).
+    Syslog,
+}
+
+/// Per-client rate limits (`[rate]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateConfig {
+    /// MX connections per client per `time_unit` (0: off).
+    pub connection_rate_limit: u32,
+    /// MX transactions (MAIL) per client per `time_unit` (0: off).
+    pub message_rate_limit: u32,
+    /// The rate window (`anvil_rate_time_unit`).
+    pub time_unit: Duration,
+    /// Addresses no per-client limit applies to.
+    pub exceptions: Networks,
 }
 
 #[derive(Deserialize)]
@@ -217,6 +315,20 @@ pub enum Protocol {
     Submission,
     /// IMAP.
     Imap,
+    /// HTTP: `/metrics`, `/healthz`, `/readyz` (plain text, no TLS).
+    Http,
+}
+
+impl Protocol {
+    /// The name in the configuration file (and in metric labels).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Imap => "imap",
+            Protocol::Http => "http",
+        }
+    }
 }
 
 /// TLS mode of a listener.
@@ -310,6 +422,10 @@ pub struct Config {
     pub max_connections_per_client: u32,
     /// The smarthost, if outbound mail is relayed.
     pub relay: Option<RelayConfig>,
+    /// Per-client rate limits.
+    pub rate: RateConfig,
+    /// The log's format and file.
+    pub log: LogConfig,
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
@@ -526,11 +642,12 @@ impl Config {
                 "smtp" => Protocol::Smtp,
                 "submission" => Protocol::Submission,
                 "imap" => Protocol::Imap,
+                "http" => Protocol::Http,
                 other => {
                     return Err(at(
                         r.protocol.span(),
                         &k("protocol"),
-                        format!("{other:?}: expected smtp, submission or imap"),
+                        format!("{other:?}: expected smtp, submission, imap or http"),
                     ))
                 }
             };
@@ -547,6 +664,13 @@ impl Config {
                     ))
                 }
             };
+            if protocol == Protocol::Http && tls_mode != TlsMode::None {
+                return Err(at(
+                    l.span(),
+                    &k("tls"),
+                    "an http listener is plain HTTP on the pod network: tls = \"none\"".into(),
+                ));
+            }
             if tls_mode != TlsMode::None && tls.is_none() {
                 return Err(at(
                     l.span(),
@@ -639,6 +763,89 @@ impl Config {
                 })
             }
         };
+        let action = |v: &Option<Spanned<String>>,
+                      key: &str,
+                      default: PostscreenAction|
+         -> Result<PostscreenAction, ConfigError> {
+            match v.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+                None => Ok(default),
+                Some(("ignore", _)) => Ok(PostscreenAction::Ignore),
+                Some(("drop", _)) => Ok(PostscreenAction::Drop),
+                Some((other, span)) => Err(at(
+                    span,
+                    key,
+                    format!("{other:?}: expected \"ignore\" or \"drop\""),
+                )),
+            }
+        };
+        let nets = |v: &Option<Spanned<Vec<String>>>, key: &str| -> Result<Networks, ConfigError> {
+            match v {
+                None => Ok(Networks::none()),
+                Some(n) => Networks::parse(n.get_ref().iter().map(String::as_str))
+                    .map_err(|e| at(n.span(), key, e.to_string())),
+            }
+        };
+        let ps = &raw.postscreen;
+        let d = Postscreen::default();
+        smtp.postscreen = Postscreen {
+            greet_pause: Duration::from_millis(
+                Range("postscreen.greet_pause_ms", 0, 0, 60_000)
+                    .get(ps.greet_pause_ms.as_ref(), &at)?,
+            ),
+            greet_action: action(&ps.greet_action, "postscreen.greet_action", d.greet_action)?,
+            pipelining_enable: ps.pipelining_enable.unwrap_or(d.pipelining_enable),
+            pipelining_action: action(
+                &ps.pipelining_action,
+                "postscreen.pipelining_action",
+                d.pipelining_action,
+            )?,
+            non_smtp_command_enable: ps
+                .non_smtp_command_enable
+                .unwrap_or(d.non_smtp_command_enable),
+            non_smtp_command_action: action(
+                &ps.non_smtp_command_action,
+                "postscreen.non_smtp_command_action",
+                d.non_smtp_command_action,
+            )?,
+            bare_newline_enable: ps.bare_newline_enable.unwrap_or(d.bare_newline_enable),
+            bare_newline_action: action(
+                &ps.bare_newline_action,
+                "postscreen.bare_newline_action",
+                d.bare_newline_action,
+            )?,
+            allow: nets(&ps.access_list, "postscreen.access_list")?,
+        };
+        let r = &raw.rate;
+        let rate = RateConfig {
+            connection_rate_limit: Range("rate.connection_rate_limit", 10, 0, 1_000_000)
+                .get(r.connection_rate_limit.as_ref(), &at)?,
+            message_rate_limit: Range("rate.message_rate_limit", 30, 0, 1_000_000)
+                .get(r.message_rate_limit.as_ref(), &at)?,
+            time_unit: Duration::from_secs(
+                Range("rate.time_unit_secs", 60, 1, 86_400).get(r.time_unit_secs.as_ref(), &at)?,
+            ),
+            exceptions: nets(&r.exceptions, "rate.exceptions")?,
+        };
+        let log = LogConfig {
+            format: match raw
+                .log
+                .format
+                .as_ref()
+                .map(|f| (f.get_ref().as_str(), f.span()))
+            {
+                None | Some(("tracing", _)) => LogFormat::Tracing,
+                Some(("syslog", _)) => LogFormat::Syslog,
+                Some((other, span)) => {
+                    return Err(at(
+                        span,
+                        "log.format",
+                        format!("{other:?}: expected \"tracing\" or \"syslog\""),
+                    ))
+                }
+            },
+            file: raw.log.file.as_deref().map(abs),
+        };
+
         let data_dir = abs(raw.data_dir.get_ref());
         let queue_dir = raw
             .queue_dir
@@ -663,6 +870,8 @@ impl Config {
         Ok(Config {
             max_connections,
             max_connections_per_client,
+            rate,
+            log,
             file_lines,
             queue_dir,
             relay,
@@ -733,6 +942,16 @@ trusted_networks = ["10.0.20.0/24"]
             e.to_string().starts_with("p.toml:15: listener[2].protocol"),
             "{e}"
         );
+        let http = format!("{GOOD}[[listener]]\naddress = \"0.0.0.0:9100\"\nprotocol = \"http\"\n");
+        let c = Config::parse(&http, Path::new("p.toml"), Path::new(".")).unwrap();
+        assert_eq!(c.listeners[2].protocol, Protocol::Http);
+        let e = Config::parse(
+            &format!("{http}tls = \"implicit\"\n"),
+            Path::new("p.toml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("listener[3].tls"), "{e}");
         let e = Config::parse("hostname = 1", Path::new("p.toml"), Path::new(".")).unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
     }
@@ -749,6 +968,7 @@ mod deploy_tests {
         let ports: Vec<(u16, bool)> = c
             .listeners
             .iter()
+            .filter(|l| l.protocol != Protocol::Http)
             .map(|l| (l.address.port(), l.proxy.is_required()))
             .collect();
         assert_eq!(
@@ -764,5 +984,12 @@ mod deploy_tests {
                 (10993, true)
             ]
         );
+        let http: Vec<u16> = c
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == Protocol::Http)
+            .map(|l| l.address.port())
+            .collect();
+        assert_eq!(http, vec![9100]);
     }
 }

@@ -1,15 +1,15 @@
 //! Executes the delivery verdict: queues the remote recipients, writes the
 //! local copies through the group-commit writer, and reports what became
 //! durable. The headers each copy gets are decided in
-//! `postern_core::policy::delivery`.
+//! `postern_core::smtp::received`; what becomes of the message is
+//! `postern_core::policy::delivery`'s verdict.
 
 use crate::clock::{date_now, unix_now};
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
 use postern_adapters::store::Delivery;
-use postern_core::policy::delivery::{
-    bounce_prefix, keep_failed_for_retry, local_copies, outbound_bytes, received_bytes, Outcome,
-};
+use postern_core::policy::delivery::{keep_failed_for_retry, Outcome};
+use postern_core::smtp::received::{bounce_prefix, local_copies, outbound_bytes, received_bytes};
 use postern_core::smtp::Message;
 use std::io;
 use std::sync::Arc;

@@ -110,4 +110,9 @@ tls = "implicit"
 address = "127.0.0.1:10993"
 protocol = "imap"
 tls = "implicit"
+
+# Monitoring: /metrics, /healthz, /readyz over plain HTTP.
+[[listener]]
+address = "127.0.0.1:9100"
+protocol = "http"
 "#;

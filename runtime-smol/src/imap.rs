@@ -47,6 +47,8 @@ pub async fn serve(
     let mut buf: Vec<u8> = Vec::new();
     let mut idle_version = None;
     let mut waiter: Option<Receiver<()>> = None;
+    let _counted = srv.metrics.imap_session();
+    let mut idling = None;
     // The session's place under the connection limits, freed when it ends.
     let mut slot = None;
     loop {
@@ -74,6 +76,7 @@ pub async fn serve(
                     match Box::pin(stream.start_tls(acceptor, early).or(timeout)).await {
                         Ok(_) => session.handle_tls_established(),
                         Err(e) => {
+                            srv.metrics.tls_handshake_failure("imap");
                             info!(client = %session.client().client, "imap-login: TLS handshake failed: {e}");
                             return;
                         }
@@ -88,6 +91,9 @@ pub async fn serve(
             }
         }
         let idle = session.is_idle();
+        if idle != idling.is_some() {
+            idling = idle.then(|| srv.metrics.imap_idle());
+        }
         if !idle {
             waiter = None;
         } else if waiter.is_none() {
@@ -191,6 +197,9 @@ async fn answer(
 ) {
     let client = session.client().client;
     let ip = client.ip();
+    if let Event::Notice(n) = &e {
+        srv.metrics.imap_notice(n);
+    }
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, "imap-login: connect rip={}", a.client.ip());
@@ -211,12 +220,15 @@ async fn answer(
             let verdict = smol::unblock(move || dir.verify(&user, password.expose())).await;
             match verdict {
                 Some(account) => {
-                    info!(client = %client, "imap-login: Login: user=<{account}>, method=PLAIN, rip={ip}, secured");
+                    srv.auth_succeeded(ip);
+                    crate::logs::imap_login(&session.client(), &account);
                     session.answer_login(Instant::now(), LoginAnswer::Success(account));
                 }
                 None => {
-                    Timer::after(srv.config.auth_failure_delay).await;
-                    warn!(client = %client, "imap-login: Disconnected (auth failed, 1 attempts): user=<{username}>, method=PLAIN, rip={ip}, secured");
+                    // The same failure throttle as SMTP AUTH, per real address.
+                    let delay = srv.auth_failed(ip, &username);
+                    Timer::after(delay).await;
+                    crate::logs::imap_login_failed(&session.client(), &username, 1, delay);
                     session.answer_login(Instant::now(), LoginAnswer::Failure);
                 }
             }

@@ -46,6 +46,7 @@ pub async fn bind(srv: &Server) -> Result<Bound, StartError> {
 pub async fn serve(srv: Arc<Server>, bound: Bound) {
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let (alive_tx, alive_rx) = smol::channel::bounded::<()>(1);
+    srv.metrics.listeners_bound_now(bound.listeners.len());
     for (tcp, l) in bound.listeners {
         let addr = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
         info!(
@@ -58,6 +59,26 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                 "forbidden"
             }
         );
+        let name = (addr.clone(), l.protocol.name());
+        if l.protocol == Protocol::Http {
+            let hl = Arc::new(crate::http::HttpListener {
+                proxy: l.proxy.clone(),
+                limits: postern_core::http::HttpLimits::default(),
+            });
+            let serve = move |srv, stream, peer, local, stop| {
+                crate::http::serve(srv, hl.clone(), stream, peer, local, stop)
+            };
+            smol::spawn(accept_loop(
+                srv.clone(),
+                tcp,
+                name,
+                serve,
+                stop_rx.clone(),
+                alive_tx.clone(),
+            ))
+            .detach();
+            continue;
+        }
         if l.protocol == Protocol::Imap {
             let il = Arc::new(postern_core::imap::session::ImapListener {
                 tls: l.tls,
@@ -69,6 +90,7 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
             smol::spawn(accept_loop(
                 srv.clone(),
                 tcp,
+                name,
                 serve,
                 stop_rx.clone(),
                 alive_tx.clone(),
@@ -91,6 +113,7 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
         smol::spawn(accept_loop(
             srv.clone(),
             tcp,
+            name,
             serve,
             stop_rx.clone(),
             alive_tx.clone(),
@@ -171,10 +194,12 @@ async fn wait_for_signal() {
 }
 
 /// Accepts connections until `stop`, running `serve` for each; every
-/// connection holds an `alive` sender so shutdown can wait for them.
+/// connection holds an `alive` sender so shutdown can wait for them, and
+/// is counted in the metrics under `name` (listener address, protocol).
 async fn accept_loop<F, Fut>(
     srv: Arc<Server>,
     tcp: TcpListener,
+    name: (String, &'static str),
     serve: F,
     stop: Receiver<()>,
     alive: Sender<()>,
@@ -197,8 +222,10 @@ async fn accept_loop<F, Fut>(
                 // would double every connection's task.
                 let session = Box::pin(serve(srv.clone(), stream, peer, local, stop.clone()));
                 let alive = alive.clone();
+                let counted = srv.metrics.connection(&name.0, name.1);
                 smol::spawn(async move {
                     session.await;
+                    drop(counted);
                     drop(alive);
                 })
                 .detach();

@@ -72,7 +72,15 @@ pub async fn run(
             let tasks: Vec<_> = batch
                 .iter()
                 .cloned()
-                .map(|m| smol::spawn(attempt(srv.clone(), relay.clone(), spool.clone(), m)))
+                .map(|m| {
+                    smol::spawn(attempt(
+                        srv.clone(),
+                        relay.clone(),
+                        spool.clone(),
+                        m,
+                        stop.clone(),
+                    ))
+                })
                 .collect();
             for t in tasks {
                 t.await;
@@ -130,6 +138,7 @@ async fn attempt(
     relay: Option<Arc<Relay>>,
     spool: Arc<dyn Queue>,
     mut msg: QueuedMessage,
+    stop: Receiver<()>,
 ) {
     let now = unix_now();
     let (day, sent) = sent_today(&srv, now).await;
@@ -197,7 +206,7 @@ async fn attempt(
     match (&relay, job.rcpts.is_empty()) {
         (_, true) => {}
         (Some(relay), false) => {
-            let said = converse(relay, job.clone()).await;
+            let said = converse(relay, job.clone(), &stop).await;
             outcomes.extend(indices.iter().copied().zip(said));
         }
         (None, false) => outcomes.extend(indices.iter().map(|&i| (i, policy::no_smarthost()))),
@@ -215,6 +224,7 @@ async fn attempt(
             .get(*i)
             .map(|r| r.address.as_str())
             .unwrap_or_default();
+        srv.metrics.queue_attempt(indices.contains(i), status);
         info!(id = %msg.id, "to=<{to}>, relay={target}, status={status} ({rep})");
     }
     let relayed = outcomes
@@ -275,7 +285,7 @@ async fn deliver_local(
         for mb in mailboxes {
             deliveries.push(Delivery {
                 user: mb.to_string(),
-                prefix: postern_core::policy::delivery::queued_copy_prefix(from, &mb),
+                prefix: postern_core::smtp::received::queued_copy_prefix(from, &mb),
                 message: data.clone(),
             });
             owners.push(i);
@@ -357,7 +367,7 @@ enum Conn {
 }
 
 /// One connection to the smarthost for `job`; every recipient gets an outcome.
-async fn converse(relay: &Relay, job: Job) -> Vec<RcptOutcome> {
+async fn converse(relay: &Relay, job: Job, stop: &Receiver<()>) -> Vec<RcptOutcome> {
     let n = job.rcpts.len();
     let defer_all = |text: String| vec![RcptOutcome::Deferred(policy::connection_failed(text)); n];
     let connect = async {
@@ -446,7 +456,12 @@ async fn converse(relay: &Relay, job: Job) -> Vec<RcptOutcome> {
             };
             Err(io::Error::new(io::ErrorKind::TimedOut, "timeout"))
         };
-        match read.or(timer).await {
+        let shutdown = async {
+            let _ = stop.recv().await;
+            Err(io::Error::new(io::ErrorKind::Interrupted, "shutting down"))
+        };
+        match read.or(timer).or(shutdown).await {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => client.handle_shutdown(),
             Ok(0) => client.handle_eof(),
             Ok(k) => client.handle_input(Instant::now(), &buf[..k]),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => client.handle_timeout(Instant::now()),

@@ -47,6 +47,8 @@ pub struct Server {
     pub relay_wake_rx: Receiver<()>,
     /// The certificate, reloaded when its files change.
     pub cert: Option<Arc<ReloadingCert>>,
+    /// The Prometheus metrics (`/metrics` on an `http` listener).
+    pub metrics: Arc<crate::metrics::Metrics>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -219,10 +221,16 @@ impl Server {
             let l = admission.limits_mut(service);
             l.max_connections = config.max_connections;
             l.max_per_ip = config.max_connections_per_client;
+            l.rate_window = config.rate.time_unit;
         }
+        let mx = admission.limits_mut(Service::Mx);
+        mx.max_rate = config.rate.connection_rate_limit;
+        mx.max_message_rate = config.rate.message_rate_limit;
+        admission.exempt = config.rate.exceptions.clone();
         let l = admission.limits_mut(Service::Imap);
         l.max_connections = config.imap_max_connections;
         l.max_per_ip = config.imap_max_connections_per_client;
+        l.rate_window = config.rate.time_unit;
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
@@ -240,6 +248,7 @@ impl Server {
             directory: Arc::new(directory),
             tls,
             cert,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {
@@ -263,11 +272,21 @@ impl Server {
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit(service, ip, Instant::now())?;
+            .admit(service, ip, Instant::now())
+            .inspect_err(|r| self.metrics.admission_refused(service, r))?;
         Ok(Slot {
             srv: self.clone(),
             ticket: Some(ticket),
         })
+    }
+
+    /// Counts a transaction (MAIL) from the real client address; false when
+    /// it goes past the service's message rate.
+    pub fn message_allowed(&self, service: Service, ip: IpAddr) -> bool {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .message(service, ip, Instant::now())
     }
 
     /// Records a failed login from the real client address; returns how

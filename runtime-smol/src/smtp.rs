@@ -9,10 +9,10 @@ use postern_adapters::directory::Resolution;
 use postern_core::policy::admission::Service;
 use postern_core::policy::delivery::store_verdict;
 use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
-use postern_core::policy::sender::mail_verdict;
+use postern_core::policy::sender::{mail_verdict, MailRefusal, MailVerdict};
+use postern_core::proxy::AddressSource;
 use postern_core::smtp::{
-    AuthAnswer, ConnectAnswer, Event, ListenerConfig, Notice, Output, Role, SmtpSession,
-    StoreAnswer,
+    AuthAnswer, ConnectAnswer, Event, ListenerConfig, Output, Role, SmtpSession, StoreAnswer,
 };
 use smol::channel::Receiver;
 use smol::future::FutureExt as _;
@@ -81,6 +81,7 @@ pub async fn serve(
                     match hs.or(timeout).await {
                         Ok(info) => session.handle_tls_established(info),
                         Err(e) => {
+                            srv.metrics.tls_handshake_failure("smtp");
                             info!(client = %session.client().client, "TLS handshake failed: {e}");
                             return;
                         }
@@ -143,6 +144,9 @@ async fn answer(
 ) {
     let client = session.client().client;
     let ip = client.ip();
+    if let Event::Notice(n) = &e {
+        srv.metrics.smtp_notice(n);
+    }
     match e {
         Event::Connect(a) => {
             info!(client = %a.client, source = ?a.source, "connect from unknown[{}]", a.client.ip());
@@ -150,6 +154,11 @@ async fn answer(
                 Role::Submission => Service::Submission,
                 Role::Mx => Service::Mx,
             };
+            if a.source == AddressSource::ProxyLocal {
+                // A health check: never counted, never refused.
+                session.answer_connect(Instant::now(), ConnectAnswer::Accept);
+                return;
+            }
             match srv.admit(service, a.client.ip()) {
                 Ok(s) => {
                     *slot = Some(s);
@@ -177,6 +186,16 @@ async fn answer(
             }
         }
         Event::MailFrom(req) => {
+            let service = match listener.role {
+                Role::Submission => Service::Submission,
+                Role::Mx => Service::Mx,
+            };
+            let health_check = session.client().source == AddressSource::ProxyLocal;
+            if !health_check && !srv.message_allowed(service, ip) {
+                let refusal = MailRefusal::MessageRate { ip };
+                session.answer_mail(Instant::now(), MailVerdict::Refuse(refusal));
+                return;
+            }
             let owned = match (&req.authenticated, &req.from) {
                 (Some(user), Some(from)) => srv.directory.owns(user, from),
                 _ => true,
@@ -222,6 +241,8 @@ async fn answer(
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
             let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
+            let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
+            srv.metrics.delivered(&outcome, remote);
             let _ = srv.relay_wake.try_send(());
             match store_verdict(outcome) {
                 Ok(()) => {
@@ -245,25 +266,6 @@ async fn answer(
                 }
             }
         }
-        Event::Notice(n) => match n {
-            Notice::ProxyRefused(e) => warn!(peer = %client, "PROXY refused: {e}"),
-            Notice::AuthFailed {
-                username,
-                mechanism,
-            } => warn!(
-                client = %client,
-                "unknown[{ip}]: SASL {mechanism} authentication failed: authentication failure, sasl_username={username}"
-            ),
-            Notice::RcptRejected(reply) => {
-                info!(client = %client, "NOQUEUE: reject: RCPT from unknown[{ip}]: {reply}")
-            }
-            Notice::MailRejected(reply) => {
-                warn!(client = %client, "NOQUEUE: reject: MAIL from unknown[{ip}]: {reply}")
-            }
-            Notice::Refused(reply) => {
-                warn!(client = %client, "connection refused for unknown[{ip}]: {reply}")
-            }
-            other => info!(client = %client, "{other:?}"),
-        },
+        Event::Notice(n) => crate::logs::smtp_notice(listener, &session.client(), &n),
     }
 }

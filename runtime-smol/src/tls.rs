@@ -84,6 +84,14 @@ impl ReloadingCert {
         Ok(true)
     }
 
+    /// The certificate in service (the chain's first), DER.
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        self.current
+            .read()
+            .ok()
+            .and_then(|c| c.0.cert.first().cloned())
+    }
+
     /// How often [`Self::check`] should run.
     pub fn interval(&self) -> std::time::Duration {
         self.files.reload_check

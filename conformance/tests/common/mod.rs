@@ -91,11 +91,19 @@ impl Daemon {
             &root.join("key.pem"),
         )
         .expect("cert");
+        // Tests open many connections from 127.0.0.1: no per-client rates
+        // unless a test sets its own `[rate]`.
+        let rate = if listeners.contains("[rate]") || extra.contains("[rate]") {
+            ""
+        } else {
+            "[rate]\nconnection_rate_limit = 0\nmessage_rate_limit = 0\n"
+        };
         let config = root.join("postern.toml");
         let toml = format!(
             "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\nshutdown_grace_secs = 20\nauth_failure_delay_ms = 50\n\
              [directory]\naccounts = \"postfix-accounts.cf\"\nvirtual = \"postfix-virtual.cf\"\n\
-             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n{listeners}\n{extra}"
+             [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\nreload_check_secs = 1\n\
+             {rate}{listeners}\n{extra}"
         );
         std::fs::write(&config, toml).expect("config");
         let log = root.join("postern.log");
@@ -212,6 +220,23 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
+/// test unless it succeeds; returns what it printed.
+pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(["queue", "--config"])
+        .arg(&d.config)
+        .args(args)
+        .output()
+        .expect("queue cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A minimal SMTP client for tests that need exact control.

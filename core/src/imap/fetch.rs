@@ -17,8 +17,11 @@ pub enum Section {
     Text,
     /// `BODY[1.2]`, `BODY[1.MIME]`, `BODY[2.HEADER]`, `BODY[2.TEXT]`.
     Part(Vec<u32>, super::mime::PartSpec),
-    /// `BODY[HEADER.FIELDS (A B)]` (or `.NOT`).
+    /// `BODY[HEADER.FIELDS (A B)]` (or `.NOT`), or `BODY[2.HEADER.FIELDS
+    /// (A B)]` of the message/rfc822 part at `path`.
     Fields {
+        /// The message/rfc822 part's numbers (empty: the message itself).
+        path: Vec<u32>,
         /// Field names, upper-cased.
         names: Vec<String>,
         /// `.NOT`: all but these.
@@ -102,9 +105,15 @@ impl Item {
         matches!(
             self,
             Item::Body {
-                section: Section::Header | Section::Fields { .. },
+                section: Section::Header,
                 ..
             }
+        ) || matches!(
+            self,
+            Item::Body {
+                section: Section::Fields { path, .. },
+                ..
+            } if path.is_empty()
         )
     }
 }
@@ -172,7 +181,17 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
         "" => Section::Full,
         "HEADER" => Section::Header,
         "TEXT" => Section::Text,
-        s if s.starts_with("HEADER.FIELDS") => {
+        s if s.contains("HEADER.FIELDS") => {
+            // `HEADER.FIELDS`, or `1.2.HEADER.FIELDS` of a message part.
+            let at = s.find("HEADER.FIELDS").unwrap_or(0);
+            let path = match &s[..at] {
+                "" => Vec::new(),
+                p => match part_section(p.trim_end_matches('.'))? {
+                    Section::Part(nums, super::mime::PartSpec::Body) if p.ends_with('.') => nums,
+                    _ => return Err("bad section"),
+                },
+            };
+            let s = &s[at..];
             let (not, list) = match s.strip_prefix("HEADER.FIELDS.NOT") {
                 Some(l) => (true, l),
                 None => (false, &s["HEADER.FIELDS".len()..]),
@@ -189,7 +208,7 @@ fn parse_item(a: &str) -> Result<Item, &'static str> {
             if names.is_empty() {
                 return Err("empty header field list");
             }
-            Section::Fields { names, not }
+            Section::Fields { path, names, not }
         }
         s => part_section(s)?,
     };
@@ -318,9 +337,15 @@ pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
         Section::Header => msg[..h].to_vec(),
         Section::Text => msg[h..].to_vec(),
         Section::Part(path, spec) => super::mime::part_bytes(msg, path, *spec).unwrap_or_default(),
-        Section::Fields { names, not } => {
+        Section::Fields { path, names, not } => {
+            let header = if path.is_empty() {
+                msg[..h].to_vec()
+            } else {
+                super::mime::part_bytes(msg, path, super::mime::PartSpec::Header)
+                    .unwrap_or_default()
+            };
             let mut out = Vec::new();
-            for field in header_fields(&msg[..h]) {
+            for field in header_fields(&header) {
                 let name = field.split(|&b| b == b':').next().unwrap_or(b"");
                 let name = String::from_utf8_lossy(name).trim().to_ascii_uppercase();
                 if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) != *not {
@@ -421,11 +446,17 @@ mod tests {
         .unwrap();
         match &items[0] {
             Item::Body {
-                section: Section::Fields { names, not: false },
+                section:
+                    Section::Fields {
+                        path,
+                        names,
+                        not: false,
+                    },
                 partial: Some((0, 10)),
                 peek: true,
                 label,
             } => {
+                assert!(path.is_empty());
                 assert_eq!(names, &["SUBJECT", "FROM"]);
                 assert_eq!(label, "BODY[HEADER.FIELDS (Subject From)]<0>");
             }
@@ -436,6 +467,7 @@ mod tests {
             section_bytes(
                 msg,
                 &Section::Fields {
+                    path: Vec::new(),
                     names: vec!["X-A".into()],
                     not: false
                 }

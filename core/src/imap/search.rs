@@ -4,9 +4,11 @@
 
 use super::event::MessageMeta;
 use super::fetch::date;
-use super::message::{header_len, header_value};
+use super::message::header_value;
 use super::parse::Value;
+use super::searchtext::{charset_decoder, fold, SearchText};
 use super::set::SeqSet;
+use std::cell::OnceCell;
 
 /// A search key (RFC 9051 6.4.4).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,11 +27,12 @@ pub enum Key {
     Uid(SeqSet),
     /// Sequence set.
     Seq(SeqSet),
-    /// A header field contains a string (SUBJECT, FROM, HEADER f s...).
+    /// A header field contains a string (SUBJECT, FROM, HEADER f s...),
+    /// folded (see [`super::searchtext`]).
     Header(String, String),
-    /// BODY s.
+    /// BODY s, folded.
     Body(String),
-    /// TEXT s (header or body).
+    /// TEXT s (header or body), folded.
     Text(String),
     /// SINCE / BEFORE / ON, on the internal date (day numbers).
     Date(std::cmp::Ordering, i64, bool),
@@ -106,9 +109,16 @@ impl Key {
         max_uid: u32,
         body: Option<&[u8]>,
     ) -> bool {
+        let text = Lazy {
+            raw: body,
+            parsed: OnceCell::new(),
+        };
+        self.eval(m, seq, max_seq, max_uid, &text)
+    }
+
+    fn eval(&self, m: &MessageMeta, seq: u32, max_seq: u32, max_uid: u32, t: &Lazy<'_>) -> bool {
         let has = |f: &str| m.flags.iter().any(|x| x.eq_ignore_ascii_case(f));
-        let contains =
-            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        let body = t.raw;
         match self {
             Key::All => true,
             Key::Flag(f, negate) => has(f) != *negate,
@@ -117,23 +127,18 @@ impl Key {
             Key::Smaller(n) => m.size < *n,
             Key::Uid(s) => s.contains(m.uid, max_uid),
             Key::Seq(s) => s.contains(seq, max_seq),
-            Key::Header(name, s) => body
-                .and_then(|b| header_value(b, name))
-                .is_some_and(|v| s.is_empty() || contains(&v, s)),
-            Key::Body(s) => {
-                body.is_some_and(|b| contains(&String::from_utf8_lossy(&b[header_len(b)..]), s))
-            }
-            Key::Text(s) => body.is_some_and(|b| contains(&String::from_utf8_lossy(b), s)),
+            Key::Header(name, s) => t.get().is_some_and(|t| t.header_contains(name, s)),
+            Key::Body(s) => t.get().is_some_and(|t| t.body_contains(s)),
+            Key::Text(s) => t.get().is_some_and(|t| t.text_contains(s)),
             Key::Date(ord, day, or_equal) => {
                 let d = m.internal_date.div_euclid(86_400);
                 d.cmp(day) == *ord || (*or_equal && d == *day)
             }
-            Key::Not(k) => !k.matches(m, seq, max_seq, max_uid, body),
+            Key::Not(k) => !k.eval(m, seq, max_seq, max_uid, t),
             Key::Or(a, b) => {
-                a.matches(m, seq, max_seq, max_uid, body)
-                    || b.matches(m, seq, max_seq, max_uid, body)
+                a.eval(m, seq, max_seq, max_uid, t) || b.eval(m, seq, max_seq, max_uid, t)
             }
-            Key::And(v) => v.iter().all(|k| k.matches(m, seq, max_seq, max_uid, body)),
+            Key::And(v) => v.iter().all(|k| k.eval(m, seq, max_seq, max_uid, t)),
             Key::Modseq(n) => m.modseq >= *n,
             Key::Saved => false,
             Key::SentDate(ord, day, or_equal) => body
@@ -149,31 +154,48 @@ impl Key {
     }
 }
 
+/// A message's bytes and, once a key asks, their searchable text.
+struct Lazy<'a> {
+    raw: Option<&'a [u8]>,
+    parsed: OnceCell<SearchText>,
+}
+
+impl Lazy<'_> {
+    fn get(&self) -> Option<&SearchText> {
+        let raw = self.raw?;
+        Some(self.parsed.get_or_init(|| SearchText::of(raw)))
+    }
+}
+
+/// How a SEARCH string argument becomes UTF-8 (the `CHARSET`).
+type Decode = fn(&[u8]) -> String;
+
 /// The most keys in one SEARCH.
 const MAX_KEYS: usize = 256;
 
 /// Why SEARCH arguments were refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchError {
-    /// A CHARSET other than UTF-8 and US-ASCII: `NO [BADCHARSET]`
+    /// A CHARSET the server cannot convert: `NO [BADCHARSET]`
     /// (RFC 9051 6.4.4), not a BAD.
     BadCharset,
     /// Malformed keys: `BAD` with this text.
     Syntax(&'static str),
 }
 
-/// Parses SEARCH arguments (an optional `CHARSET UTF-8`/`US-ASCII` first).
+/// Parses SEARCH arguments (an optional `CHARSET name` first: UTF-8,
+/// US-ASCII, or any charset mail-parser converts, the strings' bytes
+/// converted to UTF-8 with it).
 pub fn parse_search(args: &[Value<'_>]) -> Result<Key, SearchError> {
     let mut args = args;
+    let mut decode: Option<Decode> = None;
     if let Some(Value::Atom(a)) = args.first() {
         if a.eq_ignore_ascii_case("CHARSET") {
             let cs = args
                 .get(1)
                 .and_then(Value::as_astring)
                 .ok_or(SearchError::Syntax("CHARSET needs a name"))?;
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Err(SearchError::BadCharset);
-            }
+            decode = Some(charset_decoder(&cs).ok_or(SearchError::BadCharset)?);
             args = &args[2..];
         }
     }
@@ -181,7 +203,7 @@ pub fn parse_search(args: &[Value<'_>]) -> Result<Key, SearchError> {
     let mut count = 0;
     let mut keys = Vec::new();
     while i < args.len() {
-        keys.push(key(args, &mut i, &mut count).map_err(SearchError::Syntax)?);
+        keys.push(key(args, &mut i, &mut count, decode).map_err(SearchError::Syntax)?);
     }
     if keys.is_empty() {
         return Err(SearchError::Syntax("SEARCH needs a key"));
@@ -193,7 +215,12 @@ pub fn parse_search(args: &[Value<'_>]) -> Result<Key, SearchError> {
     })
 }
 
-fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'static str> {
+fn key(
+    args: &[Value<'_>],
+    i: &mut usize,
+    count: &mut usize,
+    decode: Option<Decode>,
+) -> Result<Key, &'static str> {
     *count += 1;
     if *count > MAX_KEYS {
         return Err("too many search keys");
@@ -208,12 +235,26 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
         *i += 1;
         Ok(a.into_owned())
     };
+    // A string compared with message text: in the CHARSET, folded.
+    let text = |i: &mut usize| -> Result<String, &'static str> {
+        let v = args.get(*i).ok_or("search key needs an argument")?;
+        let s = match (v, decode) {
+            (Value::Literal(b), Some(d)) => d(b),
+            (Value::Quoted(q), _) => q.to_string(),
+            _ => v
+                .as_astring()
+                .ok_or("search key needs an argument")?
+                .into_owned(),
+        };
+        *i += 1;
+        Ok(fold(&s))
+    };
     let a = match v {
         Value::List(items) => {
             let mut j = 0;
             let mut ks = Vec::new();
             while j < items.len() {
-                ks.push(key(items, &mut j, count)?);
+                ks.push(key(items, &mut j, count, decode)?);
             }
             return Ok(Key::And(ks));
         }
@@ -244,13 +285,13 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
             set => Ok(Key::Uid(SeqSet::parse(set).ok_or("bad UID set")?)),
         },
         "$" => Ok(Key::Saved),
-        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => Ok(Key::Header(a.clone(), arg(i)?)),
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => Ok(Key::Header(a.clone(), text(i)?)),
         "HEADER" => {
             let f = arg(i)?;
-            Ok(Key::Header(f, arg(i)?))
+            Ok(Key::Header(f, text(i)?))
         }
-        "BODY" => Ok(Key::Body(arg(i)?)),
-        "TEXT" => Ok(Key::Text(arg(i)?)),
+        "BODY" => Ok(Key::Body(text(i)?)),
+        "TEXT" => Ok(Key::Text(text(i)?)),
         "SINCE" => Ok(Key::Date(
             std::cmp::Ordering::Greater,
             date(&arg(i)?)?,
@@ -273,7 +314,7 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
             date(&arg(i)?)?,
             false,
         )),
-        "NOT" => Ok(Key::Not(Box::new(key(args, i, count)?))),
+        "NOT" => Ok(Key::Not(Box::new(key(args, i, count, decode)?))),
         "MODSEQ" => {
             // MODSEQ [entry-name entry-type-req] mod-sequence-valzer
             let mut n = arg(i)?;
@@ -284,8 +325,8 @@ fn key(args: &[Value<'_>], i: &mut usize, count: &mut usize) -> Result<Key, &'st
             Ok(Key::Modseq(n.parse().map_err(|_| "bad mod-sequence")?))
         }
         "OR" => {
-            let a = key(args, i, count)?;
-            let b = key(args, i, count)?;
+            let a = key(args, i, count, decode)?;
+            let b = key(args, i, count, decode)?;
             Ok(Key::Or(Box::new(a), Box::new(b)))
         }
         s if SeqSet::parse(s).is_some() => Ok(Key::Seq(SeqSet::parse(s).ok_or("bad set")?)),

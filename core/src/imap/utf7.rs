@@ -65,6 +65,14 @@ pub fn decode(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether `s` is modified UTF-7 as a server may create it (RFC 3501
+/// 5.1.3): printable ASCII only, every `&` run well formed and needed (no
+/// `&AGE-` for a plain "a", no two runs side by side, no stray bits):
+/// exactly what [`encode`] makes of its decoded form.
+pub fn is_canonical(s: &str) -> bool {
+    decode(s).is_some_and(|d| encode(&d) == s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +91,18 @@ mod tests {
         }
         assert_eq!(decode("Entw&APw-rfe").as_deref(), Some("Entwürfe"));
         assert_eq!(decode("bad&AP"), None);
+        for bad in [
+            "&AAA",
+            "x&y",
+            "&AGE-",
+            "Gr\u{fc}\u{df}e",
+            "&AOQ-&APw-",
+            "&APw",
+        ] {
+            assert!(!is_canonical(bad), "{bad}");
+        }
+        for good in ["Entw&APw-rfe", "Tom &- Jerry", "INBOX", "a/b"] {
+            assert!(is_canonical(good), "{good}");
+        }
     }
 }

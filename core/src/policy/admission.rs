@@ -21,6 +21,9 @@ pub enum Service {
     Submission,
     /// IMAP.
     Imap,
+    /// The HTTP monitoring listener (`/metrics`, probes): its own small
+    /// budget, so a flood of HTTP requests cannot take mail places.
+    Http,
 }
 
 impl Service {
@@ -29,6 +32,7 @@ impl Service {
             Service::Mx => 0,
             Service::Submission => 1,
             Service::Imap => 2,
+            Service::Http => 3,
         }
     }
 }
@@ -44,9 +48,15 @@ pub struct Limits {
     /// `mail_max_userip_connections` 10 per user and address).
     pub max_per_ip: u32,
     /// New connections from one address per [`Limits::rate_window`]
-    /// (Postfix `smtpd_client_connection_rate_limit`, off by default).
+    /// (Postfix `smtpd_client_connection_rate_limit`: off in Postfix, 10 on
+    /// the MX here as the reference deployment sets it). Zero: no limit.
     pub max_rate: u32,
-    /// The window of [`Limits::max_rate`] (Postfix `anvil_rate_time_unit`, 60 s).
+    /// Transactions (MAIL commands) from one address per
+    /// [`Limits::rate_window`] (Postfix `smtpd_client_message_rate_limit`:
+    /// off in Postfix, 30 on the MX here as the reference deployment sets
+    /// it). Zero: no limit.
+    pub max_message_rate: u32,
+    /// The window of the rates (Postfix `anvil_rate_time_unit`, 60 s).
     pub rate_window: Duration,
 }
 
@@ -57,7 +67,18 @@ impl Limits {
             max_connections: 100,
             max_per_ip: 50,
             max_rate: 0,
+            max_message_rate: 0,
             rate_window: Duration::from_secs(60),
+        }
+    }
+
+    /// The MX: Postfix's smtpd defaults with the reference deployment's
+    /// rates (10 connections and 30 messages a minute per client).
+    pub fn mx() -> Self {
+        Self {
+            max_rate: 10,
+            max_message_rate: 30,
+            ..Self::smtp()
         }
     }
 
@@ -67,6 +88,19 @@ impl Limits {
             max_connections: 1000,
             max_per_ip: 100,
             max_rate: 0,
+            max_message_rate: 0,
+            rate_window: Duration::from_secs(60),
+        }
+    }
+
+    /// The monitoring listener: a scraper and a few probes need a handful
+    /// of connections, so 64 in all and 16 from one address.
+    pub fn http() -> Self {
+        Self {
+            max_connections: 64,
+            max_per_ip: 16,
+            max_rate: 0,
+            max_message_rate: 0,
             rate_window: Duration::from_secs(60),
         }
     }
@@ -75,8 +109,8 @@ impl Limits {
 /// The admission settings of every service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdmissionConfig {
-    /// Limits for MX, submission and IMAP, in that order.
-    pub limits: [Limits; 3],
+    /// Limits for MX, submission, IMAP and HTTP, in that order.
+    pub limits: [Limits; 4],
     /// Addresses no per-address limit applies to (Postfix
     /// `smtpd_client_event_limit_exceptions`): health checks, Roundcube.
     pub exempt: Networks,
@@ -89,7 +123,7 @@ pub struct AdmissionConfig {
 impl Default for AdmissionConfig {
     fn default() -> Self {
         Self {
-            limits: [Limits::smtp(), Limits::smtp(), Limits::imap()],
+            limits: [Limits::mx(), Limits::smtp(), Limits::imap(), Limits::http()],
             exempt: Networks::none(),
             max_tracked: 100_000,
         }
@@ -144,9 +178,11 @@ struct Budget {
 #[derive(Debug)]
 pub struct ConnectionTable {
     config: AdmissionConfig,
-    budgets: [Budget; 3],
+    budgets: [Budget; 4],
     /// (service, address) -> (window start, connections in it).
     rates: HashMap<(Service, IpAddr), (Instant, u32)>,
+    /// (service, address) -> (window start, transactions in it).
+    messages: HashMap<(Service, IpAddr), (Instant, u32)>,
 }
 
 impl ConnectionTable {
@@ -156,6 +192,7 @@ impl ConnectionTable {
             config,
             budgets: Default::default(),
             rates: HashMap::new(),
+            messages: HashMap::new(),
         }
     }
 
@@ -181,7 +218,8 @@ impl ConnectionTable {
             return Err(Refusal::ServerFull);
         }
         if !exempt && limits.max_rate > 0 {
-            let n = self.count_rate(service, ip, now, limits.rate_window);
+            let max = self.config.max_tracked;
+            let n = count(&mut self.rates, max, (service, ip), now, limits.rate_window);
             if n > limits.max_rate {
                 return Err(Refusal::ConnectionRate { ip });
             }
@@ -208,35 +246,50 @@ impl ConnectionTable {
         }
     }
 
-    /// Counts one more connection in `ip`'s current window; returns the count.
-    fn count_rate(&mut self, service: Service, ip: IpAddr, now: Instant, window: Duration) -> u32 {
-        if self.rates.len() >= self.config.max_tracked && !self.rates.contains_key(&(service, ip)) {
-            // Forget every window that has ended; if none has, the oldest.
-            self.rates
-                .retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
-            if self.rates.len() >= self.config.max_tracked {
-                if let Some(oldest) = self
-                    .rates
-                    .iter()
-                    .min_by_key(|(_, (s, _))| *s)
-                    .map(|(k, _)| *k)
-                {
-                    self.rates.remove(&oldest);
-                }
-            }
+    /// Counts a transaction (a MAIL command) from `ip` on `service` at
+    /// `now`; false when it goes past the message rate (the session then
+    /// answers `450 4.7.1`). Exempt addresses are not counted.
+    pub fn message(&mut self, service: Service, ip: IpAddr, now: Instant) -> bool {
+        let limits = self.config.limits(service);
+        let (max_rate, window) = (limits.max_message_rate, limits.rate_window);
+        if max_rate == 0 || self.config.exempt.contains(ip) {
+            return true;
         }
-        let entry = self.rates.entry((service, ip)).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= window {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        entry.1
+        let max = self.config.max_tracked;
+        count(&mut self.messages, max, (service, ip), now, window) <= max_rate
     }
 
-    /// How many rate windows are remembered (bounded by `max_tracked`).
+    /// How many rate windows are remembered (each kind bounded by
+    /// `max_tracked`).
     pub fn tracked(&self) -> usize {
-        self.rates.len()
+        self.rates.len() + self.messages.len()
     }
+}
+
+/// Counts one more event in `key`'s current window; returns the count.
+/// At most `max_tracked` windows are kept: past it, every window that has
+/// ended is forgotten, and if none has, the oldest.
+fn count(
+    map: &mut HashMap<(Service, IpAddr), (Instant, u32)>,
+    max_tracked: usize,
+    key: (Service, IpAddr),
+    now: Instant,
+    window: Duration,
+) -> u32 {
+    if map.len() >= max_tracked && !map.contains_key(&key) {
+        map.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+        if map.len() >= max_tracked {
+            if let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k) {
+                map.remove(&oldest);
+            }
+        }
+    }
+    let entry = map.entry(key).or_insert((now, 0));
+    if now.saturating_duration_since(entry.0) >= window {
+        *entry = (now, 0);
+    }
+    entry.1 = entry.1.saturating_add(1);
+    entry.1
 }
 
 impl Default for ConnectionTable {
@@ -258,10 +311,11 @@ mod tests {
             max_connections: max,
             max_per_ip: per_ip,
             max_rate: rate,
+            max_message_rate: 2,
             rate_window: Duration::from_secs(60),
         };
         ConnectionTable::new(AdmissionConfig {
-            limits: [l.clone(), l.clone(), l],
+            limits: [l.clone(), l.clone(), l.clone(), l],
             exempt: Networks::parse(["10.9.0.0/16"]).expect("nets"),
             max_tracked: 4,
         })
@@ -300,6 +354,20 @@ mod tests {
     }
 
     #[test]
+    fn an_http_flood_takes_no_mail_place() {
+        let mut t = ConnectionTable::default();
+        let now = Instant::now();
+        let flood = ip("192.0.2.9");
+        let admitted: Vec<Ticket> = (0..100)
+            .filter_map(|_| t.admit(Service::Http, flood, now).ok())
+            .collect();
+        assert_eq!(admitted.len(), 16);
+        assert!(t.admit(Service::Mx, flood, now).is_ok());
+        assert!(t.admit(Service::Submission, flood, now).is_ok());
+        assert_eq!(t.open(Service::Http, flood), (16, 16));
+    }
+
+    #[test]
     fn rate_counts_in_its_window_and_resets_after_it() {
         let mut t = table(100, 100, 3);
         let t0 = Instant::now();
@@ -331,6 +399,63 @@ mod tests {
             t.admit(Service::Mx, ip("10.9.1.1"), now),
             Err(Refusal::ServerFull)
         );
+    }
+
+    #[test]
+    fn message_rate_counts_mail_commands_except_from_exempt_networks() {
+        let mut t = table(100, 100, 0);
+        let t0 = Instant::now();
+        assert!(t.message(Service::Mx, ip("192.0.2.1"), t0));
+        assert!(t.message(Service::Mx, ip("192.0.2.1"), t0));
+        assert!(!t.message(Service::Mx, ip("192.0.2.1"), t0));
+        assert!(t.message(Service::Submission, ip("192.0.2.1"), t0));
+        assert!(t.message(Service::Mx, ip("192.0.2.1"), t0 + Duration::from_secs(60)));
+        for _ in 0..10 {
+            assert!(t.message(Service::Mx, ip("10.9.0.1"), t0));
+        }
+    }
+
+    #[test]
+    fn the_mx_defaults_are_the_reference_deployments_rates() {
+        let c = AdmissionConfig::default();
+        assert_eq!(c.limits(Service::Mx).max_rate, 10);
+        assert_eq!(c.limits(Service::Mx).max_message_rate, 30);
+        let mut t = ConnectionTable::default();
+        let now = Instant::now();
+        for _ in 0..10 {
+            let k = t
+                .admit(Service::Mx, ip("192.0.2.7"), now)
+                .expect("within 10");
+            t.release(k);
+        }
+        assert_eq!(
+            t.admit(Service::Mx, ip("192.0.2.7"), now),
+            Err(Refusal::ConnectionRate {
+                ip: ip("192.0.2.7")
+            })
+        );
+    }
+
+    #[test]
+    fn by_default_the_eleventh_mx_connection_in_a_minute_is_refused() {
+        let mut t = ConnectionTable::default();
+        let t0 = Instant::now();
+        let ip = ip("203.0.113.9");
+        for i in 0..10u64 {
+            let k = t
+                .admit(Service::Mx, ip, t0 + Duration::from_secs(i))
+                .expect("within the reference deployment's 10 a minute");
+            t.release(k);
+        }
+        assert_eq!(
+            t.admit(Service::Mx, ip, t0 + Duration::from_secs(30)),
+            Err(Refusal::ConnectionRate { ip })
+        );
+        // Submission and IMAP have no connection rate by default.
+        for _ in 0..20 {
+            let k = t.admit(Service::Submission, ip, t0).expect("submission");
+            t.release(k);
+        }
     }
 
     #[test]

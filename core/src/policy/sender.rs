@@ -12,6 +12,12 @@ pub enum MailRefusal {
         /// The authenticated user.
         user: String,
     },
+    /// The client started more transactions in the rate window than
+    /// allowed (Postfix `smtpd_client_message_rate_limit`).
+    MessageRate {
+        /// The real client address.
+        ip: std::net::IpAddr,
+    },
 }
 
 /// The verdict on one MAIL FROM.

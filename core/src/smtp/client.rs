@@ -24,6 +24,7 @@
 use super::address::Address;
 use super::reply::Reply;
 use crate::secret::Secret;
+use crate::timer::TimerTable;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::collections::VecDeque;
@@ -147,6 +148,15 @@ struct Caps {
     size: bool,
 }
 
+/// The client's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTimer {
+    /// Waiting for a reply to a command (`smtp_*_timeout`).
+    Reply,
+    /// Waiting for the reply after the final dot (`smtp_data_done_timeout`).
+    DataDone,
+}
+
 /// One relay connection. See the module documentation for the loop.
 #[derive(Debug)]
 pub struct SmtpClient {
@@ -160,7 +170,7 @@ pub struct SmtpClient {
     tls: bool,
     outcomes: Vec<Option<RcptOutcome>>,
     mail_reply: Option<Reply>,
-    deadline: Option<Instant>,
+    timers: TimerTable<ClientTimer>,
     now: Instant,
     /// Where the session stands, for the messages of a deferral.
     stage: &'static str,
@@ -171,7 +181,7 @@ impl SmtpClient {
     pub fn new(cfg: Arc<ClientConfig>, job: Job, now: Instant) -> Self {
         let n = job.rcpts.len();
         let mut c = Self {
-            deadline: Some(now + cfg.reply_timeout),
+            timers: TimerTable::default(),
             cfg,
             job,
             queue: VecDeque::from([Expect::Greeting]),
@@ -185,6 +195,7 @@ impl SmtpClient {
             now,
             stage: "greeting",
         };
+        c.timers.set(ClientTimer::Reply, now + c.cfg.reply_timeout);
         if n == 0 {
             c.finish_all(
                 RcptOutcome::Failed,
@@ -203,21 +214,57 @@ impl SmtpClient {
     /// When [`Self::handle_timeout`] must run.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        self.timers.next().map(|(at, _)| at)
     }
 
     /// The reply timer expired: defer what is still open.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        if self.deadline.is_some_and(|d| now >= d) {
-            let text = format!("timeout waiting for the reply to {}", self.stage);
-            self.defer_open(Reply::new(421, "4.4.2", text));
+        if let Some(which) = self.timers.expired(now) {
+            let what = match which {
+                ClientTimer::Reply => "the reply",
+                ClientTimer::DataDone => "the reply after the message data",
+            };
+            let text = format!("timeout waiting for {what} to {}", self.stage);
+            // The timer that fired was the wait: defer what is still open.
+            self.finish_all(RcptOutcome::Deferred, Reply::new(421, "4.4.2", text));
         }
+    }
+
+    /// Postern is shutting down: say QUIT and defer every recipient
+    /// without a final outcome (they stay queued and go out after the
+    /// restart; one already past its final dot may then arrive twice,
+    /// which beats a loss).
+    pub fn handle_shutdown(&mut self) {
+        if !self.waiting() {
+            return;
+        }
+        self.send(b"QUIT\r\n".to_vec());
+        self.defer_open(Reply::new(
+            421,
+            "4.3.2",
+            format!(
+                "shutting down while waiting for the reply to {}",
+                self.stage
+            ),
+        ));
+    }
+
+    /// Whether the session still waits on the server (not done).
+    fn waiting(&self) -> bool {
+        self.timers.next().is_some()
+    }
+
+    /// Waits for the next reply with the reply timeout.
+    fn rearm(&mut self) {
+        self.timers.clear();
+        self.timers
+            .set(ClientTimer::Reply, self.now + self.cfg.reply_timeout);
     }
 
     /// The server closed the connection.
     pub fn handle_eof(&mut self) {
-        if self.deadline.is_some() {
+        if self.waiting() {
             let text = format!(
                 "lost connection with the smarthost while waiting for the reply to {}",
                 self.stage
@@ -242,7 +289,7 @@ impl SmtpClient {
     /// Bytes from the server.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         self.now = now;
-        if self.deadline.is_none() || self.queue.front() == Some(&Expect::Tls) {
+        if !self.waiting() || self.queue.front() == Some(&Expect::Tls) {
             return;
         }
         self.inbuf.extend_from_slice(bytes);
@@ -265,7 +312,7 @@ impl SmtpClient {
             if last {
                 let reply = self.take_reply();
                 self.on_reply(reply);
-                if self.deadline.is_none() || self.queue.front() == Some(&Expect::Tls) {
+                if !self.waiting() || self.queue.front() == Some(&Expect::Tls) {
                     return;
                 }
             }
@@ -322,12 +369,13 @@ impl SmtpClient {
         if self.queue.len() == 1 {
             self.stage = stage;
         }
-        let t = if e == Expect::Dot {
-            self.cfg.data_done_timeout
+        let (which, t) = if e == Expect::Dot {
+            (ClientTimer::DataDone, self.cfg.data_done_timeout)
         } else {
-            self.cfg.reply_timeout
+            (ClientTimer::Reply, self.cfg.reply_timeout)
         };
-        self.deadline = Some(self.now + t);
+        self.timers.clear();
+        self.timers.set(which, self.now + t);
     }
 
     fn ehlo(&mut self) {
@@ -349,7 +397,7 @@ impl SmtpClient {
             Some(Expect::Dot) => "end of data",
             _ => self.stage,
         };
-        self.deadline = Some(self.now + self.cfg.reply_timeout);
+        self.rearm();
         match what {
             Expect::Greeting => {
                 if r.code != 220 {
@@ -393,7 +441,7 @@ impl SmtpClient {
                     ));
                 }
                 self.queue.push_front(Expect::Tls);
-                self.deadline = Some(self.now + self.cfg.reply_timeout);
+                self.rearm();
                 self.out.push_back(ClientOutput::StartTls);
             }
             Expect::Tls => {}
@@ -585,7 +633,7 @@ impl SmtpClient {
     }
 
     fn done(&mut self, recipients: Vec<RcptOutcome>) {
-        self.deadline = None;
+        self.timers.clear();
         self.queue.clear();
         self.out
             .push_back(ClientOutput::Done(Outcome { recipients }));
@@ -612,7 +660,7 @@ impl SmtpClient {
 
     /// Defers every recipient without a final outcome.
     fn defer_open(&mut self, r: Reply) {
-        if self.deadline.is_none() {
+        if !self.waiting() {
             return;
         }
         self.finish_all(RcptOutcome::Deferred, r);
@@ -673,6 +721,42 @@ mod tests {
             }
         }
         s
+    }
+
+    #[test]
+    fn shutdown_says_quit_and_defers_the_open_recipients() {
+        let now = Instant::now();
+        let cfg = Arc::new(ClientConfig::new("relay.example.com"));
+        let mut c = SmtpClient::new(cfg, job(2), now);
+        c.handle_input(now, b"220 smarthost ESMTP\r\n");
+        assert_eq!(sent(&mut c), "EHLO relay.example.com\r\n");
+        c.handle_shutdown();
+        let out = sent(&mut c);
+        assert!(
+            out.starts_with("QUIT\r\n<DONE [Deferred(Reply { code: 421, status: \"4.3.2\""),
+            "{out}"
+        );
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_shutdown();
+        assert_eq!(
+            sent(&mut c),
+            "",
+            "a finished session ignores a second shutdown"
+        );
+    }
+
+    #[test]
+    fn the_timer_that_fired_is_named_in_the_deferral() {
+        let now = Instant::now();
+        let cfg = Arc::new(ClientConfig::new("relay.example.com"));
+        let mut c = SmtpClient::new(cfg, job(1), now);
+        let due = c.poll_timeout().expect("waiting for the greeting");
+        c.handle_timeout(due);
+        let out = sent(&mut c);
+        assert!(
+            out.contains("timeout waiting for the reply to greeting"),
+            "{out}"
+        );
     }
 
     /// A scripted smarthost without PIPELINING, with AUTH LOGIN only.

@@ -1,6 +1,7 @@
 //! Settings of the SMTP server session.
 
 use super::data::BareNewline;
+use crate::net::Networks;
 use crate::proxy::ProxyConfig;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct SmtpConfig {
     pub limits: SmtpLimits,
     /// What to do with bare CR / bare LF in message data.
     pub bare_newline: BareNewline,
+    /// The postscreen-like checks of MX listeners.
+    pub postscreen: Postscreen,
 }
 
 impl SmtpConfig {
@@ -29,6 +32,7 @@ impl SmtpConfig {
             banner: "ESMTP Postern".to_owned(),
             limits: SmtpLimits::default(),
             bare_newline: BareNewline::default(),
+            postscreen: Postscreen::default(),
         }
     }
 }
@@ -69,6 +73,80 @@ impl Default for SmtpLimits {
             data_timeout: Duration::from_secs(300),
             max_pipelined: 256 * 1024,
         }
+    }
+}
+
+/// What a postscreen-like check does with a client that fails it
+/// (postscreen's `*_action` settings; `enforce` is not offered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostscreenAction {
+    /// Log the violation and carry on.
+    Ignore,
+    /// Log it, answer `521` and close the connection.
+    Drop,
+}
+
+/// The postscreen-like checks on MX listeners, each named after its
+/// postscreen(8) setting. They run inside the SMTP session itself (no
+/// hand-off to another process), so a client that passes them never has to
+/// reconnect; clients from [`Postscreen::allow`], PROXY `LOCAL` health
+/// checks and submission listeners skip them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Postscreen {
+    /// `postscreen_greet_wait`, here a pause before the last greeting line:
+    /// a non-zero pause sends `220-host banner` first and the final
+    /// `220 host banner` after it; a client that talks before the final
+    /// line is a `PREGREET` talker. Zero (the default, unlike postscreen's
+    /// 6 s) sends a single greeting line at once and turns the test off.
+    pub greet_pause: std::time::Duration,
+    /// `postscreen_greet_action` (postscreen: `ignore`).
+    pub greet_action: PostscreenAction,
+    /// `postscreen_pipelining_enable` (postscreen: no): a client that
+    /// sends a command before the answer to its EHLO/HELO (RFC 2920 lets
+    /// it pipeline only once PIPELINING is announced).
+    pub pipelining_enable: bool,
+    /// `postscreen_pipelining_action` (`ignore` here; postscreen's
+    /// `enforce` is not offered).
+    pub pipelining_action: PostscreenAction,
+    /// `postscreen_non_smtp_command_enable` (postscreen: no): a line like
+    /// `GET /`, `POST`, `CONNECT`, or one that does not start with a
+    /// letter (`postscreen_forbidden_commands`).
+    pub non_smtp_command_enable: bool,
+    /// `postscreen_non_smtp_command_action` (postscreen: `drop`).
+    pub non_smtp_command_action: PostscreenAction,
+    /// `postscreen_bare_newline_enable` (postscreen: no): a command line
+    /// ended by LF without CR.
+    pub bare_newline_enable: bool,
+    /// `postscreen_bare_newline_action` (postscreen: `ignore`).
+    pub bare_newline_action: PostscreenAction,
+    /// `postscreen_access_list`'s permit entries: networks no check
+    /// applies to.
+    pub allow: Networks,
+}
+
+impl Default for Postscreen {
+    fn default() -> Self {
+        Self {
+            greet_pause: std::time::Duration::ZERO,
+            greet_action: PostscreenAction::Ignore,
+            pipelining_enable: false,
+            pipelining_action: PostscreenAction::Ignore,
+            non_smtp_command_enable: false,
+            non_smtp_command_action: PostscreenAction::Drop,
+            bare_newline_enable: false,
+            bare_newline_action: PostscreenAction::Ignore,
+            allow: Networks::none(),
+        }
+    }
+}
+
+impl Postscreen {
+    /// Whether any check is on (a `HANGUP` before EHLO is reported then).
+    pub fn any(&self) -> bool {
+        !self.greet_pause.is_zero()
+            || self.pipelining_enable
+            || self.non_smtp_command_enable
+            || self.bare_newline_enable
     }
 }
 

@@ -12,6 +12,7 @@ use crate::policy::recipient::RcptVerdict;
 use crate::policy::sender::MailVerdict;
 use crate::proxy::{ClientAddress, ProxyError};
 use crate::secret::Secret;
+use std::time::Duration;
 
 /// The SMTP session's timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub enum SmtpTimer {
     Command,
     /// Waiting for message data inside DATA or BDAT.
     Data,
+    /// The greet pause: the final greeting line is due.
+    Greet,
 }
 
 /// An event from the session.
@@ -208,8 +211,48 @@ pub enum Notice {
     InputOverflow,
     /// The client closed the connection; `during` names the state.
     LostConnection {
-        /// `"DATA"`, `"BDAT"`, `"AUTH"`, or `"command"`.
+        /// `"DATA"`, `"BDAT"`, `"AUTH"`, or the last command's verb
+        /// (`"CONNECT"` before any), as Postfix's `lost connection after`.
         during: &'static str,
+    },
+    /// postscreen's `PREGREET`: the client talked before the greeting was
+    /// over.
+    Pregreet {
+        /// Bytes received before the final greeting line.
+        bytes: usize,
+        /// Time from the connection to the first of them.
+        after: Duration,
+        /// The first bytes (at most 100), as sent.
+        text: Vec<u8>,
+    },
+    /// postscreen's `COMMAND PIPELINING`: a command came before the
+    /// answer to the one before it, ahead of EHLO.
+    Pipelining {
+        /// The verb of the command that was followed too early.
+        after: &'static str,
+        /// The first bytes that followed it (at most 100).
+        text: Vec<u8>,
+    },
+    /// postscreen's `NON-SMTP COMMAND`: an HTTP or CONNECT line, or one
+    /// that does not start with a letter.
+    NonSmtpCommand {
+        /// The verb of the last command before it (`"CONNECT"` before any).
+        after: &'static str,
+        /// The line (at most 100 bytes).
+        text: Vec<u8>,
+    },
+    /// postscreen's `BARE NEWLINE`: a command line ended by LF alone.
+    BareNewline {
+        /// The verb of the last command before it (`"CONNECT"` before any).
+        after: &'static str,
+    },
+    /// postscreen's `HANGUP`: the client went away before EHLO/HELO.
+    Hangup {
+        /// Time from the connection.
+        after: Duration,
+        /// `"tests before SMTP handshake"` (during the greet pause) or
+        /// `"tests after SMTP handshake"`.
+        stage: &'static str,
     },
     /// AUTH failed for this user name.
     AuthFailed {
@@ -222,10 +265,25 @@ pub enum Notice {
     MessageRejected(Reply),
     /// The connection was refused with this reply.
     Refused(Reply),
-    /// A sender was refused with this reply (Postfix logs it as
+    /// A sender was refused (Postfix logs it as
     /// `NOQUEUE: reject: MAIL from ...`).
-    MailRejected(Reply),
-    /// A recipient was refused with this reply (Postfix logs it as
+    MailRejected(Reject),
+    /// A recipient was refused (Postfix logs it as
     /// `NOQUEUE: reject: RCPT from ...`).
-    RcptRejected(Reply),
+    RcptRejected(Reject),
+}
+
+/// A refused MAIL or RCPT with what Postfix's `NOQUEUE: reject:` line shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// The reply sent.
+    pub reply: Reply,
+    /// The reverse path (`None` for `<>` or before MAIL).
+    pub from: Option<Address>,
+    /// The recipient refused (RCPT only).
+    pub to: Option<Address>,
+    /// The HELO/EHLO name, if given.
+    pub helo: Option<String>,
+    /// `"SMTP"` after HELO, `"ESMTP"` after EHLO.
+    pub proto: &'static str,
 }

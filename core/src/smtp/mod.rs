@@ -12,11 +12,13 @@ pub mod reply;
 pub mod session;
 
 pub use address::{Address, Path, PathError};
-pub use config::{ListenerConfig, Role, SmtpConfig, SmtpLimits, TlsMode};
+pub use config::{
+    ListenerConfig, Postscreen, PostscreenAction, Role, SmtpConfig, SmtpLimits, TlsMode,
+};
 pub use data::BareNewline;
 pub use event::{
     AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
-    Message, Notice, RcptAnswer, RcptRequest, Recipient, SmtpTimer, StoreAnswer, TlsInfo,
+    Message, Notice, RcptAnswer, RcptRequest, Recipient, Reject, SmtpTimer, StoreAnswer, TlsInfo,
 };
 pub use reply::Reply;
 pub use session::{Output, SmtpSession, Stats};

@@ -178,6 +178,20 @@ pub const PARAMETERS_NEED_EHLO: Reply = fixed(
     "Unsupported option: ESMTP parameters need EHLO",
 );
 
+/// `521 5.5.1 Protocol error`: postscreen's answer to a `PREGREET` talker
+/// it drops.
+pub const PROTOCOL_ERROR: Reply = fixed(521, "5.5.1", "Protocol error");
+
+/// `521 5.7.0 Error: I can break rules, too. Goodbye.`: postscreen's answer
+/// to a client it drops for pipelining, a non-SMTP command or a bare newline.
+pub const BREAK_RULES: Reply = fixed(521, "5.7.0", "Error: I can break rules, too. Goodbye.");
+
+/// `220-host banner`: the first greeting line during a greet pause (the
+/// final `220 ` line follows when the pause is over).
+pub fn greeting_first_line(hostname: &str, banner: &str) -> Vec<u8> {
+    format!("220-{hostname} {banner}\r\n").into_bytes()
+}
+
 /// `220 host banner`: the greeting (no enhanced code, RFC 2034 3).
 pub fn greeting(hostname: &str, banner: &str) -> Reply {
     Reply::new(220, "", format!("{hostname} {banner}"))
@@ -271,7 +285,10 @@ pub fn connection_refused(hostname: &str, refusal: &Refusal) -> Reply {
         Refusal::TooManyConnections { ip } | Refusal::ConnectionRate { ip } => Reply::new(
             421,
             "4.7.0",
-            format!("{hostname} Error: too many connections from {ip}"),
+            format!(
+                "{hostname} Error: too many connections from {}",
+                crate::net::canonical(*ip)
+            ),
         ),
     }
 }
@@ -284,6 +301,11 @@ pub fn mail_refused(from: Option<&Address>, refusal: &MailRefusal) -> Reply {
             553,
             "5.7.1",
             format!("<{from}>: Sender address rejected: not owned by user {user}"),
+        ),
+        MailRefusal::MessageRate { ip } => Reply::new(
+            450,
+            "4.7.1",
+            format!("Error: too much mail from {}", crate::net::canonical(*ip)),
         ),
     }
 }

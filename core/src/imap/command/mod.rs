@@ -215,6 +215,10 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
                 uid,
                 args: search::sort(args),
             },
+            "THREAD" => CommandBody::Search {
+                uid,
+                args: search::thread(args),
+            },
             "STORE" => CommandBody::Store {
                 uid,
                 args: store::store(args),
@@ -272,6 +276,10 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
             "SORT" => CommandBody::Search {
                 uid,
                 args: search::sort(args),
+            },
+            "THREAD" => CommandBody::Search {
+                uid,
+                args: search::thread(args),
             },
             "STORE" => CommandBody::Store {
                 uid,
@@ -380,7 +388,7 @@ mod tests {
             SearchForm::Extended(vec![SearchReturn::Min, SearchReturn::Save])
         );
         assert!(matches!(
-            body("a SEARCH RETURN (SAVE) CHARSET KOI8-R ALL\r\n"),
+            body("a SEARCH RETURN (SAVE) CHARSET ISO-2022-JP ALL\r\n"),
             CommandBody::Search {
                 args: Err(ArgError::BadCharset { saving: true }),
                 ..

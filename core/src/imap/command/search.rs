@@ -14,6 +14,8 @@ pub enum SearchForm {
     Extended(Vec<SearchReturn>),
     /// `* SORT n...` by these criteria; the bool is REVERSE.
     Sort(Vec<(SortKey, bool)>),
+    /// `* THREAD (...)` by this algorithm (RFC 5256).
+    Thread(crate::imap::thread::Algorithm),
 }
 
 /// An ESEARCH return option (RFC 4731) or SEARCHRES's SAVE (RFC 5182).
@@ -99,10 +101,38 @@ pub(super) fn sort(args: &[Value<'_>]) -> Args<Search> {
     if args.len() < 3 {
         return Err(ArgError::bad("SEARCH needs a key"));
     }
-    if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+    if crate::imap::searchtext::charset_decoder(&cs).is_none() {
         return Err(ArgError::BadCharset { saving: false });
     }
-    keys(&args[2..], SearchForm::Sort(crit))
+    // The keys' strings are in that charset: parse them as SEARCH's
+    // `CHARSET name keys`.
+    let mut with_charset = vec![Value::Atom("CHARSET"), args[1].clone()];
+    with_charset.extend_from_slice(&args[2..]);
+    keys(&with_charset, SearchForm::Sort(crit))
+}
+
+/// `THREAD algorithm charset keys` (RFC 5256 3).
+pub(super) fn thread(args: &[Value<'_>]) -> Args<Search> {
+    use crate::imap::thread::Algorithm;
+    let algorithm = match args.first().and_then(Value::as_astring) {
+        Some(a) if a.eq_ignore_ascii_case("REFERENCES") => Algorithm::References,
+        Some(a) if a.eq_ignore_ascii_case("ORDEREDSUBJECT") => Algorithm::OrderedSubject,
+        Some(_) => return Err(ArgError::bad("Unknown threading algorithm")),
+        None => return Err(ArgError::bad("Syntax: THREAD algorithm charset keys")),
+    };
+    let cs = args
+        .get(1)
+        .and_then(Value::as_astring)
+        .ok_or_else(|| ArgError::bad("THREAD needs a charset"))?;
+    if args.len() < 3 {
+        return Err(ArgError::bad("SEARCH needs a key"));
+    }
+    if crate::imap::searchtext::charset_decoder(&cs).is_none() {
+        return Err(ArgError::BadCharset { saving: false });
+    }
+    let mut with_charset = vec![Value::Atom("CHARSET"), args[1].clone()];
+    with_charset.extend_from_slice(&args[2..]);
+    keys(&with_charset, SearchForm::Thread(algorithm))
 }
 
 pub(super) fn search(mut args: &[Value<'_>]) -> Args<Search> {

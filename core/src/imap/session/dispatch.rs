@@ -348,6 +348,12 @@ impl ImapSession {
                     to,
                 },
             ) => self.copied(tag, moving, uid_validity, &from, &to),
+            (Pending::MoveHere { tag, code, from }, answer) => {
+                self.move_here(tag, code, from, answer)
+            }
+            (Pending::Thread(job), MailboxAnswer::Bodies(bodies)) => {
+                self.thread_batch(job, &bodies)
+            }
             (Pending::Poll { tag, then }, MailboxAnswer::Changed(view)) => {
                 self.polled(tag, then, view)
             }

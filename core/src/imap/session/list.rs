@@ -9,7 +9,7 @@ use crate::imap::response;
 use std::fmt::Write as _;
 
 /// What CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE do to a name.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Manage {
     Create,
     Delete,
@@ -29,6 +29,9 @@ pub(super) struct ListQuery {
     recursive: Option<Vec<String>>,
     /// UTF-8 patterns to match on the names as shown (IMAP4rev2).
     filter: Option<Vec<String>>,
+    /// A `%` pattern: a parent the pattern matches is listed (`\NonExistent`,
+    /// LSUB's `\Noselect`) when only a child of it exists or is subscribed.
+    parents: bool,
 }
 
 /// Canonical form: `INBOX` in any case is `INBOX`.
@@ -113,9 +116,13 @@ impl ImapSession {
         // listed with CHILDINFO). Under IMAP4rev2 the patterns are UTF-8
         // and the stored names modified UTF-7: every mailbox too, and the
         // session matches the names as the client reads them.
+        //
+        // A `%` pattern (LIST, LSUB) must also name a parent that only
+        // has a child (RFC 3501 6.3.9, RFC 5258 3): every mailbox too.
+        let parents = patterns.iter().any(|p| p.contains('%')) && (lsub || !subscribed_only);
         let (request_patterns, recursive, filter) = if recursive && subscribed_only {
             (vec!["*".to_owned()], Some(patterns), None)
-        } else if self.rev2 {
+        } else if self.rev2 || parents {
             (vec!["*".to_owned()], None, Some(patterns))
         } else {
             (patterns, None, None)
@@ -133,6 +140,7 @@ impl ImapSession {
                 sub_attr: ret_sub || subscribed_only,
                 special_only,
                 status,
+                parents: parents || recursive.is_some(),
                 recursive,
                 filter,
             }),
@@ -148,8 +156,18 @@ impl ImapSession {
             status,
             recursive,
             filter,
+            parents,
         } = q;
         let kw = if lsub { "LSUB" } else { "LIST" };
+        let patterns = recursive.as_ref().or(filter.as_ref());
+        let with_parents;
+        let entries = match (parents, patterns) {
+            (true, Some(p)) => {
+                with_parents = self.with_parents(entries, p, lsub);
+                &with_parents[..]
+            }
+            _ => entries,
+        };
         let subscribed =
             |e: &crate::imap::event::ListEntry| e.attributes.iter().any(|a| a == "\\Subscribed");
         let mut r = String::new();
@@ -200,12 +218,53 @@ impl ImapSession {
                 response::flag_list(&attrs),
                 response::astring(&self.shown(&e.name))
             );
-            if let (Some(items), Some(counts)) = (&status, &e.status) {
+            // RFC 5819 2: no STATUS for the selected mailbox (its
+            // changes come as EXISTS, EXPUNGE and FETCH).
+            if let (Some(items), Some(counts), false) =
+                (&status, &e.status, self.selected() == Some(e.name.as_str()))
+            {
                 r.push_str(&response::status_data(&self.shown(&e.name), items, counts));
             }
         }
         self.send_str(&r);
         self.completed(&tag, kw);
+    }
+
+    /// The entries and, for every entry the patterns miss, each parent of
+    /// it the patterns match that is not an entry itself: it is listed as
+    /// `\NonExistent \HasChildren` (LSUB: `\Noselect`), in name order.
+    fn with_parents(
+        &self,
+        entries: &[ListEntry],
+        patterns: &[String],
+        lsub: bool,
+    ) -> Vec<ListEntry> {
+        let matches = |n: &str| patterns.iter().any(|p| wildcard(p, &self.shown(n)));
+        let mut out = entries.to_vec();
+        for e in entries {
+            if matches(&e.name) {
+                continue;
+            }
+            let mut at = 0;
+            while let Some(i) = e.name[at..].find('/') {
+                let parent = &e.name[..at + i];
+                at += i + 1;
+                if matches(parent) && !out.iter().any(|x| x.name == parent) {
+                    let attributes = if lsub {
+                        vec!["\\NonExistent".to_owned()]
+                    } else {
+                        vec!["\\NonExistent".to_owned(), "\\HasChildren".to_owned()]
+                    };
+                    out.push(ListEntry {
+                        name: parent.to_owned(),
+                        attributes,
+                        status: None,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     pub(super) fn status(&mut self, user: String, tag: &str, args: Args<Status>) {
@@ -268,13 +327,18 @@ impl ImapSession {
         used: u64,
         limit: Option<u64>,
     ) {
+        // Every account has the one root "" (QUOTA is advertised before
+        // login, for all accounts alike). Without a limit it has no
+        // resource: RFC 9208's quota-resource needs a limit beside the
+        // usage, and its quota-list may be empty (as Dovecot's quota
+        // plugin answers for an unlimited user).
         let mut r = String::new();
         if let Some(name) = &root_of {
-            let _ = write!(r, "* QUOTAROOT {}", response::astring(&self.shown(name)));
-            if limit.is_some() {
-                r.push_str(" \"\"");
-            }
-            r.push_str("\r\n");
+            let _ = write!(
+                r,
+                "* QUOTAROOT {} \"\"\r\n",
+                response::astring(&self.shown(name))
+            );
         }
         match limit {
             Some(l) => {
@@ -286,10 +350,7 @@ impl ImapSession {
                     l / 1024
                 );
             }
-            None if root_of.is_none() => {
-                return self.no(tag, Code::NonExistent, "No such quota root");
-            }
-            None => {}
+            None => r.push_str("* QUOTA \"\" ()\r\n"),
         }
         let what = if root_of.is_some() {
             "GETQUOTAROOT"
@@ -308,6 +369,9 @@ impl ImapSession {
         let Some(mailbox) = self.mailbox_name(tag, &mailbox) else {
             return;
         };
+        if how == Manage::Create && !self.creatable(tag, &mailbox) {
+            return;
+        }
         let (request, what) = match how {
             Manage::Create => (MailboxRequest::Create { mailbox }, "CREATE"),
             Manage::Delete => (MailboxRequest::Delete { mailbox }, "DELETE"),
@@ -331,6 +395,9 @@ impl ImapSession {
         let Some(to) = self.mailbox_name(tag, &to) else {
             return;
         };
+        if !self.creatable(tag, &to) {
+            return;
+        }
         self.ask(
             user,
             MailboxRequest::Rename { from, to },

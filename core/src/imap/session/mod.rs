@@ -59,14 +59,18 @@ pub struct ImapConfig {
     pub max_pipelined: usize,
     /// How long a client may stay connected without logging in, counted
     /// from the connection (Dovecot's login process closes a client that has
-    /// not logged in after 3 minutes: `CLIENT_LOGIN_TIMEOUT_MSECS`).
+    /// not logged in after 3 minutes: `CLIENT_LOGIN_TIMEOUT_MSECS` in
+    /// `login-common/client-common.h`, not a setting there).
     pub login_timeout: Duration,
     /// The largest literal before login, for every command (Dovecot's
-    /// imap-login reads LOGIN and AUTHENTICATE into a small input buffer,
-    /// `LOGIN_MAX_INBUF_SIZE`, and has no APPEND to take a large one).
+    /// imap-login reads a parameter into its small input buffer,
+    /// `LOGIN_MAX_INBUF_SIZE`, SASL data into `LOGIN_MAX_AUTH_BUF_SIZE`,
+    /// 8 KiB, and has no APPEND to take a large one). Neither is a
+    /// setting in Dovecot; here it is.
     pub max_prelogin_literal: u64,
-    /// The longest command line before login (the same small buffer of
-    /// Dovecot's imap-login).
+    /// The longest command line before login (Dovecot's imap-login: the
+    /// same small buffers); it also bounds what may wait pipelined behind
+    /// a LOGIN the directory has not answered yet.
     pub max_prelogin_line: usize,
 }
 
@@ -205,6 +209,7 @@ enum Pending {
         tag: String,
         root_of: Option<String>,
     },
+    Thread(self::search::ThreadJob),
     Store {
         tag: String,
         uid: bool,
@@ -223,6 +228,14 @@ enum Pending {
     Copy {
         tag: String,
         moving: bool,
+    },
+    /// MOVE onto the selected mailbox, after its COPY: the originals are
+    /// flagged `\Deleted` (the store answers Flags), then expunged by UID
+    /// (it answers Expunged).
+    MoveHere {
+        tag: String,
+        code: ResponseCode,
+        from: Vec<u32>,
     },
     Poll {
         tag: String,
@@ -614,11 +627,12 @@ impl ImapSession {
         let l = self.frame_limits();
         let literal =
             usize::try_from(l.max_literal.max(l.max_append_literal)).unwrap_or(usize::MAX);
-        let bound = self
-            .cfg
-            .max_pipelined
-            .saturating_add(l.max_line)
-            .saturating_add(literal);
+        let pipelined = if self.user().is_some() {
+            self.cfg.max_pipelined
+        } else {
+            self.cfg.max_pipelined.min(self.cfg.max_prelogin_line)
+        };
+        let bound = pipelined.saturating_add(l.max_line).saturating_add(literal);
         if self.inbuf.len() <= bound {
             return false;
         }
@@ -749,6 +763,8 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Expunge { tag, .. }
         | Pending::Append { tag, .. }
         | Pending::Copy { tag, .. }
+        | Pending::MoveHere { tag, .. }
+        | Pending::Thread(self::search::ThreadJob { tag, .. })
         | Pending::Poll { tag, .. } => tag,
     }
 }

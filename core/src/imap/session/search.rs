@@ -10,11 +10,24 @@ use crate::imap::event::{MailboxRequest, Summary};
 use crate::imap::response::{self, Status};
 use crate::imap::search::Key;
 use crate::imap::set::SeqSet;
+use crate::imap::thread::{self, Algorithm, Msg};
 use std::fmt::Write as _;
 
 /// A SEARCH reading messages in batches: the (sequence, UID) hits so
 /// far and the UIDs still to read.
 pub(super) type Scan = (Vec<(Seq, Uid)>, Vec<Uid>);
+
+/// A THREAD reading the headers of its hits in batches.
+#[derive(Debug)]
+pub(super) struct ThreadJob {
+    pub(super) tag: String,
+    uid: bool,
+    algorithm: Algorithm,
+    /// What the headers read so far say.
+    msgs: Vec<Msg>,
+    /// The hits whose headers are still to read.
+    rest: Vec<(Seq, Uid)>,
+}
 
 impl ImapSession {
     /// SEARCH or SORT.
@@ -116,6 +129,16 @@ impl ImapSession {
             }
         };
         match (&form, self.selected().map(str::to_owned)) {
+            (SearchForm::Thread(algorithm), Some(_)) => {
+                let job = ThreadJob {
+                    tag,
+                    uid,
+                    algorithm: *algorithm,
+                    msgs: Vec::new(),
+                    rest: hits,
+                };
+                self.thread_batch(job, &[]);
+            }
             (SearchForm::Sort(_), Some(mailbox)) if !hits.is_empty() => {
                 let uids = hits.iter().map(|(_, u)| u.0).collect();
                 self.ask(
@@ -299,8 +322,54 @@ impl ImapSession {
                 });
                 list("SORT", &hits, &mut r);
             }
+            // Answered by `thread_batch` once the headers are read.
+            SearchForm::Thread(_) => {
+                list("THREAD", &[], &mut r);
+            }
         }
         self.send_str(&r);
+    }
+}
+
+impl ImapSession {
+    /// THREAD: takes what a batch of headers says, asks for the next
+    /// batch, or answers `* THREAD` once all are read.
+    pub(super) fn thread_batch(&mut self, mut job: ThreadJob, bodies: &[(u32, Vec<u8>)]) {
+        for (u, header) in bodies {
+            let u = Uid(*u);
+            let (Some(seq), Some(date)) = (self.seq_of(u), self.meta(u).map(|m| m.internal_date))
+            else {
+                continue;
+            };
+            let number = if job.uid { u.0 } else { seq.0 };
+            job.msgs.push(Msg::from_header(number, header, date));
+        }
+        if !job.rest.is_empty() {
+            if let (Some(user), Some(mailbox)) = (
+                self.user().map(str::to_owned),
+                self.selected().map(str::to_owned),
+            ) {
+                // As SEARCH reads headers: a few megabytes at a time.
+                let n = self.batch_len(job.rest.iter().map(|(_, u)| *u), 512, 4 << 20);
+                let later = job.rest.split_off(n);
+                let uids = job.rest.iter().map(|(_, u)| u.0).collect();
+                job.rest = later;
+                return self.ask(
+                    user,
+                    MailboxRequest::Bodies {
+                        mailbox,
+                        uids,
+                        header_only: true,
+                    },
+                    Pending::Thread(job),
+                );
+            }
+        }
+        let mut r = String::from("* THREAD ");
+        r.push_str(&thread::threads(job.algorithm, &job.msgs));
+        let r = r.trim_end().to_owned() + "\r\n";
+        self.send_str(&r);
+        self.completed(&job.tag, "THREAD");
     }
 }
 

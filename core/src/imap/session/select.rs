@@ -121,6 +121,40 @@ impl ImapSession {
         }
     }
 
+    /// `* FLAGS` and `* OK [PERMANENTFLAGS]` again when `flags` hold
+    /// keywords the client has not been told of (RFC 9051 7.3.5: FLAGS
+    /// names every flag the mailbox uses), and the view learns them.
+    pub(super) fn announce_keywords(&mut self, flags: &[String]) -> String {
+        let State::Selected(_, s) = &mut self.state else {
+            return String::new();
+        };
+        let mut new = false;
+        for f in flags {
+            if !f.starts_with('\\') && !s.view.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                s.view.keywords.push(f.clone());
+                new = true;
+            }
+        }
+        if !new {
+            return String::new();
+        }
+        let mut all: Vec<String> = SYSTEM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(s.view.keywords.iter().cloned());
+        let mut r = format!("* FLAGS {}\r\n", response::flag_list(&all));
+        let perm = if s.read_only {
+            Vec::new()
+        } else {
+            all.push("\\*".to_owned());
+            all
+        };
+        r.push_str(&response::untagged(
+            Status::Ok,
+            Some(&ResponseCode::PermanentFlags(perm)),
+            "Flags permitted",
+        ));
+        r
+    }
+
     pub(super) fn selected_view(
         &mut self,
         tag: String,
@@ -254,6 +288,20 @@ impl ImapSession {
             self.no(tag, Code::Cannot, "Invalid mailbox name");
             None
         }
+    }
+
+    /// Whether a new mailbox may have this name (the store's form): well
+    /// formed modified UTF-7 (no raw 8-bit name from a client that has
+    /// not enabled IMAP4rev2's UTF-8), and a decoded form that stays
+    /// inside the account too (no `..`, no leading `/`, no control
+    /// character hidden in an `&` run). `NO [CANNOT]` otherwise.
+    pub(super) fn creatable(&mut self, tag: &str, name: &str) -> bool {
+        let ok = crate::imap::utf7::is_canonical(name)
+            && crate::imap::utf7::decode(name).is_some_and(|d| safe_mailbox_name(&d));
+        if !ok {
+            self.no(tag, Code::Cannot, "Invalid mailbox name");
+        }
+        ok
     }
 
     /// A sequence set argument; `$` is the saved search result (RFC 5182),
@@ -417,6 +465,22 @@ impl ImapSession {
             None => return String::new(),
         };
         let mut lines = self.remove_uids(&gone);
+        let same = self
+            .view()
+            .is_some_and(|v| Arc::ptr_eq(&v.messages, &new.messages));
+        let mut used: Vec<String> = new.keywords.clone();
+        if !same {
+            for m in new.messages.iter() {
+                used.extend(
+                    m.flags
+                        .iter()
+                        .filter(|f| !used.contains(f))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        lines.push_str(&self.announce_keywords(&used));
         let condstore = self.condstore;
         if let State::Selected(_, s) = &mut self.state {
             let old_max = s.view.messages.last().map_or(0, |m| m.uid);

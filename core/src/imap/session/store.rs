@@ -3,9 +3,9 @@
 //! APPEND with APPENDUID.
 
 use super::select::Uid;
-use super::{ImapSession, Pending, State};
+use super::{ImapSession, Pending, PollFor, State};
 use crate::imap::command::{Append, Args, CopyMove, SequenceSet, Store};
-use crate::imap::event::{Code, MailboxRequest, Stored};
+use crate::imap::event::{Code, MailboxAnswer, MailboxRequest, StoreMode, Stored};
 use crate::imap::response::{self, ResponseCode, Status};
 use crate::imap::set::SeqSet;
 use std::fmt::Write as _;
@@ -68,7 +68,9 @@ impl ImapSession {
             .filter_map(|c| self.meta(Uid(c.uid)).map(|m| (c.uid, m.modseq)))
             .collect();
         self.apply_flags(changed);
-        let mut r = String::new();
+        // A keyword new to the mailbox is announced before it is used.
+        let used: Vec<String> = changed.iter().flat_map(|c| c.flags.clone()).collect();
+        let mut r = self.announce_keywords(&used);
         for c in changed {
             let Some(seq) = self.seq_of(Uid(c.uid)) else {
                 continue;
@@ -153,13 +155,17 @@ impl ImapSession {
             return self.completed(tag, name);
         }
         self.copy_target = Some(to.clone());
+        // MOVE onto the selected mailbox (RFC 6851 3.3 allows it): a COPY,
+        // then the originals go as UID STORE +FLAGS (\Deleted) and UID
+        // EXPUNGE would take them.
+        let store_moves = moving && to != mailbox;
         self.ask(
             user,
             MailboxRequest::Copy {
                 mailbox,
                 uids,
                 to,
-                moving,
+                moving: store_moves,
             },
             Pending::Copy {
                 tag: tag.to_owned(),
@@ -182,7 +188,30 @@ impl ImapSession {
             from: set(from),
             to: set(to),
         };
-        if moving {
+        if moving && self.copy_target.as_deref() == self.selected() {
+            self.copy_target = None;
+            let (Some(user), Some(mailbox)) = (
+                self.user().map(str::to_owned),
+                self.selected().map(str::to_owned),
+            ) else {
+                return self.bad(&tag, "No mailbox selected");
+            };
+            self.ask(
+                user,
+                MailboxRequest::Store {
+                    mailbox,
+                    uids: from.to_vec(),
+                    mode: StoreMode::Add,
+                    flags: vec!["\\Deleted".into()],
+                    unchanged_since: None,
+                },
+                Pending::MoveHere {
+                    tag,
+                    code,
+                    from: from.to_vec(),
+                },
+            );
+        } else if moving {
             let lines = self.remove_uids(from);
             let moved = response::untagged(Status::Ok, Some(&code), "Moved");
             self.send_str(&(moved + &lines));
@@ -191,6 +220,54 @@ impl ImapSession {
             self.resync(tag, "COPY", code)
         } else {
             self.reply(&tag, Status::Ok, Some(code), "COPY completed");
+        }
+    }
+
+    /// MOVE onto the selected mailbox: the originals are flagged, now
+    /// expunge them; once expunged, report them and the copies.
+    pub(super) fn move_here(
+        &mut self,
+        tag: String,
+        code: ResponseCode,
+        from: Vec<u32>,
+        answer: MailboxAnswer,
+    ) {
+        let (Some(user), Some(mailbox)) = (
+            self.user().map(str::to_owned),
+            self.selected().map(str::to_owned),
+        ) else {
+            return self.bad(&tag, "No mailbox selected");
+        };
+        match answer {
+            MailboxAnswer::Flags { changed, .. } => {
+                self.apply_flags(&changed);
+                self.ask(
+                    user,
+                    MailboxRequest::Expunge {
+                        mailbox,
+                        uids: Some(from.clone()),
+                    },
+                    Pending::MoveHere { tag, code, from },
+                );
+            }
+            MailboxAnswer::Expunged(uids) => {
+                let lines = self.remove_uids(&uids);
+                let moved = response::untagged(Status::Ok, Some(&code), "Moved");
+                self.send_str(&(moved + &lines));
+                // The copies come as EXISTS.
+                self.ask(
+                    user,
+                    MailboxRequest::Poll { mailbox },
+                    Pending::Poll {
+                        tag,
+                        then: PollFor::Command {
+                            what: "MOVE",
+                            code: None,
+                        },
+                    },
+                );
+            }
+            _ => self.no(&tag, Code::ServerBug, "Unexpected answer from the store"),
         }
     }
 

@@ -24,7 +24,14 @@ impl SmtpSession {
                                 self.reply(&replies::LINE_TOO_LONG);
                                 continue;
                             }
+                            let bare = !rest[..k].ends_with(b"\r");
                             let line = rest[..k].strip_suffix(b"\r").unwrap_or(&rest[..k]);
+                            if matches!(self.phase, Phase::Command) && self.screen {
+                                let next = &input[pos..];
+                                if self.screen_line(line, bare, next) {
+                                    return input.len();
+                                }
+                            }
                             if let Flow::DiscardRest = self.line(line) {
                                 let dropped = input.len() - pos;
                                 if dropped > 0 {
@@ -115,6 +122,19 @@ impl SmtpSession {
             }
             _ => {
                 self.stats.commands += 1;
+                let after = self.last_verb;
+                self.last_verb = verb_name(line);
+                let ps = &self.cfg.postscreen;
+                if self.screen && ps.non_smtp_command_enable && is_non_smtp(line) {
+                    let action = ps.non_smtp_command_action;
+                    self.notice(Notice::NonSmtpCommand {
+                        after,
+                        text: line[..line.len().min(100)].to_vec(),
+                    });
+                    if self.screen_drop(action) {
+                        return Flow::Continue;
+                    }
+                }
                 match command::parse(line) {
                     Ok(cmd) => self.command(cmd),
                     Err(CommandError::Unrecognized) => {
@@ -272,4 +292,69 @@ impl SmtpSession {
             }
         }
     }
+
+    /// The postscreen checks on one command line, before it runs: a bare
+    /// newline, and commands pipelined before the EHLO/HELO answer (`next`:
+    /// what followed the line in the same input). Returns whether the
+    /// client was dropped.
+    fn screen_line(&mut self, line: &[u8], bare: bool, next: &[u8]) -> bool {
+        let ps = &self.cfg.postscreen;
+        let (bare_on, bare_action) = (ps.bare_newline_enable, ps.bare_newline_action);
+        let (pipe_on, pipe_action) = (ps.pipelining_enable, ps.pipelining_action);
+        if bare && bare_on && !self.seen_bare_newline {
+            self.seen_bare_newline = true;
+            self.notice(Notice::BareNewline {
+                after: self.last_verb,
+            });
+            if self.screen_drop(bare_action) {
+                return true;
+            }
+        }
+        if pipe_on
+            && !self.seen_pipelining
+            && !next.is_empty()
+            && self.helo.is_none()
+            && self.tls.is_none()
+        {
+            self.seen_pipelining = true;
+            self.notice(Notice::Pipelining {
+                after: verb_name(line),
+                text: next[..next.len().min(100)].to_vec(),
+            });
+            if self.screen_drop(pipe_action) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The verb of a command line as a name for the logs (`"UNKNOWN"` for
+/// anything else), like Postfix's `lost connection after RCPT`.
+fn verb_name(line: &[u8]) -> &'static str {
+    const VERBS: &[&str] = &[
+        "HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN",
+        "HELP", "STARTTLS", "AUTH", "ETRN",
+    ];
+    let word = line.split(|b| *b == b' ').next().unwrap_or(&[]);
+    VERBS
+        .iter()
+        .find(|v| v.as_bytes().eq_ignore_ascii_case(word))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// postscreen's default `postscreen_forbidden_commands`: `CONNECT`, `GET`,
+/// `POST` (any case), and a line that does not start with a letter.
+fn is_non_smtp(line: &[u8]) -> bool {
+    let Some(first) = line.first() else {
+        return false;
+    };
+    if !first.is_ascii_alphabetic() {
+        return true;
+    }
+    let word = line.split(|b| *b == b' ').next().unwrap_or(&[]);
+    ["CONNECT", "GET", "POST"]
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(word))
 }

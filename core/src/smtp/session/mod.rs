@@ -35,18 +35,18 @@
 
 use super::address::{parse_path, split_path_arg, Address, Path, PathError};
 use super::command::{self, Command, CommandError};
-use super::config::{ListenerConfig, Role, SmtpConfig, TlsMode};
+use super::config::{ListenerConfig, PostscreenAction, Role, SmtpConfig, TlsMode};
 use super::data::{DataError, DataReceiver};
 use super::event::{
     AuthAnswer, AuthRequest, BodyType, ConnectAnswer, Envelope, Event, MailAnswer, MailRequest,
-    Message, Notice, RcptAnswer, RcptRequest, Recipient, SmtpTimer, StoreAnswer, TlsInfo,
+    Message, Notice, RcptAnswer, RcptRequest, Recipient, Reject, SmtpTimer, StoreAnswer, TlsInfo,
 };
 use super::replies;
 use super::reply::Reply;
 use crate::front::{Front, Opening, Passed};
 use crate::policy::delivery::MessageRefusal;
 use crate::policy::recipient::{RcptRefusal, RcptVerdict};
-use crate::proxy::ClientAddress;
+use crate::proxy::{AddressSource, ClientAddress};
 use crate::sasl::{self, SaslError};
 use crate::timer::TimerTable;
 use std::collections::VecDeque;
@@ -167,6 +167,18 @@ pub struct SmtpSession {
     stats: Stats,
     auth_failures: u32,
     shutting_down: bool,
+    /// When the connection was accepted.
+    connected_at: Instant,
+    /// Whether the postscreen checks apply to this client.
+    screen: bool,
+    /// While the greet pause runs: when the final greeting line is due.
+    greet_until: Option<Instant>,
+    /// Each postscreen violation is reported once per connection.
+    seen_pregreet: bool,
+    seen_pipelining: bool,
+    seen_bare_newline: bool,
+    /// The verb of the last command (`"CONNECT"` before any).
+    last_verb: &'static str,
 }
 
 impl SmtpSession {
@@ -197,6 +209,13 @@ impl SmtpSession {
             stats: Stats::default(),
             auth_failures: 0,
             shutting_down: false,
+            connected_at: now,
+            screen: false,
+            greet_until: None,
+            seen_pregreet: false,
+            seen_pipelining: false,
+            seen_bare_newline: false,
+            last_verb: "CONNECT",
         };
         s.arm();
         match opening {
@@ -306,6 +325,10 @@ impl SmtpSession {
             Passed::Bytes(b) => b,
         };
         let input: &[u8] = &input;
+        if self.greet_until.is_some() {
+            self.pregreet(input);
+            return;
+        }
         self.arm();
         if self.inbuf.is_empty() {
             let n = self.run(input);
@@ -331,9 +354,24 @@ impl SmtpSession {
             Phase::Data(_) => "DATA",
             Phase::Bdat { .. } => "BDAT",
             Phase::AuthPlain | Phase::AuthLogin { .. } => "AUTH",
-            _ => "command",
+            _ => self.last_verb,
         };
-        self.notice(Notice::LostConnection { during });
+        if self.screen
+            && self.cfg.postscreen.any()
+            && self.helo.is_none()
+            && self.tls.is_none()
+            && matches!(self.phase, Phase::Command)
+        {
+            let stage = if self.greet_until.is_some() {
+                "tests before SMTP handshake"
+            } else {
+                "tests after SMTP handshake"
+            };
+            let after = self.now.saturating_duration_since(self.connected_at);
+            self.notice(Notice::Hangup { after, stage });
+        } else {
+            self.notice(Notice::LostConnection { during });
+        }
         self.phase = Phase::Closed;
         self.push(Output::Close);
     }
@@ -382,6 +420,13 @@ impl SmtpSession {
         let Some(which) = self.timers.expired(now) else {
             return;
         };
+        if which == SmtpTimer::Greet {
+            self.greet_until = None;
+            self.greet();
+            self.arm();
+            self.resume();
+            return;
+        }
         self.notice(Notice::Timeout(which));
         if matches!(self.phase, Phase::Proxy | Phase::Tls { .. }) {
             self.close();
@@ -444,8 +489,23 @@ impl SmtpSession {
                     self.phase = Phase::Tls { greet: true };
                     self.push(Output::StartTls { early });
                 } else {
-                    self.greet();
+                    self.screen = self.screened();
                     self.phase = Phase::Command;
+                    let pause = self.cfg.postscreen.greet_pause;
+                    if self.screen && !pause.is_zero() {
+                        let first =
+                            replies::greeting_first_line(&self.cfg.hostname, &self.cfg.banner);
+                        self.send(&first);
+                        self.greet_until = Some(now + pause);
+                        self.arm();
+                        if !self.inbuf.is_empty() {
+                            // Bytes that came before any greeting at all.
+                            let early = std::mem::take(&mut self.inbuf);
+                            self.pregreet(&early);
+                        }
+                        return;
+                    }
+                    self.greet();
                     self.arm();
                     self.resume();
                 }
@@ -509,7 +569,8 @@ impl SmtpSession {
             }
             MailAnswer::Refuse(refusal) => {
                 let reply = replies::mail_refused(txn.from.as_ref(), &refusal);
-                self.notice(Notice::MailRejected(reply.clone()));
+                let reject = self.reject(reply.clone(), txn.from.clone(), None);
+                self.notice(Notice::MailRejected(reject));
                 self.reply(&reply);
             }
         }
@@ -538,7 +599,9 @@ impl SmtpSession {
             RcptVerdict::Remote => Some(false),
             RcptVerdict::Refuse(refusal) => {
                 let reply = replies::rcpt_refused(&to, &refusal);
-                self.notice(Notice::RcptRejected(reply.clone()));
+                let from = self.txn.as_ref().and_then(|t| t.from.clone());
+                let reject = self.reject(reply.clone(), from, Some(to.clone()));
+                self.notice(Notice::RcptRejected(reject));
                 self.reply(&reply);
                 None
             }
@@ -608,6 +671,11 @@ impl SmtpSession {
     }
 
     fn arm(&mut self) {
+        if let Some(at) = self.greet_until {
+            self.timers.clear();
+            self.timers.set(SmtpTimer::Greet, at);
+            return;
+        }
         let (which, t) = match self.phase {
             Phase::Data(_) | Phase::Bdat { .. } => (SmtpTimer::Data, self.cfg.limits.data_timeout),
             _ => (SmtpTimer::Command, self.cfg.limits.command_timeout),
@@ -656,7 +724,59 @@ impl SmtpSession {
         self.inbuf = buf;
     }
 
-    /// Processes `input`; returns how many bytes were consumed.
+    /// Whether the postscreen checks apply: an MX listener, a client
+    /// outside the allow list, and not a PROXY `LOCAL` health check.
+    fn screened(&self) -> bool {
+        let a = self.front.address();
+        self.listener.role == Role::Mx
+            && a.source != AddressSource::ProxyLocal
+            && !self.cfg.postscreen.allow.contains(a.client.ip())
+    }
+
+    /// Bytes during the greet pause: a `PREGREET` talker. They are held
+    /// (and answered after the greeting) unless the action drops the client.
+    fn pregreet(&mut self, bytes: &[u8]) {
+        if !self.seen_pregreet {
+            self.seen_pregreet = true;
+            let after = self.now.saturating_duration_since(self.connected_at);
+            self.notice(Notice::Pregreet {
+                bytes: bytes.len() + self.inbuf.len(),
+                after,
+                text: bytes[..bytes.len().min(100)].to_vec(),
+            });
+            if self.cfg.postscreen.greet_action == PostscreenAction::Drop {
+                self.greet_until = None;
+                self.reply(&replies::PROTOCOL_ERROR);
+                self.close();
+                return;
+            }
+        }
+        self.inbuf.extend_from_slice(bytes);
+        self.check_overflow();
+    }
+
+    /// What Postfix's `NOQUEUE: reject:` line shows besides the reply.
+    fn reject(&self, reply: Reply, from: Option<Address>, to: Option<Address>) -> Reject {
+        Reject {
+            reply,
+            from,
+            to,
+            helo: self.helo.clone(),
+            proto: if self.esmtp { "ESMTP" } else { "SMTP" },
+        }
+    }
+
+    /// Drops the client for a postscreen violation when `action` says so.
+    /// Returns whether it did.
+    fn screen_drop(&mut self, action: PostscreenAction) -> bool {
+        if action != PostscreenAction::Drop {
+            return false;
+        }
+        self.reply(&replies::BREAK_RULES);
+        self.close();
+        true
+    }
+
     fn greet(&mut self) {
         let g = replies::greeting(&self.cfg.hostname, &self.cfg.banner);
         self.reply(&g);
