@@ -233,7 +233,13 @@ fn main() {
     if p.len() == 4 && q.len() == 4 {
         row("SELECT + header FETCH 1:*, cold", p[0], q[0], true, "s");
         row("SELECT + header FETCH 1:*, warm", p[1], q[1], true, "s");
-        row("mixed workload, 10 persistent clients", p[2], q[2], false, "op/s");
+        row(
+            "mixed workload, 10 persistent clients",
+            p[2],
+            q[2],
+            false,
+            "op/s",
+        );
         row(
             "mixed, login+logout every 4 commands",
             p[3],

@@ -198,7 +198,9 @@ impl MailStore {
         match req {
             MailboxRequest::Poll { mailbox } => {
                 let dir = Self::folder(&root, mailbox)?;
-                self.with_current(&dir, |f| Some(MailboxAnswer::Changed(f.current_view(Vec::new()))))
+                self.with_current(&dir, |f| {
+                    Some(MailboxAnswer::Changed(f.current_view(Vec::new())))
+                })
             }
             MailboxRequest::Status { mailbox } => {
                 let dir = Self::folder(&root, mailbox)?;

@@ -6,9 +6,7 @@ use super::flags::{flag_info, parse_info, write_keywords};
 use super::index::{Entry, Folder};
 use super::{MailStore, MailStoreError};
 use crate::maildir::{crlf_to_lf, sync_dir};
-use postern_core::imap::event::{
-    Code, ListEntry, MailboxAnswer, MailboxRequest, Stored,
-};
+use postern_core::imap::event::{Code, ListEntry, MailboxAnswer, MailboxRequest, Stored};
 use postern_core::imap::rules::{self, StoreStep};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
