@@ -290,6 +290,13 @@ impl Maildir {
         self.root.join(&mb.domain).join(&mb.user)
     }
 
+    /// Where `mb` lives if it is known to exist already (ensured before,
+    /// by this process), without touching the disk.
+    pub fn known(&self, mb: &Mailbox) -> Option<PathBuf> {
+        let known = self.known.lock().map(|k| k.contains(mb)).unwrap_or(false);
+        known.then(|| self.mailbox_path(mb))
+    }
+
     /// Creates the mailbox (INBOX and the default folders) if missing,
     /// fsyncing each new directory's parent.
     pub fn ensure(&self, mb: &Mailbox) -> Result<PathBuf, MaildirError> {

@@ -108,6 +108,19 @@ pub trait MailboxStore: Send + Sync {
     /// address). A failure of the store is `NO [SERVERBUG]`, never a panic.
     fn answer(&self, user: &str, request: MailboxRequest) -> MailboxAnswer;
 
+    /// Answers `request` from memory when the store can do so without
+    /// waiting on disk or on another request (a Poll when nothing changed,
+    /// STATUS counts, summaries already cached); `None` when it cannot,
+    /// and the caller then runs [`Self::answer`] where blocking is
+    /// allowed. When it answers, it answers exactly as [`Self::answer`]
+    /// would. It never blocks: a lock held elsewhere means `None`. The
+    /// runtime tries it on its executor first, which saves a round trip
+    /// to the blocking pool for the most frequent requests.
+    fn answer_cached(&self, user: &str, request: &MailboxRequest) -> Option<MailboxAnswer> {
+        let _ = (user, request);
+        None
+    }
+
     /// Whether `user` has used up the storage limit (SMTP RCPT then
     /// answers 552 5.2.2). A store that cannot tell answers `false`.
     fn over_quota(&self, user: &str) -> bool;

@@ -1,9 +1,13 @@
 //! IMAP beside Dovecot on copies of the same 10,000-message Maildir, both
 //! over IMAPS on loopback, driven by the same Python imaplib client:
 //! SELECT + the header FETCH Roundcube's message list does (cold, then
-//! warm), a mixed workload from 10 clients, and the same with a login and
-//! logout around every few commands. Then Postern's RSS with 1,000 idle
-//! IDLE sessions.
+//! warm), a mixed workload from 10 persistent clients (timed once all
+//! are logged in), and the same with a login and logout around every few
+//! commands. Then Postern's RSS with 1,000 idle IDLE sessions from 10
+//! loopback addresses.
+//!
+//! `POSTERN_BENCH_DAEMON=/path/to/postern-test-daemon` runs another
+//! build (an older one, for a before/after in one sitting).
 //!
 //! Run: `cargo bench -p postern-conformance --bench imap`
 
@@ -83,8 +87,10 @@ out = []
 for label in ("cold", "warm"):
     t = time.time(); m = conn(); list_page(m); m.logout(); out.append("%.3f" % (time.time() - t))
 errors = []
-def mixed(n, relog):
+def mixed(n, relog, ready):
     m = conn(); m.select("INBOX")
+    # Persistent clients: the clock starts once all are logged in.
+    ready.wait()
     for i in range(n):
         if relog and i % 4 == 0:
             m.logout(); m = conn(); m.select("INBOX")
@@ -98,13 +104,18 @@ def mixed(n, relog):
         if r[0] != "OK": errors.append((op, r))
     m.logout()
 for relog in (False, True):
-    N = 30
-    t = time.time()
+    N = 150
+    ready = threading.Barrier(11)
     def run(n, relog):
-        try: mixed(n, relog)
-        except Exception as e: errors.append(("exception", repr(e)))
+        try: mixed(n, relog, ready)
+        except Exception as e:
+            errors.append(("exception", repr(e)))
+            ready.abort()
     ts = [threading.Thread(target=run, args=(N, relog)) for _ in range(10)]
-    [x.start() for x in ts]; [x.join() for x in ts]
+    [x.start() for x in ts]
+    ready.wait()
+    t = time.time()
+    [x.join() for x in ts]
     out.append("%.1f" % (10 * N / (time.time() - t)))
 # Every command must have succeeded, or the figures compare nothing.
 assert not errors, errors[:3]
@@ -222,7 +233,13 @@ fn main() {
     if p.len() == 4 && q.len() == 4 {
         row("SELECT + header FETCH 1:*, cold", p[0], q[0], true, "s");
         row("SELECT + header FETCH 1:*, warm", p[1], q[1], true, "s");
-        row("mixed workload, 10 clients", p[2], q[2], false, "op/s");
+        row(
+            "mixed workload, 10 persistent clients",
+            p[2],
+            q[2],
+            false,
+            "op/s",
+        );
         row(
             "mixed, login+logout every 4 commands",
             p[3],
@@ -241,7 +258,9 @@ import socket, ssl, time
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 conns = []
 for i in range(1000):
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port})), server_hostname="x")
+    # From 10 loopback addresses: 100 each, within the per-client cap.
+    src = ("127.0.0.%d" % (1 + i % 10), 0)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", {port}), source_address=src), server_hostname="x")
     s.recv(4096)
     s.sendall(b"a LOGIN alice@example.com alice-pw\r\nb SELECT INBOX\r\nc IDLE\r\n")
     buf = b""

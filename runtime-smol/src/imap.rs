@@ -234,8 +234,15 @@ async fn answer(
             }
         }
         Event::Mailbox { user, request } => {
-            let store = srv.mailstore.clone();
-            let answer = smol::unblock(move || store.answer(&user, request)).await;
+            // From memory on this thread when the store can (most Polls,
+            // STATUS, cached summaries); otherwise on the blocking pool.
+            let answer = match srv.mailstore.answer_cached(&user, &request) {
+                Some(a) => a,
+                None => {
+                    let store = srv.mailstore.clone();
+                    smol::unblock(move || store.answer(&user, request)).await
+                }
+            };
             session.answer_mailbox(Instant::now(), answer);
         }
         Event::Notice(n) => match n {

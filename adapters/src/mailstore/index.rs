@@ -7,7 +7,7 @@ use super::flags::{parse_info, read_keywords, split_name};
 use super::modseq::read_modlog;
 use super::uidlist::{new_uidlist, read_uidlist};
 use crate::maildir::sync_dir;
-use postern_core::imap::event::{MessageMeta, StatusCounts, Summary};
+use postern_core::imap::event::{MailboxView, MessageMeta, StatusCounts, Summary};
 use postern_core::imap::rules;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -104,17 +104,19 @@ impl Folder {
             // Someone else wrote the UID list (a Maildir copied in): start over.
             *self = Folder::default();
         }
-        if self.loaded && st.is_some() && st == self.stamp {
-            if self.verified {
-                return Ok(());
-            }
-            if !settled(st) {
-                // Our own recent change, or a scan a moment ago.
-                return Ok(());
-            }
-            // Settled since: look once more, then trust it.
+        if self.current(st) {
+            return Ok(());
         }
         self.rescan(dir, clock)
+    }
+
+    /// Whether the index, loaded already, matches the directory stamped
+    /// `st` and needs no scan.
+    pub(super) fn current(&self, st: Option<Stamp>) -> bool {
+        // A stamp that matches but has only settled since is looked at
+        // once more, then trusted; a young one is our own recent change,
+        // or a scan a moment ago.
+        self.loaded && st.is_some() && st == self.stamp && (self.verified || !settled(st))
     }
 
     pub(super) fn rescan(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
@@ -310,6 +312,23 @@ impl Folder {
         );
         self.view = Some(v.clone());
         v
+    }
+
+    /// The mailbox as SELECT and Poll give it, with these LIST attributes.
+    pub(super) fn current_view(&mut self, attributes: Vec<String>) -> MailboxView {
+        MailboxView {
+            uid_validity: self.validity,
+            uid_next: self.next,
+            messages: self.view(),
+            keywords: self
+                .keywords
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
+            highest_modseq: self.highest_modseq,
+            attributes,
+        }
     }
 
     pub(super) fn counts(&self) -> StatusCounts {

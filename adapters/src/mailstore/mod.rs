@@ -51,6 +51,9 @@ use std::time::UNIX_EPOCH;
 pub struct MailStore {
     maildir: Arc<Maildir>,
     folders: Mutex<HashMap<PathBuf, Arc<Mutex<Folder>>>>,
+    /// APPENDs written and synced in `tmp/`, per folder, waiting for the
+    /// folder's lock to be filed together (group commit).
+    appends: Mutex<HashMap<PathBuf, Vec<Arc<requests::AppendJob>>>>,
     /// Storage limit per account in bytes (None: unlimited).
     quota: Option<u64>,
     /// Per-account limits (docker-mailserver's `dovecot-quotas.cf`).
@@ -74,6 +77,7 @@ impl MailStore {
         Self {
             maildir,
             folders: Mutex::new(HashMap::new()),
+            appends: Mutex::new(HashMap::new()),
             quota: None,
             quotas: HashMap::new(),
             clock: Arc::new(SystemClock),
@@ -163,6 +167,60 @@ impl MailStore {
         f(&mut g)
     }
 
+    /// Runs `f` on a folder's index if it can be had at once and is up
+    /// to date (the three stats of its stamp): `None` when the index is
+    /// not loaded, is busy (another request holds its lock, maybe for
+    /// disk work), or the directory changed and needs a scan.
+    fn with_current<T>(&self, dir: &Path, f: impl FnOnce(&mut Folder) -> Option<T>) -> Option<T> {
+        let state = {
+            let l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            l.get(dir)?.clone()
+        };
+        let mut g = match state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if !g.current(stamp(dir)) {
+            return None;
+        }
+        f(&mut g)
+    }
+
+    /// [`MailboxStore::answer_cached`]: Poll, STATUS and cached summaries
+    /// from an up-to-date index, as `answer` would give them.
+    pub fn answer_cached(&self, user: &str, req: &MailboxRequest) -> Option<MailboxAnswer> {
+        let (local, domain) = user.rsplit_once('@')?;
+        let root = self.maildir.known(&Mailbox {
+            domain: domain.to_lowercase(),
+            user: local.to_lowercase(),
+        })?;
+        match req {
+            MailboxRequest::Poll { mailbox } => {
+                let dir = Self::folder(&root, mailbox)?;
+                self.with_current(&dir, |f| {
+                    Some(MailboxAnswer::Changed(f.current_view(Vec::new())))
+                })
+            }
+            MailboxRequest::Status { mailbox } => {
+                let dir = Self::folder(&root, mailbox)?;
+                self.with_current(&dir, |f| Some(MailboxAnswer::Status(f.counts())))
+            }
+            MailboxRequest::Summaries { mailbox, uids } => {
+                let dir = Self::folder(&root, mailbox)?;
+                self.with_current(&dir, |f| {
+                    let cache = f.summaries.as_ref()?;
+                    let mut have = Vec::with_capacity(uids.len());
+                    for u in uids {
+                        have.push((*u, cache.get(u)?.clone()));
+                    }
+                    Some(MailboxAnswer::Summaries(have))
+                })
+            }
+            _ => None,
+        }
+    }
+
     fn forget(&self, dir: &Path) {
         let mut l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
         l.retain(|p, _| !p.starts_with(dir));
@@ -214,6 +272,10 @@ impl MailStore {
 impl MailboxStore for MailStore {
     fn answer(&self, user: &str, request: MailboxRequest) -> MailboxAnswer {
         MailStore::answer(self, user, request)
+    }
+
+    fn answer_cached(&self, user: &str, request: &MailboxRequest) -> Option<MailboxAnswer> {
+        MailStore::answer_cached(self, user, request)
     }
 
     fn over_quota(&self, user: &str) -> bool {

@@ -3,17 +3,16 @@
 
 use super::files::{list_folders, read_header, read_message, read_subscriptions, write_atomic};
 use super::flags::{flag_info, parse_info, write_keywords};
-use super::index::Entry;
+use super::index::{Entry, Folder};
 use super::{MailStore, MailStoreError};
 use crate::maildir::{crlf_to_lf, sync_dir};
-use postern_core::imap::event::{
-    Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, Stored,
-};
+use postern_core::imap::event::{Code, ListEntry, MailboxAnswer, MailboxRequest, Stored};
 use postern_core::imap::rules::{self, StoreStep};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(super) fn no(code: Code, text: impl Into<String>) -> MailboxAnswer {
@@ -101,19 +100,7 @@ impl MailStore {
                     )
                 };
                 self.with(&dir, |f| {
-                    let view = MailboxView {
-                        uid_validity: f.validity,
-                        uid_next: f.next,
-                        messages: f.view(),
-                        keywords: f
-                            .keywords
-                            .iter()
-                            .filter(|k| !k.is_empty())
-                            .cloned()
-                            .collect(),
-                        highest_modseq: f.highest_modseq,
-                        attributes,
-                    };
+                    let view = f.current_view(attributes);
                     // Poll's answer is the same view, named for what it is.
                     Ok(if poll {
                         MailboxAnswer::Changed(view)
@@ -497,37 +484,125 @@ impl MailStore {
                 r
             });
         written?;
-        let r = self.with(dir, |f| {
-            let mut keywords = f.keywords.clone();
-            let info = flag_info(flags, &mut keywords);
-            if keywords != f.keywords {
-                write_keywords(dir, &keywords)?;
-                f.keywords = keywords;
-            }
-            let name = format!("{base}:2,{info}");
-            fs::rename(&tmp, dir.join("cur").join(&name))?;
-            sync_dir(&dir.join("cur"))?;
-            let uid = rules::next_uid(&mut f.next);
-            let m = rules::next_modseq(&mut f.highest_modseq);
-            f.entries.push(Entry {
-                uid,
-                flags: parse_info(&info, &f.keywords),
-                base_len: base.len(),
-                name,
-                size: data.len() as u64,
-                mtime,
-                modseq: m,
-            });
-            f.append_uidlist(dir, &[uid])?;
-            f.log_modseqs(dir, &[(uid, m)])?;
-            f.touched(dir);
-            Ok((f.validity, uid))
+        let job = Arc::new(AppendJob {
+            tmp: tmp.clone(),
+            base,
+            flags: flags.to_vec(),
+            size: data.len() as u64,
+            mtime,
+            done: OnceLock::new(),
         });
+        {
+            let mut q = self.appends.lock().unwrap_or_else(|e| e.into_inner());
+            q.entry(dir.to_owned()).or_default().push(job.clone());
+        }
+        // Group commit: whoever holds the folder's lock files every
+        // message waiting for it, with one sync of `cur/` and one of the
+        // UID list for them all; the others find their answer done.
+        let ran = self.with(dir, |f| {
+            if job.done.get().is_none() {
+                let jobs = {
+                    let mut q = self.appends.lock().unwrap_or_else(|e| e.into_inner());
+                    q.remove(dir).unwrap_or_default()
+                };
+                commit_appends(dir, f, &jobs);
+            }
+            Ok(())
+        });
+        let r = match (job.done.get(), ran) {
+            (Some(Ok(v)), _) => Ok(*v),
+            (Some(Err((kind, text))), _) => Err(io::Error::new(*kind, text.clone())),
+            (None, Err(e)) => {
+                let mut q = self.appends.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(list) = q.get_mut(dir) {
+                    list.retain(|j| !Arc::ptr_eq(j, &job));
+                }
+                Err(e)
+            }
+            (None, Ok(())) => Err(io::Error::other("append left uncommitted")),
+        };
         if r.is_err() {
             let _ = fs::remove_file(&tmp);
         } else {
             self.maildir.changed(dir);
         }
         r
+    }
+}
+
+/// One APPEND written to `tmp/` and synced, waiting to be filed.
+#[derive(Debug)]
+pub(super) struct AppendJob {
+    tmp: PathBuf,
+    base: String,
+    flags: Vec<String>,
+    size: u64,
+    mtime: i64,
+    /// (UIDVALIDITY, UID), or why it failed.
+    done: OnceLock<Result<(u32, u32), (io::ErrorKind, String)>>,
+}
+
+impl AppendJob {
+    fn fail(&self, e: &io::Error) {
+        let _ = self.done.set(Err((e.kind(), e.to_string())));
+    }
+}
+
+/// Files waiting APPENDs into `cur/` under the folder's lock: renames,
+/// one directory sync, UIDs in order, one UID list sync. Each job gets
+/// its answer only once its message and UID are durable.
+fn commit_appends(dir: &Path, f: &mut Folder, jobs: &[Arc<AppendJob>]) {
+    let mut filed: Vec<(&Arc<AppendJob>, String, String)> = Vec::with_capacity(jobs.len());
+    for j in jobs.iter().filter(|j| j.done.get().is_none()) {
+        let mut keywords = f.keywords.clone();
+        let info = flag_info(&j.flags, &mut keywords);
+        if keywords != f.keywords {
+            if let Err(e) = write_keywords(dir, &keywords) {
+                j.fail(&e);
+                continue;
+            }
+            f.keywords = keywords;
+        }
+        let name = format!("{}:2,{info}", j.base);
+        match fs::rename(&j.tmp, dir.join("cur").join(&name)) {
+            Ok(()) => filed.push((j, name, info)),
+            Err(e) => j.fail(&e),
+        }
+    }
+    if filed.is_empty() {
+        return;
+    }
+    if let Err(e) = sync_dir(&dir.join("cur")) {
+        for (j, _, _) in &filed {
+            j.fail(&e);
+        }
+        return;
+    }
+    let mut uids = Vec::with_capacity(filed.len());
+    let mut log = Vec::with_capacity(filed.len());
+    for (j, name, info) in filed.iter() {
+        let uid = rules::next_uid(&mut f.next);
+        let m = rules::next_modseq(&mut f.highest_modseq);
+        f.entries.push(Entry {
+            uid,
+            flags: parse_info(info, &f.keywords),
+            base_len: j.base.len(),
+            name: name.clone(),
+            size: j.size,
+            mtime: j.mtime,
+            modseq: m,
+        });
+        uids.push(uid);
+        log.push((uid, m));
+    }
+    let r = f
+        .append_uidlist(dir, &uids)
+        .and_then(|()| f.log_modseqs(dir, &log));
+    f.touched(dir);
+    for ((j, _, _), uid) in filed.iter().zip(uids) {
+        let _ = j.done.set(match &r {
+            Ok(()) => Ok((f.validity, uid)),
+            Err(e) => Err((e.kind(), e.to_string())),
+        });
     }
 }

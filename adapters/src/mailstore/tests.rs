@@ -320,3 +320,135 @@ fn changes_are_told_by_mailbox_not_path() {
     assert!(MailboxStore::version(&s, &MailboxId::new(u, "Nope")).is_none());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn answers_from_memory_only_what_answer_would_say() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let poll = MailboxRequest::Poll {
+        mailbox: "INBOX".into(),
+    };
+    let status = MailboxRequest::Status {
+        mailbox: "INBOX".into(),
+    };
+    // Unknown account, folder not loaded yet: disk is needed.
+    assert!(s.answer_cached(u, &poll).is_none());
+    let append = |subject: &str| {
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: vec!["\\Seen".into()],
+                data: format!("Subject: {subject}\r\n\r\nx\r\n").into_bytes(),
+                date: Some(1_795_588_686),
+            },
+        )
+    };
+    append("a");
+    append("b");
+    let full = s.answer(u, poll.clone());
+    assert_eq!(s.answer_cached(u, &poll), Some(full));
+    assert_eq!(
+        s.answer_cached(u, &status),
+        Some(s.answer(u, status.clone()))
+    );
+    // Never asked by this account: disk (or the lock) is needed.
+    let other = MailboxRequest::Poll {
+        mailbox: "Work".into(),
+    };
+    assert!(s.answer_cached(u, &other).is_none());
+    // Summaries: only once every one asked for is in memory.
+    let sums = MailboxRequest::Summaries {
+        mailbox: "INBOX".into(),
+        uids: vec![2, 1],
+    };
+    assert!(s.answer_cached(u, &sums).is_none());
+    let parsed = s.answer(u, sums.clone());
+    assert_eq!(s.answer_cached(u, &sums), Some(parsed));
+    // A busy folder is left to the blocking path.
+    {
+        let state = s.state(&dir.join("example.com/alice"));
+        let _held = lock(&state);
+        assert!(s.answer_cached(u, &poll).is_none());
+    }
+    // A message dropped in by someone else: the directory changed, the
+    // index must be brought up to date first (on the blocking path).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(
+        dir.join("example.com/alice/new/1700000000.M1P1.other"),
+        b"Subject: c\n\nx\n",
+    )
+    .unwrap();
+    assert!(s.answer_cached(u, &poll).is_none());
+    let MailboxAnswer::Changed(v) = s.answer(u, poll.clone()) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 3);
+    assert_eq!(s.answer_cached(u, &poll), Some(MailboxAnswer::Changed(v)));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_appends_are_filed_together_with_distinct_uids() {
+    let (s, dir) = store();
+    let s = Arc::new(s);
+    let u = "alice@example.com";
+    // The account made first: threads making a new account at once race
+    // (one can find INBOX made but not yet Drafts).
+    s.answer(
+        u,
+        MailboxRequest::Status {
+            mailbox: "Drafts".into(),
+        },
+    );
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|i| {
+                        let a = s.answer(
+                            u,
+                            MailboxRequest::Append {
+                                mailbox: "Drafts".into(),
+                                flags: vec![format!("$T{t}")],
+                                data: format!("Subject: {t}.{i}\r\n\r\nx\r\n").into_bytes(),
+                                date: None,
+                            },
+                        );
+                        let MailboxAnswer::Uids { to, .. } = a else {
+                            panic!("{a:?}")
+                        };
+                        to[0]
+                    })
+                    .collect::<Vec<u32>>()
+            })
+        })
+        .collect();
+    let mut uids: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=40).collect::<Vec<u32>>());
+    let list = fs::read_to_string(dir.join("example.com/alice/.Drafts/dovecot-uidlist")).unwrap();
+    assert_eq!(list.lines().count(), 41, "{list}");
+    // A fresh store reads the same UIDs and keywords back from disk.
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::View(v) = again.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "Drafts".into(),
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 40);
+    assert_eq!(v.uid_next, 41);
+    assert!(v.messages.iter().all(|m| m.flags.len() == 1));
+    assert!(fs::read_dir(dir.join("example.com/alice/.Drafts/tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    fs::remove_dir_all(&dir).unwrap();
+}

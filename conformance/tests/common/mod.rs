@@ -126,7 +126,10 @@ impl Daemon {
             .open(&self.log)
             .expect("log");
         let before = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
-        let child = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        // Benches may run another build beside this one (before/after).
+        let bin = std::env::var_os("POSTERN_BENCH_DAEMON")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_postern-test-daemon").into());
+        let child = Command::new(bin)
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("POSTERN_LOG", "info")
