@@ -2,7 +2,7 @@
 //! sizes, dates and mod-sequences, brought up to date from `new/` and
 //! `cur/` only when their modification times moved, and incrementally.
 
-use super::files::{crlf_size, size_from_name};
+use super::files::{crlf_size, size_from_name, write_atomic};
 use super::flags::{parse_info, read_keywords, split_name};
 use super::modseq::read_modlog;
 use super::uidlist::{new_uidlist, read_uidlist};
@@ -11,7 +11,9 @@ use postern_core::imap::event::{MailboxView, MessageMeta, StatusCounts, Summary}
 use postern_core::imap::rules;
 use std::collections::{HashMap, VecDeque};
 use std::fs;
+use std::fs::OpenOptions;
 use std::io;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -379,5 +381,65 @@ impl Folder {
         self.log_modseqs(dir, &[(0, h)])?;
         self.touched(dir);
         Ok(())
+    }
+}
+
+/// The folder's own files: `postern-modseq` (CONDSTORE mod-sequences).
+impl Folder {
+    /// Appends (uid, modseq) records to `postern-modseq`; uid 0 records
+    /// the highest mod-sequence (after an expunge). Compacts when long.
+    pub(super) fn log_modseqs(&mut self, dir: &Path, records: &[(u32, u64)]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join("postern-modseq");
+        if self.modlog_lines == 0 || self.modlog_lines > 2 * self.entries.len() + 1024 {
+            let mut text = format!(
+                "V{} B{}\n0 {}\n",
+                self.validity, self.modseq_base, self.highest_modseq
+            );
+            for e in self.entries.iter().filter(|e| e.modseq != self.modseq_base) {
+                text.push_str(&format!("{} {}\n", e.uid, e.modseq));
+            }
+            self.modlog_lines = text.lines().count();
+            return write_atomic(&path, text.as_bytes());
+        }
+        let mut text = String::new();
+        for (u, m) in records {
+            text.push_str(&format!("{u} {m}\n"));
+        }
+        let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        self.modlog_lines += records.len();
+        Ok(())
+    }
+}
+
+/// The folder's own files: `dovecot-uidlist`.
+impl Folder {
+    pub(super) fn write_uidlist(&self, dir: &Path) -> io::Result<()> {
+        let mut text = format!("3 V{} N{}\n", self.validity, self.next);
+        for e in &self.entries {
+            text.push_str(&format!("{} :{}\n", e.uid, e.base()));
+        }
+        write_atomic(&dir.join("dovecot-uidlist"), text.as_bytes())
+    }
+
+    /// Adds lines for new UIDs to `dovecot-uidlist` (Dovecot appends too;
+    /// readers take the next UID past the highest listed).
+    pub(super) fn append_uidlist(&self, dir: &Path, uids: &[u32]) -> io::Result<()> {
+        let path = dir.join("dovecot-uidlist");
+        if !path.exists() {
+            return self.write_uidlist(dir);
+        }
+        let mut text = String::new();
+        for u in uids {
+            if let Some(i) = self.index_of(*u) {
+                text.push_str(&format!("{u} :{}\n", self.entries[i].base()));
+            }
+        }
+        let mut f = OpenOptions::new().append(true).open(&path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
     }
 }

@@ -1,11 +1,9 @@
 //! `postern-modseq`: CONDSTORE mod-sequences as an append-only log,
 //! compacted when much longer than needed; rebuildable.
 
-use super::files::write_atomic;
-use super::index::Folder;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead};
 use std::path::Path;
 
 /// `postern-modseq`: `V<validity> B<base>`, then `<uid> <modseq>` lines
@@ -51,34 +49,4 @@ pub(super) fn read_modlog(
         }
     }
     (n, base, highest, map)
-}
-
-impl Folder {
-    /// Appends (uid, modseq) records to `postern-modseq`; uid 0 records
-    /// the highest mod-sequence (after an expunge). Compacts when long.
-    pub(super) fn log_modseqs(&mut self, dir: &Path, records: &[(u32, u64)]) -> io::Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let path = dir.join("postern-modseq");
-        if self.modlog_lines == 0 || self.modlog_lines > 2 * self.entries.len() + 1024 {
-            let mut text = format!(
-                "V{} B{}\n0 {}\n",
-                self.validity, self.modseq_base, self.highest_modseq
-            );
-            for e in self.entries.iter().filter(|e| e.modseq != self.modseq_base) {
-                text.push_str(&format!("{} {}\n", e.uid, e.modseq));
-            }
-            self.modlog_lines = text.lines().count();
-            return write_atomic(&path, text.as_bytes());
-        }
-        let mut text = String::new();
-        for (u, m) in records {
-            text.push_str(&format!("{u} {m}\n"));
-        }
-        let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
-        f.write_all(text.as_bytes())?;
-        self.modlog_lines += records.len();
-        Ok(())
-    }
 }

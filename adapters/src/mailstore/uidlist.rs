@@ -1,11 +1,8 @@
 //! `dovecot-uidlist`, read and written in Dovecot's own format: UIDs and
 //! UIDVALIDITY survive a move between Dovecot and Postern.
 
-use super::files::write_atomic;
-use super::index::Folder;
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
 use std::path::Path;
 
 /// One folder's UID list (as read from `dovecot-uidlist`).
@@ -64,32 +61,4 @@ pub(super) fn read_uidlist(dir: &Path) -> Option<UidList> {
         return None;
     }
     Some(list)
-}
-
-impl Folder {
-    pub(super) fn write_uidlist(&self, dir: &Path) -> io::Result<()> {
-        let mut text = format!("3 V{} N{}\n", self.validity, self.next);
-        for e in &self.entries {
-            text.push_str(&format!("{} :{}\n", e.uid, e.base()));
-        }
-        write_atomic(&dir.join("dovecot-uidlist"), text.as_bytes())
-    }
-
-    /// Adds lines for new UIDs to `dovecot-uidlist` (Dovecot appends too;
-    /// readers take the next UID past the highest listed).
-    pub(super) fn append_uidlist(&self, dir: &Path, uids: &[u32]) -> io::Result<()> {
-        let path = dir.join("dovecot-uidlist");
-        if !path.exists() {
-            return self.write_uidlist(dir);
-        }
-        let mut text = String::new();
-        for u in uids {
-            if let Some(i) = self.index_of(*u) {
-                text.push_str(&format!("{u} :{}\n", self.entries[i].base()));
-            }
-        }
-        let mut f = OpenOptions::new().append(true).open(&path)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_data()
-    }
 }
