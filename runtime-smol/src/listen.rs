@@ -60,65 +60,46 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
             }
         );
         let name = (addr.clone(), l.protocol.name());
-        if l.protocol == Protocol::Http {
-            let hl = Arc::new(crate::http::HttpListener {
-                proxy: l.proxy.clone(),
-                limits: postern_core::http::HttpLimits::default(),
-            });
-            let serve = move |srv, stream, peer, local, stop| {
-                crate::http::serve(srv, hl.clone(), stream, peer, local, stop)
-            };
-            smol::spawn(accept_loop(
-                srv.clone(),
-                tcp,
-                name,
-                serve,
-                stop_rx.clone(),
-                alive_tx.clone(),
-            ))
-            .detach();
-            continue;
-        }
-        if l.protocol == Protocol::Imap {
-            let il = Arc::new(postern_core::imap::session::ImapListener {
-                tls: l.tls,
-                proxy: l.proxy.clone(),
-            });
-            let serve = move |srv, stream, peer, local, stop| {
-                crate::imap::serve(srv, il.clone(), stream, peer, local, stop)
-            };
-            smol::spawn(accept_loop(
-                srv.clone(),
-                tcp,
-                name,
-                serve,
-                stop_rx.clone(),
-                alive_tx.clone(),
-            ))
-            .detach();
-            continue;
-        }
-        let lc = Arc::new(ListenerConfig {
-            role: if l.protocol == Protocol::Submission {
-                Role::Submission
-            } else {
-                Role::Mx
-            },
-            tls: l.tls,
-            proxy: l.proxy.clone(),
-        });
-        let serve = move |srv, stream, peer, local, stop| {
-            crate::smtp::serve(srv, lc.clone(), stream, peer, local, stop)
+        let (stop, alive) = (stop_rx.clone(), alive_tx.clone());
+        // One accept loop per listener; only the session it runs differs.
+        let task = match l.protocol {
+            Protocol::Http => {
+                let hl = Arc::new(crate::http::HttpListener {
+                    proxy: l.proxy.clone(),
+                    limits: postern_core::http::HttpLimits::default(),
+                });
+                let serve = move |srv, stream, peer, local, stop| {
+                    crate::http::serve(srv, hl.clone(), stream, peer, local, stop)
+                };
+                smol::spawn(accept_loop(srv.clone(), tcp, name, serve, stop, alive))
+            }
+            Protocol::Imap => {
+                let il = Arc::new(postern_core::imap::session::ImapListener {
+                    tls: l.tls,
+                    proxy: l.proxy.clone(),
+                });
+                let serve = move |srv, stream, peer, local, stop| {
+                    crate::imap::serve(srv, il.clone(), stream, peer, local, stop)
+                };
+                smol::spawn(accept_loop(srv.clone(), tcp, name, serve, stop, alive))
+            }
+            Protocol::Smtp | Protocol::Submission => {
+                let lc = Arc::new(ListenerConfig {
+                    role: if l.protocol == Protocol::Submission {
+                        Role::Submission
+                    } else {
+                        Role::Mx
+                    },
+                    tls: l.tls,
+                    proxy: l.proxy.clone(),
+                });
+                let serve = move |srv, stream, peer, local, stop| {
+                    crate::smtp::serve(srv, lc.clone(), stream, peer, local, stop)
+                };
+                smol::spawn(accept_loop(srv.clone(), tcp, name, serve, stop, alive))
+            }
         };
-        smol::spawn(accept_loop(
-            srv.clone(),
-            tcp,
-            name,
-            serve,
-            stop_rx.clone(),
-            alive_tx.clone(),
-        ))
-        .detach();
+        task.detach();
     }
     if let Some(cert) = srv.cert.clone() {
         let stop = stop_rx.clone();

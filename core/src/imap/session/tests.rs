@@ -2,6 +2,7 @@
 //! and the idle timer after an answer. Whole protocol exchanges are the
 //! transcripts' job (`testdata/transcripts/imap/`).
 
+#[cfg(test)] // (the module is declared test-only in mod.rs)
 use super::*;
 use crate::imap::event::{MailboxRequest, MailboxView};
 use crate::proxy::ProxyError;
