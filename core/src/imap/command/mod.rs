@@ -189,6 +189,39 @@ pub enum CommandBody {
     Unknown,
 }
 
+/// The commands that work on messages by sequence number, or by UID after
+/// `UID`: FETCH, SEARCH, SORT, THREAD, STORE, COPY and MOVE.
+fn message_command(name: &str, uid: bool, args: &[Value<'_>]) -> CommandBody {
+    match name {
+        "FETCH" => CommandBody::Fetch {
+            uid,
+            args: fetch::fetch_args(args),
+        },
+        "SEARCH" => CommandBody::Search {
+            uid,
+            args: search::search(args),
+        },
+        "SORT" => CommandBody::Search {
+            uid,
+            args: search::sort(args),
+        },
+        "THREAD" => CommandBody::Search {
+            uid,
+            args: search::thread(args),
+        },
+        "STORE" => CommandBody::Store {
+            uid,
+            args: store::store(args),
+        },
+        "COPY" | "MOVE" => CommandBody::Copy {
+            uid,
+            moving: name == "MOVE",
+            args: store::copy(args, name),
+        },
+        _ => CommandBody::Unknown,
+    }
+}
+
 /// Parses a framed command (as [`super::framing::Framer`] delimits it).
 /// An error is a command with no usable tag, or one the generic layer
 /// could not read: the session answers `BAD` whatever its state.
@@ -203,32 +236,7 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
     let body = if uid {
         match name {
             "EXPUNGE" => CommandBody::Expunge(store::uid_expunge(args)),
-            "FETCH" => CommandBody::Fetch {
-                uid,
-                args: fetch::fetch_args(args),
-            },
-            "SEARCH" => CommandBody::Search {
-                uid,
-                args: search::search(args),
-            },
-            "SORT" => CommandBody::Search {
-                uid,
-                args: search::sort(args),
-            },
-            "THREAD" => CommandBody::Search {
-                uid,
-                args: search::thread(args),
-            },
-            "STORE" => CommandBody::Store {
-                uid,
-                args: store::store(args),
-            },
-            "COPY" | "MOVE" => CommandBody::Copy {
-                uid,
-                moving: name == "MOVE",
-                args: store::copy(args, name),
-            },
-            _ => CommandBody::Unknown,
+            _ => message_command(name, uid, args),
         }
     } else {
         match name {
@@ -265,32 +273,7 @@ pub fn parse(buf: &[u8]) -> Result<Command, ParseError> {
             "CLOSE" => CommandBody::Close,
             "UNSELECT" => CommandBody::Unselect,
             "EXPUNGE" => CommandBody::Expunge(Ok(None)),
-            "FETCH" => CommandBody::Fetch {
-                uid,
-                args: fetch::fetch_args(args),
-            },
-            "SEARCH" => CommandBody::Search {
-                uid,
-                args: search::search(args),
-            },
-            "SORT" => CommandBody::Search {
-                uid,
-                args: search::sort(args),
-            },
-            "THREAD" => CommandBody::Search {
-                uid,
-                args: search::thread(args),
-            },
-            "STORE" => CommandBody::Store {
-                uid,
-                args: store::store(args),
-            },
-            "COPY" | "MOVE" => CommandBody::Copy {
-                uid,
-                moving: name == "MOVE",
-                args: store::copy(args, name),
-            },
-            _ => CommandBody::Unknown,
+            _ => message_command(name, uid, args),
         }
     };
     Ok(Command { tag, body })
