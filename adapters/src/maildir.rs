@@ -222,6 +222,10 @@ pub struct Maildir {
     counter: AtomicU64,
     /// Mailboxes known to exist (saves three stats per delivery).
     known: Mutex<HashSet<Mailbox>>,
+    /// Held while an account's folders are made, so that a second thread
+    /// delivering to the same new account waits for all of them (it used to
+    /// see INBOX made and go on before Drafts or Junk existed).
+    creating: Mutex<()>,
     /// Told of every folder a delivery or the IMAP store changed.
     on_change: OnceLock<ChangeHook>,
     /// The root, kept open from start for `syncfs`: a descriptor reports
@@ -264,6 +268,7 @@ impl Maildir {
             host,
             counter: AtomicU64::new(0),
             known: Mutex::new(HashSet::new()),
+            creating: Mutex::new(()),
             on_change: OnceLock::new(),
         }
     }
@@ -301,15 +306,34 @@ impl Maildir {
     /// fsyncing each new directory's parent.
     pub fn ensure(&self, mb: &Mailbox) -> Result<PathBuf, MaildirError> {
         let inbox = self.mailbox_path(mb);
-        if self.known.lock().map(|k| k.contains(mb)).unwrap_or(false) {
+        if self.is_known(mb) {
             return Ok(inbox);
         }
-        if inbox.join("new").is_dir() && inbox.join("tmp").is_dir() && inbox.join("cur").is_dir() {
-            if let Ok(mut k) = self.known.lock() {
-                k.insert(mb.clone());
-            }
+        // One account at a time: every folder exists before any thread
+        // treats the account as known. A poisoned lock only means another
+        // thread panicked while creating; the steps below are idempotent.
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_known(mb) {
             return Ok(inbox);
         }
+        // An account made before (by us or by Dovecot) is taken as it is.
+        let complete = ["cur", "new", "tmp"].iter().all(|d| inbox.join(d).is_dir());
+        if !complete {
+            self.create_account(mb, &inbox)?;
+        }
+        if let Ok(mut k) = self.known.lock() {
+            k.insert(mb.clone());
+        }
+        Ok(inbox)
+    }
+
+    fn is_known(&self, mb: &Mailbox) -> bool {
+        self.known.lock().map(|k| k.contains(mb)).unwrap_or(false)
+    }
+
+    /// Makes the account's INBOX and default folders, each durable; the
+    /// ones that exist already (a Dovecot volume) are left as they are.
+    fn create_account(&self, mb: &Mailbox, inbox: &Path) -> Result<(), MaildirError> {
         if !self.root.is_dir() {
             fs::create_dir_all(&self.root).map_err(|source| MaildirError::CreateFolder {
                 path: self.root.clone(),
@@ -317,7 +341,7 @@ impl Maildir {
             })?;
         }
         create_dir_synced(&self.root.join(&mb.domain))?;
-        create_dir_synced(&inbox)?;
+        create_dir_synced(inbox)?;
         for sub in ["cur", "new", "tmp"] {
             create_dir_synced(&inbox.join(sub))?;
         }
@@ -338,7 +362,7 @@ impl Maildir {
                 fsync_at(&dir, &f)?;
             }
         }
-        Ok(inbox)
+        Ok(())
     }
 
     /// Delivers `prefix` (header lines, CRLF) and `message` (CRLF) to the
