@@ -3,7 +3,10 @@
 //! SELECT + the header FETCH Roundcube's message list does (cold, then
 //! warm), a mixed workload from 10 persistent clients (timed once all
 //! are logged in), and the same with a login and logout around every few
-//! commands. Then Postern's RSS with 1,000 idle IDLE sessions from 10
+//! commands. Then another user's NOOP latency while alice runs body
+//! searches and BODYSTRUCTURE fetches over her whole INBOX on 3
+//! connections (the issue's "one user's heavy command never stalls another
+//! user's NOOP by more than ~50 ms"). Then Postern's RSS with 1,000 idle IDLE sessions from 10
 //! loopback addresses.
 //!
 //! `POSTERN_BENCH_DAEMON=/path/to/postern-test-daemon` runs another
@@ -28,6 +31,13 @@ fn make_maildir(root: &Path) {
         std::fs::create_dir_all(inbox.join(".Drafts").join(sub)).expect("dir");
     }
     std::fs::write(inbox.join(".Drafts/maildirfolder"), b"").expect("marker");
+    // Bob, whose NOOPs are timed while alice is busy.
+    let bob = root.join("example.com/bob");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(bob.join(sub)).expect("dir");
+    }
+    let note = "Subject: hello bob\n\nhi\n";
+    std::fs::write(bob.join("cur").join(maildir_name(1, note.len(), "S")), note).expect("write");
     for i in 0..MESSAGES {
         let body = format!(
             "Return-Path: <s{i}@example.net>\nDate: Wed, 25 Nov 2026 06:{:02}:00 +0000\nFrom: Sender {i} <s{i}@example.net>\nTo: alice@example.com\nSubject: message number {i}\nMessage-ID: <{i}@example.net>\nContent-Type: text/plain; charset=utf-8\n\n{}\n",
@@ -122,6 +132,39 @@ assert not errors, errors[:3]
 print(" ".join(out))
 "#;
 
+/// Bob's NOOP latency (ms: median, 99th percentile, worst) over 5 s while
+/// alice's 3 connections search every body and fetch every BODYSTRUCTURE,
+/// and how many of those heavy commands completed meanwhile.
+const NOOP_UNDER_LOAD: &str = r#"
+import imaplib, ssl, time, threading
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+PORT = {port}
+def conn(u, p):
+    m = imaplib.IMAP4_SSL("127.0.0.1", PORT, ssl_context=ctx); m.login(u, p); return m
+stop = threading.Event(); heavy = [0]; errors = []
+def busy(i):
+    m = conn("alice@example.com", "alice-pw"); m.select("INBOX", readonly=True)
+    while not stop.is_set():
+        if i % 2 == 0: r = m.uid("SEARCH", "BODY", "needle-%d" % heavy[0])
+        else: r = m.fetch("1:*", "(BODYSTRUCTURE)")
+        if r[0] != "OK": errors.append(r[0])
+        heavy[0] += 1
+    m.logout()
+ts = [threading.Thread(target=busy, args=(i,)) for i in range(3)]
+b = conn("bob@example.com", "bob-pw"); b.select("INBOX")
+[t.start() for t in ts]
+time.sleep(0.5)  # load, not synchronisation: let the heavy commands start
+lat = []; end = time.time() + 5
+while time.time() < end:
+    t = time.time(); r = b.noop(); lat.append((time.time() - t) * 1000)
+    if r[0] != "OK": errors.append(r[0])
+    time.sleep(0.01)
+stop.set(); [t.join() for t in ts]; b.logout()
+assert not errors, errors[:3]
+lat.sort()
+print("%.1f %.1f %.1f %d" % (lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1], heavy[0]))
+"#;
+
 struct Dovecot {
     child: Child,
 }
@@ -137,7 +180,11 @@ fn start_dovecot(dir: &Path, mail: &Path, cert: &Path, key: &Path, port: u16) ->
     std::fs::create_dir_all(dir.join("run")).expect("dir");
     let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "benchsalt1234567")
         .expect("hash");
-    std::fs::write(dir.join("users"), format!("alice@example.com:{hash}\n")).expect("users");
+    std::fs::write(dir.join("users"), format!(
+            "alice@example.com:{hash}\nbob@example.com:{}\n",
+            postern_adapters::directory::sha512_crypt_hash("bob-pw", "benchsalt7654321")
+                .expect("hash")
+        )).expect("users");
     std::fs::write(
         dir.join("dovecot.conf"),
         format!(
@@ -217,6 +264,8 @@ fn main() {
     );
     let p = python(&CLIENT.replace("{port}", &d.addrs[0].port().to_string()));
     let q = python(&CLIENT.replace("{port}", &dport.to_string()));
+    let pn = python(&NOOP_UNDER_LOAD.replace("{port}", &d.addrs[0].port().to_string()));
+    let qn = python(&NOOP_UNDER_LOAD.replace("{port}", &dport.to_string()));
     drop(dv);
     let (p, q): (Vec<f64>, Vec<f64>) = (
         p.split_whitespace()
@@ -246,6 +295,20 @@ fn main() {
             q[3],
             false,
             "op/s",
+        );
+    }
+
+    let nums = |s: &str| -> Vec<f64> { s.split_whitespace().filter_map(|x| x.parse().ok()).collect() };
+    let (pn, qn) = (nums(&pn), nums(&qn));
+    if pn.len() == 4 && qn.len() == 4 {
+        println!("  bob's NOOP while alice searches bodies and fetches BODYSTRUCTURE 1:* on 3 connections (5 s):");
+        println!(
+            "    Postern: median {:.1} ms, p99 {:.1} ms, worst {:.1} ms ({} heavy commands done)   target: worst <= 50 ms",
+            pn[0], pn[1], pn[2], pn[3]
+        );
+        println!(
+            "    Dovecot: median {:.1} ms, p99 {:.1} ms, worst {:.1} ms ({} heavy commands done)",
+            qn[0], qn[1], qn[2], qn[3]
         );
     }
 
