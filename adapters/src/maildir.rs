@@ -55,7 +55,6 @@ pub fn fsync(f: &File) -> io::Result<()> {
     f.sync_all()
 }
 
-
 /// Why a delivery into the Maildir tree failed. Every cause answers 4xx
 /// upstream: nothing is acknowledged unless it is durable.
 #[derive(Debug, thiserror::Error)]
@@ -629,7 +628,12 @@ fn sync_all<'a>(
         let handles: Vec<_> = files
             .chunks(per_thread)
             .map(|chunk| {
-                let work = move || chunk.iter().map(|(f, p)| fsync_at(f, p)).collect::<Vec<_>>();
+                let work = move || {
+                    chunk
+                        .iter()
+                        .map(|(f, p)| fsync_at(f, p))
+                        .collect::<Vec<_>>()
+                };
                 (chunk, std::thread::Builder::new().spawn_scoped(scope, work))
             })
             .collect();

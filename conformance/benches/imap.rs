@@ -180,11 +180,15 @@ fn start_dovecot(dir: &Path, mail: &Path, cert: &Path, key: &Path, port: u16) ->
     std::fs::create_dir_all(dir.join("run")).expect("dir");
     let hash = postern_adapters::directory::sha512_crypt_hash("alice-pw", "benchsalt1234567")
         .expect("hash");
-    std::fs::write(dir.join("users"), format!(
+    std::fs::write(
+        dir.join("users"),
+        format!(
             "alice@example.com:{hash}\nbob@example.com:{}\n",
             postern_adapters::directory::sha512_crypt_hash("bob-pw", "benchsalt7654321")
                 .expect("hash")
-        )).expect("users");
+        ),
+    )
+    .expect("users");
     std::fs::write(
         dir.join("dovecot.conf"),
         format!(
@@ -343,7 +347,11 @@ sys.stdin.read()
     let pn = python(&NOOP_UNDER_LOAD.replace("{port}", &d.addrs[0].port().to_string()));
     let qn = python(&NOOP_UNDER_LOAD.replace("{port}", &dport.to_string()));
     drop(dv);
-    let nums = |s: &str| -> Vec<f64> { s.split_whitespace().filter_map(|x| x.parse().ok()).collect() };
+    let nums = |s: &str| -> Vec<f64> {
+        s.split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect()
+    };
     let (pn, qn) = (nums(&pn), nums(&qn));
     if pn.len() == 4 && qn.len() == 4 {
         println!("  bob's NOOP while alice searches bodies and fetches BODYSTRUCTURE 1:* on 3 connections (5 s):");
@@ -356,5 +364,4 @@ sys.stdin.read()
             qn[0], qn[1], qn[2], qn[3]
         );
     }
-
 }
