@@ -78,3 +78,83 @@ impl Config {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use postern_core::imap::session::HierarchySeparator;
+    use std::path::Path;
+
+    const BASE: &str = "hostname = \"mail.example.com\"\ndata_dir = \"mail\"\n\
+        [directory]\naccounts = \"postfix-accounts.cf\"\n";
+
+    fn parse(extra: &str) -> Result<Config, super::ConfigError> {
+        Config::parse(
+            &format!("{BASE}{extra}"),
+            Path::new("p.toml"),
+            Path::new("."),
+        )
+    }
+
+    fn imap_listener(address: &str, more: &str) -> String {
+        format!(
+            "[[listener]]\naddress = \"{address}\"\nprotocol = \"imap\"\ntls = \"none\"\n{more}"
+        )
+    }
+
+    #[test]
+    fn separator_is_slash_unless_dot_is_asked_for() {
+        let c = parse(&imap_listener("127.0.0.1:143", "")).unwrap();
+        assert_eq!(c.hierarchy_separator, HierarchySeparator::Slash);
+        let dot = format!(
+            "[imap]\nhierarchy_separator = \".\"\n{}",
+            imap_listener("127.0.0.1:143", "")
+        );
+        assert_eq!(
+            parse(&dot).unwrap().hierarchy_separator,
+            HierarchySeparator::Dot
+        );
+        let bad = format!(
+            "[imap]\nhierarchy_separator = \"\\\\\"\n{}",
+            imap_listener("127.0.0.1:143", "")
+        );
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("imap.hierarchy_separator"), "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+    }
+
+    #[test]
+    fn plaintext_auth_is_off_by_default_and_only_for_imap() {
+        let c = parse(&imap_listener("127.0.0.1:143", "")).unwrap();
+        assert!(!c.listeners[0].allow_plaintext_auth);
+        assert!(c.warnings().is_empty());
+        let on = imap_listener("127.0.0.1:143", "allow_plaintext_auth = true\n");
+        let c = parse(&on).unwrap();
+        assert!(c.listeners[0].allow_plaintext_auth);
+        // Loopback: nothing to warn about.
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let smtp = "[[listener]]\naddress = \"127.0.0.1:25\"\nprotocol = \"smtp\"\n\
+            allow_plaintext_auth = true\n";
+        let e = parse(smtp).unwrap_err();
+        assert_eq!(
+            e.key.as_deref(),
+            Some("listener[1].allow_plaintext_auth"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plaintext_auth_on_an_open_listener_is_warned_about() {
+        let open = imap_listener("0.0.0.0:143", "allow_plaintext_auth = true\n");
+        let w = parse(&open).unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("listener[1].allow_plaintext_auth"), "{w:?}");
+        assert!(w[0].contains("0.0.0.0:143"), "{w:?}");
+        // Behind HAProxy (PROXY required from trusted networks): no warning.
+        let proxied = imap_listener(
+            "0.0.0.0:143",
+            "allow_plaintext_auth = true\nproxy = \"required\"\ntrusted_networks = [\"10.0.20.0/24\"]\n",
+        );
+        assert!(parse(&proxied).unwrap().warnings().is_empty());
+    }
+}
