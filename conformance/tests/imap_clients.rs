@@ -200,3 +200,104 @@ except imaplib.IMAP4.error as e:
     assert_eq!(pulled.len(), 1, "{pulled:?}");
     assert!(pulled[0].contains("read me back"), "{pulled:?}");
 }
+
+/// Python for `m.append("Threads", ...)` of one message.
+fn thread_message(id: u32, date: &str, subject: &str, refs: &str) -> String {
+    format!(
+        "Message-ID: <t{id}@example.net>\\r\\nDate: {date}\\r\\nFrom: a@example.net\\r\\n{refs}Subject: {subject}\\r\\n\\r\\nmessage {id}\\r\\n"
+    )
+}
+
+#[test]
+fn imaplib_threads_a_reply_chain_by_references_and_by_subject() {
+    if !peer("python3") {
+        return;
+    }
+    let (_d, open, _, _) = daemon();
+    let koeln = "=?UTF-8?Q?Treffen_in_K=C3=B6ln?=";
+    // Sequence numbers 1 to 7 (UIDs 2 to 8, after a placeholder).
+    let messages = [
+        // 1: the root of the chain (10:00).
+        thread_message(1, "Mon, 2 Nov 2026 10:00:00 +0000", koeln, ""),
+        // 2: a reply to 1.
+        thread_message(
+            2,
+            "Mon, 2 Nov 2026 11:00:00 +0000",
+            &format!("Re: {koeln}"),
+            "In-Reply-To: <t1@example.net>\\r\\nReferences: <t1@example.net>\\r\\n",
+        ),
+        // 3: a reply to 2, its subject "RE: Re: ...".
+        thread_message(
+            3,
+            "Mon, 2 Nov 2026 12:00:00 +0000",
+            &format!("RE: Re: {koeln}"),
+            "In-Reply-To: <t2@example.net>\\r\\nReferences: <t1@example.net> <t2@example.net>\\r\\n",
+        ),
+        // 4: another conversation (10:30).
+        thread_message(4, "Mon, 2 Nov 2026 10:30:00 +0000", "Quarterly numbers", ""),
+        // 5: a forward of 1 (References only, "Fwd:").
+        thread_message(
+            5,
+            "Mon, 2 Nov 2026 13:00:00 +0000",
+            &format!("Fwd: {koeln}"),
+            "References: <t1@example.net>\\r\\n",
+        ),
+        // 6: a reply to 4.
+        thread_message(
+            6,
+            "Mon, 2 Nov 2026 14:00:00 +0000",
+            "Re: Quarterly numbers",
+            "In-Reply-To: <t4@example.net>\\r\\nReferences: <t4@example.net>\\r\\n",
+        ),
+        // 7: a reply whose parent is not here (09:00), alone.
+        thread_message(
+            7,
+            "Mon, 2 Nov 2026 09:00:00 +0000",
+            "Re: Lunch",
+            "In-Reply-To: <gone@example.net>\\r\\n",
+        ),
+    ];
+    let appends: String = messages
+        .iter()
+        .map(|m| format!("typ, _ = m.append(\"Threads\", None, None, b\"{m}\"); assert typ == \"OK\"\n"))
+        .collect();
+    let out = traced(
+        "THREAD through imaplib",
+        &format!(
+            r#"
+m = T("127.0.0.1", {port})
+m.login("alice@example.com", "alice-pw")
+typ, _ = m.create("Threads"); assert typ == "OK", typ
+typ, _ = m.append("Threads", None, None, b"Subject: placeholder\r\n\r\ngone soon\r\n"); assert typ == "OK"
+{appends}
+typ, _ = m.select("Threads"); assert typ == "OK", typ
+typ, _ = m.store("1", "+FLAGS", "\\Deleted"); assert typ == "OK", typ
+typ, _ = m.expunge(); assert typ == "OK", typ
+typ, refs = m.thread("REFERENCES", "UTF-8", "ALL"); assert typ == "OK", typ
+typ, subj = m.thread("ORDEREDSUBJECT", "UTF-8", "ALL"); assert typ == "OK", typ
+typ, uid_refs = m.uid("THREAD", "REFERENCES", "UTF-8", "ALL"); assert typ == "OK", typ
+print("REFERENCES", refs[0].decode())
+print("ORDEREDSUBJECT", subj[0].decode())
+print("UID REFERENCES", uid_refs[0].decode())
+m.logout()
+"#,
+            port = open.port()
+        ),
+    );
+    let line = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    // RFC 5256: threads in the order of their first message's date (7 at
+    // 09:00, 1 at 10:00, 4 at 10:30); 1 has two children, 2 (with 3
+    // under it) and the forward 5; 6 answers 4.
+    assert_eq!(line("REFERENCES "), "(7)(1 (2 3)(5))(4 6)");
+    // ORDEREDSUBJECT: one thread per base subject (Re:, RE:, Fwd: and
+    // the encoded word taken off), the rest siblings under the first.
+    assert_eq!(line("ORDEREDSUBJECT "), "(7)(1 (2)(3)(5))(4 6)");
+    // UID THREAD: the same tree in UIDs (one above the sequence numbers:
+    // the placeholder with UID 1 was expunged).
+    assert_eq!(line("UID REFERENCES "), "(8)(2 (3 4)(6))(5 7)");
+}
