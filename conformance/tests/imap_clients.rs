@@ -301,3 +301,84 @@ m.logout()
     // the placeholder with UID 1 was expunged).
     assert_eq!(line("UID REFERENCES "), "(8)(2 (3 4)(6))(5 7)");
 }
+
+#[test]
+fn roundcube_searches_for_non_ascii_words_find_encoded_headers_and_bodies() {
+    if !peer("python3") {
+        return;
+    }
+    let (_d, open, _, _) = daemon();
+    let out = traced(
+        "Roundcube's non-ASCII searches through imaplib",
+        &format!(
+            r#"
+import base64
+latin1_body = base64.b64encode("Wir fahren nach Köln, Herr Müller.\r\n".encode("latin-1"))
+messages = [
+    # UID 1: "Treffen in Köln" in an RFC 2047 Q-encoded UTF-8 subject.
+    b"From: Alice <alice@example.org>\r\nSubject: =?UTF-8?Q?Treffen_in_K=C3=B6ln?=\r\n\r\nSee you there.\r\n",
+    # UID 2: "Jürgen Müller" in an ISO-8859-1 encoded From.
+    b"From: =?ISO-8859-1?Q?J=FCrgen_M=FCller?= <jm@example.net>\r\nSubject: Hello\r\n\r\nHi.\r\n",
+    # UID 3: "Größe" in a quoted-printable UTF-8 body (soft line break too).
+    b"From: shop@example.net\r\nSubject: Order\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nDie Gr=C3=B6=C3=9Fe ist XL, =\r\ndanke.\r\n",
+    # UID 4: "Köln" and "Müller" in a base64 ISO-8859-1 body.
+    b"From: travel@example.net\r\nSubject: Trip\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n" + latin1_body + b"\r\n",
+    # UID 5: "Größe" in a B-encoded UTF-8 subject.
+    b"From: bob@example.net\r\nSubject: =?UTF-8?B?R3LDtsOfZQ==?=\r\n\r\ntable\r\n",
+    # UID 6: the ASCII look-alikes only (must not match).
+    b"From: Muller <m@example.net>\r\nSubject: Koln Muller Grosse\r\n\r\nKoln Muller Grosse\r\n",
+]
+m = T("127.0.0.1", {port})
+m.login("alice@example.com", "alice-pw")
+for msg in messages:
+    typ, _ = m.append("INBOX", None, None, msg); assert typ == "OK", typ
+typ, _ = m.select("INBOX"); assert typ == "OK", typ
+
+def lit(word):
+    b = word.encode()
+    return b"{{%d+}}\r\n" % len(b) + b
+# rcmail_action_mail_search::search_input_text: one criterion per
+# searched field, ORed; rcube_imap_generic::escape makes a non-ASCII
+# word a literal (LITERAL+ since the server offers it); rcube_imap
+# prefixes CHARSET UTF-8 when the criteria are not ASCII.
+def roundcube(word, fields):
+    parts = [(b"BODY " if f == "body" else b"HEADER " + f.upper().encode() + b" ") + lit(word) for f in fields]
+    return b"OR " * (len(parts) - 1) + b" ".join(parts)
+for word, fields in [
+    ("Köln", ["subject", "from", "body"]),
+    ("Müller", ["subject", "from", "body"]),
+    ("Größe", ["subject", "from", "body"]),
+    ("Köln", ["subject", "from"]),
+    ("Müller", ["subject", "from"]),
+    ("köln", ["subject", "from", "body"]),
+]:
+    untagged, done = raw(m, b"UID SEARCH CHARSET UTF-8 " + roundcube(word, fields))
+    assert b" OK " in done, done
+    print("FOUND", word, "+".join(fields), uids(untagged))
+# Roundcube with a sort column sends SORT with the same criteria.
+untagged, done = raw(m, b"UID SORT (DATE) UTF-8 " + roundcube("Größe", ["subject", "from", "body"]))
+print("SORTED Größe", [l for l in untagged if l.startswith(b"* SORT")][0].decode().split()[2:])
+# An ASCII word inside an encoded subject (Roundcube sends no CHARSET).
+untagged, done = raw(m, b"UID SEARCH HEADER SUBJECT Treffen")
+print("FOUND Treffen subject", uids(untagged))
+m.logout()
+"#,
+            port = open.port()
+        ),
+    );
+    let found = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    assert_eq!(found("FOUND Köln subject+from+body "), "[1, 4]");
+    assert_eq!(found("FOUND Müller subject+from+body "), "[2, 4]");
+    assert_eq!(found("FOUND Größe subject+from+body "), "[3, 5]");
+    assert_eq!(found("FOUND Köln subject+from "), "[1]");
+    assert_eq!(found("FOUND Müller subject+from "), "[2]");
+    // i;unicode-casemap: the case does not matter.
+    assert_eq!(found("FOUND köln subject+from+body "), "[1, 4]");
+    assert_eq!(found("SORTED Größe "), "['3', '5']");
+    assert_eq!(found("FOUND Treffen subject "), "[1]");
+}
