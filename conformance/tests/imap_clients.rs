@@ -382,3 +382,56 @@ m.logout()
     assert_eq!(found("SORTED Größe "), "['3', '5']");
     assert_eq!(found("FOUND Treffen subject "), "[1]");
 }
+
+#[test]
+fn a_dovecot_maildir_tree_is_served_with_the_dot_separator() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start_with(LISTENERS, "", "[imap]\nhierarchy_separator = \".\"\n");
+    let open = d.addrs[0];
+    // A folder as Dovecot's Maildir++ layout keeps it, written behind the
+    // daemon's back (the account folder appears at the first login).
+    let account = d.dir.path().join("mail/example.com/alice");
+    let archive = account.join(".Archive.2024");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(archive.join(sub)).expect("folder");
+    }
+    std::fs::write(
+        archive.join("cur/1700000000.M1P1.dovecot:2,S"),
+        "Subject: kept by Dovecot\r\n\r\nold mail\r\n",
+    )
+    .expect("message");
+    let out = traced(
+        "hierarchy_separator = \".\"",
+        &format!(
+            r#"
+m = T("127.0.0.1", {port})
+m.login("alice@example.com", "alice-pw")
+typ, ns = m.namespace(); print("NAMESPACE", ns[0].decode())
+typ, data = m.list("\"\"", "Archive.%"); assert typ == "OK", typ
+print("LISTED", [d.decode() for d in data])
+typ, data = m.select("Archive.2024"); assert typ == "OK", (typ, data)
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); assert typ == "OK", typ
+print("SUBJECT", data[0][1].decode().strip())
+typ, data = m.create("Projects.Q1"); assert typ == "OK", (typ, data)
+typ, data = m.create("Projects/Q1"); assert typ == "NO", (typ, data)
+print("REFUSED", data[0].decode())
+m.logout()
+"#,
+            port = open.port()
+        ),
+    );
+    let line = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    assert_eq!(line("NAMESPACE "), "((\"\" \".\")) NIL NIL");
+    assert_eq!(line("LISTED "), "['(\\\\HasNoChildren) \".\" Archive.2024']");
+    assert_eq!(line("SUBJECT "), "Subject: kept by Dovecot");
+    assert!(line("REFUSED ").contains("cannot contain \"/\""), "{out}");
+    // On disk the new folder is Maildir++ too.
+    assert!(account.join(".Projects.Q1/cur").is_dir(), "{account:?}");
+}
