@@ -259,7 +259,9 @@ fn imaplib_threads_a_reply_chain_by_references_and_by_subject() {
     ];
     let appends: String = messages
         .iter()
-        .map(|m| format!("typ, _ = m.append(\"Threads\", None, None, b\"{m}\"); assert typ == \"OK\"\n"))
+        .map(|m| {
+            format!("typ, _ = m.append(\"Threads\", None, None, b\"{m}\"); assert typ == \"OK\"\n")
+        })
         .collect();
     let out = traced(
         "THREAD through imaplib",
@@ -429,9 +431,97 @@ m.logout()
             .unwrap_or_else(|| panic!("no {k} in {out}"))
     };
     assert_eq!(line("NAMESPACE "), "((\"\" \".\")) NIL NIL");
-    assert_eq!(line("LISTED "), "['(\\\\HasNoChildren) \".\" Archive.2024']");
+    assert_eq!(
+        line("LISTED "),
+        "['(\\\\HasNoChildren) \".\" Archive.2024']"
+    );
     assert_eq!(line("SUBJECT "), "Subject: kept by Dovecot");
     assert!(line("REFUSED ").contains("cannot contain \"/\""), "{out}");
     // On disk the new folder is Maildir++ too.
     assert!(account.join(".Projects.Q1/cur").is_dir(), "{account:?}");
+}
+
+#[test]
+fn two_live_sessions_on_one_maildir_agree() {
+    if !peer("python3") {
+        return;
+    }
+    let (d, open, _, _) = daemon();
+    let out = traced(
+        "two sessions: A idles, B changes the mailbox",
+        &format!(
+            r#"
+def flags_by_uid(m):
+    data, _ = raw(m, b"UID FETCH 1:* (FLAGS)")
+    rows = {{}}
+    for l in data:
+        s = l.decode()
+        u = re.search(r"UID (\d+)", s)
+        if u:
+            f = re.search(r"FLAGS \(([^)]*)\)", s).group(1).split()
+            rows[int(u.group(1))] = sorted(x for x in f if x != "\\Recent")
+    return rows
+a = T("127.0.0.1", {port}); a.login("alice@example.com", "alice-pw")
+b = T("127.0.0.1", {port}); b.login("alice@example.com", "alice-pw")
+for i in (1, 2, 3):
+    typ, _ = b.append("INBOX", None, None, b"Subject: m%d\r\n\r\nbody\r\n" % i); assert typ == "OK"
+typ, data = a.select("INBOX"); assert typ == "OK" and data[0] == b"3", data
+typ, data = b.select("INBOX"); assert typ == "OK", data
+a.sock.settimeout(30)
+tag = a._new_tag()
+a.send(tag + b" IDLE\r\n")
+assert a.readline().startswith(b"+"), "no continuation"
+# B: a new message, a flag on UID 1, UID 2 expunged.
+typ, _ = b.append("INBOX", None, None, b"Subject: m4\r\n\r\nbody\r\n"); assert typ == "OK"
+typ, _ = b.uid("STORE", "1", "+FLAGS", "(\\Flagged)"); assert typ == "OK"
+typ, _ = b.uid("STORE", "2", "+FLAGS", "(\\Deleted)"); assert typ == "OK"
+typ, _ = b.expunge(); assert typ == "OK"
+# A hears all three while idling (each read waits at most 30 s).
+seen = set()
+while seen != {{"exists", "flagged", "expunge"}}:
+    l = a.readline()
+    if re.match(rb"\* 4 EXISTS", l): seen.add("exists")
+    if re.match(rb"\* 1 FETCH .*\\Flagged", l): seen.add("flagged")
+    if re.match(rb"\* 2 EXPUNGE", l): seen.add("expunge")
+a.send(b"DONE\r\n")
+while not a.readline().startswith(tag + b" OK"):
+    pass
+va, vb = flags_by_uid(a), flags_by_uid(b)
+print("A", va)
+print("B", vb)
+assert va == vb, (va, vb)
+data, _ = raw(a, b"FETCH 1:* (UID)")
+print("A SEQ", [l.decode().strip() for l in data])
+a.logout(); b.logout()
+"#,
+            port = open.port()
+        ),
+    );
+    let line = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    assert_eq!(
+        line("A "),
+        "{1: ['\\\\Flagged'], 3: [], 4: []}",
+        "the idler's view after the other session's changes"
+    );
+    assert_eq!(line("B "), line("A "));
+    assert_eq!(
+        line("A SEQ "),
+        "['* 1 FETCH (UID 1)', '* 2 FETCH (UID 3)', '* 3 FETCH (UID 4)']"
+    );
+    // The store on disk agrees: three messages left in the Maildir.
+    let inbox = d.dir.path().join("mail/example.com/alice");
+    let files: usize = ["cur", "new"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(inbox.join(s))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(files, 3);
 }
