@@ -13,8 +13,8 @@
 //! - `@plaintext-auth yes|no` [no]: the listener allows LOGIN and
 //!   AUTHENTICATE without TLS.
 //! - `@set NAME=VALUE ...`: session settings: `max_prelogin_literal`,
-//!   `max_prelogin_line`, `max_pipelined`, `max_line`, `max_literal`
-//!   (bytes), `login_timeout`, `idle_timeout` (seconds).
+//!   `max_prelogin_line`, `max_pipelined`, `max_line`, `max_literal`,
+//!   `max_append_literal` (bytes), `login_timeout`, `idle_timeout` (seconds).
 //! - `@admission accept|full|too-many` [accept]: the answer to the connect
 //!   question (admission).
 //! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start,
@@ -186,6 +186,7 @@ impl ImapDriver {
                             "max_pipelined" => cfg.max_pipelined = size,
                             "max_line" => cfg.limits.max_line = size,
                             "max_literal" => cfg.limits.max_literal = n,
+                            "max_append_literal" => cfg.limits.max_append_literal = n,
                             "login_timeout" => cfg.login_timeout = Duration::from_secs(n),
                             "idle_timeout" => cfg.idle_timeout = Duration::from_secs(n),
                             _ => return Err(format!("@set {k}: unknown setting")),
