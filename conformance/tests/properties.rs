@@ -86,9 +86,21 @@ fn smtp_listener(kind: usize) -> Vec<(String, String)> {
         0 => vec![],
         1 => vec![("listener".into(), "submission".into())],
         2 => vec![("proxy".into(), "required".into())],
-        3 => vec![("tls".into(), "implicit".into()), ("proxy".into(), "required".into())],
-        4 => vec![("tls".into(), "none".into()), ("set".into(), "max_line=64 max_message_size=512 max_pipelined=256".into())],
-        _ => vec![("listener".into(), "submission".into()), ("tls".into(), "implicit".into())],
+        3 => vec![
+            ("tls".into(), "implicit".into()),
+            ("proxy".into(), "required".into()),
+        ],
+        4 => vec![
+            ("tls".into(), "none".into()),
+            (
+                "set".into(),
+                "max_line=64 max_message_size=512 max_pipelined=256".into(),
+            ),
+        ],
+        _ => vec![
+            ("listener".into(), "submission".into()),
+            ("tls".into(), "implicit".into()),
+        ],
     };
     if kind != 4 {
         h.push(small);
@@ -332,7 +344,7 @@ fn imap_header() -> Vec<(String, String)> {
 #[test]
 fn imap_bound_can_be_reached() {
     use postern_conformance::imap_replay::ImapDriver;
-    assert!(IMAP_BOUND < LONG_IMAP_TOKEN);
+    const { assert!(IMAP_BOUND < LONG_IMAP_TOKEN) };
     let mut d = ImapDriver::from_header(&imap_header()).expect("driver");
     d.input(b"a LOGIN alice@example.com secret\r\n");
     assert!(d.session.user().is_some(), "logged in");
@@ -342,7 +354,11 @@ fn imap_bound_can_be_reached() {
     assert!(d.session.buffered_len() > 4000);
     // ... and more than the bound in one read ends the session.
     d.input(&vec![b'A'; LONG_IMAP_TOKEN]);
-    assert!(d.session.buffered_len() <= IMAP_BOUND, "{}", d.session.buffered_len());
+    assert!(
+        d.session.buffered_len() <= IMAP_BOUND,
+        "{}",
+        d.session.buffered_len()
+    );
     assert!(d.session.is_closed());
 }
 
@@ -473,9 +489,8 @@ proptest! {
 /// "nothing framed".
 #[test]
 fn imap_command_reader_frames_the_generated_shapes() {
-    let (out, left) = frame_reads(&[
-        b"a NOOP\r\nb APPEND INBOX {3}\r\nabc x\r\nc LOGIN {999}\r\nd NOOP\r\ne",
-    ]);
+    let (out, left) =
+        frame_reads(&[b"a NOOP\r\nb APPEND INBOX {3}\r\nabc x\r\nc LOGIN {999}\r\nd NOOP\r\ne"]);
     assert_eq!(
         out,
         [
