@@ -9,9 +9,12 @@
 //! - `@user NAME PASSWORD` [alice@example.com secret]; the first one
 //!   owns the messages of `@message` and `@deliver`.
 //! - `@quota BYTES`: the account's storage limit [unlimited].
+//! - `@separator /|.` [/]: the hierarchy separator clients see.
+//! - `@plaintext-auth yes|no` [no]: the listener allows LOGIN and
+//!   AUTHENTICATE without TLS.
 //! - `@set NAME=VALUE ...`: session settings: `max_prelogin_literal`,
-//!   `max_prelogin_line`, `max_pipelined`, `max_line`, `max_literal`
-//!   (bytes), `login_timeout`, `idle_timeout` (seconds).
+//!   `max_prelogin_line`, `max_pipelined`, `max_line`, `max_literal`,
+//!   `max_append_literal` (bytes), `login_timeout`, `idle_timeout` (seconds).
 //! - `@admission accept|full|too-many` [accept]: the answer to the connect
 //!   question (admission).
 //! - `@message MAILBOX FLAGS TEXT`: a message in a mailbox at start,
@@ -34,7 +37,7 @@ use postern_adapters::memstore::MemStore;
 use postern_adapters::store::{Delivery, FixedClock, MailboxStore};
 use postern_core::imap::event::{Event, MailboxAnswer, MailboxRequest};
 use postern_core::imap::session::{
-    ConnectAnswer, ImapConfig, ImapListener, ImapSession, LoginAnswer, Output,
+    ConnectAnswer, HierarchySeparator, ImapConfig, ImapListener, ImapSession, LoginAnswer, Output,
 };
 use postern_core::policy::admission::Refusal;
 use postern_core::proxy::ProxyConfig;
@@ -129,6 +132,7 @@ impl ImapDriver {
         let mut seeds: Vec<(String, Vec<String>, Vec<u8>)> = Vec::new();
         let mut cfg = ImapConfig::new("imap.example.com");
         let mut connect = ConnectAnswer::Accept;
+        let mut allow_plaintext_auth = false;
         for (name, arg) in header {
             match name.as_str() {
                 "tls" => {
@@ -140,6 +144,14 @@ impl ImapDriver {
                     }
                 }
                 "autotls" => auto_tls = arg != "no",
+                "separator" => {
+                    cfg.hierarchy_separator = match arg.as_str() {
+                        "/" => HierarchySeparator::Slash,
+                        "." => HierarchySeparator::Dot,
+                        _ => return Err(format!("@separator {arg}")),
+                    }
+                }
+                "plaintext-auth" => allow_plaintext_auth = arg == "yes",
                 "proxy" => required = arg == "required",
                 "peer" => peer = arg.parse().map_err(|_| format!("@peer {arg}"))?,
                 "local" => local = arg.parse().map_err(|_| format!("@local {arg}"))?,
@@ -174,6 +186,7 @@ impl ImapDriver {
                             "max_pipelined" => cfg.max_pipelined = size,
                             "max_line" => cfg.limits.max_line = size,
                             "max_literal" => cfg.limits.max_literal = n,
+                            "max_append_literal" => cfg.limits.max_append_literal = n,
                             "login_timeout" => cfg.login_timeout = Duration::from_secs(n),
                             "idle_timeout" => cfg.idle_timeout = Duration::from_secs(n),
                             _ => return Err(format!("@set {k}: unknown setting")),
@@ -219,7 +232,11 @@ impl ImapDriver {
         };
         let now = Instant::now();
         let cfg = Arc::new(cfg);
-        let listener = Arc::new(ImapListener { tls, proxy });
+        let listener = Arc::new(ImapListener {
+            tls,
+            proxy,
+            allow_plaintext_auth,
+        });
         let session = ImapSession::new(cfg.clone(), listener.clone(), peer, local, now);
         let mut d = ImapDriver {
             session,

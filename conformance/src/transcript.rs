@@ -106,6 +106,8 @@ const HEADER_DIRECTIVES: &[&str] = &[
     "user",
     "quota",
     "message",
+    "separator",
+    "plaintext-auth",
 ];
 
 /// Parses a transcript.

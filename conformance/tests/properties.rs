@@ -1,6 +1,10 @@
-//! Property tests for the SMTP core: any split of the same input gives the
-//! same outputs, and arbitrary input never panics and never grows the
-//! session's buffers past its limits.
+//! Property tests for the SMTP and IMAP cores: any split of the same input
+//! gives the same outputs (and, for IMAP's command reader, the same
+//! commands), and arbitrary input never panics and never grows the
+//! session's buffers past its limits. Every bound is set small enough
+//! that the generated input can pass it (`*_bound_can_be_reached` checks
+//! that), so a broken limit fails the property instead of hiding under a
+//! bound no input reaches.
 
 use postern_conformance::replay::{run_with_cuts, Driver, Setup};
 use postern_conformance::{testdata, transcript};
@@ -66,6 +70,59 @@ proptest! {
     }
 }
 
+/// The longest generated SMTP token (a line of `A`s), and how many tokens
+/// one read holds at most.
+const LONG_SMTP_TOKEN: usize = 3000;
+const SMTP_TOKENS_PER_READ: usize = 6;
+
+/// Small limits for every listener of [`arbitrary_input_is_bounded`]:
+/// one read of long tokens passes them.
+const SMTP_SMALL: &str = "max_line=512 max_message_size=2048 max_pipelined=1024";
+
+/// The header of each listener kind the SMTP property drives.
+fn smtp_listener(kind: usize) -> Vec<(String, String)> {
+    let small = ("set".to_owned(), SMTP_SMALL.to_owned());
+    let mut h: Vec<(String, String)> = match kind {
+        0 => vec![],
+        1 => vec![("listener".into(), "submission".into())],
+        2 => vec![("proxy".into(), "required".into())],
+        3 => vec![
+            ("tls".into(), "implicit".into()),
+            ("proxy".into(), "required".into()),
+        ],
+        4 => vec![
+            ("tls".into(), "none".into()),
+            (
+                "set".into(),
+                "max_line=64 max_message_size=512 max_pipelined=256".into(),
+            ),
+        ],
+        _ => vec![
+            ("listener".into(), "submission".into()),
+            ("tls".into(), "implicit".into()),
+        ],
+    };
+    if kind != 4 {
+        h.push(small);
+    }
+    h
+}
+
+/// Every SMTP listener's buffer bound is below what one generated read can
+/// carry, so [`arbitrary_input_is_bounded`] can fail.
+#[test]
+fn smtp_bound_can_be_reached() {
+    for kind in 0..6 {
+        let setup = Setup::from_header(&smtp_listener(kind)).expect("setup");
+        let d = Driver::new(setup);
+        let limit = d.session.buffer_limit();
+        assert!(
+            limit < LONG_SMTP_TOKEN * SMTP_TOKENS_PER_READ,
+            "listener {kind}: bound {limit} is beyond any generated read"
+        );
+    }
+}
+
 fn token() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),
@@ -82,7 +139,7 @@ fn token() -> impl Strategy<Value = Vec<u8>> {
         Just(b"AUTH PLAIN\r\n".to_vec()),
         Just(b"AUTH LOGIN\r\n".to_vec()),
         Just(b"RSET\r\n".to_vec()),
-        Just(vec![b'A'; 3000]),
+        Just(vec![b'A'; LONG_SMTP_TOKEN]),
         Just(postern_core::proxy::encode_v2(
             "203.0.113.7:1".parse().expect("addr"),
             "10.0.20.1:25".parse().expect("addr"),
@@ -100,17 +157,9 @@ proptest! {
     #[test]
     fn arbitrary_input_is_bounded(
         listener in 0usize..6,
-        reads in prop::collection::vec(prop::collection::vec(token(), 1..6), 1..24),
+        reads in prop::collection::vec(prop::collection::vec(token(), 1..=SMTP_TOKENS_PER_READ), 1..24),
     ) {
-        let header: Vec<(String, String)> = match listener {
-            0 => vec![],
-            1 => vec![("listener".into(), "submission".into())],
-            2 => vec![("proxy".into(), "required".into())],
-            3 => vec![("tls".into(), "implicit".into()), ("proxy".into(), "required".into())],
-            4 => vec![("tls".into(), "none".into()), ("set".into(), "max_line=64 max_message_size=512 max_pipelined=256".into())],
-            _ => vec![("listener".into(), "submission".into()), ("tls".into(), "implicit".into())],
-        };
-        let setup = Setup::from_header(&header).expect("setup");
+        let setup = Setup::from_header(&smtp_listener(listener)).expect("setup");
         let mut d = Driver::new(setup);
         let limit = d.session.buffer_limit();
         for read in reads {
@@ -264,8 +313,53 @@ fn imap_token() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..48),
         prop::sample::select(fixed).prop_map(<[u8]>::to_vec),
-        Just(vec![b'A'; 70_000]),
+        Just(vec![b'A'; LONG_IMAP_TOKEN]),
     ]
+}
+
+/// The longest generated IMAP token.
+const LONG_IMAP_TOKEN: usize = 70_000;
+
+/// Small framing limits for [`arbitrary_imap_input_is_bounded`]: the
+/// long token alone passes the bound they make.
+const IMAP_SMALL: &str = "max_line=2048 max_literal=1024 max_append_literal=4096 max_pipelined=8192 max_prelogin_line=512 max_prelogin_literal=256";
+
+/// The IMAP session's input bound with [`IMAP_SMALL`] (logged in, the
+/// larger one): the pipelined input, a line and the largest literal.
+const IMAP_BOUND: usize = 8192 + 2048 + 4096;
+
+/// The mailbox and settings the IMAP property drives.
+fn imap_header() -> Vec<(String, String)> {
+    vec![
+        ("message".into(), "INBOX - From: Bob <bob@example.net>\\r\\nSubject: Re: [x] hi\\r\\nContent-Type: multipart/mixed; boundary=b\\r\\n\\r\\n--b\\r\\nContent-Type: message/rfc822\\r\\n\\r\\nSubject: in\\r\\n\\r\\nz\\r\\n--b--\\r\\n".into()),
+        ("message".into(), "INBOX \\Seen,$Work Subject: two\\r\\nDate: Wed, 25 Nov 2026 06:30:00 +0000\\r\\n\\r\\nx\\r\\n".into()),
+        ("message".into(), "Trash - Subject: three\\r\\n\\r\\ny\\r\\n".into()),
+        ("quota".into(), "100000".into()),
+        ("set".into(), IMAP_SMALL.into()),
+    ]
+}
+
+/// The IMAP bound is below the longest generated token, and a session
+/// fed more than it stops holding input: the property can fail.
+#[test]
+fn imap_bound_can_be_reached() {
+    use postern_conformance::imap_replay::ImapDriver;
+    const { assert!(IMAP_BOUND < LONG_IMAP_TOKEN) };
+    let mut d = ImapDriver::from_header(&imap_header()).expect("driver");
+    d.input(b"a LOGIN alice@example.com secret\r\n");
+    assert!(d.session.user().is_some(), "logged in");
+    // An APPEND literal just inside the limit is held whole ...
+    d.input(b"a APPEND INBOX {4096+}\r\n");
+    d.input(&vec![b'x'; 4000]);
+    assert!(d.session.buffered_len() > 4000);
+    // ... and more than the bound in one read ends the session.
+    d.input(&vec![b'A'; LONG_IMAP_TOKEN]);
+    assert!(
+        d.session.buffered_len() <= IMAP_BOUND,
+        "{}",
+        d.session.buffered_len()
+    );
+    assert!(d.session.is_closed());
 }
 
 proptest! {
@@ -279,21 +373,134 @@ proptest! {
         reads in prop::collection::vec(prop::collection::vec(imap_token(), 1..5), 1..16),
     ) {
         use postern_conformance::imap_replay::ImapDriver;
-        let header: Vec<(String, String)> = vec![
-            ("message".into(), "INBOX - From: Bob <bob@example.net>\\r\\nSubject: Re: [x] hi\\r\\nContent-Type: multipart/mixed; boundary=b\\r\\n\\r\\n--b\\r\\nContent-Type: message/rfc822\\r\\n\\r\\nSubject: in\\r\\n\\r\\nz\\r\\n--b--\\r\\n".into()),
-            ("message".into(), "INBOX \\Seen,$Work Subject: two\\r\\nDate: Wed, 25 Nov 2026 06:30:00 +0000\\r\\n\\r\\nx\\r\\n".into()),
-            ("message".into(), "Trash - Subject: three\\r\\n\\r\\ny\\r\\n".into()),
-            ("quota".into(), "100000".into()),
-        ];
-        let mut d = ImapDriver::from_header(&header).expect("driver");
-        let limits = postern_core::imap::framing::FrameLimits::default();
-        let bound = limits.max_line + usize::try_from(limits.max_append_literal).unwrap_or(usize::MAX) + 256 * 1024;
+        let mut d = ImapDriver::from_header(&imap_header()).expect("driver");
         for read in reads {
             d.input(&read.concat());
-            prop_assert!(d.session.buffered_len() <= bound, "{} > {}", d.session.buffered_len(), bound);
+            prop_assert!(d.session.buffered_len() <= IMAP_BOUND, "{} > {}", d.session.buffered_len(), IMAP_BOUND);
             d.output.clear();
             d.log.clear();
             d.events.clear();
         }
     }
+}
+
+/// Framing limits small enough that generated commands pass each of them.
+fn small_frame_limits() -> postern_core::imap::framing::FrameLimits {
+    postern_core::imap::framing::FrameLimits {
+        max_line: 256,
+        max_literal: 200,
+        max_append_literal: 500,
+        max_literals: 3,
+    }
+}
+
+/// What IMAP's command reader makes of `reads` arriving one after another,
+/// acting as the session does: each command (its bytes), each refused
+/// synchronising literal (skipped, the session goes on), and the fault
+/// that ends the connection; then the bytes still unframed.
+fn frame_reads(reads: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
+    use postern_core::imap::framing::{Framed, Framer};
+    let limits = small_frame_limits();
+    let mut framer = Framer::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    for read in reads {
+        buf.extend_from_slice(read);
+        loop {
+            match framer.frame(&buf, &limits) {
+                Framed::Incomplete { .. } => break,
+                Framed::Command { len } => {
+                    out.push(format!("command {}", String::from_utf8_lossy(&buf[..len])));
+                    buf.drain(..len);
+                    framer.reset();
+                }
+                Framed::LiteralTooLarge {
+                    tag,
+                    sync: true,
+                    len,
+                } => {
+                    let len = len.min(buf.len());
+                    let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+                    out.push(format!("too large {tag:?} {head}"));
+                    buf.drain(..len);
+                    framer.reset();
+                }
+                fault => {
+                    out.push(format!("{fault:?}"));
+                    return (out, Vec::new());
+                }
+            }
+        }
+    }
+    (out, buf)
+}
+
+/// A command with a literal: APPEND or not, synchronising, `+` or `~`,
+/// the body as announced, shorter, or longer (the rest runs into the
+/// next command).
+fn literal_command() -> impl Strategy<Value = Vec<u8>> {
+    (0usize..4, 0usize..700, -3isize..4, any::<u8>()).prop_map(|(form, n, skew, fill)| {
+        let head = match form {
+            0 => format!("a APPEND INBOX {{{n}}}\r\n"),
+            1 => format!("b APPEND Drafts (\\Draft) {{{n}+}}\r\n"),
+            2 => format!("c LOGIN {{{n}}}\r\n"),
+            _ => format!("d APPEND INBOX (\\Seen) ~{{{n}+}}\r\n"),
+        };
+        let body = n.saturating_add_signed(skew);
+        let mut v = head.into_bytes();
+        v.extend(std::iter::repeat_n(fill, body));
+        v.extend_from_slice(b" x\r\n");
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// IMAP's command reader: the same bytes cut at any places give the
+    /// same commands, refusals and leftover as read whole.
+    #[test]
+    fn imap_command_reader_ignores_how_input_is_split(
+        pieces in prop::collection::vec(prop_oneof![imap_token(), literal_command()], 1..12),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..16),
+    ) {
+        let whole: Vec<u8> = pieces.concat();
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(whole.len() + 1)).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut reads: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for &c in at.iter().chain(std::iter::once(&whole.len())) {
+            reads.push(&whole[start..c]);
+            start = c;
+        }
+        let (all_at_once, left_whole) = frame_reads(&[&whole]);
+        let (in_pieces, left_split) = frame_reads(&reads);
+        prop_assert_eq!(&all_at_once, &in_pieces);
+        prop_assert_eq!(left_whole, left_split);
+        // Byte by byte too.
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        let (one_by_one, _) = frame_reads(&bytes);
+        prop_assert_eq!(&all_at_once, &one_by_one);
+    }
+}
+
+/// The split property sees commands, refusals and faults, not only
+/// "nothing framed".
+#[test]
+fn imap_command_reader_frames_the_generated_shapes() {
+    let (out, left) =
+        frame_reads(&[b"a NOOP\r\nb APPEND INBOX {3}\r\nabc x\r\nc LOGIN {999}\r\nd NOOP\r\ne"]);
+    assert_eq!(
+        out,
+        [
+            "command a NOOP\r\n",
+            "command b APPEND INBOX {3}\r\nabc x\r\n",
+            "too large Some(\"c\") c LOGIN {999}\r\n",
+            "command d NOOP\r\n",
+        ]
+    );
+    assert_eq!(left, b"e");
+    let (out, _) = frame_reads(&[&[b'A'; 300]]);
+    assert_eq!(out, ["LineTooLong"]);
 }

@@ -114,6 +114,9 @@ pub fn main(args: &[String]) -> ExitCode {
         ["check-config", file] => {
             match config::Config::load(Path::new(file)).and_then(|c| c.check_files().map(|()| c)) {
                 Ok(c) => {
+                    for w in c.warnings() {
+                        eprintln!("warning: {w}");
+                    }
                     println!(
                         "{}: ok ({} listeners, hostname {})",
                         c.file.display(),
@@ -225,6 +228,9 @@ fn run(mut cfg: config::Config) -> ExitCode {
         fit_connections(&mut cfg, limit);
     }
     tracing::info!("sessions run on {threads} executor thread(s)");
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     let srv = match server::Server::new(cfg) {
         Ok(s) => s,
         Err(e) => {

@@ -77,6 +77,7 @@ pub async fn serve(srv: Arc<Server>, bound: Bound) {
                 let il = Arc::new(postern_core::imap::session::ImapListener {
                     tls: l.tls,
                     proxy: l.proxy.clone(),
+                    allow_plaintext_auth: l.allow_plaintext_auth,
                 });
                 let serve = move |srv, stream, peer, local, stop| {
                     crate::imap::serve(srv, il.clone(), stream, peer, local, stop)

@@ -194,6 +194,7 @@ impl Server {
         let counters = open_counters(&config)?;
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
         imap.limits.max_append_literal = config.smtp.limits.max_message_size;
+        imap.hierarchy_separator = config.hierarchy_separator;
         let quotas = match &config.quotas_file {
             Some(f) => {
                 let text = std::fs::read_to_string(f)

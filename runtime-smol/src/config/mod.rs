@@ -277,6 +277,7 @@ struct RawImap {
     idle_poll_secs: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     max_connections_per_client: Option<Spanned<u64>>,
+    hierarchy_separator: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -314,6 +315,7 @@ struct RawListener {
     trusted_networks: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     proxy_timeout_secs: Option<Spanned<u64>>,
+    allow_plaintext_auth: Option<Spanned<bool>>,
 }
 
 /// What a listener speaks.
@@ -355,6 +357,8 @@ pub struct Listener {
     pub tls: TlsMode,
     /// PROXY policy.
     pub proxy: ProxyConfig,
+    /// IMAP: LOGIN without TLS (see `config/imap.rs`).
+    pub allow_plaintext_auth: bool,
 }
 
 /// TLS files.
@@ -413,6 +417,8 @@ pub struct Config {
     pub imap_max_connections: usize,
     /// IMAP connections at once from one real client address.
     pub imap_max_connections_per_client: u32,
+    /// The IMAP hierarchy separator clients see (see `config/imap.rs`).
+    pub hierarchy_separator: postern_core::imap::session::HierarchySeparator,
     /// TLS certificate and key, if any listener uses TLS.
     pub tls: Option<TlsFiles>,
     /// SMTP settings.
@@ -734,6 +740,12 @@ impl Config {
                 protocol,
                 tls: tls_mode,
                 proxy,
+                allow_plaintext_auth: imap::plaintext_auth(
+                    r.allow_plaintext_auth.as_ref(),
+                    protocol,
+                    &k("allow_plaintext_auth"),
+                    &at,
+                )?,
             });
         }
 
@@ -934,6 +946,7 @@ impl Config {
             imap_max_connections_per_client: u32::try_from(imap_max_connections_per_client)
                 .unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(idle_poll),
+            hierarchy_separator: imap::separator(raw.imap.hierarchy_separator.as_ref(), &at)?,
             tls,
             smtp,
             listeners,
@@ -943,5 +956,6 @@ impl Config {
     }
 }
 
+mod imap;
 #[cfg(test)]
 mod tests;

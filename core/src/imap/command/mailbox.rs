@@ -84,12 +84,9 @@ pub(super) fn select(args: &[Value<'_>]) -> Args<Select> {
 }
 
 pub(super) fn create(args: &[Value<'_>]) -> Args<Mailbox> {
-    let Mailbox(name) = mailbox(args.first())?;
-    // RFC 9051 6.3.4: a trailing delimiter on CREATE is ignored.
-    if name.len() > 1 && name.ends_with('/') {
-        return Ok(Mailbox(name[..name.len() - 1].to_owned()));
-    }
-    Ok(Mailbox(name))
+    // RFC 9051 6.3.4: the session takes a trailing delimiter off (it
+    // knows which character the delimiter is).
+    mailbox(args.first())
 }
 
 pub(super) fn rename(args: &[Value<'_>]) -> Args<Rename> {

@@ -130,7 +130,7 @@ pub enum CommandBody {
     Select(Args<Select>),
     /// EXAMINE.
     Examine(Args<Select>),
-    /// CREATE (a trailing `/` taken off, RFC 9051 6.3.4).
+    /// CREATE (the session takes a trailing delimiter off, RFC 9051 6.3.4).
     Create(Args<Mailbox>),
     /// DELETE.
     Delete(Args<Mailbox>),

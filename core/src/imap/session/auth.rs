@@ -22,13 +22,19 @@ impl ImapSession {
             if self.listener.tls == TlsMode::StartTls && !self.tls {
                 c.push_str(" STARTTLS");
             }
-            if self.tls {
+            if self.login_allowed() {
                 c.push_str(" AUTH=PLAIN");
             } else {
                 c.push_str(" LOGINDISABLED");
             }
         }
         c
+    }
+
+    /// Credentials may be sent: under TLS, or on a listener that allows
+    /// them in the clear (`allow_plaintext_auth`).
+    fn login_allowed(&self) -> bool {
+        self.tls || self.listener.allow_plaintext_auth
     }
 
     pub(super) fn starttls(&mut self, tag: &str) {
@@ -47,7 +53,7 @@ impl ImapSession {
     }
 
     pub(super) fn login_command(&mut self, tag: &str, args: Args<Login>) {
-        if !self.tls {
+        if !self.login_allowed() {
             return self.no(tag, Code::PrivacyRequired, "LOGIN needs TLS");
         }
         let Some(Login { username, password }) = self.take(tag, args) else {
@@ -57,7 +63,7 @@ impl ImapSession {
     }
 
     pub(super) fn authenticate(&mut self, tag: &str, args: Authenticate) {
-        if !self.tls {
+        if !self.login_allowed() {
             return self.no(tag, Code::PrivacyRequired, "AUTHENTICATE needs TLS");
         }
         if args.mechanism != "PLAIN" {

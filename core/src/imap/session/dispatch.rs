@@ -160,7 +160,8 @@ impl ImapSession {
                 self.no(tag, Code::NoPerm, "Quotas are set by the administrator")
             }
             CommandBody::Namespace => {
-                self.send_str("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                let ns = format!("* NAMESPACE ((\"\" {})) NIL NIL\r\n", self.delimiter());
+                self.send_str(&ns);
                 self.completed(tag, "NAMESPACE");
             }
             CommandBody::Idle => {

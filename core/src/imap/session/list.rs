@@ -2,7 +2,7 @@
 //! (RFC 5258), LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154), STATUS,
 //! QUOTA (RFC 9208), NAMESPACE, and CREATE/DELETE/RENAME/SUBSCRIBE.
 
-use super::{ImapSession, Pending};
+use super::{HierarchySeparator, ImapSession, Pending};
 use crate::imap::command::{Args, List, Mailbox, Rename, Status};
 use crate::imap::event::{Code, ListEntry, MailboxRequest};
 use crate::imap::response;
@@ -37,24 +37,30 @@ pub(super) struct ListQuery {
 /// Canonical form: `INBOX` in any case is `INBOX`.
 /// IMAP LIST wildcards: `*` matches anything, `%` anything but `/`.
 pub fn wildcard(pattern: &str, name: &str) -> bool {
-    fn m(p: &[u8], n: &[u8], budget: &mut u32) -> bool {
+    wildcard_with(pattern, name, b'/')
+}
+
+/// [`wildcard`] with `%` stopping at `sep`.
+pub(super) fn wildcard_with(pattern: &str, name: &str, sep: u8) -> bool {
+    fn m(p: &[u8], n: &[u8], sep: u8, budget: &mut u32) -> bool {
         if *budget == 0 {
             return false;
         }
         *budget -= 1;
         match p.split_first() {
             None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..], budget)),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..], sep, budget)),
             Some((b'%', rest)) => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != b'/')
-                .any(|i| m(rest, &n[i..], budget)),
+                .take_while(|&i| i == 0 || n[i - 1] != sep)
+                .any(|i| m(rest, &n[i..], sep, budget)),
             Some((c, rest)) => {
-                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && m(rest, &n[1..], budget)
+                n.first().is_some_and(|x| x.eq_ignore_ascii_case(c))
+                    && m(rest, &n[1..], sep, budget)
             }
         }
     }
     let mut budget = 100_000;
-    m(pattern.as_bytes(), name.as_bytes(), &mut budget)
+    m(pattern.as_bytes(), name.as_bytes(), sep, &mut budget)
 }
 
 /// Subscribed names with no mailbox (RFC 5258 3.1: `LIST (SUBSCRIBED)`
@@ -99,7 +105,8 @@ impl ImapSession {
         let kw = if lsub { "LSUB" } else { "LIST" };
         if !extended && patterns.len() == 1 && patterns[0].is_empty() {
             // RFC 9051 6.3.9: an empty pattern asks for the delimiter.
-            self.send_str(&format!("* {kw} (\\Noselect) \"/\" \"\"\r\n"));
+            let d = self.delimiter();
+            self.send_str(&format!("* {kw} (\\Noselect) {d} \"\"\r\n"));
             return self.completed(tag, kw);
         }
         let patterns: Vec<String> = patterns
@@ -122,7 +129,8 @@ impl ImapSession {
         let parents = patterns.iter().any(|p| p.contains('%')) && (lsub || !subscribed_only);
         let (request_patterns, recursive, filter) = if recursive && subscribed_only {
             (vec!["*".to_owned()], Some(patterns), None)
-        } else if self.rev2 || parents {
+        } else if self.rev2 || parents || self.cfg.hierarchy_separator != HierarchySeparator::Slash
+        {
             (vec!["*".to_owned()], None, Some(patterns))
         } else {
             (patterns, None, None)
@@ -174,20 +182,25 @@ impl ImapSession {
         for e in entries {
             if let Some(f) = &filter {
                 let shown = self.shown(&e.name);
-                if !f.iter().any(|p| wildcard(p, &shown)) {
+                if !f.iter().any(|p| self.pattern_matches(p, &shown)) {
                     continue;
                 }
             }
             let mut childinfo = "";
             if let Some(patterns) = &recursive {
-                if !patterns.iter().any(|p| wildcard(p, &self.shown(&e.name))) {
+                if !patterns
+                    .iter()
+                    .any(|p| self.pattern_matches(p, &self.shown(&e.name)))
+                {
                     continue;
                 }
                 let prefix = format!("{}/", e.name);
                 let child = entries.iter().any(|c| {
                     c.name.starts_with(&prefix)
                         && subscribed(c)
-                        && !patterns.iter().any(|p| wildcard(p, &self.shown(&c.name)))
+                        && !patterns
+                            .iter()
+                            .any(|p| self.pattern_matches(p, &self.shown(&c.name)))
                 });
                 if child {
                     childinfo = " (\"CHILDINFO\" (\"SUBSCRIBED\"))";
@@ -214,8 +227,9 @@ impl ImapSession {
                 .collect();
             let _ = write!(
                 r,
-                "* {kw} {} \"/\" {}{childinfo}\r\n",
+                "* {kw} {} {} {}{childinfo}\r\n",
                 response::flag_list(&attrs),
+                self.delimiter(),
                 response::astring(&self.shown(&e.name))
             );
             // RFC 5819 2: no STATUS for the selected mailbox (its
@@ -239,7 +253,11 @@ impl ImapSession {
         patterns: &[String],
         lsub: bool,
     ) -> Vec<ListEntry> {
-        let matches = |n: &str| patterns.iter().any(|p| wildcard(p, &self.shown(n)));
+        let matches = |n: &str| {
+            patterns
+                .iter()
+                .any(|p| self.pattern_matches(p, &self.shown(n)))
+        };
         let mut out = entries.to_vec();
         for e in entries {
             if matches(&e.name) {
@@ -363,9 +381,14 @@ impl ImapSession {
 
     /// CREATE, DELETE, SUBSCRIBE and UNSUBSCRIBE.
     pub(super) fn manage(&mut self, user: String, tag: &str, args: Args<Mailbox>, how: Manage) {
-        let Some(mailbox) = self.take(tag, args) else {
+        let Some(mut mailbox) = self.take(tag, args) else {
             return;
         };
+        // RFC 9051 6.3.4: a trailing delimiter on CREATE is ignored.
+        let sep = self.cfg.hierarchy_separator.as_char();
+        if how == Manage::Create && mailbox.0.len() > 1 && mailbox.0.ends_with(sep) {
+            mailbox.0.pop();
+        }
         let Some(mailbox) = self.mailbox_name(tag, &mailbox) else {
             return;
         };

@@ -17,11 +17,13 @@ mod auth;
 mod dispatch;
 mod fetch;
 mod list;
+mod names;
 mod search;
 mod select;
 mod store;
 
 pub use list::{list_attributes, nonexistent_subscriptions, special_use, wildcard};
+pub use names::HierarchySeparator;
 pub use select::safe_mailbox_name;
 
 use self::fetch::FetchJob;
@@ -72,6 +74,8 @@ pub struct ImapConfig {
     /// same small buffers); it also bounds what may wait pipelined behind
     /// a LOGIN the directory has not answered yet.
     pub max_prelogin_line: usize,
+    /// The hierarchy separator clients see (`[imap] hierarchy_separator`).
+    pub hierarchy_separator: HierarchySeparator,
 }
 
 impl ImapConfig {
@@ -85,6 +89,7 @@ impl ImapConfig {
             login_timeout: Duration::from_secs(3 * 60),
             max_prelogin_literal: 8 * 1024,
             max_prelogin_line: 8 * 1024,
+            hierarchy_separator: HierarchySeparator::Slash,
         }
     }
 
@@ -106,6 +111,9 @@ pub struct ImapListener {
     pub tls: TlsMode,
     /// PROXY policy.
     pub proxy: ProxyConfig,
+    /// LOGIN and AUTHENTICATE without TLS (no `LOGINDISABLED`): for a
+    /// listener behind a TLS-terminating proxy or on a trusted network.
+    pub allow_plaintext_auth: bool,
 }
 
 /// What the session wants done.
@@ -693,10 +701,11 @@ impl ImapSession {
 
     /// A mailbox name as the client reads it: UTF-8 under IMAP4rev2.
     fn shown(&self, name: &str) -> String {
+        let name = self.cfg.hierarchy_separator.shown(name);
         if self.rev2 {
-            crate::imap::utf7::decode(name).unwrap_or_else(|| name.to_owned())
+            crate::imap::utf7::decode(&name).unwrap_or(name)
         } else {
-            name.to_owned()
+            name
         }
     }
 

@@ -201,8 +201,9 @@ impl ImapSession {
             // RFC 9051 6.3.2: IMAP4rev2 requires a LIST for the name.
             let _ = writeln!(
                 r,
-                "* LIST ({}) \"/\" {}\r",
+                "* LIST ({}) {} {}\r",
                 view.attributes.join(" "),
+                self.delimiter(),
                 response::astring(&self.shown(&name))
             );
         }
@@ -281,6 +282,17 @@ impl ImapSession {
             crate::imap::utf7::encode(&name)
         } else {
             name
+        };
+        if !safe_mailbox_name(&name) {
+            self.no(tag, Code::Cannot, "Invalid mailbox name");
+            return None;
+        }
+        let name = match self.cfg.hierarchy_separator.to_store(&name) {
+            Ok(n) => n,
+            Err(why) => {
+                self.no(tag, Code::Cannot, why);
+                return None;
+            }
         };
         if safe_mailbox_name(&name) {
             Some(name)

@@ -11,7 +11,11 @@ use crate::Networks;
 fn session(tls: TlsMode, proxy: ProxyConfig, now: Instant) -> ImapSession {
     ImapSession::new(
         Arc::new(ImapConfig::new("imap.example.com")),
-        Arc::new(ImapListener { tls, proxy }),
+        Arc::new(ImapListener {
+            tls,
+            proxy,
+            allow_plaintext_auth: false,
+        }),
         "10.0.20.5:40000".parse().unwrap(),
         "10.0.20.1:143".parse().unwrap(),
         now,
