@@ -448,3 +448,50 @@ fn the_image_serves_mail_as_its_non_root_user() {
         started.elapsed()
     );
 }
+
+/// Offline: the Containerfile exposes the listeners of the reference
+/// configuration and runs as the user the Deployment names.
+#[test]
+fn containerfile_agrees_with_the_manifests() {
+    let ws = workspace();
+    let file =
+        std::fs::read_to_string(ws.join("deploy/container/Containerfile")).expect("Containerfile");
+    let line = |word: &str| {
+        file.lines()
+            .find(|l| l.starts_with(word))
+            .unwrap_or_else(|| panic!("no {word} in the Containerfile"))
+            .to_owned()
+    };
+    assert_eq!(line("FROM "), "FROM scratch");
+    assert_eq!(line("USER "), "USER 5000:5000");
+    let mut exposed: Vec<u16> = line("EXPOSE ")
+        .split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().expect("port"))
+        .collect();
+    exposed.sort_unstable();
+    let cfg =
+        postern_runtime_smol::config::Config::load(&ws.join("deploy/kubernetes/postern.toml"))
+            .expect("postern.toml");
+    let mut ports: Vec<u16> = cfg.listeners.iter().map(|l| l.address.port()).collect();
+    ports.sort_unstable();
+    assert_eq!(
+        exposed, ports,
+        "EXPOSE vs the listeners of deploy/kubernetes/postern.toml"
+    );
+    let deployment = std::fs::read_to_string(ws.join("deploy/kubernetes/deployment.yaml"))
+        .expect("deployment.yaml");
+    for want in [
+        "runAsUser: 5000",
+        "runAsGroup: 5000",
+        "fsGroup: 5000",
+        "net.ipv4.ip_unprivileged_port_start",
+    ] {
+        assert!(deployment.contains(want), "deployment.yaml lacks {want}");
+    }
+    assert!(
+        line("CMD ").contains("/etc/postern/postern.toml")
+            && deployment.contains("/etc/postern/postern.toml"),
+        "the image's default configuration path differs from the Deployment's"
+    );
+}
