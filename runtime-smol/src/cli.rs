@@ -4,6 +4,8 @@
 //! postern serve                   run the embedded development default
 //! postern serve --config FILE     run with a configuration file
 //! postern check-config FILE       check a configuration file and exit
+//! postern check-config --dms DIR [--mail DIR] [--state DIR]
+//!                                 what Postern reads of a docker-mailserver tree
 //! postern probe --config FILE     the end-to-end roundtrip probe (see `probe`)
 //! ```
 
@@ -16,6 +18,9 @@ const USAGE: &str = "usage:
   postern serve                  run the embedded development default (loopback, ./postern-data)
   postern serve --config FILE    run with a configuration file
   postern check-config FILE      check a configuration file (and every file it names) and exit
+  postern check-config --dms DIR [--mail DIR] [--state DIR]
+                                 list what Postern reads of a docker-mailserver tree (config
+                                 folder, Maildir root, state folder) and what it does not
   postern queue --config FILE list | show ID | retry ID|all | delete ID
                                  inspect and manage the outbound queue
   postern probe --config FILE    send a marked message, find it over IMAP, delete it,
@@ -111,6 +116,7 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.as_slice() {
         ["serve"] => serve_default(),
         ["serve", "--config", file] | ["serve", "-c", file] => serve_file(Path::new(file)),
+        ["check-config", "--dms", dir, rest @ ..] => check_dms(dir, rest),
         ["check-config", file] => {
             match config::Config::load(Path::new(file)).and_then(|c| c.check_files().map(|()| c)) {
                 Ok(c) => {
@@ -123,7 +129,12 @@ pub fn main(args: &[String]) -> ExitCode {
                         c.listeners.len(),
                         c.hostname
                     );
-                    ExitCode::SUCCESS
+                    // The accounts file in a docker-mailserver config folder:
+                    // say what else is there and what is not read.
+                    match dms_paths_of(&c) {
+                        Some(paths) => report_dms(&paths),
+                        None => ExitCode::SUCCESS,
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e}");
@@ -143,6 +154,56 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `check-config --dms DIR [--mail DIR] [--state DIR]`.
+fn check_dms(dir: &str, rest: &[&str]) -> ExitCode {
+    let mut paths = crate::dms::DmsPaths {
+        config: PathBuf::from(dir),
+        ..Default::default()
+    };
+    let mut it = rest.iter();
+    while let Some(opt) = it.next() {
+        let slot = match *opt {
+            "--mail" => &mut paths.mail,
+            "--state" => &mut paths.state,
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        let Some(value) = it.next() else {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        };
+        *slot = Some(PathBuf::from(value));
+    }
+    report_dms(&paths)
+}
+
+/// The docker-mailserver folders a configuration points into: its accounts
+/// file is `postfix-accounts.cf` (DMS's name); the Maildir root is
+/// `data_dir` and the state folder the parent of `queue_dir`.
+fn dms_paths_of(c: &config::Config) -> Option<crate::dms::DmsPaths> {
+    if c.accounts.file_name()? != "postfix-accounts.cf" {
+        return None;
+    }
+    Some(crate::dms::DmsPaths {
+        config: c.accounts.parent()?.to_owned(),
+        mail: Some(c.data_dir.clone()),
+        state: c.queue_dir.parent().map(Path::to_owned),
+    })
+}
+
+/// Prints the report; exit 1 when it names an error.
+fn report_dms(paths: &crate::dms::DmsPaths) -> ExitCode {
+    let report = crate::dms::examine(paths);
+    println!("{report}");
+    if report.errors() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

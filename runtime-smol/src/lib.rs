@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod deliver;
 pub mod devdefault;
+pub mod dms;
 pub mod http;
 pub mod imap;
 pub mod listen;
