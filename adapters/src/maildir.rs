@@ -542,7 +542,7 @@ impl Maildir {
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}.M{}P{}Q{}.{},S={},W={}",
+            "{}.M{:06}P{}Q{}.{},S={},W={}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),

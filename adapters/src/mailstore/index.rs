@@ -32,6 +32,22 @@ pub(super) struct Entry {
     pub(super) modseq: u64,
 }
 
+/// The order Maildir names sort in by arrival: the seconds before the first
+/// dot, then the microseconds of an `M<usec>` part and the counter of a
+/// `Q<n>` part after it (`1764633600.M99999P7Q3.host` comes before
+/// `1764633600.M100000P7Q1.host`, which plain string order gets wrong),
+/// then the name itself. Names in other forms sort by what they have.
+pub(super) fn arrival_key(base: &str) -> (u64, u64, u64, &str) {
+    let number = |s: &str| -> u64 {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().unwrap_or(0)
+    };
+    let (secs, rest) = base.split_once('.').unwrap_or((base, ""));
+    let unique = rest.split('.').next().unwrap_or("");
+    let after = |tag: char| unique.find(tag).map_or(0, |i| number(&unique[i + 1..]));
+    (number(secs), after('M'), after('Q'), base)
+}
+
 impl Entry {
     pub(super) fn base(&self) -> &str {
         &self.name[..self.base_len]
@@ -217,7 +233,7 @@ impl Folder {
         let mut entries: Vec<Entry> = keep.into_iter().flatten().collect();
         // Newcomers without a UID get one in the order they arrived (the
         // name starts with the time).
-        fresh.sort_by(|a, b| a.base().cmp(b.base()));
+        fresh.sort_by(|a, b| arrival_key(a.base()).cmp(&arrival_key(b.base())));
         let first_load_log = !self.loaded;
         let mut appended = Vec::new();
         let mut log = Vec::new();

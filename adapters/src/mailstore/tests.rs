@@ -444,3 +444,26 @@ fn concurrent_appends_are_filed_together_with_distinct_uids() {
         .is_none());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn newcomers_sort_by_arrival_not_by_string() {
+    use super::index::arrival_key;
+    let mut names = vec![
+        "1764633601.M5P7Q9.host,S=1",
+        "1764633600.M100000P7Q2.host,S=1",
+        "1764633600.M99999P7Q1.host,S=1",
+        "1764633600.M100000P7Q10.host,S=1",
+        "1764633599.P7Q3.other",
+    ];
+    names.sort_by(|a, b| arrival_key(a).cmp(&arrival_key(b)));
+    assert_eq!(
+        names,
+        [
+            "1764633599.P7Q3.other",
+            "1764633600.M99999P7Q1.host,S=1",
+            "1764633600.M100000P7Q2.host,S=1",
+            "1764633600.M100000P7Q10.host,S=1",
+            "1764633601.M5P7Q9.host,S=1",
+        ]
+    );
+}
