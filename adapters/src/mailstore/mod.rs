@@ -196,10 +196,28 @@ impl MailStore {
             user: local.to_lowercase(),
         })?;
         match req {
-            MailboxRequest::Poll { mailbox } => {
+            MailboxRequest::Poll {
+                mailbox,
+                take_recent,
+            } => {
                 let dir = Self::folder(&root, mailbox)?;
                 self.with_current(&dir, |f| {
-                    Some(MailboxAnswer::Changed(f.current_view(Vec::new())))
+                    // Taking recency writes the mark: not from memory.
+                    if *take_recent && f.first_recent < f.next {
+                        return None;
+                    }
+                    Some(MailboxAnswer::Changed(
+                        f.current_view(Vec::new(), Vec::new()),
+                    ))
+                })
+            }
+            MailboxRequest::Vanished { mailbox, since } => {
+                let dir = Self::folder(&root, mailbox)?;
+                self.with_current(&dir, |f| {
+                    Some(MailboxAnswer::Vanished {
+                        uids: f.tombstones.since(*since),
+                        floor: f.tombstones.floor(),
+                    })
                 })
             }
             MailboxRequest::Status { mailbox } => {

@@ -41,6 +41,7 @@ fn flags_keywords_and_uids_persist() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -121,6 +122,7 @@ fn concurrent_flag_stores_lose_nothing() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -142,6 +144,7 @@ fn concurrent_flag_stores_lose_nothing() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -235,6 +238,7 @@ fn reads_a_dovecot_uidlist() {
         "bob@example.com",
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -256,6 +260,7 @@ fn reads_a_dovecot_uidlist() {
         "bob@example.com",
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -327,6 +332,7 @@ fn answers_from_memory_only_what_answer_would_say() {
     let u = "alice@example.com";
     let poll = MailboxRequest::Poll {
         mailbox: "INBOX".into(),
+        take_recent: false,
     };
     let status = MailboxRequest::Status {
         mailbox: "INBOX".into(),
@@ -355,6 +361,7 @@ fn answers_from_memory_only_what_answer_would_say() {
     // Never asked by this account: disk (or the lock) is needed.
     let other = MailboxRequest::Poll {
         mailbox: "Work".into(),
+        take_recent: false,
     };
     assert!(s.answer_cached(u, &other).is_none());
     // Summaries: only once every one asked for is in memory.
@@ -439,6 +446,7 @@ fn concurrent_appends_are_filed_together_with_distinct_uids() {
         u,
         MailboxRequest::Select {
             mailbox: "Drafts".into(),
+            take_recent: false,
         },
     ) else {
         panic!()

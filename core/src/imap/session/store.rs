@@ -89,7 +89,7 @@ impl ImapSession {
                 let _ = write!(
                     r,
                     "* {seq} FETCH (FLAGS {}{uid_part}{modseq})\r\n",
-                    response::flag_list(&c.flags)
+                    self.flags_shown(c.uid, &c.flags)
                 );
             } else if self.condstore && (conditional || before.get(&c.uid) != Some(&c.modseq)) {
                 // RFC 7162 3.1.3: .SILENT still reports the MODSEQ
@@ -255,9 +255,10 @@ impl ImapSession {
                 let moved = response::untagged(Status::Ok, Some(&code), "Moved");
                 self.send_str(&(moved + &lines));
                 // The copies come as EXISTS.
+                let request = self.poll_request(mailbox);
                 self.ask(
                     user,
-                    MailboxRequest::Poll { mailbox },
+                    request,
                     Pending::Poll {
                         tag,
                         then: PollFor::Command {

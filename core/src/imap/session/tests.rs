@@ -117,6 +117,7 @@ fn the_look_idle_takes_does_not_count_as_client_activity() {
         keywords: Vec::new(),
         highest_modseq: 1,
         attributes: Vec::new(),
+        recent: Vec::new(),
     };
     s.state = State::Selected(
         "alice@example.com".into(),
