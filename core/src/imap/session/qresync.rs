@@ -249,7 +249,12 @@ impl ImapSession {
     /// Keeps the session's recent set to messages still in the view.
     pub(super) fn forget_recent(&mut self, uids: &[u32]) {
         if let State::Selected(_, s) = &mut self.state {
-            s.view.recent.retain(|u| !uids.contains(u));
+            if s.view.recent.is_empty() {
+                return;
+            }
+            let mut gone = uids.to_vec();
+            gone.sort_unstable();
+            s.view.recent.retain(|u| gone.binary_search(u).is_err());
         }
     }
 }

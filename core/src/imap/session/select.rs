@@ -446,14 +446,17 @@ impl ImapSession {
     pub(super) fn remove_uids(&mut self, uids: &[u32]) -> String {
         self.forget_recent(uids);
         if self.qresync {
-            let present: Vec<u32> = uids
+            let mut present: Vec<u32> = uids
                 .iter()
                 .copied()
                 .filter(|u| self.index_of(Uid(*u)).is_some())
                 .collect();
+            present.sort_unstable();
+            present.dedup();
             if let State::Selected(_, s) = &mut self.state {
                 if !present.is_empty() {
-                    Arc::make_mut(&mut s.view.messages).retain(|m| !present.contains(&m.uid));
+                    Arc::make_mut(&mut s.view.messages)
+                        .retain(|m| present.binary_search(&m.uid).is_err());
                 }
             }
             return self.vanished_line(&present).unwrap_or_default();
