@@ -308,6 +308,10 @@ impl Folder {
                     .min()
                     .unwrap_or(self.next)
             });
+            if first_recent.is_none() {
+                // Kept, or a restart would find them all in cur/.
+                extra.push_str(&format!("R {}\n", self.first_recent));
+            }
         }
         let changed = first_load || removed > 0 || !appended.is_empty() || !flag_changes.is_empty();
         self.entries = entries;
@@ -376,7 +380,11 @@ impl Folder {
 
     /// The mailbox as SELECT and Poll give it, with these LIST attributes
     /// and the UIDs made recent for the asking session.
-    pub(super) fn current_view(&mut self, attributes: Vec<String>, recent: Vec<u32>) -> MailboxView {
+    pub(super) fn current_view(
+        &mut self,
+        attributes: Vec<String>,
+        recent: Vec<u32>,
+    ) -> MailboxView {
         MailboxView {
             recent,
             uid_validity: self.validity,

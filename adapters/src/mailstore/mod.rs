@@ -12,8 +12,10 @@
 //! files cost a name comparison, not a stat. The store's own changes
 //! (STORE, APPEND, EXPUNGE, MOVE) update the index in place. Two files
 //! beside Dovecot's are Postern's own and rebuildable: `postern-modseq`
-//! (CONDSTORE mod-sequences, an append-only log) and `postern-summaries`
-//! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
+//! (CONDSTORE mod-sequences, an append-only log, with QRESYNC's expunged
+//! UIDs, logged before their files go, and the `\Recent` mark) and
+//! `postern-summaries` (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per
+//! message). Lost, `postern-modseq` costs clients a full resync, not mail.
 
 mod error;
 mod files;

@@ -475,7 +475,11 @@ fn tombstones_and_recency_survive_a_restart() {
             u,
             MailboxRequest::Append {
                 mailbox: "INBOX".into(),
-                flags: if i == 1 { vec!["\\Deleted".into()] } else { vec![] },
+                flags: if i == 1 {
+                    vec!["\\Deleted".into()]
+                } else {
+                    vec![]
+                },
                 data: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
                 date: None,
             },
@@ -493,13 +497,15 @@ fn tombstones_and_recency_survive_a_restart() {
         };
         v
     };
-    let vanished = |s: &MailStore, since| s.answer(
-        u,
-        MailboxRequest::Vanished {
-            mailbox: "INBOX".into(),
-            since,
-        },
-    );
+    let vanished = |s: &MailStore, since| {
+        s.answer(
+            u,
+            MailboxRequest::Vanished {
+                mailbox: "INBOX".into(),
+                since,
+            },
+        )
+    };
     assert_eq!(select(&s, true).recent, vec![1, 2, 3, 4]);
     assert_eq!(select(&s, true).recent, Vec::<u32>::new());
     let MailboxAnswer::Expunged(gone) = s.answer(
@@ -526,7 +532,10 @@ fn tombstones_and_recency_survive_a_restart() {
     let victim = fs::read_dir(inbox.join("cur"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains(",S=") && fs::read_to_string(p).unwrap().contains("Subject: 2"))
+        .find(|p| {
+            p.to_string_lossy().contains(",S=")
+                && fs::read_to_string(p).unwrap().contains("Subject: 2")
+        })
         .unwrap();
     fs::remove_file(&victim).unwrap();
     // A directory time of its own, so the change shows however fast.
@@ -535,7 +544,10 @@ fn tombstones_and_recency_survive_a_restart() {
         .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
         .unwrap();
     let v = select(&again, false);
-    assert_eq!(v.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 4]);
+    assert_eq!(
+        v.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![1, 4]
+    );
     let MailboxAnswer::Vanished { uids, floor } = vanished(&again, 1) else {
         panic!()
     };

@@ -223,9 +223,15 @@ mod tests {
     #[test]
     fn recency_goes_to_one_taker() {
         let mut mark = 1;
-        assert_eq!(take_recent(&mut mark, 4, [1, 2, 3].into_iter()), vec![1, 2, 3]);
+        assert_eq!(
+            take_recent(&mut mark, 4, [1, 2, 3].into_iter()),
+            vec![1, 2, 3]
+        );
         assert_eq!(mark, 4);
-        assert_eq!(take_recent(&mut mark, 4, [1, 2, 3].into_iter()), Vec::<u32>::new());
+        assert_eq!(
+            take_recent(&mut mark, 4, [1, 2, 3].into_iter()),
+            Vec::<u32>::new()
+        );
         assert_eq!(recent_count(mark, [1, 2, 3, 4, 5].into_iter()), 2);
     }
 
@@ -235,7 +241,10 @@ mod tests {
             missing_ranges(&[(1, u32::MAX)], 10, &[2, 3, 7]),
             vec![(1, 1), (4, 6), (8, 9)]
         );
-        assert_eq!(missing_ranges(&[(5, 3), (8, 20)], 10, &[4]), vec![(3, 3), (5, 5), (8, 9)]);
+        assert_eq!(
+            missing_ranges(&[(5, 3), (8, 20)], 10, &[4]),
+            vec![(3, 3), (5, 5), (8, 9)]
+        );
         assert_eq!(missing_ranges(&[(1, 4)], 1, &[]), Vec::<(u32, u32)>::new());
         assert_eq!(ranges_text(&[(1, 1), (4, 6)]), "1,4:6");
     }

@@ -778,7 +778,6 @@ fn pending_tag(p: &Pending) -> &str {
         | Pending::Copy { tag, .. }
         | Pending::MoveHere { tag, .. }
         | Pending::Thread(self::search::ThreadJob { tag, .. })
-
         | Pending::Poll { tag, .. } => tag,
     }
 }

@@ -117,7 +117,12 @@ impl ImapSession {
             params,
         } = job;
         let top = view.uid_next.saturating_sub(1);
-        let known = |u: u32| params.known_uids.as_ref().is_none_or(|k| k.contains(u, top));
+        let known = |u: u32| {
+            params
+                .known_uids
+                .as_ref()
+                .is_none_or(|k| k.contains(u, top))
+        };
         let present: Vec<u32> = view.messages.iter().map(|m| m.uid).collect();
         let gone = if params.modseq >= floor {
             let exact: Vec<u32> = uids
@@ -130,7 +135,10 @@ impl ImapSession {
             // Not known exactly: every UID of the client's range that
             // is not here (RFC 7162 3.2.5.1 allows it).
             let whole = [(1, u32::MAX)];
-            let range = params.known_uids.as_ref().map_or(&whole[..], SeqSet::ranges);
+            let range = params
+                .known_uids
+                .as_ref()
+                .map_or(&whole[..], SeqSet::ranges);
             ranges_text(&missing_ranges(range, view.uid_next, &present))
         };
         let mut extra = String::new();

@@ -296,7 +296,10 @@ fn qresync_below_the_floor_reports_the_whole_missing_range() {
         out.contains("* VANISHED (EARLIER) 1:2,4:7,9:10\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na2 OK [READ-WRITE]"),
         "{out}"
     );
-    s.handle_input(t0, b"a3 UID FETCH 5:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n");
+    s.handle_input(
+        t0,
+        b"a3 UID FETCH 5:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n",
+    );
     drain(&mut s);
     // The view is brought up to date first (nothing changed).
     s.answer_mailbox(t0, MailboxAnswer::Changed(view.clone()));
@@ -314,7 +317,10 @@ fn qresync_below_the_floor_reports_the_whole_missing_range() {
         "* VANISHED (EARLIER) 5:7,9:11\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na3 OK FETCH completed\r\n"
     );
     // At or above the floor the store's list is exact.
-    s.handle_input(t0, b"a4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 6 VANISHED)\r\n");
+    s.handle_input(
+        t0,
+        b"a4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 6 VANISHED)\r\n",
+    );
     drain(&mut s);
     // The view is brought up to date first (nothing changed).
     s.answer_mailbox(t0, MailboxAnswer::Changed(view.clone()));
