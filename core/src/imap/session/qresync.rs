@@ -13,6 +13,48 @@ use crate::imap::vanished::{missing_ranges, ranges_text};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+/// The most (sequence number, UID) pairs of a QRESYNC sequence match
+/// looked at.
+const MAX_SEQ_MATCH: u64 = 100_000;
+
+/// The highest UID the client's (sequence number, UID) pairs show that
+/// nothing at or below it was expunged (RFC 7162 3.2.5.2): where its
+/// sequence number still names the same UID, the messages below it are
+/// the ones the client had (new ones get higher UIDs). 0: none.
+pub(super) fn intact_below(seqs: &SeqSet, uids: &SeqSet, present: &[u32]) -> u32 {
+    let count = |s: &SeqSet| {
+        s.ranges()
+            .iter()
+            .map(|&(a, b)| u64::from(b.saturating_sub(a)) + 1)
+            .sum::<u64>()
+    };
+    let numbers = |s: &SeqSet| {
+        s.ranges()
+            .iter()
+            .flat_map(|&(a, b)| a..=b)
+            .collect::<Vec<u32>>()
+    };
+    let star = |s: &SeqSet| s.ranges().iter().any(|&(_, b)| b == u32::MAX);
+    if count(seqs) > MAX_SEQ_MATCH || count(uids) > MAX_SEQ_MATCH || star(seqs) || star(uids) {
+        return 0;
+    }
+    let (seqs, uids) = (numbers(seqs), numbers(uids));
+    if seqs.len() != uids.len() {
+        return 0;
+    }
+    seqs.iter()
+        .zip(&uids)
+        .filter(|&(&s, &u)| {
+            usize::try_from(s)
+                .ok()
+                .and_then(|s| present.get(s.checked_sub(1)?))
+                == Some(&u)
+        })
+        .map(|(_, &u)| u)
+        .max()
+        .unwrap_or(0)
+}
+
 /// SELECT with QRESYNC between the store's view and its expunged UIDs.
 #[derive(Debug)]
 pub(super) struct SelectJob {
@@ -133,13 +175,23 @@ impl ImapSession {
             SeqSet::compact(&exact)
         } else {
             // Not known exactly: every UID of the client's range that
-            // is not here (RFC 7162 3.2.5.1 allows it).
+            // is not here (RFC 7162 3.2.5.1 allows it), above the UIDs
+            // the client's sequence match shows intact (3.2.5.2).
             let whole = [(1, u32::MAX)];
             let range = params
                 .known_uids
                 .as_ref()
                 .map_or(&whole[..], SeqSet::ranges);
-            ranges_text(&missing_ranges(range, view.uid_next, &present))
+            let intact = params
+                .seq_match
+                .as_ref()
+                .map_or(0, |(seqs, uids)| intact_below(seqs, uids, &present));
+            let above: Vec<(u32, u32)> = range
+                .iter()
+                .map(|&(a, b)| (a.max(intact.saturating_add(1)), b))
+                .filter(|&(a, b)| a <= b)
+                .collect();
+            ranges_text(&missing_ranges(&above, view.uid_next, &present))
         };
         let mut extra = String::new();
         if !gone.is_empty() {

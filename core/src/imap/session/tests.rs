@@ -336,4 +336,50 @@ fn qresync_below_the_floor_reports_the_whole_missing_range() {
         sent(&drain(&mut s)),
         "* VANISHED (EARLIER) 9\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na4 OK FETCH completed\r\n"
     );
+    // Below the floor, a sequence match (1->3, 2->8 still true) shows
+    // nothing at or below UID 8 went: only 9:10 may have.
+    s.handle_input(t0, b"a5 SELECT INBOX (QRESYNC (7 5 1:10 (1:2 3,8)))\r\n");
+    drain(&mut s);
+    s.answer_mailbox(t0, MailboxAnswer::View(view.clone()));
+    drain(&mut s);
+    s.answer_mailbox(
+        t0,
+        MailboxAnswer::Vanished {
+            uids: Vec::new(),
+            floor: 6,
+        },
+    );
+    let out = sent(&drain(&mut s));
+    assert!(out.contains("* VANISHED (EARLIER) 9:10\r\n"), "{out}");
+}
+
+/// QRESYNC's sequence match (RFC 7162 3.2.5.2): a pair whose sequence
+/// number still names the same UID shows nothing below it went.
+#[test]
+fn sequence_match_bounds_what_may_have_vanished() {
+    use crate::imap::set::SeqSet;
+    let set = |s: &str| SeqSet::parse(s).unwrap();
+    // Now: UIDs 3, 8, 12 (1, 2, 4:7, 9:11 gone at some time).
+    let present = [3, 8, 12];
+    assert_eq!(
+        super::qresync::intact_below(&set("1,2"), &set("3,8"), &present),
+        8
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("1,3"), &set("3,9"), &present),
+        3
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("2"), &set("5"), &present),
+        0
+    );
+    // Unequal lengths, or more pairs than looked at: no help.
+    assert_eq!(
+        super::qresync::intact_below(&set("1:2"), &set("3"), &present),
+        0
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("1:200000"), &set("1:200000"), &present),
+        0
+    );
 }
