@@ -58,7 +58,8 @@ impl ImapSession {
         if changed_since.is_some() || items.contains(&Item::Modseq) {
             self.condstore_on();
         }
-        if uid && !items.contains(&Item::Uid) {
+        // RFC 7162 3.2.4: with QRESYNC on, every FETCH names the UID.
+        if (uid || self.qresync) && !items.contains(&Item::Uid) {
             items.insert(0, Item::Uid);
         }
         if (changed_since.is_some() || (self.condstore && items.contains(&Item::Flags)))

@@ -513,6 +513,7 @@ impl ImapSession {
         lines.push_str(&self.announce_keywords(&used));
         let condstore = self.condstore;
         let rev2 = self.rev2;
+        let qresync = self.qresync;
         let mut exists = false;
         if let State::Selected(_, s) = &mut self.state {
             if !new.recent.is_empty() {
@@ -546,7 +547,14 @@ impl ImapSession {
                             } else {
                                 response::flag_list(&m.flags)
                             };
-                            let _ = write!(lines, "* {} FETCH (FLAGS {flags}{modseq})\r\n", i + 1);
+                            // RFC 7162 3.2.4: with QRESYNC on, the UID too.
+                            let uid = if qresync {
+                                format!("UID {} ", m.uid)
+                            } else {
+                                String::new()
+                            };
+                            let _ =
+                                write!(lines, "* {} FETCH ({uid}FLAGS {flags}{modseq})\r\n", i + 1);
                         }
                     }
                 }

@@ -75,7 +75,8 @@ impl ImapSession {
             let Some(seq) = self.seq_of(Uid(c.uid)) else {
                 continue;
             };
-            let uid_part = if uid {
+            // RFC 7162 3.2.4: with QRESYNC on, every FETCH names the UID.
+            let uid_part = if uid || self.qresync {
                 format!(" UID {}", c.uid)
             } else {
                 String::new()
@@ -97,7 +98,7 @@ impl ImapSession {
                 let _ = write!(
                     r,
                     "* {seq} FETCH ({}{})\r\n",
-                    uid_part.trim_start().to_owned() + if uid { " " } else { "" },
+                    uid_part.trim_start().to_owned() + if uid_part.is_empty() { "" } else { " " },
                     modseq.trim_start()
                 );
             }
