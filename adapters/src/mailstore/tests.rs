@@ -573,3 +573,30 @@ fn tombstones_and_recency_survive_a_restart() {
     assert!(floor > 1, "{floor}");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Messages delivered into `new/` before the folder was ever read are
+/// recent for the first read-write SELECT (Dovecot's rule).
+#[test]
+fn deliveries_before_the_first_look_are_recent() {
+    let (s, dir) = store();
+    let u = "erin@example.com";
+    for i in 0..2 {
+        let d = crate::store::Delivery {
+            user: u.into(),
+            prefix: Vec::new(),
+            message: Arc::new(format!("Subject: {i}\r\n\r\nx\r\n").into_bytes()),
+        };
+        assert!(crate::store::MailboxStore::deliver(&s, &[d])[0].is_ok());
+    }
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: true,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.recent, vec![1, 2]);
+    fs::remove_dir_all(&dir).unwrap();
+}
