@@ -12,6 +12,7 @@ use postern_core::imap::event::{
     Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts, Stored,
 };
 use postern_core::imap::rules::{self, StoreStep};
+use postern_core::imap::vanished::{self, Tombstones};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -72,6 +73,10 @@ struct Folder {
     keywords: Vec<String>,
     /// The messages' bytes.
     bytes: u64,
+    /// The lowest UID no session has taken as `\Recent`.
+    first_recent: u32,
+    /// Expunged UIDs with their mod-sequences (QRESYNC).
+    tombstones: Tombstones,
 }
 
 impl Folder {
@@ -83,6 +88,8 @@ impl Folder {
             highest_modseq: 1,
             keywords: Vec::new(),
             bytes: 0,
+            first_recent: 1,
+            tombstones: Tombstones::new(1),
         }
     }
 
@@ -112,9 +119,16 @@ impl Folder {
         if uids.is_empty() {
             return;
         }
+        let gone: Vec<u32> = self
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .filter(|u| uids.contains(u))
+            .collect();
         self.messages.retain(|m| !uids.contains(&m.uid));
         self.bytes = self.messages.iter().map(|m| m.data.len() as u64).sum();
-        rules::next_modseq(&mut self.highest_modseq);
+        let modseq = rules::next_modseq(&mut self.highest_modseq);
+        self.tombstones.record(modseq, &gone);
     }
 
     fn counts(&self) -> StatusCounts {
@@ -133,7 +147,7 @@ impl Folder {
                 .count()),
             uid_next: self.uid_next,
             uid_validity: self.uid_validity,
-            recent: 0,
+            recent: vanished::recent_count(self.first_recent, self.messages.iter().map(|m| m.uid)),
             size: self.bytes,
             highest_modseq: self.highest_modseq,
             deleted: n(deleted().count()),
@@ -308,9 +322,30 @@ impl MemStore {
                 }
                 MailboxAnswer::List(entries)
             }
-            R::Select { mailbox } | R::Poll { mailbox } => {
-                match a.folders.get(&mailbox) {
+            R::Select {
+                mailbox,
+                take_recent,
+            }
+            | R::Poll {
+                mailbox,
+                take_recent,
+            } => {
+                let names: Vec<String> = if poll {
+                    Vec::new()
+                } else {
+                    a.folders.keys().cloned().collect()
+                };
+                match a.folders.get_mut(&mailbox) {
                     Some(f) => MailboxAnswer::View(MailboxView {
+                        recent: if take_recent {
+                            vanished::take_recent(
+                                &mut f.first_recent,
+                                f.uid_next,
+                                f.messages.iter().map(|m| m.uid),
+                            )
+                        } else {
+                            Vec::new()
+                        },
                         uid_validity: f.uid_validity,
                         uid_next: f.uid_next,
                         messages: f.meta(),
@@ -321,7 +356,7 @@ impl MemStore {
                             Vec::new()
                         } else {
                             postern_core::imap::session::list_attributes(
-                                a.folders.keys(),
+                                names.iter(),
                                 &mailbox,
                                 false,
                             )
@@ -330,6 +365,13 @@ impl MemStore {
                     None => missing(),
                 }
             }
+            R::Vanished { mailbox, since } => match a.folders.get(&mailbox) {
+                Some(f) => MailboxAnswer::Vanished {
+                    uids: f.tombstones.since(since),
+                    floor: f.tombstones.floor(),
+                },
+                None => missing(),
+            },
             R::Status { mailbox } => a
                 .folders
                 .get(&mailbox)
@@ -566,6 +608,7 @@ impl MailboxStore for MemStore {
     fn answer_cached(&self, user: &str, request: &MailboxRequest) -> Option<MailboxAnswer> {
         match request {
             MailboxRequest::Poll { .. }
+            | MailboxRequest::Vanished { .. }
             | MailboxRequest::Status { .. }
             | MailboxRequest::Summaries { .. } => Some(self.answer(user, request.clone())),
             _ => None,

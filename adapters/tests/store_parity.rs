@@ -175,7 +175,18 @@ fn message_corners() {
             store(vec![1, 2], StoreMode::Add, &["\\Flagged"], Some(3)),
             store(vec![1], StoreMode::Replace, &["\\Deleted", "$A"], None),
             store(vec![9], StoreMode::Add, &["\\Seen"], None),
+            R::Status {
+                mailbox: name("INBOX"),
+            },
             R::Select {
+                mailbox: name("INBOX"),
+                take_recent: true,
+            },
+            R::Select {
+                mailbox: name("INBOX"),
+                take_recent: true,
+            },
+            R::Status {
                 mailbox: name("INBOX"),
             },
             R::Copy {
@@ -226,9 +237,30 @@ fn message_corners() {
             },
             R::Poll {
                 mailbox: name("INBOX"),
+                take_recent: false,
             },
             R::Status {
                 mailbox: name("Trash"),
+            },
+            R::Vanished {
+                mailbox: name("INBOX"),
+                since: 1,
+            },
+            R::Vanished {
+                mailbox: name("INBOX"),
+                since: 9,
+            },
+            R::Vanished {
+                mailbox: name("Nope"),
+                since: 1,
+            },
+            R::Select {
+                mailbox: name("Trash"),
+                take_recent: false,
+            },
+            R::Poll {
+                mailbox: name("Trash"),
+                take_recent: true,
             },
             R::Bodies {
                 mailbox: name("Trash"),
@@ -254,9 +286,16 @@ fn message_corners() {
     same(
         &mem,
         &disk,
-        vec![R::Select {
-            mailbox: name("INBOX"),
-        }],
+        vec![
+            R::Poll {
+                mailbox: name("INBOX"),
+                take_recent: true,
+            },
+            R::Select {
+                mailbox: name("INBOX"),
+                take_recent: true,
+            },
+        ],
     );
     let id = MailboxId::inbox("alice@example.com");
     assert!(mem.version(&id).is_some() && disk.version(&id).is_some());

@@ -211,7 +211,11 @@ impl ImapDriver {
             "alice@example.com".into()
         });
         let store = make_store(backend, quota);
+        let mut seeded: Vec<String> = Vec::new();
         for (folder, flags, data) in seeds {
+            if !seeded.contains(&folder) {
+                seeded.push(folder.clone());
+            }
             let answer = store.answer(
                 &owner,
                 MailboxRequest::Append {
@@ -224,6 +228,19 @@ impl ImapDriver {
             if !matches!(answer, MailboxAnswer::Uids { .. }) {
                 return Err(format!("@message {folder}: {answer:?}"));
             }
+        }
+        // Seeded messages were there before the transcript's sessions:
+        // an earlier session saw them, none of ours has them \Recent (as
+        // the daemon replay writes them into `cur/`). `@deliver` brings
+        // recent ones.
+        for folder in seeded {
+            store.answer(
+                &owner,
+                MailboxRequest::Select {
+                    mailbox: folder,
+                    take_recent: true,
+                },
+            );
         }
         let proxy = if required {
             ProxyConfig::required(Networks::parse(["10.0.20.0/24"]).map_err(|e| e.to_string())?)

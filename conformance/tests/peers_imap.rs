@@ -432,11 +432,14 @@ a.sendall(b"a3 IDLE\r\n"); until(b"+ idling\r\n")
 smtp = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
 smtp.sendmail("bob@example.net", ["alice@example.com"], b"Subject: pushed\r\n\r\nhello\r\n")
 smtp.quit()
-until(b"* 1 EXISTS\r\n")
+# The idling session has the mailbox read-write: the new message is
+# \\Recent there (RFC 3501 2.3.2), and its count comes with EXISTS.
+until(b"* 1 EXISTS\r\n* 1 RECENT\r\n")
 b = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
 b.login("alice@example.com", "alice-pw"); b.select("INBOX")
+assert b.response("RECENT")[1] == [b"0"], b.response("RECENT")
 typ, _ = b.store("1", "+FLAGS", "(\\Flagged)"); assert typ == "OK"
-s = until(b")\r\n"); assert b"* 1 FETCH (FLAGS (\\Flagged))" in s, s
+s = until(b")\r\n"); assert b"* 1 FETCH (FLAGS (\\Flagged \\Recent))" in s, s
 typ, _ = b.store("1", "+FLAGS", "(\\Deleted)"); assert typ == "OK"
 until(b")\r\n")
 typ, _ = b.expunge(); assert typ == "OK"

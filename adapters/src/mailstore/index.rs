@@ -4,12 +4,13 @@
 
 use super::files::{crlf_size, size_from_name, write_atomic};
 use super::flags::{parse_info, read_keywords, split_name};
-use super::modseq::read_modlog;
+use super::modseq::{expunged_record, read_modlog};
 use super::uidlist::{new_uidlist, read_uidlist};
 use crate::maildir::sync_dir;
 use postern_core::imap::event::{MailboxView, MessageMeta, StatusCounts, Summary};
 use postern_core::imap::rules;
-use std::collections::{HashMap, VecDeque};
+use postern_core::imap::vanished::{self, Tombstones};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::fs::OpenOptions;
 use std::io;
@@ -71,6 +72,10 @@ pub(super) struct Folder {
     pub(super) modseq_base: u64,
     /// Lines in `postern-modseq` (compacted when much longer than needed).
     pub(super) modlog_lines: usize,
+    /// The lowest UID no session has taken as `\Recent`.
+    pub(super) first_recent: u32,
+    /// Expunged UIDs with their mod-sequences (QRESYNC).
+    pub(super) tombstones: Tombstones,
     /// The message list handed to sessions; rebuilt after a change.
     pub(super) view: Option<Arc<Vec<MessageMeta>>>,
     pub(super) summaries: Option<HashMap<u32, Summary>>,
@@ -138,16 +143,25 @@ impl Folder {
     }
 
     pub(super) fn rescan(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
-        // new/ -> cur/ (a session has seen them: no longer \Recent).
+        // new/ -> cur/. Which session sees them as \Recent is the
+        // folder's mark (`first_recent`), not the directory: a first load
+        // without a mark makes the messages found in new/ the recent ones.
+        let mut from_new: HashSet<String> = HashSet::new();
         if let Ok(rd) = fs::read_dir(dir.join("new")) {
             for e in rd.filter_map(Result::ok) {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.starts_with('.') {
                     continue;
                 }
-                let _ = fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,")));
+                if fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,"))).is_ok()
+                    && !self.loaded
+                {
+                    from_new.insert(n);
+                }
             }
         }
+        let mut first_recent: Option<u32> = None;
+        let mut expunged_log: Vec<(u64, Vec<u32>)> = Vec::new();
         let st = stamp(dir);
         let mut uidlist = None;
         let mut logged: HashMap<u32, u64> = HashMap::new();
@@ -167,11 +181,16 @@ impl Folder {
             self.validity = list.validity;
             self.next = list.next.max(1);
             self.keywords = read_keywords(dir);
-            let (lines, base, highest, map) = read_modlog(dir, self.validity, fresh_base);
-            self.modlog_lines = lines;
-            self.modseq_base = base;
-            self.highest_modseq = highest.max(base);
-            logged = map;
+            let log = read_modlog(dir, self.validity, fresh_base);
+            self.modlog_lines = log.lines;
+            self.modseq_base = log.base;
+            self.highest_modseq = log.highest.max(log.base);
+            // Without an `F` line (no log, or one from before QRESYNC)
+            // nothing is known of earlier expunges.
+            self.tombstones = Tombstones::new(log.floor.unwrap_or(self.highest_modseq));
+            first_recent = log.first_recent;
+            expunged_log = log.expunged;
+            logged = log.map;
             uidlist = Some(list.uids);
         } else {
             let kw = read_keywords(dir);
@@ -229,7 +248,13 @@ impl Folder {
                 modseq: 0,
             });
         }
-        let removed = keep.iter().filter(|k| k.is_none()).count();
+        let removed_uids: Vec<u32> = keep
+            .iter()
+            .zip(&self.entries)
+            .filter(|(k, _)| k.is_none())
+            .map(|(_, e)| e.uid)
+            .collect();
+        let removed = removed_uids.len();
         let mut entries: Vec<Entry> = keep.into_iter().flatten().collect();
         // Newcomers without a UID get one in the order they arrived (the
         // name starts with the time).
@@ -260,9 +285,13 @@ impl Folder {
             e.modseq = rules::next_modseq(&mut self.highest_modseq);
             log.push((e.uid, e.modseq));
         }
+        let mut extra = String::new();
         if removed > 0 || (first_load_log && self.modlog_lines == 0) {
             if removed > 0 {
-                rules::next_modseq(&mut self.highest_modseq);
+                // Removed by someone else: gone at this mod-sequence.
+                let m = rules::next_modseq(&mut self.highest_modseq);
+                self.tombstones.record(m, &removed_uids);
+                extra.push_str(&expunged_record(m, &removed_uids));
             }
             // A new log is written at once, so its base stays put.
             log.push((0, self.highest_modseq));
@@ -270,6 +299,36 @@ impl Folder {
         entries.sort_by_key(|e| e.uid);
         entries.dedup_by_key(|e| e.uid);
         let first_load = !self.loaded;
+        if first_load {
+            let present: HashSet<u32> = entries.iter().map(|e| e.uid).collect();
+            for (m, uids) in expunged_log {
+                self.tombstones.record(m, &uids);
+            }
+            // An expunge logged but cut short before its files went.
+            self.tombstones.keep_missing(|u| present.contains(&u));
+            if let Some(list) = uidlist.as_ref() {
+                let known: HashSet<u32> = self.tombstones.since(0).into_iter().collect();
+                if list
+                    .values()
+                    .any(|u| !present.contains(u) && !known.contains(u))
+                {
+                    // Listed once, gone now, and not by us: when is unknown.
+                    self.tombstones.raise_floor(self.highest_modseq);
+                }
+            }
+            self.first_recent = first_recent.unwrap_or_else(|| {
+                entries
+                    .iter()
+                    .filter(|e| from_new.contains(e.base()))
+                    .map(|e| e.uid)
+                    .min()
+                    .unwrap_or(self.next)
+            });
+            if first_recent.is_none() {
+                // Kept, or a restart would find them all in cur/.
+                extra.push_str(&format!("R {}\n", self.first_recent));
+            }
+        }
         let changed = first_load || removed > 0 || !appended.is_empty() || !flag_changes.is_empty();
         self.entries = entries;
         self.loaded = true;
@@ -280,6 +339,9 @@ impl Folder {
             self.append_uidlist(dir, &appended)?;
         }
         self.log_modseqs(dir, &log)?;
+        if !extra.is_empty() {
+            self.log_lines(dir, &extra, false)?;
+        }
         if changed {
             self.view = None;
         }
@@ -332,9 +394,15 @@ impl Folder {
         v
     }
 
-    /// The mailbox as SELECT and Poll give it, with these LIST attributes.
-    pub(super) fn current_view(&mut self, attributes: Vec<String>) -> MailboxView {
+    /// The mailbox as SELECT and Poll give it, with these LIST attributes
+    /// and the UIDs made recent for the asking session.
+    pub(super) fn current_view(
+        &mut self,
+        attributes: Vec<String>,
+        recent: Vec<u32>,
+    ) -> MailboxView {
         MailboxView {
+            recent,
             uid_validity: self.validity,
             uid_next: self.next,
             messages: self.view(),
@@ -361,7 +429,7 @@ impl Folder {
             .unwrap_or(0),
             uid_next: self.next,
             uid_validity: self.validity,
-            recent: 0,
+            recent: vanished::recent_count(self.first_recent, self.entries.iter().map(|e| e.uid)),
             size: self.entries.iter().map(|m| m.size).sum(),
             highest_modseq: self.highest_modseq,
             deleted: u32::try_from(self.deleted().count()).unwrap_or(u32::MAX),
@@ -380,6 +448,19 @@ impl Folder {
         if uids.is_empty() {
             return Ok(());
         }
+        // The tombstones first, durably: a crash after this leaves UIDs
+        // listed as expunged that still exist, which the next load
+        // forgets; the other order could lose an expunge QRESYNC must
+        // report.
+        let gone: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|u| self.index_of(*u).is_some())
+            .collect();
+        let h = rules::next_modseq(&mut self.highest_modseq);
+        self.tombstones.record(h, &gone);
+        let record = format!("{}0 {h}\n", expunged_record(h, &gone));
+        self.log_lines(dir, &record, true)?;
         for u in uids {
             if let Some(i) = self.index_of(*u) {
                 match fs::remove_file(dir.join("cur").join(&self.entries[i].name)) {
@@ -393,8 +474,6 @@ impl Folder {
         self.entries.retain(|e| !uids.contains(&e.uid));
         self.forget_summaries(uids);
         self.write_uidlist(dir)?;
-        let h = rules::next_modseq(&mut self.highest_modseq);
-        self.log_modseqs(dir, &[(0, h)])?;
         self.touched(dir);
         Ok(())
     }
@@ -408,26 +487,60 @@ impl Folder {
         if records.is_empty() {
             return Ok(());
         }
+        let mut text = String::new();
+        for (u, m) in records {
+            text.push_str(&format!("{u} {m}\n"));
+        }
+        self.log_lines(dir, &text, false)
+    }
+
+    /// Appends whole lines to `postern-modseq` (synced when `sync`), or
+    /// rewrites it compacted (atomically) when it is new or much longer
+    /// than what it describes.
+    pub(super) fn log_lines(&mut self, dir: &Path, text: &str, sync: bool) -> io::Result<()> {
         let path = dir.join("postern-modseq");
-        if self.modlog_lines == 0 || self.modlog_lines > 2 * self.entries.len() + 1024 {
+        let bound = 2 * (self.entries.len() + self.tombstones.len()) + 1024;
+        if self.modlog_lines == 0 || self.modlog_lines > bound {
             let mut text = format!(
-                "V{} B{}\n0 {}\n",
-                self.validity, self.modseq_base, self.highest_modseq
+                "V{} B{}\n0 {}\nR {}\nF {}\n",
+                self.validity,
+                self.modseq_base,
+                self.highest_modseq,
+                self.first_recent,
+                self.tombstones.floor()
             );
+            for (m, uids) in self.tombstones.groups() {
+                text.push_str(&expunged_record(m, &uids));
+            }
             for e in self.entries.iter().filter(|e| e.modseq != self.modseq_base) {
                 text.push_str(&format!("{} {}\n", e.uid, e.modseq));
             }
             self.modlog_lines = text.lines().count();
             return write_atomic(&path, text.as_bytes());
         }
-        let mut text = String::new();
-        for (u, m) in records {
-            text.push_str(&format!("{u} {m}\n"));
-        }
         let mut f = OpenOptions::new().append(true).create(true).open(&path)?;
         f.write_all(text.as_bytes())?;
-        self.modlog_lines += records.len();
+        if sync {
+            f.sync_data()?;
+        }
+        self.modlog_lines += text.lines().count();
         Ok(())
+    }
+
+    /// Takes recency for a read-write session (RFC 3501 2.3.2): the
+    /// messages at or above the mark, which moves past them (logged).
+    pub(super) fn take_recent(&mut self, dir: &Path) -> io::Result<Vec<u32>> {
+        if self.first_recent >= self.next {
+            return Ok(Vec::new());
+        }
+        let taken = vanished::take_recent(
+            &mut self.first_recent,
+            self.next,
+            self.entries.iter().map(|e| e.uid),
+        );
+        let line = format!("R {}\n", self.first_recent);
+        self.log_lines(dir, &line, false)?;
+        Ok(taken)
     }
 }
 

@@ -12,8 +12,10 @@
 //! files cost a name comparison, not a stat. The store's own changes
 //! (STORE, APPEND, EXPUNGE, MOVE) update the index in place. Two files
 //! beside Dovecot's are Postern's own and rebuildable: `postern-modseq`
-//! (CONDSTORE mod-sequences, an append-only log) and `postern-summaries`
-//! (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per message).
+//! (CONDSTORE mod-sequences, an append-only log, with QRESYNC's expunged
+//! UIDs, logged before their files go, and the `\Recent` mark) and
+//! `postern-summaries` (parsed ENVELOPE/BODYSTRUCTURE/SORT keys per
+//! message). Lost, `postern-modseq` costs clients a full resync, not mail.
 
 mod error;
 mod files;
@@ -196,10 +198,28 @@ impl MailStore {
             user: local.to_lowercase(),
         })?;
         match req {
-            MailboxRequest::Poll { mailbox } => {
+            MailboxRequest::Poll {
+                mailbox,
+                take_recent,
+            } => {
                 let dir = Self::folder(&root, mailbox)?;
                 self.with_current(&dir, |f| {
-                    Some(MailboxAnswer::Changed(f.current_view(Vec::new())))
+                    // Taking recency writes the mark: not from memory.
+                    if *take_recent && f.first_recent < f.next {
+                        return None;
+                    }
+                    Some(MailboxAnswer::Changed(
+                        f.current_view(Vec::new(), Vec::new()),
+                    ))
+                })
+            }
+            MailboxRequest::Vanished { mailbox, since } => {
+                let dir = Self::folder(&root, mailbox)?;
+                self.with_current(&dir, |f| {
+                    Some(MailboxAnswer::Vanished {
+                        uids: f.tombstones.since(*since),
+                        floor: f.tombstones.floor(),
+                    })
                 })
             }
             MailboxRequest::Status { mailbox } => {

@@ -85,7 +85,14 @@ impl MailStore {
                 }
                 Ok(MailboxAnswer::List(out))
             }
-            R::Select { mailbox } | R::Poll { mailbox } => {
+            R::Select {
+                mailbox,
+                take_recent,
+            }
+            | R::Poll {
+                mailbox,
+                take_recent,
+            } => {
                 let poll = matches!(req_kind, Kind::Poll);
                 let Some(dir) = existing(&mailbox) else {
                     return Ok(missing());
@@ -100,7 +107,12 @@ impl MailStore {
                     )
                 };
                 self.with(&dir, |f| {
-                    let view = f.current_view(attributes);
+                    let recent = if take_recent {
+                        f.take_recent(&dir)?
+                    } else {
+                        Vec::new()
+                    };
+                    let view = f.current_view(attributes, recent);
                     // Poll's answer is the same view, named for what it is.
                     Ok(if poll {
                         MailboxAnswer::Changed(view)
@@ -109,6 +121,17 @@ impl MailStore {
                     })
                 })
                 .map_err(MailStoreError::from)
+            }
+            R::Vanished { mailbox, since } => {
+                let Some(dir) = existing(&mailbox) else {
+                    return Ok(missing());
+                };
+                Ok(self.with(&dir, |f| {
+                    Ok(MailboxAnswer::Vanished {
+                        uids: f.tombstones.since(since),
+                        floor: f.tombstones.floor(),
+                    })
+                })?)
             }
             R::Status { mailbox } => {
                 let Some(dir) = existing(&mailbox) else {

@@ -41,6 +41,7 @@ fn flags_keywords_and_uids_persist() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -121,6 +122,7 @@ fn concurrent_flag_stores_lose_nothing() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -142,6 +144,7 @@ fn concurrent_flag_stores_lose_nothing() {
         u,
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -235,6 +238,7 @@ fn reads_a_dovecot_uidlist() {
         "bob@example.com",
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -256,6 +260,7 @@ fn reads_a_dovecot_uidlist() {
         "bob@example.com",
         MailboxRequest::Select {
             mailbox: "INBOX".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -327,6 +332,7 @@ fn answers_from_memory_only_what_answer_would_say() {
     let u = "alice@example.com";
     let poll = MailboxRequest::Poll {
         mailbox: "INBOX".into(),
+        take_recent: false,
     };
     let status = MailboxRequest::Status {
         mailbox: "INBOX".into(),
@@ -355,6 +361,7 @@ fn answers_from_memory_only_what_answer_would_say() {
     // Never asked by this account: disk (or the lock) is needed.
     let other = MailboxRequest::Poll {
         mailbox: "Work".into(),
+        take_recent: false,
     };
     assert!(s.answer_cached(u, &other).is_none());
     // Summaries: only once every one asked for is in memory.
@@ -431,6 +438,7 @@ fn concurrent_appends_are_filed_together_with_distinct_uids() {
         u,
         MailboxRequest::Select {
             mailbox: "Drafts".into(),
+            take_recent: false,
         },
     ) else {
         panic!()
@@ -466,4 +474,144 @@ fn newcomers_sort_by_arrival_not_by_string() {
             "1764633601.M5P7Q9.host,S=1",
         ]
     );
+}
+
+/// QRESYNC's tombstones and the `\Recent` mark live in `postern-modseq`:
+/// a store opened again on the same folder knows both; files removed by
+/// someone else become tombstones; a tombstone whose file is still there
+/// (an expunge cut short) is forgotten; a UID list that names a file
+/// gone while no one looked raises the floor.
+#[test]
+fn tombstones_and_recency_survive_a_restart() {
+    let (s, dir) = store();
+    let u = "dave@example.com";
+    for i in 0..4 {
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: if i == 1 {
+                    vec!["\\Deleted".into()]
+                } else {
+                    vec![]
+                },
+                data: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+                date: None,
+            },
+        );
+    }
+    let select = |s: &MailStore, take| {
+        let MailboxAnswer::View(v) = s.answer(
+            u,
+            MailboxRequest::Select {
+                mailbox: "INBOX".into(),
+                take_recent: take,
+            },
+        ) else {
+            panic!()
+        };
+        v
+    };
+    let vanished = |s: &MailStore, since| {
+        s.answer(
+            u,
+            MailboxRequest::Vanished {
+                mailbox: "INBOX".into(),
+                since,
+            },
+        )
+    };
+    assert_eq!(select(&s, true).recent, vec![1, 2, 3, 4]);
+    assert_eq!(select(&s, true).recent, Vec::<u32>::new());
+    let MailboxAnswer::Expunged(gone) = s.answer(
+        u,
+        MailboxRequest::Expunge {
+            mailbox: "INBOX".into(),
+            uids: None,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(gone, vec![2]);
+    let before = vanished(&s, 1);
+    let MailboxAnswer::Vanished { uids, floor } = &before else {
+        panic!("{before:?}")
+    };
+    assert_eq!((uids.as_slice(), *floor), (&[2][..], 1));
+    // Another store on the same folder (a restart).
+    let again = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    assert_eq!(vanished(&again, 1), before);
+    assert_eq!(select(&again, true).recent, Vec::<u32>::new());
+    // Someone else removes UID 3's file: a tombstone at a new modseq.
+    let inbox = dir.join("example.com/dave");
+    let victim = fs::read_dir(inbox.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy().contains(",S=")
+                && fs::read_to_string(p).unwrap().contains("Subject: 2")
+        })
+        .unwrap();
+    fs::remove_file(&victim).unwrap();
+    // A directory time of its own, so the change shows however fast.
+    fs::File::open(inbox.join("cur"))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+        .unwrap();
+    let v = select(&again, false);
+    assert_eq!(
+        v.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+    let MailboxAnswer::Vanished { uids, floor } = vanished(&again, 1) else {
+        panic!()
+    };
+    assert_eq!((uids, floor), (vec![2, 3], 1));
+    // An expunge logged for a file that is still there (crash before the
+    // unlink): forgotten on the next load.
+    let mut log = fs::read_to_string(inbox.join("postern-modseq")).unwrap();
+    log.push_str("X 99 1\n");
+    fs::write(inbox.join("postern-modseq"), log).unwrap();
+    let third = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::Vanished { uids, .. } = vanished(&third, 1) else {
+        panic!()
+    };
+    assert_eq!(uids, vec![2, 3]);
+    // A UID list naming a file nobody saw go: not exact any more.
+    let mut list = fs::read_to_string(inbox.join("dovecot-uidlist")).unwrap();
+    list.push_str("9 :1795588686.M999P1.gone,S=5\n");
+    fs::write(inbox.join("dovecot-uidlist"), list).unwrap();
+    let fourth = MailStore::new(Arc::new(Maildir::new(&dir, "mx.example.com")));
+    let MailboxAnswer::Vanished { floor, .. } = vanished(&fourth, 1) else {
+        panic!()
+    };
+    assert!(floor > 1, "{floor}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Messages delivered into `new/` before the folder was ever read are
+/// recent for the first read-write SELECT (Dovecot's rule).
+#[test]
+fn deliveries_before_the_first_look_are_recent() {
+    let (s, dir) = store();
+    let u = "erin@example.com";
+    for i in 0..2 {
+        let d = crate::store::Delivery {
+            user: u.into(),
+            prefix: Vec::new(),
+            message: Arc::new(format!("Subject: {i}\r\n\r\nx\r\n").into_bytes()),
+        };
+        assert!(crate::store::MailboxStore::deliver(&s, &[d])[0].is_ok());
+    }
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: true,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.recent, vec![1, 2]);
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -37,6 +37,10 @@ pub struct MailboxView {
     /// The mailbox's LIST attributes (`\HasNoChildren`, special use), for
     /// IMAP4rev2's SELECT (RFC 9051 6.3.2).
     pub attributes: Vec<String>,
+    /// The UIDs this request made `\Recent` for the asking session (a
+    /// SELECT or Poll with `take_recent`; RFC 3501 2.3.2): no other
+    /// session gets them. Sorted.
+    pub recent: Vec<u32>,
 }
 
 /// One mailbox in a LIST answer.
@@ -61,7 +65,7 @@ pub struct StatusCounts {
     pub uid_next: u32,
     /// UIDVALIDITY.
     pub uid_validity: u32,
-    /// RECENT (IMAP4rev1 only; always 0 here).
+    /// RECENT (IMAP4rev1 only): messages no session has taken as recent.
     pub recent: u32,
     /// SIZE (RFC 8438): total bytes.
     pub size: u64,
@@ -141,6 +145,9 @@ pub enum MailboxRequest {
     Select {
         /// Its name.
         mailbox: String,
+        /// A read-write SELECT: the messages no session has seen become
+        /// recent for this one ([`MailboxView::recent`]).
+        take_recent: bool,
     },
     /// Counts of a mailbox.
     Status {
@@ -235,6 +242,16 @@ pub enum MailboxRequest {
     Poll {
         /// The selected mailbox.
         mailbox: String,
+        /// Selected read-write: new messages become recent for this
+        /// session ([`MailboxView::recent`]).
+        take_recent: bool,
+    },
+    /// The UIDs expunged after a mod-sequence (QRESYNC, RFC 7162 3.2.5).
+    Vanished {
+        /// The selected mailbox.
+        mailbox: String,
+        /// The client's mod-sequence.
+        since: u64,
     },
 }
 
@@ -278,6 +295,14 @@ pub enum MailboxAnswer {
     },
     /// The current view (after Poll).
     Changed(MailboxView),
+    /// The UIDs expunged after the mod-sequence asked about (sorted);
+    /// exact when it is at least `floor`, else possibly incomplete.
+    Vanished {
+        /// The UIDs.
+        uids: Vec<u32>,
+        /// The lowest mod-sequence the store answers exactly from.
+        floor: u64,
+    },
     /// Done, nothing to report.
     Ok,
     /// Refused: `NO [code] text`.

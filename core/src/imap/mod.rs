@@ -24,3 +24,4 @@ pub mod session;
 pub mod set;
 pub mod thread;
 pub mod utf7;
+pub mod vanished;

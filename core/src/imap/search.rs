@@ -17,7 +17,7 @@ pub enum Key {
     All,
     /// A flag is set (or not: `negate`).
     Flag(String, bool),
-    /// `NEW` (recent and unseen: never here), `OLD`, `RECENT` are all-or-nothing.
+    /// A key that is always (or never) true.
     Constant(bool),
     /// LARGER n.
     Larger(u64),
@@ -276,8 +276,14 @@ fn key(
         "UNDRAFT" => flag("\\Draft", true),
         "KEYWORD" => Ok(Key::Flag(arg(i)?, false)),
         "UNKEYWORD" => Ok(Key::Flag(arg(i)?, true)),
-        "NEW" | "RECENT" => Ok(Key::Constant(false)),
-        "OLD" => Ok(Key::Constant(true)),
+        // `\Recent` is the session's (RFC 3501 2.3.2): the session puts
+        // it among a message's flags before the key looks.
+        "RECENT" => flag("\\Recent", false),
+        "OLD" => flag("\\Recent", true),
+        "NEW" => Ok(Key::And(vec![
+            Key::Flag("\\Recent".into(), false),
+            Key::Flag("\\Seen".into(), true),
+        ])),
         "LARGER" => Ok(Key::Larger(arg(i)?.parse().map_err(|_| "bad number")?)),
         "SMALLER" => Ok(Key::Smaller(arg(i)?.parse().map_err(|_| "bad number")?)),
         "UID" => match arg(i)?.as_str() {

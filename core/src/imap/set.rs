@@ -28,6 +28,11 @@ impl SeqSet {
         Some(Self(ranges))
     }
 
+    /// The ranges as given (low, high); `u32::MAX` stands for `*`.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+
     /// The highest number named (`u32::MAX` for `*`).
     pub fn highest(&self) -> Option<u32> {
         self.0.iter().map(|&(_, b)| b).max()

@@ -14,6 +14,23 @@ pub struct Select {
     pub mailbox: Mailbox,
     /// The `(CONDSTORE)` parameter (RFC 7162 3.1.8).
     pub condstore: bool,
+    /// The `(QRESYNC (...))` parameter (RFC 7162 3.2.5).
+    pub qresync: Option<Qresync>,
+}
+
+/// SELECT's QRESYNC parameter: what the client knows of the mailbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qresync {
+    /// The UIDVALIDITY the client's cache is for.
+    pub uid_validity: u32,
+    /// The last HIGHESTMODSEQ the client saw.
+    pub modseq: u64,
+    /// The UIDs the client knows (None: all).
+    pub known_uids: Option<crate::imap::set::SeqSet>,
+    /// Sequence numbers and the UIDs the client has for them
+    /// (parsed, accepted, and not needed: the store's list is exact or
+    /// the known range is answered whole).
+    pub seq_match: Option<(crate::imap::set::SeqSet, crate::imap::set::SeqSet)>,
 }
 
 /// RENAME's arguments.
@@ -74,13 +91,79 @@ pub struct Append {
 
 pub(super) fn select(args: &[Value<'_>]) -> Args<Select> {
     let mailbox = mailbox(args.first())?;
-    let condstore = match args.get(1) {
-        None => false,
-        Some(Value::List(params)) if params.is_empty() => false,
-        Some(Value::List(params)) if params.iter().all(|p| is_atom(p, "CONDSTORE")) => true,
-        Some(_) => return Err(ArgError::bad("Unknown SELECT parameter").after(&mailbox)),
+    let mut condstore = false;
+    let mut qresync = None;
+    let unknown = |m: &Mailbox| ArgError::bad("Unknown SELECT parameter").after(m);
+    match args.get(1) {
+        None => {}
+        Some(Value::List(params)) => {
+            let mut i = 0;
+            while i < params.len() {
+                if is_atom(&params[i], "CONDSTORE") {
+                    condstore = true;
+                    i += 1;
+                } else if is_atom(&params[i], "QRESYNC") && qresync.is_none() {
+                    let Some(Value::List(q)) = params.get(i + 1) else {
+                        return Err(unknown(&mailbox));
+                    };
+                    qresync = Some(qresync_param(q).map_err(|e| e.after(&mailbox))?);
+                    i += 2;
+                } else {
+                    return Err(unknown(&mailbox));
+                }
+            }
+        }
+        Some(_) => return Err(unknown(&mailbox)),
+    }
+    if args.len() > 2 {
+        return Err(unknown(&mailbox));
+    }
+    Ok(Select {
+        mailbox,
+        condstore,
+        qresync,
+    })
+}
+
+/// `(uidvalidity modseq [known-uids [(seq-set uid-set)]])` (RFC 7162 3.2.5).
+fn qresync_param(q: &[Value<'_>]) -> Args<Qresync> {
+    use crate::imap::set::SeqSet;
+    let bad = || ArgError::bad("Bad QRESYNC parameter");
+    let number = |v: Option<&Value<'_>>| {
+        v.and_then(Value::as_astring)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| n > 0)
     };
-    Ok(Select { mailbox, condstore })
+    let uid_validity = number(q.first())
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(bad)?;
+    let modseq = number(q.get(1)).ok_or_else(bad)?;
+    // A set without `*` (RFC 7162's known-uids is a sequence-set of UIDs;
+    // `*` is allowed there and means the highest).
+    let set = |v: &Value<'_>| v.as_astring().and_then(|s| SeqSet::parse(&s));
+    let (known_uids, rest) = match q.get(2) {
+        Some(Value::List(_)) | None => (None, q.get(2)),
+        Some(v) => (Some(set(v).ok_or_else(bad)?), q.get(3)),
+    };
+    let seq_match = match rest {
+        None => None,
+        Some(Value::List(pair)) => match pair.as_slice() {
+            [a, b] => Some((set(a).ok_or_else(bad)?, set(b).ok_or_else(bad)?)),
+            _ => return Err(bad()),
+        },
+        Some(_) => return Err(bad()),
+    };
+    let used = 2 + usize::from(known_uids.is_some()) + usize::from(seq_match.is_some());
+    if q.len() != used {
+        return Err(bad());
+    }
+    Ok(Qresync {
+        uid_validity,
+        modseq,
+        known_uids,
+        seq_match,
+    })
 }
 
 pub(super) fn create(args: &[Value<'_>]) -> Args<Mailbox> {

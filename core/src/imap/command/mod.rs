@@ -20,7 +20,7 @@ mod store;
 
 pub use self::auth::{Authenticate, Login};
 pub use self::fetch::Fetch;
-pub use self::mailbox::{Append, List, Rename, Select, Status};
+pub use self::mailbox::{Append, List, Qresync, Rename, Select, Status};
 pub use self::search::{Search, SearchForm, SearchReturn, SortKey};
 pub use self::store::{valid_flags, CopyMove, Store, StoreMode, SYSTEM_FLAGS};
 use super::parse::{self, ParseError, Value};

@@ -17,7 +17,7 @@ impl ImapSession {
     }
 
     pub(super) fn capabilities(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE CONDSTORE BINARY SEARCHRES STATUS=SIZE IMAP4rev2");
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC BINARY SEARCHRES STATUS=SIZE IMAP4rev2");
         if self.user().is_none() {
             if self.listener.tls == TlsMode::StartTls && !self.tls {
                 c.push_str(" STARTTLS");
@@ -107,9 +107,15 @@ impl ImapSession {
         let rev2 = capabilities
             .iter()
             .any(|c| c.eq_ignore_ascii_case("IMAP4rev2"));
+        let qresync = capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case("QRESYNC"));
         let mut newly = String::new();
         if wants && !self.condstore {
             newly.push_str(" CONDSTORE");
+        }
+        if qresync && !self.qresync {
+            newly.push_str(" QRESYNC");
         }
         if rev2 && !self.rev2 {
             newly.push_str(" IMAP4rev2");
@@ -118,6 +124,10 @@ impl ImapSession {
         self.send_str(&format!("* ENABLED{newly}\r\n"));
         if wants {
             self.condstore_on();
+        }
+        if qresync {
+            // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+            self.qresync_on();
         }
         self.completed(tag, "ENABLE");
     }

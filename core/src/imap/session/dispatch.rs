@@ -6,7 +6,7 @@
 use super::list::Manage;
 use super::{pending_tag, ImapSession, Pending, Phase, PollFor, State};
 use crate::imap::command::{self, ArgError, Args, Command, CommandBody};
-use crate::imap::event::{Code, MailboxAnswer, MailboxRequest, Notice};
+use crate::imap::event::{Code, MailboxAnswer, Notice};
 use crate::imap::framing::{self, Framed};
 use crate::imap::parse::ParseError;
 use crate::imap::response::{self, Status};
@@ -208,9 +208,10 @@ impl ImapSession {
         };
         if let Some(expunge) = expunge {
             if !std::mem::take(&mut self.synced) {
+                let request = self.poll_request(mailbox);
                 return self.ask(
                     user,
-                    MailboxRequest::Poll { mailbox },
+                    request,
                     Pending::Poll {
                         tag: tag.to_owned(),
                         then: PollFor::Run {
@@ -275,9 +276,37 @@ impl ImapSession {
                     tag,
                     name,
                     read_only,
+                    qresync: Some(params),
                 },
                 MailboxAnswer::View(view),
-            ) => self.selected_view(tag, name, read_only, view),
+            ) if params.uid_validity == view.uid_validity => match self.user().map(str::to_owned) {
+                Some(user) => self.select_qresync(
+                    user,
+                    super::qresync::SelectJob {
+                        tag,
+                        name,
+                        read_only,
+                        view,
+                        params,
+                    },
+                ),
+                None => self.bad(&tag, "Not logged in"),
+            },
+            (
+                Pending::Select {
+                    tag,
+                    name,
+                    read_only,
+                    ..
+                },
+                MailboxAnswer::View(view),
+            ) => self.selected_view(tag, name, read_only, view, ""),
+            (Pending::SelectVanished(job), MailboxAnswer::Vanished { uids, floor }) => {
+                self.select_vanished(*job, &uids, floor)
+            }
+            (Pending::FetchVanished(job), MailboxAnswer::Vanished { uids, floor }) => {
+                self.fetched_vanished(*job, &uids, floor)
+            }
             (Pending::Simple { tag, what }, _) => self.completed(&tag, what),
             (Pending::List(q), MailboxAnswer::List(entries)) => self.listed(q, &entries),
             (Pending::Status { tag, name, items }, MailboxAnswer::Status(s)) => {

@@ -42,19 +42,24 @@ impl ImapSession {
         uid: bool,
     ) {
         let t = tag.to_owned();
-        let Some(Fetch {
+        let Some(args) = self.take(tag, args) else {
+            return;
+        };
+        if args.vanished {
+            return self.fetch_vanished(user, tag, args, mailbox, uid);
+        }
+        let Fetch {
             set,
             mut items,
             changed_since,
-        }) = self.take(tag, args)
-        else {
-            return;
-        };
+            ..
+        } = args;
         let set = self.set_of(&set, uid);
         if changed_since.is_some() || items.contains(&Item::Modseq) {
             self.condstore_on();
         }
-        if uid && !items.contains(&Item::Uid) {
+        // RFC 7162 3.2.4: with QRESYNC on, every FETCH names the UID.
+        if (uid || self.qresync) && !items.contains(&Item::Uid) {
             items.insert(0, Item::Uid);
         }
         if (changed_since.is_some() || (self.condstore && items.contains(&Item::Flags)))
@@ -297,8 +302,9 @@ impl ImapSession {
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for item in &items {
                 match item {
-                    Item::Flags => parts
-                        .push(format!("FLAGS {}", response::flag_list(&meta.flags)).into_bytes()),
+                    Item::Flags => parts.push(
+                        format!("FLAGS {}", self.flags_shown(meta.uid, &meta.flags)).into_bytes(),
+                    ),
                     Item::Uid => parts.push(format!("UID {uid}").into_bytes()),
                     Item::Size => parts.push(format!("RFC822.SIZE {}", meta.size).into_bytes()),
                     Item::InternalDate => parts.push(

@@ -18,6 +18,7 @@ mod dispatch;
 mod fetch;
 mod list;
 mod names;
+mod qresync;
 mod search;
 mod select;
 mod store;
@@ -190,7 +191,12 @@ enum Pending {
         tag: String,
         name: String,
         read_only: bool,
+        qresync: Option<super::command::Qresync>,
     },
+    /// SELECT (QRESYNC ...): the view came, the expunged UIDs are asked.
+    SelectVanished(Box<self::qresync::SelectJob>),
+    /// UID FETCH (CHANGEDSINCE m VANISHED): the expunged UIDs first.
+    FetchVanished(Box<self::qresync::FetchVanishedJob>),
     Simple {
         tag: String,
         what: &'static str,
@@ -288,6 +294,9 @@ pub struct ImapSession {
     copy_target: Option<String>,
     /// CONDSTORE is on (RFC 7162 3.1: ENABLE or a CONDSTORE-using command).
     condstore: bool,
+    /// QRESYNC is on (RFC 7162 3.2.3: ENABLE QRESYNC): VANISHED instead
+    /// of EXPUNGE, SELECT's QRESYNC parameter.
+    qresync: bool,
     /// IMAP4rev2 is on (ENABLE IMAP4rev2): RFC 9051 responses.
     rev2: bool,
     /// SEARCHRES's `$` (RFC 5182): the UIDs the last SEARCH saved.
@@ -322,6 +331,7 @@ impl ImapSession {
             tls: false,
             copy_target: None,
             condstore: false,
+            qresync: false,
             rev2: false,
             saved: Vec::new(),
             synced: false,
@@ -577,9 +587,10 @@ impl ImapSession {
             let Phase::Idle { tag } = std::mem::replace(&mut self.phase, Phase::Ready) else {
                 return;
             };
+            let request = self.poll_request(mailbox);
             self.ask(
                 user,
-                MailboxRequest::Poll { mailbox },
+                request,
                 Pending::Poll {
                     tag,
                     then: PollFor::Idle,
@@ -760,6 +771,8 @@ fn refused_text(refusal: &Refusal) -> String {
 
 fn pending_tag(p: &Pending) -> &str {
     match p {
+        Pending::SelectVanished(job) => &job.tag,
+        Pending::FetchVanished(job) => &job.tag,
         Pending::Login { tag, .. }
         | Pending::Select { tag, .. }
         | Pending::Simple { tag, .. }

@@ -84,7 +84,7 @@ impl ImapSession {
                     let (Some(seq), Some(m)) = (self.seq_of(u), self.meta(u)) else {
                         continue;
                     };
-                    if key.matches(m, seq.0, max_seq, max_uid, Some(body)) {
+                    if key.matches(&self.with_recent(m), seq.0, max_seq, max_uid, Some(body)) {
                         found.push((seq, u));
                     }
                 }
@@ -120,7 +120,7 @@ impl ImapSession {
                 if let Some(v) = self.view() {
                     for (i, m) in v.messages.iter().enumerate() {
                         let seq = Seq::at(i);
-                        if key.matches(m, seq.0, max_seq, max_uid, None) {
+                        if key.matches(&self.with_recent(m), seq.0, max_seq, max_uid, None) {
                             hits.push((seq, Uid(m.uid)));
                         }
                     }

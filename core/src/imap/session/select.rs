@@ -83,18 +83,24 @@ impl ImapSession {
         let Some(name) = self.mailbox_name(tag, &args.mailbox) else {
             return;
         };
-        if args.condstore {
+        if args.qresync.is_some() && !self.qresync {
+            // RFC 7162 3.2.5: QRESYNC must be enabled first.
+            return self.bad(tag, "QRESYNC is not enabled");
+        }
+        if args.condstore || args.qresync.is_some() {
             self.condstore_on();
         }
         self.ask(
             user,
             MailboxRequest::Select {
                 mailbox: name.clone(),
+                take_recent: self.takes_recent(read_only),
             },
             Pending::Select {
                 tag: t,
                 name,
                 read_only,
+                qresync: args.qresync,
             },
         );
     }
@@ -155,12 +161,15 @@ impl ImapSession {
         r
     }
 
+    /// SELECT's answer for `view`; `extra` (QRESYNC's VANISHED and
+    /// FETCH lines) goes just before the tagged OK.
     pub(super) fn selected_view(
         &mut self,
         tag: String,
         name: String,
         read_only: bool,
         view: MailboxView,
+        extra: &str,
     ) {
         let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
         flags.extend(view.keywords.iter().cloned());
@@ -179,7 +188,7 @@ impl ImapSession {
         let _ = write!(r, "* {} EXISTS\r\n", view.messages.len());
         // IMAP4rev2 has neither RECENT nor the UNSEEN code (RFC 9051 6.3.2).
         if !self.rev2 {
-            r.push_str("* 0 RECENT\r\n");
+            let _ = write!(r, "* {} RECENT\r\n", view.recent.len());
         }
         if let (false, Some(i)) = (
             self.rev2,
@@ -207,6 +216,7 @@ impl ImapSession {
                 response::astring(&self.shown(&name))
             );
         }
+        r.push_str(extra);
         let (mode, text) = if read_only {
             (Code::ReadOnly, "EXAMINE completed")
         } else {
@@ -259,9 +269,10 @@ impl ImapSession {
         match &self.state {
             State::Selected(user, sel) => {
                 let (user, mailbox) = (user.clone(), sel.name.clone());
+                let request = self.poll_request(mailbox);
                 self.ask(
                     user,
-                    MailboxRequest::Poll { mailbox },
+                    request,
                     Pending::Poll {
                         tag: tag.to_owned(),
                         then: PollFor::Command { what, code: None },
@@ -405,9 +416,10 @@ impl ImapSession {
         ) else {
             return self.reply(&tag, Status::Ok, Some(code), &format!("{what} completed"));
         };
+        let request = self.poll_request(mailbox);
         self.ask(
             user,
-            MailboxRequest::Poll { mailbox },
+            request,
             Pending::Poll {
                 tag,
                 then: PollFor::Command {
@@ -441,8 +453,26 @@ impl ImapSession {
     }
 
     /// Removes UIDs from the view; returns the EXPUNGE lines (highest
-    /// sequence number first, so each stays right).
+    /// sequence number first, so each stays right), or one VANISHED line
+    /// once QRESYNC is on.
     pub(super) fn remove_uids(&mut self, uids: &[u32]) -> String {
+        self.forget_recent(uids);
+        if self.qresync {
+            let mut present: Vec<u32> = uids
+                .iter()
+                .copied()
+                .filter(|u| self.index_of(Uid(*u)).is_some())
+                .collect();
+            present.sort_unstable();
+            present.dedup();
+            if let State::Selected(_, s) = &mut self.state {
+                if !present.is_empty() {
+                    Arc::make_mut(&mut s.view.messages)
+                        .retain(|m| present.binary_search(&m.uid).is_err());
+                }
+            }
+            return self.vanished_line(&present).unwrap_or_default();
+        }
         let mut lines = String::new();
         if let State::Selected(_, s) = &mut self.state {
             let mut seqs: Vec<usize> = uids
@@ -494,7 +524,16 @@ impl ImapSession {
         }
         lines.push_str(&self.announce_keywords(&used));
         let condstore = self.condstore;
+        let rev2 = self.rev2;
+        let qresync = self.qresync;
+        let mut exists = false;
         if let State::Selected(_, s) = &mut self.state {
+            if !new.recent.is_empty() {
+                s.view.recent.extend(new.recent.iter().copied());
+                s.view.recent.sort_unstable();
+                s.view.recent.dedup();
+            }
+            let recent = &s.view.recent;
             let old_max = s.view.messages.last().map_or(0, |m| m.uid);
             let same = Arc::ptr_eq(&s.view.messages, &new.messages);
             if same || *s.view.messages == *new.messages {
@@ -513,12 +552,21 @@ impl ImapSession {
                             } else {
                                 String::new()
                             };
-                            let _ = write!(
-                                lines,
-                                "* {} FETCH (FLAGS {}{modseq})\r\n",
-                                i + 1,
+                            let flags = if !rev2 && recent.binary_search(&m.uid).is_ok() {
+                                let mut f: Vec<&str> = m.flags.iter().map(String::as_str).collect();
+                                f.push("\\Recent");
+                                response::flag_list(&f)
+                            } else {
                                 response::flag_list(&m.flags)
-                            );
+                            };
+                            // RFC 7162 3.2.4: with QRESYNC on, the UID too.
+                            let uid = if qresync {
+                                format!("UID {} ", m.uid)
+                            } else {
+                                String::new()
+                            };
+                            let _ =
+                                write!(lines, "* {} FETCH ({uid}FLAGS {flags}{modseq})\r\n", i + 1);
                         }
                     }
                 }
@@ -526,10 +574,15 @@ impl ImapSession {
                 messages.extend(new.messages.iter().filter(|n| n.uid > old_max).cloned());
                 if messages.len() != before {
                     let _ = write!(lines, "* {} EXISTS\r\n", messages.len());
+                    exists = true;
                 }
             }
             s.view.uid_next = new.uid_next;
             s.view.highest_modseq = new.highest_modseq;
+        }
+        if exists {
+            // RFC 3501 7.3.2: RECENT goes with a change of the size.
+            lines.push_str(&self.recent_line());
         }
         lines
     }

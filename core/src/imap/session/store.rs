@@ -75,7 +75,8 @@ impl ImapSession {
             let Some(seq) = self.seq_of(Uid(c.uid)) else {
                 continue;
             };
-            let uid_part = if uid {
+            // RFC 7162 3.2.4: with QRESYNC on, every FETCH names the UID.
+            let uid_part = if uid || self.qresync {
                 format!(" UID {}", c.uid)
             } else {
                 String::new()
@@ -89,7 +90,7 @@ impl ImapSession {
                 let _ = write!(
                     r,
                     "* {seq} FETCH (FLAGS {}{uid_part}{modseq})\r\n",
-                    response::flag_list(&c.flags)
+                    self.flags_shown(c.uid, &c.flags)
                 );
             } else if self.condstore && (conditional || before.get(&c.uid) != Some(&c.modseq)) {
                 // RFC 7162 3.1.3: .SILENT still reports the MODSEQ
@@ -97,7 +98,7 @@ impl ImapSession {
                 let _ = write!(
                     r,
                     "* {seq} FETCH ({}{})\r\n",
-                    uid_part.trim_start().to_owned() + if uid { " " } else { "" },
+                    uid_part.trim_start().to_owned() + if uid_part.is_empty() { "" } else { " " },
                     modseq.trim_start()
                 );
             }
@@ -255,9 +256,10 @@ impl ImapSession {
                 let moved = response::untagged(Status::Ok, Some(&code), "Moved");
                 self.send_str(&(moved + &lines));
                 // The copies come as EXISTS.
+                let request = self.poll_request(mailbox);
                 self.ask(
                     user,
-                    MailboxRequest::Poll { mailbox },
+                    request,
                     Pending::Poll {
                         tag,
                         then: PollFor::Command {

@@ -121,6 +121,7 @@ fn the_look_idle_takes_does_not_count_as_client_activity() {
         keywords: Vec::new(),
         highest_modseq: 1,
         attributes: Vec::new(),
+        recent: Vec::new(),
     };
     s.state = State::Selected(
         "alice@example.com".into(),
@@ -227,4 +228,162 @@ fn a_refused_connection_is_told_why_but_not_under_implicit_tls() {
     drain(&mut s);
     s.answer_connect(now, ConnectAnswer::Refuse(Refusal::ServerFull));
     assert_eq!(drain(&mut s), vec![Output::Close]);
+}
+
+/// Below the store's floor the expunged UIDs are not known exactly:
+/// SELECT (QRESYNC ...) then reports every UID of the client's range
+/// that is not in the mailbox (RFC 7162 3.2.5.1), and UID FETCH
+/// (CHANGEDSINCE m VANISHED) every UID of its set.
+#[test]
+fn qresync_below_the_floor_reports_the_whole_missing_range() {
+    let t0 = Instant::now();
+    let mut s = greeted(t0);
+    s.state = State::Authenticated("alice@example.com".into());
+    s.timers.stop(ImapTimer::Login);
+    s.handle_input(t0, b"a1 ENABLE QRESYNC\r\n");
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "* ENABLED QRESYNC\r\na1 OK ENABLE completed\r\n"
+    );
+    let meta = |uid: u32, modseq: u64| crate::imap::event::MessageMeta {
+        uid,
+        flags: Vec::new(),
+        size: 10,
+        internal_date: 0,
+        modseq,
+    };
+    let view = MailboxView {
+        uid_validity: 7,
+        uid_next: 12,
+        messages: Arc::new(vec![meta(3, 4), meta(8, 20)]),
+        keywords: Vec::new(),
+        highest_modseq: 20,
+        attributes: Vec::new(),
+        recent: Vec::new(),
+    };
+    s.handle_input(t0, b"a2 SELECT INBOX (QRESYNC (7 5 1:10))\r\n");
+    let asked = drain(&mut s);
+    assert!(
+        matches!(
+            &asked[..],
+            [Output::Event(Event::Mailbox {
+                request: MailboxRequest::Select {
+                    take_recent: true,
+                    ..
+                },
+                ..
+            })]
+        ),
+        "{asked:?}"
+    );
+    s.answer_mailbox(t0, MailboxAnswer::View(view.clone()));
+    let asked = drain(&mut s);
+    assert!(
+        matches!(
+            &asked[..],
+            [Output::Event(Event::Mailbox {
+                request: MailboxRequest::Vanished { since: 5, .. },
+                ..
+            })]
+        ),
+        "{asked:?}"
+    );
+    s.answer_mailbox(
+        t0,
+        MailboxAnswer::Vanished {
+            uids: vec![9],
+            floor: 6,
+        },
+    );
+    let out = sent(&drain(&mut s));
+    assert!(
+        out.contains("* VANISHED (EARLIER) 1:2,4:7,9:10\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na2 OK [READ-WRITE]"),
+        "{out}"
+    );
+    s.handle_input(
+        t0,
+        b"a3 UID FETCH 5:* (FLAGS) (CHANGEDSINCE 5 VANISHED)\r\n",
+    );
+    drain(&mut s);
+    // The view is brought up to date first (nothing changed).
+    s.answer_mailbox(t0, MailboxAnswer::Changed(view.clone()));
+    drain(&mut s);
+    s.answer_mailbox(
+        t0,
+        MailboxAnswer::Vanished {
+            uids: vec![9],
+            floor: 6,
+        },
+    );
+    let out = sent(&drain(&mut s));
+    assert_eq!(
+        out,
+        "* VANISHED (EARLIER) 5:7,9:11\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na3 OK FETCH completed\r\n"
+    );
+    // At or above the floor the store's list is exact.
+    s.handle_input(
+        t0,
+        b"a4 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 6 VANISHED)\r\n",
+    );
+    drain(&mut s);
+    // The view is brought up to date first (nothing changed).
+    s.answer_mailbox(t0, MailboxAnswer::Changed(view.clone()));
+    drain(&mut s);
+    s.answer_mailbox(
+        t0,
+        MailboxAnswer::Vanished {
+            uids: vec![9],
+            floor: 6,
+        },
+    );
+    assert_eq!(
+        sent(&drain(&mut s)),
+        "* VANISHED (EARLIER) 9\r\n* 2 FETCH (UID 8 FLAGS () MODSEQ (20))\r\na4 OK FETCH completed\r\n"
+    );
+    // Below the floor, a sequence match (1->3, 2->8 still true) shows
+    // nothing at or below UID 8 went: only 9:10 may have.
+    s.handle_input(t0, b"a5 SELECT INBOX (QRESYNC (7 5 1:10 (1:2 3,8)))\r\n");
+    drain(&mut s);
+    s.answer_mailbox(t0, MailboxAnswer::View(view.clone()));
+    drain(&mut s);
+    s.answer_mailbox(
+        t0,
+        MailboxAnswer::Vanished {
+            uids: Vec::new(),
+            floor: 6,
+        },
+    );
+    let out = sent(&drain(&mut s));
+    assert!(out.contains("* VANISHED (EARLIER) 9:10\r\n"), "{out}");
+}
+
+/// QRESYNC's sequence match (RFC 7162 3.2.5.2): a pair whose sequence
+/// number still names the same UID shows nothing below it went.
+#[test]
+fn sequence_match_bounds_what_may_have_vanished() {
+    use crate::imap::set::SeqSet;
+    let set = |s: &str| SeqSet::parse(s).unwrap();
+    // Now: UIDs 3, 8, 12 (1, 2, 4:7, 9:11 gone at some time).
+    let present = [3, 8, 12];
+    assert_eq!(
+        super::qresync::intact_below(&set("1,2"), &set("3,8"), &present),
+        8
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("1,3"), &set("3,9"), &present),
+        3
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("2"), &set("5"), &present),
+        0
+    );
+    // Unequal lengths, or more pairs than looked at: no help.
+    assert_eq!(
+        super::qresync::intact_below(&set("1:2"), &set("3"), &present),
+        0
+    );
+    assert_eq!(
+        super::qresync::intact_below(&set("1:200000"), &set("1:200000"), &present),
+        0
+    );
 }
