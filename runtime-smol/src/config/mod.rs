@@ -178,78 +178,6 @@ struct Raw {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawMtaSts {
-    mode: Spanned<String>,
-    #[serde(default)]
-    mx: Vec<String>,
-    max_age_secs: Option<Spanned<u64>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPostscreen {
-    greet_pause_ms: Option<Spanned<u64>>,
-    greet_action: Option<Spanned<String>>,
-    pipelining_enable: Option<bool>,
-    pipelining_action: Option<Spanned<String>>,
-    non_smtp_command_enable: Option<bool>,
-    non_smtp_command_action: Option<Spanned<String>>,
-    bare_newline_enable: Option<bool>,
-    bare_newline_action: Option<Spanned<String>>,
-    access_list: Option<Spanned<Vec<String>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRate {
-    connection_rate_limit: Option<Spanned<u32>>,
-    message_rate_limit: Option<Spanned<u32>>,
-    time_unit_secs: Option<Spanned<u64>>,
-    exceptions: Option<Spanned<Vec<String>>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    format: Option<Spanned<String>>,
-    file: Option<PathBuf>,
-}
-
-/// How the daemon writes its log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogConfig {
-    /// The format of the SMTP and IMAP security lines.
-    pub format: LogFormat,
-    /// Where syslog lines go (`None`: stdout).
-    pub file: Option<PathBuf>,
-}
-
-/// `[log] format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Every line through `tracing` on stdout (the default).
-    Tracing,
-    /// The Postfix and Dovecot lines CrowdSec's parsers read, with a
-    /// syslog header, on stdout or in `[log] file`; the other lines go
-    /// through `tracing` on stderr (stdout when a file is set).
-    Syslog,
-}
-
-/// Per-client rate limits (`[rate]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RateConfig {
-    /// MX connections per client per `time_unit` (0: off).
-    pub connection_rate_limit: u32,
-    /// MX transactions (MAIL) per client per `time_unit` (0: off).
-    pub message_rate_limit: u32,
-    /// The rate window (`anvil_rate_time_unit`).
-    pub time_unit: Duration,
-    /// Addresses no per-client limit applies to.
-    pub exceptions: Networks,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRelay {
     host: String,
     port: u16,
@@ -957,5 +885,8 @@ impl Config {
 }
 
 mod imap;
+mod sections;
+pub use sections::{LogConfig, LogFormat, RateConfig};
+use sections::{RawLog, RawMtaSts, RawPostscreen, RawRate};
 #[cfg(test)]
 mod tests;
