@@ -7,6 +7,7 @@
 
 pub mod crc32c;
 pub mod datetime;
+pub mod dkim;
 pub mod front;
 pub mod http;
 pub mod imap;

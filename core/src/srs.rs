@@ -169,6 +169,13 @@ pub fn is_srs(local: &str) -> bool {
     tag(local).is_some()
 }
 
+/// Whether the envelope sender of a forwarded copy is rewritten: not the
+/// null sender (`<>` stays `<>`), not an address in one of our domains
+/// (its SPF already names us).
+pub fn rewrites(sender: Option<&Mailbox>, ours: &dyn Fn(&str) -> bool) -> bool {
+    sender.is_some_and(|s| !ours(&s.domain.to_ascii_lowercase()))
+}
+
 /// Rewrites the sender `local@domain` as an address at `srs_domain`
 /// (SRS0, or SRS1 for a sender that is already an SRS address), stamped
 /// with `today`.
@@ -310,6 +317,14 @@ mod tests {
             local: local.into(),
             domain: domain.into(),
         }
+    }
+
+    #[test]
+    fn only_outside_senders_are_rewritten() {
+        let ours = |d: &str| d == "example.com";
+        assert!(!rewrites(None, &ours));
+        assert!(!rewrites(Some(&mb("a", "Example.COM")), &ours));
+        assert!(rewrites(Some(&mb("a", "other.test")), &ours));
     }
 
     #[test]
