@@ -394,7 +394,13 @@ mod tests {
     #[test]
     fn malformed_addresses_are_refused() {
         let mac = fake_mac(&["s"]);
-        for bad in ["SRS0=", "SRS0=abcd", "SRS0=abcd=AA=host", "SRS0=abcd=AA==u", "SRS1=x"] {
+        for bad in [
+            "SRS0=",
+            "SRS0=abcd",
+            "SRS0=abcd=AA=host",
+            "SRS0=abcd=AA==u",
+            "SRS1=x",
+        ] {
             assert_eq!(reverse(bad, 0, &mac), Err(SrsError::Malformed), "{bad}");
         }
         assert_eq!(reverse("plain", 0, &mac), Err(SrsError::NotSrs));

@@ -76,7 +76,9 @@ pub fn srs_at<'a>(
     srv: &'a Server,
     to: &postern_core::smtp::Address,
 ) -> Option<&'a crate::srs::Srs> {
-    srv.srs.as_deref().filter(|s| s.is_ours(&to.local, &to.domain))
+    srv.srs
+        .as_deref()
+        .filter(|s| s.is_ours(&to.local, &to.domain))
 }
 
 /// The envelope sender of the forwarded copies: the SRS address when SRS

@@ -70,6 +70,7 @@ impl<K: SigningKey> SigningKey for Shared<K> {
 /// One signing domain's keys.
 struct DomainKeys {
     selector: String,
+    ed25519_selector: String,
     rsa: Option<Arc<RsaKey<Sha256>>>,
     ed25519: Option<Arc<Ed25519Key>>,
 }
@@ -107,11 +108,10 @@ pub struct Signer {
 impl Signer {
     /// Reads every key `[dkim]` names or its folder holds, and checks it.
     pub fn load(cfg: &DkimConfig) -> Result<Self, KeyError> {
-        let mut files: HashMap<String, (String, Option<PathBuf>, Option<PathBuf>)> =
-            HashMap::new();
+        let mut files: HashMap<String, (String, Option<PathBuf>, Option<PathBuf>)> = HashMap::new();
         if let Some(dir) = &cfg.dir {
             opendkim_keys(dir, &cfg.selector, &mut files)?;
-            rspamd_keys(dir, &cfg.selector, &mut files)?;
+            rspamd_keys(dir, &cfg.selector, &cfg.ed25519_selector, &mut files)?;
         }
         for k in &cfg.keys {
             let e = files
@@ -133,6 +133,7 @@ impl Signer {
                 domain,
                 DomainKeys {
                     selector,
+                    ed25519_selector: cfg.ed25519_selector.clone(),
                     rsa,
                     ed25519,
                 },
@@ -185,7 +186,13 @@ impl Signer {
         let mut out = Vec::new();
         // Ed25519 first: the RSA signature ends up on top (it is added last).
         if let Some(k) = &keys.ed25519 {
-            match sign_with(Shared(k.clone()), d, &keys.selector, &headers, message) {
+            match sign_with(
+                Shared(k.clone()),
+                d,
+                &keys.ed25519_selector,
+                &headers,
+                message,
+            ) {
                 Ok(h) => out.push(h),
                 Err(e) => return Signed::Failed(e),
             }
@@ -301,12 +308,17 @@ type KeyFiles = HashMap<String, (String, Option<PathBuf>, Option<PathBuf>)>;
 
 /// Rspamd's layout: `rspamd/dkim/rsa-<bits>-<selector>-<domain>.private`
 /// and `ed25519-<selector>-<domain>.private`.
-fn rspamd_keys(dir: &Path, selector: &str, files: &mut KeyFiles) -> Result<(), KeyError> {
+fn rspamd_keys(
+    dir: &Path,
+    selector: &str,
+    ed25519_selector: &str,
+    files: &mut KeyFiles,
+) -> Result<(), KeyError> {
     let folder = dir.join("rspamd").join("dkim");
     let Ok(entries) = std::fs::read_dir(&folder) else {
         return Ok(());
     };
-    let ed_prefix = format!("ed25519-{selector}-");
+    let ed_prefix = format!("ed25519-{ed25519_selector}-");
     for entry in entries.take(MAX_ENTRIES).flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".private") else {
@@ -325,7 +337,10 @@ fn rspamd_keys(dir: &Path, selector: &str, files: &mut KeyFiles) -> Result<(), K
         let Some((bits, rest)) = rest.split_once('-') else {
             continue;
         };
-        let Some(domain) = rest.strip_prefix(selector).and_then(|r| r.strip_prefix('-')) else {
+        let Some(domain) = rest
+            .strip_prefix(selector)
+            .and_then(|r| r.strip_prefix('-'))
+        else {
             continue;
         };
         if bits.is_empty() || !bits.bytes().all(|b| b.is_ascii_digit()) || domain.is_empty() {
@@ -356,7 +371,12 @@ fn opendkim_keys(dir: &Path, selector: &str, files: &mut KeyFiles) -> Result<(),
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = || key_err(&key_table, format!("line {}: expected `name domain:selector:/path`", n + 1));
+            let bad = || {
+                key_err(
+                    &key_table,
+                    format!("line {}: expected `name domain:selector:/path`", n + 1),
+                )
+            };
             let (name, value) = line.split_once(char::is_whitespace).ok_or_else(bad)?;
             let mut parts = value.trim().splitn(3, ':');
             let (Some(d), Some(s), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
@@ -377,7 +397,10 @@ fn opendkim_keys(dir: &Path, selector: &str, files: &mut KeyFiles) -> Result<(),
                 continue;
             }
             let (pattern, name) = line.split_once(char::is_whitespace).ok_or_else(|| {
-                key_err(&st_path, format!("line {}: expected `*@domain keyname`", n + 1))
+                key_err(
+                    &st_path,
+                    format!("line {}: expected `*@domain keyname`", n + 1),
+                )
             })?;
             let Some(&(d, s, ref p)) = keys.get(name.trim()) else {
                 return Err(key_err(

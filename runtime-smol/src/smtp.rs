@@ -215,7 +215,8 @@ async fn answer(
             if let Some(srs) = deliver::srs_at(srv, &req.to) {
                 match srs.reverse(&req.to.local, crate::clock::unix_now()) {
                     Ok(m) => {
-                        to = postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase())
+                        to =
+                            postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase())
                     }
                     Err(e) => {
                         info!(client = %client, "<{}>: {e}", req.to);

@@ -1,12 +1,13 @@
 //! `[dkim]`: outbound DKIM signing. Keys are read from docker-mailserver's
 //! layouts under `dir` (Rspamd's `rspamd/dkim/rsa-<bits>-<selector>-<domain>.private`
-//! and `ed25519-<selector>-<domain>.private`; OpenDKIM's `opendkim/KeyTable`
+//! and `ed25519-<ed25519_selector>-<domain>.private`; OpenDKIM's `opendkim/KeyTable`
 //! and `SigningTable`, or `opendkim/keys/<domain>/<selector>.private`),
 //! and from explicit `[[dkim.key]]` entries, which win.
 //!
 //! ```toml
 //! [dkim]
 //! selector = "mail"                           # default
+//! ed25519_selector = "ed25519"                # default: a second key needs its own DNS name
 //! dir = "/tmp/docker-mailserver"              # the layouts above
 //! [[dkim.key]]                                # optional, per domain
 //! domain = "example.com"
@@ -27,6 +28,7 @@ use toml::Spanned;
 pub(super) struct RawDkim {
     enable: Option<bool>,
     selector: Option<Spanned<String>>,
+    ed25519_selector: Option<Spanned<String>>,
     dir: Option<Spanned<PathBuf>>,
     #[serde(default)]
     key: Vec<Spanned<RawKey>>,
@@ -45,6 +47,8 @@ struct RawKey {
 pub struct DkimConfig {
     /// The selector (`mail`).
     pub selector: String,
+    /// The Ed25519 key's selector (`ed25519`).
+    pub ed25519_selector: String,
     /// docker-mailserver's configuration folder.
     pub dir: Option<PathBuf>,
     /// Explicit keys.
@@ -67,8 +71,7 @@ pub struct DkimKeyFiles {
 fn is_label_text(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
 }
 
@@ -94,6 +97,17 @@ pub(super) fn parse(
         None => "mail".to_owned(),
         Some(s) if is_label_text(s.get_ref()) => s.get_ref().clone(),
         Some(s) => return Err(at(s.span(), "dkim.selector", "must be a DNS label".into())),
+    };
+    let ed25519_selector = match &r.ed25519_selector {
+        None => "ed25519".to_owned(),
+        Some(s) if is_label_text(s.get_ref()) => s.get_ref().clone(),
+        Some(s) => {
+            return Err(at(
+                s.span(),
+                "dkim.ed25519_selector",
+                "must be a DNS label".into(),
+            ))
+        }
     };
     let mut keys = Vec::new();
     for (i, k) in r.key.iter().enumerate() {
@@ -129,6 +143,7 @@ pub(super) fn parse(
     }
     Ok(Some(DkimConfig {
         selector,
+        ed25519_selector,
         dir,
         keys,
         line: line_of(text, raw.span().start),
