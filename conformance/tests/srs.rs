@@ -321,3 +321,44 @@ fn forwarded_mail_gets_an_srs_sender_and_its_bounce_goes_back() {
         );
     }
 }
+
+#[test]
+fn a_forwarded_copy_that_bounces_is_returned_to_the_original_sender() {
+    if !peer("smtp-sink") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("postsrsd.secret");
+    std::fs::write(&secret, SECRETS).expect("secret");
+    // The smarthost refuses every recipient for good.
+    let hard = Sink::start_with(dir.path(), &["-f", "RCPT"]);
+    let extra = format!(
+        "[relay]\nhost = \"127.0.0.1\"\nport = {}\nrequire_tls = false\nscan_interval_secs = 1\n\
+         [srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n",
+        hard.port,
+        secret.display()
+    );
+    let d = Daemon::start_with(MX, "fwd@example.com ghost@remote.example\n", &extra);
+    let r = send(
+        d.addrs[0],
+        "writer@outside.test",
+        "fwd@example.com",
+        "refused downstream",
+    );
+    assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+    // The forwarded copy is refused; Postern's bounce goes to the SRS
+    // sender, which it reverses: the bounce is relayed to the writer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = d.log_text();
+        if log.contains("to=<writer@outside.test>") {
+            assert!(log.contains("to=<ghost@remote.example>"), "{log}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bounce to the writer:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -251,7 +251,23 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     let Ok(Some(path)) = postern_core::smtp::address::parse_path(to) else {
         return Err(io::Error::other(format!("bad bounce address {to:?}")));
     };
-    match srv.directory.resolve(&path.address) {
+    // The sender of a forwarded copy is an SRS address: bounce to the
+    // original sender behind it.
+    let mut address = path.address;
+    let reversed;
+    let to = match srs_at(srv, &address).map(|s| s.reverse(&address.local, unix_now())) {
+        Some(Ok(m)) => {
+            reversed = m.to_string();
+            address = postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase());
+            reversed.as_str()
+        }
+        Some(Err(e)) => {
+            tracing::info!(id = %id, "bounce to <{to}> dropped: {e}");
+            return Ok(());
+        }
+        None => to,
+    };
+    match srv.directory.resolve(&address) {
         Resolution::Local { mailboxes, .. } => {
             let message = Arc::new(bytes.to_vec());
             let deliveries: Vec<Delivery> = mailboxes

@@ -18,6 +18,11 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(root: &Path) -> Sink {
+        Self::start_with(root, &[])
+    }
+
+    /// With smtp-sink's own flags (`-f RCPT`: refuse every recipient).
+    pub fn start_with(root: &Path, flags: &[&str]) -> Sink {
         let port = free_port();
         let dir = root.join(format!("sink-{port}"));
         std::fs::create_dir_all(&dir).expect("sink dir");
@@ -35,6 +40,7 @@ impl Sink {
         }
         let child = Command::new(tool("smtp-sink"))
             .args(&privs)
+            .args(flags)
             .arg("-d")
             .arg(format!("{}/%s.", dir.display()))
             .arg(format!("127.0.0.1:{port}"))
