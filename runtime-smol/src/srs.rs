@@ -114,3 +114,50 @@ impl Srs {
         srs::reverse_fully(local, srs::day(unix_now), &mac, &own)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_file_is_postsrsds() {
+        let dir = std::env::temp_dir().join(format!("postern-srs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("secret");
+        std::fs::write(&f, "first\r\n\nsecond\n").unwrap();
+        assert_eq!(
+            read_secrets(&f).unwrap(),
+            [b"first".to_vec(), b"second".to_vec()]
+        );
+        std::fs::write(&f, "\n\n").unwrap();
+        assert!(read_secrets(&f).unwrap_err().message.contains("no secret"));
+        std::fs::write(&f, "x".repeat(2000)).unwrap();
+        assert!(read_secrets(&f)
+            .unwrap_err()
+            .message
+            .contains("longer than"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hmac_sha1_matches_a_known_postsrsd_address() {
+        // postsrsd 1.10 -s (secret "topsecret") -d example.com answered
+        // `get user@other.org` with this on day 0x274 ("JU").
+        let srs = Srs::new("example.com", &[b"topsecret".to_vec()]);
+        let day_ju = (9 * 32 + 20) * 86_400;
+        let f = srs
+            .forward(
+                &Mailbox {
+                    local: "user".into(),
+                    domain: "other.org".into(),
+                },
+                day_ju,
+            )
+            .unwrap();
+        assert_eq!(f.to_string(), "SRS0=tw1i=JU=other.org=user@example.com");
+        assert_eq!(
+            srs.reverse(&f.local, day_ju + 86_400).unwrap().to_string(),
+            "user@other.org"
+        );
+    }
+}

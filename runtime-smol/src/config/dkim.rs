@@ -149,3 +149,54 @@ pub(super) fn parse(
         line: line_of(text, raw.span().start),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    const BASE: &str = "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\n[directory]\naccounts = \"a.cf\"\n[[listener]]\naddress = \"127.0.0.1:25\"\nprotocol = \"smtp\"\n";
+
+    fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(
+            &format!("{BASE}{extra}"),
+            Path::new("/etc/postern.toml"),
+            Path::new("/etc"),
+        )
+    }
+
+    #[test]
+    fn dkim_section_defaults_paths_and_errors() {
+        let c = parse("[dkim]\ndir = \"dms\"\n").unwrap();
+        let d = c.dkim.unwrap();
+        assert_eq!(d.selector, "mail");
+        assert_eq!(d.ed25519_selector, "ed25519");
+        assert_eq!(d.dir.as_deref(), Some(Path::new("/etc/dms")));
+        assert!(parse("[dkim]\ndir = \"dms\"\nenable = false\n")
+            .unwrap()
+            .dkim
+            .is_none());
+        let e = parse("[dkim]\nselector = \"mail\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("dkim"));
+        let e = parse("[dkim]\ndir = \"d\"\nselector = \"a b\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("dkim.selector"));
+        assert_eq!(e.line, Some(10));
+        let e = parse("[dkim]\n[[dkim.key]]\ndomain = \"example.com\"\n").unwrap_err();
+        assert!(e.message.contains("names no key file"), "{e}");
+        let c = parse("[dkim]\n[[dkim.key]]\ndomain = \"Example.COM\"\nrsa = \"k.pem\"\n").unwrap();
+        let k = &c.dkim.unwrap().keys[0];
+        assert_eq!(k.domain, "example.com");
+        assert_eq!(k.rsa.as_deref(), Some(Path::new("/etc/k.pem")));
+    }
+
+    #[test]
+    fn srs_section() {
+        let c = parse("[srs]\ndomain = \"Example.com\"\nsecret_file = \"s\"\n").unwrap();
+        let s = c.srs.unwrap();
+        assert_eq!(s.domain, "example.com");
+        assert_eq!(s.secret_file, Path::new("/etc/s"));
+        let e = parse("[srs]\ndomain = \"bad domain\"\nsecret_file = \"s\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("srs.domain"));
+        assert!(parse("[srs]\ndomain = \"x.test\"\n").is_err());
+    }
+}
