@@ -324,7 +324,7 @@ fn forwarded_mail_gets_an_srs_sender_and_its_bounce_goes_back() {
 
 #[test]
 fn a_forwarded_copy_that_bounces_is_returned_to_the_original_sender() {
-    if !peer("smtp-sink") {
+    if !peer("smtp-sink") || !peer("openssl") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -332,11 +332,29 @@ fn a_forwarded_copy_that_bounces_is_returned_to_the_original_sender() {
     std::fs::write(&secret, SECRETS).expect("secret");
     // The smarthost refuses every recipient for good.
     let hard = Sink::start_with(dir.path(), &["-f", "RCPT"]);
+    // Postern's bounces are DKIM-signed too (From MAILER-DAEMON@mx.example.com:
+    // example.com's key, the parent domain's).
+    let key = dir.path().join("example.com.private");
+    let made = Command::new(tool("openssl"))
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(made, "openssl genpkey");
     let extra = format!(
         "[relay]\nhost = \"127.0.0.1\"\nport = {}\nrequire_tls = false\nscan_interval_secs = 1\n\
-         [srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n",
+         [srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n\
+         [dkim]\n[[dkim.key]]\ndomain = \"example.com\"\nrsa = \"{}\"\n",
         hard.port,
-        secret.display()
+        secret.display(),
+        key.display()
     );
     let d = Daemon::start_with(MX, "fwd@example.com ghost@remote.example\n", &extra);
     let r = send(
@@ -353,6 +371,16 @@ fn a_forwarded_copy_that_bounces_is_returned_to_the_original_sender() {
         let log = d.log_text();
         if log.contains("to=<writer@outside.test>") {
             assert!(log.contains("to=<ghost@remote.example>"), "{log}");
+            // The forwarded copy (From an outside domain) went unsigned;
+            // the bounce (From MAILER-DAEMON@mx.example.com) was signed.
+            assert!(
+                log.contains("not DKIM-signed: no key for the From domain outside.test"),
+                "{log}"
+            );
+            assert!(
+                log.contains("DKIM-Signature added (d=example.com)"),
+                "{log}"
+            );
             break;
         }
         assert!(
