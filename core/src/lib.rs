@@ -7,6 +7,7 @@
 
 pub mod crc32c;
 pub mod datetime;
+pub mod dkim;
 pub mod front;
 pub mod http;
 pub mod imap;
@@ -18,6 +19,7 @@ pub mod proxy;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;
+pub mod srs;
 pub mod timer;
 pub mod x509;
 

@@ -121,6 +121,26 @@ impl Config {
                 Err(e) => return Err(err("relay", e.to_string())),
             }
         }
+        if let Some(d) = &self.dkim {
+            if let Err(e) = crate::dkim::Signer::load(d) {
+                return Err(ConfigError {
+                    file: self.file.clone(),
+                    line: Some(d.line),
+                    key: Some("dkim".into()),
+                    message: e.to_string(),
+                });
+            }
+        }
+        if let Some(s) = &self.srs {
+            if let Err(e) = crate::srs::Srs::load(s) {
+                return Err(ConfigError {
+                    file: self.file.clone(),
+                    line: Some(s.line),
+                    key: Some("srs.secret_file".into()),
+                    message: e.to_string(),
+                });
+            }
+        }
         Ok(())
     }
 }

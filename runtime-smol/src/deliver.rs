@@ -14,10 +14,108 @@ use postern_core::smtp::Message;
 use std::io;
 use std::sync::Arc;
 
-/// The one step every outbound message passes before the queue (DKIM
-/// signing goes here), so that it happens once, not per attempt.
-pub fn outbound_filter(data: Vec<u8>) -> Vec<u8> {
-    data
+/// The one step every outbound message passes before the queue, so that
+/// it happens once, not per attempt: the DKIM signature of its author's
+/// domain (when that domain is ours and has a key).
+pub fn outbound_filter(srv: &Server, id: &str, data: Vec<u8>) -> Vec<u8> {
+    let Some(signer) = &srv.dkim else {
+        return data;
+    };
+    let ours = |d: &str| srv.directory.is_local_domain(d);
+    match signer.sign(&data, &ours) {
+        crate::dkim::Signed::Header(header, domain) => {
+            tracing::info!(id = %id, "{id}: DKIM-Signature added (d={domain})");
+            let mut out = Vec::with_capacity(header.len() + data.len());
+            out.extend_from_slice(&header);
+            out.extend_from_slice(&data);
+            out
+        }
+        crate::dkim::Signed::NoKey(domain) => {
+            tracing::info!(id = %id, "{id}: not DKIM-signed: no key for the From domain {domain}");
+            data
+        }
+        crate::dkim::Signed::NoAuthor(e) => {
+            tracing::info!(id = %id, "{id}: not DKIM-signed: {e}");
+            data
+        }
+        crate::dkim::Signed::Failed(e) => {
+            tracing::warn!(id = %id, "{id}: DKIM signing failed, sent unsigned: {e}");
+            data
+        }
+    }
+}
+
+/// Where one accepted local recipient leads: its mailboxes and the
+/// outside addresses it forwards to (an alias's outside targets, or the
+/// original sender behind an SRS address at our SRS domain).
+fn expand(
+    srv: &Server,
+    to: &postern_core::smtp::Address,
+) -> io::Result<(Vec<postern_adapters::directory::Mailbox>, Vec<String>)> {
+    let mut target = to.clone();
+    if let Some(srs) = srs_at(srv, to) {
+        let m = srs
+            .reverse(&to.local, unix_now())
+            .map_err(|e| io::Error::other(format!("<{to}>: {e}")))?;
+        target = postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase());
+    }
+    match srv.directory.resolve(&target) {
+        Resolution::Local {
+            mailboxes,
+            forwards,
+        } => Ok((mailboxes, forwards)),
+        Resolution::Remote if target != *to => Ok((Vec::new(), vec![target.to_string()])),
+        _ => Err(io::Error::other(format!(
+            "<{to}> no longer resolves to a mailbox"
+        ))),
+    }
+}
+
+/// The SRS settings when `to` is an SRS address at our SRS domain.
+pub fn srs_at<'a>(
+    srv: &'a Server,
+    to: &postern_core::smtp::Address,
+) -> Option<&'a crate::srs::Srs> {
+    srv.srs
+        .as_deref()
+        .filter(|s| s.is_ours(&to.local, &to.domain))
+}
+
+/// The envelope sender of the forwarded copies: the SRS address when SRS
+/// is on and the sender is not ours, else the sender as it was.
+fn forward_sender(srv: &Server, from: Option<&postern_core::smtp::Address>) -> String {
+    let original = from.map(ToString::to_string).unwrap_or_default();
+    let (Some(srs), Some(from)) = (&srv.srs, from) else {
+        return original;
+    };
+    let sender = postern_core::srs::Mailbox {
+        local: from.local.clone(),
+        domain: from.domain.clone(),
+    };
+    let ours = |d: &str| srv.directory.is_local_domain(d) || d == srs.domain;
+    if !postern_core::srs::rewrites(Some(&sender), &ours) {
+        return original;
+    }
+    match srs.forward(&sender, unix_now()) {
+        Ok(m) => m.to_string(),
+        Err(e) => {
+            tracing::warn!("SRS cannot rewrite <{original}>: {e}; forwarded as it is");
+            original
+        }
+    }
+}
+
+/// Queues the forwarded copies (alias targets outside, reversed SRS
+/// addresses) under `<id>F`, with the rewritten envelope sender.
+fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> io::Result<()> {
+    let env = &msg.envelope;
+    let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
+    let data = outbound_filter(srv, id, data);
+    let from = forward_sender(srv, env.mail_from.as_ref());
+    let qid = format!("{id}F");
+    srv.queue.enqueue(&qid, &from, targets, &data, unix_now())?;
+    tracing::info!(id = %id, "{id}: forwarded as {qid} from=<{from}> to {targets:?}");
+    Ok(())
 }
 
 /// Delivers an accepted message: remote recipients into the queue, local
@@ -29,6 +127,26 @@ pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Me
         ..Outcome::default()
     };
     let has_remote = msg.envelope.rcpt_to.iter().any(|r| !r.local);
+    let mut forwards = Vec::new();
+    for r in msg.envelope.rcpt_to.iter().filter(|r| r.local) {
+        if let Ok((_, f)) = expand(&srv, &r.address) {
+            forwards.extend(f);
+        }
+    }
+    forwards.sort();
+    forwards.dedup();
+    let msg = if forwards.is_empty() {
+        msg
+    } else {
+        let (srv2, id2) = (srv.clone(), id.clone());
+        let (r, msg) =
+            smol::unblock(move || (queue_forwards(&srv2, &msg, &id2, &forwards), msg)).await;
+        if let Err(e) = r {
+            tracing::warn!(id = %id, "cannot queue the forwarded copies: {e}");
+            outcome.queued = false;
+        }
+        msg
+    };
     let msg = if has_remote {
         let (srv2, id2) = (srv.clone(), id.clone());
         let (r, msg) = smol::unblock(move || (queue_outbound(&srv2, &msg, &id2), msg)).await;
@@ -116,7 +234,7 @@ fn queue_outbound(srv: &Server, msg: &Message, id: &str) -> io::Result<usize> {
         .collect();
     let queue = &srv.queue;
     let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
-    let data = outbound_filter(data);
+    let data = outbound_filter(srv, id, data);
     let from = env
         .mail_from
         .as_ref()
@@ -133,7 +251,23 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
     let Ok(Some(path)) = postern_core::smtp::address::parse_path(to) else {
         return Err(io::Error::other(format!("bad bounce address {to:?}")));
     };
-    match srv.directory.resolve(&path.address) {
+    // The sender of a forwarded copy is an SRS address: bounce to the
+    // original sender behind it.
+    let mut address = path.address;
+    let reversed;
+    let to = match srs_at(srv, &address).map(|s| s.reverse(&address.local, unix_now())) {
+        Some(Ok(m)) => {
+            reversed = m.to_string();
+            address = postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase());
+            reversed.as_str()
+        }
+        Some(Err(e)) => {
+            tracing::info!(id = %id, "bounce to <{to}> dropped: {e}");
+            return Ok(());
+        }
+        None => to,
+    };
+    match srv.directory.resolve(&address) {
         Resolution::Local { mailboxes, .. } => {
             let message = Arc::new(bytes.to_vec());
             let deliveries: Vec<Delivery> = mailboxes
@@ -150,11 +284,13 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
             Ok(())
         }
         Resolution::Unknown => Ok(()),
-        Resolution::Remote => srv
-            .queue
-            .enqueue(id, "", &[to.to_owned()], bytes, unix_now())
-            .map(|_| ())
-            .map_err(io::Error::from),
+        Resolution::Remote => {
+            let signed = outbound_filter(srv, id, bytes.to_vec());
+            srv.queue
+                .enqueue(id, "", &[to.to_owned()], &signed, unix_now())
+                .map(|_| ())
+                .map_err(io::Error::from)
+        }
     }
 }
 
@@ -163,12 +299,7 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>
     let env = &msg.envelope;
     let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
-        let Resolution::Local { mailboxes, .. } = srv.directory.resolve(&rcpt.address) else {
-            return Err(io::Error::other(format!(
-                "<{}> no longer resolves to a mailbox",
-                rcpt.address
-            )));
-        };
+        let (mailboxes, _) = expand(srv, &rcpt.address)?;
         resolved.push((rcpt.address.clone(), mailboxes));
     }
     let data = Arc::new(msg.data.clone());

@@ -49,6 +49,10 @@ pub struct Server {
     pub cert: Option<Arc<ReloadingCert>>,
     /// The Prometheus metrics (`/metrics` on an `http` listener).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Outbound DKIM keys (`[dkim]`).
+    pub dkim: Option<Arc<crate::dkim::Signer>>,
+    /// SRS for forwarded mail (`[srs]`).
+    pub srs: Option<Arc<crate::srs::Srs>>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -132,6 +136,12 @@ pub enum StartError {
     /// The queue folder is unusable.
     #[error("queue folder {0}: {1}")]
     Queue(String, std::io::Error),
+    /// A DKIM key is unusable.
+    #[error("dkim: {0}")]
+    Dkim(#[from] crate::dkim::KeyError),
+    /// The SRS secret file is unusable.
+    #[error("srs: {0}")]
+    Srs(#[from] crate::srs::SecretError),
 }
 
 /// The counters file beside the queue: the daily relay count survives a
@@ -232,6 +242,18 @@ impl Server {
         l.max_connections = config.imap_max_connections;
         l.max_per_ip = config.imap_max_connections_per_client;
         l.rate_window = config.rate.time_unit;
+        let dkim = match &config.dkim {
+            Some(c) => {
+                let signer = crate::dkim::Signer::load(c)?;
+                tracing::info!("DKIM signing for {:?}", signer.domains());
+                Some(Arc::new(signer))
+            }
+            None => None,
+        };
+        let srs = match &config.srs {
+            Some(c) => Some(Arc::new(crate::srs::Srs::load(c)?)),
+            None => None,
+        };
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
@@ -250,6 +272,8 @@ impl Server {
             tls,
             cert,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            dkim,
+            srs,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

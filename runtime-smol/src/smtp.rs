@@ -209,7 +209,27 @@ async fn answer(
             session.answer_mail(Instant::now(), verdict);
         }
         Event::RcptTo(req) => {
-            let (destination, mailboxes) = match srv.directory.resolve(&req.to) {
+            // An SRS address at our SRS domain leads where it reverses to.
+            let mut to = req.to.clone();
+            let mut bad_srs = false;
+            if let Some(srs) = deliver::srs_at(srv, &req.to) {
+                match srs.reverse(&req.to.local, crate::clock::unix_now()) {
+                    Ok(m) => {
+                        to =
+                            postern_core::smtp::Address::new(m.local, m.domain.to_ascii_lowercase())
+                    }
+                    Err(e) => {
+                        info!(client = %client, "<{}>: {e}", req.to);
+                        bad_srs = true;
+                    }
+                }
+            }
+            let reversed = to != req.to;
+            let (destination, mailboxes) = match srv.directory.resolve(&to) {
+                _ if bad_srs => (Destination::BadSrs, Vec::new()),
+                Resolution::Remote if reversed => {
+                    (Destination::Local { forwards: true }, Vec::new())
+                }
                 Resolution::Local {
                     mailboxes,
                     forwards,

@@ -17,6 +17,9 @@ pub enum Destination {
     Remote,
     /// The lookup failed for now.
     TempFail,
+    /// An SRS address at our SRS domain that does not reverse (forged,
+    /// malformed or expired).
+    BadSrs,
 }
 
 /// The facts about one recipient.
@@ -43,8 +46,10 @@ pub enum RcptRefusal {
     TempFail,
     /// A mailbox is over its quota.
     MailboxFull,
-    /// The address forwards outside, which is not available yet.
+    /// The address forwards outside, but no smarthost is configured.
     ForwardingUnavailable,
+    /// A forged, malformed or expired SRS address.
+    BadSrs,
     /// An authenticated client sent to a remote address, but no smarthost
     /// is configured.
     RelayNotConfigured,
@@ -66,7 +71,8 @@ pub fn rcpt_verdict(f: &RcptFacts) -> RcptVerdict {
     match f.destination {
         Destination::TempFail => RcptVerdict::Refuse(RcptRefusal::TempFail),
         Destination::Unknown => RcptVerdict::Refuse(RcptRefusal::UnknownUser),
-        Destination::Local { forwards: true } => {
+        Destination::BadSrs => RcptVerdict::Refuse(RcptRefusal::BadSrs),
+        Destination::Local { forwards: true } if !f.relay_configured => {
             RcptVerdict::Refuse(RcptRefusal::ForwardingUnavailable)
         }
         Destination::Local { .. } if f.over_quota => RcptVerdict::Refuse(RcptRefusal::MailboxFull),
@@ -117,10 +123,16 @@ mod tests {
             rcpt_verdict(&f),
             RcptVerdict::Refuse(RcptRefusal::MailboxFull)
         );
-        let f = facts(Destination::Local { forwards: true });
+        let mut f = facts(Destination::Local { forwards: true });
+        assert_eq!(rcpt_verdict(&f), RcptVerdict::Local);
+        f.relay_configured = false;
         assert_eq!(
             rcpt_verdict(&f),
             RcptVerdict::Refuse(RcptRefusal::ForwardingUnavailable)
+        );
+        assert_eq!(
+            rcpt_verdict(&facts(Destination::BadSrs)),
+            RcptVerdict::Refuse(RcptRefusal::BadSrs)
         );
         assert_eq!(
             rcpt_verdict(&facts(Destination::Unknown)),

@@ -328,7 +328,12 @@ pub fn rcpt_refused(to: &Address, refusal: &RcptRefusal) -> Reply {
         RcptRefusal::ForwardingUnavailable => Reply::new(
             451,
             "4.3.0",
-            format!("<{to}>: forwarding to outside addresses is not available yet"),
+            format!("<{to}>: forwarding to outside addresses needs a smarthost"),
+        ),
+        RcptRefusal::BadSrs => Reply::new(
+            550,
+            "5.1.1",
+            format!("<{to}>: Recipient address rejected: invalid SRS address"),
         ),
         RcptRefusal::RelayNotConfigured => Reply::new(
             451,

@@ -116,6 +116,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+pub mod dkim;
+pub mod srs;
+
 /// The largest configuration file read.
 const MAX_CONFIG: u64 = 1 << 20;
 
@@ -173,6 +176,8 @@ struct Raw {
     #[serde(default)]
     log: RawLog,
     mta_sts: Option<Spanned<RawMtaSts>>,
+    dkim: Option<Spanned<dkim::RawDkim>>,
+    srs: Option<Spanned<srs::RawSrs>>,
     listener: Vec<Spanned<RawListener>>,
 }
 
@@ -372,6 +377,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The MTA-STS policy served on the HTTP listener, if any.
     pub mta_sts: Option<postern_core::mtasts::Policy>,
+    /// Outbound DKIM signing (`[dkim]`, `config/dkim.rs`).
+    pub dkim: Option<dkim::DkimConfig>,
+    /// SRS for forwarded mail (`[srs]`, `config/srs.rs`).
+    pub srs: Option<srs::SrsConfig>,
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
@@ -854,7 +863,11 @@ impl Config {
         let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
             .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
 
+        let dkim = dkim::parse(raw.dkim.as_ref(), text, file, &abs)?;
+        let srs = srs::parse(raw.srs.as_ref(), text, file, &abs)?;
         Ok(Config {
+            dkim,
+            srs,
             max_connections,
             max_connections_per_client,
             rate,
