@@ -205,6 +205,7 @@ impl Server {
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
         imap.limits.max_append_literal = config.smtp.limits.max_message_size;
         imap.hierarchy_separator = config.hierarchy_separator;
+        imap.mime = config.mime;
         let quotas = match &config.quotas_file {
             Some(f) => {
                 let text = std::fs::read_to_string(f)
@@ -219,7 +220,12 @@ impl Server {
         };
         let mailstore: Arc<dyn MailboxStore> = Arc::new(
             postern_adapters::mailstore::MailStore::new(maildir.clone())
-                .with_quota(config.quota, quotas),
+                .with_quota(config.quota, quotas)
+                .with_summary_cache(postern_adapters::mailstore::SummaryCacheLimits {
+                    max_bytes: config.summary_cache_bytes,
+                    mime: config.mime,
+                    ..Default::default()
+                }),
         );
         let cleaned = (maildir.clone(), spool.clone());
         let committer = crate::commit::Committer::start(

@@ -17,6 +17,7 @@
 use super::index::Folder;
 use super::{lock, MailStore, MailStoreError};
 use postern_core::imap::event::{SortKeys, Summary};
+use postern_core::imap::limits::MimeLimits;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufWriter, Write};
@@ -37,6 +38,9 @@ pub struct SummaryCacheLimits {
     /// A summary larger than this is not cached, in memory or on disk
     /// (64 KiB by default, as Dovecot's `mail_cache_record_max_size`).
     pub max_entry_bytes: usize,
+    /// The MIME limits summaries are made under (the IMAP session's
+    /// `mime`, so that cached BODYSTRUCTUREs and live sections agree).
+    pub mime: MimeLimits,
 }
 
 impl Default for SummaryCacheLimits {
@@ -44,6 +48,7 @@ impl Default for SummaryCacheLimits {
         SummaryCacheLimits {
             max_bytes: 32 << 20,
             max_entry_bytes: 64 << 10,
+            mime: MimeLimits::default(),
         }
     }
 }
@@ -136,14 +141,32 @@ fn parse_line(l: &str) -> Option<(u32, Summary)> {
     ))
 }
 
+/// The first line of `postern-summaries`: the UIDVALIDITY, the format,
+/// and the MIME limits when they are not the defaults (a cache made under
+/// other limits is made again, or its section numbers would not match).
+fn header(validity: u32, mime: MimeLimits) -> String {
+    if mime == MimeLimits::default() {
+        format!("V{validity} F{SUMMARY_FORMAT}")
+    } else {
+        format!(
+            "V{validity} F{SUMMARY_FORMAT} P{} D{}",
+            mime.max_parts, mime.max_depth
+        )
+    }
+}
+
 /// The records of `postern-summaries` (for this UIDVALIDITY), one line at
 /// a time, with their line numbers (the header is line 0); None when the
 /// file is missing or written for another UIDVALIDITY or format.
-fn records(dir: &Path, validity: u32) -> Option<impl Iterator<Item = (usize, String)>> {
+fn records(
+    dir: &Path,
+    validity: u32,
+    mime: MimeLimits,
+) -> Option<impl Iterator<Item = (usize, String)>> {
     let f = File::open(dir.join("postern-summaries")).ok()?;
     let mut lines = io::BufReader::new(f).lines();
     match lines.next() {
-        Some(Ok(h)) if h == format!("V{validity} F{SUMMARY_FORMAT}") => {}
+        Some(Ok(h)) if h == header(validity, mime) => {}
         _ => return None,
     }
     Some(
@@ -162,7 +185,7 @@ fn load(f: &mut Folder, dir: &Path, store: &MailStore) {
     f.summary_bytes = 0;
     f.summary_order.clear();
     f.summary_lines = 0;
-    let Some(recs) = records(dir, f.validity) else {
+    let Some(recs) = records(dir, f.validity, store.summary_limits.mime) else {
         return;
     };
     let mut n = 1;
@@ -250,12 +273,18 @@ impl Folder {
 /// Rewrites `postern-summaries`: the newest record of every live message
 /// from the old file, then `fresh` (just parsed), then what memory holds
 /// that the file lacked. Returns the new file's line count.
-fn compact(f: &Folder, dir: &Path, fresh: &[(u32, Summary)], max_line: usize) -> io::Result<usize> {
+fn compact(
+    f: &Folder,
+    dir: &Path,
+    fresh: &[(u32, Summary)],
+    max_line: usize,
+    mime: MimeLimits,
+) -> io::Result<usize> {
     let live: HashSet<u32> = f.entries.iter().map(|e| e.uid).collect();
     let fresh_uids: HashSet<u32> = fresh.iter().map(|(u, _)| *u).collect();
     // The line holding each message's newest record.
     let mut newest: HashMap<u32, usize> = HashMap::new();
-    if let Some(recs) = records(dir, f.validity) {
+    if let Some(recs) = records(dir, f.validity, mime) {
         for (i, l) in recs {
             let uid = l.split('\t').next().and_then(|u| u.parse::<u32>().ok());
             if let Some(uid) = uid.filter(|u| live.contains(u) && !fresh_uids.contains(u)) {
@@ -268,10 +297,10 @@ fn compact(f: &Folder, dir: &Path, fresh: &[(u32, Summary)], max_line: usize) ->
     let path = dir.join("postern-summaries");
     let tmp = path.with_extension("postern-tmp");
     let mut out = BufWriter::new(File::create(&tmp)?);
-    writeln!(out, "V{} F{SUMMARY_FORMAT}", f.validity)?;
+    writeln!(out, "{}", header(f.validity, mime))?;
     let mut lines = 1;
     let mut written: HashSet<u32> = HashSet::new();
-    if let Some(recs) = records(dir, f.validity) {
+    if let Some(recs) = records(dir, f.validity, mime) {
         for (i, l) in recs {
             let uid = l.split('\t').next().and_then(|u| u.parse::<u32>().ok());
             if let Some(uid) = uid.filter(|u| newest.get(u) == Some(&i)) {
@@ -330,7 +359,10 @@ impl MailStore {
             let mut parsed: Vec<(u32, Summary)> = Vec::with_capacity(missing.len());
             for chunk in missing.chunks(32) {
                 for (u, b) in self.bodies(dir, chunk, false)? {
-                    parsed.push((u, postern_core::imap::mime::summary(&b)));
+                    parsed.push((
+                        u,
+                        postern_core::imap::mime::summary_with(&b, self.summary_limits.mime),
+                    ));
                 }
             }
             let cap = self.summary_limits.max_entry_bytes;
@@ -343,7 +375,8 @@ impl MailStore {
                     .collect();
                 let live = f.entries.len();
                 if f.summary_lines == 0 || f.summary_lines + keep.len() > 2 * live + 1024 {
-                    f.summary_lines = compact(f, dir, &keep, cap.saturating_mul(2))?;
+                    let mime = self.summary_limits.mime;
+                    f.summary_lines = compact(f, dir, &keep, cap.saturating_mul(2), mime)?;
                 } else if !keep.is_empty() {
                     let mut text = String::new();
                     for (u, s) in &keep {

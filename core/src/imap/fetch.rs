@@ -331,17 +331,29 @@ fn body(section: Section, partial: Option<(u64, u64)>, peek: bool, label: &str) 
 
 /// The bytes of a section.
 pub fn section_bytes(msg: &[u8], section: &Section) -> Vec<u8> {
+    section_bytes_with(msg, section, super::limits::MimeLimits::default())
+}
+
+/// [`section_bytes`] with the MIME limits of the configuration, so that
+/// section numbers match the BODYSTRUCTURE described under the same limits.
+pub fn section_bytes_with(
+    msg: &[u8],
+    section: &Section,
+    limits: super::limits::MimeLimits,
+) -> Vec<u8> {
     let h = header_len(msg);
     match section {
         Section::Full => msg.to_vec(),
         Section::Header => msg[..h].to_vec(),
         Section::Text => msg[h..].to_vec(),
-        Section::Part(path, spec) => super::mime::part_bytes(msg, path, *spec).unwrap_or_default(),
+        Section::Part(path, spec) => {
+            super::mime::part_bytes_with(msg, path, *spec, limits).unwrap_or_default()
+        }
         Section::Fields { path, names, not } => {
             let header = if path.is_empty() {
                 msg[..h].to_vec()
             } else {
-                super::mime::part_bytes(msg, path, super::mime::PartSpec::Header)
+                super::mime::part_bytes_with(msg, path, super::mime::PartSpec::Header, limits)
                     .unwrap_or_default()
             };
             let mut out = Vec::new();

@@ -21,9 +21,9 @@ pub const MAX_DEPTH_CEILING: usize = 100;
 /// below the deepest part described).
 pub const MAX_SECTION_PATH: usize = MAX_DEPTH_CEILING + 1;
 
-/// MIME complexity limits: meant as the settings `imap.mime_max_parts`
-/// and `imap.mime_max_depth` (not yet read from the configuration file;
-/// every walk uses [`MimeLimits::default`] until they are).
+/// MIME complexity limits: the settings `imap.mime_max_parts` and
+/// `imap.mime_max_depth` (the session's `ImapConfig::mime` and the
+/// Maildir store's summary cache carry the same copy).
 ///
 /// Defaults are tighter than Dovecot's `message_parser` limits
 /// (`max_total_mime_parts` 10,000 and `max_nested_mime_parts` 100, added

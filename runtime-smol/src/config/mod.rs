@@ -89,6 +89,9 @@
 //! | `imap.idle_poll_secs`             | 5        | 1 to 86,400             |
 //! | `imap.max_connections`            | 1000     | 1 to 100,000            |
 //! | `imap.max_connections_per_client` | 100      | 1 to 100,000            |
+//! | `imap.mime_max_parts`             | 1000     | 1 to 100,000            |
+//! | `imap.mime_max_depth`             | 50       | 1 to 100                |
+//! | `imap.summary_cache_mib`          | 32       | 1 to 4,096              |
 //! | `tls.reload_check_secs`           | 10       | 1 to 86,400             |
 //! | `shutdown_grace_secs`             | 30       | 0 to 3,600              |
 //! | `auth_failure_delay_ms`           | 1000     | 0 to 60,000             |
@@ -211,6 +214,9 @@ struct RawImap {
     max_connections: Option<Spanned<u64>>,
     max_connections_per_client: Option<Spanned<u64>>,
     hierarchy_separator: Option<Spanned<String>>,
+    mime_max_parts: Option<Spanned<u64>>,
+    mime_max_depth: Option<Spanned<u64>>,
+    summary_cache_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -352,6 +358,10 @@ pub struct Config {
     pub imap_max_connections_per_client: u32,
     /// The IMAP hierarchy separator clients see (see `config/imap.rs`).
     pub hierarchy_separator: postern_core::imap::session::HierarchySeparator,
+    /// How much MIME structure IMAP describes per message (parts, depth).
+    pub mime: postern_core::imap::limits::MimeLimits,
+    /// The bytes the IMAP summary cache may hold in memory.
+    pub summary_cache_bytes: usize,
     /// TLS certificate and key, if any listener uses TLS.
     pub tls: Option<TlsFiles>,
     /// SMTP settings.
@@ -858,6 +868,12 @@ impl Config {
         let imap_max_connections_per_client =
             Range("imap.max_connections_per_client", 100, 1, 100_000)
                 .get(raw.imap.max_connections_per_client.as_ref(), &at)?;
+        let mime_parts = Range("imap.mime_max_parts", 1000, 1, 100_000)
+            .get(raw.imap.mime_max_parts.as_ref(), &at)?;
+        let mime_depth =
+            Range("imap.mime_max_depth", 50, 1, 100).get(raw.imap.mime_max_depth.as_ref(), &at)?;
+        let summary_mib = Range("imap.summary_cache_mib", 32, 1, 4096)
+            .get(raw.imap.summary_cache_mib.as_ref(), &at)?;
         let shutdown_grace =
             Range("shutdown_grace_secs", 30, 0, 3600).get(raw.shutdown_grace_secs.as_ref(), &at)?;
         let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
@@ -888,6 +904,11 @@ impl Config {
                 .unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(idle_poll),
             hierarchy_separator: imap::separator(raw.imap.hierarchy_separator.as_ref(), &at)?,
+            mime: postern_core::imap::limits::MimeLimits {
+                max_parts: usize::try_from(mime_parts).unwrap_or(usize::MAX),
+                max_depth: usize::try_from(mime_depth).unwrap_or(usize::MAX),
+            },
+            summary_cache_bytes: usize::try_from(summary_mib << 20).unwrap_or(usize::MAX),
             tls,
             smtp,
             listeners,

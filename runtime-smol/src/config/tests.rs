@@ -104,3 +104,18 @@ fn reference_deployment_config_has_the_eight_listeners() {
         .collect();
     assert_eq!(http, vec![9100]);
 }
+
+#[test]
+fn mime_limits_and_summary_cache_are_settings() {
+    let c = Config::parse(GOOD, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.mime, postern_core::imap::limits::MimeLimits::default());
+    assert_eq!(c.summary_cache_bytes, 32 << 20);
+    let set =
+        format!("{GOOD}[imap]\nmime_max_parts = 200\nmime_max_depth = 10\nsummary_cache_mib = 8\n");
+    let c = Config::parse(&set, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert_eq!((c.mime.max_parts, c.mime.max_depth), (200, 10));
+    assert_eq!(c.summary_cache_bytes, 8 << 20);
+    let deep = format!("{GOOD}[imap]\nmime_max_depth = 101\n");
+    let e = Config::parse(&deep, Path::new("p.toml"), Path::new(".")).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("imap.mime_max_depth"), "{e}");
+}

@@ -325,7 +325,9 @@ impl ImapSession {
                         let s = match (summary, body) {
                             (Some(s), _) if *ext => s.bodystructure.clone(),
                             (Some(s), _) => s.body.clone(),
-                            (None, Some(b)) => crate::imap::mime::bodystructure(b, *ext),
+                            (None, Some(b)) => {
+                                crate::imap::mime::bodystructure_with(b, *ext, self.cfg.mime)
+                            }
                             (None, None) => "NIL".to_owned(),
                         };
                         parts.push(format!("{name} {s}").into_bytes());
@@ -340,7 +342,10 @@ impl ImapSession {
                             parts.push(format!("{label} NIL").into_bytes());
                             continue;
                         };
-                        let bytes = cut(fetch::section_bytes(b, section), *partial);
+                        let bytes = cut(
+                            fetch::section_bytes_with(b, section, self.cfg.mime),
+                            *partial,
+                        );
                         parts.push(response::literal(label, &bytes));
                     }
                     Item::Binary {
@@ -353,7 +358,7 @@ impl ImapSession {
                             parts.push(format!("{label} NIL").into_bytes());
                             continue;
                         };
-                        let bytes = match crate::imap::mime::binary(b, path) {
+                        let bytes = match crate::imap::mime::binary_with(b, path, self.cfg.mime) {
                             Ok(x) => cut(x, *partial),
                             Err(e) => return self.unknown_cte(&tag, &out, &e.0),
                         };
@@ -365,7 +370,9 @@ impl ImapSession {
                         });
                     }
                     Item::BinarySize { path, label } => {
-                        let n = match body.map(|b| crate::imap::mime::binary(b, path)) {
+                        let n = match body
+                            .map(|b| crate::imap::mime::binary_with(b, path, self.cfg.mime))
+                        {
                             Some(Ok(x)) => x.len(),
                             Some(Err(e)) => return self.unknown_cte(&tag, &out, &e.0),
                             None => 0,

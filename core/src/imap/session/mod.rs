@@ -77,6 +77,9 @@ pub struct ImapConfig {
     pub max_prelogin_line: usize,
     /// The hierarchy separator clients see (`[imap] hierarchy_separator`).
     pub hierarchy_separator: HierarchySeparator,
+    /// How much MIME structure FETCH describes (`[imap] mime_max_parts`,
+    /// `mime_max_depth`); the store's summaries must use the same.
+    pub mime: crate::imap::limits::MimeLimits,
 }
 
 impl ImapConfig {
@@ -91,6 +94,7 @@ impl ImapConfig {
             max_prelogin_literal: 8 * 1024,
             max_prelogin_line: 8 * 1024,
             hierarchy_separator: HierarchySeparator::Slash,
+            mime: crate::imap::limits::MimeLimits::default(),
         }
     }
 
