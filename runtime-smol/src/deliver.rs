@@ -142,6 +142,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
                     user: mb.to_string(),
                     prefix: bounce_prefix(mb),
                     message: message.clone(),
+                    folder: None,
                 })
                 .collect();
             for r in srv.mailstore.deliver(&deliveries) {
@@ -179,6 +180,7 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>
                 user: c.mailbox.to_string(),
                 prefix: c.prefix,
                 message: data.clone(),
+                folder: None,
             })
             .collect(),
     )
