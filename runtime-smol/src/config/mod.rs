@@ -106,6 +106,9 @@
 //! and parses: accounts, virtual, quotas, certificate and key, relay
 //! `sasl_passwd` and CA file.
 
+pub mod dns;
+pub mod msgauth;
+
 use postern_core::proxy::{ProxyConfig, ProxyPolicy};
 use postern_core::smtp::{BareNewline, Postscreen, PostscreenAction, SmtpConfig, SmtpLimits};
 use postern_core::Networks;
@@ -172,6 +175,10 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    dns: dns::RawDns,
+    #[serde(default)]
+    auth: msgauth::RawAuth,
     mta_sts: Option<Spanned<RawMtaSts>>,
     listener: Vec<Spanned<RawListener>>,
 }
@@ -436,6 +443,10 @@ pub struct Config {
     pub rate: RateConfig,
     /// The log's format and file.
     pub log: LogConfig,
+    /// The resolver for message authentication (`config/dns.rs`).
+    pub dns: dns::DnsConfig,
+    /// Message authentication on the MX (`config/msgauth.rs`).
+    pub auth: msgauth::AuthConfig,
     /// The MTA-STS policy served on the HTTP listener, if any.
     pub mta_sts: Option<postern_core::mtasts::Policy>,
     /// The line of each key that names a file (`directory.accounts`,
@@ -915,6 +926,8 @@ impl Config {
             .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
 
         Ok(Config {
+            dns: raw.dns.check(&at)?,
+            auth: raw.auth.check(smtp.limits.data_timeout, &at)?,
             max_connections,
             max_connections_per_client,
             rate,

@@ -104,3 +104,30 @@ fn reference_deployment_config_has_the_eight_listeners() {
         .collect();
     assert_eq!(http, vec![9100]);
 }
+
+#[test]
+fn dns_and_auth_sections_are_read_and_checked() {
+    let c = Config::parse(GOOD, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert!(!c.auth.enable);
+    assert!(c.dns.servers.is_empty());
+    let good = format!(
+        "{GOOD}[dns]\nservers = [\"127.0.0.1:5353\"]\ntimeout_ms = 300\n\
+         [auth]\nenable = true\nreject = false\njunk_folder = \"Spam\"\nbudget_secs = 7\n"
+    );
+    let c = Config::parse(&good, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.dns.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(c.dns.timeout, Duration::from_millis(300));
+    assert!(c.auth.enable && !c.auth.settings.reject && c.auth.settings.quarantine);
+    assert_eq!(c.auth.junk_folder, "Spam");
+    assert_eq!(c.auth.budget, Duration::from_secs(7));
+    for (bad, key) in [
+        ("[dns]\nservers = [\"localhost\"]\n", "dns.servers"),
+        ("[dns]\ntimeout_ms = 1\n", "dns.timeout_ms"),
+        ("[auth]\njunk_folder = \"../x\"\n", "auth.junk_folder"),
+        ("[auth]\nbudget_secs = 300\n", "auth.budget_secs"),
+    ] {
+        let e = Config::parse(&format!("{GOOD}{bad}"), Path::new("p.toml"), Path::new("."))
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+    }
+}
