@@ -49,6 +49,8 @@ pub struct Server {
     pub cert: Option<Arc<ReloadingCert>>,
     /// The Prometheus metrics (`/metrics` on an `http` listener).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Message authentication of MX mail, when `[auth] enable`.
+    pub verifier: Option<Arc<crate::msgauth::Verifier>>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -132,6 +134,9 @@ pub enum StartError {
     /// The queue folder is unusable.
     #[error("queue folder {0}: {1}")]
     Queue(String, std::io::Error),
+    /// The DNS resolver for message authentication cannot be set up.
+    #[error(transparent)]
+    Dns(#[from] crate::msgauth::VerifierError),
 }
 
 /// The counters file beside the queue: the daily relay count survives a
@@ -231,6 +236,14 @@ impl Server {
         l.max_connections = config.imap_max_connections;
         l.max_per_ip = config.imap_max_connections_per_client;
         l.rate_window = config.rate.time_unit;
+        let verifier = match config.auth.enable {
+            true => Some(Arc::new(crate::msgauth::Verifier::new(
+                &config.dns,
+                &config.auth,
+                &config.hostname,
+            )?)),
+            false => None,
+        };
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
@@ -249,6 +262,7 @@ impl Server {
             tls,
             cert,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            verifier,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

@@ -137,6 +137,30 @@ pub fn verdict(settings: &AuthSettings, facts: &AuthFacts) -> AuthVerdict {
     }
 }
 
+/// The `Authentication-Results` header (CRLF-ended) of a message whose
+/// checks did not finish within the time budget: every method `temperror`.
+pub fn budget_exhausted_header(authserv_id: &str) -> String {
+    let mut h = format!("Authentication-Results: {authserv_id}");
+    for method in ["spf", "dkim", "arc", "dmarc"] {
+        h.push_str(";\r\n\t");
+        h.push_str(method);
+        h.push_str("=temperror reason=\"DNS time budget exhausted\"");
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// The facts of a message whose checks did not finish in time.
+pub fn budget_exhausted_facts() -> AuthFacts {
+    AuthFacts {
+        spf: AuthResult::TempError,
+        dkim: AuthResult::TempError,
+        arc: AuthResult::TempError,
+        dmarc: AuthResult::TempError,
+        ..AuthFacts::default()
+    }
+}
+
 /// The message without the `Authentication-Results` header fields whose
 /// authserv-id is `authserv_id` (compared without case), or `None` when it
 /// has none. Only the header section is looked at; folded fields are
@@ -365,6 +389,17 @@ Authentication-Results: mx.example.com; in the body\r\n"
         assert_eq!(strip_own_results(msg, "mx.example.com"), None);
         let no_id = b"Authentication-Results:\r\n\r\n";
         assert_eq!(strip_own_results(no_id, "mx.example.com"), None);
+    }
+
+    #[test]
+    fn budget_exhausted_is_temperror_and_accepted() {
+        let h = budget_exhausted_header("mx.example.com");
+        assert!(h.starts_with("Authentication-Results: mx.example.com;\r\n\tspf=temperror"));
+        assert!(h.contains("dmarc=temperror") && h.ends_with("\"\r\n"));
+        assert_eq!(
+            verdict(&ALL, &budget_exhausted_facts()),
+            AuthVerdict::Accept
+        );
     }
 
     #[test]
