@@ -28,7 +28,7 @@ use mail_auth::{
     Parameters, ResolverCache, SpfResult, Txt, MX,
 };
 use postern_core::policy::msgauth::{
-    budget_exhausted_facts, budget_exhausted_header, AuthFacts, AuthResult, DmarcPolicy,
+    self, budget_exhausted_facts, budget_exhausted_header, AuthFacts, AuthResult, DmarcPolicy,
 };
 use postern_core::smtp::Envelope;
 use smol::future::FutureExt as _;
@@ -232,6 +232,18 @@ impl Verifier {
                 ),
             )
             .await;
+        // mail-auth leaves both results `none` when a record exists but
+        // neither identifier passed: that is a DMARC failure (RFC 7489 6.6.2).
+        let dmarc = if dmarc.dmarc_record().is_some()
+            && *dmarc.spf_result() == DmarcResult::None
+            && *dmarc.dkim_result() == DmarcResult::None
+        {
+            dmarc
+                .with_spf_result(DmarcResult::Fail(mail_auth::Error::NotAligned))
+                .with_dkim_result(DmarcResult::Fail(mail_auth::Error::NotAligned))
+        } else {
+            dmarc
+        };
         facts.dkim = best_dkim(dkim.iter().map(|d| d.result()));
         facts.arc = dkim_result(arc.result());
         facts.dmarc = dmarc_result(dmarc.spf_result(), dmarc.dkim_result());
@@ -246,10 +258,11 @@ impl Verifier {
             .with_dkim_results(&dkim, msg.from())
             .with_arc_result(&arc, ip)
             .with_dmarc_result(&dmarc);
-        Checked {
-            header: ar.to_header(),
-            facts,
+        let mut header = ar.to_header();
+        if dkim.is_empty() {
+            msgauth::add_none(&mut header, "dkim");
         }
+        Checked { header, facts }
     }
 }
 

@@ -150,6 +150,17 @@ pub fn budget_exhausted_header(authserv_id: &str) -> String {
     h
 }
 
+/// Adds `method=none` to a CRLF-ended `Authentication-Results` header,
+/// for a method that had nothing to check (a message without a DKIM
+/// signature), so every method is named (RFC 8601 2.7).
+pub fn add_none(header: &mut String, method: &str) {
+    let body = header.trim_end_matches(['\r', '\n']).len();
+    header.truncate(body);
+    header.push_str(";\r\n\t");
+    header.push_str(method);
+    header.push_str("=none\r\n");
+}
+
 /// The facts of a message whose checks did not finish in time.
 pub fn budget_exhausted_facts() -> AuthFacts {
     AuthFacts {
@@ -399,6 +410,16 @@ Authentication-Results: mx.example.com; in the body\r\n"
         assert_eq!(
             verdict(&ALL, &budget_exhausted_facts()),
             AuthVerdict::Accept
+        );
+    }
+
+    #[test]
+    fn a_method_without_anything_to_check_is_named_none() {
+        let mut h = "Authentication-Results: mx.example.com;\r\n\tspf=pass\r\n".to_owned();
+        add_none(&mut h, "dkim");
+        assert_eq!(
+            h,
+            "Authentication-Results: mx.example.com;\r\n\tspf=pass;\r\n\tdkim=none\r\n"
         );
     }
 
