@@ -78,6 +78,17 @@ impl<K: Eq + Hash + Clone, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
     }
 }
 
+/// mail-auth's parameters with our caches.
+type Cached<'x, P> = Parameters<
+    'x,
+    P,
+    TtlCache<String, Txt>,
+    TtlCache<String, Arc<Vec<MX>>>,
+    TtlCache<String, Arc<Vec<Ipv4Addr>>>,
+    TtlCache<String, Arc<Vec<Ipv6Addr>>>,
+    TtlCache<IpAddr, Arc<Vec<String>>>,
+>;
+
 /// The resolver, its caches and the settings: one per daemon.
 pub struct Verifier {
     resolver: MessageAuthenticator,
@@ -160,18 +171,7 @@ impl Verifier {
         work.or(budget).await
     }
 
-    fn params<P>(
-        &self,
-        p: P,
-    ) -> Parameters<
-        '_,
-        P,
-        TtlCache<String, Txt>,
-        TtlCache<String, Arc<Vec<MX>>>,
-        TtlCache<String, Arc<Vec<Ipv4Addr>>>,
-        TtlCache<String, Arc<Vec<Ipv6Addr>>>,
-        TtlCache<IpAddr, Arc<Vec<String>>>,
-    > {
+    fn params<P>(&self, p: P) -> Cached<'_, P> {
         Parameters::new(p)
             .with_txt_cache(&self.txt)
             .with_mx_cache(&self.mx)
