@@ -224,11 +224,59 @@ fn unreachable_dns_is_temperror_and_delivered_within_the_budget() {
     let took = start.elapsed();
     assert!(reply.starts_with("250"), "{reply}");
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // The checks themselves stopped at the budget (3 s), as logged.
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("message authentication"))
+        .expect("a log line");
+    let ms: u64 = line
+        .split("took_ms=")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("took_ms");
+    assert!((2900..4000).contains(&ms), "{line}");
     let ar = our_results(&stored(&d, "")[0]);
     assert!(ar.contains("spf=temperror"), "{ar}");
     assert!(ar.contains("dmarc=temperror"), "{ar}");
     // The server got the queries and is still up (stopped by PID on drop).
     assert!(dns.pid() > 0);
+}
+
+#[test]
+fn slow_dns_blocks_no_executor_thread() {
+    let dns = start_silent();
+    let d = std::sync::Arc::new(daemon(&dns, "budget_secs = 3\n"));
+    // More messages waiting on DNS than the daemon has executor threads.
+    let senders: Vec<_> = (0..6)
+        .map(|_| {
+            let d = d.clone();
+            std::thread::spawn(move || send(&d, "ceo@reject.test", &message("ceo@reject.test", "")))
+        })
+        .collect();
+    // Meanwhile other clients are served at once, again and again.
+    let mut rounds = 0;
+    while !senders.iter().all(|t| t.is_finished()) {
+        let start = Instant::now();
+        let mut c = Client::connect(d.addrs[0]).expect("connect");
+        assert!(c.reply().expect("greeting").starts_with("220"));
+        assert!(c.cmd("EHLO probe.test").expect("ehlo").starts_with("250"));
+        let _ = c.cmd("QUIT");
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "a session waited {took:?}"
+        );
+        rounds += 1;
+        assert!(rounds < 10_000, "the senders never finished");
+    }
+    assert!(rounds >= 3, "{rounds}");
+    for t in senders {
+        let reply = t.join().expect("sender");
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    assert_eq!(stored(&d, "").len(), 6);
 }
 
 #[test]

@@ -243,7 +243,10 @@ async fn answer(
             let mut folder = None;
             let checked = match (&srv.verifier, listener.role) {
                 (Some(v), Role::Mx) if msg.envelope.authenticated.is_none() => {
-                    Some((v, v.check(&msg.envelope, &msg.data).await))
+                    let started = Instant::now();
+                    let checked = v.check(&msg.envelope, &msg.data).await;
+                    info!(client = %client, took_ms = started.elapsed().as_millis() as u64, facts = ?checked.facts, "message authentication");
+                    Some((v, checked))
                 }
                 _ => None,
             };
