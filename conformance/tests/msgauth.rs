@@ -8,10 +8,8 @@
 
 mod common;
 
-use common::dns::{start_nsd, start_silent, testdata, DnsServer};
+use common::dns::{dkimsign, start_nsd, start_silent, DnsServer};
 use common::{Client, Daemon};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MX: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"none\"\n";
@@ -32,38 +30,6 @@ fn message(from: &str, extra: &str) -> Vec<u8> {
         from.replace('@', ".")
     )
     .into_bytes()
-}
-
-/// Signs `msg` with dkimpy's `dkimsign` (relaxed/relaxed); the signature
-/// header comes first.
-fn dkimsign(msg: &[u8], selector: &str, domain: &str, key: &str) -> Vec<u8> {
-    let mut child = Command::new(common::tool("dkimsign"))
-        .args([
-            "--hcanon", "relaxed", "--bcanon", "relaxed", selector, domain,
-        ])
-        .arg(testdata().join("keys").join(key))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dkimsign");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(msg)
-        .expect("write");
-    let out = child.wait_with_output().expect("dkimsign output");
-    assert!(
-        out.status.success(),
-        "dkimsign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // dkimsign writes LF line ends: SMTP wants CRLF.
-    let text = String::from_utf8(out.stdout).expect("utf8");
-    text.replace("\r\n", "\n")
-        .replace('\n', "\r\n")
-        .into_bytes()
 }
 
 /// Sends one message; returns the reply to the end of DATA.

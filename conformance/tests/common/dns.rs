@@ -3,7 +3,7 @@
 //! server that never answers (the slow-DNS case). Each is stopped by its
 //! PID when dropped. Give the daemon [`Nsd::config`] (`[dns] servers`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,4 +179,36 @@ while True:
         child,
         _dir: dir,
     }
+}
+
+/// Signs `msg` with dkimpy's `dkimsign` (relaxed/relaxed); the signature
+/// header comes first.
+pub fn dkimsign(msg: &[u8], selector: &str, domain: &str, key: &str) -> Vec<u8> {
+    let mut child = Command::new(super::tool("dkimsign"))
+        .args([
+            "--hcanon", "relaxed", "--bcanon", "relaxed", selector, domain,
+        ])
+        .arg(testdata().join("keys").join(key))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dkimsign");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(msg)
+        .expect("write");
+    let out = child.wait_with_output().expect("dkimsign output");
+    assert!(
+        out.status.success(),
+        "dkimsign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // dkimsign writes LF line ends: SMTP wants CRLF.
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    text.replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
 }
