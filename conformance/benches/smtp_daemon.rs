@@ -34,14 +34,16 @@ fn smtp_source_with(port: u16, from: &str, file: Option<&Path>) -> Duration {
     if let Some(f) = file {
         cmd.arg("-F").arg(f);
     }
+    // -l (message length) and -F (message file) exclude each other.
+    if file.is_none() {
+        cmd.args(["-l", "4096"]);
+    }
     let out = cmd
         .args([
             "-s",
             "10",
             "-m",
             &MESSAGES.to_string(),
-            "-l",
-            "4096",
             "-f",
             from,
             "-t",

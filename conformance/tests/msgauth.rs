@@ -280,6 +280,10 @@ fn each_bad_input_gives_a_defined_result() {
             &["spf=pass", "dmarc=pass"],
         ),
         ("a@redir.test", plain("a@redir.test"), &["spf=pass"]),
+        ("a@amech.test", plain("a@amech.test"), &["spf=pass"]),
+        ("a@mxmech.test", plain("a@mxmech.test"), &["spf=pass"]),
+        ("a@exists.test", plain("a@exists.test"), &["spf=pass"]),
+        ("a@nomatch.test", plain("a@nomatch.test"), &["spf=fail"]),
         (
             "a@softfail.test",
             plain("a@softfail.test"),
