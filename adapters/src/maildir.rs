@@ -240,6 +240,8 @@ pub struct DeliveryJob {
     pub prefix: Vec<u8>,
     /// The message (CRLF).
     pub message: Arc<Vec<u8>>,
+    /// A folder's name (`Junk`), `None` for INBOX.
+    pub folder: Option<String>,
 }
 
 impl Maildir {
@@ -350,6 +352,40 @@ impl Maildir {
         Ok(())
     }
 
+    /// The Maildir++ folder `name` (one level, like `Junk`) of the mailbox
+    /// at `inbox`, created if missing. A name with `/`, a leading dot or a
+    /// control character is refused.
+    fn ensure_folder(&self, inbox: &Path, name: &str) -> Result<PathBuf, MaildirError> {
+        let bad = name.is_empty()
+            || name.starts_with('.')
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control);
+        let f = inbox.join(format!(".{name}"));
+        if bad {
+            return Err(MaildirError::CreateFolder {
+                path: f,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad folder name"),
+            });
+        }
+        if f.join("new").is_dir() && f.join("tmp").is_dir() {
+            return Ok(f);
+        }
+        create_dir_synced(&f)?;
+        for sub in ["cur", "new", "tmp"] {
+            create_dir_synced(&f.join(sub))?;
+        }
+        let marker = f.join("maildirfolder");
+        if !marker.exists() {
+            let dir = open_dir(&f)?;
+            File::create(&marker).map_err(|source| MaildirError::CreateFolder {
+                path: marker.clone(),
+                source,
+            })?;
+            fsync_at(&dir, &f)?;
+        }
+        Ok(f)
+    }
+
     /// Delivers `prefix` (header lines, CRLF) and `message` (CRLF) to the
     /// mailbox's `new/`, durably. Returns the file name.
     pub fn deliver(
@@ -403,7 +439,10 @@ impl Maildir {
         let mut staged: Vec<Staged> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let r = (|| {
-                let inbox = self.ensure(&job.mailbox)?;
+                let mut inbox = self.ensure(&job.mailbox)?;
+                if let Some(folder) = &job.folder {
+                    inbox = self.ensure_folder(&inbox, folder)?;
+                }
                 let mut body = Vec::with_capacity(job.prefix.len() + job.message.len());
                 crlf_to_lf(&mut body, &job.prefix);
                 crlf_to_lf(&mut body, &job.message);
@@ -759,6 +798,7 @@ mod tests {
                 mailbox: (*m).clone(),
                 prefix: b"Return-Path: <a@b>\r\n".to_vec(),
                 message: msg.clone(),
+                folder: None,
             })
             .collect();
         let r = md.deliver_batch(&jobs);
@@ -804,6 +844,41 @@ mod tests {
                 .count(),
             0
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn batch_delivers_into_a_folder_and_refuses_bad_names() {
+        let dir =
+            std::env::temp_dir().join(format!("postern-maildir-folder-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let md = Maildir::new(&dir, "mx.example.com");
+        let mb = Mailbox {
+            domain: "example.com".into(),
+            user: "alice".into(),
+        };
+        let job = |folder: Option<&str>| DeliveryJob {
+            mailbox: mb.clone(),
+            prefix: Vec::new(),
+            message: Arc::new(b"Subject: x\r\n\r\nhi\r\n".to_vec()),
+            folder: folder.map(str::to_owned),
+        };
+        let r = md.deliver_batch(&[
+            job(Some("Junk")),
+            job(Some("Quarantine")),
+            job(Some("../x")),
+        ]);
+        assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+        assert!(r[2].is_err());
+        let count = |f: &str| {
+            fs::read_dir(dir.join("example.com/alice").join(f).join("new"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!((count(".Junk"), count(".Quarantine"), count("")), (1, 1, 0));
+        assert!(dir
+            .join("example.com/alice/.Quarantine/maildirfolder")
+            .is_file());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -644,7 +644,8 @@ impl MailboxStore for MemStore {
                 if needed > room {
                     return Err(MemStoreError::Full { needed, room });
                 }
-                match a.folders.get_mut("INBOX") {
+                let folder = d.folder.as_deref().unwrap_or("INBOX");
+                match a.folders.get_mut(folder) {
                     Some(f) => {
                         f.add(&[], Arc::new(data), now);
                         Ok(())
@@ -653,7 +654,7 @@ impl MailboxStore for MemStore {
                 }
             });
             if r.is_ok() {
-                self.changed(&d.user, "INBOX");
+                self.changed(&d.user, d.folder.as_deref().unwrap_or("INBOX"));
             }
             out.push(r.map_err(StoreError::from));
         }
@@ -719,6 +720,7 @@ mod tests {
                 user: u.into(),
                 prefix: vec![],
                 message: Arc::new(b"b\r\n".to_vec()),
+                folder: None,
             }])
             .len(),
             1
@@ -756,6 +758,7 @@ mod tests {
             user: u.into(),
             prefix: vec![],
             message: Arc::new(b"12345".to_vec()),
+            folder: None,
         }])[0]
             .is_err());
         assert!(!s.over_quota(u));

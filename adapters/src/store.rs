@@ -69,6 +69,9 @@ pub struct Delivery {
     pub prefix: Vec<u8>,
     /// The message (CRLF); shared by the recipients of one transaction.
     pub message: Arc<Vec<u8>>,
+    /// The folder (like `Junk`), `None` for INBOX. A folder that does not
+    /// exist is created.
+    pub folder: Option<String>,
 }
 
 /// Why a store could not do what was asked.

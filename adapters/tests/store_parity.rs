@@ -281,6 +281,7 @@ fn message_corners() {
         user: "alice@example.com".into(),
         prefix: b"Return-Path: <b@x.org>\r\n".to_vec(),
         message: Arc::new(b"Subject: d\r\n\r\nd\r\n".to_vec()),
+        folder: None,
     }];
     assert!(mem.deliver(&d)[0].is_ok() && disk.deliver(&d)[0].is_ok());
     same(

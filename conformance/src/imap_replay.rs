@@ -373,6 +373,7 @@ impl ImapDriver {
                     user: self.owner.clone(),
                     prefix: Vec::new(),
                     message: Arc::new(unescape(text)?),
+                    folder: None,
                 }]);
                 if let Some(Err(e)) = r.into_iter().next() {
                     return Err(format!("@deliver: {e}"));

@@ -119,9 +119,15 @@ fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> 
 }
 
 /// Delivers an accepted message: remote recipients into the queue, local
-/// ones into their mailboxes, each durably. Returns what became durable,
-/// and the message back.
-pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Message) {
+/// ones into their mailboxes (into `folder` instead of INBOX when given:
+/// the message-authentication verdict's Junk), each durably. Returns what
+/// became durable, and the message back.
+pub async fn deliver(
+    srv: Arc<Server>,
+    msg: Message,
+    id: String,
+    folder: Option<String>,
+) -> (Outcome, Message) {
     let mut outcome = Outcome {
         queued: true,
         ..Outcome::default()
@@ -158,7 +164,7 @@ pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Me
     } else {
         msg
     };
-    let jobs = match local_jobs(&srv, &msg, &id) {
+    let jobs = match local_jobs(&srv, &msg, &id, folder) {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(id = %id, "{e}");
@@ -276,6 +282,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
                     user: mb.to_string(),
                     prefix: bounce_prefix(mb),
                     message: message.clone(),
+                    folder: None,
                 })
                 .collect();
             for r in srv.mailstore.deliver(&deliveries) {
@@ -295,7 +302,12 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
 }
 
 /// The local copies of a message as delivery jobs for the writer.
-fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>> {
+fn local_jobs(
+    srv: &Server,
+    msg: &Message,
+    id: &str,
+    folder: Option<String>,
+) -> io::Result<Vec<Delivery>> {
     let env = &msg.envelope;
     let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
@@ -310,6 +322,7 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>
                 user: c.mailbox.to_string(),
                 prefix: c.prefix,
                 message: data.clone(),
+                folder: folder.clone(),
             })
             .collect(),
     )

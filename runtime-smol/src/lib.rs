@@ -17,6 +17,7 @@ pub mod imap;
 pub mod listen;
 pub mod logs;
 pub mod metrics;
+pub mod msgauth;
 pub mod probe;
 pub mod relay;
 pub mod server;

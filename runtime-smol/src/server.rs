@@ -53,6 +53,8 @@ pub struct Server {
     pub dkim: Option<Arc<crate::dkim::Signer>>,
     /// SRS for forwarded mail (`[srs]`).
     pub srs: Option<Arc<crate::srs::Srs>>,
+    /// Message authentication of MX mail, when `[auth] enable`.
+    pub verifier: Option<Arc<crate::msgauth::Verifier>>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -142,6 +144,9 @@ pub enum StartError {
     /// The SRS secret file is unusable.
     #[error("srs: {0}")]
     Srs(#[from] crate::srs::SecretError),
+    /// The DNS resolver for message authentication cannot be set up.
+    #[error(transparent)]
+    Dns(#[from] crate::msgauth::VerifierError),
 }
 
 /// The counters file beside the queue: the daily relay count survives a
@@ -260,6 +265,14 @@ impl Server {
             Some(c) => Some(Arc::new(crate::srs::Srs::load(c)?)),
             None => None,
         };
+        let verifier = match config.auth.enable {
+            true => Some(Arc::new(crate::msgauth::Verifier::new(
+                &config.dns,
+                &config.auth,
+                &config.hostname,
+            )?)),
+            false => None,
+        };
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
@@ -280,6 +293,7 @@ impl Server {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             dkim,
             srs,
+            verifier,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

@@ -8,6 +8,7 @@ use crate::server::Server;
 use postern_adapters::directory::Resolution;
 use postern_core::policy::admission::Service;
 use postern_core::policy::delivery::store_verdict;
+use postern_core::policy::msgauth::{self, AuthVerdict};
 use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
 use postern_core::policy::sender::{mail_verdict, MailRefusal, MailVerdict};
 use postern_core::proxy::AddressSource;
@@ -258,9 +259,38 @@ async fn answer(
             session.answer_rcpt(Instant::now(), rcpt_verdict(&facts));
         }
         Event::Message(msg) => {
+            let mut msg = *msg;
+            let mut folder = None;
+            let checked = match (&srv.verifier, listener.role) {
+                (Some(v), Role::Mx) if msg.envelope.authenticated.is_none() => {
+                    let started = Instant::now();
+                    let checked = v.check(&msg.envelope, &msg.data).await;
+                    info!(client = %client, took_ms = started.elapsed().as_millis() as u64, facts = ?checked.facts, "message authentication");
+                    Some((v, checked))
+                }
+                _ => None,
+            };
+            if let Some((v, checked)) = checked {
+                let verdict = msgauth::verdict(&v.config.settings, &checked.facts);
+                match verdict {
+                    AuthVerdict::Reject(refusal) => {
+                        info!(client = %client, facts = ?checked.facts, "message refused by DMARC policy");
+                        session.answer_message(Instant::now(), StoreAnswer::Refuse(refusal));
+                        return;
+                    }
+                    AuthVerdict::Junk => folder = Some(v.config.junk_folder.clone()),
+                    AuthVerdict::Accept => {}
+                }
+                let mut data = checked.header.into_bytes();
+                match msgauth::strip_own_results(&msg.data, &srv.config.hostname) {
+                    Some(stripped) => data.extend_from_slice(&stripped),
+                    None => data.extend_from_slice(&msg.data),
+                }
+                msg.data = data;
+            }
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
-            let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
+            let (outcome, msg) = deliver::deliver(srv2, msg, id2, folder).await;
             let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
             srv.metrics.delivered(&outcome, remote);
             let _ = srv.relay_wake.try_send(());

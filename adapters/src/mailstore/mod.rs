@@ -329,6 +329,7 @@ impl MailboxStore for MailStore {
                         },
                         prefix: d.prefix.clone(),
                         message: d.message.clone(),
+                        folder: d.folder.clone(),
                     });
                 }
                 None => out.push(Err(StoreError::NoAccount(d.user.clone()))),

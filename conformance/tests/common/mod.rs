@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod dns;
 pub mod smarthost;
 
 use std::io::{BufRead, BufReader, Read, Write};

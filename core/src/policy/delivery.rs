@@ -13,6 +13,9 @@ pub enum MessageRefusal {
     TempFail,
     /// The spam verdict refuses it (`554 5.7.1`).
     Spam,
+    /// The From domain's DMARC policy is `reject` and the message failed
+    /// DMARC (`550 5.7.1`, [`crate::policy::msgauth`]).
+    DmarcReject,
 }
 
 /// What the executed deliveries came to.

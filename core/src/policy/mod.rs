@@ -13,6 +13,9 @@
 //! - [`delivery`]: what becomes of an accepted message (the headers each
 //!   local copy gets, which recipients are queued, the answer once the
 //!   copies are durable). Message authentication and spam scores join here.
+//! - [`msgauth`]: what the SPF, DKIM, DMARC and ARC results of an inbound
+//!   message mean for it (accept, deliver to Junk, or refuse), and the
+//!   `Authentication-Results` headers that claim to be ours.
 //! - [`queue`]: the retry schedule and the bounce (DSN) a failure earns.
 //! - [`relay`]: the daily relay cap, and what one relay attempt's outcomes
 //!   mean for the queued message (done, retry when, bounce whom).
@@ -20,6 +23,7 @@
 pub mod admission;
 pub mod auth;
 pub mod delivery;
+pub mod msgauth;
 pub mod queue;
 pub mod recipient;
 pub mod relay;

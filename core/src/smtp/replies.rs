@@ -348,6 +348,11 @@ pub fn message_refused(refusal: &MessageRefusal) -> Reply {
     match refusal {
         MessageRefusal::TempFail => STORAGE_TEMPFAIL,
         MessageRefusal::Spam => fixed(554, "5.7.1", "Message rejected as spam"),
+        MessageRefusal::DmarcReject => fixed(
+            550,
+            "5.7.1",
+            "Message rejected: it fails the DMARC policy of its From domain",
+        ),
     }
 }
 

@@ -109,6 +109,9 @@
 //! and parses: accounts, virtual, quotas, certificate and key, relay
 //! `sasl_passwd` and CA file.
 
+pub mod dns;
+pub mod msgauth;
+
 use postern_core::proxy::{ProxyConfig, ProxyPolicy};
 use postern_core::smtp::{BareNewline, Postscreen, PostscreenAction, SmtpConfig, SmtpLimits};
 use postern_core::Networks;
@@ -178,6 +181,10 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    dns: dns::RawDns,
+    #[serde(default)]
+    auth: msgauth::RawAuth,
     mta_sts: Option<Spanned<RawMtaSts>>,
     dkim: Option<Spanned<dkim::RawDkim>>,
     srs: Option<Spanned<srs::RawSrs>>,
@@ -385,6 +392,10 @@ pub struct Config {
     pub rate: RateConfig,
     /// The log's format and file.
     pub log: LogConfig,
+    /// The resolver for message authentication (`config/dns.rs`).
+    pub dns: dns::DnsConfig,
+    /// Message authentication on the MX (`config/msgauth.rs`).
+    pub auth: msgauth::AuthConfig,
     /// The MTA-STS policy served on the HTTP listener, if any.
     pub mta_sts: Option<postern_core::mtasts::Policy>,
     /// Outbound DKIM signing (`[dkim]`, `config/dkim.rs`).
@@ -884,6 +895,8 @@ impl Config {
         Ok(Config {
             dkim,
             srs,
+            dns: raw.dns.check(&at)?,
+            auth: raw.auth.check(smtp.limits.data_timeout, &at)?,
             max_connections,
             max_connections_per_client,
             rate,

@@ -118,4 +118,28 @@ fn mime_limits_and_summary_cache_are_settings() {
     let deep = format!("{GOOD}[imap]\nmime_max_depth = 101\n");
     let e = Config::parse(&deep, Path::new("p.toml"), Path::new(".")).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("imap.mime_max_depth"), "{e}");
+fn dns_and_auth_sections_are_read_and_checked() {
+    let c = Config::parse(GOOD, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert!(!c.auth.enable);
+    assert!(c.dns.servers.is_empty());
+    let good = format!(
+        "{GOOD}[dns]\nservers = [\"127.0.0.1:5353\"]\ntimeout_ms = 300\n\
+         [auth]\nenable = true\nreject = false\njunk_folder = \"Spam\"\nbudget_secs = 7\n"
+    );
+    let c = Config::parse(&good, Path::new("p.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.dns.servers, vec!["127.0.0.1:5353".parse().unwrap()]);
+    assert_eq!(c.dns.timeout, Duration::from_millis(300));
+    assert!(c.auth.enable && !c.auth.settings.reject && c.auth.settings.quarantine);
+    assert_eq!(c.auth.junk_folder, "Spam");
+    assert_eq!(c.auth.budget, Duration::from_secs(7));
+    for (bad, key) in [
+        ("[dns]\nservers = [\"localhost\"]\n", "dns.servers"),
+        ("[dns]\ntimeout_ms = 1\n", "dns.timeout_ms"),
+        ("[auth]\njunk_folder = \"../x\"\n", "auth.junk_folder"),
+        ("[auth]\nbudget_secs = 300\n", "auth.budget_secs"),
+    ] {
+        let e = Config::parse(&format!("{GOOD}{bad}"), Path::new("p.toml"), Path::new("."))
+            .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+    }
 }
