@@ -118,6 +118,9 @@ fn mime_limits_and_summary_cache_are_settings() {
     let deep = format!("{GOOD}[imap]\nmime_max_depth = 101\n");
     let e = Config::parse(&deep, Path::new("p.toml"), Path::new(".")).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("imap.mime_max_depth"), "{e}");
+}
+
+#[test]
 fn dns_and_auth_sections_are_read_and_checked() {
     let c = Config::parse(GOOD, Path::new("p.toml"), Path::new(".")).unwrap();
     assert!(!c.auth.enable);
