@@ -13,6 +13,8 @@
 //! - [`delivery`]: what becomes of an accepted message (the headers each
 //!   local copy gets, which recipients are queued, the answer once the
 //!   copies are durable). Message authentication and spam scores join here.
+//! - [`spam`]: what a spam score means for a copy (INBOX, Junk, refuse),
+//!   the X-Spam headers, and which IMAP requests train the classifier.
 //! - [`queue`]: the retry schedule and the bounce (DSN) a failure earns.
 //! - [`relay`]: the daily relay cap, and what one relay attempt's outcomes
 //!   mean for the queued message (done, retry when, bounce whom).
@@ -24,3 +26,4 @@ pub mod queue;
 pub mod recipient;
 pub mod relay;
 pub mod sender;
+pub mod spam;
