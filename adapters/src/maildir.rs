@@ -247,6 +247,8 @@ pub struct DeliveryJob {
     pub prefix: Vec<u8>,
     /// The message (CRLF).
     pub message: Arc<Vec<u8>>,
+    /// Into the `.Junk` folder instead of INBOX.
+    pub junk: bool,
 }
 
 impl Maildir {
@@ -391,7 +393,10 @@ impl Maildir {
         let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let r = (|| {
-                let inbox = self.ensure(&job.mailbox)?;
+                let mut inbox = self.ensure(&job.mailbox)?;
+                if job.junk {
+                    inbox = inbox.join(".Junk");
+                }
                 let mut body = Vec::with_capacity(job.prefix.len() + job.message.len());
                 crlf_to_lf(&mut body, &job.prefix);
                 crlf_to_lf(&mut body, &job.message);
@@ -682,6 +687,7 @@ mod tests {
                 mailbox: (*m).clone(),
                 prefix: b"Return-Path: <a@b>\r\n".to_vec(),
                 message: msg.clone(),
+                junk: false,
             })
             .collect();
         let r = md.deliver_batch(&jobs);

@@ -593,6 +593,7 @@ impl MailboxStore for MemStore {
                 out.push(Err(MemStoreError::NotAnAccount(d.user.clone()).into()));
                 continue;
             }
+            let folder = if d.junk { "Junk" } else { "INBOX" };
             let mut data = Vec::with_capacity(d.prefix.len() + d.message.len());
             data.extend_from_slice(&d.prefix);
             data.extend_from_slice(&d.message);
@@ -601,7 +602,7 @@ impl MailboxStore for MemStore {
                 if needed > room {
                     return Err(MemStoreError::Full { needed, room });
                 }
-                match a.folders.get_mut("INBOX") {
+                match a.folders.get_mut(folder) {
                     Some(f) => {
                         f.add(&[], Arc::new(data), now);
                         Ok(())
@@ -610,7 +611,7 @@ impl MailboxStore for MemStore {
                 }
             });
             if r.is_ok() {
-                self.changed(&d.user, "INBOX");
+                self.changed(&d.user, folder);
             }
             out.push(r.map_err(StoreError::from));
         }
@@ -676,6 +677,7 @@ mod tests {
                 user: u.into(),
                 prefix: vec![],
                 message: Arc::new(b"b\r\n".to_vec()),
+                junk: false,
             }])
             .len(),
             1
@@ -713,6 +715,7 @@ mod tests {
             user: u.into(),
             prefix: vec![],
             message: Arc::new(b"12345".to_vec()),
+            junk: false,
         }])[0]
             .is_err());
         assert!(!s.over_quota(u));

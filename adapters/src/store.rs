@@ -60,7 +60,7 @@ pub struct Version(pub u64);
 /// or EXPUNGE): IDLE wakes on it.
 pub type ChangeListener = Arc<dyn Fn(&MailboxId) + Send + Sync>;
 
-/// One message for one account's INBOX, as local delivery hands it over.
+/// One message for one account's INBOX (or Junk), as local delivery hands it over.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// The account address (`user@domain`).
@@ -69,6 +69,8 @@ pub struct Delivery {
     pub prefix: Vec<u8>,
     /// The message (CRLF); shared by the recipients of one transaction.
     pub message: Arc<Vec<u8>>,
+    /// Into the account's Junk folder instead of INBOX (the spam verdict).
+    pub junk: bool,
 }
 
 /// Why a store could not do what was asked.

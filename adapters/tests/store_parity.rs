@@ -249,6 +249,7 @@ fn message_corners() {
         user: "alice@example.com".into(),
         prefix: b"Return-Path: <b@x.org>\r\n".to_vec(),
         message: Arc::new(b"Subject: d\r\n\r\nd\r\n".to_vec()),
+        junk: false,
     }];
     assert!(mem.deliver(&d)[0].is_ok() && disk.deliver(&d)[0].is_ok());
     same(

@@ -339,6 +339,7 @@ impl ImapDriver {
                     user: self.owner.clone(),
                     prefix: Vec::new(),
                     message: Arc::new(unescape(text)?),
+                    junk: false,
                 }]);
                 if let Some(Err(e)) = r.into_iter().next() {
                     return Err(format!("@deliver: {e}"));

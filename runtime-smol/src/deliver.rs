@@ -23,7 +23,12 @@ pub fn outbound_filter(data: Vec<u8>) -> Vec<u8> {
 /// Delivers an accepted message: remote recipients into the queue, local
 /// ones into their mailboxes, each durably. Returns what became durable,
 /// and the message back.
-pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Message) {
+pub async fn deliver(
+    srv: Arc<Server>,
+    msg: Message,
+    id: String,
+    spam: crate::spam::Screened,
+) -> (Outcome, Message) {
     let mut outcome = Outcome {
         queued: true,
         ..Outcome::default()
@@ -40,7 +45,7 @@ pub async fn deliver(srv: Arc<Server>, msg: Message, id: String) -> (Outcome, Me
     } else {
         msg
     };
-    let jobs = match local_jobs(&srv, &msg, &id) {
+    let jobs = match local_jobs(&srv, &msg, &id, &spam) {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(id = %id, "{e}");
@@ -142,6 +147,7 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
                     user: mb.to_string(),
                     prefix: bounce_prefix(mb),
                     message: message.clone(),
+                    junk: false,
                 })
                 .collect();
             for r in srv.mailstore.deliver(&deliveries) {
@@ -159,7 +165,12 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
 }
 
 /// The local copies of a message as delivery jobs for the writer.
-fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>> {
+fn local_jobs(
+    srv: &Server,
+    msg: &Message,
+    id: &str,
+    spam: &crate::spam::Screened,
+) -> io::Result<Vec<Delivery>> {
     let env = &msg.envelope;
     let mut resolved = Vec::new();
     for rcpt in env.rcpt_to.iter().filter(|r| r.local) {
@@ -175,10 +186,18 @@ fn local_jobs(srv: &Server, msg: &Message, id: &str) -> io::Result<Vec<Delivery>
     Ok(
         local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
             .into_iter()
-            .map(|c| Delivery {
-                user: c.mailbox.to_string(),
-                prefix: c.prefix,
-                message: data.clone(),
+            .map(|c| {
+                let user = c.mailbox.to_string();
+                // The spam verdict's headers go after the trace lines.
+                let (headers, junk) = spam.for_mailbox(&user);
+                let mut prefix = c.prefix;
+                prefix.extend_from_slice(headers);
+                Delivery {
+                    user,
+                    prefix,
+                    message: data.clone(),
+                    junk,
+                }
             })
             .collect(),
     )

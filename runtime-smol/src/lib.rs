@@ -20,4 +20,5 @@ pub mod relay;
 pub mod server;
 pub mod smarthost;
 pub mod smtp;
+pub mod spam;
 pub mod tls;

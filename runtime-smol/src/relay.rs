@@ -287,6 +287,7 @@ async fn deliver_local(
                 user: mb.to_string(),
                 prefix: postern_core::smtp::received::queued_copy_prefix(from, &mb),
                 message: data.clone(),
+                junk: false,
             });
             owners.push(i);
         }

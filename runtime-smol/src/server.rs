@@ -49,6 +49,8 @@ pub struct Server {
     pub cert: Option<Arc<ReloadingCert>>,
     /// The Prometheus metrics (`/metrics` on an `http` listener).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The users' spam classifiers, beside their Maildirs.
+    pub spam: Arc<postern_adapters::spamstore::SpamStore>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -249,6 +251,10 @@ impl Server {
             tls,
             cert,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            spam: Arc::new(postern_adapters::spamstore::SpamStore::new(
+                &config.data_dir,
+                Arc::new(|m: &str| tracing::warn!("{m}")),
+            )),
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

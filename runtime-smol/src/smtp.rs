@@ -7,7 +7,7 @@ use crate::deliver;
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
 use postern_core::policy::admission::Service;
-use postern_core::policy::delivery::store_verdict;
+use postern_core::policy::delivery::{store_verdict, MessageRefusal};
 use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
 use postern_core::policy::sender::{mail_verdict, MailRefusal, MailVerdict};
 use postern_core::proxy::AddressSource;
@@ -240,7 +240,15 @@ async fn answer(
         Event::Message(msg) => {
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
-            let (outcome, msg) = deliver::deliver(srv2, *msg, id2).await;
+            // Message authentication fills `AuthInput` here once it runs.
+            let auth = postern_core::spam::AuthInput::default();
+            let screened = crate::spam::screen(srv, listener.role, &msg, auth).await;
+            if screened.refuse {
+                info!(client = %client, id = %id, "{id}: rejected as spam");
+                session.answer_message(Instant::now(), StoreAnswer::Refuse(MessageRefusal::Spam));
+                return;
+            }
+            let (outcome, msg) = deliver::deliver(srv2, *msg, id2, screened).await;
             let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
             srv.metrics.delivered(&outcome, remote);
             let _ = srv.relay_wake.try_send(());

@@ -290,6 +290,7 @@ fn changes_are_told_by_mailbox_not_path() {
             user: u.into(),
             prefix: Vec::new(),
             message: Arc::new(b"Subject: d\r\n\r\nd\r\n".to_vec()),
+            junk: false,
         }],
     );
     assert!(r[0].is_ok(), "{r:?}");

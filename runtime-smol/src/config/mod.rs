@@ -115,6 +115,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+mod spam;
 
 /// The largest configuration file read.
 const MAX_CONFIG: u64 = 1 << 20;
@@ -172,6 +173,8 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    spam: spam::RawSpam,
     mta_sts: Option<Spanned<RawMtaSts>>,
     listener: Vec<Spanned<RawListener>>,
 }
@@ -441,6 +444,8 @@ pub struct Config {
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
+    /// `[spam]`: scoring and learning (`config/spam.rs`).
+    pub spam: postern_core::policy::spam::SpamSettings,
 }
 
 /// A number's range: (key, default, least, most).
@@ -915,6 +920,7 @@ impl Config {
             .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
 
         Ok(Config {
+            spam: spam::settings(&raw.spam, &at)?,
             max_connections,
             max_connections_per_client,
             rate,
