@@ -10,7 +10,7 @@ use crate::crc32c::crc32c;
 use std::collections::HashMap;
 
 /// The most tokens kept per user; past it the least useful are pruned.
-pub const MAX_TOKENS: usize = 120_000;
+pub const MAX_TOKENS: usize = 300_000;
 /// The most messages whose learned class is remembered (for un-learning).
 pub const MAX_REMEMBERED: usize = 4_000;
 /// Learned examples of each class at which the classifier counts fully.

@@ -146,7 +146,7 @@ fn rule_points(f: &Facts, auth: &AuthInput) -> Vec<(&'static str, f64)> {
 pub fn bayes_points(probability: f64, weight: f64) -> f64 {
     let d = (probability - 0.5) * 2.0;
     if d >= 0.0 {
-        weight * BAYES_SPAM_MAX * d.powi(3)
+        weight * BAYES_SPAM_MAX * d
     } else {
         weight * -BAYES_HAM_MAX * d.powi(3)
     }
@@ -257,8 +257,10 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
             let b = raw.get(s..e).unwrap_or_default();
             String::from_utf8_lossy(&b[..b.len().min(2048)]).into_owned()
         };
+        if name == "date" {
+            date = true;
+        }
         match name.as_str() {
-            "date" => date = true,
             "message-id" => {
                 mid = true;
                 if let Some(d) = domain_of(&value()) {
