@@ -17,7 +17,8 @@
 //! `$TMPDIR/postern-spam-corpus`), `POSTERN_SPAM_SEED` (default 14),
 //! `POSTERN_SPAM_LIMIT` (messages for Postern, default all),
 //! `POSTERN_SPAM_REF_LIMIT` (messages for the references: the first N of
-//! the same order; default all), `POSTERN_SPAM_REFS=0` to skip them.
+//! the same order; default all), `POSTERN_SPAM_REFS=0` to skip them,
+//! `POSTERN_SPAM_TMP` (the references' folders; default `/dev/shm`).
 //!
 //! `cargo bench -p postern-conformance --bench spam`
 
@@ -492,7 +493,13 @@ fn main() {
         .min(msgs.len());
     let refs = &msgs[..ref_limit];
     if std::env::var("POSTERN_SPAM_REFS").as_deref() != Ok("0") {
-        let dir = std::env::temp_dir().join(format!("postern-spam-bench-{}", std::process::id()));
+        // On tmpfs where there is one: SpamAssassin's Bayes database syncs
+        // after every learned message.
+        let tmp = std::env::var_os("POSTERN_SPAM_TMP")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tmp.join(format!("postern-spam-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         if let Some(t) = run_spamassassin(refs, &dir.join("sa-home")) {
             tallies.push(t);

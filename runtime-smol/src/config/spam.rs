@@ -51,3 +51,33 @@ pub(super) fn settings(raw: &RawSpam, at: At<'_>) -> Result<SpamSettings, Config
         learn: raw.learn.unwrap_or(d.learn),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<SpamSettings, String> {
+        let raw: RawSpam = toml::from_str(text).map_err(|e| e.to_string())?;
+        let at = |_: std::ops::Range<usize>, key: &str, message: String| ConfigError {
+            file: "t.toml".into(),
+            line: None,
+            key: Some(key.to_owned()),
+            message,
+        };
+        settings(&raw, &at).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_ranges_and_order() {
+        assert_eq!(check(""), Ok(SpamSettings::default()));
+        let s = check("junk_score = 4.5\nreject_score = 20.0\nlearn = false\n");
+        assert_eq!(
+            s.map(|s| (s.junk_score, s.reject_score, s.learn)),
+            Ok((4.5, 20.0, false))
+        );
+        assert!(check("junk_score = 8.0\nreject_score = 7.0\n")
+            .is_err_and(|e| e.contains("spam.reject_score")));
+        assert!(check("junk_score = 5000.0\n").is_err_and(|e| e.contains("spam.junk_score")));
+        assert!(check("bogus = 1\n").is_err());
+    }
+}
