@@ -6,5 +6,6 @@ pub mod maildir;
 pub mod mailstore;
 pub mod memstore;
 pub mod sasl_passwd;
+pub mod spamstore;
 pub mod spool;
 pub mod store;

@@ -60,7 +60,7 @@ pub struct Version(pub u64);
 /// or EXPUNGE): IDLE wakes on it.
 pub type ChangeListener = Arc<dyn Fn(&MailboxId) + Send + Sync>;
 
-/// One message for one account's INBOX, as local delivery hands it over.
+/// One message for one account's INBOX (or Junk), as local delivery hands it over.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// The account address (`user@domain`).

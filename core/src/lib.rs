@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod sasl;
 pub mod secret;
 pub mod smtp;
+pub mod spam;
 pub mod srs;
 pub mod timer;
 pub mod x509;

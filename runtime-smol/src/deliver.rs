@@ -120,13 +120,15 @@ fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> 
 
 /// Delivers an accepted message: remote recipients into the queue, local
 /// ones into their mailboxes (into `folder` instead of INBOX when given:
-/// the message-authentication verdict's Junk), each durably. Returns what
-/// became durable, and the message back.
+/// the message-authentication verdict's Junk; or into Junk when the spam
+/// verdict says so for that copy), each durably. Returns what became
+/// durable, and the message back.
 pub async fn deliver(
     srv: Arc<Server>,
     msg: Message,
     id: String,
     folder: Option<String>,
+    spam: crate::spam::Screened,
 ) -> (Outcome, Message) {
     let mut outcome = Outcome {
         queued: true,
@@ -164,7 +166,7 @@ pub async fn deliver(
     } else {
         msg
     };
-    let jobs = match local_jobs(&srv, &msg, &id, folder) {
+    let jobs = match local_jobs(&srv, &msg, &id, folder, &spam) {
         Ok(j) => j,
         Err(e) => {
             tracing::warn!(id = %id, "{e}");
@@ -307,6 +309,7 @@ fn local_jobs(
     msg: &Message,
     id: &str,
     folder: Option<String>,
+    spam: &crate::spam::Screened,
 ) -> io::Result<Vec<Delivery>> {
     let env = &msg.envelope;
     let mut resolved = Vec::new();
@@ -318,11 +321,23 @@ fn local_jobs(
     Ok(
         local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
             .into_iter()
-            .map(|c| Delivery {
-                user: c.mailbox.to_string(),
-                prefix: c.prefix,
-                message: data.clone(),
-                folder: folder.clone(),
+            .map(|c| {
+                let user = c.mailbox.to_string();
+                // The spam verdict's headers go after the trace lines.
+                let (headers, junk) = spam.for_mailbox(&user);
+                let mut prefix = c.prefix;
+                prefix.extend_from_slice(headers);
+                let folder = match (&folder, junk) {
+                    (Some(f), _) => Some(f.clone()),
+                    (None, true) => Some(srv.config.auth.junk_folder.clone()),
+                    (None, false) => None,
+                };
+                Delivery {
+                    user,
+                    prefix,
+                    message: data.clone(),
+                    folder,
+                }
             })
             .collect(),
     )

@@ -236,13 +236,15 @@ async fn answer(
         Event::Mailbox { user, request } => {
             // From memory on this thread when the store can (most Polls,
             // STATUS, cached summaries); otherwise on the blocking pool.
+            let learn = crate::spam::before_request(srv, &user, &request).await;
             let answer = match srv.mailstore.answer_cached(&user, &request) {
                 Some(a) => a,
                 None => {
-                    let store = srv.mailstore.clone();
-                    smol::unblock(move || store.answer(&user, request)).await
+                    let (store, u) = (srv.mailstore.clone(), user.clone());
+                    smol::unblock(move || store.answer(&u, request)).await
                 }
             };
+            crate::spam::after_request(srv, &user, learn, &answer).await;
             session.answer_mailbox(Instant::now(), answer);
         }
         Event::Notice(n) => match n {

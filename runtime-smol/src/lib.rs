@@ -23,5 +23,6 @@ pub mod relay;
 pub mod server;
 pub mod smarthost;
 pub mod smtp;
+pub mod spam;
 pub mod srs;
 pub mod tls;

@@ -55,6 +55,8 @@ pub struct Server {
     pub srs: Option<Arc<crate::srs::Srs>>,
     /// Message authentication of MX mail, when `[auth] enable`.
     pub verifier: Option<Arc<crate::msgauth::Verifier>>,
+    /// The users' spam classifiers, beside their Maildirs.
+    pub spam: Arc<postern_adapters::spamstore::SpamStore>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -294,6 +296,10 @@ impl Server {
             dkim,
             srs,
             verifier,
+            spam: Arc::new(postern_adapters::spamstore::SpamStore::new(
+                &config.data_dir,
+                Arc::new(|m: &str| tracing::warn!("{m}")),
+            )),
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

@@ -7,7 +7,7 @@ use crate::deliver;
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
 use postern_core::policy::admission::Service;
-use postern_core::policy::delivery::store_verdict;
+use postern_core::policy::delivery::{store_verdict, MessageRefusal};
 use postern_core::policy::msgauth::{self, AuthVerdict};
 use postern_core::policy::recipient::{rcpt_verdict, Destination, RcptFacts};
 use postern_core::policy::sender::{mail_verdict, MailRefusal, MailVerdict};
@@ -261,6 +261,8 @@ async fn answer(
         Event::Message(msg) => {
             let mut msg = *msg;
             let mut folder = None;
+            // What the spam score takes from the authentication results.
+            let mut spam_auth = postern_core::spam::AuthInput::default();
             let checked = match (&srv.verifier, listener.role) {
                 (Some(v), Role::Mx) if msg.envelope.authenticated.is_none() => {
                     let started = Instant::now();
@@ -271,6 +273,7 @@ async fn answer(
                 _ => None,
             };
             if let Some((v, checked)) = checked {
+                spam_auth = postern_core::spam::AuthInput::from_facts(&checked.facts);
                 let verdict = msgauth::verdict(&v.config.settings, &checked.facts);
                 match verdict {
                     AuthVerdict::Reject(refusal) => {
@@ -290,7 +293,13 @@ async fn answer(
             }
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
-            let (outcome, msg) = deliver::deliver(srv2, msg, id2, folder).await;
+            let screened = crate::spam::screen(srv, listener.role, &msg, spam_auth).await;
+            if screened.refuse {
+                info!(client = %client, id = %id, "{id}: rejected as spam");
+                session.answer_message(Instant::now(), StoreAnswer::Refuse(MessageRefusal::Spam));
+                return;
+            }
+            let (outcome, msg) = deliver::deliver(srv2, msg, id2, folder, screened).await;
             let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
             srv.metrics.delivered(&outcome, remote);
             let _ = srv.relay_wake.try_send(());

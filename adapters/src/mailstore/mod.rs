@@ -346,7 +346,11 @@ impl MailboxStore for MailStore {
                 // INTERNALDATE is the store clock's time of delivery: with
                 // another clock than the system's (tests), date the file.
                 Ok(name) if (now - system).abs() > 1 => {
-                    let path = self.maildir.mailbox_path(&job.mailbox).join("new");
+                    let mut path = self.maildir.mailbox_path(&job.mailbox);
+                    if let Some(f) = &job.folder {
+                        path = path.join(format!(".{f}"));
+                    }
+                    let path = path.join("new");
                     if let Some(t) = u64::try_from(now)
                         .ok()
                         .and_then(|s| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))

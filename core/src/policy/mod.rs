@@ -16,6 +16,8 @@
 //! - [`msgauth`]: what the SPF, DKIM, DMARC and ARC results of an inbound
 //!   message mean for it (accept, deliver to Junk, or refuse), and the
 //!   `Authentication-Results` headers that claim to be ours.
+//! - [`spam`]: what a spam score means for a copy (INBOX, Junk, refuse),
+//!   the X-Spam headers, and which IMAP requests train the classifier.
 //! - [`queue`]: the retry schedule and the bounce (DSN) a failure earns.
 //! - [`relay`]: the daily relay cap, and what one relay attempt's outcomes
 //!   mean for the queued message (done, retry when, bounce whom).
@@ -28,3 +30,4 @@ pub mod queue;
 pub mod recipient;
 pub mod relay;
 pub mod sender;
+pub mod spam;

@@ -121,6 +121,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+mod spam;
 
 pub mod dkim;
 pub mod srs;
@@ -181,6 +182,8 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    spam: spam::RawSpam,
     #[serde(default)]
     dns: dns::RawDns,
     #[serde(default)]
@@ -405,6 +408,8 @@ pub struct Config {
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
+    /// `[spam]`: scoring and learning (`config/spam.rs`).
+    pub spam: postern_core::policy::spam::SpamSettings,
 }
 
 /// A number's range: (key, default, least, most).
@@ -897,6 +902,7 @@ impl Config {
             srs,
             dns: raw.dns.check(&at)?,
             auth: raw.auth.check(smtp.limits.data_timeout, &at)?,
+            spam: spam::settings(&raw.spam, &at)?,
             max_connections,
             max_connections_per_client,
             rate,

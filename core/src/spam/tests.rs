@@ -1,0 +1,191 @@
+use super::bayes::{Class, Classifier};
+use super::*;
+
+const PLAIN: &str = "From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: Lunch\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\r\nShall we meet for lunch tomorrow?\r\n";
+
+fn names(r: &Report) -> Vec<&'static str> {
+    r.rules.iter().map(|(n, _)| *n).collect()
+}
+
+#[test]
+fn a_plain_message_fires_nothing() {
+    let a = analyze(PLAIN.as_bytes());
+    let r = report(&a, &AuthInput::default(), None);
+    assert!(r.rules.is_empty(), "{:?}", r.rules);
+    assert_eq!(r.score, 0.0);
+    assert!(!a.tokens.is_empty());
+}
+
+#[test]
+fn gtube_always_fires_even_encoded() {
+    let m = format!(
+        "Subject: t\r\n\r\n{}\r\n",
+        std::str::from_utf8(GTUBE).unwrap_or("")
+    );
+    let r = report(&analyze(m.as_bytes()), &AuthInput::default(), None);
+    assert!(r.gtube && r.score >= 1000.0);
+    let b64 = "U1hKUypDNEpEQlFBRE4xLk5TQk4zKjJJRE5FTipHVFVCRS1TVEFOREFSRC1BTlRJLVVCRS1URVNULUVNQUlMKkMuMzRY";
+    let m = format!("Subject: t\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n");
+    let a = analyze(m.as_bytes());
+    // "SXJS..." decodes to a string that carries GTUBE after one byte.
+    assert!(a.facts.gtube, "{:?}", a.facts);
+}
+
+#[test]
+fn header_anomalies() {
+    let m = "From: a@bank.example\r\nReply-To: x@other.example\r\nReceived: from somewhere\r\nSubject: hi\r\n\r\nbody\r\n";
+    let r = report(&analyze(m.as_bytes()), &AuthInput::default(), None);
+    let n = names(&r);
+    for rule in [
+        "MISSING_DATE",
+        "MISSING_MID",
+        "FROM_REPLYTO_DIFF",
+        "FORGED_RECEIVED",
+    ] {
+        assert!(n.contains(&rule), "{rule} in {n:?}");
+    }
+}
+
+#[test]
+fn html_only_with_mismatched_link_and_obfuscation() {
+    let m = "From: a@b.example\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <x@b.example>\r\nContent-Type: text/html\r\n\r\n<html><body><a href=\"http://phish.example.ru/\">https://www.mybank.com/</a> &#86;&#105;&#97;&#103;&#114;&#97;&#86;&#105;&#97;&#103;&#114;&#97; v.i.a.g.r.a c.i.a.l.i.s p-i-l-l-s-x</body></html>\r\n";
+    let n = names(&report(&analyze(m.as_bytes()), &AuthInput::default(), None));
+    for rule in ["HTML_ONLY", "LINK_TEXT_MISMATCH", "OBFUSCATED_BODY"] {
+        assert!(n.contains(&rule), "{rule} in {n:?}");
+    }
+}
+
+fn with_attachment(name: &str, bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    format!("From: a@b.example\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <y@b.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--B--\r\n").into_bytes()
+}
+
+#[test]
+fn executable_and_macro_attachments() {
+    let n = names(&report(
+        &analyze(&with_attachment("invoice.exe", b"MZ...")),
+        &AuthInput::default(),
+        None,
+    ));
+    assert!(n.contains(&"EXECUTABLE_ATTACHMENT"), "{n:?}");
+    let mut doc = b"PK\x03\x04".to_vec();
+    doc.extend_from_slice(&[0; 26]);
+    doc.extend_from_slice(b"word/vbaProject.bin");
+    let r = report(
+        &analyze(&with_attachment("invoice.docx", &doc)),
+        &AuthInput::default(),
+        None,
+    );
+    assert!(names(&r).contains(&"OFFICE_MACRO"), "{:?}", r.rules);
+    assert!(r.score >= 8.0);
+    let clean = report(
+        &analyze(&with_attachment(
+            "notes.docx",
+            b"PK\x03\x04word/document.xml",
+        )),
+        &AuthInput::default(),
+        None,
+    );
+    assert!(clean.rules.is_empty(), "{:?}", clean.rules);
+}
+
+#[test]
+fn authentication_results_count() {
+    let auth = AuthInput {
+        dmarc: AuthVerdict::Fail,
+        spf: AuthVerdict::Fail,
+        ..AuthInput::default()
+    };
+    let r = report(&analyze(PLAIN.as_bytes()), &auth, None);
+    assert_eq!(names(&r), vec!["SPF_FAIL", "DMARC_FAIL"]);
+}
+
+#[test]
+fn the_classifier_joins_after_a_few_examples() {
+    let spam = |i: usize| {
+        format!("From: win{i}@lottery.example\r\nSubject: You won a prize {i}\r\n\r\nClaim your lottery prize now, send your bank details, winner {i}!\r\n")
+    };
+    let ham = |i: usize| {
+        format!("From: colleague@example.org\r\nSubject: Minutes {i}\r\n\r\nHere are the minutes of the project meeting {i}; review the agenda.\r\n")
+    };
+    let mut c = Classifier::new();
+    for i in 0..3 {
+        let s = analyze(spam(i).as_bytes());
+        c.learn(s.key, &s.tokens, Class::Spam);
+        let h = analyze(ham(i).as_bytes());
+        c.learn(h.key, &h.tokens, Class::Ham);
+    }
+    let weak = report(
+        &analyze(spam(99).as_bytes()),
+        &AuthInput::default(),
+        Some(&c),
+    )
+    .score;
+    for i in 3..10 {
+        let s = analyze(spam(i).as_bytes());
+        c.learn(s.key, &s.tokens, Class::Spam);
+        let h = analyze(ham(i).as_bytes());
+        c.learn(h.key, &h.tokens, Class::Ham);
+    }
+    let r = report(
+        &analyze(spam(99).as_bytes()),
+        &AuthInput::default(),
+        Some(&c),
+    );
+    assert!(r.score > weak && r.score >= 6.0, "{weak} then {:?}", r);
+    let r = report(
+        &analyze(ham(99).as_bytes()),
+        &AuthInput::default(),
+        Some(&c),
+    );
+    assert!(r.score < 0.0, "{r:?}");
+}
+
+#[test]
+fn bad_input_is_bounded_and_never_panics() {
+    // Huge: only the prefix is read.
+    let mut big = PLAIN.as_bytes().to_vec();
+    big.extend(std::iter::repeat_n(b'a', 20 << 20));
+    let a = analyze(&big);
+    assert!(a.facts.truncated);
+    // Deep MIME.
+    let mut deep = String::from("Subject: deep\r\n");
+    for i in 0..3000 {
+        deep.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    deep.push_str("\r\nhello\r\n");
+    let _ = analyze(deep.as_bytes());
+    // Nested messages.
+    let mut nested = String::from("hello\r\n");
+    for _ in 0..200 {
+        nested = format!("Content-Type: message/rfc822\r\n\r\n{nested}");
+    }
+    let _ = analyze(nested.as_bytes());
+    // Binary, invalid charsets, malformed HTML.
+    let bin: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _ = analyze(&bin);
+    let _ = analyze(b"Content-Type: text/plain; charset=x-nonsense\r\n\r\n\xff\xfe\x80abc\r\n");
+    let _ = analyze(b"Content-Type: text/html\r\n\r\n<a href=<<<<a <a href='http://x.y'>&#99999999999;&#x;<<<\r\n");
+    let _ = analyze(b"");
+    let html = format!(
+        "Content-Type: text/html\r\n\r\n{}",
+        "<a href=\"http://a.com\">b.com".repeat(50_000)
+    );
+    let a = analyze(html.as_bytes());
+    assert!(a.tokens.len() <= tokens::MAX_TOKENS_PER_MESSAGE + 1);
+}
+
+#[test]
+fn the_key_is_the_message_id_or_the_body() {
+    let a = analyze(PLAIN.as_bytes());
+    let b = analyze(format!("Received: by x; Tue, 1 Dec 2026\r\n{PLAIN}").as_bytes());
+    assert_eq!(a.key, b.key);
+    let c = analyze(b"Subject: a\r\n\r\nbody\r\n");
+    let d = analyze(b"Subject: a\nX-Spam: Yes\n\nbody\n");
+    assert_eq!(c.key, d.key);
+}

@@ -1,0 +1,172 @@
+//! The spam filter's hooks, kept in one file: [`screen`] scores a message
+//! at end of DATA (MX listeners only, never authenticated submissions)
+//! and gives each local copy its headers and folder, or refuses it;
+//! [`before_request`] and [`after_request`] wrap the IMAP store requests
+//! that teach a user's classifier (moves into and out of Junk, `$Junk` /
+//! `$NotJunk`). The decisions are `postern_core::policy::spam`'s, the
+//! scoring `postern_core::spam`'s, the files `postern_adapters::spamstore`'s.
+
+use crate::server::Server;
+use postern_adapters::directory::Resolution;
+use postern_core::imap::event::{MailboxAnswer, MailboxRequest};
+use postern_core::policy::spam::{
+    learn_request, refuse_message, spam_action, spam_headers, SpamAction,
+};
+use postern_core::smtp::{Message, Role};
+use postern_core::spam::bayes::Class;
+use postern_core::spam::{analyze, report, Analysis, AuthInput, MAX_SCAN};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Messages learned from one IMAP request, at most (the rest are moved
+/// but not learned).
+const MAX_LEARN_PER_REQUEST: usize = 500;
+
+/// The spam verdict for one message's local copies.
+#[derive(Debug, Default)]
+pub struct Screened {
+    /// Per mailbox (`user@domain`, lower-case): header lines to add, and
+    /// whether the copy goes to Junk.
+    copies: HashMap<String, (Vec<u8>, bool)>,
+    /// Every copy would be refused: answer `554 5.7.1`.
+    pub refuse: bool,
+}
+
+impl Screened {
+    /// The header lines and the Junk choice for one mailbox's copy.
+    pub fn for_mailbox(&self, mailbox: &str) -> (&[u8], bool) {
+        self.copies
+            .get(&mailbox.to_lowercase())
+            .map_or((&[][..], false), |(h, j)| (h.as_slice(), *j))
+    }
+}
+
+/// Scores `msg` for each local mailbox it goes to. `auth` is what the
+/// message-authentication checks found (left at its default until they
+/// run at end of DATA).
+pub async fn screen(srv: &Arc<Server>, role: Role, msg: &Message, auth: AuthInput) -> Screened {
+    let settings = &srv.config.spam;
+    if !settings.enabled || role != Role::Mx || msg.envelope.authenticated.is_some() {
+        return Screened::default();
+    }
+    let mut users = Vec::new();
+    for rcpt in msg.envelope.rcpt_to.iter().filter(|r| r.local) {
+        if let Resolution::Local { mailboxes, .. } = srv.directory.resolve(&rcpt.address) {
+            users.extend(mailboxes.iter().map(|m| m.to_string().to_lowercase()));
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        return Screened::default();
+    }
+    // Only the scored prefix (one byte more tells it was cut) goes along.
+    let data = msg.data[..msg.data.len().min(MAX_SCAN + 1)].to_vec();
+    let srv2 = srv.clone();
+    smol::unblock(move || {
+        let s = &srv2.config.spam;
+        let a = analyze(&data);
+        let mut out = Screened::default();
+        let mut actions = Vec::with_capacity(users.len());
+        for user in users {
+            let r = srv2.spam.with(&user, |c| report(&a, &auth, Some(c)));
+            let action = spam_action(&r, s);
+            let rules: Vec<&str> = r.rules.iter().map(|(n, _)| *n).collect();
+            tracing::info!(
+                user = %user, score = r.score, action = ?action,
+                "spam score {:.2} for {user}: {action:?} [{}]",
+                r.score,
+                rules.join(",")
+            );
+            actions.push(action);
+            let headers = spam_headers(&r, action, s);
+            out.copies
+                .insert(user, (headers, action != SpamAction::Inbox));
+        }
+        out.refuse = refuse_message(&actions);
+        out
+    })
+    .await
+}
+
+/// Messages read before a training request runs (a MOVE removes them).
+#[derive(Debug)]
+pub struct Pending {
+    class: Class,
+    messages: Vec<(u32, Analysis)>,
+}
+
+/// Reads and analyses the messages a request will teach, before the
+/// store runs it. None when the request teaches nothing.
+pub async fn before_request(
+    srv: &Arc<Server>,
+    user: &str,
+    request: &MailboxRequest,
+) -> Option<Pending> {
+    if !srv.config.spam.learn {
+        return None;
+    }
+    let mut l = learn_request(request)?;
+    l.uids.truncate(MAX_LEARN_PER_REQUEST);
+    let store = srv.mailstore.clone();
+    let user = user.to_owned();
+    let messages = smol::unblock(move || {
+        let req = MailboxRequest::Bodies {
+            mailbox: l.mailbox,
+            uids: l.uids,
+            header_only: false,
+        };
+        match store.answer(&user, req) {
+            MailboxAnswer::Bodies(b) => b
+                .into_iter()
+                .map(|(uid, data)| (uid, analyze(&data)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    })
+    .await;
+    Some(Pending {
+        class: l.class,
+        messages,
+    })
+}
+
+/// Trains `user`'s classifier on the messages the request really moved,
+/// copied or flagged (from the store's answer).
+pub async fn after_request(
+    srv: &Arc<Server>,
+    user: &str,
+    pending: Option<Pending>,
+    answer: &MailboxAnswer,
+) {
+    let Some(p) = pending else {
+        return;
+    };
+    let done: Option<Vec<u32>> = match answer {
+        MailboxAnswer::Uids { from, .. } => Some(from.clone()),
+        MailboxAnswer::Flags { changed, .. } => Some(changed.iter().map(|s| s.uid).collect()),
+        MailboxAnswer::Ok => None,
+        _ => return,
+    };
+    let srv2 = srv.clone();
+    let user = user.to_owned();
+    smol::unblock(move || {
+        let mut n = 0usize;
+        for (uid, a) in &p.messages {
+            if done.as_ref().is_some_and(|d| !d.contains(uid)) {
+                continue;
+            }
+            match srv2.spam.learn(&user, a.key, &a.tokens, p.class) {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(user = %user, "cannot learn message {uid}: {e}"),
+            }
+        }
+        let (spams, hams) = srv2.spam.with(&user, |c| c.counts());
+        tracing::info!(
+            user = %user,
+            "spam filter learned {n} message(s) as {:?}; now {spams} spam, {hams} ham",
+            p.class
+        );
+    })
+    .await;
+}
