@@ -511,6 +511,7 @@ mod tests {
         let limits = SummaryCacheLimits {
             max_bytes: 4096,
             max_entry_bytes: 2048,
+            ..Default::default()
         };
         let (s, dir) = store(limits);
         s.answer(
@@ -551,6 +552,7 @@ mod tests {
         let limits = SummaryCacheLimits {
             max_bytes: 1 << 20,
             max_entry_bytes: 700,
+            ..Default::default()
         };
         let (s, dir) = store(limits);
         append(&s, "INBOX", message(1));

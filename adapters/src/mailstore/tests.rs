@@ -601,6 +601,7 @@ fn deliveries_before_the_first_look_are_recent() {
             user: u.into(),
             prefix: Vec::new(),
             message: Arc::new(format!("Subject: {i}\r\n\r\nx\r\n").into_bytes()),
+            folder: None,
         };
         assert!(crate::store::MailboxStore::deliver(&s, &[d])[0].is_ok());
     }
