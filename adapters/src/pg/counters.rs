@@ -31,13 +31,13 @@ impl PgCounters {
         }
     }
 
-    /// Deletes the counters whose window ended before `before` (Unix
+    /// Deletes the counters whose window ended by `before` (Unix
     /// seconds); returns how many.
     pub fn sweep(&self, before: u64) -> Result<u64, CounterError> {
         let before = big(before).map_err(io)?;
         self.pg.with(|c| {
             let s = c
-                .stmt("DELETE FROM counters WHERE expires < $1")
+                .stmt("DELETE FROM counters WHERE expires <= $1")
                 .map_err(db)?;
             c.client().execute(&s, &[&before]).map_err(db)
         })

@@ -127,7 +127,7 @@ impl PgQueue {
                     "UPDATE queue SET claim_worker = $1, claim_until = $3 \
                      WHERE id IN (SELECT id FROM queue \
                        WHERE next_attempt <= $2 \
-                         AND (claim_worker IS NULL OR claim_worker = $1 OR claim_until <= $2) \
+                         AND (claim_worker IS NULL OR claim_until <= $2) \
                        ORDER BY next_attempt, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                      RETURNING id, sender, created, attempts, next_attempt, rcpts, status, replies",
                 )

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pg;
 pub mod smarthost;
 
 use std::io::{BufRead, BufReader, Read, Write};
