@@ -174,6 +174,9 @@ struct Raw {
     log: RawLog,
     mta_sts: Option<Spanned<RawMtaSts>>,
     listener: Vec<Spanned<RawListener>>,
+    store: Option<Spanned<store::RawStore>>,
+    postgres: Option<Spanned<store::RawPostgres>>,
+    s3: Option<Spanned<store::RawS3>>,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +444,8 @@ pub struct Config {
     /// The line of each key that names a file (`directory.accounts`,
     /// `tls.cert`, ...), for [`Config::check_files`]'s errors.
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
+    /// Which backend keeps mail, queue and counters (`[store]`).
+    pub store: store::StoreBackend,
 }
 
 /// A number's range: (key, default, least, most).
@@ -914,7 +919,15 @@ impl Config {
         let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
             .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
 
+        let store = store::parse(
+            raw.store.as_ref(),
+            raw.postgres.as_ref(),
+            raw.s3.as_ref(),
+            base,
+            &at,
+        )?;
         Ok(Config {
+            store,
             max_connections,
             max_connections_per_client,
             rate,
@@ -943,5 +956,6 @@ impl Config {
     }
 }
 
+pub mod store;
 #[cfg(test)]
 mod tests;
