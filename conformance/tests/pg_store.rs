@@ -87,7 +87,10 @@ fn counters_count_every_add_from_two_connections() {
     let next = Window::containing(1_795_588_686 + 60, 60);
     assert_eq!(a.get("ip:192.0.2.7", next).unwrap(), 0);
     assert_eq!(b.add("ip:192.0.2.7", next, 5).unwrap(), 5);
-    assert_eq!(a.add("relayed", Window::containing(0, 86_400), 2).unwrap(), 2);
+    assert_eq!(
+        a.add("relayed", Window::containing(0, 86_400), 2).unwrap(),
+        2
+    );
     assert!(a.add("bad\tname", w, 1).is_err());
     // Ended windows are swept; live ones stay.
     assert_eq!(a.sweep(w.end()).unwrap(), 2);
@@ -140,8 +143,16 @@ fn a_queued_message_is_claimed_by_exactly_one_of_two_replicas() {
     assert_eq!(a.union(&b).count(), n as usize);
     eprintln!("claims: pod-a {} pod-b {}", a.len(), b.len());
     // Held claims keep the other replica off until they expire.
-    assert!(q.claim_due("pod-c", QUEUE_NOW + 10, QUEUE_NOW + 400, 1000).unwrap().is_empty());
-    assert_eq!(q.claim_due("pod-c", QUEUE_NOW + 300, QUEUE_NOW + 600, 1000).unwrap().len(), n as usize);
+    assert!(q
+        .claim_due("pod-c", QUEUE_NOW + 10, QUEUE_NOW + 400, 1000)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        q.claim_due("pod-c", QUEUE_NOW + 300, QUEUE_NOW + 600, 1000)
+            .unwrap()
+            .len(),
+        n as usize
+    );
 
     // The per-message claim raced by two replicas: one winner per message.
     let barrier = Arc::new(Barrier::new(2));
@@ -154,8 +165,13 @@ fn a_queued_message_is_claimed_by_exactly_one_of_two_replicas() {
                 barrier.wait();
                 (0..n)
                     .filter(|i| {
-                        q.claim(&format!("m{i:04}"), worker, QUEUE_NOW + 600, QUEUE_NOW + 900)
-                            .unwrap()
+                        q.claim(
+                            &format!("m{i:04}"),
+                            worker,
+                            QUEUE_NOW + 600,
+                            QUEUE_NOW + 900,
+                        )
+                        .unwrap()
                     })
                     .count()
             })
@@ -168,7 +184,13 @@ fn a_queued_message_is_claimed_by_exactly_one_of_two_replicas() {
 /// What every [`Queue`] does, whatever keeps it.
 fn queue_contract(q: &dyn Queue) {
     let m = q
-        .enqueue("abc1", "a@x.org", &["b@y.org".into(), "c@y.org".into()], b"hi\r\n", 10)
+        .enqueue(
+            "abc1",
+            "a@x.org",
+            &["b@y.org".into(), "c@y.org".into()],
+            b"hi\r\n",
+            10,
+        )
         .unwrap();
     assert_eq!(m.created, 10);
     assert_eq!(m.next_attempt, 10);
@@ -179,7 +201,9 @@ fn queue_contract(q: &dyn Queue) {
     assert!(matches!(q.load("../x"), Err(QueueError::BadId(_))));
     assert!(matches!(q.load("nope"), Err(QueueError::NotFound(_))));
     assert!(matches!(q.data("nope"), Err(QueueError::NotFound(_))));
-    assert!(q.enqueue("bad id", "a@x.org", &["b@y.org".into()], b"x", 1).is_err());
+    assert!(q
+        .enqueue("bad id", "a@x.org", &["b@y.org".into()], b"x", 1)
+        .is_err());
     assert!(q.enqueue("abc9", "a@x.org", &[], b"x", 1).is_err());
     let s = q.stats(15).unwrap();
     assert_eq!((s.size, s.oldest_age, s.deferred), (1, 5, 0));
@@ -300,8 +324,16 @@ fn a_body_for_several_recipients_is_stored_once() {
     assert!(mail.deliver(&[delivery("alice@example.com", "", &again)])[0].is_ok());
     assert_eq!(blobs.puts(), 1);
     assert_eq!(blobs.refs(&hash).unwrap(), Some((body.len() as i64, 4)));
-    assert_eq!(mail.uids("alice@example.com", "INBOX").unwrap().1, vec![1, 2]);
-    assert_eq!(mail.fetch("alice@example.com", "INBOX", 2).unwrap().unwrap(), *body);
+    assert_eq!(
+        mail.uids("alice@example.com", "INBOX").unwrap().1,
+        vec![1, 2]
+    );
+    assert_eq!(
+        mail.fetch("alice@example.com", "INBOX", 2)
+            .unwrap()
+            .unwrap(),
+        *body
+    );
     assert_eq!(mail.fetch("alice@example.com", "INBOX", 3).unwrap(), None);
     // A different body is a second object.
     let other = Arc::new(b"Subject: other\r\n\r\nx\r\n".to_vec());
@@ -349,4 +381,131 @@ fn two_replicas_delivering_to_one_inbox_allocate_uids_without_gaps() {
         let (_, uids) = mail.uids(u, "INBOX").unwrap();
         assert_eq!(uids, (1..=2 * per).collect::<Vec<u32>>(), "{u}");
     }
+}
+
+/// Statements the server ran since `reset` (pg_stat_statements: with
+/// statements prepared once per connection, one statement is one round
+/// trip; BEGIN and COMMIT count as theirs).
+fn statements(admin: &mut postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE query NOT LIKE '%pg_stat_statements%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn round_trips_per_operation() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start(std::env::temp_dir().as_path()) else {
+        return;
+    };
+    let mut admin = postgres_client(&c);
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .unwrap();
+    let pg = Arc::new(Pg::connect(&c.url(), 1).unwrap());
+    let counters = PgCounters::new(pg.clone());
+    let queue = PgQueue::new(pg.clone());
+    let (_, mail) = stores(&c, &s3, "postern-trips");
+    let w = Window::containing(QUEUE_NOW, 60);
+    let rcpt = vec!["b@example.org".to_string()];
+    // Warm up: every statement prepared once on its connection.
+    counters.add("warm", w, 1).unwrap();
+    queue
+        .enqueue("warm", "a@x.org", &rcpt, b"x\r\n", QUEUE_NOW)
+        .unwrap();
+    let mut m = queue.load("warm").unwrap();
+    queue.update(&m).unwrap();
+    queue
+        .claim("warm", "pod-a", QUEUE_NOW, QUEUE_NOW + 60)
+        .unwrap();
+    queue.release("warm", "pod-a").unwrap();
+    queue.data("warm").unwrap();
+    queue.remove("warm").unwrap();
+    let warm = Arc::new(b"warm\r\n".to_vec());
+    mail.deliver(&[delivery("w@example.com", "", &warm)])[0]
+        .as_ref()
+        .unwrap();
+
+    let n = 20;
+    let mut rows = Vec::new();
+    let mut measure = |what: &str, f: &mut dyn FnMut(usize)| {
+        admin
+            .batch_execute("SELECT pg_stat_statements_reset()")
+            .unwrap();
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            f(i);
+        }
+        let per = t.elapsed() / n as u32;
+        let trips = statements(&mut admin) as f64 / n as f64;
+        eprintln!("{what:<44} {trips:>5.1} round trips {per:>10.2?} each");
+        rows.push((what.to_owned(), trips));
+    };
+    measure("counter add", &mut |_| {
+        counters.add("ip:192.0.2.1", w, 1).unwrap();
+    });
+    measure("queue enqueue (1 rcpt, committed)", &mut |i| {
+        queue
+            .enqueue(
+                &format!("q{i}"),
+                "a@x.org",
+                &rcpt,
+                b"Subject: x\r\n\r\nx\r\n",
+                QUEUE_NOW,
+            )
+            .unwrap();
+    });
+    measure("queue claim", &mut |i| {
+        assert!(queue
+            .claim(&format!("q{i}"), "pod-a", QUEUE_NOW, QUEUE_NOW + 60)
+            .unwrap());
+    });
+    measure("queue load + data", &mut |i| {
+        m = queue.load(&format!("q{i}")).unwrap();
+        queue.data(&m.id).unwrap();
+    });
+    measure("queue update (attempt recorded)", &mut |i| {
+        let mut m = queue.load(&format!("q{i}")).unwrap();
+        m.attempts = 1;
+        queue.update(&m).unwrap();
+    });
+    measure("  (of which load)", &mut |i| {
+        queue.load(&format!("q{i}")).unwrap();
+    });
+    measure("queue release + remove", &mut |i| {
+        queue.release(&format!("q{i}"), "pod-a").unwrap();
+        queue.remove(&format!("q{i}")).unwrap();
+    });
+    measure("claim_due (batch of up to 10)", &mut |_| {
+        queue
+            .claim_due("pod-b", QUEUE_NOW, QUEUE_NOW + 60, 10)
+            .unwrap();
+    });
+    measure("deliver new body to 3 recipients", &mut |i| {
+        let body = Arc::new(format!("Subject: {i}\r\n\r\nnew\r\n").into_bytes());
+        let batch: Vec<Delivery> = ["a@example.com", "b@example.com", "c@example.com"]
+            .iter()
+            .map(|u| delivery(u, "", &body))
+            .collect();
+        assert!(mail.deliver(&batch).iter().all(Result::is_ok));
+    });
+    measure("deliver a known body to 1 recipient", &mut |_| {
+        let body = Arc::new(b"Subject: 0\r\n\r\nnew\r\n".to_vec());
+        assert!(mail.deliver(&[delivery("d@example.com", "", &body)])[0].is_ok());
+    });
+    let trips: std::collections::HashMap<String, f64> = rows.into_iter().collect();
+    assert_eq!(trips["counter add"], 1.0);
+    assert_eq!(trips["queue enqueue (1 rcpt, committed)"], 1.0);
+    assert_eq!(trips["queue claim"], 1.0);
+    assert_eq!(trips["queue update (attempt recorded)"], 2.0);
+    assert_eq!(trips["claim_due (batch of up to 10)"], 1.0);
+    // 1 body lookup + BEGIN + 1 body index + 3 x (UID allocation + insert) + COMMIT.
+    assert_eq!(trips["deliver new body to 3 recipients"], 10.0);
+    // 1 body lookup + BEGIN + 1 body index + 1 x 2 + COMMIT.
+    assert_eq!(trips["deliver a known body to 1 recipient"], 6.0);
 }

@@ -78,10 +78,7 @@ impl Blobs {
     /// The store at `config`, its index in `pg`. Requests time out after
     /// 60 seconds.
     pub fn new(pg: Arc<Pg>, config: &S3Config) -> Result<Self, PgError> {
-        let endpoint: url::Url = config
-            .endpoint
-            .parse()
-            .map_err(|e| s3("endpoint", e))?;
+        let endpoint: url::Url = config.endpoint.parse().map_err(|e| s3("endpoint", e))?;
         let bucket = Bucket::new(
             endpoint,
             UrlStyle::Path,

@@ -73,7 +73,12 @@ impl PgMail {
             body_of.push(i);
         }
         let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|a, b| batch[*a].user.to_lowercase().cmp(&batch[*b].user.to_lowercase()));
+        order.sort_by(|a, b| {
+            batch[*a]
+                .user
+                .to_lowercase()
+                .cmp(&batch[*b].user.to_lowercase())
+        });
         let now = self.clock.now();
         self.pg.with(|c| {
             let up_blob = c.stmt(
@@ -142,7 +147,12 @@ impl PgMail {
 
     /// The bytes of message `uid` in `user`'s `mailbox` (trace prefix and
     /// body), `None` if there is no such message.
-    pub fn fetch(&self, user: &str, mailbox: &str, uid: u32) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn fetch(
+        &self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let user = user.to_lowercase();
         let uid = i64::from(uid);
         let row = self

@@ -46,11 +46,11 @@ fn parse_status(s: &str) -> Result<RcptStatus, QueueError> {
         "pending" => Ok(RcptStatus::Pending),
         "delivered" => Ok(RcptStatus::Delivered),
         "failed" => Ok(RcptStatus::Failed),
-        other => Err(QueueError::Invalid(format!("bad recipient state {other:?}"))),
+        other => Err(QueueError::Invalid(format!(
+            "bad recipient state {other:?}"
+        ))),
     }
 }
-
-
 
 /// A row of the eight message columns (id .. replies) as a message.
 fn message(row: &Row) -> Result<QueuedMessage, QueueError> {
@@ -239,9 +239,7 @@ impl Queue for PgQueue {
     fn data(&self, id: &str) -> Result<Vec<u8>, QueueError> {
         checked(id)?;
         let row = self.pg.with(|c| {
-            let s = c
-                .stmt("SELECT data FROM queue WHERE id = $1")
-                .map_err(db)?;
+            let s = c.stmt("SELECT data FROM queue WHERE id = $1").map_err(db)?;
             c.client().query_opt(&s, &[&id]).map_err(db)
         })?;
         row.ok_or_else(|| QueueError::NotFound(id.to_owned()))?

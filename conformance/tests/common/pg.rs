@@ -21,7 +21,8 @@ fn require(what: &str) {
 /// versioned folder (newest first).
 fn pg_bin() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
     });
     if on_path.is_some() {
         return on_path;
@@ -46,7 +47,13 @@ fn is_root() -> bool {
 
 /// The unprivileged user a root test runs PostgreSQL as.
 fn service_user() -> &'static str {
-    let has = |u: &str| Command::new("id").arg(u).output().map(|o| o.status.success()).unwrap_or(false);
+    let has = |u: &str| {
+        Command::new("id")
+            .arg(u)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     if has("postgres") {
         "postgres"
     } else {
@@ -109,7 +116,7 @@ impl PgCluster {
         for _ in 0..5 {
             c.port = free_port();
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=60 -c shared_buffers=16MB",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=60 -c shared_buffers=16MB -c shared_preload_libraries=pg_stat_statements",
                 c.port,
                 c.dir.path().display()
             );
@@ -198,7 +205,14 @@ impl Drop for PgCluster {
         let data = self.data();
         let _ = self
             .command("pg_ctl")
-            .args(["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"])
+            .args([
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
