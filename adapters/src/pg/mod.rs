@@ -34,7 +34,7 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"
 
 /// The advisory lock key under which a schema is applied (any constant
 /// the deployment does not use otherwise: "postern" in ASCII).
-const MIGRATION_LOCK: i64 = 0x706f_7374_6572_6e;
+const MIGRATION_LOCK: i64 = 0x0070_6f73_7465_726e;
 
 /// Why the database backend failed.
 #[derive(Debug, thiserror::Error)]
