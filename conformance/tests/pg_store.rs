@@ -295,7 +295,7 @@ fn delivery(user: &str, prefix: &str, message: &Arc<Vec<u8>>) -> Delivery {
 #[test]
 fn a_body_for_several_recipients_is_stored_once() {
     let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start(std::env::temp_dir().as_path()) else {
+    let Some(s3) = S3Server::start() else {
         return;
     };
     let (blobs, mail) = stores(&c, &s3, "postern-once");
@@ -344,7 +344,7 @@ fn a_body_for_several_recipients_is_stored_once() {
 #[test]
 fn two_replicas_delivering_to_one_inbox_allocate_uids_without_gaps() {
     let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start(std::env::temp_dir().as_path()) else {
+    let Some(s3) = S3Server::start() else {
         return;
     };
     let per = 40;
@@ -400,7 +400,7 @@ fn statements(admin: &mut postgres::Client) -> i64 {
 #[test]
 fn round_trips_per_operation() {
     let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start(std::env::temp_dir().as_path()) else {
+    let Some(s3) = S3Server::start() else {
         return;
     };
     let mut admin = postgres_client(&c);

@@ -6,7 +6,7 @@
 //! or a failure under `POSTERN_REQUIRE_PEERS=1`.
 
 use super::free_port;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -222,17 +222,23 @@ impl Drop for PgCluster {
 /// moto's S3 server on a free loopback port.
 pub struct S3Server {
     child: Child,
+    dir: tempfile::TempDir,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
 }
 
 impl S3Server {
-    /// Starts moto in server mode; `None` (skip) if it is not installed.
-    pub fn start(dir: &Path) -> Option<S3Server> {
+    /// Starts moto in server mode (its log in a folder of its own);
+    /// `None` (skip) if it is not installed.
+    pub fn start() -> Option<S3Server> {
         if !super::peer("moto_server") {
             return None;
         }
-        let log = dir.join("moto.log");
+        let dir = tempfile::Builder::new()
+            .prefix("postern-s3-")
+            .tempdir()
+            .expect("tempdir");
+        let log = dir.path().join("moto.log");
         let out = std::fs::File::create(&log).expect("moto log");
         for _ in 0..5 {
             let port = free_port();
@@ -247,6 +253,7 @@ impl S3Server {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     return Some(S3Server {
                         child,
+                        dir,
                         endpoint: format!("http://127.0.0.1:{port}"),
                     });
                 }
@@ -262,6 +269,13 @@ impl S3Server {
             "moto_server did not start: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+}
+
+impl S3Server {
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
 }
 
