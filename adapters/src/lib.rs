@@ -5,6 +5,7 @@ pub mod directory;
 pub mod maildir;
 pub mod mailstore;
 pub mod memstore;
+pub mod pg;
 pub mod sasl_passwd;
 pub mod spamstore;
 pub mod spool;

@@ -123,7 +123,7 @@ impl MemCounters {
     }
 }
 
-fn check(name: &str) -> Result<(), CounterError> {
+pub(crate) fn check(name: &str) -> Result<(), CounterError> {
     if name.is_empty() || name.contains(['\t', '\n', '\r']) {
         return Err(CounterError::BadName(name.to_owned()));
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod dns;
+pub mod pg;
 pub mod smarthost;
 
 use std::io::{BufRead, BufReader, Read, Write};

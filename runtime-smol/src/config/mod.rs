@@ -182,6 +182,9 @@ struct Raw {
     rate: RawRate,
     #[serde(default)]
     log: RawLog,
+    store: Option<Spanned<store::RawStore>>,
+    postgres: Option<Spanned<store::RawPostgres>>,
+    s3: Option<Spanned<store::RawS3>>,
     #[serde(default)]
     spam: spam::RawSpam,
     #[serde(default)]
@@ -410,6 +413,8 @@ pub struct Config {
     pub file_lines: std::collections::BTreeMap<&'static str, usize>,
     /// `[spam]`: scoring and learning (`config/spam.rs`).
     pub spam: postern_core::policy::spam::SpamSettings,
+    /// Which backend keeps mail, queue and counters (`[store]`).
+    pub store: store::StoreBackend,
 }
 
 /// A number's range: (key, default, least, most).
@@ -895,6 +900,13 @@ impl Config {
         let auth_failure_delay = Range("auth_failure_delay_ms", 1000, 0, 60_000)
             .get(raw.auth_failure_delay_ms.as_ref(), &at)?;
 
+        let store = store::parse(
+            raw.store.as_ref(),
+            raw.postgres.as_ref(),
+            raw.s3.as_ref(),
+            base,
+            &at,
+        )?;
         let dkim = dkim::parse(raw.dkim.as_ref(), text, file, &abs)?;
         let srs = srs::parse(raw.srs.as_ref(), text, file, &abs)?;
         Ok(Config {
@@ -903,6 +915,7 @@ impl Config {
             dns: raw.dns.check(&at)?,
             auth: raw.auth.check(smtp.limits.data_timeout, &at)?,
             spam: spam::settings(&raw.spam, &at)?,
+            store,
             max_connections,
             max_connections_per_client,
             rate,
@@ -941,5 +954,6 @@ mod imap;
 mod sections;
 pub use sections::{LogConfig, LogFormat, RateConfig};
 use sections::{RawLog, RawMtaSts, RawPostscreen, RawRate};
+pub mod store;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,199 @@
+//! Message bodies in an S3-compatible object store, one object per
+//! distinct content: the key is `bodies/<SHA-256 hex>`, so a message for
+//! many recipients (or delivered twice) is stored once. A `blobs` row
+//! (written in the transaction of the messages that use it) says the
+//! object exists: the object is always written first.
+
+use super::{Pg, PgError};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a signed request stays valid.
+const SIGN_FOR: Duration = Duration::from_secs(300);
+/// The largest body fetched (a message is at most 1 GiB in the config).
+const MAX_BODY: u64 = 1 << 30;
+
+/// Where the object store is and how to sign for it.
+#[derive(Clone)]
+pub struct S3Config {
+    /// `http(s)://host:port` (path-style requests: MinIO, Ceph, moto, AWS).
+    pub endpoint: String,
+    /// The bucket.
+    pub bucket: String,
+    /// The region signed for (`us-east-1` where the server does not care).
+    pub region: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body store.
+pub struct Blobs {
+    pg: Arc<Pg>,
+    bucket: Bucket,
+    creds: Credentials,
+    agent: ureq::Agent,
+    puts: AtomicU64,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs")
+            .field("bucket", &self.bucket.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn s3(what: &str, e: impl std::fmt::Display) -> PgError {
+    PgError::S3(format!("{what}: {e}"))
+}
+
+/// The content address of `data`: SHA-256, lower-case hex.
+pub fn content_hash(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    let mut hex = String::with_capacity(64);
+    for b in digest.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+impl Blobs {
+    /// The store at `config`, its index in `pg`. Requests time out after
+    /// 60 seconds.
+    pub fn new(pg: Arc<Pg>, config: &S3Config) -> Result<Self, PgError> {
+        let endpoint: url::Url = config.endpoint.parse().map_err(|e| s3("endpoint", e))?;
+        let bucket = Bucket::new(
+            endpoint,
+            UrlStyle::Path,
+            config.bucket.clone(),
+            config.region.clone(),
+        )
+        .map_err(|e| s3("bucket", e))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Self {
+            pg,
+            bucket,
+            creds: Credentials::new(config.access_key.clone(), config.secret_key.clone()),
+            agent,
+            puts: AtomicU64::new(0),
+        })
+    }
+
+    /// Creates the bucket (an existing one of ours is fine).
+    pub fn create_bucket(&self) -> Result<(), PgError> {
+        let url = self.bucket.create_bucket(&self.creds).sign(SIGN_FOR);
+        let r = self
+            .agent
+            .put(url.as_str())
+            .send_empty()
+            .map_err(|e| s3("create bucket", e))?;
+        match r.status().as_u16() {
+            200..=299 | 409 => Ok(()),
+            s => Err(s3("create bucket", format!("HTTP {s}"))),
+        }
+    }
+
+    fn key(hash: &str) -> String {
+        format!("bodies/{hash}")
+    }
+
+    /// Makes sure the object for `data` exists; returns its hash. One
+    /// database round trip; one PUT when the content is new.
+    pub fn ensure(&self, data: &[u8]) -> Result<String, PgError> {
+        let hash = content_hash(data);
+        let known = self.pg.with(|c| {
+            let s = c.stmt("SELECT 1 FROM blobs WHERE hash = $1")?;
+            Ok::<_, PgError>(c.client().query_opt(&s, &[&hash])?.is_some())
+        })?;
+        if !known {
+            self.put(&hash, data)?;
+        }
+        Ok(hash)
+    }
+
+    fn put(&self, hash: &str, data: &[u8]) -> Result<(), PgError> {
+        let key = Self::key(hash);
+        let url = self
+            .bucket
+            .put_object(Some(&self.creds), &key)
+            .sign(SIGN_FOR);
+        let r = self
+            .agent
+            .put(url.as_str())
+            .send(data)
+            .map_err(|e| s3("put", e))?;
+        if !r.status().is_success() {
+            return Err(s3("put", format!("{key}: HTTP {}", r.status())));
+        }
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The body stored under `hash`.
+    pub fn fetch(&self, hash: &str) -> Result<Vec<u8>, PgError> {
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PgError::Invalid(format!("bad body hash {hash:?}")));
+        }
+        let key = Self::key(hash);
+        let url = self
+            .bucket
+            .get_object(Some(&self.creds), &key)
+            .sign(SIGN_FOR);
+        let mut r = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| s3("get", e))?;
+        if !r.status().is_success() {
+            return Err(s3("get", format!("{key}: HTTP {}", r.status())));
+        }
+        let body = r
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| s3("get", e))?;
+        if content_hash(&body) != hash {
+            return Err(s3("get", format!("{key}: content does not match its hash")));
+        }
+        Ok(body)
+    }
+
+    /// Objects this process has written (PUTs that succeeded).
+    pub fn puts(&self) -> u64 {
+        self.puts.load(Ordering::Relaxed)
+    }
+
+    /// (size, references) of the body `hash`, if indexed.
+    pub fn refs(&self, hash: &str) -> Result<Option<(i64, i64)>, PgError> {
+        self.pg.with(|c| {
+            let s = c.stmt("SELECT size, refs FROM blobs WHERE hash = $1")?;
+            Ok::<_, PgError>(
+                c.client()
+                    .query_opt(&s, &[&hash])?
+                    .map(|r| (r.get(0), r.get(1))),
+            )
+        })
+    }
+}

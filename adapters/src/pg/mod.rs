@@ -1,0 +1,250 @@
+//! The PostgreSQL (+ S3) backend: the stores behind `store.rs`'s traits
+//! kept in a database that several Postern replicas share, and message
+//! bodies in an S3-compatible object store addressed by content hash.
+//!
+//! This is the first slice (issue 16): [`PgCounters`], [`PgQueue`], the
+//! body store [`Blobs`] and the start of the mailbox store
+//! ([`PgMail::deliver`]); the full `MailboxStore` (IMAP requests, change
+//! notification across replicas) is not here yet.
+//!
+//! Every call blocks (the `postgres` client runs its own small runtime
+//! per connection): the runtime calls these stores on its blocking pool
+//! (`smol::unblock`), as it does for the Maildir store. Each statement is
+//! prepared once per connection and cached, so a statement costs one
+//! round trip. The schema is SQL under `pg/migrations/`, applied at
+//! [`Pg::connect`] in order, each version once, under an advisory lock.
+
+mod blobs;
+mod counters;
+mod mail;
+mod queue;
+
+pub use blobs::{content_hash, Blobs, S3Config};
+pub use counters::PgCounters;
+pub use mail::PgMail;
+pub use queue::PgQueue;
+
+use postgres::{Client, NoTls, Statement};
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// The schema versions, in order: (version, SQL).
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// The advisory lock key under which a schema is applied (any constant
+/// the deployment does not use otherwise: "postern" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0070_6f73_7465_726e;
+
+/// Why the database backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The database refused or the connection broke.
+    #[error("postgres: {0}")]
+    Db(#[from] postgres::Error),
+    /// The connection settings are unusable.
+    #[error("postgres settings: {0}")]
+    Config(String),
+    /// The database holds a newer schema than this Postern knows.
+    #[error("database schema version {found} is newer than this Postern's {known}")]
+    SchemaTooNew {
+        /// The version in the database.
+        found: i32,
+        /// The newest version this build has.
+        known: i32,
+    },
+    /// The object store failed.
+    #[error("object store: {0}")]
+    S3(String),
+    /// A stored value is out of range or damaged.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<PgError> for std::io::Error {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Invalid(_) => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            other => std::io::Error::other(other),
+        }
+    }
+}
+
+/// One connection and its prepared statements.
+pub(crate) struct Conn {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection (a round trip the first time only).
+    pub(crate) fn stmt(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// The client, for transactions.
+    pub(crate) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// A bounded pool of connections to one database.
+pub struct Pg {
+    config: postgres::Config,
+    idle: Mutex<Pool>,
+    freed: Condvar,
+    wait: Duration,
+}
+
+struct Pool {
+    conns: Vec<Conn>,
+    open: usize,
+    max: usize,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pg").finish_non_exhaustive()
+    }
+}
+
+impl Pg {
+    /// Connects to `url` (a `postgresql://` URL or `key=value` pairs),
+    /// keeping at most `max_conns` connections, and brings the schema up
+    /// to date. Statements time out after 30 seconds, a connection
+    /// attempt after 10.
+    pub fn connect(url: &str, max_conns: usize) -> Result<Self, PgError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| PgError::Config(e.to_string()))?;
+        config
+            .connect_timeout(Duration::from_secs(10))
+            .options("-c statement_timeout=30000 -c lock_timeout=30000")
+            .application_name("postern");
+        let pg = Self {
+            config,
+            idle: Mutex::new(Pool {
+                conns: Vec::new(),
+                open: 0,
+                max: max_conns.max(1),
+            }),
+            freed: Condvar::new(),
+            wait: Duration::from_secs(30),
+        };
+        pg.with(|c| migrate(c.client()))?;
+        Ok(pg)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a pooled connection (opened if none is idle and the
+    /// pool is not full; else waits up to 30 seconds for one). A
+    /// connection that broke is dropped, not pooled.
+    pub(crate) fn with<T, E>(&self, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<PgError>,
+    {
+        let mut conn = self.take().map_err(E::from)?;
+        let r = f(&mut conn);
+        let mut pool = self.pool();
+        if conn.client.is_closed() {
+            pool.open = pool.open.saturating_sub(1);
+        } else {
+            pool.conns.push(conn);
+        }
+        drop(pool);
+        self.freed.notify_one();
+        r
+    }
+
+    fn take(&self) -> Result<Conn, PgError> {
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut pool = self.pool();
+        loop {
+            if let Some(c) = pool.conns.pop() {
+                return Ok(c);
+            }
+            if pool.open < pool.max {
+                pool.open += 1;
+                drop(pool);
+                return match self.config.connect(NoTls) {
+                    Ok(client) => Ok(Conn {
+                        client,
+                        prepared: HashMap::new(),
+                    }),
+                    Err(e) => {
+                        self.pool().open -= 1;
+                        self.freed.notify_one();
+                        Err(e.into())
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(PgError::Config(format!(
+                    "all {} connections busy for {:?}",
+                    pool.max, self.wait
+                )));
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The schema version the database holds.
+    pub fn schema_version(&self) -> Result<i32, PgError> {
+        self.with(|c| {
+            let s = c.stmt("SELECT COALESCE(MAX(version), 0) FROM postern_schema")?;
+            Ok(c.client.query_one(&s, &[])?.get(0))
+        })
+    }
+}
+
+/// Applies the migrations the database lacks, in one transaction under
+/// an advisory lock (two replicas starting at once apply them once).
+fn migrate(client: &mut Client) -> Result<(), PgError> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS postern_schema (\
+         version INTEGER PRIMARY KEY, applied TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    let found: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM postern_schema", &[])?
+        .get(0);
+    if found > known {
+        return Err(PgError::SchemaTooNew { found, known });
+    }
+    for (version, sql) in MIGRATIONS {
+        if *version > found {
+            tx.batch_execute(sql)?;
+            tx.execute(
+                "INSERT INTO postern_schema (version) VALUES ($1)",
+                &[version],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// `v` as a database BIGINT.
+pub(crate) fn big(v: u64) -> Result<i64, PgError> {
+    i64::try_from(v).map_err(|_| PgError::Invalid(format!("{v} is out of range")))
+}
+
+/// A database BIGINT as `u64` (a negative one is damage).
+pub(crate) fn unsigned(v: i64) -> Result<u64, PgError> {
+    u64::try_from(v).map_err(|_| PgError::Invalid(format!("negative value {v} stored")))
+}

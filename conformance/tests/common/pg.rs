@@ -1,0 +1,287 @@
+//! Real database and object store peers for the PostgreSQL backend's
+//! tests: a PostgreSQL cluster of the test's own (`initdb` + `pg_ctl` in
+//! a temporary folder, on a free loopback port; as root, run through the
+//! unprivileged `postgres` or `nobody` user that owns the folder), and
+//! moto's S3 server. Both are stopped when dropped. Missing tools: a skip,
+//! or a failure under `POSTERN_REQUIRE_PEERS=1`.
+
+use super::free_port;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn require(what: &str) {
+    if std::env::var("POSTERN_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{what} is required (POSTERN_REQUIRE_PEERS=1) but not installed: run conformance/install-peers");
+    }
+    eprintln!("SKIPPED: {what} is not installed (conformance/install-peers installs it)");
+}
+
+/// The folder holding `initdb` and `pg_ctl`: on PATH, or Debian's
+/// versioned folder (newest first).
+fn pg_bin() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+    });
+    if on_path.is_some() {
+        return on_path;
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The unprivileged user a root test runs PostgreSQL as.
+fn service_user() -> &'static str {
+    let has = |u: &str| {
+        Command::new("id")
+            .arg(u)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if has("postgres") {
+        "postgres"
+    } else {
+        "nobody"
+    }
+}
+
+/// A PostgreSQL cluster of one test.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    user: Option<&'static str>,
+    /// The loopback port it listens on.
+    pub port: u16,
+}
+
+impl PgCluster {
+    /// Makes and starts a cluster; `None` (skip) if PostgreSQL is missing.
+    pub fn start() -> Option<PgCluster> {
+        let Some(bin) = pg_bin() else {
+            require("PostgreSQL (initdb, pg_ctl)");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("postern-pg-")
+            .tempdir()
+            .expect("tempdir");
+        let user = is_root().then(service_user);
+        if let Some(u) = user {
+            let ok = Command::new("chown")
+                .arg(format!("{u}:"))
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(ok.success(), "chown {u} {}", dir.path().display());
+        }
+        let mut c = PgCluster {
+            dir,
+            bin,
+            user,
+            port: 0,
+        };
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                &c.data().to_string_lossy(),
+                "-U",
+                "postern",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        // The port is free when asked; another process may take it before
+        // the server binds: then try another.
+        for _ in 0..5 {
+            c.port = free_port();
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=60 -c shared_buffers=16MB -c shared_preload_libraries=pg_stat_statements",
+                c.port,
+                c.dir.path().display()
+            );
+            if c.try_run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &c.data().to_string_lossy(),
+                    "-l",
+                    &c.log().to_string_lossy(),
+                    "-w",
+                    "-t",
+                    "120",
+                    "-o",
+                    &opts,
+                    "start",
+                ],
+            ) {
+                return Some(c);
+            }
+        }
+        panic!(
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(c.log()).unwrap_or_default()
+        );
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        match self.user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> bool {
+        self.command(tool)
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect(tool);
+        assert!(
+            out.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The connection string of the superuser `postern` to database
+    /// `postgres`.
+    pub fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postern dbname=postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// moto's S3 server on a free loopback port.
+pub struct S3Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts moto in server mode (its log in a folder of its own);
+    /// `None` (skip) if it is not installed.
+    pub fn start() -> Option<S3Server> {
+        if !super::peer("moto_server") {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("postern-s3-")
+            .tempdir()
+            .expect("tempdir");
+        let log = dir.path().join("moto.log");
+        let out = std::fs::File::create(&log).expect("moto log");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::from(out.try_clone().expect("clone")))
+                .stderr(Stdio::from(out.try_clone().expect("clone")))
+                .spawn()
+                .expect("moto_server");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(S3Server {
+                        child,
+                        dir,
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                    });
+                }
+                if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!(
+            "moto_server did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
+
+impl S3Server {
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
