@@ -289,6 +289,7 @@ fn delivery(user: &str, prefix: &str, message: &Arc<Vec<u8>>) -> Delivery {
         user: user.into(),
         prefix: prefix.as_bytes().to_vec(),
         message: message.clone(),
+        folder: None,
     }
 }
 

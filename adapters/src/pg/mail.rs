@@ -33,6 +33,15 @@ impl PgMail {
     /// messages. `Ok` only after the commit; if the transaction fails,
     /// every delivery of the batch fails (and is answered 4xx).
     pub fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
+        // Folders (Junk) come with the mailbox store; until then such a
+        // batch fails as a whole rather than landing in INBOX.
+        if let Some(f) = batch.iter().find_map(|d| d.folder.as_deref()) {
+            let m = format!("folder {f:?}: this backend delivers to INBOX only so far");
+            return batch
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(m.clone())))
+                .collect();
+        }
         match self.deliver_all(batch) {
             Ok(()) => batch.iter().map(|_| Ok(())).collect(),
             Err(e) => {
