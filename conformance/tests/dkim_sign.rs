@@ -136,7 +136,7 @@ fn submit(server: std::net::SocketAddr, from_header: &str, to: &str, subject: &s
 fn dms_keys(dms: &Path) -> Vec<(String, String)> {
     let rspamd = dms.join("rspamd/dkim");
     std::fs::create_dir_all(&rspamd).expect("mkdir");
-    let rsa = rspamd.join("rsa-2048-mail-example.com.private");
+    let rsa = rspamd.join("rsa-2048-mail-example.com.private.txt");
     run(Command::new(tool("openssl"))
         .args([
             "genpkey",

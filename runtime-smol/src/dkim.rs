@@ -307,7 +307,8 @@ pub fn load_ed25519(path: &Path) -> Result<Ed25519Key, KeyError> {
 type KeyFiles = HashMap<String, (String, Option<PathBuf>, Option<PathBuf>)>;
 
 /// Rspamd's layout: `rspamd/dkim/rsa-<bits>-<selector>-<domain>.private`
-/// and `ed25519-<selector>-<domain>.private`.
+/// and `ed25519-<selector>-<domain>.private` (`.private.txt` as
+/// docker-mailserver's `setup config dkim` names them).
 fn rspamd_keys(
     dir: &Path,
     selector: &str,
@@ -321,7 +322,12 @@ fn rspamd_keys(
     let ed_prefix = format!("ed25519-{ed25519_selector}-");
     for entry in entries.take(MAX_ENTRIES).flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".private") else {
+        // DMS's `setup config dkim` writes `.private.txt`; Rspamd's own
+        // tools `.private`.
+        let Some(stem) = name
+            .strip_suffix(".private.txt")
+            .or_else(|| name.strip_suffix(".private"))
+        else {
             continue;
         };
         if let Some(domain) = stem.strip_prefix(&ed_prefix) {

@@ -33,8 +33,6 @@ pub const MAIL_UID: u32 = 5000;
 pub enum Status {
     /// Read in place.
     Read,
-    /// Read once the work of another issue has landed (named in the text).
-    Later,
     /// Present, and not read: the text says what to do instead.
     NotRead,
     /// Not there.
@@ -49,7 +47,6 @@ impl Status {
     fn label(self) -> &'static str {
         match self {
             Status::Read => "read",
-            Status::Later => "later",
             Status::NotRead => "not read",
             Status::Absent => "absent",
             Status::Warn => "check",
@@ -132,9 +129,8 @@ impl fmt::Display for Report {
         }
         write!(
             f,
-            "{} read, {} later (issue 13/14), {} not read, {} absent, {} to check, {} errors",
+            "{} read, {} not read, {} absent, {} to check, {} errors",
             self.count(Status::Read),
-            self.count(Status::Later),
             self.count(Status::NotRead),
             self.count(Status::Absent),
             self.count(Status::Warn),
@@ -325,7 +321,8 @@ fn directory(r: &mut Report, cfg: &Path) -> BTreeSet<String> {
             "postfix-virtual.cf",
             format!(
                 "aliases: {} ({catchalls} catch-all, {outside} targets outside our domains: \
-                 forwarded; SRS for them is landing with issue 13); [directory] virtual",
+                 forwarded through the smarthost, with an SRS sender when [srs] is set); \
+                 [directory] virtual",
                 lines - catchalls
             ),
         );
@@ -492,7 +489,7 @@ fn pem_key(path: &Path) -> bool {
 /// DKIM keys: Rspamd's `rspamd/dkim/<type>-<bits>-<selector>-<domain>.private.txt`
 /// (DMS's `setup config dkim`) and OpenDKIM's `opendkim/keys/<domain>/<selector>.private`.
 fn dkim(r: &mut Report, cfg: &Path) {
-    let landing = "signing with them is landing with issue 13";
+    let landing = "signed with when [dkim] dir names the DMS config folder";
     // Rspamd's layout.
     let rspamd = cfg.join("rspamd/dkim");
     let mut found = Vec::new();
@@ -528,7 +525,7 @@ fn dkim(r: &mut Report, cfg: &Path) {
     } else {
         found.sort();
         r.push(
-            Status::Later,
+            Status::Read,
             "rspamd/dkim",
             format!("DKIM keys for {}: {landing}", found.join(", ")),
         );
@@ -567,7 +564,7 @@ fn dkim(r: &mut Report, cfg: &Path) {
             .copied()
             .collect::<Vec<_>>();
         r.push(
-            Status::Later,
+            Status::Read,
             "opendkim/keys",
             format!(
                 "DKIM keys for {} (tables: {}): {landing}",
@@ -582,9 +579,15 @@ fn dkim(r: &mut Report, cfg: &Path) {
     }
 }
 
-/// postsrsd's secret, in the state folder.
+/// postsrsd's secret, in the state folder: `etc/postsrsd.secret` since
+/// DMS 15, `etc-postsrsd/postsrsd.secret` before.
 fn postsrsd(r: &mut Report, state: Option<&Path>) {
-    let what = "etc-postsrsd/postsrsd.secret";
+    let what = match state {
+        Some(s) if s.join("etc-postsrsd/postsrsd.secret").exists() => {
+            "etc-postsrsd/postsrsd.secret"
+        }
+        _ => "etc/postsrsd.secret",
+    };
     let Some(state) = state else {
         r.push(
             Status::Absent,
@@ -610,11 +613,11 @@ fn postsrsd(r: &mut Report, state: Option<&Path>) {
                 r.push(Status::Error, what, "empty: postsrsd had no secret");
             } else {
                 r.push(
-                    Status::Later,
+                    Status::Read,
                     what,
                     format!(
-                        "postsrsd secret present ({n} line{}, the first signs): SRS with it \
-                         is landing with issue 13",
+                        "postsrsd secret present ({n} line{}, the first signs): \
+                         [srs] secret_file reads it",
                         if n == 1 { "" } else { "s" }
                     ),
                 );
@@ -800,7 +803,7 @@ fn others(r: &mut Report, cfg: &Path) {
             "opendkim" => "OpenDKIM's settings beyond keys/ (TrustedHosts, ...) are not read",
             "rspamd" => {
                 "Rspamd settings (override.d, local.d, custom-commands.conf) are not read; \
-                 spam filtering is landing with issue 14"
+                 [spam] scores with its own rules and a classifier per user"
             }
             "postfix-master.cf" => {
                 "master.cf services are not read: listeners are [[listener]] tables \

@@ -1,6 +1,6 @@
 //! `[dkim]`: outbound DKIM signing. Keys are read from docker-mailserver's
 //! layouts under `dir` (Rspamd's `rspamd/dkim/rsa-<bits>-<selector>-<domain>.private`
-//! and `ed25519-<ed25519_selector>-<domain>.private`; OpenDKIM's `opendkim/KeyTable`
+//! and `ed25519-<ed25519_selector>-<domain>.private`, also with DMS's `.txt` ending; OpenDKIM's `opendkim/KeyTable`
 //! and `SigningTable`, or `opendkim/keys/<domain>/<selector>.private`),
 //! and from explicit `[[dkim.key]]` entries, which win.
 //!
