@@ -333,21 +333,7 @@ impl Maildir {
             create_dir_synced(&inbox.join(sub))?;
         }
         for folder in DEFAULT_FOLDERS {
-            let f = inbox.join(folder);
-            create_dir_synced(&f)?;
-            for sub in ["cur", "new", "tmp"] {
-                create_dir_synced(&f.join(sub))?;
-            }
-            // Dovecot marks Maildir++ folders with this empty file.
-            let marker = f.join("maildirfolder");
-            if !marker.exists() {
-                let dir = open_dir(&f)?;
-                File::create(&marker).map_err(|source| MaildirError::CreateFolder {
-                    path: marker.clone(),
-                    source,
-                })?;
-                fsync_at(&dir, &f)?;
-            }
+            create_folder(&inbox.join(folder))?;
         }
         Ok(())
     }
@@ -370,19 +356,7 @@ impl Maildir {
         if f.join("new").is_dir() && f.join("tmp").is_dir() {
             return Ok(f);
         }
-        create_dir_synced(&f)?;
-        for sub in ["cur", "new", "tmp"] {
-            create_dir_synced(&f.join(sub))?;
-        }
-        let marker = f.join("maildirfolder");
-        if !marker.exists() {
-            let dir = open_dir(&f)?;
-            File::create(&marker).map_err(|source| MaildirError::CreateFolder {
-                path: marker.clone(),
-                source,
-            })?;
-            fsync_at(&dir, &f)?;
-        }
+        create_folder(&f)?;
         Ok(f)
     }
 
@@ -639,6 +613,26 @@ fn rename(from: &Path, to: &Path) -> Result<(), MaildirError> {
         to: to.to_owned(),
         source,
     })
+}
+
+/// Makes the Maildir++ folder `f` (its `cur/`, `new/`, `tmp/` and the
+/// empty `maildirfolder` file Dovecot marks folders with), each durable;
+/// what exists already is left as it is.
+fn create_folder(f: &Path) -> Result<(), MaildirError> {
+    create_dir_synced(f)?;
+    for sub in ["cur", "new", "tmp"] {
+        create_dir_synced(&f.join(sub))?;
+    }
+    let marker = f.join("maildirfolder");
+    if !marker.exists() {
+        let dir = open_dir(f)?;
+        File::create(&marker).map_err(|source| MaildirError::CreateFolder {
+            path: marker.clone(),
+            source,
+        })?;
+        fsync_at(&dir, f)?;
+    }
+    Ok(())
 }
 
 /// A file of a group commit written to `tmp/`, waiting for its sync and

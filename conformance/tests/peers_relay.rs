@@ -4,11 +4,13 @@
 //! to the documented retry or bounce. The queue survives SIGKILL.
 
 mod common;
+mod sink;
 
 use common::{free_port, peer, queue_cli, tool, Daemon};
+use sink::Sink;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SUBMISSION: &str =
@@ -57,72 +59,6 @@ fn submit(server: SocketAddr, to: &str, subject: &str) -> (bool, String) {
             &format!("Subject: {subject}"),
         ],
     )
-}
-
-/// Postfix's smtp-sink on a free port, dumping each message to a file.
-struct Sink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Sink {
-    fn start(root: &Path, flags: &[&str]) -> Sink {
-        let port = free_port();
-        let dir = root.join(format!("sink-{port}"));
-        std::fs::create_dir_all(&dir).expect("sink dir");
-        // As root, smtp-sink insists on dropping privileges to a user.
-        let root_user = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        let mut privs: Vec<&str> = Vec::new();
-        if root_user {
-            let _ = Command::new("chown").arg("postfix").arg(&dir).status();
-            let _ = Command::new("chmod").arg("755").arg(root).status();
-            privs = vec!["-u", "postfix"];
-        }
-        let child = Command::new(tool("smtp-sink"))
-            .args(&privs)
-            .args(flags)
-            .arg("-d")
-            .arg(format!("{}/%s.", dir.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sink { child, port, dir }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| {
-                        String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default())
-                            .replace("\r\n", "\n")
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -256,7 +192,7 @@ fn smtplib_submits_like_roundcube_and_the_relay_delivers_once() {
         return;
     }
     let probe = Daemon::start(SUBMISSION, "");
-    let sink = Sink::start(probe.dir.path(), &[]);
+    let sink = Sink::start_with(probe.dir.path(), &[]);
     drop(probe);
     let d = Daemon::start_with(SUBMISSION, "", &relay_to(sink.port));
     let script = format!(
@@ -298,10 +234,10 @@ print("ok")
     wait_until(
         "5 messages at the smarthost",
         Duration::from_secs(20),
-        || sink.messages().len() >= 5,
+        || sink.texts().len() >= 5,
     );
     std::thread::sleep(Duration::from_millis(300));
-    let got = sink.messages();
+    let got = sink.texts();
     assert_eq!(got.len(), 5, "each relayed message arrives once");
     for i in 0..5 {
         let m = got
@@ -350,7 +286,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     );
     // A crash with a full queue, then the smarthost comes up.
     d.kill9();
-    let sink = Sink::start(d.dir.path(), &[]);
+    let sink = Sink::start_with(d.dir.path(), &[]);
     // Same data, config and queue: the relay now points at the sink.
     let mut d = d;
     set_relay_port(&d, sink.port, false);
@@ -358,12 +294,12 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     let retry = queue_cli(&d, &["retry", "all"]);
     assert_eq!(retry.lines().count(), 10, "{retry}");
     wait_until("all 10 at the smarthost", Duration::from_secs(30), || {
-        sink.messages().len() >= 10
+        sink.texts().len() >= 10
     });
     wait_until("an empty queue", Duration::from_secs(10), || {
         queue_cli(&d, &["list"]).contains("-- 0 queued")
     });
-    let got = sink.messages();
+    let got = sink.texts();
     assert_eq!(got.len(), 10);
     for i in 0..10 {
         assert_eq!(
@@ -378,7 +314,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
     drop(sink);
 
     // A smarthost that refuses the recipient for good: a bounce to alice.
-    let hard = Sink::start(d.dir.path(), &["-f", "RCPT"]);
+    let hard = Sink::start_with(d.dir.path(), &["-f", "RCPT"]);
     set_relay_port(&d, hard.port, false);
     d.spawn();
     let (ok, out) = submit(d.addrs[0], "ghost@remote.example", "will bounce");
@@ -407,7 +343,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
 
     // 4xx after the data, and a drop after the final dot: both stay queued.
     for flags in [["-r", "."], ["-q", "."], ["-q", "DATA"]] {
-        let s = Sink::start(d.dir.path(), &flags);
+        let s = Sink::start_with(d.dir.path(), &flags);
         set_relay_port(&d, s.port, false);
         d.spawn();
         let (ok, out) = submit(
@@ -563,7 +499,7 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         return;
     }
     let probe = tempfile::tempdir().expect("dir");
-    let sink = Sink::start(probe.path(), &[]);
+    let sink = Sink::start_with(probe.path(), &[]);
     let extra = format!("{}daily_limit = 2\n", relay_to(sink.port));
     let monitored =
         format!("{SUBMISSION}[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"http\"\n");
@@ -573,7 +509,7 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         assert!(ok, "{out}");
         if i < 2 {
             wait_until("relayed", Duration::from_secs(20), || {
-                sink.messages().len() > i
+                sink.texts().len() > i
             });
         }
     }
@@ -600,7 +536,7 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         next > 0 && next <= 86_400,
         "deferred to the next UTC day, not failed: {list}"
     );
-    assert_eq!(sink.messages().len(), 2);
+    assert_eq!(sink.texts().len(), 2);
     // The monitoring listener shows the cap, today's count and the queue.
     let metrics = {
         use std::io::{Read, Write};

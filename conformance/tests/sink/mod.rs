@@ -1,4 +1,4 @@
-//! Postfix's smtp-sink as the smarthost of the DKIM and SRS tests: every
+//! Postfix's smtp-sink as the smarthost of the relay, DKIM and SRS tests: every
 //! message dumped byte for byte (with smtp-sink's `X-Mail-Args:` and
 //! `X-Rcpt-Args:` envelope lines in front) into its own file.
 
@@ -68,6 +68,15 @@ impl Sink {
             .unwrap_or_default();
         v.sort();
         v
+    }
+
+    /// The messages received so far as text with LF line ends, oldest
+    /// first by name.
+    pub fn texts(&self) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .map(|(_, m)| String::from_utf8_lossy(&m).replace("\r\n", "\n"))
+            .collect()
     }
 
     /// Waits (bounded) for a message containing `marker`.
