@@ -76,6 +76,26 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
+    /// A message just queued at `now`: every recipient pending, no attempt
+    /// yet, the first one due at once.
+    pub fn new(id: &str, from: &str, rcpts: &[String], now: u64) -> Self {
+        QueuedMessage {
+            id: id.to_owned(),
+            from: from.to_owned(),
+            created: now,
+            attempts: 0,
+            next_attempt: now,
+            rcpts: rcpts
+                .iter()
+                .map(|a| QueuedRcpt {
+                    address: a.clone(),
+                    status: RcptStatus::Pending,
+                    last_reply: String::new(),
+                })
+                .collect(),
+        }
+    }
+
     /// Recipients still to deliver.
     pub fn pending(&self) -> impl Iterator<Item = &QueuedRcpt> {
         self.rcpts
@@ -355,21 +375,7 @@ impl Spool {
         if rcpts.is_empty() || rcpts.len() > MAX_RCPTS {
             return Err(SpoolError::RecipientCount(rcpts.len()));
         }
-        let msg = QueuedMessage {
-            id: id.to_owned(),
-            from: from.to_owned(),
-            created: now,
-            attempts: 0,
-            next_attempt: now,
-            rcpts: rcpts
-                .iter()
-                .map(|a| QueuedRcpt {
-                    address: a.clone(),
-                    status: RcptStatus::Pending,
-                    last_reply: String::new(),
-                })
-                .collect(),
-        };
+        let msg = QueuedMessage::new(id, from, rcpts, now);
         self.write_atomic(&format!("{id}.msg"), data, false)?;
         if let Err(e) = self.write_atomic(&format!("{id}.env"), encode(&msg).as_bytes(), true) {
             let _ = fs::remove_file(self.dir.join(format!("{id}.msg")));

@@ -158,21 +158,7 @@ impl Queue for PgQueue {
                 rcpts.len()
             )));
         }
-        let msg = QueuedMessage {
-            id: id.to_owned(),
-            from: from.to_owned(),
-            created: now,
-            attempts: 0,
-            next_attempt: now,
-            rcpts: rcpts
-                .iter()
-                .map(|a| QueuedRcpt {
-                    address: a.clone(),
-                    status: RcptStatus::Pending,
-                    last_reply: String::new(),
-                })
-                .collect(),
-        };
+        let msg = QueuedMessage::new(id, from, rcpts, now);
         let now = big(now)?;
         let status = vec!["pending"; rcpts.len()];
         let replies = vec![""; rcpts.len()];
