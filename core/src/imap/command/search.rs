@@ -92,23 +92,31 @@ pub(super) fn sort(args: &[Value<'_>]) -> Args<Search> {
         return Err(ArgError::bad("Syntax: SORT (criteria) charset keys"));
     };
     let crit = sort_criteria(crit).ok_or_else(|| ArgError::bad("Unknown sort criterion"))?;
-    // RFC 5256: the charset is required.
+    charset_and_keys(args, "SORT needs a charset", SearchForm::Sort(crit))
+}
+
+/// SORT's and THREAD's `charset keys` after their first argument (RFC
+/// 5256: the charset is required, so `SORT (DATE) ALL` has none). The
+/// keys' strings are in that charset: they are parsed as SEARCH's
+/// `CHARSET name keys`.
+fn charset_and_keys(
+    args: &[Value<'_>],
+    no_charset: &'static str,
+    form: SearchForm,
+) -> Args<Search> {
     let cs = args
         .get(1)
         .and_then(Value::as_astring)
-        .ok_or_else(|| ArgError::bad("SORT needs a charset"))?;
-    // The charset is required: `SORT (DATE) ALL` has none.
+        .ok_or_else(|| ArgError::bad(no_charset))?;
     if args.len() < 3 {
         return Err(ArgError::bad("SEARCH needs a key"));
     }
     if crate::imap::searchtext::charset_decoder(&cs).is_none() {
         return Err(ArgError::BadCharset { saving: false });
     }
-    // The keys' strings are in that charset: parse them as SEARCH's
-    // `CHARSET name keys`.
     let mut with_charset = vec![Value::Atom("CHARSET"), args[1].clone()];
     with_charset.extend_from_slice(&args[2..]);
-    keys(&with_charset, SearchForm::Sort(crit))
+    keys(&with_charset, form)
 }
 
 /// `THREAD algorithm charset keys` (RFC 5256 3).
@@ -120,19 +128,11 @@ pub(super) fn thread(args: &[Value<'_>]) -> Args<Search> {
         Some(_) => return Err(ArgError::bad("Unknown threading algorithm")),
         None => return Err(ArgError::bad("Syntax: THREAD algorithm charset keys")),
     };
-    let cs = args
-        .get(1)
-        .and_then(Value::as_astring)
-        .ok_or_else(|| ArgError::bad("THREAD needs a charset"))?;
-    if args.len() < 3 {
-        return Err(ArgError::bad("SEARCH needs a key"));
-    }
-    if crate::imap::searchtext::charset_decoder(&cs).is_none() {
-        return Err(ArgError::BadCharset { saving: false });
-    }
-    let mut with_charset = vec![Value::Atom("CHARSET"), args[1].clone()];
-    with_charset.extend_from_slice(&args[2..]);
-    keys(&with_charset, SearchForm::Thread(algorithm))
+    charset_and_keys(
+        args,
+        "THREAD needs a charset",
+        SearchForm::Thread(algorithm),
+    )
 }
 
 pub(super) fn search(mut args: &[Value<'_>]) -> Args<Search> {
