@@ -11,7 +11,7 @@ mod common;
 mod sink;
 
 use common::{peer, tool, Daemon};
-use sink::{strip_sink_headers, Sink};
+use sink::{relay_to, strip_sink_headers, Sink};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -206,9 +206,8 @@ fn submitted_mail_reaches_the_smarthost_signed_and_dkimpy_verifies_it() {
     let records = dms_keys(&dms);
     let sink = Sink::start(keys_dir.path());
     let extra = format!(
-        "[relay]\nhost = \"127.0.0.1\"\nport = {}\nrequire_tls = false\nscan_interval_secs = 1\n\
-         [dkim]\ndir = \"{}\"\n",
-        sink.port,
+        "{}[dkim]\ndir = \"{}\"\n",
+        relay_to(sink.port),
         dms.display()
     );
     let d = Daemon::start_with(SUBMISSION, "info@example.org alice@example.com\n", &extra);

@@ -7,7 +7,7 @@ mod common;
 mod sink;
 
 use common::{free_port, peer, queue_cli, tool, Daemon};
-use sink::Sink;
+use sink::{relay_to, Sink};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,10 +16,6 @@ use std::time::{Duration, Instant};
 const SUBMISSION: &str =
     "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"submission\"\ntls = \"starttls\"\n\
 [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"submission\"\ntls = \"implicit\"\n";
-
-fn relay_to(port: u16) -> String {
-    format!("[relay]\nhost = \"127.0.0.1\"\nport = {port}\nrequire_tls = false\nscan_interval_secs = 1\n")
-}
 
 fn swaks(server: SocketAddr, args: &[&str]) -> (bool, String) {
     let out = Command::new(tool("swaks"))

@@ -11,7 +11,7 @@ mod sink;
 use common::{free_port, peer, tool, wait_for_port, Client, Daemon};
 use postern_core::srs::Mailbox;
 use postern_runtime_smol::srs::Srs;
-use sink::{mail_from, Sink};
+use sink::{mail_from, relay_to, Sink};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -252,9 +252,8 @@ fn forwarded_mail_gets_an_srs_sender_and_its_bounce_goes_back() {
     let p = Postsrsd::start(&secret);
     let sink = Sink::start(dir.path());
     let extra = format!(
-        "[relay]\nhost = \"127.0.0.1\"\nport = {}\nrequire_tls = false\nscan_interval_secs = 1\n\
-         [srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n",
-        sink.port,
+        "{}[srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n",
+        relay_to(sink.port),
         secret.display()
     );
     let d = Daemon::start_with(MX, "fwd@example.com friend@remote.example\n", &extra);
@@ -349,10 +348,9 @@ fn a_forwarded_copy_that_bounces_is_returned_to_the_original_sender() {
         .is_ok_and(|s| s.success());
     assert!(made, "openssl genpkey");
     let extra = format!(
-        "[relay]\nhost = \"127.0.0.1\"\nport = {}\nrequire_tls = false\nscan_interval_secs = 1\n\
-         [srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n\
+        "{}[srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n\
          [dkim]\n[[dkim.key]]\ndomain = \"example.com\"\nrsa = \"{}\"\n",
-        hard.port,
+        relay_to(hard.port),
         secret.display(),
         key.display()
     );

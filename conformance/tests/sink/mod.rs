@@ -106,6 +106,12 @@ impl Drop for Sink {
     }
 }
 
+/// The `[relay]` section that makes a daemon relay to a smarthost on
+/// `port` without TLS, scanning its queue every second.
+pub fn relay_to(port: u16) -> String {
+    format!("[relay]\nhost = \"127.0.0.1\"\nport = {port}\nrequire_tls = false\nscan_interval_secs = 1\n")
+}
+
 /// The envelope sender smtp-sink recorded (`X-Mail-Args: <addr> ...`).
 pub fn mail_from(msg: &[u8]) -> String {
     let text = String::from_utf8_lossy(msg);
