@@ -1,6 +1,8 @@
 //! Postern beside Postfix on the same loopback and disk, in one run:
 //! `smtp-source -s 10 -m 5000 -l 4096` against each, both delivering to a
-//! virtual Maildir with fsync; messages per second and the ratio. Then
+//! virtual Maildir with fsync; messages per second and the ratio. Postfix
+//! runs twice (after the first Postern run and last), and the better of
+//! its runs is compared; no server's files are removed before the end. Then
 //! Postern's resident memory idle and with 1,000 idle connections.
 //!
 //! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
@@ -195,8 +197,12 @@ impl Postfix {
     }
 }
 
-impl Drop for Postfix {
-    fn drop(&mut self) {
+impl Postfix {
+    /// Stops Postfix and keeps its directory (removed on drop).
+    fn stop(&mut self) {
+        if matches!(self.fg.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let d = self.dir.path().display().to_string();
         let _ = Command::new(tool("postfix"))
             .args(["-c", &d, "stop"])
@@ -204,6 +210,31 @@ impl Drop for Postfix {
             .stderr(Stdio::null())
             .status();
         let _ = self.fg.wait();
+    }
+
+    /// One timed run after the warm-up: (accepted, all delivered) msg/s.
+    fn measure(&self, port: u16, label: &str) -> (f64, f64) {
+        let inbox = self.dir.path().join("vmail/example.com/alice/new");
+        warm_up(port, &inbox);
+        let start = Instant::now();
+        let accepted = smtp_source(port);
+        let delivered = wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(300));
+        let total = start.elapsed();
+        let accept_rate = MESSAGES as f64 / accepted.as_secs_f64();
+        let deliver_rate = MESSAGES as f64 / total.as_secs_f64();
+        println!(
+            "  Postfix{label}: {MESSAGES} accepted in {:.2} s = {accept_rate:>7.0} msg/s; all delivered after {:.2} s = {deliver_rate:>7.0} msg/s{}",
+            accepted.as_secs_f64(),
+            total.as_secs_f64(),
+            if delivered { "" } else { " (NOT all delivered)" }
+        );
+        (accept_rate, deliver_rate)
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -239,6 +270,16 @@ fn main() {
         t.as_secs_f64()
     );
 
+    // Postfix, between the Postern runs, and again after them. No
+    // server's files are removed before the end of the sitting: ext4
+    // without a journal (this machine's) passes over inodes freed in the
+    // last minutes when it makes a file, so a removal would slow down
+    // whichever server runs next.
+    let pport = free_port();
+    let mut pf = Postfix::start(pport);
+    let first = pf.measure(pport, " (first run)");
+    pf.stop();
+
     // Postern again with the MX defences on: per-client rates counted (set
     // high enough that smtp-source is never refused), postscreen's deep
     // checks, and the syslog lines CrowdSec reads written to a file.
@@ -262,31 +303,19 @@ fn main() {
         th.as_secs_f64(),
         (hardened_rate / postern_rate - 1.0) * 100.0
     );
-    drop(hardened);
 
     // Postern with message authentication: SPF, DKIM, DMARC and ARC on
     // every message (nsd on loopback; answers cached after the first), the
     // message signed by dkimpy with the test zone's key, aligned.
-    let auth_rate = message_authentication_rate();
+    let auth = message_authentication_rate();
+    let auth_rate = auth.as_ref().map(|a| a.0);
 
-    // Postfix.
-    let pport = free_port();
-    let pf = Postfix::start(pport);
-    let pinbox = pf.dir.path().join("vmail/example.com/alice/new");
-    warm_up(pport, &pinbox);
-    let start = Instant::now();
-    let accepted = smtp_source(pport);
-    let delivered = wait_for(&pinbox, WARM_UP + MESSAGES, Duration::from_secs(300));
-    let total = start.elapsed();
-    let accept_rate = MESSAGES as f64 / accepted.as_secs_f64();
-    let deliver_rate = MESSAGES as f64 / total.as_secs_f64();
-    println!(
-        "  Postfix: {MESSAGES} accepted in {:.2} s = {accept_rate:>7.0} msg/s; all delivered after {:.2} s = {deliver_rate:>7.0} msg/s{}",
-        accepted.as_secs_f64(),
-        total.as_secs_f64(),
-        if delivered { "" } else { " (NOT all delivered)" }
-    );
-    drop(pf);
+    // Postfix again, last: the better of its two runs is the one compared.
+    let pport2 = free_port();
+    let mut pf2 = Postfix::start(pport2);
+    let second = pf2.measure(pport2, " (second run)");
+    pf2.stop();
+    let (accept_rate, deliver_rate) = if second.0 > first.0 { second } else { first };
     println!(
         "  ratio Postern/Postfix: {:.2}x accepted (Postern's accepted is already delivered), {:.2}x delivered   target 2x",
         postern_rate / accept_rate,
@@ -325,7 +354,9 @@ fn main() {
 
 /// Messages per second through an MX listener with `[auth]` on, or `None`
 /// without nsd or dkimsign.
-fn message_authentication_rate() -> Option<f64> {
+/// The daemon and the DNS server are returned so that their files stay
+/// until the end of the sitting.
+fn message_authentication_rate() -> Option<(f64, Daemon, common::dns::DnsServer)> {
     if !tool("nsd").is_file() || !tool("dkimsign").is_file() {
         println!(
             "  (Postern with message authentication: nsd and dkimsign are needed; not measured)"
@@ -357,15 +388,18 @@ fn message_authentication_rate() -> Option<f64> {
     // smtp-source appends CRLF to each line itself.
     let text = String::from_utf8_lossy(&signed).replace("\r\n", "\n");
     std::fs::write(&file, text.trim_end_matches('\n')).expect("message file");
-    let t = smtp_source_with(
-        d.addrs[0].port(),
-        "bounce@signed.test",
-        Some(&file),
-        MESSAGES,
-    );
+    let port = d.addrs[0].port();
     let inbox = d.dir.path().join("mail/example.com/alice/new");
+    // Warmed like the others, with the same signed message (its DNS
+    // answers are then cached, as the bench intends).
+    smtp_source_with(port, "bounce@signed.test", Some(&file), WARM_UP);
     assert!(
-        wait_for(&inbox, MESSAGES, Duration::from_secs(60)),
+        wait_for(&inbox, WARM_UP, Duration::from_secs(120)),
+        "warm-up: not all delivered"
+    );
+    let t = smtp_source_with(port, "bounce@signed.test", Some(&file), MESSAGES);
+    assert!(
+        wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
         "postern (message authentication): not all delivered"
     );
     // Every copy passed: look at one.
@@ -384,5 +418,5 @@ fn message_authentication_rate() -> Option<f64> {
         "  Postern with SPF+DKIM+DMARC+ARC: {MESSAGES} in {:.2} s = {rate:>7.0} msg/s (dkim=pass dmarc=pass)",
         t.as_secs_f64()
     );
-    Some(rate)
+    Some((rate, d, dns))
 }
