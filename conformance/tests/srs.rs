@@ -252,7 +252,8 @@ fn forwarded_mail_gets_an_srs_sender_and_its_bounce_goes_back() {
     let p = Postsrsd::start(&secret);
     let sink = Sink::start(dir.path());
     let extra = format!(
-        "{}[srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n",
+        "{}[srs]\ndomain = \"{DOMAIN}\"\nsecret_file = \"{}\"\n\
+         exclude_domains = [\"partner.test\", \".corp.test\"]\n",
         relay_to(sink.port),
         secret.display()
     );
@@ -285,6 +286,28 @@ fn forwarded_mail_gets_an_srs_sender_and_its_bounce_goes_back() {
     assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
     let (_, m) = sink.wait_for("Subject: our own sender", Duration::from_secs(30));
     assert_eq!(mail_from(&m), "alice@example.com");
+
+    // Senders in `exclude_domains` keep theirs (postsrsd's
+    // SRS_EXCLUDE_DOMAINS): the domain itself, and under `.corp.test`
+    // every subdomain but not corp.test itself.
+    for (sender, kept) in [
+        ("bob@partner.test", true),
+        ("eve@eu.corp.test", true),
+        ("ann@corp.test", false),
+        ("joe@sub.partner.test", false),
+    ] {
+        let subject = format!("excluded? {sender}");
+        let r = send(mx, sender, "fwd@example.com", &subject);
+        assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+        let (_, m) = sink.wait_for(&format!("Subject: {subject}"), Duration::from_secs(30));
+        let envelope = mail_from(&m);
+        if kept {
+            assert_eq!(envelope, sender);
+        } else {
+            assert!(envelope.starts_with("SRS0="), "{sender}: {envelope}");
+            assert_eq!(p.reverse(&envelope).as_deref(), Ok(sender));
+        }
+    }
 
     // The bounce of the forwarded copy: to the SRS address, from <>,
     // relayed to the original sender.

@@ -176,6 +176,22 @@ pub fn rewrites(sender: Option<&Mailbox>, ours: &dyn Fn(&str) -> bool) -> bool {
     sender.is_some_and(|s| !ours(&s.domain.to_ascii_lowercase()))
 }
 
+/// Whether `domain` is one whose senders are never rewritten, as
+/// postsrsd's `SRS_EXCLUDE_DOMAINS` reads its list: `example.org` is that
+/// domain only, `.example.org` is every domain under it (not itself).
+/// Case does not matter.
+pub fn excluded(domain: &str, patterns: &[String]) -> bool {
+    let domain = domain.trim_end_matches('.');
+    patterns.iter().any(|p| match p.strip_prefix('.') {
+        Some(parent) => domain
+            .len()
+            .checked_sub(parent.len() + 1)
+            .and_then(|at| domain.get(at..))
+            .is_some_and(|tail| tail.starts_with('.') && tail[1..].eq_ignore_ascii_case(parent)),
+        None => domain.eq_ignore_ascii_case(p),
+    })
+}
+
 /// Rewrites the sender `local@domain` as an address at `srs_domain`
 /// (SRS0, or SRS1 for a sender that is already an SRS address), stamped
 /// with `today`.
@@ -450,5 +466,19 @@ mod tests {
             let back = reverse(&tampered, 500, &mac);
             prop_assert!(back.is_err(), "{tampered} -> {back:?}");
         }
+    }
+
+    #[test]
+    fn excluded_domains_read_as_postsrsd_reads_them() {
+        let list = vec!["partner.test".to_owned(), ".corp.test".to_owned()];
+        assert!(excluded("partner.test", &list));
+        assert!(excluded("Partner.TEST.", &list));
+        assert!(!excluded("mx.partner.test", &list));
+        assert!(excluded("eu.corp.test", &list));
+        assert!(excluded("a.b.Corp.Test", &list));
+        assert!(!excluded("corp.test", &list));
+        assert!(!excluded("evilcorp.test", &list));
+        assert!(!excluded("other.test", &list));
+        assert!(!excluded("partner.test", &[]));
     }
 }

@@ -82,7 +82,8 @@ pub fn srs_at<'a>(
 }
 
 /// The envelope sender of the forwarded copies: the SRS address when SRS
-/// is on and the sender is not ours, else the sender as it was.
+/// is on and the sender is neither ours nor in `[srs] exclude_domains`,
+/// else the sender as it was.
 fn forward_sender(srv: &Server, from: Option<&postern_core::smtp::Address>) -> String {
     let original = from.map(ToString::to_string).unwrap_or_default();
     let (Some(srs), Some(from)) = (&srv.srs, from) else {
@@ -92,7 +93,16 @@ fn forward_sender(srv: &Server, from: Option<&postern_core::smtp::Address>) -> S
         local: from.local.clone(),
         domain: from.domain.clone(),
     };
-    let ours = |d: &str| srv.directory.is_local_domain(d) || d == srs.domain;
+    let excluded = srv
+        .config
+        .srs
+        .as_ref()
+        .map_or(&[][..], |c| c.exclude_domains.as_slice());
+    let ours = |d: &str| {
+        srv.directory.is_local_domain(d)
+            || d == srs.domain
+            || postern_core::srs::excluded(d, excluded)
+    };
     if !postern_core::srs::rewrites(Some(&sender), &ours) {
         return original;
     }
