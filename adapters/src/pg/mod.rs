@@ -2,10 +2,8 @@
 //! kept in a database that several Postern replicas share, and message
 //! bodies in an S3-compatible object store addressed by content hash.
 //!
-//! This is the first slice (issue 16): [`PgCounters`], [`PgQueue`], the
-//! body store [`Blobs`] and the start of the mailbox store
-//! ([`PgMail::deliver`]); the full `MailboxStore` (IMAP requests, change
-//! notification across replicas) is not here yet.
+//! [`PgCounters`], [`PgQueue`], the body store [`Blobs`], local delivery
+//! ([`PgMail`]) and the IMAP mailbox store ([`PgMailbox`]).
 //!
 //! Every call blocks (the `postgres` client runs its own small runtime
 //! per connection): the runtime calls these stores on its blocking pool
@@ -14,14 +12,25 @@
 //! round trip. The schema is SQL under `pg/migrations/`, applied at
 //! [`Pg::connect`] in order, each version once, under an advisory lock.
 
+/// The columns of a mailbox row (`BoxRow`), table alias `b`.
+macro_rules! box_cols {
+    () => {
+        "b.id, b.uidvalidity, b.uidnext, b.highestmodseq, b.keywords, b.first_recent, b.tombs"
+    };
+}
+
 mod blobs;
+mod cache;
 mod counters;
 mod mail;
+mod mailbox;
+mod mailbox_write;
 mod queue;
 
 pub use blobs::{content_hash, Blobs, S3Config};
 pub use counters::PgCounters;
-pub use mail::PgMail;
+pub use mail::{PgMail, DEFAULT_FOLDERS};
+pub use mailbox::{PgMailbox, MAX_MAILBOXES, MAX_MESSAGES};
 pub use queue::PgQueue;
 
 use postgres::{Client, NoTls, Statement};
@@ -30,7 +39,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The schema versions, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_mailbox_store.sql")),
+];
 
 /// The advisory lock key under which a schema is applied (any constant
 /// the deployment does not use otherwise: "postern" in ASCII).
