@@ -170,15 +170,14 @@ impl PgMailbox {
         }
     }
 
-    /// Tells the listener about a mailbox known by its database id (a
-    /// NOTIFY from another replica).
-    pub fn changed_id(&self, id: i64) -> Result<(), PgError> {
-        let rows = self.query("SELECT account, name FROM mailboxes WHERE id = $1", &[&id])?;
-        for r in rows {
-            let (user, name): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            self.changed(&user, &name);
+    /// Tells the listener about mailboxes another replica (or this one)
+    /// changed, as a [`super::notify::Listener`] heard them.
+    pub fn notify(&self, changed: &[MailboxId]) {
+        if let Some(l) = self.listener.get() {
+            for id in changed {
+                l(id);
+            }
         }
-        Ok(())
     }
 
     /// One statement, outside a transaction.

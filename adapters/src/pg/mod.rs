@@ -25,6 +25,7 @@ mod counters;
 mod mail;
 mod mailbox;
 mod mailbox_write;
+pub mod notify;
 mod queue;
 
 pub use blobs::{content_hash, Blobs, S3Config};
@@ -211,6 +212,11 @@ impl Pg {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// A connection outside the pool (a LISTENer).
+    pub(crate) fn connect_one(&self) -> Result<Client, PgError> {
+        Ok(self.config.connect(NoTls)?)
     }
 
     /// The schema version the database holds.

@@ -1,0 +1,116 @@
+//! The PostgreSQL backend in the daemon (`[store] backend = "postgres"`):
+//! the mailbox store, the outbound queue and the shared counters on one
+//! database, the message bodies in the bucket; and the thread that
+//! LISTENs for other replicas' changes and wakes this replica's IDLE
+//! sessions, reconnecting with backoff.
+
+use crate::config::store::{redact, PostgresSettings};
+use crate::server::StartError;
+use postern_adapters::pg::{self, notify::Listener, Blobs, Pg, PgMail, PgMailbox, S3Config};
+use postern_adapters::store::{Counters, MailboxStore, Queue, SystemClock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The stores of the PostgreSQL backend.
+pub struct PgStores {
+    /// The mailbox store.
+    pub mailbox: Arc<PgMailbox>,
+    /// The outbound queue.
+    pub queue: Arc<dyn Queue>,
+    /// The shared counters.
+    pub counters: Arc<dyn Counters>,
+    /// The database pool.
+    pub pg: Arc<Pg>,
+}
+
+/// How long a LISTEN waits before it checks its connection.
+const LISTEN_WAIT: Duration = Duration::from_secs(30);
+
+/// The longest pause between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Connects (and brings the schema up to date), reads the bucket's
+/// secret, and makes the stores. The bucket is created if missing and
+/// the credentials allow it (else it must exist).
+pub fn open(
+    s: &PostgresSettings,
+    quota: Option<u64>,
+    quotas: HashMap<String, u64>,
+    mime: postern_core::imap::limits::MimeLimits,
+) -> Result<PgStores, StartError> {
+    let fail = |e: String| StartError::Store(format!("{}: {e}", redact(&s.url)));
+    let pg = Arc::new(Pg::connect(&s.url, s.max_connections).map_err(|e| fail(e.to_string()))?);
+    let secret = std::fs::read_to_string(&s.s3_secret_key_file)
+        .map_err(|e| StartError::Store(format!("{}: {e}", s.s3_secret_key_file.display())))?;
+    let blobs = Arc::new(
+        Blobs::new(
+            pg.clone(),
+            &S3Config {
+                endpoint: s.s3_endpoint.clone(),
+                bucket: s.s3_bucket.clone(),
+                region: s.s3_region.clone(),
+                access_key: s.s3_access_key.clone(),
+                secret_key: secret.trim().to_owned(),
+            },
+        )
+        .map_err(|e| StartError::Store(format!("bucket {}: {e}", s.s3_bucket)))?,
+    );
+    if let Err(e) = blobs.create_bucket() {
+        tracing::warn!("bucket {} not created (it must exist): {e}", s.s3_bucket);
+    }
+    let mailbox = Arc::new(
+        PgMailbox::new(PgMail::new(pg.clone(), blobs, Arc::new(SystemClock)))
+            .with_quota(quota, quotas)
+            .with_mime(mime),
+    );
+    tracing::info!(
+        "store: PostgreSQL {} and bucket {}",
+        redact(&s.url),
+        s.s3_bucket
+    );
+    Ok(PgStores {
+        mailbox,
+        queue: Arc::new(pg::PgQueue::new(pg.clone())),
+        counters: Arc::new(pg::PgCounters::new(pg.clone())),
+        pg,
+    })
+}
+
+/// Starts the thread that hears other replicas' (and this one's) changes
+/// and tells `store`'s listener (set before). A lost connection is made
+/// again after a pause that doubles up to 30 seconds.
+pub fn spawn_listener(pg: Arc<Pg>, store: Arc<PgMailbox>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("postern-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let mut listener = match Listener::connect(&pg) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!("LISTEN: {e}; again in {backoff:?}");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(100);
+                loop {
+                    match listener.wait(LISTEN_WAIT) {
+                        Ok(changed) => store.notify(&changed),
+                        Err(e) => {
+                            tracing::warn!("LISTEN lost: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+/// The mailbox store as the server holds it.
+pub fn as_store(s: &PgStores) -> Arc<dyn MailboxStore> {
+    s.mailbox.clone()
+}
