@@ -583,6 +583,6 @@ fn round_trips_per_imap_request() {
         "Poll taking \\Recent (after a delivery)"
     );
     assert_eq!(delivered, 6.0);
-    assert_eq!(poll_recent, 2.0);
+    assert_eq!(poll_recent, 3.0);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -7,8 +7,11 @@
 //!
 //! Database round trips per request (statements prepared once per
 //! connection; BEGIN and COMMIT are one each):
-//! - SELECT: 2 (names, the view); +1 when it takes `\Recent`.
-//! - Poll (NOOP, IDLE wake, after each command): 1; +1 taking `\Recent`.
+//! - Poll (NOOP, IDLE wake, after each command): 1 when nothing changed
+//!   since this process last read the mailbox (its row only: the messages
+//!   are cached), 2 when something did (the row, then row + messages in
+//!   one statement), 1 the first time; +1 taking `\Recent`.
+//! - SELECT: 1 (the names) + a Poll's.
 //! - STATUS, Vanished, Quota, Subscribe, version: 1.
 //! - LIST: 1; +1 with STATUS; +1 for LSUB/`(SUBSCRIBED)`.
 //! - FETCH bodies: 1, and one object-store GET per body not cached;
@@ -49,11 +52,14 @@ pub const MAX_MESSAGES: i64 = 1_000_000;
 /// The most mailboxes an account may have.
 pub const MAX_MAILBOXES: i64 = 10_000;
 
-/// The default bound on cached summaries (entries) and bodies (bytes).
+/// The bounds on cached summaries, bodies and mailbox views (entries,
+/// bytes).
 const SUMMARY_ENTRIES: usize = 50_000;
 const SUMMARY_BYTES: usize = 64 << 20;
 const BODY_ENTRIES: usize = 4_096;
 const BODY_BYTES: usize = 32 << 20;
+const VIEW_ENTRIES: usize = 10_000;
+const VIEW_BYTES: usize = 64 << 20;
 
 /// A mailbox row (the columns of `box_cols!`).
 #[derive(Clone, Debug)]
@@ -90,6 +96,9 @@ pub(super) fn uids64(uids: &[u32]) -> Vec<i64> {
     uids.iter().map(|u| i64::from(*u)).collect()
 }
 
+/// The messages of a mailbox and the row values they were read at.
+type ViewStamp = ((i64, u32, u32, u64), Arc<Vec<MessageMeta>>);
+
 /// A mailbox's id and, by UID, a message's (trace prefix, body hash).
 type Located = (i64, HashMap<u32, (Vec<u8>, String)>);
 
@@ -101,6 +110,9 @@ pub struct PgMailbox {
     mime: MimeLimits,
     summaries: Bounded<(i64, u32), Summary>,
     bodies: Bounded<String, Arc<Vec<u8>>>,
+    /// The messages of mailboxes read before, by (account, name), with
+    /// the (id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) they were read at.
+    views: Bounded<(String, String), ViewStamp>,
     listener: OnceLock<ChangeListener>,
     last_error: Mutex<Option<String>>,
 }
@@ -123,6 +135,7 @@ impl PgMailbox {
             mime: MimeLimits::default(),
             summaries: Bounded::new(SUMMARY_ENTRIES, SUMMARY_BYTES),
             bodies: Bounded::new(BODY_ENTRIES, BODY_BYTES),
+            views: Bounded::new(VIEW_ENTRIES, VIEW_BYTES),
             listener: OnceLock::new(),
             last_error: Mutex::new(None),
         }
@@ -380,12 +393,34 @@ impl PgMailbox {
             .collect()
     }
 
-    /// The mailbox row and its messages, in one statement (one snapshot).
+    /// The mailbox row and its messages. When this process read the
+    /// mailbox's messages before, the row alone (one small statement)
+    /// tells whether they are still what it read: every change to a
+    /// mailbox's messages moves its UIDNEXT or HIGHESTMODSEQ. Else one
+    /// statement reads both (one snapshot) and the messages are cached.
     fn read_view(
         &self,
         user: &str,
         mailbox: &str,
-    ) -> Result<Option<(BoxRow, Vec<MessageMeta>)>, PgError> {
+    ) -> Result<Option<(BoxRow, Arc<Vec<MessageMeta>>)>, PgError> {
+        let key = (user.to_owned(), mailbox.to_owned());
+        if let Some((stamp, messages)) = self.views.get(&key) {
+            let rows = self.query(
+                concat!(
+                    "SELECT ",
+                    box_cols!(),
+                    " FROM mailboxes b WHERE b.account = $1 AND b.name = $2"
+                ),
+                &[&user, &mailbox],
+            )?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let b = box_row(row)?;
+            if stamp == (b.id, b.uid_validity, b.uid_next, b.highest_modseq) {
+                return Ok(Some((b, messages)));
+            }
+        }
         let rows = self.query(
             concat!(
                 "SELECT ",
@@ -418,6 +453,14 @@ impl PgMailbox {
                 modseq: unsigned(r.try_get(11)?)?,
             });
         }
+        let cost = 64
+            + messages
+                .iter()
+                .map(|m| 48 + m.flags.len() * 16)
+                .sum::<usize>();
+        let messages = Arc::new(messages);
+        let stamp = (b.id, b.uid_validity, b.uid_next, b.highest_modseq);
+        self.views.put(key, (stamp, messages.clone()), cost);
         Ok(Some((b, messages)))
     }
 
@@ -463,7 +506,7 @@ impl PgMailbox {
                 recent,
                 uid_validity: b.uid_validity,
                 uid_next: b.uid_next,
-                messages: Arc::new(messages),
+                messages,
                 keywords: b.keywords,
                 highest_modseq: b.highest_modseq,
                 attributes: attributes.clone(),
