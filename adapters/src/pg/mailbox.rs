@@ -96,8 +96,11 @@ pub(super) fn uids64(uids: &[u32]) -> Vec<i64> {
     uids.iter().map(|u| i64::from(*u)).collect()
 }
 
+/// A mailbox's messages, as a view shares them.
+type Messages = Arc<Vec<MessageMeta>>;
+
 /// The messages of a mailbox and the row values they were read at.
-type ViewStamp = ((i64, u32, u32, u64), Arc<Vec<MessageMeta>>);
+type ViewStamp = ((i64, u32, u32, u64), Messages);
 
 /// A mailbox's id and, by UID, a message's (trace prefix, body hash).
 type Located = (i64, HashMap<u32, (Vec<u8>, String)>);
@@ -402,7 +405,7 @@ impl PgMailbox {
         &self,
         user: &str,
         mailbox: &str,
-    ) -> Result<Option<(BoxRow, Arc<Vec<MessageMeta>>)>, PgError> {
+    ) -> Result<Option<(BoxRow, Messages)>, PgError> {
         let key = (user.to_owned(), mailbox.to_owned());
         if let Some((stamp, messages)) = self.views.get(&key) {
             let rows = self.query(
