@@ -23,6 +23,10 @@ const USAGE: &str = "usage:
                                  folder, Maildir root, state folder) and what it does not
   postern queue --config FILE list | show ID | retry ID|all | delete ID
                                  inspect and manage the outbound queue
+  postern store --config FILE import-maildir DIR
+                                 copy a Maildir tree (DIR/<domain>/<user>/, Dovecot's
+                                 UIDs, flags and keywords kept) into [store] backend =
+                                 \"postgres\"; run again to copy only what is missing
   postern probe --config FILE    send a marked message, find it over IMAP, delete it,
                                  push the result to a Pushgateway (exit 1 on failure)
 environment: POSTERN_LOG=error|warn|info|debug (default info)
@@ -144,6 +148,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
             queue(Path::new(file), rest)
+        }
+        ["store", "--config", file, "import-maildir", dir]
+        | ["store", "-c", file, "import-maildir", dir] => {
+            crate::pgstore::import_main(Path::new(file), Path::new(dir))
         }
         ["probe", "--config", file] | ["probe", "-c", file] => crate::probe::main(Path::new(file)),
         ["--version"] | ["-V"] => {

@@ -110,6 +110,56 @@ pub fn spawn_listener(pg: Arc<Pg>, store: Arc<PgMailbox>) -> std::io::Result<()>
         .map(|_| ())
 }
 
+/// `postern store --config FILE import-maildir DIR`: the configuration
+/// must choose `backend = "postgres"`; prints a line per folder and the
+/// totals. Exit 1 on failure or when a folder was refused.
+pub fn import_main(config: &std::path::Path, dir: &std::path::Path) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let cfg = match crate::config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let crate::config::store::StoreBackend::Postgres(s) = &cfg.store else {
+        eprintln!(
+            "postern: {}: [store] backend is not \"postgres\"",
+            config.display()
+        );
+        return ExitCode::from(1);
+    };
+    let stores = match open(s, cfg.quota, HashMap::new(), cfg.mime) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut progress = |line: &str| println!("{line}");
+    match pg::import::import_maildir(dir, &stores.mailbox, &mut progress) {
+        Ok(r) => {
+            println!(
+                "imported {} accounts, {} folders: {} messages copied, {} already there, {} folders refused",
+                r.accounts,
+                r.mailboxes,
+                r.copied,
+                r.present,
+                r.refused.len()
+            );
+            if r.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("postern: import {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// The mailbox store as the server holds it.
 pub fn as_store(s: &PgStores) -> Arc<dyn MailboxStore> {
     s.mailbox.clone()

@@ -401,11 +401,7 @@ impl PgMailbox {
     /// tells whether they are still what it read: every change to a
     /// mailbox's messages moves its UIDNEXT or HIGHESTMODSEQ. Else one
     /// statement reads both (one snapshot) and the messages are cached.
-    fn read_view(
-        &self,
-        user: &str,
-        mailbox: &str,
-    ) -> Result<Option<(BoxRow, Messages)>, PgError> {
+    fn read_view(&self, user: &str, mailbox: &str) -> Result<Option<(BoxRow, Messages)>, PgError> {
         let key = (user.to_owned(), mailbox.to_owned());
         if let Some((stamp, messages)) = self.views.get(&key) {
             let rows = self.query(
