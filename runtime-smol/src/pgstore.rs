@@ -40,7 +40,19 @@ pub fn open(
     mime: postern_core::imap::limits::MimeLimits,
 ) -> Result<PgStores, StartError> {
     let fail = |e: String| StartError::Store(format!("{}: {e}", redact(&s.url)));
-    let pg = Arc::new(Pg::connect(&s.url, s.max_connections).map_err(|e| fail(e.to_string()))?);
+    let password = match &s.password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| StartError::Store(format!("{}: {e}", f.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let pg = Arc::new(
+        Pg::connect_with(&s.url, s.max_connections, password.as_deref())
+            .map_err(|e| fail(e.to_string()))?,
+    );
     let secret = std::fs::read_to_string(&s.s3_secret_key_file)
         .map_err(|e| StartError::Store(format!("{}: {e}", s.s3_secret_key_file.display())))?;
     let blobs = Arc::new(

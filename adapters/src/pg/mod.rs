@@ -133,9 +133,22 @@ impl Pg {
     /// to date. Statements time out after 30 seconds, a connection
     /// attempt after 10.
     pub fn connect(url: &str, max_conns: usize) -> Result<Self, PgError> {
+        Self::connect_with(url, max_conns, None)
+    }
+
+    /// [`Pg::connect`] with the password given apart from `url` (read
+    /// from a mounted secret).
+    pub fn connect_with(
+        url: &str,
+        max_conns: usize,
+        password: Option<&str>,
+    ) -> Result<Self, PgError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| PgError::Config(e.to_string()))?;
+        if let Some(p) = password {
+            config.password(p);
+        }
         config
             .connect_timeout(Duration::from_secs(10))
             .options("-c statement_timeout=30000 -c lock_timeout=30000")

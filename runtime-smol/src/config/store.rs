@@ -8,6 +8,7 @@
 //! [postgres]                                   # only with backend = "postgres"
 //! url = "host=db.example.net user=postern dbname=postern"
 //! max_connections = 16                         # per replica, 1 to 1,000
+//! password_file = "/run/secrets/pg-password"   # optional: the password, in a file
 //!
 //! [s3]                                         # only with backend = "postgres"
 //! endpoint = "https://s3.example.net"          # path-style requests
@@ -38,6 +39,7 @@ pub(super) struct RawStore {
 pub(super) struct RawPostgres {
     url: Spanned<String>,
     max_connections: Option<Spanned<u64>>,
+    password_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,9 @@ pub struct PostgresSettings {
     pub url: String,
     /// Connections per replica.
     pub max_connections: usize,
+    /// The file holding the database password, if not in `url` (read at
+    /// start, never logged).
+    pub password_file: Option<PathBuf>,
     /// `http(s)://host[:port]` of the object store.
     pub s3_endpoint: String,
     /// The bucket.
@@ -195,6 +200,14 @@ pub(super) fn parse(
     let settings = PostgresSettings {
         url: url.to_owned(),
         max_connections: usize::try_from(max_connections).unwrap_or(16),
+        password_file: p.password_file.as_ref().map(|f| {
+            let f = f.get_ref();
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            }
+        }),
         s3_endpoint: endpoint.to_owned(),
         s3_bucket: bucket.to_owned(),
         s3_region: region.to_owned(),
@@ -259,6 +272,12 @@ mod tests {
         };
         assert_eq!(p.url, "postgresql://postern:hunter2@db:5432/postern");
         assert_eq!(p.max_connections, 16);
+        assert_eq!(p.password_file, None);
+        let c = parse_text(&PG.replace("[s3]", "password_file = \"pg-pw\"\n[s3]")).unwrap();
+        let StoreBackend::Postgres(p) = c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(p.password_file.as_deref(), Some(Path::new("/etc/pg-pw")));
         assert_eq!(p.s3_bucket, "postern-mail");
         assert_eq!(p.s3_region, "us-east-1");
         assert_eq!(p.s3_secret_key_file, Path::new("/etc/s3-secret"));
