@@ -88,11 +88,19 @@ fn config(dir: &Path, c: &PgCluster, s3: &S3Server) -> std::path::PathBuf {
 }
 
 fn import(cfg: &Path, root: &Path) -> String {
+    postern(&[
+        "store",
+        "--config",
+        &cfg.to_string_lossy(),
+        "import-maildir",
+        &root.to_string_lossy(),
+    ])
+}
+
+/// Runs the command line; fails the test unless it succeeds; its output.
+fn postern(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
-        .args(["store", "--config"])
-        .arg(cfg)
-        .arg("import-maildir")
-        .arg(root)
+        .args(args)
         .env("POSTERN_LOG", "warn")
         .output()
         .unwrap();
@@ -215,4 +223,34 @@ fn a_dovecot_maildir_is_imported_with_its_uids_twice_without_doubles() {
         .map(|m| m.uid)
         .collect();
     assert_eq!(uids, vec![5, 9, 12]);
+}
+
+#[test]
+fn postern_queue_lists_and_deletes_on_the_database_queue() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &c, &s3);
+    let q = postern_adapters::pg::PgQueue::new(Arc::new(Pg::connect(&c.url(), 1).unwrap()));
+    postern_adapters::store::Queue::enqueue(
+        &q,
+        "pgq1",
+        "a@example.com",
+        &["b@example.org".into()],
+        b"Subject: x\r\n\r\nx\r\n",
+        1,
+    )
+    .unwrap();
+    let cfg = cfg.to_string_lossy();
+    let list = postern(&["queue", "--config", &cfg, "list"]);
+    assert!(
+        list.contains("pgq1  age") && list.contains("pending b@example.org"),
+        "{list}"
+    );
+    assert!(list.contains("-- 1 queued"), "{list}");
+    let show = postern(&["queue", "--config", &cfg, "show", "pgq1"]);
+    assert!(show.contains("<b@example.org>"), "{show}");
+    postern(&["queue", "--config", &cfg, "delete", "pgq1"]);
+    let list = postern(&["queue", "--config", &cfg, "list"]);
+    assert!(list.contains("-- 0 queued"), "{list}");
 }

@@ -22,7 +22,8 @@ const USAGE: &str = "usage:
                                  list what Postern reads of a docker-mailserver tree (config
                                  folder, Maildir root, state folder) and what it does not
   postern queue --config FILE list | show ID | retry ID|all | delete ID
-                                 inspect and manage the outbound queue
+                                 inspect and manage the outbound queue (the spool folder,
+                                 or the database's with [store] backend = \"postgres\")
   postern store --config FILE import-maildir DIR
                                  copy a Maildir tree (DIR/<domain>/<user>/, Dovecot's
                                  UIDs, flags and keywords kept) into [store] backend =
@@ -325,6 +326,7 @@ fn run(mut cfg: config::Config) -> ExitCode {
 
 fn queue(config: &Path, args: &[&str]) -> ExitCode {
     use postern_adapters::spool::Spool;
+    use postern_adapters::store::Queue;
     let cfg = match config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -332,15 +334,26 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let spool = match Spool::open(&cfg.queue_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("postern: queue {}: {e}", cfg.queue_dir.display());
-            return ExitCode::from(1);
-        }
+    // The queue of the configured backend: the spool folder, or the
+    // database's.
+    let spool: std::sync::Arc<dyn Queue> = match &cfg.store {
+        config::store::StoreBackend::Maildir => match Spool::open(&cfg.queue_dir) {
+            Ok(s) => std::sync::Arc::new(s),
+            Err(e) => {
+                eprintln!("postern: queue {}: {e}", cfg.queue_dir.display());
+                return ExitCode::from(1);
+            }
+        },
+        config::store::StoreBackend::Postgres(s) => match crate::pgstore::open_queue(s) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return ExitCode::from(1);
+            }
+        },
     };
     let now = crate::clock::unix_now();
-    let fail = |e: postern_adapters::spool::SpoolError| {
+    let fail = |e: postern_adapters::store::QueueError| {
         eprintln!("postern: {e}");
         ExitCode::from(1)
     };

@@ -30,16 +30,9 @@ const LISTEN_WAIT: Duration = Duration::from_secs(30);
 /// The longest pause between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Connects (and brings the schema up to date), reads the bucket's
-/// secret, and makes the stores. The bucket is created if missing and
-/// the credentials allow it (else it must exist).
-pub fn open(
-    s: &PostgresSettings,
-    quota: Option<u64>,
-    quotas: HashMap<String, u64>,
-    mime: postern_core::imap::limits::MimeLimits,
-) -> Result<PgStores, StartError> {
-    let fail = |e: String| StartError::Store(format!("{}: {e}", redact(&s.url)));
+/// The database pool (`max` connections), the password read from
+/// `password_file` when there is one; the schema brought up to date.
+fn connect(s: &PostgresSettings, max: usize) -> Result<Arc<Pg>, StartError> {
     let password = match &s.password_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -49,10 +42,27 @@ pub fn open(
         ),
         None => None,
     };
-    let pg = Arc::new(
-        Pg::connect_with(&s.url, s.max_connections, password.as_deref())
-            .map_err(|e| fail(e.to_string()))?,
-    );
+    Pg::connect_with(&s.url, max, password.as_deref())
+        .map(Arc::new)
+        .map_err(|e| StartError::Store(format!("{}: {e}", redact(&s.url))))
+}
+
+/// The database's outbound queue alone (`postern queue`), on one
+/// connection.
+pub fn open_queue(s: &PostgresSettings) -> Result<Arc<dyn Queue>, StartError> {
+    Ok(Arc::new(pg::PgQueue::new(connect(s, 1)?)))
+}
+
+/// Connects (and brings the schema up to date), reads the bucket's
+/// secret, and makes the stores. The bucket is created if missing and
+/// the credentials allow it (else it must exist).
+pub fn open(
+    s: &PostgresSettings,
+    quota: Option<u64>,
+    quotas: HashMap<String, u64>,
+    mime: postern_core::imap::limits::MimeLimits,
+) -> Result<PgStores, StartError> {
+    let pg = connect(s, s.max_connections)?;
     let secret = std::fs::read_to_string(&s.s3_secret_key_file)
         .map_err(|e| StartError::Store(format!("{}: {e}", s.s3_secret_key_file.display())))?;
     let blobs = Arc::new(
