@@ -60,14 +60,24 @@ pub enum Backend {
     Memory,
     /// The Maildir store in this (empty, temporary) folder.
     Maildir(PathBuf),
+    /// The PostgreSQL store: a database of its own (a connection string)
+    /// and an S3 endpoint and bucket (credentials `testing`, as moto's).
+    Postgres {
+        /// The connection string.
+        url: String,
+        /// `http://host:port` of the object store.
+        endpoint: String,
+        /// The bucket (made if missing).
+        bucket: String,
+    },
 }
 
 /// The store for a transcript: a fixed clock at [`DEFAULT_DATE`] (so
 /// UIDVALIDITY is 1000 + the default folder's place, 2005 and up for
 /// created ones), and the `@quota` limit.
-pub fn make_store(backend: &Backend, quota: Option<u64>) -> Arc<dyn MailboxStore> {
+pub fn make_store(backend: &Backend, quota: Option<u64>) -> Result<Arc<dyn MailboxStore>, String> {
     let clock = Arc::new(FixedClock::new(DEFAULT_DATE));
-    match backend {
+    Ok(match backend {
         Backend::Memory => {
             Arc::new(MemStore::new(clock).with_quota(quota, std::collections::HashMap::new()))
         }
@@ -76,7 +86,28 @@ pub fn make_store(backend: &Backend, quota: Option<u64>) -> Arc<dyn MailboxStore
                 .with_quota(quota, std::collections::HashMap::new())
                 .with_clock(clock),
         ),
-    }
+        Backend::Postgres {
+            url,
+            endpoint,
+            bucket,
+        } => {
+            use postern_adapters::pg;
+            let db = Arc::new(pg::Pg::connect(url, 2).map_err(|e| e.to_string())?);
+            let s3 = pg::S3Config {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: "us-east-1".into(),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+            };
+            let blobs = Arc::new(pg::Blobs::new(db.clone(), &s3).map_err(|e| e.to_string())?);
+            blobs.create_bucket().map_err(|e| e.to_string())?;
+            Arc::new(
+                pg::PgMailbox::new(pg::PgMail::new(db, blobs, clock))
+                    .with_quota(quota, std::collections::HashMap::new()),
+            )
+        }
+    })
 }
 
 /// Drives one IMAP session with a mailbox store.
@@ -210,7 +241,7 @@ impl ImapDriver {
             users.insert("alice@example.com".into(), "secret".into());
             "alice@example.com".into()
         });
-        let store = make_store(backend, quota);
+        let store = make_store(backend, quota)?;
         let mut seeded: Vec<String> = Vec::new();
         for (folder, flags, data) in seeds {
             if !seeded.contains(&folder) {

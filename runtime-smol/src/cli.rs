@@ -22,7 +22,12 @@ const USAGE: &str = "usage:
                                  list what Postern reads of a docker-mailserver tree (config
                                  folder, Maildir root, state folder) and what it does not
   postern queue --config FILE list | show ID | retry ID|all | delete ID
-                                 inspect and manage the outbound queue
+                                 inspect and manage the outbound queue (the spool folder,
+                                 or the database's with [store] backend = \"postgres\")
+  postern store --config FILE import-maildir DIR
+                                 copy a Maildir tree (DIR/<domain>/<user>/, Dovecot's
+                                 UIDs, flags and keywords kept) into [store] backend =
+                                 \"postgres\"; run again to copy only what is missing
   postern probe --config FILE    send a marked message, find it over IMAP, delete it,
                                  push the result to a Pushgateway (exit 1 on failure)
 environment: POSTERN_LOG=error|warn|info|debug (default info)
@@ -144,6 +149,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         ["queue", "--config", file, rest @ ..] | ["queue", "-c", file, rest @ ..] => {
             queue(Path::new(file), rest)
+        }
+        ["store", "--config", file, "import-maildir", dir]
+        | ["store", "-c", file, "import-maildir", dir] => {
+            crate::pgstore::import_main(Path::new(file), Path::new(dir))
         }
         ["probe", "--config", file] | ["probe", "-c", file] => crate::probe::main(Path::new(file)),
         ["--version"] | ["-V"] => {
@@ -317,6 +326,7 @@ fn run(mut cfg: config::Config) -> ExitCode {
 
 fn queue(config: &Path, args: &[&str]) -> ExitCode {
     use postern_adapters::spool::Spool;
+    use postern_adapters::store::Queue;
     let cfg = match config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
@@ -324,15 +334,26 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let spool = match Spool::open(&cfg.queue_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("postern: queue {}: {e}", cfg.queue_dir.display());
-            return ExitCode::from(1);
-        }
+    // The queue of the configured backend: the spool folder, or the
+    // database's.
+    let spool: std::sync::Arc<dyn Queue> = match &cfg.store {
+        config::store::StoreBackend::Maildir => match Spool::open(&cfg.queue_dir) {
+            Ok(s) => std::sync::Arc::new(s),
+            Err(e) => {
+                eprintln!("postern: queue {}: {e}", cfg.queue_dir.display());
+                return ExitCode::from(1);
+            }
+        },
+        config::store::StoreBackend::Postgres(s) => match crate::pgstore::open_queue(s) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("postern: {e}");
+                return ExitCode::from(1);
+            }
+        },
     };
     let now = crate::clock::unix_now();
-    let fail = |e: postern_adapters::spool::SpoolError| {
+    let fail = |e: postern_adapters::store::QueueError| {
         eprintln!("postern: {e}");
         ExitCode::from(1)
     };

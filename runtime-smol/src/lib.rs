@@ -18,6 +18,7 @@ pub mod listen;
 pub mod logs;
 pub mod metrics;
 pub mod msgauth;
+pub mod pgstore;
 pub mod probe;
 pub mod relay;
 pub mod server;

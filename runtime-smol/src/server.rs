@@ -131,6 +131,9 @@ pub enum StartError {
     /// A listener could not bind.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The PostgreSQL backend (database or bucket) is unusable.
+    #[error("store: {0}")]
+    Store(String),
     /// The data folder is unusable.
     #[error("data folder {0}: {1}")]
     DataDir(String, std::io::Error),
@@ -173,6 +176,17 @@ fn open_counters(config: &Config) -> Result<Arc<dyn Counters>, StartError> {
     Ok(Arc::new(counters))
 }
 
+/// The stores a backend gives the server: mailboxes, queue, counters,
+/// the committer's periodic maintenance, and the PostgreSQL stores when
+/// they are the backend.
+type Backend = (
+    Arc<dyn MailboxStore>,
+    Arc<dyn Queue>,
+    Arc<dyn Counters>,
+    Box<dyn Fn() + Send>,
+    Option<crate::pgstore::PgStores>,
+);
+
 /// The counter of messages relayed, in UTC-day windows.
 pub const RELAY_COUNTER: &str = "relay";
 
@@ -195,10 +209,6 @@ impl Server {
             }
             None => (None, None),
         };
-        // The queue always exists: it holds remote recipients for the relay,
-        // and local copies that failed beside durable ones, for retry.
-        let spool = Spool::open(&config.queue_dir)
-            .map_err(|e| StartError::Queue(config.queue_dir.display().to_string(), e.into()))?;
         let relay = match &config.relay {
             Some(r) => Some(Arc::new(crate::smarthost::Relay::new(
                 r.clone(),
@@ -208,7 +218,6 @@ impl Server {
         };
         let (wake, wake_rx) = smol::channel::bounded(1);
         let maildir = Arc::new(Maildir::new(&config.data_dir, &config.hostname));
-        let counters = open_counters(&config)?;
         let mut imap = postern_core::imap::session::ImapConfig::new(config.hostname.clone());
         imap.limits.max_append_literal = config.smtp.limits.max_message_size;
         imap.hierarchy_separator = config.hierarchy_separator;
@@ -225,21 +234,45 @@ impl Server {
             }
             None => std::collections::HashMap::new(),
         };
-        let mailstore: Arc<dyn MailboxStore> = Arc::new(
-            postern_adapters::mailstore::MailStore::new(maildir.clone())
-                .with_quota(config.quota, quotas)
-                .with_summary_cache(postern_adapters::mailstore::SummaryCacheLimits {
-                    max_bytes: config.summary_cache_bytes,
-                    mime: config.mime,
-                    ..Default::default()
-                }),
-        );
-        let cleaned = (maildir.clone(), spool.clone());
-        let committer = crate::commit::Committer::start(
-            mailstore.clone(),
-            Box::new(move || crate::commit::clean(&cleaned.0, Some(&cleaned.1))),
-        )
-        .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        let (mailstore, queue, counters, maintenance, pg): Backend = match &config.store {
+            crate::config::store::StoreBackend::Maildir => {
+                // The queue always exists: it holds remote recipients for
+                // the relay, and local copies that failed beside durable
+                // ones, for retry.
+                let spool = Spool::open(&config.queue_dir).map_err(|e| {
+                    StartError::Queue(config.queue_dir.display().to_string(), e.into())
+                })?;
+                let mailstore = Arc::new(
+                    postern_adapters::mailstore::MailStore::new(maildir.clone())
+                        .with_quota(config.quota, quotas)
+                        .with_summary_cache(postern_adapters::mailstore::SummaryCacheLimits {
+                            max_bytes: config.summary_cache_bytes,
+                            mime: config.mime,
+                            ..Default::default()
+                        }),
+                );
+                let cleaned = (maildir.clone(), spool.clone());
+                (
+                    mailstore,
+                    Arc::new(spool),
+                    open_counters(&config)?,
+                    Box::new(move || crate::commit::clean(&cleaned.0, Some(&cleaned.1))),
+                    None,
+                )
+            }
+            crate::config::store::StoreBackend::Postgres(s) => {
+                let stores = crate::pgstore::open(s, config.quota, quotas, config.mime)?;
+                (
+                    crate::pgstore::as_store(&stores),
+                    stores.queue.clone(),
+                    stores.counters.clone(),
+                    Box::new(|| {}),
+                    Some(stores),
+                )
+            }
+        };
+        let committer = crate::commit::Committer::start(mailstore.clone(), maintenance)
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let mut admission = AdmissionConfig::default();
         for service in [Service::Mx, Service::Submission] {
             let l = admission.limits_mut(service);
@@ -278,13 +311,18 @@ impl Server {
         let hub = Arc::new(Hub::default());
         let h = hub.clone();
         mailstore.on_change(Arc::new(move |id: &MailboxId| h.notify(id)));
+        if let Some(p) = &pg {
+            // Other replicas' changes wake this one's IDLE sessions.
+            crate::pgstore::spawn_listener(p.pg.clone(), p.mailbox.clone())
+                .map_err(|e| StartError::Store(format!("listener thread: {e}")))?;
+        }
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,
             hub,
             committer,
             relay,
-            queue: Arc::new(spool),
+            queue,
             counters,
             relay_wake: wake,
             relay_wake_rx: wake_rx,

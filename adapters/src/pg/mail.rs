@@ -1,11 +1,19 @@
-//! The start of the mailbox store on PostgreSQL: local delivery to
-//! INBOXes (bodies in the object store, metadata in one transaction) and
-//! reading a message back. IMAP requests are not answered yet.
+//! Local delivery on PostgreSQL (bodies in the object store, metadata
+//! in one transaction), the making of an account's default folders, and
+//! reading a message back. The IMAP requests are in `mailbox.rs`.
 
 use super::{big, Blobs, Pg, PgError};
 use crate::store::{Clock, Delivery, MailboxId, StoreError};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// The folders every account starts with, all subscribed (as a Maildir
+/// account and the in-memory store).
+pub const DEFAULT_FOLDERS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Trash"];
+
+/// The most accounts remembered as made (past it the set starts over: a
+/// forgotten account costs one more round trip).
+const MAX_KNOWN_ACCOUNTS: usize = 100_000;
 
 /// Mailboxes and messages in the database, bodies in [`Blobs`].
 #[derive(Debug)]
@@ -13,6 +21,8 @@ pub struct PgMail {
     pg: Arc<Pg>,
     blobs: Arc<Blobs>,
     clock: Arc<dyn Clock>,
+    /// Accounts whose default folders exist (lower-case).
+    known: Mutex<HashSet<String>>,
 }
 
 fn unavailable(e: PgError) -> StoreError {
@@ -22,27 +32,107 @@ fn unavailable(e: PgError) -> StoreError {
 impl PgMail {
     /// The store in `pg`'s database and `blobs`' bucket.
     pub fn new(pg: Arc<Pg>, blobs: Arc<Blobs>, clock: Arc<dyn Clock>) -> Self {
-        Self { pg, blobs, clock }
+        Self {
+            pg,
+            blobs,
+            clock,
+            known: Mutex::new(HashSet::new()),
+        }
     }
 
-    /// Delivers a batch to INBOXes: each distinct body (by `Arc`, then by
-    /// content hash) is written to the object store first, then one
-    /// transaction indexes the bodies, allocates each recipient's UID on
-    /// its INBOX row (created if missing; locked until commit, taken in
-    /// account order so two replicas cannot deadlock) and inserts the
-    /// messages. `Ok` only after the commit; if the transaction fails,
-    /// every delivery of the batch fails (and is answered 4xx).
+    /// The database pool.
+    pub(crate) fn pg(&self) -> &Arc<Pg> {
+        &self.pg
+    }
+
+    /// The body store.
+    pub(crate) fn blobs(&self) -> &Arc<Blobs> {
+        &self.blobs
+    }
+
+    /// The clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Makes `user`'s account (lower-case) with its default folders, all
+    /// subscribed, unless it exists. No round trip once this process has
+    /// seen the account; else one, or six the first time (a
+    /// look, then a transaction: the account row, the folders, the
+    /// subscriptions).
+    pub fn ensure_account(&self, user: &str) -> Result<(), PgError> {
+        if self.known_lock().contains(user) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let names: Vec<String> = DEFAULT_FOLDERS.iter().map(|n| (*n).to_owned()).collect();
+        let validities: Vec<i64> = DEFAULT_FOLDERS
+            .iter()
+            .map(|n| i64::from(self.clock.uid_validity(&MailboxId::new(user, n))))
+            .collect();
+        self.pg.with(|c| {
+            let exists = c.stmt("SELECT 1 FROM accounts WHERE account = $1")?;
+            if c.client().query_opt(&exists, &[&user])?.is_some() {
+                return Ok(());
+            }
+            let account = c.stmt(
+                "INSERT INTO accounts (account, created) VALUES ($1, $2) \
+                 ON CONFLICT (account) DO NOTHING",
+            )?;
+            let folders = c.stmt(
+                "INSERT INTO mailboxes (account, name, uidvalidity) \
+                 SELECT $1, n, v FROM unnest($2::text[], $3::bigint[]) AS x(n, v) \
+                 ON CONFLICT (account, name) DO NOTHING",
+            )?;
+            let subscribe = c.stmt(
+                "INSERT INTO subscriptions (account, name) SELECT $1, unnest($2::text[]) \
+                 ON CONFLICT (account, name) DO NOTHING",
+            )?;
+            let mut tx = c.client().transaction()?;
+            if tx.execute(&account, &[&user, &now])? == 1 {
+                tx.execute(&folders, &[&user, &names, &validities])?;
+                tx.execute(&subscribe, &[&user, &names])?;
+            }
+            tx.commit()?;
+            Ok::<_, PgError>(())
+        })?;
+        let mut known = self.known_lock();
+        if known.len() >= MAX_KNOWN_ACCOUNTS {
+            known.clear();
+        }
+        known.insert(user.to_owned());
+        Ok(())
+    }
+
+    fn known_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers a batch to INBOXes (or the delivery's folder, made if
+    /// missing): each distinct body (by `Arc`, then by content hash) is
+    /// written to the object store first, then one transaction indexes
+    /// the bodies, allocates each recipient's UID on its mailbox row
+    /// (locked until commit, taken in account order so two replicas
+    /// cannot deadlock) and inserts the messages. `Ok` only after the
+    /// commit; if the transaction fails, every delivery of the batch
+    /// fails (and is answered 4xx). An account seen for the first time is
+    /// made first, with its default folders.
     pub fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
-        // Folders (Junk) come with the mailbox store; until then such a
-        // batch fails as a whole rather than landing in INBOX.
-        if let Some(f) = batch.iter().find_map(|d| d.folder.as_deref()) {
-            let m = format!("folder {f:?}: this backend delivers to INBOX only so far");
+        if let Some(d) = batch.iter().find(|d| {
+            d.folder
+                .as_deref()
+                .is_some_and(|f| !postern_core::imap::rules::storable_name(f))
+        }) {
+            let m = format!("folder {:?} is not a mailbox name", d.folder);
             return batch
                 .iter()
                 .map(|_| Err(StoreError::Unavailable(m.clone())))
                 .collect();
         }
-        match self.deliver_all(batch) {
+        let made = batch
+            .iter()
+            .try_for_each(|d| self.ensure_account(&d.user.to_lowercase()));
+        match made.and_then(|()| self.deliver_all(batch)) {
             Ok(()) => batch.iter().map(|_| Ok(())).collect(),
             Err(e) => {
                 let m = e.to_string();
@@ -82,21 +172,19 @@ impl PgMail {
             body_of.push(i);
         }
         let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|a, b| {
-            batch[*a]
-                .user
-                .to_lowercase()
-                .cmp(&batch[*b].user.to_lowercase())
+        order.sort_by_key(|i| {
+            let d = &batch[*i];
+            (d.user.to_lowercase(), d.folder.clone().unwrap_or_default())
         });
         let now = self.clock.now();
         self.pg.with(|c| {
             let up_blob = c.stmt(
-                "INSERT INTO blobs (hash, size, refs, created) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (hash) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs",
+                "INSERT INTO blobs (hash, size, refs, created) VALUES ($1, $2, 0, $3) \
+                 ON CONFLICT (hash) DO NOTHING",
             )?;
             let alloc = c.stmt(
                 "INSERT INTO mailboxes (account, name, uidvalidity, uidnext, highestmodseq) \
-                 VALUES ($1, 'INBOX', $2, 2, 2) ON CONFLICT (account, name) DO UPDATE \
+                 VALUES ($1, $3, $2, 2, 2) ON CONFLICT (account, name) DO UPDATE \
                  SET uidnext = mailboxes.uidnext + 1, highestmodseq = mailboxes.highestmodseq + 1 \
                  RETURNING id, uidnext - 1, highestmodseq",
             )?;
@@ -105,14 +193,15 @@ impl PgMail {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )?;
             let mut tx = c.client().transaction()?;
-            for (hash, size, refs) in &bodies {
-                tx.execute(&up_blob, &[hash, size, refs, &now])?;
+            for (hash, size, _) in &bodies {
+                tx.execute(&up_blob, &[hash, size, &now])?;
             }
             for i in order {
                 let d = &batch[i];
                 let user = d.user.to_lowercase();
-                let validity = i64::from(self.clock.uid_validity(&MailboxId::inbox(&user)));
-                let row = tx.query_one(&alloc, &[&user, &validity])?;
+                let folder = d.folder.as_deref().unwrap_or("INBOX");
+                let validity = i64::from(self.clock.uid_validity(&MailboxId::new(&user, folder)));
+                let row = tx.query_one(&alloc, &[&user, &validity, &folder])?;
                 let (mailbox, uid, modseq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
                 let Some((hash, size, _)) = bodies.get(body_of[i]) else {
                     return Err(PgError::Invalid("body index".into()));

@@ -2,10 +2,8 @@
 //! kept in a database that several Postern replicas share, and message
 //! bodies in an S3-compatible object store addressed by content hash.
 //!
-//! This is the first slice (issue 16): [`PgCounters`], [`PgQueue`], the
-//! body store [`Blobs`] and the start of the mailbox store
-//! ([`PgMail::deliver`]); the full `MailboxStore` (IMAP requests, change
-//! notification across replicas) is not here yet.
+//! [`PgCounters`], [`PgQueue`], the body store [`Blobs`], local delivery
+//! ([`PgMail`]) and the IMAP mailbox store ([`PgMailbox`]).
 //!
 //! Every call blocks (the `postgres` client runs its own small runtime
 //! per connection): the runtime calls these stores on its blocking pool
@@ -14,14 +12,27 @@
 //! round trip. The schema is SQL under `pg/migrations/`, applied at
 //! [`Pg::connect`] in order, each version once, under an advisory lock.
 
+/// The columns of a mailbox row (`BoxRow`), table alias `b`.
+macro_rules! box_cols {
+    () => {
+        "b.id, b.uidvalidity, b.uidnext, b.highestmodseq, b.keywords, b.first_recent, b.tombs"
+    };
+}
+
 mod blobs;
+mod cache;
 mod counters;
+pub mod import;
 mod mail;
+mod mailbox;
+mod mailbox_write;
+pub mod notify;
 mod queue;
 
 pub use blobs::{content_hash, Blobs, S3Config};
 pub use counters::PgCounters;
-pub use mail::PgMail;
+pub use mail::{PgMail, DEFAULT_FOLDERS};
+pub use mailbox::{PgMailbox, MAX_MAILBOXES, MAX_MESSAGES};
 pub use queue::PgQueue;
 
 use postgres::{Client, NoTls, Statement};
@@ -30,7 +41,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The schema versions, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_mailbox_store.sql")),
+];
 
 /// The advisory lock key under which a schema is applied (any constant
 /// the deployment does not use otherwise: "postern" in ASCII).
@@ -119,9 +133,22 @@ impl Pg {
     /// to date. Statements time out after 30 seconds, a connection
     /// attempt after 10.
     pub fn connect(url: &str, max_conns: usize) -> Result<Self, PgError> {
+        Self::connect_with(url, max_conns, None)
+    }
+
+    /// [`Pg::connect`] with the password given apart from `url` (read
+    /// from a mounted secret).
+    pub fn connect_with(
+        url: &str,
+        max_conns: usize,
+        password: Option<&str>,
+    ) -> Result<Self, PgError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| PgError::Config(e.to_string()))?;
+        if let Some(p) = password {
+            config.password(p);
+        }
         config
             .connect_timeout(Duration::from_secs(10))
             .options("-c statement_timeout=30000 -c lock_timeout=30000")
@@ -199,6 +226,11 @@ impl Pg {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// A connection outside the pool (a LISTENer).
+    pub(crate) fn connect_one(&self) -> Result<Client, PgError> {
+        Ok(self.config.connect(NoTls)?)
     }
 
     /// The schema version the database holds.

@@ -8,6 +8,7 @@
 //! [postgres]                                   # only with backend = "postgres"
 //! url = "host=db.example.net user=postern dbname=postern"
 //! max_connections = 16                         # per replica, 1 to 1,000
+//! password_file = "/run/secrets/pg-password"   # optional: the password, in a file
 //!
 //! [s3]                                         # only with backend = "postgres"
 //! endpoint = "https://s3.example.net"          # path-style requests
@@ -17,10 +18,10 @@
 //! secret_key_file = "/run/secrets/s3-secret"   # the secret, in a file
 //! ```
 //!
-//! The PostgreSQL backend is being built: its counters, outbound queue,
-//! body store and INBOX delivery exist in `postern_adapters::pg`, its
-//! IMAP mailbox store does not, so `backend = "postgres"` is checked in
-//! full and then refused with what is missing. Maildir is the default.
+//! With `backend = "postgres"` the mailboxes, the outbound queue and the
+//! shared counters live in PostgreSQL and the message bodies in the
+//! bucket; the directory, TLS files and the spam classifiers stay files.
+//! Maildir is the default.
 
 use super::ConfigError;
 use serde::Deserialize;
@@ -38,6 +39,7 @@ pub(super) struct RawStore {
 pub(super) struct RawPostgres {
     url: Spanned<String>,
     max_connections: Option<Spanned<u64>>,
+    password_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,9 @@ pub struct PostgresSettings {
     pub url: String,
     /// Connections per replica.
     pub max_connections: usize,
+    /// The file holding the database password, if not in `url` (read at
+    /// start, never logged).
+    pub password_file: Option<PathBuf>,
     /// `http(s)://host[:port]` of the object store.
     pub s3_endpoint: String,
     /// The bucket.
@@ -80,11 +85,6 @@ pub struct PostgresSettings {
 }
 
 type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError;
-
-/// The parts of the PostgreSQL backend that are not built yet.
-pub const POSTGRES_MISSING: &str = "the IMAP mailbox store (folders, flags, FETCH, \
-     SEARCH, IDLE across replicas), and the daemon's wiring of the database queue and \
-     counters";
 
 /// Checks the three sections. A `[postgres]` or `[s3]` without
 /// `backend = "postgres"` is refused (it would be silently unused).
@@ -200,6 +200,14 @@ pub(super) fn parse(
     let settings = PostgresSettings {
         url: url.to_owned(),
         max_connections: usize::try_from(max_connections).unwrap_or(16),
+        password_file: p.password_file.as_ref().map(|f| {
+            let f = f.get_ref();
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            }
+        }),
         s3_endpoint: endpoint.to_owned(),
         s3_bucket: bucket.to_owned(),
         s3_region: region.to_owned(),
@@ -210,20 +218,11 @@ pub(super) fn parse(
             base.join(secret)
         },
     };
-    Err(at(
-        span,
-        "store.backend",
-        format!(
-            "\"postgres\" is not usable yet: missing {POSTGRES_MISSING}; use \"maildir\" \
-             (the settings for {} and bucket {} are well-formed)",
-            redact(&settings.url),
-            settings.s3_bucket
-        ),
-    ))
+    Ok(StoreBackend::Postgres(settings))
 }
 
 /// A connection string without its password, for messages.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         if let Some((userinfo, host)) = rest.split_once('@') {
             let user = userinfo.split(':').next().unwrap_or("");
@@ -266,14 +265,23 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_checked_then_refused_with_what_is_missing() {
-        let e = parse_text(PG).unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("store.backend"));
-        assert_eq!(e.line, Some(9));
-        assert!(e.message.contains("not usable yet"), "{e}");
-        assert!(e.message.contains("IMAP mailbox store"), "{e}");
-        assert!(e.message.contains("postern-mail"), "{e}");
-        assert!(!e.message.contains("hunter2"), "password in {e}");
+    fn postgres_is_read() {
+        let c = parse_text(PG).unwrap();
+        let StoreBackend::Postgres(p) = c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(p.url, "postgresql://postern:hunter2@db:5432/postern");
+        assert_eq!(p.max_connections, 16);
+        assert_eq!(p.password_file, None);
+        let c = parse_text(&PG.replace("[s3]", "password_file = \"pg-pw\"\n[s3]")).unwrap();
+        let StoreBackend::Postgres(p) = c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(p.password_file.as_deref(), Some(Path::new("/etc/pg-pw")));
+        assert_eq!(p.s3_bucket, "postern-mail");
+        assert_eq!(p.s3_region, "us-east-1");
+        assert_eq!(p.s3_secret_key_file, Path::new("/etc/s3-secret"));
+        assert_eq!(redact(&p.url), "postgresql://postern@db:5432/postern");
     }
 
     #[test]

@@ -1,0 +1,256 @@
+//! `postern store import-maildir`: a Dovecot Maildir tree (as a
+//! docker-mailserver volume holds it: `dovecot-uidlist` with UIDs that do
+//! not start at 1, `dovecot-keywords`, flags in file names, a folder, a
+//! `subscriptions` file) copied into PostgreSQL + S3 (moto) by the
+//! command line, twice: the second run copies nothing and the UIDs,
+//! UIDVALIDITY, flags and keywords are Dovecot's.
+
+mod common;
+
+use common::pg::{PgCluster, S3Server};
+use postern_adapters::pg::{Blobs, Pg, PgMail, PgMailbox, S3Config};
+use postern_adapters::store::{FixedClock, MailboxStore};
+use postern_core::imap::event::{MailboxAnswer, MailboxRequest};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// alice: INBOX (UIDVALIDITY 1234567, UIDs 5 and 9; one seen, one
+/// flagged with keyword $Work) and Archive (UIDVALIDITY 777, UID 3);
+/// subscribed to INBOX and Archive only.
+fn tree(root: &Path) {
+    let a = "example.com/alice";
+    for sub in [
+        "cur",
+        "new",
+        "tmp",
+        ".Archive/cur",
+        ".Archive/new",
+        ".Archive/tmp",
+    ] {
+        std::fs::create_dir_all(root.join(a).join(sub)).unwrap();
+    }
+    write(
+        root,
+        &format!("{a}/dovecot-uidlist"),
+        "3 V1234567 N12 G0\n5 :1700000000.M1P1.old\n9 :1700000001.M2P2.old\n",
+    );
+    write(root, &format!("{a}/dovecot-keywords"), "0 $Work\n");
+    write(
+        root,
+        &format!("{a}/cur/1700000000.M1P1.old:2,S"),
+        "Subject: first\nFrom: a@example.net\n\none\n",
+    );
+    write(
+        root,
+        &format!("{a}/cur/1700000001.M2P2.old:2,Fa"),
+        "Subject: second\nFrom: a@example.net\n\ntwo\n",
+    );
+    write(
+        root,
+        &format!("{a}/.Archive/dovecot-uidlist"),
+        "3 V777 N4 G0\n3 :1700000002.M3P3.old\n",
+    );
+    write(
+        root,
+        &format!("{a}/.Archive/cur/1700000002.M3P3.old:2,RS"),
+        "Subject: old\n\nthree\n",
+    );
+    write(root, &format!("{a}/subscriptions"), "INBOX\nArchive\n");
+}
+
+fn config(dir: &Path, c: &PgCluster, s3: &S3Server) -> std::path::PathBuf {
+    let h = postern_adapters::directory::sha512_crypt_hash("pw", "importsalt000001").unwrap();
+    write(dir, "accounts.cf", &format!("alice@example.com|{h}\n"));
+    write(dir, "s3-secret", "testing\n");
+    let cfg = dir.join("postern.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "hostname = \"mx.example.com\"\ndata_dir = \"mail\"\n\
+             [directory]\naccounts = \"accounts.cf\"\n\
+             [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\n\
+             [store]\nbackend = \"postgres\"\n[postgres]\nurl = \"{}\"\n\
+             [s3]\nendpoint = \"{}\"\nbucket = \"postern-import\"\naccess_key = \"testing\"\n\
+             secret_key_file = \"s3-secret\"\n",
+            c.url(),
+            s3.endpoint
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn import(cfg: &Path, root: &Path) -> String {
+    postern(&[
+        "store",
+        "--config",
+        &cfg.to_string_lossy(),
+        "import-maildir",
+        &root.to_string_lossy(),
+    ])
+}
+
+/// Runs the command line; fails the test unless it succeeds; its output.
+fn postern(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(args)
+        .env("POSTERN_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+fn view(store: &PgMailbox, mailbox: &str) -> postern_core::imap::event::MailboxView {
+    match store.answer(
+        "alice@example.com",
+        MailboxRequest::Select {
+            mailbox: mailbox.into(),
+            take_recent: true,
+        },
+    ) {
+        MailboxAnswer::View(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_dovecot_maildir_is_imported_with_its_uids_twice_without_doubles() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mail");
+    tree(&root);
+    let cfg = config(dir.path(), &c, &s3);
+    let first = import(&cfg, &root);
+    eprintln!("{first}");
+    assert!(
+        first.contains("imported 1 accounts, 2 folders: 3 messages copied, 0 already there"),
+        "{first}"
+    );
+    let again = import(&cfg, &root);
+    eprintln!("{again}");
+    assert!(
+        again.contains("imported 1 accounts, 2 folders: 0 messages copied, 3 already there"),
+        "{again}"
+    );
+
+    let pg = Arc::new(Pg::connect(&c.url(), 2).unwrap());
+    let blobs = Arc::new(
+        Blobs::new(
+            pg.clone(),
+            &S3Config {
+                endpoint: s3.endpoint.clone(),
+                bucket: "postern-import".into(),
+                region: "us-east-1".into(),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+            },
+        )
+        .unwrap(),
+    );
+    let store = PgMailbox::new(PgMail::new(pg, blobs, Arc::new(FixedClock::new(1))));
+    let inbox = view(&store, "INBOX");
+    assert_eq!(inbox.uid_validity, 1234567);
+    assert_eq!(inbox.uid_next, 12);
+    let got: Vec<(u32, Vec<String>)> = inbox
+        .messages
+        .iter()
+        .map(|m| (m.uid, m.flags.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (5, vec!["\\Seen".to_string()]),
+            (9, vec!["\\Flagged".to_string(), "$Work".to_string()])
+        ]
+    );
+    assert_eq!(inbox.keywords, vec!["$Work"]);
+    assert!(inbox.recent.is_empty(), "imported mail is not \\Recent");
+    let archive = view(&store, "Archive");
+    assert_eq!((archive.uid_validity, archive.uid_next), (777, 4));
+    assert_eq!(archive.messages[0].uid, 3);
+    let body = store.answer(
+        "alice@example.com",
+        MailboxRequest::Bodies {
+            mailbox: "INBOX".into(),
+            uids: vec![9],
+            header_only: false,
+        },
+    );
+    assert_eq!(
+        body,
+        MailboxAnswer::Bodies(vec![(
+            9,
+            b"Subject: second\r\nFrom: a@example.net\r\n\r\ntwo\r\n".to_vec()
+        )])
+    );
+    let MailboxAnswer::List(subs) = store.answer(
+        "alice@example.com",
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only: true,
+            with_status: false,
+        },
+    ) else {
+        panic!("lsub")
+    };
+    let subs: Vec<String> = subs.into_iter().map(|e| e.name).collect();
+    assert!(subs.contains(&"Archive".to_string()), "{subs:?}");
+    // The next delivery continues after Dovecot's UIDs.
+    let d = postern_adapters::store::Delivery {
+        user: "alice@example.com".into(),
+        prefix: vec![],
+        message: Arc::new(b"Subject: new\r\n\r\nx\r\n".to_vec()),
+        folder: None,
+    };
+    store.deliver(&[d])[0].as_ref().unwrap();
+    let uids: Vec<u32> = view(&store, "INBOX")
+        .messages
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, vec![5, 9, 12]);
+}
+
+#[test]
+fn postern_queue_lists_and_deletes_on_the_database_queue() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &c, &s3);
+    let q = postern_adapters::pg::PgQueue::new(Arc::new(Pg::connect(&c.url(), 1).unwrap()));
+    postern_adapters::store::Queue::enqueue(
+        &q,
+        "pgq1",
+        "a@example.com",
+        &["b@example.org".into()],
+        b"Subject: x\r\n\r\nx\r\n",
+        1,
+    )
+    .unwrap();
+    let cfg = cfg.to_string_lossy();
+    let list = postern(&["queue", "--config", &cfg, "list"]);
+    assert!(
+        list.contains("pgq1  age") && list.contains("pending b@example.org"),
+        "{list}"
+    );
+    assert!(list.contains("-- 1 queued"), "{list}");
+    let show = postern(&["queue", "--config", &cfg, "show", "pgq1"]);
+    assert!(show.contains("<b@example.org>"), "{show}");
+    postern(&["queue", "--config", &cfg, "delete", "pgq1"]);
+    let list = postern(&["queue", "--config", &cfg, "list"]);
+    assert!(list.contains("-- 0 queued"), "{list}");
+}

@@ -1,0 +1,588 @@
+//! The IMAP mailbox store on PostgreSQL + S3 (moto) against the in-memory
+//! store: every IMAP transcript of `testdata/transcripts/imap/` replayed
+//! on both, each on a fresh database, must give the same session byte
+//! for byte; and the store's own promises under two replicas (UIDs from
+//! concurrent APPENDs without gaps or doubles, a STORE on one seen by
+//! the other), with the database round trips per request printed.
+
+mod common;
+
+use common::pg::{PgCluster, S3Server};
+use postern_adapters::pg::{Blobs, Pg, PgMail, PgMailbox, S3Config};
+use postern_adapters::store::{Delivery, FixedClock, MailboxStore};
+use postern_conformance::imap_replay::{self, Backend};
+use postern_conformance::{testdata, transcript};
+use postern_core::imap::event::{MailboxAnswer, MailboxRequest, StoreMode};
+use std::sync::{Arc, Barrier};
+
+fn transcripts() -> Vec<(String, transcript::Transcript)> {
+    let dir = testdata().join("transcripts/imap");
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/transcripts/imap exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .map(|p| {
+            let name = p.file_stem().expect("name").to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).expect("read");
+            let t = transcript::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, t)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn admin(c: &PgCluster) -> postgres::Client {
+    postgres::Client::connect(&c.url(), postgres::NoTls).unwrap()
+}
+
+/// Empties the mailbox store's tables (a fresh store for the next
+/// transcript; quicker than a database each).
+fn empty(admin: &mut postgres::Client) {
+    admin
+        .batch_execute(
+            "TRUNCATE accounts, subscriptions, tombstones, messages, mailboxes, blobs \
+             RESTART IDENTITY CASCADE",
+        )
+        .unwrap();
+}
+
+#[test]
+fn every_imap_transcript_gives_the_same_session_on_postgres() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let mut admin = admin(&c);
+    let backend = Backend::Postgres {
+        url: c.url(),
+        endpoint: s3.endpoint.clone(),
+        bucket: "postern-transcripts".into(),
+    };
+    // The schema, made once.
+    Pg::connect(&c.url(), 1).unwrap();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (name, t) in transcripts() {
+        let memory = imap_replay::replay(&t);
+        empty(&mut admin);
+        let pg = imap_replay::replay_with(&t, &backend);
+        match (memory, pg) {
+            (Ok(m), Ok(p)) if m == p => compared += 1,
+            (Ok(m), Ok(p)) => failures.push(format!(
+                "== {name}: sessions differ\n--- memory\n{}\n--- postgres\n{}",
+                m.join("\n"),
+                p.join("\n")
+            )),
+            (Ok(_), Err(e)) => failures.push(format!("== {name} (postgres) {e}")),
+            (Err(e), _) => failures.push(format!("== {name} (memory) {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of the IMAP transcripts differ on PostgreSQL:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert!(compared > 100, "only {compared} transcripts compared");
+    eprintln!("{compared} IMAP transcripts: the same sessions on memory and PostgreSQL");
+}
+
+fn mailbox_store(c: &PgCluster, s3: &S3Server, conns: usize) -> PgMailbox {
+    let pg = Arc::new(Pg::connect(&c.url(), conns).unwrap());
+    let blobs = Arc::new(
+        Blobs::new(
+            pg.clone(),
+            &S3Config {
+                endpoint: s3.endpoint.clone(),
+                bucket: "postern-mailbox".into(),
+                region: "us-east-1".into(),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+            },
+        )
+        .unwrap(),
+    );
+    blobs.create_bucket().unwrap();
+    PgMailbox::new(PgMail::new(
+        pg,
+        blobs,
+        Arc::new(FixedClock::new(imap_replay::DEFAULT_DATE)),
+    ))
+}
+
+fn append(mailbox: &str, data: &str) -> MailboxRequest {
+    MailboxRequest::Append {
+        mailbox: mailbox.into(),
+        flags: vec![],
+        data: data.as_bytes().to_vec(),
+        date: None,
+    }
+}
+
+fn uids_of(store: &PgMailbox, user: &str, mailbox: &str) -> Vec<u32> {
+    match store.answer(
+        user,
+        MailboxRequest::Select {
+            mailbox: mailbox.into(),
+            take_recent: false,
+        },
+    ) {
+        MailboxAnswer::View(v) => v.messages.iter().map(|m| m.uid).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn two_replicas_appending_copying_and_delivering_at_once_give_uids_without_gaps() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let user = "amy@example.com";
+    let a = Arc::new(mailbox_store(&c, &s3, 2));
+    let b = Arc::new(mailbox_store(&c, &s3, 2));
+    // Something to copy from Archive, on one replica.
+    assert_eq!(
+        a.answer(
+            user,
+            MailboxRequest::Create {
+                mailbox: "Archive".into()
+            }
+        ),
+        MailboxAnswer::Ok
+    );
+    for i in 0..3 {
+        assert!(matches!(
+            a.answer(
+                user,
+                append("Archive", &format!("Subject: a{i}\r\n\r\nx\r\n"))
+            ),
+            MailboxAnswer::Uids { .. }
+        ));
+    }
+    let per = 20;
+    let barrier = Arc::new(Barrier::new(3));
+    let mut handles = Vec::new();
+    for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let barrier = barrier.clone();
+        handles.push(std::thread::spawn(move || {
+            barrier.wait();
+            for i in 0..per {
+                let got = if i % 2 == 0 {
+                    store.answer(
+                        user,
+                        append("INBOX", &format!("Subject: {r}-{i}\r\n\r\nx\r\n")),
+                    )
+                } else {
+                    store.answer(
+                        user,
+                        MailboxRequest::Copy {
+                            mailbox: "Archive".into(),
+                            uids: vec![1, 2, 3],
+                            to: "INBOX".into(),
+                            moving: false,
+                        },
+                    )
+                };
+                assert!(matches!(got, MailboxAnswer::Uids { .. }), "{got:?}");
+            }
+        }));
+    }
+    let store = b.clone();
+    handles.push(std::thread::spawn(move || {
+        barrier.wait();
+        for i in 0..per {
+            let body = Arc::new(format!("Subject: d{i}\r\n\r\nx\r\n").into_bytes());
+            let d = Delivery {
+                user: user.into(),
+                prefix: vec![],
+                message: body,
+                folder: None,
+            };
+            store.deliver(&[d])[0].as_ref().unwrap();
+        }
+    }));
+    for h in handles {
+        h.join().unwrap();
+    }
+    // 2 replicas x (10 APPENDs + 10 COPYs of 3) + 20 deliveries.
+    let want = (1..=2 * (per / 2 + per / 2 * 3) + per).collect::<Vec<u32>>();
+    assert_eq!(uids_of(&a, user, "INBOX"), want);
+    assert_eq!(uids_of(&b, user, "INBOX"), want);
+    let (MailboxAnswer::Status(sa), MailboxAnswer::Status(sb)) = (
+        a.answer(
+            user,
+            MailboxRequest::Status {
+                mailbox: "INBOX".into(),
+            },
+        ),
+        b.answer(
+            user,
+            MailboxRequest::Status {
+                mailbox: "INBOX".into(),
+            },
+        ),
+    ) else {
+        panic!("status")
+    };
+    assert_eq!(sa, sb);
+    assert_eq!(sa.uid_next as usize, want.len() + 1);
+    // Every change had its own mod-sequence: 1 + one per message added.
+    assert_eq!(sa.highest_modseq as usize, 1 + want.len());
+}
+
+#[test]
+fn a_change_on_one_replica_is_seen_by_the_other_and_bodies_are_shared() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let user = "bob@example.com";
+    let a = mailbox_store(&c, &s3, 2);
+    let b = mailbox_store(&c, &s3, 2);
+    let body = "Subject: shared\r\n\r\nthe body\r\n";
+    assert!(matches!(
+        a.answer(user, append("INBOX", body)),
+        MailboxAnswer::Uids { .. }
+    ));
+    let stored = b.answer(
+        user,
+        MailboxRequest::Store {
+            mailbox: "INBOX".into(),
+            uids: vec![1],
+            mode: StoreMode::Add,
+            flags: vec!["\\Seen".into(), "$Work".into()],
+            unchanged_since: None,
+        },
+    );
+    assert!(
+        matches!(stored, MailboxAnswer::Flags { ref changed, .. } if changed.len() == 1),
+        "{stored:?}"
+    );
+    let MailboxAnswer::View(v) = a.answer(
+        user,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: true,
+        },
+    ) else {
+        panic!("select")
+    };
+    assert_eq!(v.messages[0].flags, vec!["\\Seen", "$Work"]);
+    assert_eq!(v.keywords, vec!["$Work"]);
+    assert_eq!(v.recent, vec![1]);
+    // The other replica's session does not get \Recent again.
+    let MailboxAnswer::Changed(v) = b.answer(
+        user,
+        MailboxRequest::Poll {
+            mailbox: "INBOX".into(),
+            take_recent: true,
+        },
+    ) else {
+        panic!("poll")
+    };
+    assert!(v.recent.is_empty());
+    // A copy shares the body; expunging both drops its references.
+    let mut admin = admin(&c);
+    let refs = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one("SELECT refs FROM blobs", &[])
+            .unwrap()
+            .get(0)
+    };
+    b.answer(
+        user,
+        MailboxRequest::Copy {
+            mailbox: "INBOX".into(),
+            uids: vec![1],
+            to: "Trash".into(),
+            moving: false,
+        },
+    );
+    assert_eq!(refs(&mut admin), 2);
+    let got = a.answer(
+        user,
+        MailboxRequest::Bodies {
+            mailbox: "Trash".into(),
+            uids: vec![1],
+            header_only: false,
+        },
+    );
+    assert_eq!(
+        got,
+        MailboxAnswer::Bodies(vec![(1, body.as_bytes().to_vec())])
+    );
+    a.answer(
+        user,
+        MailboxRequest::Store {
+            mailbox: "Trash".into(),
+            uids: vec![1],
+            mode: StoreMode::Add,
+            flags: vec!["\\Deleted".into()],
+            unchanged_since: None,
+        },
+    );
+    assert_eq!(
+        b.answer(
+            user,
+            MailboxRequest::Expunge {
+                mailbox: "Trash".into(),
+                uids: None
+            }
+        ),
+        MailboxAnswer::Expunged(vec![1])
+    );
+    assert_eq!(refs(&mut admin), 1);
+    assert_eq!(
+        a.answer(
+            user,
+            MailboxRequest::Vanished {
+                mailbox: "Trash".into(),
+                since: 1
+            }
+        ),
+        MailboxAnswer::Vanished {
+            uids: vec![1],
+            floor: 1
+        }
+    );
+    // A delivery to a folder that does not exist makes it.
+    let d = Delivery {
+        user: user.into(),
+        prefix: b"X-Spam: yes\r\n".to_vec(),
+        message: Arc::new(body.as_bytes().to_vec()),
+        folder: Some("Spam".into()),
+    };
+    b.deliver(&[d])[0].as_ref().unwrap();
+    assert_eq!(uids_of(&a, user, "Spam"), vec![1]);
+    assert_eq!(refs(&mut admin), 2);
+    assert!(a.last_error().is_none(), "{:?}", a.last_error());
+}
+
+/// Statements the server ran since the last reset (pg_stat_statements;
+/// statements are prepared once per connection, so one statement is one
+/// round trip; BEGIN and COMMIT count).
+fn statements(admin: &mut postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE query NOT LIKE '%pg_stat_statements%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn round_trips_per_imap_request() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let mut admin = admin(&c);
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .unwrap();
+    let store = mailbox_store(&c, &s3, 1);
+    let u = "carol@example.com";
+    let inbox = || "INBOX".to_string();
+    let n = 10u32;
+    // The requests, each run once before measuring (statements prepared,
+    // bodies and summaries cached where the store caches them).
+    type Make = Box<dyn Fn(u32) -> MailboxRequest>;
+    let kinds: Vec<(&str, Make, f64)> = vec![
+        (
+            "SELECT",
+            Box::new(move |_| MailboxRequest::Select {
+                mailbox: inbox(),
+                take_recent: false,
+            }),
+            2.0,
+        ),
+        (
+            "Poll, nothing new",
+            Box::new(move |_| MailboxRequest::Poll {
+                mailbox: inbox(),
+                take_recent: true,
+            }),
+            1.0,
+        ),
+        (
+            "STATUS",
+            Box::new(move |_| MailboxRequest::Status { mailbox: inbox() }),
+            1.0,
+        ),
+        (
+            "LIST \"\" *",
+            Box::new(|_| MailboxRequest::List {
+                patterns: vec!["*".into()],
+                subscribed_only: false,
+                with_status: false,
+            }),
+            1.0,
+        ),
+        (
+            "LIST RETURN (STATUS)",
+            Box::new(|_| MailboxRequest::List {
+                patterns: vec!["*".into()],
+                subscribed_only: false,
+                with_status: true,
+            }),
+            2.0,
+        ),
+        (
+            "FETCH BODY[] (body cached)",
+            Box::new(move |_| MailboxRequest::Bodies {
+                mailbox: inbox(),
+                uids: vec![1],
+                header_only: false,
+            }),
+            1.0,
+        ),
+        (
+            "FETCH ENVELOPE (summary cached)",
+            Box::new(move |_| MailboxRequest::Summaries {
+                mailbox: inbox(),
+                uids: vec![1],
+            }),
+            1.0,
+        ),
+        (
+            "STORE +FLAGS (changes)",
+            Box::new(move |i| MailboxRequest::Store {
+                mailbox: inbox(),
+                uids: vec![1],
+                mode: if i % 2 == 0 {
+                    StoreMode::Add
+                } else {
+                    StoreMode::Remove
+                },
+                flags: vec!["\\Flagged".into()],
+                unchanged_since: None,
+            }),
+            5.0,
+        ),
+        (
+            "APPEND (new body)",
+            Box::new(|i| append("Drafts", &format!("Subject: {i}\r\n\r\nnew\r\n"))),
+            6.0,
+        ),
+        (
+            "COPY 1",
+            Box::new(move |_| MailboxRequest::Copy {
+                mailbox: inbox(),
+                uids: vec![1],
+                to: "Trash".into(),
+                moving: false,
+            }),
+            5.0,
+        ),
+        (
+            "MOVE 1",
+            Box::new(|i| MailboxRequest::Copy {
+                mailbox: "Drafts".into(),
+                uids: vec![i + 2],
+                to: "Sent".into(),
+                moving: true,
+            }),
+            6.0,
+        ),
+        (
+            "EXPUNGE (nothing flagged)",
+            Box::new(move |_| MailboxRequest::Expunge {
+                mailbox: inbox(),
+                uids: None,
+            }),
+            4.0,
+        ),
+        (
+            "Vanished (QRESYNC)",
+            Box::new(move |_| MailboxRequest::Vanished {
+                mailbox: inbox(),
+                since: 1,
+            }),
+            1.0,
+        ),
+    ];
+    // Something to read and move: INBOX 1, Drafts 1..
+    assert!(matches!(
+        store.answer(u, append("INBOX", "Subject: s\r\n\r\nx\r\n")),
+        MailboxAnswer::Uids { .. }
+    ));
+    for i in 0..=n + 1 {
+        assert!(matches!(
+            store.answer(u, append("Drafts", &format!("Subject: m{i}\r\n\r\nx\r\n"))),
+            MailboxAnswer::Uids { .. }
+        ));
+    }
+    let mut failures = Vec::new();
+    for (what, make, want) in &kinds {
+        // (The warm-up STORE removes a flag not set, the warm-up MOVE
+        // names a UID not there: both change nothing.)
+        let got = store.answer(u, make(n + 1));
+        assert!(!matches!(got, MailboxAnswer::No { .. }), "{what}: {got:?}");
+        admin
+            .batch_execute("SELECT pg_stat_statements_reset()")
+            .unwrap();
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let got = store.answer(u, make(i));
+            assert!(!matches!(got, MailboxAnswer::No { .. }), "{what}: {got:?}");
+        }
+        let per = t.elapsed() / n;
+        let trips = statements(&mut admin) as f64 / f64::from(n);
+        eprintln!("{what:<36} {trips:>5.1} round trips {per:>10.2?} each");
+        if (trips - want).abs() > f64::EPSILON {
+            failures.push(format!("{what}: {trips} round trips, expected {want}"));
+        }
+    }
+    // Poll after a delivery takes \Recent: one more statement.
+    admin
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    for i in 0..n {
+        let d = Delivery {
+            user: u.into(),
+            prefix: vec![],
+            message: Arc::new(format!("Subject: d{i}\r\n\r\nx\r\n").into_bytes()),
+            folder: None,
+        };
+        store.deliver(&[d])[0].as_ref().unwrap();
+    }
+    let delivered = statements(&mut admin) as f64 / f64::from(n);
+    store.answer(
+        u,
+        MailboxRequest::Poll {
+            mailbox: "INBOX".into(),
+            take_recent: true,
+        },
+    );
+    admin
+        .batch_execute("SELECT pg_stat_statements_reset()")
+        .unwrap();
+    for _ in 0..n {
+        store.deliver(&[Delivery {
+            user: u.into(),
+            prefix: vec![],
+            message: Arc::new(b"Subject: again\r\n\r\nx\r\n".to_vec()),
+            folder: None,
+        }])[0]
+            .as_ref()
+            .unwrap();
+        let MailboxAnswer::Changed(v) = store.answer(
+            u,
+            MailboxRequest::Poll {
+                mailbox: "INBOX".into(),
+                take_recent: true,
+            },
+        ) else {
+            panic!("poll")
+        };
+        assert_eq!(v.recent.len(), 1);
+    }
+    let poll_recent = statements(&mut admin) as f64 / f64::from(n) - 6.0;
+    eprintln!(
+        "{:<36} {delivered:>5.1} round trips",
+        "deliver (new body, 1 recipient)"
+    );
+    eprintln!(
+        "{:<36} {poll_recent:>5.1} round trips",
+        "Poll taking \\Recent (after a delivery)"
+    );
+    assert_eq!(delivered, 6.0);
+    assert_eq!(poll_recent, 3.0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
