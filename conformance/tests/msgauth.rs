@@ -9,7 +9,7 @@
 mod common;
 
 use common::dns::{dkimsign, start_nsd, start_silent, DnsServer};
-use common::{Client, Daemon};
+use common::{queue_cli, Client, Daemon};
 use std::time::{Duration, Instant};
 
 const MX: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"none\"\n";
@@ -446,4 +446,59 @@ fn each_bad_input_gives_a_defined_result() {
         println!("{mail_from}: {ar}");
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
+    let Some(dns) = start_nsd() else { return };
+    let mut d = daemon(&dns, "");
+    // alice's Junk is a plain file: her quarantined copy fails for now,
+    // bob's lands in his Junk, so alice's waits in the queue.
+    let alice = d.dir.path().join("mail/example.com/alice");
+    std::fs::create_dir_all(&alice).expect("alice");
+    let junk = alice.join(".Junk");
+    let _ = std::fs::remove_dir_all(&junk);
+    std::fs::write(&junk, b"not a folder").expect("block alice's Junk");
+
+    let mut c = Client::connect(d.addrs[0]).expect("connect");
+    assert!(c.reply().expect("greeting").starts_with("220"));
+    assert!(c.cmd("EHLO helo.test").expect("ehlo").starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<x@quarantine.test>")
+        .expect("mail")
+        .starts_with("250"));
+    for rcpt in ["alice@example.com", "bob@example.com"] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).expect("rcpt");
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    c.send(&message("x@quarantine.test", "")).expect("send");
+    let reply = c.cmd(".").expect("end of data");
+    let _ = c.cmd("QUIT");
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(d.new_mail("bob/.Junk", "example.com").len(), 1);
+    let listed = queue_cli(&d, &["list"]);
+    assert!(listed.contains("pending alice@example.com"), "{listed}");
+
+    // Junk usable again; the retry is made due and the worker scans at start.
+    std::fs::remove_file(&junk).expect("unblock");
+    let _ = queue_cli(&d, &["retry", "all"]);
+    let _ = d.term().wait();
+    d.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&d, ".Junk").is_empty() && stored(&d, "").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "alice's copy was never retried:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stored(&d, "").is_empty(),
+        "the retried copy went to INBOX, not Junk"
+    );
+    let junk = stored(&d, ".Junk");
+    assert_eq!(junk.len(), 1);
+    assert!(our_results(&junk[0]).contains("policy.dmarc=quarantine"));
 }

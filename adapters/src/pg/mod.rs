@@ -30,7 +30,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// The schema versions, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_queue_folders.sql")),
+];
 
 /// The advisory lock key under which a schema is applied (any constant
 /// the deployment does not use otherwise: "postern" in ASCII).
