@@ -100,6 +100,46 @@ fn spoof_of_a_reject_domain_gets_550_at_end_of_data() {
 }
 
 #[test]
+fn a_subdomain_without_its_own_record_gets_the_sp_policy() {
+    let Some(dns) = start_nsd() else { return };
+    let d = daemon(&dns, "");
+    // _dmarc.spdom.test: p=none; sp=reject. sub.spdom.test has no record.
+    let reply = send(&d, "ceo@sub.spdom.test", &message("ceo@sub.spdom.test", ""));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(stored(&d, "").is_empty() && stored(&d, ".Junk").is_empty());
+    // The organisational domain itself: p=none, delivered, failure noted.
+    let reply = send(&d, "ceo@spdom.test", &message("ceo@spdom.test", ""));
+    assert!(reply.starts_with("250"), "{reply}");
+    let inbox = stored(&d, "");
+    assert_eq!(inbox.len(), 1);
+    let ar = our_results(&inbox[0]);
+    assert!(
+        ar.contains("dmarc=fail") && ar.contains("header.from=spdom.test policy.dmarc=none"),
+        "{ar}"
+    );
+    // A subdomain with its own record (p=none): that record's p= applies.
+    let reply = send(&d, "ceo@own.spdom.test", &message("ceo@own.spdom.test", ""));
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(stored(&d, "").len(), 2);
+    // sp=reject turned into quarantine by [auth] reject = false: to Junk,
+    // and the header names the policy that applied (sp=).
+    let d2 = daemon(&dns, "reject = false\n");
+    let reply = send(
+        &d2,
+        "ceo@sub.spdom.test",
+        &message("ceo@sub.spdom.test", ""),
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let junk = stored(&d2, ".Junk");
+    assert_eq!(junk.len(), 1);
+    let ar = our_results(&junk[0]);
+    assert!(
+        ar.contains("header.from=sub.spdom.test policy.dmarc=reject"),
+        "{ar}"
+    );
+}
+
+#[test]
 fn dkimpy_signed_aligned_message_passes_dkim_and_dmarc() {
     if !need(&["dkimsign"]) {
         return;
