@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::dns::{dkimsign, start_nsd, start_silent, DnsServer};
+use common::dns::{arcsign, arcsign_available, dkimsign, start_nsd, start_silent, DnsServer};
 use common::{queue_cli, Client, Daemon};
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,48 @@ fn dkimpy_signed_aligned_message_passes_dkim_and_dmarc() {
         .replace("Hello.", "Hello, changed.");
     let reply = send(&d, "bounce@signed.test", tampered.as_bytes());
     assert!(reply.starts_with("550 5.7.1"), "{reply}");
+}
+
+#[test]
+fn a_dkimpy_arc_sealed_message_passes_arc_and_a_tampered_seal_fails() {
+    if !arcsign_available() {
+        return;
+    }
+    let Some(dns) = start_nsd() else { return };
+    let d = daemon(&dns, "");
+    // A forwarder (ADMD relay.signed.test) checked the message and sealed
+    // its results with the key of sel._domainkey.signed.test.
+    let checked = message(
+        "x@none.test",
+        "Authentication-Results: relay.signed.test; spf=pass smtp.mailfrom=x@none.test\r\n",
+    );
+    let sealed = arcsign(
+        &checked,
+        "sel",
+        "signed.test",
+        "sel.signed.test.private",
+        "relay.signed.test",
+    );
+    let reply = send(&d, "x@none.test", &sealed);
+    assert!(reply.starts_with("250"), "{reply}");
+    let ar = our_results(&stored(&d, "")[0]);
+    assert!(ar.contains("arc=pass"), "{ar}");
+
+    // The seal's signature changed (one character of its b= value).
+    let text = String::from_utf8(sealed).expect("utf8");
+    let b = text.find(" b=").expect("ARC-Seal b=") + 3;
+    let mut bytes = text.into_bytes();
+    bytes[b] = if bytes[b] == b'A' { b'B' } else { b'A' };
+    let reply = send(&d, "x@none.test", &bytes);
+    assert!(reply.starts_with("250"), "{reply}");
+    let copies = stored(&d, "");
+    assert_eq!(copies.len(), 2);
+    let tampered = copies
+        .iter()
+        .map(|c| our_results(c))
+        .find(|r| !r.contains("arc=pass"))
+        .expect("the tampered copy's results");
+    assert!(tampered.contains("arc=fail"), "{tampered}");
 }
 
 #[test]
