@@ -560,8 +560,24 @@ fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
     assert!(reply.starts_with("250"), "{reply}");
     assert_eq!(d.new_mail("bob/.Junk", "example.com").len(), 1);
     let listed = queue_cli(&d, &["list"]);
-    assert!(listed.contains("pending alice@example.com"), "{listed}");
+    assert!(
+        listed.contains("pending alice@example.com"),
+        "alice's copy is not waiting for Junk ({} in her INBOX): {listed}",
+        stored(&d, "").len()
+    );
 
+    // The worker's first attempt (woken at once) fails while Junk is
+    // blocked; wait until it is recorded, so that its update cannot
+    // overwrite the retry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !queue_cli(&d, &["list"]).contains("attempts 1") {
+        assert!(
+            Instant::now() < deadline,
+            "no first attempt:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Junk usable again; the retry is made due and the worker scans at start.
     std::fs::remove_file(&junk).expect("unblock");
     let _ = queue_cli(&d, &["retry", "all"]);
