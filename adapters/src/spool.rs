@@ -56,6 +56,9 @@ pub struct QueuedRcpt {
     pub status: RcptStatus,
     /// The last reply about it ("" before the first attempt).
     pub last_reply: String,
+    /// For a local copy kept for retry: the mailbox folder it goes to
+    /// (like `Junk`); `None` for INBOX (and for every remote recipient).
+    pub folder: Option<String>,
 }
 
 /// A queued message's envelope and state.
@@ -91,9 +94,26 @@ impl QueuedMessage {
                     address: a.clone(),
                     status: RcptStatus::Pending,
                     last_reply: String::new(),
+                    folder: None,
                 })
                 .collect(),
         }
+    }
+
+    /// [`Self::new`] with each recipient's folder (`folders[i]` for
+    /// `rcpts[i]`; a missing entry is INBOX).
+    pub fn with_folders(
+        id: &str,
+        from: &str,
+        rcpts: &[String],
+        folders: &[Option<String>],
+        now: u64,
+    ) -> Self {
+        let mut m = Self::new(id, from, rcpts, now);
+        for (r, f) in m.rcpts.iter_mut().zip(folders) {
+            r.folder.clone_from(f);
+        }
+        m
     }
 
     /// Recipients still to deliver.
@@ -371,11 +391,25 @@ impl Spool {
         data: &[u8],
         now: u64,
     ) -> Result<QueuedMessage, SpoolError> {
+        self.enqueue_with_folders(id, from, rcpts, &[], data, now)
+    }
+
+    /// [`Self::enqueue`] with each recipient's mailbox folder (local copies
+    /// kept for retry; see [`QueuedMessage::with_folders`]).
+    pub fn enqueue_with_folders(
+        &self,
+        id: &str,
+        from: &str,
+        rcpts: &[String],
+        folders: &[Option<String>],
+        data: &[u8],
+        now: u64,
+    ) -> Result<QueuedMessage, SpoolError> {
         checked_id(id)?;
         if rcpts.is_empty() || rcpts.len() > MAX_RCPTS {
             return Err(SpoolError::RecipientCount(rcpts.len()));
         }
-        let msg = QueuedMessage::new(id, from, rcpts, now);
+        let msg = QueuedMessage::with_folders(id, from, rcpts, folders, now);
         self.write_atomic(&format!("{id}.msg"), data, false)?;
         if let Err(e) = self.write_atomic(&format!("{id}.env"), encode(&msg).as_bytes(), true) {
             let _ = fs::remove_file(self.dir.join(format!("{id}.msg")));
@@ -480,26 +514,21 @@ fn encode(m: &QueuedMessage) -> String {
         let _ = writeln!(s, "rcpt {}", r.status.as_str());
         let _ = writeln!(s, "addr {}", clean(&r.address));
         let _ = writeln!(s, "reply {}", clean(&r.last_reply));
+        // Only when set: files without the line (written before it
+        // existed) read as INBOX.
+        if let Some(f) = &r.folder {
+            let _ = writeln!(s, "folder {}", clean(f));
+        }
     }
     s
 }
 
 fn decode(text: &str) -> Result<QueuedMessage, EnvelopeError> {
-    let mut lines = text.lines();
+    let mut lines = text.lines().peekable();
     if lines.next() != Some("postern-queue 1") {
         return Err(EnvelopeError::NotQueueFile);
     }
-    let mut field = |name: &'static str| -> Result<String, EnvelopeError> {
-        let l = lines.next().ok_or(EnvelopeError::Missing(name))?;
-        let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-        if k != name {
-            return Err(EnvelopeError::Unexpected {
-                expected: name,
-                found: k.chars().take(64).collect(),
-            });
-        }
-        Ok(v.to_owned())
-    };
+    let mut field = |name| next_field(&mut lines, name);
     let num = |v: String, what: &'static str| {
         v.parse::<u64>().map_err(|_| EnvelopeError::BadNumber(what))
     };
@@ -510,19 +539,26 @@ fn decode(text: &str) -> Result<QueuedMessage, EnvelopeError> {
         .map_err(|_| EnvelopeError::BadNumber("attempts"))?;
     let next_attempt = num(field("next")?, "next")?;
     let mut rcpts = Vec::new();
-    while let Ok(status) = field("rcpt") {
+    while let Ok(status) = next_field(&mut lines, "rcpt") {
         let status = match status.as_str() {
             "pending" => RcptStatus::Pending,
             "delivered" => RcptStatus::Delivered,
             "failed" => RcptStatus::Failed,
             other => return Err(EnvelopeError::BadStatus(other.chars().take(64).collect())),
         };
-        let address = field("addr")?;
-        let last_reply = field("reply")?;
+        let address = next_field(&mut lines, "addr")?;
+        let last_reply = next_field(&mut lines, "reply")?;
+        // Optional (absent from older files): the folder of a local copy.
+        let folder = if lines.peek().is_some_and(|l| l.starts_with("folder ")) {
+            Some(next_field(&mut lines, "folder")?)
+        } else {
+            None
+        };
         rcpts.push(QueuedRcpt {
             address,
             status,
             last_reply,
+            folder,
         });
         if rcpts.len() > MAX_RCPTS {
             return Err(EnvelopeError::TooManyRecipients);
@@ -539,6 +575,22 @@ fn decode(text: &str) -> Result<QueuedMessage, EnvelopeError> {
         next_attempt,
         rcpts,
     })
+}
+
+/// The value of the next line, which must be the field `name`.
+fn next_field<'a>(
+    lines: &mut impl Iterator<Item = &'a str>,
+    name: &'static str,
+) -> Result<String, EnvelopeError> {
+    let l = lines.next().ok_or(EnvelopeError::Missing(name))?;
+    let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+    if k != name {
+        return Err(EnvelopeError::Unexpected {
+            expected: name,
+            found: k.chars().take(64).collect(),
+        });
+    }
+    Ok(v.to_owned())
 }
 
 #[cfg(test)]
@@ -614,6 +666,53 @@ mod tests {
         fs::remove_file(dir.join("Q6.env")).unwrap();
         s.remove("Q1").unwrap();
         assert!(s.list().unwrap().0.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_local_copy_keeps_its_folder_and_old_files_read_as_inbox() {
+        let dir = std::env::temp_dir().join(format!("postern-spool-folder-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let s = Spool::open(&dir).unwrap();
+        let m = s
+            .enqueue_with_folders(
+                "F1",
+                "a@x.example",
+                &["alice@example.com".into(), "bob@example.com".into()],
+                &[Some("Junk".into()), None],
+                b"x\r\n",
+                5,
+            )
+            .unwrap();
+        let back = s.load("F1").unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.rcpts[0].folder.as_deref(), Some("Junk"));
+        assert_eq!(back.rcpts[1].folder, None);
+        let mut upd = back.clone();
+        upd.attempts = 1;
+        s.update(&upd).unwrap();
+        assert_eq!(
+            s.load("F1").unwrap().rcpts[0].folder.as_deref(),
+            Some("Junk")
+        );
+        // A file written before folders were kept: every copy to INBOX.
+        fs::write(
+            dir.join("F2.env"),
+            "postern-queue 1\nid F2\nfrom a@x.example\ncreated 1\nattempts 0\nnext 1\n\
+             rcpt pending\naddr alice@example.com\nreply \n\
+             rcpt pending\naddr bob@example.com\nreply \n",
+        )
+        .unwrap();
+        let old = s.load("F2").unwrap();
+        assert_eq!(old.rcpts.len(), 2);
+        assert!(old.rcpts.iter().all(|r| r.folder.is_none()));
+        // A folder line where a recipient is due is damage, not skipped.
+        fs::write(
+            dir.join("F3.env"),
+            "postern-queue 1\nid F3\nfrom\ncreated 1\nattempts 0\nnext 1\nfolder Junk\n",
+        )
+        .unwrap();
+        assert!(s.load("F3").is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

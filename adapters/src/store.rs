@@ -149,6 +149,20 @@ pub trait Queue: Send + Sync {
         rcpts: &[String],
         data: &[u8],
         now: u64,
+    ) -> Result<QueuedMessage, QueueError> {
+        self.enqueue_with_folders(id, from, rcpts, &[], data, now)
+    }
+    /// [`Self::enqueue`] with the mailbox folder of each recipient
+    /// (`folders[i]` for `rcpts[i]`, a missing entry or `None` is INBOX):
+    /// local copies kept for retry go where they were meant to (Junk).
+    fn enqueue_with_folders(
+        &self,
+        id: &str,
+        from: &str,
+        rcpts: &[String],
+        folders: &[Option<String>],
+        data: &[u8],
+        now: u64,
     ) -> Result<QueuedMessage, QueueError>;
     /// Rewrites a message's state durably.
     fn update(&self, message: &QueuedMessage) -> Result<(), QueueError>;
@@ -219,18 +233,21 @@ impl From<QueueError> for std::io::Error {
 
 /// The spool folder is the queue of a single Postern.
 impl Queue for Spool {
-    fn enqueue(
+    fn enqueue_with_folders(
         &self,
         id: &str,
         from: &str,
         rcpts: &[String],
+        folders: &[Option<String>],
         data: &[u8],
         now: u64,
     ) -> Result<QueuedMessage, QueueError> {
         if !crate::spool::valid_id(id) {
             return Err(QueueError::BadId(id.to_owned()));
         }
-        Ok(Spool::enqueue(self, id, from, rcpts, data, now)?)
+        Ok(Spool::enqueue_with_folders(
+            self, id, from, rcpts, folders, data, now,
+        )?)
     }
 
     fn update(&self, message: &QueuedMessage) -> Result<(), QueueError> {

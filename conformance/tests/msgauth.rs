@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::dns::{dkimsign, start_nsd, start_silent, DnsServer};
-use common::{Client, Daemon};
+use common::dns::{arcsign, arcsign_available, dkimsign, start_nsd, start_silent, DnsServer};
+use common::{queue_cli, Client, Daemon};
 use std::time::{Duration, Instant};
 
 const MX: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"none\"\n";
@@ -100,6 +100,46 @@ fn spoof_of_a_reject_domain_gets_550_at_end_of_data() {
 }
 
 #[test]
+fn a_subdomain_without_its_own_record_gets_the_sp_policy() {
+    let Some(dns) = start_nsd() else { return };
+    let d = daemon(&dns, "");
+    // _dmarc.spdom.test: p=none; sp=reject. sub.spdom.test has no record.
+    let reply = send(&d, "ceo@sub.spdom.test", &message("ceo@sub.spdom.test", ""));
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    assert!(stored(&d, "").is_empty() && stored(&d, ".Junk").is_empty());
+    // The organisational domain itself: p=none, delivered, failure noted.
+    let reply = send(&d, "ceo@spdom.test", &message("ceo@spdom.test", ""));
+    assert!(reply.starts_with("250"), "{reply}");
+    let inbox = stored(&d, "");
+    assert_eq!(inbox.len(), 1);
+    let ar = our_results(&inbox[0]);
+    assert!(
+        ar.contains("dmarc=fail") && ar.contains("header.from=spdom.test policy.dmarc=none"),
+        "{ar}"
+    );
+    // A subdomain with its own record (p=none): that record's p= applies.
+    let reply = send(&d, "ceo@own.spdom.test", &message("ceo@own.spdom.test", ""));
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(stored(&d, "").len(), 2);
+    // sp=reject turned into quarantine by [auth] reject = false: to Junk,
+    // and the header names the policy that applied (sp=).
+    let d2 = daemon(&dns, "reject = false\n");
+    let reply = send(
+        &d2,
+        "ceo@sub.spdom.test",
+        &message("ceo@sub.spdom.test", ""),
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    let junk = stored(&d2, ".Junk");
+    assert_eq!(junk.len(), 1);
+    let ar = our_results(&junk[0]);
+    assert!(
+        ar.contains("header.from=sub.spdom.test policy.dmarc=reject"),
+        "{ar}"
+    );
+}
+
+#[test]
 fn dkimpy_signed_aligned_message_passes_dkim_and_dmarc() {
     if !need(&["dkimsign"]) {
         return;
@@ -130,6 +170,48 @@ fn dkimpy_signed_aligned_message_passes_dkim_and_dmarc() {
         .replace("Hello.", "Hello, changed.");
     let reply = send(&d, "bounce@signed.test", tampered.as_bytes());
     assert!(reply.starts_with("550 5.7.1"), "{reply}");
+}
+
+#[test]
+fn a_dkimpy_arc_sealed_message_passes_arc_and_a_tampered_seal_fails() {
+    if !arcsign_available() {
+        return;
+    }
+    let Some(dns) = start_nsd() else { return };
+    let d = daemon(&dns, "");
+    // A forwarder (ADMD relay.signed.test) checked the message and sealed
+    // its results with the key of sel._domainkey.signed.test.
+    let checked = message(
+        "x@none.test",
+        "Authentication-Results: relay.signed.test; spf=pass smtp.mailfrom=x@none.test\r\n",
+    );
+    let sealed = arcsign(
+        &checked,
+        "sel",
+        "signed.test",
+        "sel.signed.test.private",
+        "relay.signed.test",
+    );
+    let reply = send(&d, "x@none.test", &sealed);
+    assert!(reply.starts_with("250"), "{reply}");
+    let ar = our_results(&stored(&d, "")[0]);
+    assert!(ar.contains("arc=pass"), "{ar}");
+
+    // The seal's signature changed (one character of its b= value).
+    let text = String::from_utf8(sealed).expect("utf8");
+    let b = text.find(" b=").expect("ARC-Seal b=") + 3;
+    let mut bytes = text.into_bytes();
+    bytes[b] = if bytes[b] == b'A' { b'B' } else { b'A' };
+    let reply = send(&d, "x@none.test", &bytes);
+    assert!(reply.starts_with("250"), "{reply}");
+    let copies = stored(&d, "");
+    assert_eq!(copies.len(), 2);
+    let tampered = copies
+        .iter()
+        .map(|c| our_results(c))
+        .find(|r| !r.contains("arc=pass"))
+        .expect("the tampered copy's results");
+    assert!(tampered.contains("arc=fail"), "{tampered}");
 }
 
 #[test]
@@ -446,4 +528,75 @@ fn each_bad_input_gives_a_defined_result() {
         println!("{mail_from}: {ar}");
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
+    let Some(dns) = start_nsd() else { return };
+    let mut d = daemon(&dns, "");
+    // alice's Junk is a plain file: her quarantined copy fails for now,
+    // bob's lands in his Junk, so alice's waits in the queue.
+    let alice = d.dir.path().join("mail/example.com/alice");
+    std::fs::create_dir_all(&alice).expect("alice");
+    let junk = alice.join(".Junk");
+    let _ = std::fs::remove_dir_all(&junk);
+    std::fs::write(&junk, b"not a folder").expect("block alice's Junk");
+
+    let mut c = Client::connect(d.addrs[0]).expect("connect");
+    assert!(c.reply().expect("greeting").starts_with("220"));
+    assert!(c.cmd("EHLO helo.test").expect("ehlo").starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<x@quarantine.test>")
+        .expect("mail")
+        .starts_with("250"));
+    for rcpt in ["alice@example.com", "bob@example.com"] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).expect("rcpt");
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    c.send(&message("x@quarantine.test", "")).expect("send");
+    let reply = c.cmd(".").expect("end of data");
+    let _ = c.cmd("QUIT");
+    assert!(reply.starts_with("250"), "{reply}");
+    assert_eq!(d.new_mail("bob/.Junk", "example.com").len(), 1);
+    let listed = queue_cli(&d, &["list"]);
+    assert!(
+        listed.contains("pending alice@example.com"),
+        "alice's copy is not waiting for Junk ({} in her INBOX): {listed}",
+        stored(&d, "").len()
+    );
+
+    // The worker's first attempt (woken at once) fails while Junk is
+    // blocked; wait until it is recorded, so that its update cannot
+    // overwrite the retry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !queue_cli(&d, &["list"]).contains("attempts 1") {
+        assert!(
+            Instant::now() < deadline,
+            "no first attempt:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Junk usable again; the retry is made due and the worker scans at start.
+    std::fs::remove_file(&junk).expect("unblock");
+    let _ = queue_cli(&d, &["retry", "all"]);
+    let _ = d.term().wait();
+    d.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&d, ".Junk").is_empty() && stored(&d, "").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "alice's copy was never retried:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stored(&d, "").is_empty(),
+        "the retried copy went to INBOX, not Junk"
+    );
+    let junk = stored(&d, ".Junk");
+    assert_eq!(junk.len(), 1);
+    assert!(our_results(&junk[0]).contains("policy.dmarc=quarantine"));
 }

@@ -22,10 +22,10 @@ fn pool(c: &PgCluster) -> Arc<Pg> {
 fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let Some(c) = PgCluster::start() else { return };
     let a = pool(&c);
-    assert_eq!(a.schema_version().unwrap(), 2);
+    assert_eq!(a.schema_version().unwrap(), 3);
     // A second replica starting finds the schema in place.
     let b = pool(&c);
-    assert_eq!(b.schema_version().unwrap(), 2);
+    assert_eq!(b.schema_version().unwrap(), 3);
     // Two replicas starting at once: the advisory lock applies it once.
     postgres_client(&c)
         .batch_execute("CREATE DATABASE fresh")
@@ -38,7 +38,7 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap(), 2);
+        assert_eq!(h.join().unwrap().unwrap(), 3);
     }
     // A schema from a later Postern: refused, not half-used.
     let mut admin = postgres_client(&c);
@@ -243,6 +243,28 @@ fn queue_contract(q: &dyn Queue) {
     assert!(q.claim("abc1", "bad name", 0, 1).is_err());
     assert!(q.claim("abc1", "", 0, 1).is_err());
 
+    // A local copy kept for retry keeps its folder through updates; the
+    // others (and every plain enqueue) go to INBOX.
+    let f = q
+        .enqueue_with_folders(
+            "abc3",
+            "a@x.org",
+            &["alice@x.org".into(), "bob@x.org".into()],
+            &[Some("Junk".into()), None],
+            b"x\r\n",
+            11,
+        )
+        .unwrap();
+    assert_eq!(f.rcpts[0].folder.as_deref(), Some("Junk"));
+    assert_eq!(q.load("abc3").unwrap(), f);
+    let mut f2 = f.clone();
+    f2.attempts = 1;
+    f2.rcpts[1].status = RcptStatus::Delivered;
+    q.update(&f2).unwrap();
+    assert_eq!(q.load("abc3").unwrap(), f2);
+    assert!(q.load("abc2").unwrap().rcpts[0].folder.is_none());
+    q.remove("abc3").unwrap();
+
     q.remove("abc1").unwrap();
     assert!(matches!(q.load("abc1"), Err(QueueError::NotFound(_))));
     assert!(matches!(q.remove("abc1"), Err(QueueError::NotFound(_))));
@@ -261,7 +283,18 @@ fn the_spool_keeps_the_queue_contract() {
 #[test]
 fn the_database_queue_keeps_the_queue_contract() {
     let Some(c) = PgCluster::start() else { return };
-    queue_contract(&PgQueue::new(pool(&c)));
+    let q = PgQueue::new(pool(&c));
+    queue_contract(&q);
+    // A row queued before the folders column (NULL): every copy to INBOX.
+    postgres_client(&c)
+        .batch_execute(
+            "INSERT INTO queue (id, sender, created, next_attempt, rcpts, status, replies, data) \
+             VALUES ('old1', 'a@x.org', 1, 1, '{b@y.org,c@y.org}', '{pending,pending}', '{\"\",\"\"}', '\\x00')",
+        )
+        .unwrap();
+    let old = q.load("old1").unwrap();
+    assert_eq!(old.rcpts.len(), 2);
+    assert!(old.rcpts.iter().all(|r| r.folder.is_none()));
 }
 
 fn stores(c: &PgCluster, s3: &S3Server, bucket: &str) -> (Arc<Blobs>, PgMail) {

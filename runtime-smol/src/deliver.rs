@@ -184,14 +184,18 @@ pub async fn deliver(
             return (outcome, msg);
         }
     };
-    let users: Vec<String> = jobs.iter().map(|j| j.user.clone()).collect();
+    // Each copy's account and folder: a copy kept for retry keeps both.
+    let targets: Vec<(String, Option<String>)> = jobs
+        .iter()
+        .map(|j| (j.user.clone(), j.folder.clone()))
+        .collect();
     let mut failed_users = Vec::new();
-    for (user, r) in users.into_iter().zip(srv.committer.deliver(jobs).await) {
+    for (target, r) in targets.into_iter().zip(srv.committer.deliver(jobs).await) {
         match r {
             Ok(()) => outcome.stored += 1,
             Err(e) => {
-                tracing::warn!(id = %id, "local delivery to {user} failed: {e}");
-                failed_users.push(user);
+                tracing::warn!(id = %id, "local delivery to {} failed: {e}", target.0);
+                failed_users.push(target);
             }
         }
     }
@@ -220,14 +224,15 @@ pub async fn deliver(
     (outcome, msg)
 }
 
-/// Queues local copies that failed (their account addresses) with the
-/// message and its `Received:` line, for the queue worker to retry.
+/// Queues local copies that failed (their account addresses, each with
+/// its folder: Junk stays Junk) with the message and its `Received:`
+/// line, for the queue worker to retry.
 fn queue_local_retry(
     srv: &Server,
     msg: &Message,
     id: &str,
     queue_id: &str,
-    users: &[String],
+    targets: &[(String, Option<String>)],
 ) -> io::Result<usize> {
     let env = &msg.envelope;
     let data = received_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
@@ -236,8 +241,9 @@ fn queue_local_retry(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let (users, folders): (Vec<String>, Vec<Option<String>>) = targets.iter().cloned().unzip();
     srv.queue
-        .enqueue(queue_id, &from, users, &data, unix_now())?;
+        .enqueue_with_folders(queue_id, &from, &users, &folders, &data, unix_now())?;
     Ok(users.len())
 }
 

@@ -10,7 +10,7 @@
 
 use crate::config::dkim::DkimConfig;
 use mail_auth::common::crypto::{Ed25519Key, HashImpl, RsaKey, Sha256, SigningKey};
-use mail_auth::common::headers::{HeaderWriter as _, Writable};
+use mail_auth::common::headers::{HeaderWriter as _, Writable, Writer};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use postern_core::dkim::{author_domain, headers_to_sign, AuthorError};
 use rustls::pki_types::pem::PemObject as _;
@@ -56,14 +56,62 @@ impl<K: SigningKey> SigningKey for Shared<K> {
         self.0.sign(input)
     }
 
+    /// The body hash. mail-auth's relaxed canonicalisation writes the
+    /// body one byte at a time, and each write into ring's digest is a
+    /// call with its own bookkeeping (about 20 ns: 80 us for a 4 KiB
+    /// body); the bytes are gathered in a bounded buffer and hashed in
+    /// blocks instead.
     fn hash(&self, data: impl Writable) -> mail_auth::common::crypto::HashOutput {
-        let mut hasher = <Self::Hasher as HashImpl>::hasher();
+        let mut hasher = Buffered::new(<Self::Hasher as HashImpl>::hasher());
         data.write(&mut hasher);
-        mail_auth::common::crypto::HashContext::complete(hasher)
+        mail_auth::common::crypto::HashContext::complete(hasher.finish())
     }
 
     fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
         self.0.algorithm()
+    }
+}
+
+/// The most bytes gathered before they go to the digest.
+const HASH_BUFFER: usize = 8 * 1024;
+
+/// A writer that gathers small writes into a bounded buffer and passes
+/// them on to `inner` in blocks (same bytes, same order).
+struct Buffered<W: Writer> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Writer> Buffered<W> {
+    fn new(inner: W) -> Self {
+        Buffered {
+            inner,
+            buf: Vec::with_capacity(HASH_BUFFER),
+        }
+    }
+
+    /// Passes on what is buffered; returns the inner writer.
+    fn finish(mut self) -> W {
+        if !self.buf.is_empty() {
+            self.inner.write(&self.buf);
+        }
+        self.inner
+    }
+}
+
+impl<W: Writer> Writer for Buffered<W> {
+    fn write(&mut self, data: &[u8]) {
+        if self.buf.len() + data.len() > HASH_BUFFER {
+            if !self.buf.is_empty() {
+                self.inner.write(&self.buf);
+                self.buf.clear();
+            }
+            if data.len() >= HASH_BUFFER {
+                self.inner.write(data);
+                return;
+            }
+        }
+        self.buf.extend_from_slice(data);
     }
 }
 
@@ -454,5 +502,56 @@ fn container_path(base: &Path, p: &str) -> PathBuf {
     match p.strip_prefix("/etc/opendkim/") {
         Some(rest) => base.join(rest),
         None => written,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records each write it gets.
+    #[derive(Default)]
+    struct Calls(Vec<Vec<u8>>);
+
+    impl Writer for Calls {
+        fn write(&mut self, data: &[u8]) {
+            self.0.push(data.to_vec());
+        }
+    }
+
+    #[test]
+    fn buffered_writes_pass_the_same_bytes_in_few_blocks() {
+        let mut b = Buffered::new(Calls::default());
+        let mut want = Vec::new();
+        // Byte-at-a-time writes (as relaxed body canonicalisation does),
+        // then one larger than the buffer, then small ones again.
+        for i in 0..20_000u32 {
+            let byte = [u8::try_from(i % 251).unwrap()];
+            b.write(&byte);
+            want.push(byte[0]);
+        }
+        let big = vec![7u8; HASH_BUFFER * 2 + 3];
+        b.write(&big);
+        want.extend_from_slice(&big);
+        b.write(b"\r\n");
+        want.extend_from_slice(b"\r\n");
+        let calls = b.finish().0;
+        assert_eq!(calls.concat(), want);
+        assert!(calls.len() <= 5, "{} writes", calls.len());
+        assert!(calls.iter().all(|c| !c.is_empty()));
+        assert!(Buffered::new(Calls::default()).finish().0.is_empty());
+    }
+
+    #[test]
+    fn the_buffered_body_hash_is_mail_auths_own() {
+        let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+        let key = Arc::new(Ed25519Key::from_pkcs8_der(&pkcs8).unwrap());
+        let body = b"Hello  world \r\n\tsecond line\r\n\r\n\r\n".repeat(700);
+        let relaxed = Canonicalization::Relaxed;
+        // mail-auth's own hash (its default, one digest call per write).
+        let theirs = SigningKey::hash(&*key, relaxed.canonical_body(&body, u64::MAX));
+        let ours = Shared(key).hash(relaxed.canonical_body(&body, u64::MAX));
+        assert_eq!(ours.as_ref(), theirs.as_ref());
+        assert_eq!(ours.as_ref().len(), 32);
     }
 }

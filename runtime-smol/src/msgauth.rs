@@ -247,12 +247,15 @@ impl Verifier {
         facts.dkim = best_dkim(dkim.iter().map(|d| d.result()));
         facts.arc = dkim_result(arc.result());
         facts.dmarc = dmarc_result(dmarc.spf_result(), dmarc.dkim_result());
-        facts.policy = match dmarc.policy() {
-            mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
-            mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
-            _ => DmarcPolicy::None,
-        };
-        facts.pct = dmarc.dmarc_record().map_or(100, |r| r.pct().min(100));
+        // The policy comes from the record, not from mail-auth's output:
+        // mail-auth 0.7 reports `sp=` only when a relaxed alignment passed,
+        // and never for a subdomain without a record of its own.
+        if let Some(record) = dmarc.dmarc_record() {
+            facts.policy = dmarc_policy(record.p);
+            facts.subdomain_policy = dmarc_policy(record.sp);
+            facts.pct = record.pct().min(100);
+            facts.inherited = self.inherited(dmarc.domain()).await;
+        }
         facts.sample = pct_sample();
         let ar = ar
             .with_dkim_results(&dkim, msg.from())
@@ -262,7 +265,25 @@ impl Verifier {
         if dkim.is_empty() {
             msgauth::add_none(&mut header, "dkim");
         }
+        if dmarc.dmarc_record().is_some() {
+            msgauth::set_dmarc_policy(&mut header, msgauth::applied_policy(&facts));
+        }
         Checked { header, facts }
+    }
+
+    /// Whether the DMARC record that applies to `from_domain` was found
+    /// above it (at its organisational domain) rather than at the domain
+    /// itself. mail-auth does not tell; the domain's own `_dmarc` name is
+    /// asked again (an answer cached by the walk a moment ago). A DNS
+    /// error counts as not inherited: `p=` applies.
+    async fn inherited(&self, from_domain: &str) -> bool {
+        let name = format!("_dmarc.{}.", from_domain.trim_end_matches('.'));
+        matches!(
+            self.resolver
+                .txt_lookup::<mail_auth::dmarc::Dmarc>(name, Some(&self.txt))
+                .await,
+            Err(mail_auth::Error::DnsRecordNotFound(_) | mail_auth::Error::InvalidRecordType)
+        )
     }
 }
 
@@ -286,6 +307,14 @@ fn organizational_domain(domain: &str) -> &str {
 fn pct_sample() -> u8 {
     let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
     u8::try_from(r % 100).unwrap_or(0)
+}
+
+fn dmarc_policy(p: mail_auth::dmarc::Policy) -> DmarcPolicy {
+    match p {
+        mail_auth::dmarc::Policy::Reject => DmarcPolicy::Reject,
+        mail_auth::dmarc::Policy::Quarantine => DmarcPolicy::Quarantine,
+        mail_auth::dmarc::Policy::None | mail_auth::dmarc::Policy::Unspecified => DmarcPolicy::None,
+    }
 }
 
 fn spf_result(r: SpfResult) -> AuthResult {

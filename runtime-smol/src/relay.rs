@@ -177,7 +177,11 @@ async fn attempt(
         }
         match parse_address(&r.address) {
             Some(a) => match srv.directory.resolve(&a) {
-                Resolution::Local { mailboxes, .. } => local.push((i, mailboxes)),
+                Resolution::Local { mailboxes, .. } => {
+                    // The folder the copy was meant for (Junk), kept with it.
+                    let folder = msg.rcpts.get(i).and_then(|q| q.folder.clone());
+                    local.push((i, mailboxes, folder));
+                }
                 _ => {
                     addresses.push(a);
                     indices.push(i);
@@ -271,23 +275,32 @@ async fn attempt(
     }
 }
 
+/// A queued local copy: the recipient's index, its mailboxes and the
+/// folder it goes to (`None`: INBOX).
+type LocalCopy = (
+    usize,
+    Vec<postern_adapters::directory::Mailbox>,
+    Option<String>,
+);
+
 /// Delivers queued local copies (each recipient an account address that
-/// leads to its mailboxes) through the group-commit writer.
+/// leads to its mailboxes, into the folder kept with it) through the
+/// group-commit writer.
 async fn deliver_local(
     srv: &Server,
     from: &str,
-    local: Vec<(usize, Vec<postern_adapters::directory::Mailbox>)>,
+    local: Vec<LocalCopy>,
     data: &Arc<Vec<u8>>,
 ) -> Vec<(usize, RcptOutcome)> {
     let mut deliveries = Vec::new();
     let mut owners = Vec::new();
-    for (i, mailboxes) in local {
+    for (i, mailboxes, folder) in local {
         for mb in mailboxes {
             deliveries.push(Delivery {
                 user: mb.to_string(),
                 prefix: postern_core::smtp::received::queued_copy_prefix(from, &mb),
                 message: data.clone(),
-                folder: None,
+                folder: folder.clone(),
             });
             owners.push(i);
         }

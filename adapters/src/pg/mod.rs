@@ -44,6 +44,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_mailbox_store.sql")),
+    (3, include_str!("migrations/0003_queue_folders.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant

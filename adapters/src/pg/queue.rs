@@ -52,25 +52,31 @@ fn parse_status(s: &str) -> Result<RcptStatus, QueueError> {
     }
 }
 
-/// A row of the eight message columns (id .. replies) as a message.
+/// A row of the nine message columns (id .. replies, folders) as a message.
 fn message(row: &Row) -> Result<QueuedMessage, QueueError> {
     let id: String = row.try_get(0).map_err(db)?;
     let rcpts: Vec<String> = row.try_get(5).map_err(db)?;
     let status: Vec<String> = row.try_get(6).map_err(db)?;
     let replies: Vec<String> = row.try_get(7).map_err(db)?;
-    if rcpts.len() != status.len() || rcpts.len() != replies.len() {
+    // NULL: queued before folders were kept, every copy to INBOX.
+    let folders: Vec<Option<String>> = row
+        .try_get::<_, Option<Vec<Option<String>>>>(8)
+        .map_err(db)?
+        .unwrap_or_else(|| vec![None; rcpts.len()]);
+    if rcpts.len() != status.len() || rcpts.len() != replies.len() || rcpts.len() != folders.len() {
         return Err(QueueError::Invalid(format!(
             "queued message {id}: recipient columns differ in length"
         )));
     }
     let rcpts = rcpts
         .into_iter()
-        .zip(status.iter().zip(replies))
-        .map(|(address, (s, last_reply))| {
+        .zip(status.iter().zip(replies.into_iter().zip(folders)))
+        .map(|(address, (s, (last_reply, folder)))| {
             Ok(QueuedRcpt {
                 address,
                 status: parse_status(s)?,
                 last_reply,
+                folder,
             })
         })
         .collect::<Result<_, QueueError>>()?;
@@ -83,6 +89,15 @@ fn message(row: &Row) -> Result<QueuedMessage, QueueError> {
         rcpts,
         id,
     })
+}
+
+/// The `folders` column of a message: NULL when every copy goes to INBOX
+/// (every remote message), so rows stay as they were without folders.
+fn rcpt_folders(m: &QueuedMessage) -> Option<Vec<Option<&str>>> {
+    m.rcpts
+        .iter()
+        .any(|r| r.folder.is_some())
+        .then(|| m.rcpts.iter().map(|r| r.folder.as_deref()).collect())
 }
 
 fn checked(id: &str) -> Result<(), QueueError> {
@@ -129,7 +144,8 @@ impl PgQueue {
                        WHERE next_attempt <= $2 \
                          AND (claim_worker IS NULL OR claim_until <= $2) \
                        ORDER BY next_attempt, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, sender, created, attempts, next_attempt, rcpts, status, replies",
+                     RETURNING id, sender, created, attempts, next_attempt, rcpts, status, replies, \
+                     folders",
                 )
                 .map_err(db)?;
             c.client()
@@ -143,11 +159,12 @@ impl PgQueue {
 }
 
 impl Queue for PgQueue {
-    fn enqueue(
+    fn enqueue_with_folders(
         &self,
         id: &str,
         from: &str,
         rcpts: &[String],
+        folders: &[Option<String>],
         data: &[u8],
         now: u64,
     ) -> Result<QueuedMessage, QueueError> {
@@ -158,19 +175,24 @@ impl Queue for PgQueue {
                 rcpts.len()
             )));
         }
-        let msg = QueuedMessage::new(id, from, rcpts, now);
+        let msg = QueuedMessage::with_folders(id, from, rcpts, folders, now);
         let now = big(now)?;
         let status = vec!["pending"; rcpts.len()];
         let replies = vec![""; rcpts.len()];
+        let folders = rcpt_folders(&msg);
         let n = self.pg.with(|c| {
             let s = c
                 .stmt(
-                    "INSERT INTO queue (id, sender, created, next_attempt, rcpts, status, replies, data) \
-                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO queue (id, sender, created, next_attempt, rcpts, status, replies, \
+                     folders, data) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 )
                 .map_err(db)?;
             c.client()
-                .execute(&s, &[&id, &from, &now, &rcpts, &status, &replies, &data])
+                .execute(
+                    &s,
+                    &[&id, &from, &now, &rcpts, &status, &replies, &folders, &data],
+                )
                 .map_err(db)
         })?;
         if n != 1 {
@@ -184,13 +206,14 @@ impl Queue for PgQueue {
         let rcpts: Vec<&str> = m.rcpts.iter().map(|r| r.address.as_str()).collect();
         let status: Vec<&str> = m.rcpts.iter().map(|r| status_str(r.status)).collect();
         let replies: Vec<&str> = m.rcpts.iter().map(|r| r.last_reply.as_str()).collect();
+        let folders = rcpt_folders(m);
         let (created, next) = (big(m.created)?, big(m.next_attempt)?);
         let attempts = i64::from(m.attempts);
         let n = self.pg.with(|c| {
             let s = c
                 .stmt(
                     "UPDATE queue SET sender = $2, created = $3, attempts = $4, next_attempt = $5, \
-                     rcpts = $6, status = $7, replies = $8 WHERE id = $1",
+                     rcpts = $6, status = $7, replies = $8, folders = $9 WHERE id = $1",
                 )
                 .map_err(db)?;
             c.client()
@@ -198,6 +221,7 @@ impl Queue for PgQueue {
                     &s,
                     &[
                         &m.id, &m.from, &created, &attempts, &next, &rcpts, &status, &replies,
+                        &folders,
                     ],
                 )
                 .map_err(db)
@@ -213,8 +237,8 @@ impl Queue for PgQueue {
         let row = self.pg.with(|c| {
             let s = c
                 .stmt(
-                    "SELECT id, sender, created, attempts, next_attempt, rcpts, status, replies \
-                     FROM queue WHERE id = $1",
+                    "SELECT id, sender, created, attempts, next_attempt, rcpts, status, replies, \
+                     folders FROM queue WHERE id = $1",
                 )
                 .map_err(db)?;
             c.client().query_opt(&s, &[&id]).map_err(db)
@@ -249,8 +273,8 @@ impl Queue for PgQueue {
         let rows = self.pg.with(|c| {
             let s = c
                 .stmt(
-                    "SELECT id, sender, created, attempts, next_attempt, rcpts, status, replies \
-                     FROM queue ORDER BY created, id LIMIT $1",
+                    "SELECT id, sender, created, attempts, next_attempt, rcpts, status, replies, \
+                     folders FROM queue ORDER BY created, id LIMIT $1",
                 )
                 .map_err(db)?;
             c.client().query(&s, &[&MAX_LIST]).map_err(db)

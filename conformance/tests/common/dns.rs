@@ -212,3 +212,57 @@ pub fn dkimsign(msg: &[u8], selector: &str, domain: &str, key: &str) -> Vec<u8> 
         .replace('\n', "\r\n")
         .into_bytes()
 }
+
+/// Whether dkimpy's `arcsign` can seal here: the script and the
+/// `authres` module it needs (Debian's `python3-authres`, for the system
+/// Python the script names). Missing: a failure under
+/// `POSTERN_REQUIRE_PEERS=1`, else a skip, as [`super::peer`].
+pub fn arcsign_available() -> bool {
+    if !super::peer("arcsign") {
+        return false;
+    }
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim, authres"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("POSTERN_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("python3-authres is required (POSTERN_REQUIRE_PEERS=1) for arcsign but not installed: run conformance/install-peers");
+        }
+        eprintln!("SKIPPED: python3-authres is not installed (arcsign needs it)");
+    }
+    ok
+}
+
+/// Seals `msg` with dkimpy's `arcsign` (ARC set i=1, relaxed/relaxed) for
+/// the ADMD `srv_id`, whose `Authentication-Results` header `msg` must
+/// carry; the ARC headers come first, CRLF-ended.
+pub fn arcsign(msg: &[u8], selector: &str, domain: &str, key: &str, srv_id: &str) -> Vec<u8> {
+    let mut child = Command::new(super::tool("arcsign"))
+        .args([selector, domain])
+        .arg(testdata().join("keys").join(key))
+        .arg(srv_id)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("arcsign");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(msg)
+        .expect("write");
+    let out = child.wait_with_output().expect("arcsign output");
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(
+        out.status.success() && text.starts_with("ARC-Seal:"),
+        "arcsign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
+}

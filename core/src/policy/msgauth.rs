@@ -64,8 +64,15 @@ pub struct AuthFacts {
     pub arc: AuthResult,
     /// DMARC for the From domain.
     pub dmarc: AuthResult,
-    /// The policy the From domain publishes.
+    /// The record's `p=`.
     pub policy: DmarcPolicy,
+    /// The record's `sp=` (`p=` when the record has none).
+    pub subdomain_policy: DmarcPolicy,
+    /// Whether the record was not found at the From domain itself but at
+    /// a parent (the organisational domain): the From domain is then a
+    /// subdomain under that record, and `sp=` applies (RFC 7489 6.3 and
+    /// 6.6.3).
+    pub inherited: bool,
     /// The record's `pct` (0 to 100; 100 without the tag).
     pub pct: u8,
     /// A value drawn uniformly from 0 to 99 by the runtime for this message;
@@ -81,6 +88,8 @@ impl Default for AuthFacts {
             arc: AuthResult::None,
             dmarc: AuthResult::None,
             policy: DmarcPolicy::None,
+            subdomain_policy: DmarcPolicy::None,
+            inherited: false,
             pct: 100,
             sample: 0,
         }
@@ -117,6 +126,16 @@ pub enum AuthVerdict {
     Reject(MessageRefusal),
 }
 
+/// The policy that applies to the From domain: `sp=` when the record was
+/// found at the organisational domain for a subdomain of it, else `p=`.
+pub fn applied_policy(facts: &AuthFacts) -> DmarcPolicy {
+    if facts.inherited {
+        facts.subdomain_policy
+    } else {
+        facts.policy
+    }
+}
+
 /// The verdict for a message with these results.
 pub fn verdict(settings: &AuthSettings, facts: &AuthFacts) -> AuthVerdict {
     if facts.dmarc != AuthResult::Fail {
@@ -125,7 +144,7 @@ pub fn verdict(settings: &AuthSettings, facts: &AuthFacts) -> AuthVerdict {
         return AuthVerdict::Accept;
     }
     let sampled = facts.sample < facts.pct.min(100);
-    let policy = match (facts.policy, sampled) {
+    let policy = match (applied_policy(facts), sampled) {
         (p, true) => p,
         (DmarcPolicy::Reject, false) => DmarcPolicy::Quarantine,
         (_, false) => DmarcPolicy::None,
@@ -159,6 +178,26 @@ pub fn add_none(header: &mut String, method: &str) {
     header.push_str(";\r\n\t");
     header.push_str(method);
     header.push_str("=none\r\n");
+}
+
+/// Sets the `policy.dmarc=` property of a CRLF-ended
+/// `Authentication-Results` header to `policy` (the one that applied:
+/// `sp=` for a subdomain). A header without the property is left alone.
+pub fn set_dmarc_policy(header: &mut String, policy: DmarcPolicy) {
+    const KEY: &str = "policy.dmarc=";
+    let Some(at) = header.find(KEY) else {
+        return;
+    };
+    let start = at + KEY.len();
+    let end = header[start..]
+        .find(|c: char| c == ';' || c == '(' || c.is_ascii_whitespace())
+        .map_or(header.len(), |i| start + i);
+    let word = match policy {
+        DmarcPolicy::None => "none",
+        DmarcPolicy::Quarantine => "quarantine",
+        DmarcPolicy::Reject => "reject",
+    };
+    header.replace_range(start..end, word);
 }
 
 /// The facts of a message whose checks did not finish in time.
@@ -357,6 +396,44 @@ mod tests {
     }
 
     #[test]
+    fn a_subdomain_under_the_organisational_record_gets_sp() {
+        // v=DMARC1; p=none; sp=reject found at the organisational domain.
+        let sub = AuthFacts {
+            dmarc: AuthResult::Fail,
+            policy: DmarcPolicy::None,
+            subdomain_policy: DmarcPolicy::Reject,
+            inherited: true,
+            ..AuthFacts::default()
+        };
+        assert_eq!(applied_policy(&sub), DmarcPolicy::Reject);
+        assert_eq!(
+            verdict(&ALL, &sub),
+            AuthVerdict::Reject(MessageRefusal::DmarcReject)
+        );
+        // The organisational domain itself (record at the From domain): p=.
+        let org = AuthFacts {
+            inherited: false,
+            ..sub
+        };
+        assert_eq!(applied_policy(&org), DmarcPolicy::None);
+        assert_eq!(verdict(&ALL, &org), AuthVerdict::Accept);
+        // The other way round: p=reject; sp=none spares the subdomain.
+        let lax = AuthFacts {
+            policy: DmarcPolicy::Reject,
+            subdomain_policy: DmarcPolicy::None,
+            ..sub
+        };
+        assert_eq!(verdict(&ALL, &lax), AuthVerdict::Accept);
+        // pct weakens sp= as it weakens p=.
+        let sampled_out = AuthFacts {
+            pct: 50,
+            sample: 50,
+            ..sub
+        };
+        assert_eq!(verdict(&ALL, &sampled_out), AuthVerdict::Junk);
+    }
+
+    #[test]
     fn actions_can_be_turned_off() {
         let reject = facts(AuthResult::Fail, DmarcPolicy::Reject, 100, 0);
         let quarantine = facts(AuthResult::Fail, DmarcPolicy::Quarantine, 100, 0);
@@ -421,6 +498,23 @@ Authentication-Results: mx.example.com; in the body\r\n"
             h,
             "Authentication-Results: mx.example.com;\r\n\tspf=pass;\r\n\tdkim=none\r\n"
         );
+    }
+
+    #[test]
+    fn the_applied_policy_is_written_into_the_header() {
+        let mut h = "Authentication-Results: mx.example.com;\r\n\tdmarc=fail \
+header.from=a.org.test policy.dmarc=none\r\n"
+            .to_owned();
+        set_dmarc_policy(&mut h, DmarcPolicy::Reject);
+        assert!(h.ends_with(" policy.dmarc=reject\r\n"), "{h}");
+        set_dmarc_policy(&mut h, DmarcPolicy::Quarantine);
+        assert!(h.ends_with(" policy.dmarc=quarantine\r\n"), "{h}");
+        let mut none = "Authentication-Results: x; spf=pass\r\n".to_owned();
+        set_dmarc_policy(&mut none, DmarcPolicy::Reject);
+        assert_eq!(none, "Authentication-Results: x; spf=pass\r\n");
+        let mut last = "policy.dmarc=".to_owned();
+        set_dmarc_policy(&mut last, DmarcPolicy::None);
+        assert_eq!(last, "policy.dmarc=none");
     }
 
     #[test]
