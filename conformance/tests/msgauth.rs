@@ -599,4 +599,16 @@ fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
     let junk = stored(&d, ".Junk");
     assert_eq!(junk.len(), 1);
     assert!(our_results(&junk[0]).contains("policy.dmarc=quarantine"));
+    // Its spam verdict's headers came back with it, as bob's copy has them.
+    let bob = d.new_mail("bob/.Junk", "example.com");
+    let spam_status = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("X-Spam-Status:"))
+            .map(str::to_owned)
+    };
+    let theirs = bob
+        .first()
+        .and_then(|(_, m)| spam_status(&String::from_utf8_lossy(m)));
+    assert!(theirs.is_some(), "bob's copy has no X-Spam-Status");
+    assert_eq!(spam_status(&junk[0]), theirs, "{}", junk[0]);
 }

@@ -184,17 +184,22 @@ pub async fn deliver(
             return (outcome, msg);
         }
     };
-    // Each copy's account and folder: a copy kept for retry keeps both.
-    let targets: Vec<(String, Option<String>)> = jobs
+    // Each copy's account, folder and spam headers: a copy kept for retry
+    // keeps all three.
+    let targets: Vec<RetryCopy> = jobs
         .iter()
-        .map(|j| (j.user.clone(), j.folder.clone()))
+        .map(|j| RetryCopy {
+            user: j.user.clone(),
+            folder: j.folder.clone(),
+            headers: spam.for_mailbox(&j.user).0.to_vec(),
+        })
         .collect();
     let mut failed_users = Vec::new();
     for (target, r) in targets.into_iter().zip(srv.committer.deliver(jobs).await) {
         match r {
             Ok(()) => outcome.stored += 1,
             Err(e) => {
-                tracing::warn!(id = %id, "local delivery to {} failed: {e}", target.0);
+                tracing::warn!(id = %id, "local delivery to {} failed: {e}", target.user);
                 failed_users.push(target);
             }
         }
@@ -224,27 +229,58 @@ pub async fn deliver(
     (outcome, msg)
 }
 
-/// Queues local copies that failed (their account addresses, each with
-/// its folder: Junk stays Junk) with the message and its `Received:`
-/// line, for the queue worker to retry.
+/// A local copy that failed and is kept for retry.
+struct RetryCopy {
+    /// The account address.
+    user: String,
+    /// Its folder (`None`: INBOX): Junk stays Junk.
+    folder: Option<String>,
+    /// The spam verdict's header lines for this account (CRLF).
+    headers: Vec<u8>,
+}
+
+/// Queues local copies that failed, for the queue worker to retry: one
+/// queued message per set of spam headers (one, unless the accounts'
+/// classifiers disagreed), holding the `Received:` line, those headers
+/// and the message, under `queue_id`, `queue_id` + `2`, ... Returns how
+/// many copies were queued.
 fn queue_local_retry(
     srv: &Server,
     msg: &Message,
     id: &str,
     queue_id: &str,
-    targets: &[(String, Option<String>)],
+    targets: &[RetryCopy],
 ) -> io::Result<usize> {
     let env = &msg.envelope;
-    let data = received_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
     let from = env
         .mail_from
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let (users, folders): (Vec<String>, Vec<Option<String>>) = targets.iter().cloned().unzip();
-    srv.queue
-        .enqueue_with_folders(queue_id, &from, &users, &folders, &data, unix_now())?;
-    Ok(users.len())
+    let mut groups: Vec<(&[u8], Vec<String>, Vec<Option<String>>)> = Vec::new();
+    for t in targets {
+        match groups.iter_mut().find(|g| g.0 == t.headers.as_slice()) {
+            Some(g) => {
+                g.1.push(t.user.clone());
+                g.2.push(t.folder.clone());
+            }
+            None => groups.push((&t.headers, vec![t.user.clone()], vec![t.folder.clone()])),
+        }
+    }
+    let mut queued = 0;
+    for (n, (headers, users, folders)) in groups.into_iter().enumerate() {
+        let mut body = headers.to_vec();
+        body.extend_from_slice(&msg.data);
+        let data = received_bytes(env, &srv.config.hostname, id, &date_now(), &body);
+        let qid = match n {
+            0 => queue_id.to_owned(),
+            n => format!("{queue_id}{}", n + 1),
+        };
+        srv.queue
+            .enqueue_with_folders(&qid, &from, &users, &folders, &data, unix_now())?;
+        queued += users.len();
+    }
+    Ok(queued)
 }
 
 /// Queues the message for its remote recipients (relay), durably.
