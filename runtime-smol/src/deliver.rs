@@ -257,7 +257,9 @@ fn queue_local_retry(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let mut groups: Vec<(&[u8], Vec<String>, Vec<Option<String>>)> = Vec::new();
+    // (headers, accounts, their folders), one per distinct set of headers.
+    type Group<'a> = (&'a [u8], Vec<String>, Vec<Option<String>>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for t in targets {
         match groups.iter_mut().find(|g| g.0 == t.headers.as_slice()) {
             Some(g) => {
