@@ -32,7 +32,7 @@ impl Default for SpamSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            junk_score: 6.0,
+            junk_score: 5.0,
             reject_score: 15.0,
             add_headers: true,
             learn: true,
@@ -207,7 +207,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             h,
-            "X-Spam: Yes\r\nX-Spam-Score: 7.50\r\nX-Spam-Status: Yes, score=7.50 required=6.00 tests=MISSING_DATE(1.00),\r\n\tBAYES_SPAM(6.50)\r\n"
+            "X-Spam: Yes\r\nX-Spam-Score: 7.50\r\nX-Spam-Status: Yes, score=7.50 required=5.00 tests=MISSING_DATE(1.00),\r\n\tBAYES_SPAM(6.50)\r\n"
         );
         let h = String::from_utf8(spam_headers(&report(1.0, false), SpamAction::Inbox, &s))
             .unwrap_or_default();
