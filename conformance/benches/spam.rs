@@ -210,7 +210,10 @@ fn sa_siteconfig(dir: &Path) -> Option<PathBuf> {
     let site = dir.join("site");
     std::fs::create_dir_all(&site).ok()?;
     std::fs::create_dir_all(dir.join("bayes")).ok()?;
-    for e in std::fs::read_dir("/etc/spamassassin").ok()?.filter_map(Result::ok) {
+    for e in std::fs::read_dir("/etc/spamassassin")
+        .ok()?
+        .filter_map(Result::ok)
+    {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "pre" || x == "cf") {
             std::fs::copy(&p, site.join(e.file_name())).ok()?;
@@ -238,16 +241,27 @@ fn run_spamassassin(msgs: &[Msg], dir: &Path) -> Option<Tally> {
     let site = sa_siteconfig(dir)?;
     let port = free_port();
     let mut cmd = Command::new("spamd");
-    cmd.args(["-L", "-x", "--allow-tell", "-u", "nobody", "-i", "127.0.0.1"])
-        .arg("-p")
-        .arg(port.to_string())
-        .arg(format!("--siteconfigpath={}", site.display()))
-        .args(["-m", "1", "--min-spare=1", "--max-spare=1", "-s", "stderr"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("spamd.log")).ok()?);
+    cmd.args([
+        "-L",
+        "-x",
+        "--allow-tell",
+        "-u",
+        "nobody",
+        "-i",
+        "127.0.0.1",
+    ])
+    .arg("-p")
+    .arg(port.to_string())
+    .arg(format!("--siteconfigpath={}", site.display()))
+    .args(["-m", "1", "--min-spare=1", "--max-spare=1", "-s", "stderr"])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.join("spamd.log")).ok()?);
     let _spamd = Kill(cmd.spawn().ok()?);
     if !wait_port(port) {
-        eprintln!("spamd did not start (see {})", dir.join("spamd.log").display());
+        eprintln!(
+            "spamd did not start (see {})",
+            dir.join("spamd.log").display()
+        );
         return None;
     }
     let spamc = |args: &[&str], path: &Path| -> Option<(i32, String)> {
@@ -285,6 +299,18 @@ fn run_spamassassin(msgs: &[Msg], dir: &Path) -> Option<Tally> {
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
+        // SIGTERM first, so that a forking server (spamd) takes its
+        // children down with it; SIGKILL if it has not ended in 5 s.
+        let _ = Command::new("kill")
+            .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -487,7 +513,9 @@ fn rspamd_check(port: u16, raw: &[u8]) -> Option<serde_json::Value> {
 fn print(tallies: &[Tally], total: usize, ref_total: usize, seed: u64) {
     println!("\nSpamAssassin public corpus, seeded order {seed}: {total} messages for Postern, {ref_total} for the references");
     println!("online filtering: score, then learn the label; FP = ham junked or rejected (% of ham so far)");
-    println!("\"2nd ½\": the second half of the run alone; msg/s: scoring only, one thread (per core)");
+    println!(
+        "\"2nd ½\": the second half of the run alone; msg/s: scoring only, one thread (per core)"
+    );
     println!(
         "{:<16} {:>6} {:>8} {:>12} {:>12}",
         "filter", "after", "FP %", "spam caught %", "msg/s"

@@ -295,6 +295,9 @@ mod tests {
             String::from_utf8_lossy(&out),
             "Received: from a by b; Tue, 1 Dec 2026 10:00:00 +0000\r\nFrom: a@b.example\r\nX-Spammy-Thing: keep\r\nSubject: hi\r\n\r\nX-Spam: Yes in the body stays\r\n"
         );
-        assert_eq!(strip_spam_headers(b"Subject: hi\r\n\r\nX-Spam: Yes\r\n"), None);
+        assert_eq!(
+            strip_spam_headers(b"Subject: hi\r\n\r\nX-Spam: Yes\r\n"),
+            None
+        );
     }
 }

@@ -349,7 +349,7 @@ pub fn headers(m: &Message<'_>, s: &mut Signs) {
             let ok = mid.as_deref().is_some_and(|v| {
                 let v = v.trim().trim_start_matches('<');
                 v.bytes().next().is_some_and(|b| b.is_ascii_digit())
-                    && v.bytes().nth(1) == Some(b'.')
+                    && v.as_bytes().get(1) == Some(&b'.')
             });
             s.forged_mua |= !ok;
         }
