@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CHECKPOINTS: &[usize] = &[10, 50, 200, 1000];
+const CHECKPOINTS: &[usize] = &[10, 50, 200, 1000, 2000, 3000, 4000, 5000];
 
 struct Msg {
     path: PathBuf,
@@ -163,12 +163,18 @@ impl Tally {
             self.ham_junked += usize::from(junked);
         }
         if CHECKPOINTS.contains(&self.n) || self.n == total {
-            self.rows.push((
+            let row = (
                 self.n,
                 pct(self.ham_junked, self.ham),
                 pct(self.spam_caught, self.spam),
                 self.n as f64 / self.scoring.as_secs_f64().max(1e-9),
-            ));
+            );
+            // Also as it comes: a long run stopped early still tells.
+            eprintln!(
+                "{:<16} {:>6} {:>8.2} {:>12.2} {:>12.0}",
+                self.name, row.0, row.1, row.2, row.3
+            );
+            self.rows.push(row);
         }
     }
 }
@@ -237,9 +243,8 @@ fn sa_siteconfig(dir: &Path) -> Option<PathBuf> {
 
 /// SpamAssassin as deployed: `spamd` (network tests off, `--allow-tell`)
 /// on loopback, `spamc -c` to score each message and `spamc -L` to learn it.
-fn run_spamassassin(msgs: &[Msg], dir: &Path) -> Option<Tally> {
+fn run_spamassassin(msgs: &[Msg], dir: &Path, port: u16) -> Option<Tally> {
     let site = sa_siteconfig(dir)?;
-    let port = free_port();
     let mut cmd = Command::new("spamd");
     cmd.args([
         "-L",
@@ -316,11 +321,17 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+/// `n` distinct free loopback ports (all held open together while chosen,
+/// so that two calls in a row cannot return the same port).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .filter_map(|_| TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
+    let mut out = [0u16; N];
+    for (o, l) in out.iter_mut().zip(&held) {
+        *o = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    }
+    out
 }
 
 fn wait_port(port: u16) -> bool {
@@ -366,7 +377,7 @@ const RSPAMD_OFF: &[&str] = &[
     "dkim_signing",
 ];
 
-fn run_rspamd(msgs: &[Msg], dir: &Path) -> Option<Tally> {
+fn run_rspamd(msgs: &[Msg], dir: &Path, ports: [u16; 3]) -> Option<Tally> {
     let local = dir.join("local.d");
     let db = dir.join("rspamd-db");
     for d in [
@@ -378,7 +389,7 @@ fn run_rspamd(msgs: &[Msg], dir: &Path) -> Option<Tally> {
     ] {
         std::fs::create_dir_all(d).ok()?;
     }
-    let (rport, nport, cport) = (free_port(), free_port(), free_port());
+    let [rport, nport, cport] = ports;
     let _redis = Kill(
         Command::new("redis-server")
             .args([
@@ -564,9 +575,11 @@ fn main() {
         let dir = tmp.join(format!("postern-spam-bench-{}", std::process::id()));
         let started = Instant::now();
         let _ = std::fs::remove_dir_all(&dir);
+        // Chosen together: the two servers start side by side.
+        let [sa_port, rport, nport, cport] = free_ports::<4>();
         let (sa, rs) = std::thread::scope(|s| {
-            let sa = s.spawn(|| run_spamassassin(refs, &dir.join("sa-home")));
-            let rs = s.spawn(|| run_rspamd(refs, &dir.join("rspamd")));
+            let sa = s.spawn(|| run_spamassassin(refs, &dir.join("sa-home"), sa_port));
+            let rs = s.spawn(|| run_rspamd(refs, &dir.join("rspamd"), [rport, nport, cport]));
             (sa.join().ok().flatten(), rs.join().ok().flatten())
         });
         match sa {
