@@ -18,8 +18,8 @@
 //! `$TMPDIR/postern-spam-corpus`), `POSTERN_SPAM_SEED` (default 14),
 //! `POSTERN_SPAM_LIMIT` (messages for Postern, default all),
 //! `POSTERN_SPAM_REF_LIMIT` (messages for the references: the first N of
-//! the same order; default 1,000, `all` for the whole corpus: about 50
-//! minutes on a busy 2-core machine, SpamAssassin being the slow one at
+//! the same order; default 1,000, `all` for the whole corpus: over an
+//! hour on a busy 2-core machine (5,000 took 43 min), SpamAssassin being the slow one at
 //! about 0.5 s per message scored and learned), `POSTERN_SPAM_REFS=0` to
 //! skip them,
 //! `POSTERN_SPAM_TMP` (the references' folders; default `/dev/shm`).
