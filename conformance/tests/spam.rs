@@ -143,3 +143,55 @@ print("junked")
         "nothing in INBOX"
     );
 }
+
+#[test]
+fn the_configured_junk_folder_teaches_and_sender_spam_headers_are_stripped() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start_with(LISTENERS, "", "[auth]\njunk_folder = \"Spam\"\n");
+    let (mx, imaps) = (d.addrs[0].port(), d.addrs[1].port());
+    let script = format!(
+        r#"{prelude}
+spam = "Cheap replica watches and designer handbags, huge discount offer, click now, limited stock, order today and win a bonus gift"
+ham = "Here are the notes of the project meeting: agenda for the quarterly review, budget figures, and the action items for next week"
+# A sender pre-marks its message as ham: its X-Spam fields do not reach the user.
+forged = "X-Spam: No\r\nX-Spam-Score: -99.00\r\nX-Spam-Status: No, score=-99.00 required=5.00 tests=TRUSTED\r\n"
+assert send("premarked hello", ham + " premarked", forged) == "250"
+b = imap()
+h = headers(b, "INBOX", "premarked hello")
+assert "-99" not in h and "TRUSTED" not in h, h
+assert h.count("X-Spam-Score:") == 1 and h.count("X-Spam-Status:") == 1, h
+for i in range(10):
+    assert send("offer number %d" % i, spam + " variant %d" % i) == "250"
+    assert send("meeting notes %d" % i, ham + " variant %d" % i) == "250"
+b.create("Spam")
+# A move into a folder merely named Junk teaches nothing.
+uids = find(b, "INBOX", "offer number 9")
+typ, _ = b.uid("COPY", uids[0], "Junk"); assert typ == "OK", "COPY to Junk"
+uids = find(b, "INBOX", "offer number")
+typ, _ = b.uid("MOVE", ",".join(uids), "Spam"); assert typ == "OK"
+uids = find(b, "INBOX", "meeting notes")
+typ, _ = b.uid("STORE", ",".join(uids), "+FLAGS", "($NotJunk)"); assert typ == "OK"
+# The next similar message lands in the configured folder, even when the
+# sender marks it as ham.
+assert send("probe two offer", spam + " probe two", forged) == "250"
+assert find(b, "INBOX", "probe two") == [], "trained: not in INBOX"
+h = headers(b, "Spam", "probe two")
+assert "X-Spam: Yes" in h and "BAYES_SPAM" in h and "-99" not in h, h
+b.logout()
+print("learned")
+"#,
+        prelude = prelude(mx, imaps)
+    );
+    assert_eq!(python(&script).trim(), "learned");
+    let log = d.log_text();
+    assert!(
+        log.contains("learned 10 message(s) as Spam; now 10 spam, 0 ham"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("learned 1 message(s) as Spam"),
+        "the copy into Junk taught nothing: {log}"
+    );
+}

@@ -131,7 +131,8 @@ fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> 
 /// Delivers an accepted message: remote recipients into the queue, local
 /// ones into their mailboxes (into `folder` instead of INBOX when given:
 /// the message-authentication verdict's Junk; or into Junk when the spam
-/// verdict says so for that copy), each durably. Returns what became
+/// verdict says so for that copy), each durably; the X-Spam fields a
+/// scored message arrived with are left out of its local copies. Returns what became
 /// durable, and the message back.
 pub async fn deliver(
     srv: Arc<Server>,
@@ -371,7 +372,13 @@ fn local_jobs(
         let (mailboxes, _) = expand(srv, &rcpt.address)?;
         resolved.push((rcpt.address.clone(), mailboxes));
     }
-    let data = Arc::new(msg.data.clone());
+    // A sender must not pre-mark the message for the user's client rules:
+    // the X-Spam fields it came with go when ours are added.
+    let stripped = spam
+        .scored
+        .then(|| postern_core::policy::spam::strip_spam_headers(&msg.data))
+        .flatten();
+    let data = Arc::new(stripped.unwrap_or_else(|| msg.data.clone()));
     Ok(
         local_copies(env, &srv.config.hostname, id, &date_now(), &resolved)
             .into_iter()

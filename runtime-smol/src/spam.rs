@@ -30,6 +30,9 @@ pub struct Screened {
     copies: HashMap<String, (Vec<u8>, bool)>,
     /// Every copy would be refused: answer `554 5.7.1`.
     pub refuse: bool,
+    /// The message was scored: the `X-Spam` fields it arrived with are
+    /// removed from the local copies before ours are added.
+    pub scored: bool,
 }
 
 impl Screened {
@@ -66,7 +69,10 @@ pub async fn screen(srv: &Arc<Server>, role: Role, msg: &Message, auth: AuthInpu
     smol::unblock(move || {
         let s = &srv2.config.spam;
         let a = analyze(&data);
-        let mut out = Screened::default();
+        let mut out = Screened {
+            scored: true,
+            ..Screened::default()
+        };
         let mut actions = Vec::with_capacity(users.len());
         for user in users {
             let r = srv2.spam.with(&user, |c| report(&a, &auth, Some(c)));
@@ -106,7 +112,7 @@ pub async fn before_request(
     if !srv.config.spam.learn {
         return None;
     }
-    let mut l = learn_request(request)?;
+    let mut l = learn_request(request, &srv.config.auth.junk_folder)?;
     l.uids.truncate(MAX_LEARN_PER_REQUEST);
     let store = srv.mailstore.clone();
     let user = user.to_owned();

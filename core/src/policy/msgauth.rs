@@ -216,13 +216,19 @@ pub fn budget_exhausted_facts() -> AuthFacts {
 /// has none. Only the header section is looked at; folded fields are
 /// removed whole.
 pub fn strip_own_results(data: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    strip_fields(data, |field| claims(field, authserv_id))
+}
+
+/// The message without the header fields (with their continuation lines)
+/// `drop` picks; None when it picks none.
+pub(crate) fn strip_fields(data: &[u8], drop: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
     let header_end = header_section_len(data);
     let mut out: Option<Vec<u8>> = None;
     let mut pos = 0;
     while pos < header_end {
         let end = field_end(data, pos, header_end);
         let field = &data[pos..end];
-        if claims(field, authserv_id) {
+        if drop(field) {
             out.get_or_insert_with(|| data[..pos].to_vec());
         } else if let Some(o) = out.as_mut() {
             o.extend_from_slice(field);

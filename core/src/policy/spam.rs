@@ -8,8 +8,6 @@ use crate::imap::event::{MailboxRequest, StoreMode};
 use crate::spam::bayes::Class;
 use crate::spam::Report;
 
-/// The mailbox the filter delivers to and learns from (special-use `\Junk`).
-pub const JUNK: &str = "Junk";
 /// Moves into this mailbox teach nothing (special-use `\Trash`).
 pub const TRASH: &str = "Trash";
 
@@ -32,7 +30,7 @@ impl Default for SpamSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            junk_score: 6.0,
+            junk_score: 5.0,
             reject_score: 15.0,
             add_headers: true,
             learn: true,
@@ -129,17 +127,18 @@ fn is(name: &str, special: &str) -> bool {
     name.eq_ignore_ascii_case(special)
 }
 
-/// The training a request asks for: COPY/MOVE into Junk (spam), out of
-/// Junk into anything but Trash (ham), STORE adding `$Junk` (spam) or
-/// `$NotJunk` (ham).
-pub fn learn_request(req: &MailboxRequest) -> Option<LearnRequest> {
+/// The training a request asks for: COPY/MOVE into the Junk folder `junk`
+/// (spam), out of it into anything but Trash (ham), STORE adding `$Junk`
+/// (spam) or `$NotJunk` (ham). `junk` is the configured Junk folder (the
+/// one spam and the authentication verdict deliver to).
+pub fn learn_request(req: &MailboxRequest, junk: &str) -> Option<LearnRequest> {
     match req {
         MailboxRequest::Copy {
             mailbox, uids, to, ..
         } => {
-            let class = if is(to, JUNK) && !is(mailbox, JUNK) {
+            let class = if is(to, junk) && !is(mailbox, junk) {
                 Class::Spam
-            } else if is(mailbox, JUNK) && !is(to, JUNK) && !is(to, TRASH) {
+            } else if is(mailbox, junk) && !is(to, junk) && !is(to, TRASH) {
                 Class::Ham
             } else {
                 return None;
@@ -175,6 +174,27 @@ pub fn learn_request(req: &MailboxRequest) -> Option<LearnRequest> {
     }
 }
 
+/// Header fields a sender could use to pre-mark a message for the
+/// user's client rules; removed from MX mail before ours are added.
+const SPAM_FIELDS: &[&[u8]] = &[
+    b"x-spam",
+    b"x-spam-score",
+    b"x-spam-status",
+    b"x-spam-flag",
+    b"x-spam-level",
+];
+
+/// The message without the `X-Spam`, `X-Spam-Score`, `X-Spam-Status`
+/// (and SpamAssassin's `X-Spam-Flag`, `X-Spam-Level`) fields it arrived
+/// with; None when it had none.
+pub fn strip_spam_headers(data: &[u8]) -> Option<Vec<u8>> {
+    crate::policy::msgauth::strip_fields(data, |field| {
+        let name_end = field.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = field[..name_end].trim_ascii_end();
+        name_end > 0 && SPAM_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +227,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             h,
-            "X-Spam: Yes\r\nX-Spam-Score: 7.50\r\nX-Spam-Status: Yes, score=7.50 required=6.00 tests=MISSING_DATE(1.00),\r\n\tBAYES_SPAM(6.50)\r\n"
+            "X-Spam: Yes\r\nX-Spam-Score: 7.50\r\nX-Spam-Status: Yes, score=7.50 required=5.00 tests=MISSING_DATE(1.00),\r\n\tBAYES_SPAM(6.50)\r\n"
         );
         let h = String::from_utf8(spam_headers(&report(1.0, false), SpamAction::Inbox, &s))
             .unwrap_or_default();
@@ -230,7 +250,7 @@ mod tests {
             to: to.into(),
             moving: true,
         };
-        let class = |r: MailboxRequest| learn_request(&r).map(|l| l.class);
+        let class = |r: MailboxRequest| learn_request(&r, "Junk").map(|l| l.class);
         assert_eq!(class(copy("INBOX", "Junk")), Some(Class::Spam));
         assert_eq!(class(copy("Junk", "INBOX")), Some(Class::Ham));
         assert_eq!(class(copy("Junk", "Archive")), Some(Class::Ham));
@@ -248,5 +268,36 @@ mod tests {
         assert_eq!(class(store(StoreMode::Add, "$NotJunk")), Some(Class::Ham));
         assert_eq!(class(store(StoreMode::Remove, "$Junk")), None);
         assert_eq!(class(store(StoreMode::Add, "\\Seen")), None);
+    }
+
+    #[test]
+    fn the_configured_junk_folder_teaches() {
+        let copy = |from: &str, to: &str| MailboxRequest::Copy {
+            mailbox: from.into(),
+            uids: vec![4],
+            to: to.into(),
+            moving: true,
+        };
+        let class = |r: MailboxRequest| learn_request(&r, "Spam").map(|l| l.class);
+        assert_eq!(class(copy("INBOX", "Spam")), Some(Class::Spam));
+        assert_eq!(class(copy("Spam", "INBOX")), Some(Class::Ham));
+        assert_eq!(class(copy("spam", "Trash")), None);
+        // "Junk" is an ordinary folder when the Junk folder is "Spam".
+        assert_eq!(class(copy("INBOX", "Junk")), None);
+        assert_eq!(class(copy("Junk", "INBOX")), None);
+    }
+
+    #[test]
+    fn incoming_spam_headers_are_stripped() {
+        let m = b"Received: from a by b; Tue, 1 Dec 2026 10:00:00 +0000\r\nX-Spam: No\r\nFrom: a@b.example\r\nx-spam-status: No, score=-5.0\r\n\ttests=FAKE\r\nX-Spam-Score : -9\r\nX-Spammy-Thing: keep\r\nSubject: hi\r\n\r\nX-Spam: Yes in the body stays\r\n";
+        let out = strip_spam_headers(m).unwrap_or_default();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "Received: from a by b; Tue, 1 Dec 2026 10:00:00 +0000\r\nFrom: a@b.example\r\nX-Spammy-Thing: keep\r\nSubject: hi\r\n\r\nX-Spam: Yes in the body stays\r\n"
+        );
+        assert_eq!(
+            strip_spam_headers(b"Subject: hi\r\n\r\nX-Spam: Yes\r\n"),
+            None
+        );
     }
 }

@@ -17,6 +17,8 @@ pub struct HtmlFacts {
     pub hidden_text: usize,
     /// The link targets' hosts (at most [`MAX_ANCHORS`]).
     pub hosts: Vec<String>,
+    /// Links with a user part before their host (`http://bank.com@evil/`).
+    pub userinfo_links: usize,
 }
 
 /// Scans `html`.
@@ -42,6 +44,13 @@ pub fn scan(html: &str) -> HtmlFacts {
         let Some(target) = url_host(&href) else {
             continue;
         };
+        let authority = href
+            .trim()
+            .split_once("//")
+            .map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if authority.contains('@') {
+            f.userinfo_links += 1;
+        }
         let close = window(&lower, tag_end, 4096)
             .find("</a")
             .map_or(tag_end + 1, |e| tag_end + e);

@@ -13,6 +13,7 @@
 pub mod attach;
 pub mod bayes;
 pub mod html;
+pub mod signs;
 pub mod tokens;
 
 use bayes::Classifier;
@@ -101,6 +102,8 @@ pub struct Facts {
     pub truncated: bool,
     /// The message could not be parsed at all.
     pub unparsable: bool,
+    /// The generic signs of bulk mail.
+    pub signs: signs::Signs,
 }
 
 /// One message, analysed once for every recipient.
@@ -130,7 +133,7 @@ pub struct Report {
 }
 
 /// Points of the classifier at full weight: most for spam, least for ham.
-const BAYES_SPAM_MAX: f64 = 9.0;
+const BAYES_SPAM_MAX: f64 = 12.0;
 const BAYES_HAM_MAX: f64 = -5.0;
 
 /// The rules' points.
@@ -144,11 +147,11 @@ fn rule_points(f: &Facts, auth: &AuthInput) -> Vec<(&'static str, f64)> {
     add(f.gtube, "GTUBE", 1000.0);
     add(f.missing_date, "MISSING_DATE", 1.0);
     add(f.missing_message_id, "MISSING_MID", 0.5);
-    add(f.reply_to_differs, "FROM_REPLYTO_DIFF", 0.5);
+    add(f.reply_to_differs, "FROM_REPLYTO_DIFF", 0.2);
     add(f.forged_received, "FORGED_RECEIVED", 1.0);
-    add(f.html_only, "HTML_ONLY", 0.7);
-    add(f.obfuscated, "OBFUSCATED_BODY", 2.0);
-    add(f.mismatched_links > 0, "LINK_TEXT_MISMATCH", 3.0);
+    add(f.html_only, "HTML_ONLY", 1.0);
+    add(f.obfuscated, "OBFUSCATED_BODY", 1.0);
+    add(f.mismatched_links > 0, "LINK_TEXT_MISMATCH", 1.5);
     add(f.executable, "EXECUTABLE_ATTACHMENT", 6.0);
     add(f.office_macro, "OFFICE_MACRO", 8.0);
     add(f.unparsable, "UNPARSABLE", 1.0);
@@ -157,6 +160,7 @@ fn rule_points(f: &Facts, auth: &AuthInput) -> Vec<(&'static str, f64)> {
     add(auth.dkim == AuthVerdict::Pass, "DKIM_VALID", -0.2);
     add(auth.dmarc == AuthVerdict::Fail, "DMARC_FAIL", 3.5);
     add(auth.dmarc == AuthVerdict::Pass, "DMARC_PASS", -0.5);
+    r.extend(signs::points(&f.signs));
     r
 }
 
@@ -211,10 +215,15 @@ pub fn analyze(raw: &[u8]) -> Analysis {
     match MessageParser::new().parse(raw) {
         Some(m) => {
             headers(&m, &mut a.facts, &mut t);
+            signs::headers(&m, &mut a.facts.signs);
             let mut body = Body::default();
             parts(&m, 0, &mut a.facts, &mut t, &mut body);
             a.facts.html_only = body.html && !body.plain;
             a.facts.obfuscated |= body.spaced_words >= 3;
+            signs::finish(&mut a.facts.signs, body.letters);
+            for name in signs::tokens(&a.facts.signs) {
+                t.tagged("sign", name);
+            }
             a.key = match m.message_id() {
                 Some(id) if !id.is_empty() => hash(id.as_bytes()),
                 _ => body_key(raw),
@@ -316,7 +325,14 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
             "received" => {
                 received += 1;
                 let v = value().to_ascii_lowercase();
-                if !(v.contains("by ") && v.contains(';')) {
+                // A hop names the host that took the message (`by`) and
+                // ends with the date; a qmail-style comment-only hop
+                // (`(qmail 1 invoked by uid 0); date`) is fine.
+                let by = v
+                    .split(|c: char| c.is_whitespace() || c == '(')
+                    .any(|w| w == "by");
+                let comment_only = v.trim_start().starts_with('(');
+                if !v.contains(';') || !(by || comment_only) {
                     f.forged_received = true;
                 }
                 if received <= 3 {
@@ -345,6 +361,8 @@ struct Body {
     plain: bool,
     html: bool,
     spaced_words: usize,
+    /// Letters and upper-case letters of the text.
+    letters: (usize, usize),
 }
 
 fn cut(s: &str, n: usize) -> &str {
@@ -377,7 +395,15 @@ fn parts(m: &Message<'_>, depth: usize, f: &mut Facts, t: &mut Tokens, body: &mu
                 }
                 f.gtube |= memmem::find(s.as_bytes(), GTUBE).is_some();
                 body.spaced_words += spaced_words(s);
-                urls(s, t);
+                if depth == 0
+                    && part
+                        .content_transfer_encoding()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("base64"))
+                {
+                    f.signs.base64_text = true;
+                }
+                signs::text(s, &mut f.signs, &mut body.letters);
+                urls(s, t, &mut f.signs);
                 t.text("", s);
             }
             PartType::Html(h) => {
@@ -391,12 +417,23 @@ fn parts(m: &Message<'_>, depth: usize, f: &mut Facts, t: &mut Tokens, body: &mu
                     f.obfuscated = true;
                 }
                 for host in &facts.hosts {
+                    signs::url(&format!("http://{host}/"), &mut f.signs);
                     t.tagged("url", &html::registrable(host));
                 }
+                f.signs.userinfo_url |= facts.userinfo_links > 0;
                 let text = mail_parser::decoders::html::html_to_text(h);
                 let text = cut(&text, MAX_TEXT);
                 f.gtube |= memmem::find(text.as_bytes(), GTUBE).is_some();
                 body.spaced_words += spaced_words(text);
+                if depth == 0
+                    && part
+                        .content_transfer_encoding()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("base64"))
+                {
+                    f.signs.base64_text = true;
+                }
+                signs::html_markup(h, text.trim().len(), &mut f.signs);
+                signs::text(text, &mut f.signs, &mut body.letters);
                 t.text("", text);
             }
             PartType::Binary(b) | PartType::InlineBinary(b) => {
@@ -419,7 +456,7 @@ fn parts(m: &Message<'_>, depth: usize, f: &mut Facts, t: &mut Tokens, body: &mu
 }
 
 /// Tokens for the hosts of the http(s) URLs in plain text.
-fn urls(s: &str, t: &mut Tokens) {
+fn urls(s: &str, t: &mut Tokens, signs: &mut signs::Signs) {
     let mut at = 0;
     let mut n = 0;
     while let Some(i) = s[at..].find("http") {
@@ -432,6 +469,7 @@ fn urls(s: &str, t: &mut Tokens) {
         let end = s[start..]
             .find(|c: char| c.is_whitespace() || c == '>' || c == '"')
             .map_or(s.len(), |e| start + e);
+        signs::url(&s[start..end], signs);
         if let Some(h) = html::url_host(&s[start..end].to_ascii_lowercase()) {
             t.tagged("url", &html::registrable(&h));
         }

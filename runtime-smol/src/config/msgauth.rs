@@ -6,7 +6,7 @@
 //! enable = true          # default false: no DNS lookups, no A-R header
 //! reject = true          # DMARC fail under p=reject: 550 5.7.1 at end of DATA
 //! quarantine = true      # DMARC fail under p=quarantine: to the Junk folder
-//! junk_folder = "Junk"   # the folder quarantined mail goes to
+//! junk_folder = "Junk"   # quarantined mail and spam go here; moves into and out of it teach the spam filter
 //! budget_secs = 20       # all DNS work of one message; below smtp.data_timeout_secs
 //! ```
 //!

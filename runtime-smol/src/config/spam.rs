@@ -4,7 +4,7 @@
 //! ```toml
 //! [spam]
 //! enabled = true        # score mail from MX listeners (never authenticated submissions)
-//! junk_score = 6.0      # at or above: delivered to the user's Junk folder
+//! junk_score = 5.0      # at or above: delivered to the user's Junk folder
 //! reject_score = 15.0   # at or above: refused at end of DATA (554 5.7.1)
 //! add_headers = true    # X-Spam, X-Spam-Score, X-Spam-Status
 //! learn = true          # MOVE/COPY into or out of Junk, $Junk/$NotJunk train the user's classifier
