@@ -147,11 +147,21 @@ pub fn start_silent() -> DnsServer {
         .expect("tempdir");
     let script = r#"
 import socket, sys, threading
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("127.0.0.1", 0))
-port = u.getsockname()[1]
-t = socket.socket()
-t.bind(("127.0.0.1", port))
+# The UDP port the OS hands out may be taken for TCP by another test:
+# try again with another (a bounded number of times).
+for attempt in range(100):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", port))
+        break
+    except OSError:
+        u.close()
+        t.close()
+else:
+    sys.exit("no port free for both UDP and TCP")
 t.listen(64)
 held = []
 def accept():
