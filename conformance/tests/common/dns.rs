@@ -191,36 +191,50 @@ while True:
     }
 }
 
-/// Signs `msg` with dkimpy's `dkimsign` (relaxed/relaxed); the signature
-/// header comes first.
-pub fn dkimsign(msg: &[u8], selector: &str, domain: &str, key: &str) -> Vec<u8> {
-    let mut child = Command::new(super::tool("dkimsign"))
-        .args([
-            "--hcanon", "relaxed", "--bcanon", "relaxed", selector, domain,
-        ])
+/// Runs dkimpy's `tool` with the arguments `before`, the test key `key`
+/// and `after`, and `msg` on its standard input; its output, which must
+/// start with `starts`, with CRLF line ends (dkimpy writes LF).
+fn dkimpy(
+    tool: &str,
+    before: &[&str],
+    key: &str,
+    after: &[&str],
+    msg: &[u8],
+    starts: &str,
+) -> Vec<u8> {
+    let mut child = Command::new(super::tool(tool))
+        .args(before)
         .arg(testdata().join("keys").join(key))
+        .args(after)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("dkimsign");
+        .expect(tool);
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(msg)
         .expect("write");
-    let out = child.wait_with_output().expect("dkimsign output");
+    let out = child.wait_with_output().expect("dkimpy output");
+    let text = String::from_utf8(out.stdout).expect("utf8");
     assert!(
-        out.status.success(),
-        "dkimsign: {}",
+        out.status.success() && text.starts_with(starts),
+        "{tool}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // dkimsign writes LF line ends: SMTP wants CRLF.
-    let text = String::from_utf8(out.stdout).expect("utf8");
     text.replace("\r\n", "\n")
         .replace('\n', "\r\n")
         .into_bytes()
+}
+
+/// Signs `msg` with dkimpy's `dkimsign` (relaxed/relaxed); the signature
+/// header comes first.
+pub fn dkimsign(msg: &[u8], selector: &str, domain: &str, key: &str) -> Vec<u8> {
+    let canon = ["--hcanon", "relaxed", "--bcanon", "relaxed"];
+    let before = [&canon[..], &[selector, domain]].concat();
+    dkimpy("dkimsign", &before, key, &[], msg, "")
 }
 
 /// Whether dkimpy's `arcsign` can seal here: the script and the
@@ -250,29 +264,12 @@ pub fn arcsign_available() -> bool {
 /// the ADMD `srv_id`, whose `Authentication-Results` header `msg` must
 /// carry; the ARC headers come first, CRLF-ended.
 pub fn arcsign(msg: &[u8], selector: &str, domain: &str, key: &str, srv_id: &str) -> Vec<u8> {
-    let mut child = Command::new(super::tool("arcsign"))
-        .args([selector, domain])
-        .arg(testdata().join("keys").join(key))
-        .arg(srv_id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("arcsign");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(msg)
-        .expect("write");
-    let out = child.wait_with_output().expect("arcsign output");
-    let text = String::from_utf8(out.stdout).expect("utf8");
-    assert!(
-        out.status.success() && text.starts_with("ARC-Seal:"),
-        "arcsign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.replace("\r\n", "\n")
-        .replace('\n', "\r\n")
-        .into_bytes()
+    dkimpy(
+        "arcsign",
+        &[selector, domain],
+        key,
+        &[srv_id],
+        msg,
+        "ARC-Seal:",
+    )
 }
