@@ -242,14 +242,18 @@ mod tests {
         assert!(spam_headers(&report(9.0, false), SpamAction::Junk, &off).is_empty());
     }
 
-    #[test]
-    fn what_teaches_what() {
-        let copy = |from: &str, to: &str| MailboxRequest::Copy {
+    /// A MOVE of UID 4 from `from` to `to`.
+    fn copy(from: &str, to: &str) -> MailboxRequest {
+        MailboxRequest::Copy {
             mailbox: from.into(),
             uids: vec![4],
             to: to.into(),
             moving: true,
-        };
+        }
+    }
+
+    #[test]
+    fn what_teaches_what() {
         let class = |r: MailboxRequest| learn_request(&r, "Junk").map(|l| l.class);
         assert_eq!(class(copy("INBOX", "Junk")), Some(Class::Spam));
         assert_eq!(class(copy("Junk", "INBOX")), Some(Class::Ham));
@@ -272,12 +276,6 @@ mod tests {
 
     #[test]
     fn the_configured_junk_folder_teaches() {
-        let copy = |from: &str, to: &str| MailboxRequest::Copy {
-            mailbox: from.into(),
-            uids: vec![4],
-            to: to.into(),
-            moving: true,
-        };
         let class = |r: MailboxRequest| learn_request(&r, "Spam").map(|l| l.class);
         assert_eq!(class(copy("INBOX", "Spam")), Some(Class::Spam));
         assert_eq!(class(copy("Spam", "INBOX")), Some(Class::Ham));
