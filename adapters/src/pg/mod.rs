@@ -22,6 +22,7 @@ macro_rules! box_cols {
 mod blobs;
 mod cache;
 mod counters;
+pub mod export;
 pub mod import;
 mod mail;
 mod mailbox;
