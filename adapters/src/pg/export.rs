@@ -1,10 +1,11 @@
-//! `postern store export-maildir`: writes every account of the PostgreSQL
-//! + S3 store into a Maildir++ tree as the Maildir store (and Dovecot)
-//! reads it: `<root>/<domain>/<user>/` with `cur/ new/ tmp/`, folders as
-//! `.A.B` (IMAP `A/B`), `dovecot-uidlist` with each folder's UIDVALIDITY,
-//! UIDNEXT and every message's UID, flags as the `:2,` letters of the file
-//! names, keywords as letters named in `dovecot-keywords`, INTERNALDATE as
-//! the file's modification time and the subscriptions in `subscriptions`.
+//! `postern store export-maildir`: writes every account of the
+//! PostgreSQL and S3 store into a Maildir++ tree as the Maildir store (and
+//! Dovecot) reads it: `<root>/<domain>/<user>/` with `cur/ new/ tmp/`,
+//! folders as `.A.B` (IMAP `A/B`), `dovecot-uidlist` with each folder's
+//! UIDVALIDITY, UIDNEXT and every message's UID, flags as the `:2,`
+//! letters of the file names, keywords as letters named in
+//! `dovecot-keywords`, INTERNALDATE as the file's modification time and
+//! the subscriptions in `subscriptions`.
 //!
 //! The mailboxes are read through the store's own requests (LIST, SELECT,
 //! FETCH), in chunks. Mod-sequences are not carried over (the Maildir
