@@ -1,11 +1,15 @@
-//! The per-user spam classifiers on disk: one small file, `postern-spam`,
-//! beside each user's Maildir (`<root>/<domain>/<user>/postern-spam`),
-//! written crash-safely (a temporary file, fsync, rename, fsync of the
-//! folder). A file that cannot be read back (torn, damaged, another
-//! format) is replaced by an empty classifier and reported once through
-//! the warning hook; it never blocks a delivery. Loaded classifiers are
-//! kept in a bounded cache, so a learned move counts for the very next
-//! message.
+//! The per-user spam classifiers: by default one small file,
+//! `postern-spam`, beside each user's Maildir
+//! (`<root>/<domain>/<user>/postern-spam`), written crash-safely (a
+//! temporary file, fsync, rename, fsync of the folder); with the database
+//! backend a table row per user (`pg::spam`), the same bytes. A stored
+//! classifier that cannot be read back (torn, damaged, another format) is
+//! replaced by an empty classifier and reported once through the warning
+//! hook; it never blocks a delivery. Loaded classifiers are kept in a
+//! bounded cache, so a learned move counts for the very next message; a
+//! backend shared by several replicas has its cached classifiers read
+//! again after [`SHARED_FRESH`], and learning reads, changes and writes the
+//! stored one in one step (no replica overwrites another's learning).
 
 use postern_core::spam::bayes::{Class, Classifier, Learned};
 use std::collections::HashMap;
@@ -13,41 +17,56 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The file name beside each Maildir.
 pub const FILE_NAME: &str = "postern-spam";
-/// Largest file read (a full classifier is about 2 MiB).
-const MAX_FILE: u64 = 16 << 20;
+/// Largest classifier read (a full classifier is about 2 MiB).
+pub const MAX_BYTES: u64 = 16 << 20;
 /// Classifiers kept in memory at once.
 const MAX_CACHED: usize = 256;
+/// How long a classifier of a shared backend is used before it is read
+/// again (another replica may have learned meanwhile).
+pub const SHARED_FRESH: Duration = Duration::from_secs(60);
 
 /// Told of problems that are handled (a rebuilt file, a failed write).
 pub type Warn = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// The classifiers of every user under one Maildir root.
-pub struct SpamStore {
-    root: PathBuf,
-    cache: Mutex<HashMap<String, Arc<Mutex<Classifier>>>>,
-    warn: Warn,
-}
-
-impl std::fmt::Debug for SpamStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpamStore")
-            .field("root", &self.root)
-            .finish()
+/// Where the serialized classifiers are kept. `user` is lowercased.
+pub trait SpamBackend: Send + Sync {
+    /// The stored bytes of `user`'s classifier; `None` when there is none.
+    fn load(&self, user: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Read-modify-write: `f` gets the stored bytes and returns the bytes
+    /// to store (`None`: nothing changed), atomically against every other
+    /// writer of the same user, other processes included.
+    fn update(
+        &self,
+        user: &str,
+        f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> io::Result<()>;
+    /// Stores `bytes` as `user`'s classifier (what the one writer learned).
+    fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
+        self.update(user, &mut |_| Some(bytes.to_vec()))
+    }
+    /// Where `user`'s classifier lives, for messages.
+    fn describe(&self, user: &str) -> String;
+    /// Whether other processes write it too (cached copies then age).
+    fn shared(&self) -> bool {
+        false
     }
 }
 
-impl SpamStore {
-    /// The classifiers under the Maildir tree `root`; `warn` hears about
-    /// rebuilt files and failed writes.
-    pub fn new(root: impl Into<PathBuf>, warn: Warn) -> Self {
-        Self {
-            root: root.into(),
-            cache: Mutex::new(HashMap::new()),
-            warn,
-        }
+/// The classifiers as files beside the Maildirs of one root (one process
+/// writes them: the store's lock serializes the updates).
+#[derive(Debug)]
+pub struct FileSpam {
+    root: PathBuf,
+}
+
+impl FileSpam {
+    /// The files under the Maildir tree `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
     }
 
     /// The file of `user` (`local@domain`), None for a malformed address.
@@ -60,13 +79,126 @@ impl SpamStore {
         (safe(&local) && safe(&domain)).then(|| self.root.join(domain).join(local).join(FILE_NAME))
     }
 
-    fn classifier(&self, user: &str) -> Option<Arc<Mutex<Classifier>>> {
+    fn file(&self, user: &str) -> io::Result<PathBuf> {
+        self.path(user)
+            .ok_or_else(|| io::Error::other(format!("bad account address {user:?}")))
+    }
+}
+
+impl SpamBackend for FileSpam {
+    fn load(&self, user: &str) -> io::Result<Option<Vec<u8>>> {
+        let path = self.file(user)?;
+        match fs::metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(m) if m.len() > MAX_BYTES => Err(io::Error::other("file too large")),
+            _ => fs::read(&path).map(Some),
+        }
+    }
+
+    fn update(
+        &self,
+        user: &str,
+        f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+    ) -> io::Result<()> {
+        let stored = self.load(user).unwrap_or(None);
+        match f(stored) {
+            Some(bytes) => write_durably(&self.file(user)?, &bytes),
+            None => Ok(()),
+        }
+    }
+
+    fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
+        write_durably(&self.file(user)?, bytes)
+    }
+
+    fn describe(&self, user: &str) -> String {
+        match self.path(user) {
+            Some(p) => p.display().to_string(),
+            None => format!("the spam classifier of {user:?}"),
+        }
+    }
+}
+
+/// A cached classifier and when it was read.
+type Cached = Arc<Mutex<(Classifier, Instant)>>;
+
+/// The classifiers of every user.
+pub struct SpamStore {
+    backend: Arc<dyn SpamBackend>,
+    files: Option<FileSpam>,
+    cache: Mutex<HashMap<String, Cached>>,
+    warn: Warn,
+}
+
+impl std::fmt::Debug for SpamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpamStore")
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl SpamStore {
+    /// The classifiers under the Maildir tree `root`; `warn` hears about
+    /// rebuilt files and failed writes.
+    pub fn new(root: impl Into<PathBuf>, warn: Warn) -> Self {
+        let root = root.into();
+        let mut s = Self::with_backend(Arc::new(FileSpam::new(root.clone())), warn);
+        s.files = Some(FileSpam::new(root));
+        s
+    }
+
+    /// The classifiers in `backend` (the database's, for one).
+    pub fn with_backend(backend: Arc<dyn SpamBackend>, warn: Warn) -> Self {
+        Self {
+            backend,
+            files: None,
+            cache: Mutex::new(HashMap::new()),
+            warn,
+        }
+    }
+
+    /// The file of `user` (`local@domain`) with the file backend; None
+    /// for a malformed address or another backend.
+    pub fn path(&self, user: &str) -> Option<PathBuf> {
+        self.files.as_ref()?.path(user)
+    }
+
+    /// Parses stored bytes; damaged ones give an empty classifier and a
+    /// warning.
+    fn parse(&self, user: &str, stored: io::Result<Option<Vec<u8>>>) -> Classifier {
+        let r = stored.map_err(|e| e.to_string()).and_then(|b| match b {
+            None => Ok(Classifier::new()),
+            Some(b) => Classifier::from_bytes(&b).map_err(|e| e.to_string()),
+        });
+        match r {
+            Ok(c) => c,
+            Err(e) => {
+                (self.warn)(&format!(
+                    "spam classifier {} unreadable ({e}): starting again empty",
+                    self.backend.describe(user)
+                ));
+                Classifier::new()
+            }
+        }
+    }
+
+    fn classifier(&self, user: &str) -> Option<Cached> {
         let key = user.to_lowercase();
+        let valid = |k: &str| {
+            k.rsplit_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+        };
+        if !valid(&key) || (self.files.is_some() && self.path(&key).is_none()) {
+            return None;
+        }
         if let Some(c) = self.cache.lock().ok()?.get(&key) {
             return Some(c.clone());
         }
-        let path = self.path(user)?;
-        let c = Arc::new(Mutex::new(self.load(&path)));
+        let c = Arc::new(Mutex::new((
+            self.parse(&key, self.backend.load(&key)),
+            Instant::now(),
+        )));
         let mut cache = self.cache.lock().ok()?;
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -74,57 +206,68 @@ impl SpamStore {
         Some(cache.entry(key).or_insert(c).clone())
     }
 
-    fn load(&self, path: &Path) -> Classifier {
-        let bytes = match fs::metadata(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Classifier::new(),
-            Ok(m) if m.len() > MAX_FILE => Err(io::Error::other("file too large")),
-            _ => fs::read(path),
-        };
-        let r = bytes
-            .map_err(|e| e.to_string())
-            .and_then(|b| Classifier::from_bytes(&b).map_err(|e| e.to_string()));
-        match r {
-            Ok(c) => c,
-            Err(e) => {
-                (self.warn)(&format!(
-                    "spam classifier {} unreadable ({e}): starting again empty",
-                    path.display()
-                ));
-                Classifier::new()
-            }
-        }
-    }
-
     /// Runs `f` on `user`'s classifier (an empty one when the user has
     /// none or the address is malformed).
     pub fn with<R>(&self, user: &str, f: impl FnOnce(&Classifier) -> R) -> R {
-        match self.classifier(user) {
-            Some(c) => match c.lock() {
-                Ok(g) => f(&g),
-                Err(p) => f(&p.into_inner()),
-            },
-            None => f(&Classifier::new()),
+        let Some(c) = self.classifier(user) else {
+            return f(&Classifier::new());
+        };
+        let mut g = match c.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if self.backend.shared() && g.1.elapsed() >= SHARED_FRESH {
+            // Another replica may have learned: read it again (on a
+            // failed read the copy in hand serves until the next try).
+            let key = user.to_lowercase();
+            match self.backend.load(&key) {
+                Ok(stored) => *g = (self.parse(&key, Ok(stored)), Instant::now()),
+                Err(e) => {
+                    (self.warn)(&format!("cannot read {}: {e}", self.backend.describe(user)));
+                    g.1 = Instant::now();
+                }
+            }
         }
+        f(&g.0)
     }
 
-    /// Learns a message for `user` and writes the file durably when
-    /// anything changed.
+    /// Learns a message for `user` and stores the classifier durably when
+    /// anything changed (learning on what is stored now: with a shared
+    /// backend, what other replicas learned is kept).
     pub fn learn(&self, user: &str, key: u64, tokens: &[u64], class: Class) -> io::Result<Learned> {
-        let path = self
-            .path(user)
-            .ok_or_else(|| io::Error::other(format!("bad account address {user:?}")))?;
         let c = self
             .classifier(user)
-            .ok_or_else(|| io::Error::other("spam store lock poisoned"))?;
+            .ok_or_else(|| io::Error::other(format!("bad account address {user:?}")))?;
         let mut g = c
             .lock()
             .map_err(|_| io::Error::other("spam classifier lock poisoned"))?;
-        let learned = g.learn(key, tokens, class);
-        if learned != Learned::Unchanged {
-            if let Err(e) = write_durably(&path, &g.to_bytes()) {
-                (self.warn)(&format!("cannot save {}: {e}", path.display()));
-                return Err(e);
+        let account = user.to_lowercase();
+        if !self.backend.shared() {
+            // The one writer: learn in place, store when changed.
+            let learned = g.0.learn(key, tokens, class);
+            if learned != Learned::Unchanged {
+                if let Err(e) = self.backend.save(&account, &g.0.to_bytes()) {
+                    (self.warn)(&format!("cannot save {}: {e}", self.backend.describe(user)));
+                    return Err(e);
+                }
             }
+            return Ok(learned);
+        }
+        let mut learned = Learned::Unchanged;
+        let mut result: Option<Classifier> = None;
+        let r = self.backend.update(&account, &mut |stored| {
+            let mut cl = self.parse(&account, Ok(stored));
+            learned = cl.learn(key, tokens, class);
+            let bytes = (learned != Learned::Unchanged).then(|| cl.to_bytes());
+            result = Some(cl);
+            bytes
+        });
+        if let Err(e) = r {
+            (self.warn)(&format!("cannot save {}: {e}", self.backend.describe(user)));
+            return Err(e);
+        }
+        if let Some(cl) = result {
+            *g = (cl, Instant::now());
         }
         Ok(learned)
     }

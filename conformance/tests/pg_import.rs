@@ -3,7 +3,9 @@
 //! not start at 1, `dovecot-keywords`, flags in file names, a folder, a
 //! `subscriptions` file) copied into PostgreSQL + S3 (moto) by the
 //! command line, twice: the second run copies nothing and the UIDs,
-//! UIDVALIDITY, flags and keywords are Dovecot's.
+//! UIDVALIDITY, flags and keywords are Dovecot's. And back:
+//! `postern store export-maildir` after flag changes over IMAP on a
+//! daemon of the database backend, read by the Maildir store.
 
 mod common;
 
@@ -99,6 +101,13 @@ fn import(cfg: &Path, root: &Path) -> String {
 
 /// Runs the command line; fails the test unless it succeeds; its output.
 fn postern(args: &[&str]) -> String {
+    let (ok, text) = postern_status(args);
+    assert!(ok, "{text}");
+    text
+}
+
+/// Runs the command line; whether it succeeded, and its output.
+fn postern_status(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
         .args(args)
         .env("POSTERN_LOG", "warn")
@@ -109,8 +118,7 @@ fn postern(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{text}");
-    text
+    (out.status.success(), text)
 }
 
 fn view(store: &PgMailbox, mailbox: &str) -> postern_core::imap::event::MailboxView {
@@ -253,4 +261,196 @@ fn postern_queue_lists_and_deletes_on_the_database_queue() {
     postern(&["queue", "--config", &cfg, "delete", "pgq1"]);
     let list = postern(&["queue", "--config", &cfg, "list"]);
     assert!(list.contains("-- 0 queued"), "{list}");
+}
+
+/// One folder as a store shows it: UIDVALIDITY, UIDNEXT and per message
+/// UID, sorted flags, size, INTERNALDATE and body.
+type Folder = (u32, u32, Vec<(u32, Vec<String>, u64, i64, Vec<u8>)>);
+
+/// Every folder of alice in `store`, by name, and her subscriptions.
+fn snapshot(store: &dyn MailboxStore) -> (Vec<(String, Folder)>, Vec<String>) {
+    let user = "alice@example.com";
+    let list = |subscribed_only| match store.answer(
+        user,
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only,
+            with_status: false,
+        },
+    ) {
+        MailboxAnswer::List(l) => {
+            let mut n: Vec<String> = l.into_iter().map(|e| e.name).collect();
+            n.sort();
+            n
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut out = Vec::new();
+    for name in list(false) {
+        let MailboxAnswer::View(v) = store.answer(
+            user,
+            MailboxRequest::Select {
+                mailbox: name.clone(),
+                take_recent: false,
+            },
+        ) else {
+            panic!("select {name}")
+        };
+        let uids: Vec<u32> = v.messages.iter().map(|m| m.uid).collect();
+        let MailboxAnswer::Bodies(bodies) = store.answer(
+            user,
+            MailboxRequest::Bodies {
+                mailbox: name.clone(),
+                uids,
+                header_only: false,
+            },
+        ) else {
+            panic!("bodies {name}")
+        };
+        let messages = v
+            .messages
+            .iter()
+            .map(|m| {
+                let mut flags = m.flags.clone();
+                flags.sort();
+                let body = bodies
+                    .iter()
+                    .find(|(u, _)| *u == m.uid)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_else(|| panic!("{name} {} without a body", m.uid));
+                (m.uid, flags, m.size, m.internal_date, body)
+            })
+            .collect();
+        out.push((name, (v.uid_validity, v.uid_next, messages)));
+    }
+    (out, list(true))
+}
+
+/// Sends an IMAP command; the tagged reply must be OK.
+fn imap(c: &mut common::Client, tag: &str, cmd: &str) -> String {
+    c.send(format!("{tag} {cmd}\r\n").as_bytes()).unwrap();
+    let mut all = String::new();
+    for _ in 0..1000 {
+        let l = c
+            .line()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} after {all}"));
+        all.push_str(&l);
+        all.push('\n');
+        if l.starts_with(&format!("{tag} ")) {
+            assert!(l.starts_with(&format!("{tag} OK")), "{cmd}: {all}");
+            return all;
+        }
+    }
+    panic!("{cmd}: no end: {all}")
+}
+
+#[test]
+fn an_export_after_imap_flag_changes_opens_in_the_maildir_store_with_the_same_uids() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mail");
+    tree(&root);
+    let cfg = config(dir.path(), &c, &s3);
+    import(&cfg, &root);
+
+    // A daemon on the database changes flags and appends over IMAP.
+    write(dir.path(), "s3-secret-daemon", "testing\n");
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\n[postgres]\nurl = \"{}\"\nmax_connections = 2\n\
+         [s3]\nendpoint = \"{}\"\nbucket = \"postern-import\"\naccess_key = \"testing\"\n\
+         secret_key_file = \"{}\"\n",
+        c.url(),
+        s3.endpoint,
+        dir.path().join("s3-secret-daemon").display()
+    );
+    let daemon = common::Daemon::start_with(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"none\"\nallow_plaintext_auth = true\n",
+        "",
+        &extra,
+    );
+    let mut s = common::Client::connect(daemon.addrs[0]).unwrap();
+    assert!(s.line().unwrap().starts_with("* OK"));
+    imap(&mut s, "l", "LOGIN alice@example.com alice-pw");
+    imap(&mut s, "s", "SELECT INBOX");
+    imap(&mut s, "a", "UID STORE 5 +FLAGS (\\Flagged $Later)");
+    imap(&mut s, "b", "UID STORE 9 -FLAGS ($Work \\Flagged)");
+    imap(&mut s, "c", "UID STORE 9 +FLAGS (\\Answered)");
+    let msg = "Subject: appended\r\n\r\nover IMAP\r\n";
+    s.send(
+        format!(
+            "p APPEND Archive (\\Seen $Work) {{{}+}}\r\n{msg}\r\n",
+            msg.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut appended = String::new();
+    while !appended.starts_with("p ") {
+        appended = s.line().unwrap();
+    }
+    assert!(appended.contains("OK"), "{appended}");
+    assert!(appended.contains("APPENDUID 777 4"), "{appended}");
+    imap(&mut s, "u", "UNSUBSCRIBE Archive");
+    imap(&mut s, "q", "LOGOUT");
+
+    let pg = Arc::new(Pg::connect(&c.url(), 2).unwrap());
+    let blobs = Arc::new(
+        Blobs::new(
+            pg.clone(),
+            &S3Config {
+                endpoint: s3.endpoint.clone(),
+                bucket: "postern-import".into(),
+                region: "us-east-1".into(),
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+            },
+        )
+        .unwrap(),
+    );
+    let store = PgMailbox::new(PgMail::new(pg, blobs, Arc::new(FixedClock::new(1))));
+    let before = snapshot(&store);
+
+    let out_dir = dir.path().join("export");
+    let cfgs = cfg.to_string_lossy();
+    let outs = out_dir.to_string_lossy();
+    let text = postern(&["store", "--config", &cfgs, "export-maildir", &outs]);
+    eprintln!("{text}");
+    assert!(
+        text.contains("exported 1 accounts, 6 folders, 4 messages"),
+        "{text}"
+    );
+    // Dovecot's own files, as Dovecot writes them.
+    let a = out_dir.join("example.com/alice");
+    let uidlist = std::fs::read_to_string(a.join("dovecot-uidlist")).unwrap();
+    assert!(uidlist.starts_with("3 V1234567 N12\n5 :"), "{uidlist}");
+    let archive = std::fs::read_to_string(a.join(".Archive/dovecot-uidlist")).unwrap();
+    assert!(archive.starts_with("3 V777 N5\n3 :"), "{archive}");
+    assert!(archive.contains("\n4 :"), "{archive}");
+    let keywords = std::fs::read_to_string(a.join("dovecot-keywords")).unwrap();
+    assert!(keywords.contains(" $Later\n"), "{keywords}");
+
+    // The Maildir store reads the same mailboxes back.
+    let maildir = postern_adapters::mailstore::MailStore::new(Arc::new(
+        postern_adapters::maildir::Maildir::new(&out_dir, "export"),
+    ));
+    let after = snapshot(&maildir);
+    assert_eq!(after, before);
+    let inbox = &before.0.iter().find(|(n, _)| n == "INBOX").unwrap().1;
+    let flags: Vec<(u32, Vec<String>)> = inbox.2.iter().map(|m| (m.0, m.1.clone())).collect();
+    assert_eq!(
+        flags,
+        vec![
+            (
+                5,
+                vec!["$Later".into(), "\\Flagged".into(), "\\Seen".into()]
+            ),
+            (9, vec!["\\Answered".into()])
+        ]
+    );
+    assert!(!after.1.contains(&"Archive".to_string()), "{:?}", after.1);
+
+    // A second export into the same folder is refused.
+    let (ok, again) = postern_status(&["store", "--config", &cfgs, "export-maildir", &outs]);
+    assert!(!ok && again.contains("is not empty"), "{again}");
 }

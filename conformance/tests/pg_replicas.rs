@@ -145,3 +145,149 @@ fn two_replicas_share_mail_idle_and_flags() {
         assert!(!d.log_text().contains("LISTEN lost"), "{}", d.log_text());
     }
 }
+
+/// The body of message `t`-`i` of the kill test: about 4 KiB, its number
+/// in the Subject and on its last line, so a truncated copy shows.
+fn numbered(t: usize, i: usize) -> String {
+    let mut s = format!(
+        "From: <sender@example.net>\r\nTo: <alice@example.com>\r\nSubject: kill {t}-{i}\r\n\r\n"
+    );
+    for l in 0..60 {
+        s.push_str(&format!(
+            "line {l:02} of {t}-{i} ........................................................\r\n"
+        ));
+    }
+    s.push_str(&format!("end of kill {t}-{i}\r\n"));
+    s
+}
+
+/// One SMTP client of the kill test: numbered messages to alice through
+/// one connection, each recorded once it got its 250; stops at the first
+/// error (the replica was killed) or after `max`.
+fn sender(
+    addr: std::net::SocketAddr,
+    t: usize,
+    max: usize,
+    acked: &std::sync::Mutex<Vec<(usize, usize)>>,
+) -> Result<(), String> {
+    let mut smtp = Client::connect(addr).map_err(|e| e.to_string())?;
+    let check = |r: std::io::Result<String>, want: &str| -> Result<(), String> {
+        let r = r.map_err(|e| e.to_string())?;
+        if r.starts_with(want) {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    };
+    check(smtp.reply(), "220")?;
+    check(smtp.cmd("EHLO client.example.net"), "250")?;
+    for i in 0..max {
+        check(smtp.cmd("MAIL FROM:<sender@example.net>"), "250")?;
+        check(smtp.cmd("RCPT TO:<alice@example.com>"), "250")?;
+        check(smtp.cmd("DATA"), "354")?;
+        smtp.send(numbered(t, i).as_bytes())
+            .map_err(|e| e.to_string())?;
+        check(smtp.cmd("."), "250")?;
+        acked.lock().map_err(|e| e.to_string())?.push((t, i));
+    }
+    Ok(())
+}
+
+#[test]
+fn killing_a_replica_mid_delivery_loses_no_acknowledged_message() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let extra = store_toml(&c, &s3, &secret);
+    let mut a = Daemon::start_with(LISTENERS, "", &extra);
+    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let (a_smtp, b_imap) = (a.addrs[0], b.addrs[1]);
+
+    // Four clients send to A; A is killed once 40 messages got their 250
+    // (the clients are then in the middle of their next ones).
+    const CLIENTS: usize = 4;
+    const MAX: usize = 500;
+    const KILL_AFTER: usize = 40;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let acked = acked.clone();
+            std::thread::spawn(move || sender(a_smtp, t, MAX, &acked))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let n = acked.lock().unwrap().len();
+        if n >= KILL_AFTER {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {n} messages acknowledged in 180 s:\n{}",
+            a.log_text()
+        );
+        assert!(
+            !threads.iter().all(|h| h.is_finished()),
+            "every client stopped after {n} messages:\n{}",
+            a.log_text()
+        );
+        // Polling the clients' progress (bounded), not a synchronisation.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    a.kill9();
+    let mut ended_by_kill = 0;
+    for h in threads {
+        if h.join().unwrap().is_err() {
+            ended_by_kill += 1;
+        }
+    }
+    assert_eq!(
+        ended_by_kill, CLIENTS,
+        "every client was cut off by the kill"
+    );
+    let acked = acked.lock().unwrap().clone();
+    eprintln!("{} messages acknowledged before the kill", acked.len());
+
+    // Replica B sees every acknowledged message exactly once, and every
+    // message it shows whole (an unacknowledged one may be there or not).
+    let mut imap_b = login(b_imap);
+    let sel = imap(&mut imap_b, "s", "SELECT INBOX");
+    let exists: usize = sel
+        .iter()
+        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+        .unwrap_or_else(|| panic!("{sel:#?}"));
+    assert!(exists >= acked.len(), "{exists} < {}", acked.len());
+    let mut seen = std::collections::HashMap::<(usize, usize), usize>::new();
+    for n in 1..=exists {
+        let text = imap(&mut imap_b, &format!("f{n}"), &format!("FETCH {n} BODY[]")).join("\r\n");
+        let subject = text
+            .split("Subject: kill ")
+            .nth(1)
+            .and_then(|r| r.split("\r\n").next())
+            .unwrap_or_else(|| panic!("message {n} without its subject: {text}"));
+        let (t, i) = subject
+            .split_once('-')
+            .and_then(|(t, i)| Some((t.parse().ok()?, i.parse().ok()?)))
+            .unwrap_or_else(|| panic!("message {n}: subject {subject}"));
+        let whole = numbered(t, i);
+        let body = whole.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(
+            text.contains(body.trim_end()),
+            "message {n} ({t}-{i}) is not whole: {text}"
+        );
+        *seen.entry((t, i)).or_default() += 1;
+    }
+    for m in &acked {
+        assert_eq!(seen.get(m), Some(&1), "acknowledged {m:?} on B: {seen:?}");
+    }
+    for (m, count) in &seen {
+        assert_eq!(*count, 1, "{m:?} stored {count} times");
+    }
+    eprintln!(
+        "B holds {exists} messages: {} acknowledged, {} delivered without an acknowledgement",
+        acked.len(),
+        exists - acked.len()
+    );
+}

@@ -3,7 +3,8 @@
 //! counters under concurrency, queue claims by exactly one of two
 //! claimers, a body stored once for several recipients, UIDs without gaps
 //! from two delivering replicas, and the queue contract run against both
-//! the spool and the database queue.
+//! the spool and the database queue; the spam classifiers in the
+//! database learned by two replicas at once.
 
 mod common;
 
@@ -22,10 +23,10 @@ fn pool(c: &PgCluster) -> Arc<Pg> {
 fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let Some(c) = PgCluster::start() else { return };
     let a = pool(&c);
-    assert_eq!(a.schema_version().unwrap(), 3);
+    assert_eq!(a.schema_version().unwrap(), 4);
     // A second replica starting finds the schema in place.
     let b = pool(&c);
-    assert_eq!(b.schema_version().unwrap(), 3);
+    assert_eq!(b.schema_version().unwrap(), 4);
     // Two replicas starting at once: the advisory lock applies it once.
     postgres_client(&c)
         .batch_execute("CREATE DATABASE fresh")
@@ -38,7 +39,7 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap(), 3);
+        assert_eq!(h.join().unwrap().unwrap(), 4);
     }
     // A schema from a later Postern: refused, not half-used.
     let mut admin = postgres_client(&c);
@@ -545,4 +546,77 @@ fn round_trips_per_operation() {
     assert_eq!(trips["deliver new body to 3 recipients"], 10.0);
     // 1 body lookup + BEGIN + 1 body index + 1 x 2 + COMMIT.
     assert_eq!(trips["deliver a known body to 1 recipient"], 6.0);
+}
+
+#[test]
+fn spam_classifiers_in_the_database_keep_what_two_replicas_learn() {
+    use postern_adapters::pg::PgSpam;
+    use postern_adapters::spamstore::{SpamStore, Warn};
+    use postern_core::spam::bayes::{Class, Learned};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(c) = PgCluster::start() else { return };
+    let warned = Arc::new(AtomicUsize::new(0));
+    let w = warned.clone();
+    let warn: Warn = Arc::new(move |m| {
+        eprintln!("warn: {m}");
+        w.fetch_add(1, Ordering::SeqCst);
+    });
+    let replica = || {
+        Arc::new(SpamStore::with_backend(
+            Arc::new(PgSpam::new(pool(&c))),
+            warn.clone(),
+        ))
+    };
+    let (a, b) = (replica(), replica());
+    assert_eq!(a.with("u@example.com", |c| c.counts()), (0, 0));
+    assert_eq!(b.with("u@example.com", |c| c.counts()), (0, 0));
+    // Both learn at once, different messages: none is lost, although
+    // each replica had the empty classifier cached.
+    let n = 15u64;
+    let handles: Vec<_> = [
+        (a.clone(), Class::Spam, 0u64),
+        (b.clone(), Class::Ham, 1000),
+    ]
+    .into_iter()
+    .map(|(s, class, base)| {
+        std::thread::spawn(move || {
+            for k in base..base + n {
+                let r = s.learn("U@example.com", k, &[k, k + 1, 7], class).unwrap();
+                assert_eq!(r, Learned::Added);
+            }
+        })
+    })
+    .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let want = (n as u32, n as u32);
+    // A replica started now reads what both learned.
+    assert_eq!(replica().with("u@example.com", |c| c.counts()), want);
+    // The learner's own copy is the stored one after its last learn.
+    let a_last = a.with("u@example.com", |c| c.counts());
+    let b_last = b.with("u@example.com", |c| c.counts());
+    assert!(a_last == want || b_last == want, "{a_last:?} {b_last:?}");
+    // Learning again what is stored: unchanged, even on a stale replica.
+    assert_eq!(
+        b.learn("u@example.com", 3, &[3, 4, 7], Class::Spam)
+            .unwrap(),
+        Learned::Unchanged
+    );
+    // Another user is apart; a malformed address is refused.
+    assert_eq!(a.with("v@example.com", |c| c.counts()), (0, 0));
+    assert!(a.learn("nobody", 1, &[1], Class::Spam).is_err());
+    assert_eq!(warned.load(Ordering::SeqCst), 0);
+    // A damaged row: an empty classifier and one warning; learning works.
+    postgres_client(&c)
+        .batch_execute("UPDATE spam_classifiers SET data = '\\x0102'::bytea")
+        .unwrap();
+    let fresh = replica();
+    assert_eq!(fresh.with("u@example.com", |c| c.counts()), (0, 0));
+    assert_eq!(warned.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fresh.learn("u@example.com", 1, &[1], Class::Spam).unwrap(),
+        Learned::Added
+    );
+    assert_eq!(replica().with("u@example.com", |c| c.counts()), (1, 0));
 }

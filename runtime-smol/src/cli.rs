@@ -28,6 +28,10 @@ const USAGE: &str = "usage:
                                  copy a Maildir tree (DIR/<domain>/<user>/, Dovecot's
                                  UIDs, flags and keywords kept) into [store] backend =
                                  \"postgres\"; run again to copy only what is missing
+  postern store --config FILE export-maildir DIR
+                                 write every account of [store] backend = \"postgres\"
+                                 into a Maildir tree at DIR (absent or empty), keeping
+                                 UIDVALIDITY, UIDs, flags and keywords
   postern probe --config FILE    send a marked message, find it over IMAP, delete it,
                                  push the result to a Pushgateway (exit 1 on failure)
 environment: POSTERN_LOG=error|warn|info|debug (default info)
@@ -153,6 +157,10 @@ pub fn main(args: &[String]) -> ExitCode {
         ["store", "--config", file, "import-maildir", dir]
         | ["store", "-c", file, "import-maildir", dir] => {
             crate::pgstore::import_main(Path::new(file), Path::new(dir))
+        }
+        ["store", "--config", file, "export-maildir", dir]
+        | ["store", "-c", file, "export-maildir", dir] => {
+            crate::pgstore::export_main(Path::new(file), Path::new(dir))
         }
         ["probe", "--config", file] | ["probe", "-c", file] => crate::probe::main(Path::new(file)),
         ["--version"] | ["-V"] => {

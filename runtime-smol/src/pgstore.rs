@@ -132,16 +132,14 @@ pub fn spawn_listener(pg: Arc<Pg>, store: Arc<PgMailbox>) -> std::io::Result<()>
         .map(|_| ())
 }
 
-/// `postern store --config FILE import-maildir DIR`: the configuration
-/// must choose `backend = "postgres"`; prints a line per folder and the
-/// totals. Exit 1 on failure or when a folder was refused.
-pub fn import_main(config: &std::path::Path, dir: &std::path::Path) -> std::process::ExitCode {
-    use std::process::ExitCode;
+/// The stores of a configuration that chooses `backend = "postgres"`
+/// (for the `postern store` commands); the error is printed.
+fn open_for_cli(config: &std::path::Path) -> Option<PgStores> {
     let cfg = match crate::config::Config::load(config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("postern: {e}");
-            return ExitCode::from(1);
+            return None;
         }
     };
     let crate::config::store::StoreBackend::Postgres(s) = &cfg.store else {
@@ -149,14 +147,24 @@ pub fn import_main(config: &std::path::Path, dir: &std::path::Path) -> std::proc
             "postern: {}: [store] backend is not \"postgres\"",
             config.display()
         );
-        return ExitCode::from(1);
+        return None;
     };
-    let stores = match open(s, cfg.quota, HashMap::new(), cfg.mime) {
-        Ok(s) => s,
+    match open(s, cfg.quota, HashMap::new(), cfg.mime) {
+        Ok(s) => Some(s),
         Err(e) => {
             eprintln!("postern: {e}");
-            return ExitCode::from(1);
+            None
         }
+    }
+}
+
+/// `postern store --config FILE import-maildir DIR`: the configuration
+/// must choose `backend = "postgres"`; prints a line per folder and the
+/// totals. Exit 1 on failure or when a folder was refused.
+pub fn import_main(config: &std::path::Path, dir: &std::path::Path) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let Some(stores) = open_for_cli(config) else {
+        return ExitCode::from(1);
     };
     let mut progress = |line: &str| println!("{line}");
     match pg::import::import_maildir(dir, &stores.mailbox, &mut progress) {
@@ -177,6 +185,42 @@ pub fn import_main(config: &std::path::Path, dir: &std::path::Path) -> std::proc
         }
         Err(e) => {
             eprintln!("postern: import {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `postern store --config FILE export-maildir DIR`: every account of the
+/// database backend into a Maildir++ tree at DIR (absent or empty);
+/// prints a line per folder, what was skipped and the totals. Exit 1 on
+/// failure or when something was skipped.
+pub fn export_main(config: &std::path::Path, dir: &std::path::Path) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let Some(stores) = open_for_cli(config) else {
+        return ExitCode::from(1);
+    };
+    let mut progress = |line: &str| println!("{line}");
+    match pg::export::export_maildir(dir, &stores.mailbox, &mut progress) {
+        Ok(r) => {
+            for s in &r.skipped {
+                println!("skipped: {s}");
+            }
+            println!(
+                "exported {} accounts, {} folders, {} messages; {} keyword settings dropped (past 26 letters), {} skipped",
+                r.accounts,
+                r.mailboxes,
+                r.messages,
+                r.keywords_dropped,
+                r.skipped.len()
+            );
+            if r.skipped.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("postern: export {}: {e}", dir.display());
             ExitCode::from(1)
         }
     }

@@ -55,7 +55,8 @@ pub struct Server {
     pub srs: Option<Arc<crate::srs::Srs>>,
     /// Message authentication of MX mail, when `[auth] enable`.
     pub verifier: Option<Arc<crate::msgauth::Verifier>>,
-    /// The users' spam classifiers, beside their Maildirs.
+    /// The users' spam classifiers: beside their Maildirs, or in the
+    /// database with `[store] backend = "postgres"`.
     pub spam: Arc<postern_adapters::spamstore::SpamStore>,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
@@ -316,6 +317,16 @@ impl Server {
             crate::pgstore::spawn_listener(p.pg.clone(), p.mailbox.clone())
                 .map_err(|e| StartError::Store(format!("listener thread: {e}")))?;
         }
+        // The spam classifiers: files beside the Maildirs, or the
+        // database's table with the database backend (shared by replicas).
+        let warn: postern_adapters::spamstore::Warn = Arc::new(|m: &str| tracing::warn!("{m}"));
+        let spam = Arc::new(match &pg {
+            Some(p) => postern_adapters::spamstore::SpamStore::with_backend(
+                Arc::new(postern_adapters::pg::PgSpam::new(p.pg.clone())),
+                warn,
+            ),
+            None => postern_adapters::spamstore::SpamStore::new(&config.data_dir, warn),
+        });
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,
@@ -334,10 +345,7 @@ impl Server {
             dkim,
             srs,
             verifier,
-            spam: Arc::new(postern_adapters::spamstore::SpamStore::new(
-                &config.data_dir,
-                Arc::new(|m: &str| tracing::warn!("{m}")),
-            )),
+            spam,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

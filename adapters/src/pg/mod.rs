@@ -22,18 +22,21 @@ macro_rules! box_cols {
 mod blobs;
 mod cache;
 mod counters;
+pub mod export;
 pub mod import;
 mod mail;
 mod mailbox;
 mod mailbox_write;
 pub mod notify;
 mod queue;
+mod spam;
 
 pub use blobs::{content_hash, Blobs, S3Config};
 pub use counters::PgCounters;
 pub use mail::{PgMail, DEFAULT_FOLDERS};
 pub use mailbox::{PgMailbox, MAX_MAILBOXES, MAX_MESSAGES};
 pub use queue::PgQueue;
+pub use spam::PgSpam;
 
 use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
@@ -45,6 +48,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_mailbox_store.sql")),
     (3, include_str!("migrations/0003_queue_folders.sql")),
+    (4, include_str!("migrations/0004_spam.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
