@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::pg::{PgCluster, S3Server};
+use common::pg::{statements, PgCluster, S3Server};
 use postern_adapters::pg::{Blobs, Pg, PgMail, PgMailbox, S3Config};
 use postern_adapters::store::{Delivery, FixedClock, MailboxStore};
 use postern_conformance::imap_replay::{self, Backend};
@@ -352,20 +352,6 @@ fn a_change_on_one_replica_is_seen_by_the_other_and_bodies_are_shared() {
     assert_eq!(uids_of(&a, user, "Spam"), vec![1]);
     assert_eq!(refs(&mut admin), 2);
     assert!(a.last_error().is_none(), "{:?}", a.last_error());
-}
-
-/// Statements the server ran since the last reset (pg_stat_statements;
-/// statements are prepared once per connection, so one statement is one
-/// round trip; BEGIN and COMMIT count).
-fn statements(admin: &mut postgres::Client) -> i64 {
-    admin
-        .query_one(
-            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE query NOT LIKE '%pg_stat_statements%'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::pg::{PgCluster, S3Server};
+use common::pg::{statements, PgCluster, S3Server};
 use postern_adapters::pg::{content_hash, Blobs, Pg, PgCounters, PgMail, PgQueue, S3Config};
 use postern_adapters::spool::{RcptStatus, Spool};
 use postern_adapters::store::{Counters, Delivery, FixedClock, Queue, QueueError, Window};
@@ -416,20 +416,6 @@ fn two_replicas_delivering_to_one_inbox_allocate_uids_without_gaps() {
         let (_, uids) = mail.uids(u, "INBOX").unwrap();
         assert_eq!(uids, (1..=2 * per).collect::<Vec<u32>>(), "{u}");
     }
-}
-
-/// Statements the server ran since `reset` (pg_stat_statements: with
-/// statements prepared once per connection, one statement is one round
-/// trip; BEGIN and COMMIT count as theirs).
-fn statements(admin: &mut postgres::Client) -> i64 {
-    admin
-        .query_one(
-            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE query NOT LIKE '%pg_stat_statements%'",
-            &[],
-        )
-        .unwrap()
-        .get(0)
 }
 
 #[test]

@@ -285,3 +285,17 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// Statements the server ran since the last reset (pg_stat_statements;
+/// statements are prepared once per connection, so one statement is one
+/// round trip; BEGIN and COMMIT count).
+pub fn statements(admin: &mut postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
+             WHERE query NOT LIKE '%pg_stat_statements%'",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
