@@ -10,7 +10,7 @@
 mod common;
 
 use common::pg::{PgCluster, S3Server};
-use postern_adapters::pg::{Blobs, Pg, PgMail, PgMailbox, S3Config};
+use postern_adapters::pg::{Pg, PgMail, PgMailbox};
 use postern_adapters::store::{FixedClock, MailboxStore};
 use postern_core::imap::event::{MailboxAnswer, MailboxRequest};
 use std::path::Path;
@@ -156,19 +156,7 @@ fn a_dovecot_maildir_is_imported_with_its_uids_twice_without_doubles() {
     );
 
     let pg = Arc::new(Pg::connect(&c.url(), 2).unwrap());
-    let blobs = Arc::new(
-        Blobs::new(
-            pg.clone(),
-            &S3Config {
-                endpoint: s3.endpoint.clone(),
-                bucket: "postern-import".into(),
-                region: "us-east-1".into(),
-                access_key: "testing".into(),
-                secret_key: "testing".into(),
-            },
-        )
-        .unwrap(),
-    );
+    let blobs = s3.blobs(pg.clone(), "postern-import");
     let store = PgMailbox::new(PgMail::new(pg, blobs, Arc::new(FixedClock::new(1))));
     let inbox = view(&store, "INBOX");
     assert_eq!(inbox.uid_validity, 1234567);
@@ -395,19 +383,7 @@ fn an_export_after_imap_flag_changes_opens_in_the_maildir_store_with_the_same_ui
     imap(&mut s, "q", "LOGOUT");
 
     let pg = Arc::new(Pg::connect(&c.url(), 2).unwrap());
-    let blobs = Arc::new(
-        Blobs::new(
-            pg.clone(),
-            &S3Config {
-                endpoint: s3.endpoint.clone(),
-                bucket: "postern-import".into(),
-                region: "us-east-1".into(),
-                access_key: "testing".into(),
-                secret_key: "testing".into(),
-            },
-        )
-        .unwrap(),
-    );
+    let blobs = s3.blobs(pg.clone(), "postern-import");
     let store = PgMailbox::new(PgMail::new(pg, blobs, Arc::new(FixedClock::new(1))));
     let before = snapshot(&store);
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::pg::{statements, PgCluster, S3Server};
-use postern_adapters::pg::{Blobs, Pg, PgMail, PgMailbox, S3Config};
+use postern_adapters::pg::{Pg, PgMail, PgMailbox};
 use postern_adapters::store::{Delivery, FixedClock, MailboxStore};
 use postern_conformance::imap_replay::{self, Backend};
 use postern_conformance::{testdata, transcript};
@@ -88,19 +88,7 @@ fn every_imap_transcript_gives_the_same_session_on_postgres() {
 
 fn mailbox_store(c: &PgCluster, s3: &S3Server, conns: usize) -> PgMailbox {
     let pg = Arc::new(Pg::connect(&c.url(), conns).unwrap());
-    let blobs = Arc::new(
-        Blobs::new(
-            pg.clone(),
-            &S3Config {
-                endpoint: s3.endpoint.clone(),
-                bucket: "postern-mailbox".into(),
-                region: "us-east-1".into(),
-                access_key: "testing".into(),
-                secret_key: "testing".into(),
-            },
-        )
-        .unwrap(),
-    );
+    let blobs = s3.blobs(pg.clone(), "postern-mailbox");
     blobs.create_bucket().unwrap();
     PgMailbox::new(PgMail::new(
         pg,

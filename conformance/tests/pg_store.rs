@@ -9,7 +9,7 @@
 mod common;
 
 use common::pg::{statements, PgCluster, S3Server};
-use postern_adapters::pg::{content_hash, Blobs, Pg, PgCounters, PgMail, PgQueue, S3Config};
+use postern_adapters::pg::{content_hash, Blobs, Pg, PgCounters, PgMail, PgQueue};
 use postern_adapters::spool::{RcptStatus, Spool};
 use postern_adapters::store::{Counters, Delivery, FixedClock, Queue, QueueError, Window};
 use std::collections::BTreeSet;
@@ -300,19 +300,7 @@ fn the_database_queue_keeps_the_queue_contract() {
 
 fn stores(c: &PgCluster, s3: &S3Server, bucket: &str) -> (Arc<Blobs>, PgMail) {
     let pg = pool(c);
-    let blobs = Arc::new(
-        Blobs::new(
-            pg.clone(),
-            &S3Config {
-                endpoint: s3.endpoint.clone(),
-                bucket: bucket.into(),
-                region: "us-east-1".into(),
-                access_key: "testing".into(),
-                secret_key: "testing".into(),
-            },
-        )
-        .unwrap(),
-    );
+    let blobs = s3.blobs(pg.clone(), bucket);
     blobs.create_bucket().unwrap();
     let mail = PgMail::new(pg, blobs.clone(), Arc::new(FixedClock::new(1_795_588_686)));
     (blobs, mail)

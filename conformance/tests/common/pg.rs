@@ -273,6 +273,23 @@ impl S3Server {
 }
 
 impl S3Server {
+    /// The body store on `bucket` of this server, its metadata in `pg`
+    /// (moto takes any key; the bucket is not created here).
+    pub fn blobs(
+        &self,
+        pg: std::sync::Arc<postern_adapters::pg::Pg>,
+        bucket: &str,
+    ) -> std::sync::Arc<postern_adapters::pg::Blobs> {
+        let config = postern_adapters::pg::S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.into(),
+            region: "us-east-1".into(),
+            access_key: "testing".into(),
+            secret_key: "testing".into(),
+        };
+        std::sync::Arc::new(postern_adapters::pg::Blobs::new(pg, &config).expect("blobs"))
+    }
+
     /// What the server logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
