@@ -22,7 +22,9 @@
 //! hour on a busy 2-core machine (5,000 took 43 min), SpamAssassin being the slow one at
 //! about 0.5 s per message scored and learned), `POSTERN_SPAM_REFS=0` to
 //! skip them,
-//! `POSTERN_SPAM_TMP` (the references' folders; default `/dev/shm`).
+//! `POSTERN_SPAM_TMP` (the references' folders; default `/dev/shm`),
+//! `POSTERN_SPAM_MISSES=1` (list Postern's false positives and missed spam
+//! on stderr with their scores and rules).
 //!
 //! `cargo bench -p postern-conformance --bench spam`
 
@@ -191,7 +193,8 @@ fn run_postern(msgs: &[Msg]) -> Tally {
     let mut t = Tally::new("Postern");
     let settings = SpamSettings::default();
     let mut c = Classifier::new();
-    for m in msgs {
+    let show = std::env::var("POSTERN_SPAM_MISSES").is_ok();
+    for (i, m) in msgs.iter().enumerate() {
         let raw = std::fs::read(&m.path).expect("message");
         let t0 = Instant::now();
         let a = analyze(&raw);
@@ -199,6 +202,20 @@ fn run_postern(msgs: &[Msg]) -> Tally {
         let junked = spam_action(&r, &settings) != SpamAction::Inbox;
         let took = t0.elapsed();
         t.add(m.spam, junked, took, msgs.len());
+        if show && junked != m.spam {
+            let what = if m.spam {
+                "missed spam"
+            } else {
+                "false positive"
+            };
+            eprintln!(
+                "#{} {what} {:.2} {} {:?}",
+                i + 1,
+                r.score,
+                m.path.display(),
+                r.rules
+            );
+        }
         let class = if m.spam { Class::Spam } else { Class::Ham };
         c.learn(a.key, &a.tokens, class);
     }

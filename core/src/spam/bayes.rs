@@ -87,6 +87,11 @@ impl Classifier {
         (self.spams, self.hams)
     }
 
+    /// How many learned spam and ham messages carried `token`.
+    pub fn token_counts(&self, token: u64) -> (u32, u32) {
+        self.tokens.get(&token).copied().unwrap_or((0, 0))
+    }
+
     /// Tokens held.
     pub fn token_count(&self) -> usize {
         self.tokens.len()

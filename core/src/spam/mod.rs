@@ -19,7 +19,7 @@ pub mod tokens;
 use bayes::Classifier;
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use memchr::memmem;
-use tokens::{hash, Tokens};
+use tokens::{hash, tagged_hash, Tokens};
 
 /// Bytes of a message that are scored (the rest is not looked at).
 pub const MAX_SCAN: usize = 512 * 1024;
@@ -116,6 +116,11 @@ pub struct Analysis {
     /// Identifies the message across copies and folders (its Message-ID,
     /// else its body): what the classifier remembers it learned.
     pub key: u64,
+    /// The From address's classifier token, for the sender's history
+    /// with this user; `None` without a From address or when the From
+    /// address is also the first To or Cc address (spam forging the
+    /// recipient as sender).
+    pub sender: Option<u64>,
 }
 
 /// A scored message.
@@ -175,6 +180,30 @@ pub fn bayes_points(probability: f64, weight: f64) -> f64 {
     }
 }
 
+/// The sender's history with this user, as SpamAssassin's TxRep and
+/// Rspamd's reputation module keep it: a From address whose messages this
+/// user only ever learned as ham (kept or moved out of Junk) takes points
+/// off, growing with the count; one only ever learned as spam adds some.
+/// Not when DMARC fails: then the From address may be forged.
+fn sender_history(a: &Analysis, auth: &AuthInput, c: &Classifier) -> Option<(&'static str, f64)> {
+    if auth.dmarc == AuthVerdict::Fail {
+        return None;
+    }
+    let (spam, ham) = c.token_counts(a.sender?);
+    let n = |k: u32| f64::from(k.min(SENDER_HISTORY_CAP));
+    match (spam, ham) {
+        (0, h) if h > 0 => Some(("SENDER_HAM_HISTORY", -SENDER_HAM_POINTS * (1.0 + n(h)))),
+        (s, 0) if s > 0 => Some(("SENDER_SPAM_HISTORY", SENDER_SPAM_POINTS * (1.0 + n(s)))),
+        _ => None,
+    }
+}
+
+/// Learned messages past which a sender's history counts no more.
+const SENDER_HISTORY_CAP: u32 = 3;
+/// Points per step of a sender's ham and spam history.
+const SENDER_HAM_POINTS: f64 = 2.0;
+const SENDER_SPAM_POINTS: f64 = 1.0;
+
 /// Scores an analysed message for one user.
 pub fn report(a: &Analysis, auth: &AuthInput, classifier: Option<&Classifier>) -> Report {
     let mut rules = rule_points(&a.facts, auth);
@@ -188,6 +217,9 @@ pub fn report(a: &Analysis, auth: &AuthInput, classifier: Option<&Classifier>) -
             if pts.abs() >= 0.05 {
                 rules.push((if pts > 0.0 { "BAYES_SPAM" } else { "BAYES_HAM" }, pts));
             }
+        }
+        if let Some(r) = sender_history(a, auth, c) {
+            rules.push(r);
         }
     }
     let score = rules.iter().map(|(_, p)| p).sum();
@@ -214,7 +246,7 @@ pub fn analyze(raw: &[u8]) -> Analysis {
     let mut t = Tokens::new();
     match MessageParser::new().parse(raw) {
         Some(m) => {
-            headers(&m, &mut a.facts, &mut t);
+            a.sender = headers(&m, &mut a.facts, &mut t);
             signs::headers(&m, &mut a.facts.signs);
             let mut body = Body::default();
             parts(&m, 0, &mut a.facts, &mut t, &mut body);
@@ -270,10 +302,13 @@ fn first_address(v: &HeaderValue<'_>) -> Option<(String, String)> {
     }
 }
 
-fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
+/// Reads the header fields into `f` and `t`; returns the sender's token
+/// (see [`Analysis::sender`]).
+fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) -> Option<u64> {
     let raw = m.raw_message();
     let (mut date, mut mid, mut received) = (false, false, 0usize);
     let (mut from_dom, mut reply_dom) = (None, None);
+    let (mut from_addr, mut rcpt_addrs) = (None, Vec::new());
     for h in m.headers().iter().take(200) {
         let name = h.name.as_str().to_ascii_lowercase();
         if name.starts_with("x-spam") {
@@ -308,6 +343,9 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
                     if let Some(d) = &from_dom {
                         t.tagged("fd", d);
                     }
+                    if addr.contains('@') {
+                        from_addr = Some(addr);
+                    }
                 }
             }
             "reply-to" => {
@@ -320,6 +358,7 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
                     if let Some(d) = domain_of(&addr) {
                         t.tagged("td", &d);
                     }
+                    rcpt_addrs.push(addr);
                 }
             }
             "received" => {
@@ -354,6 +393,9 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) {
     if let (Some(a), Some(b)) = (&from_dom, &reply_dom) {
         f.reply_to_differs = html::registrable(a) != html::registrable(b);
     }
+    from_addr
+        .filter(|a| !rcpt_addrs.contains(a))
+        .map(|a| tagged_hash("fa", &a))
 }
 
 #[derive(Default)]

@@ -55,6 +55,11 @@ pub struct Signs {
     pub priority_high: bool,
     /// Raw 8-bit bytes in the Subject or From (not MIME-encoded).
     pub raw_8bit_header: bool,
+    /// An HTML message without the `MIME-Version` field MIME requires.
+    pub html_no_mime: bool,
+    /// Raw 8-bit body text in a message without `MIME-Version` (a
+    /// message that is not MIME must be US-ASCII, RFC 5322 2.3).
+    pub body_8bit_no_mime: bool,
     /// Text parts sent base64-encoded.
     pub base64_text: bool,
     /// Share of upper-case letters in the text, in percent (0 when short).
@@ -102,6 +107,8 @@ pub fn points(s: &Signs) -> Vec<(&'static str, f64)> {
     add(s.forged_mua, "FORGED_MUA", 1.0);
     add(s.priority_high, "PRIORITY_HIGH", 1.0);
     add(s.raw_8bit_header, "HEADER_8BIT", 1.0);
+    add(s.html_no_mime, "HTML_NO_MIME_VERSION", 1.5);
+    add(s.body_8bit_no_mime, "BODY_8BIT_NO_MIME", 2.0);
     add(s.base64_text, "BASE64_TEXT", 1.0);
     add((50..75).contains(&s.uppercase_pct), "UPPERCASE_50_75", 1.0);
     add(s.uppercase_pct >= 75, "UPPERCASE_75_100", 2.0);
@@ -269,6 +276,20 @@ const REMOVE: &[&str] = &[
     "s. 1618",
 ];
 
+/// Raw 8-bit body bytes that make [`Signs::body_8bit_no_mime`] (a stray
+/// one or two are a mistake, not a sign).
+const MIN_8BIT_BODY: usize = 20;
+
+/// Where the body starts: after the first empty line.
+fn header_end(raw: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(raw, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(raw, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn lower_ascii(s: &str) -> String {
     s.chars()
         .take(MAX_SCAN_TEXT)
@@ -298,6 +319,18 @@ pub fn headers(m: &Message<'_>, s: &mut Signs) {
         if raw_value(f).is_some_and(|b| b.iter().any(|c| *c >= 0x80)) {
             s.raw_8bit_header = true;
         }
+    }
+
+    if raw_value("mime-version").is_none() {
+        s.html_no_mime = text("content-type")
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+        let body = header_end(raw).map_or(&[][..], |at| &raw[at..]);
+        let high = body
+            .iter()
+            .take(MAX_SCAN_TEXT)
+            .filter(|b| **b >= 0x80)
+            .count();
+        s.body_8bit_no_mime = high >= MIN_8BIT_BODY;
     }
 
     match raw_value("to") {

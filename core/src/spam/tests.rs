@@ -189,3 +189,91 @@ fn the_key_is_the_message_id_or_the_body() {
     let d = analyze(b"Subject: a\nX-Spam: Yes\n\nbody\n");
     assert_eq!(c.key, d.key);
 }
+
+#[test]
+fn mime_fields_missing_from_html_or_8bit_mail() {
+    let html = "From: a@b.example\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <x@b.example>\r\nContent-Type: text/html; charset=\"GB2312\"\r\n\r\n<p>hello</p>\r\n";
+    let n = names(&report(
+        &analyze(html.as_bytes()),
+        &AuthInput::default(),
+        None,
+    ));
+    assert!(n.contains(&"HTML_NO_MIME_VERSION"), "{n:?}");
+    let mime = html.replace("Content-Type", "MIME-Version: 1.0\r\nContent-Type");
+    let n = names(&report(
+        &analyze(mime.as_bytes()),
+        &AuthInput::default(),
+        None,
+    ));
+    assert!(!n.contains(&"HTML_NO_MIME_VERSION"), "{n:?}");
+
+    let mut raw = PLAIN
+        .replace("Shall we meet for lunch tomorrow?", "")
+        .into_bytes();
+    raw.truncate(raw.len() - 2);
+    let mut eight = raw.clone();
+    eight.extend_from_slice(&[0xb7, 0xa5].repeat(12));
+    eight.extend_from_slice(b"\r\n");
+    let n = names(&report(&analyze(&eight), &AuthInput::default(), None));
+    assert!(n.contains(&"BODY_8BIT_NO_MIME"), "{n:?}");
+    // A stray byte or two is a mistake, not a sign; declared MIME is fine.
+    let mut few = raw.clone();
+    few.extend_from_slice(b"caf\xe9 cr\xe8me\r\n");
+    let n = names(&report(&analyze(&few), &AuthInput::default(), None));
+    assert!(!n.contains(&"BODY_8BIT_NO_MIME"), "{n:?}");
+    let declared = String::from_utf8_lossy(&eight)
+        .replace(
+            "Subject:",
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=big5\r\nSubject:",
+        )
+        .into_bytes();
+    let n = names(&report(&analyze(&declared), &AuthInput::default(), None));
+    assert!(!n.contains(&"BODY_8BIT_NO_MIME"), "{n:?}");
+}
+
+#[test]
+fn a_senders_history_with_the_user_counts_unless_forged() {
+    let from = |addr: &str, to: &str, n: u32| {
+        format!("From: Shop <{addr}>\r\nTo: {to}\r\nSubject: Offer {n}\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{n}@shop.example>\r\n\r\nThis week's offers, number {n}.\r\n")
+    };
+    let mut c = Classifier::new();
+    let points = |c: &Classifier, m: &str, auth: &AuthInput, rule: &str| {
+        report(&analyze(m.as_bytes()), auth, Some(c))
+            .rules
+            .iter()
+            .find(|(n, _)| *n == rule)
+            .map(|(_, p)| *p)
+    };
+    let news = |n| from("news@shop.example", "bob@example.test", n);
+    let none = AuthInput::default();
+    assert_eq!(points(&c, &news(0), &none, "SENDER_HAM_HISTORY"), None);
+    let a = analyze(news(1).as_bytes());
+    c.learn(a.key, &a.tokens, Class::Ham);
+    let once = points(&c, &news(2), &none, "SENDER_HAM_HISTORY").unwrap_or(0.0);
+    assert!(once < 0.0, "{once}");
+    let a = analyze(news(2).as_bytes());
+    c.learn(a.key, &a.tokens, Class::Ham);
+    let twice = points(&c, &news(3), &none, "SENDER_HAM_HISTORY").unwrap_or(0.0);
+    assert!(twice < once, "{twice} vs {once}");
+    // Not when DMARC says the From address is forged.
+    let forged = AuthInput {
+        dmarc: AuthVerdict::Fail,
+        ..AuthInput::default()
+    };
+    assert_eq!(points(&c, &news(3), &forged, "SENDER_HAM_HISTORY"), None);
+    // Not for the recipient's own address given as the sender.
+    let a = analyze(from("bob@example.test", "carol@example.test", 4).as_bytes());
+    c.learn(a.key, &a.tokens, Class::Ham);
+    let selfsent = from("bob@example.test", "bob@example.test", 5);
+    assert_eq!(points(&c, &selfsent, &none, "SENDER_HAM_HISTORY"), None);
+    // A sender only ever learned as spam adds points; one learned as
+    // both says nothing.
+    let spammer = |n| from("deals@spam.example", "bob@example.test", n);
+    let a = analyze(spammer(6).as_bytes());
+    c.learn(a.key, &a.tokens, Class::Spam);
+    assert!(points(&c, &spammer(7), &none, "SENDER_SPAM_HISTORY").is_some_and(|p| p > 0.0));
+    let a = analyze(spammer(8).as_bytes());
+    c.learn(a.key, &a.tokens, Class::Ham);
+    assert_eq!(points(&c, &spammer(9), &none, "SENDER_SPAM_HISTORY"), None);
+    assert_eq!(points(&c, &spammer(9), &none, "SENDER_HAM_HISTORY"), None);
+}

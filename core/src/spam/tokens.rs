@@ -20,6 +20,17 @@ pub fn hash(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The token [`Tokens::tagged`] adds for `tag` and `value`.
+pub fn tagged_hash(tag: &str, value: &str) -> u64 {
+    let mut h = hash(tag.as_bytes());
+    h ^= 0x3a;
+    for b in value.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Collects the tokens of one message.
 #[derive(Debug, Default)]
 pub struct Tokens {
@@ -42,13 +53,7 @@ impl Tokens {
         if self.full() {
             return;
         }
-        let mut h = hash(tag.as_bytes());
-        h ^= 0x3a;
-        for b in value.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.out.push(h);
+        self.out.push(tagged_hash(tag, value));
     }
 
     /// Adds the words of `text` (and pairs of adjacent words) under `tag`

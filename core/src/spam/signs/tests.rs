@@ -190,6 +190,8 @@ fn no_single_sign_junks_a_message() {
         forged_mua: true,
         priority_high: true,
         raw_8bit_header: true,
+        html_no_mime: true,
+        body_8bit_no_mime: true,
         base64_text: true,
         uppercase_pct: 80,
         phrases: 9,
