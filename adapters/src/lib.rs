@@ -10,3 +10,4 @@ pub mod sasl_passwd;
 pub mod spamstore;
 pub mod spool;
 pub mod store;
+pub mod syncpool;

@@ -644,50 +644,23 @@ struct Staged {
     file: File,
 }
 
-/// The most threads one group commit uses to fsync at once.
-const SYNC_THREADS: usize = 16;
-
-/// fsyncs every descriptor, several at once (a file system commits
-/// concurrent fsyncs together), and answers in the same order.
+/// fsyncs every descriptor on the sync threads (see
+/// [`crate::syncpool`]) and answers in the same order.
 fn sync_all<'a>(
     files: impl Iterator<Item = (&'a File, &'a Path)>,
 ) -> Vec<Result<(), MaildirError>> {
     let files: Vec<(&File, &Path)> = files.collect();
-    if files.len() <= 1 {
-        return files.iter().map(|(f, p)| fsync_at(f, p)).collect();
-    }
-    let per_thread = files.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(per_thread)
-            .map(|chunk| {
-                let work = move || {
-                    chunk
-                        .iter()
-                        .map(|(f, p)| fsync_at(f, p))
-                        .collect::<Vec<_>>()
-                };
-                (chunk, std::thread::Builder::new().spawn_scoped(scope, work))
+    let refs: Vec<&File> = files.iter().map(|(f, _)| *f).collect();
+    crate::syncpool::sync_many(&refs)
+        .into_iter()
+        .zip(&files)
+        .map(|(r, (_, p))| {
+            r.map_err(|source| MaildirError::Sync {
+                path: p.to_path_buf(),
+                source,
             })
-            .collect();
-        let mut out = Vec::with_capacity(files.len());
-        for (chunk, handle) in handles {
-            match handle {
-                // No thread to spare: sync this chunk here.
-                Err(_) => out.extend(chunk.iter().map(|(f, p)| fsync_at(f, p))),
-                Ok(h) => match h.join() {
-                    Ok(r) => out.extend(r),
-                    Err(_) => out.extend(chunk.iter().map(|(_, p)| {
-                        Err(MaildirError::Sync {
-                            path: p.to_path_buf(),
-                            source: io::Error::other("sync thread panicked"),
-                        })
-                    })),
-                },
-            }
-        }
-        out
-    })
+        })
+        .collect()
 }
 
 fn create_dir_synced(dir: &Path) -> Result<(), MaildirError> {
