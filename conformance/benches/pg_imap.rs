@@ -96,6 +96,8 @@ struct Snapshot {
     s3: (usize, usize, usize),
     /// CPU seconds: the daemons, PostgreSQL, moto.
     cpu: [f64; 3],
+    /// CPU seconds the whole machine spent (every process).
+    machine: f64,
 }
 
 /// The peers whose counters a snapshot reads.
@@ -134,8 +136,34 @@ impl Peers {
                 self.cpu(&self.pg.pids()),
                 self.cpu(&[self.s3.pid()]),
             ],
+            machine: machine_busy() / self.ticks,
         }
     }
+}
+
+/// Clock ticks the machine's cores spent busy since boot (`/proc/stat`:
+/// all but idle and iowait).
+fn machine_busy() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = f.get(3).unwrap_or(&0) + f.get(4).unwrap_or(&0);
+    (f.iter().take(8).sum::<u64>() - idle) as f64
+}
+
+/// The load averages (1, 5, 15 minutes).
+fn load() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The driver script with its clients on `ports`.
@@ -199,12 +227,14 @@ impl Driver {
     }
 }
 
-/// Runs every phase against `daemons` and prints a row per phase.
-fn run(label: &str, daemons: &[Daemon], peers: &mut Peers) {
+/// Runs every phase against `daemons` and prints a row per phase; the
+/// mixed phase's commands/s.
+fn run(label: &str, daemons: &[Daemon], peers: &mut Peers) -> f64 {
     let pids: Vec<u32> = daemons.iter().map(Daemon::pid).collect();
     let ports: Vec<u16> = daemons.iter().map(|d| d.addrs[0].port()).collect();
     let (mut driver, view) = Driver::start(&ports);
     println!("{label} (INBOX EXISTS and UIDNEXT: {view}):");
+    let mut mixed = 0.0;
     for (name, per_client) in PHASES {
         let a = peers.snapshot(&pids);
         let (n, wall, client, errors) = driver.phase(name, *per_client);
@@ -214,10 +244,14 @@ fn run(label: &str, daemons: &[Daemon], peers: &mut Peers) {
         }
         let per = |x: f64| x / n;
         let ms = |i: usize| per(b.cpu[i] - a.cpu[i]) * 1000.0;
-        let busy = (b.cpu.iter().sum::<f64>() - a.cpu.iter().sum::<f64>() + client) / wall;
+        let ours = (b.cpu.iter().sum::<f64>() - a.cpu.iter().sum::<f64>() + client) / wall;
+        let machine = (b.machine - a.machine) / wall;
+        if *name == "mixed" {
+            mixed = n / wall;
+        }
         println!(
-            "  {name:<8} {n:>5} {:>7.0} cmd/s {:>6.1} ms | PG {:>5.1} stmt {:>4.2} tx | S3 {:>4.2} GET {:>4.2} PUT {:>4.2} HEAD \
-             | CPU ms/cmd: postern {:>5.2} postgres {:>5.2} moto {:>5.2} client {:>5.2} | {busy:.2} cores busy{}",
+            "  {name:<8} {n:>5} {:>6.0} cmd/s {:>5.1} ms | PG {:>4.1} stmt {:>4.2} tx | S3 {:>4.2} GET {:>4.2} PUT {:>4.2} HEAD \
+             | CPU ms/cmd: postern {:>4.2} postgres {:>4.2} moto {:>4.2} client {:>4.2} | cores busy: these {ours:.2}, machine {machine:.2}{}",
             n / wall,
             wall * CLIENTS as f64 * 1000.0 / n,
             per((b.statements - a.statements) as f64),
@@ -237,6 +271,7 @@ fn run(label: &str, daemons: &[Daemon], peers: &mut Peers) {
         );
     }
     driver.finish();
+    mixed
 }
 
 /// `replicas` daemons on database `db` and a bucket of that name (the
@@ -323,8 +358,10 @@ fn main() {
     };
     println!(
         "IMAP on Maildir and on PostgreSQL + S3 (moto): {MESSAGES}-message INBOX, {CLIENTS} persistent Python imaplib \
-         clients over IMAPS on loopback, {} cores; per phase: commands, commands/s, mean latency, then per command",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+         clients over IMAPS on loopback, {} cores, load average {}; per phase: commands, commands/s, mean latency, \
+         then per command",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load()
     );
 
     let source = tempfile::tempdir().expect("tempdir");
@@ -345,15 +382,22 @@ fn main() {
         .status()
         .expect("cp");
     assert!(copied.success(), "cp -a the Maildir");
-    run("maildir", &[maildir], &mut peers);
+    let m = run("maildir", &[maildir], &mut peers);
 
     for d in &mut one {
         d.spawn();
     }
-    run("postgres+S3, 1 replica", &one, &mut peers);
+    let p1 = run("postgres+S3, 1 replica", &one, &mut peers);
     drop(one);
     for d in &mut two {
         d.spawn();
     }
-    run("postgres+S3, 2 replicas (5 clients each)", &two, &mut peers);
+    let p2 = run("postgres+S3, 2 replicas (5 clients each)", &two, &mut peers);
+    println!(
+        "mixed: maildir {m:.0} cmd/s, postgres+S3 {p1:.0} cmd/s with 1 replica ({:.2}x maildir), {p2:.0} with 2 ({:.2}x 1 replica); \
+         load average {} at the end",
+        p1 / m,
+        p2 / p1,
+        load()
+    );
 }

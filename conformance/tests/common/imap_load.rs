@@ -69,5 +69,6 @@ def command(m, kind, k):
     if kind == 1: return m.uid("FETCH", str(k), "(FLAGS BODY.PEEK[HEADER])")
     if kind == 2: return m.uid("SEARCH", "UNSEEN", "UID", "%d:%d" % (k, k + 50))
     if kind == 3: return m.uid("STORE", str(k), "+FLAGS", "(\\Flagged)")
-    return m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+    # Each draft its own (a content-addressed store keeps equal ones once).
+    return m.append("Drafts", None, None, b"Subject: draft %d\r\n\r\nx\r\n" % random.getrandbits(60))
 "#;
