@@ -17,100 +17,33 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, tool, Daemon};
+use common::imap_load::{make_maildir, PY_PRELUDE};
+use common::{free_port, python, tool, Daemon};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const MESSAGES: usize = 10_000;
 
-fn make_maildir(root: &Path) {
-    let inbox = root.join("example.com/alice");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(inbox.join(sub)).expect("dir");
-        // Drafts, for the APPENDs (Dovecot does not create it by itself).
-        std::fs::create_dir_all(inbox.join(".Drafts").join(sub)).expect("dir");
-    }
-    std::fs::write(inbox.join(".Drafts/maildirfolder"), b"").expect("marker");
-    // Bob, whose NOOPs are timed while alice is busy.
-    let bob = root.join("example.com/bob");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(bob.join(sub)).expect("dir");
-    }
-    let note = "Subject: hello bob\n\nhi\n";
-    std::fs::write(bob.join("cur").join(maildir_name(1, note.len(), "S")), note).expect("write");
-    for i in 0..MESSAGES {
-        let body = format!(
-            "Return-Path: <s{i}@example.net>\nDate: Wed, 25 Nov 2026 06:{:02}:00 +0000\nFrom: Sender {i} <s{i}@example.net>\nTo: alice@example.com\nSubject: message number {i}\nMessage-ID: <{i}@example.net>\nContent-Type: text/plain; charset=utf-8\n\n{}\n",
-            i % 60,
-            "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n".repeat(30)
-        );
-        let flags = if i % 3 == 0 { "S" } else { "" };
-        std::fs::write(
-            inbox.join("cur").join(maildir_name(i, body.len(), flags)),
-            body,
-        )
-        .expect("write");
-    }
-}
-
-/// A realistic Maildir file name for the `i`th delivery, as an MTA writes
-/// it (`time.MusecPpid.host,S=size:2,flags`): deliveries minutes apart,
-/// microseconds and process ids that vary. (Synthetic names sharing a long
-/// prefix made Dovecot's file name comparison most of its run time.)
-fn maildir_name(i: usize, size: usize, flags: &str) -> String {
-    // A fixed xorshift sequence: varied, and the same in every run.
-    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    let time = 1_700_000_000 + (i as u64) * 97 + x % 60;
-    let usec = (x >> 8) % 1_000_000;
-    let pid = 1000 + (x >> 32) % 60_000;
-    format!("{time}.M{usec}P{pid}.mail.example.com,S={size}:2,{flags}")
-}
-
-fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
+/// After [`PY_PRELUDE`].
 const CLIENT: &str = r#"
-import imaplib, ssl, time, threading, random
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-PORT, USER, PW = {port}, "alice@example.com", "alice-pw"
-def conn():
-    m = imaplib.IMAP4_SSL("127.0.0.1", PORT, ssl_context=ctx); m.login(USER, PW); return m
+PORT = {port}
 def list_page(m):
     m.select("INBOX")
     typ, d = m.uid("FETCH", "1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (DATE FROM TO SUBJECT CONTENT-TYPE CC REPLY-TO)])")
     assert typ == "OK" and len(d) > 9000, (typ, len(d))
 out = []
 for label in ("cold", "warm"):
-    t = time.time(); m = conn(); list_page(m); m.logout(); out.append("%.3f" % (time.time() - t))
+    t = time.time(); m = conn(PORT); list_page(m); m.logout(); out.append("%.3f" % (time.time() - t))
 errors = []
 def mixed(n, relog, ready):
-    m = conn(); m.select("INBOX")
+    m = conn(PORT); m.select("INBOX")
     # Persistent clients: the clock starts once all are logged in.
     ready.wait()
     for i in range(n):
         if relog and i % 4 == 0:
-            m.logout(); m = conn(); m.select("INBOX")
-        k = random.randint(1, 9000)
+            m.logout(); m = conn(PORT); m.select("INBOX")
         op = i % 5
-        if op == 0: r = m.select("INBOX")
-        elif op == 1: r = m.uid("FETCH", str(k), "(FLAGS BODY.PEEK[HEADER])")
-        elif op == 2: r = m.uid("SEARCH", "UNSEEN", "UID", "%d:%d" % (k, k + 50))
-        elif op == 3: r = m.uid("STORE", str(k), "+FLAGS", "(\\Flagged)")
-        else: r = m.append("Drafts", None, None, b"Subject: draft\r\n\r\nx\r\n")
+        r = command(m, op, random.randint(1, 9000))
         if r[0] != "OK": errors.append((op, r))
     m.logout()
 for relog in (False, True):
@@ -134,16 +67,13 @@ print(" ".join(out))
 
 /// Bob's NOOP latency (ms: median, 99th percentile, worst) over 5 s while
 /// alice's 3 connections search every body and fetch every BODYSTRUCTURE,
-/// and how many of those heavy commands completed meanwhile.
+/// and how many of those heavy commands completed meanwhile. After
+/// [`PY_PRELUDE`].
 const NOOP_UNDER_LOAD: &str = r#"
-import imaplib, ssl, time, threading
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 PORT = {port}
-def conn(u, p):
-    m = imaplib.IMAP4_SSL("127.0.0.1", PORT, ssl_context=ctx); m.login(u, p); return m
 stop = threading.Event(); heavy = [0]; errors = []
 def busy(i):
-    m = conn("alice@example.com", "alice-pw"); m.select("INBOX", readonly=True)
+    m = conn(PORT); m.select("INBOX", readonly=True)
     while not stop.is_set():
         if i % 2 == 0: r = m.uid("SEARCH", "BODY", "needle-%d" % heavy[0])
         else: r = m.fetch("1:*", "(BODYSTRUCTURE)")
@@ -151,7 +81,7 @@ def busy(i):
         heavy[0] += 1
     m.logout()
 ts = [threading.Thread(target=busy, args=(i,)) for i in range(3)]
-b = conn("bob@example.com", "bob-pw"); b.select("INBOX")
+b = conn(PORT, "bob@example.com", "bob-pw"); b.select("INBOX")
 [t.start() for t in ts]
 time.sleep(0.5)  # load, not synchronisation: let the heavy commands start
 lat = []; end = time.time() + 5
@@ -164,6 +94,15 @@ assert not errors, errors[:3]
 lat.sort()
 print("%.1f %.1f %.1f %d" % (lat[len(lat)//2], lat[int(len(lat)*0.99)], lat[-1], heavy[0]))
 "#;
+
+/// Runs a client script (after [`PY_PRELUDE`]) against `port`; what it
+/// printed.
+fn drive(script: &str, port: u16) -> String {
+    python(&format!(
+        "{PY_PRELUDE}{}",
+        script.replace("{port}", &port.to_string())
+    ))
+}
 
 struct Dovecot {
     child: Child,
@@ -238,7 +177,7 @@ fn main() {
         "",
     );
     let root = d.dir.path();
-    make_maildir(&root.join("mail"));
+    make_maildir(&root.join("mail"), MESSAGES);
     let dv_mail = root.join("dovecot-mail");
     let _ = Command::new("cp")
         .arg("-a")
@@ -266,8 +205,8 @@ fn main() {
     println!(
         "IMAP: {MESSAGES}-message INBOX, IMAPS on loopback, Python imaplib client (same for both)"
     );
-    let p = python(&CLIENT.replace("{port}", &d.addrs[0].port().to_string()));
-    let q = python(&CLIENT.replace("{port}", &dport.to_string()));
+    let p = drive(CLIENT, d.addrs[0].port());
+    let q = drive(CLIENT, dport);
 
     let (p, q): (Vec<f64>, Vec<f64>) = (
         p.split_whitespace()
@@ -344,8 +283,8 @@ sys.stdin.read()
     );
 
     // Last, so that the RSS above is not that of caches this fills.
-    let pn = python(&NOOP_UNDER_LOAD.replace("{port}", &d.addrs[0].port().to_string()));
-    let qn = python(&NOOP_UNDER_LOAD.replace("{port}", &dport.to_string()));
+    let pn = drive(NOOP_UNDER_LOAD, d.addrs[0].port());
+    let qn = drive(NOOP_UNDER_LOAD, dport);
     drop(dv);
     let nums = |s: &str| -> Vec<f64> {
         s.split_whitespace()

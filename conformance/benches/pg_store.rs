@@ -54,20 +54,9 @@ fn send(addrs: &[std::net::SocketAddr], count: usize) -> Duration {
     start.elapsed()
 }
 
-fn admin(c: &PgCluster) -> postgres::Client {
-    postgres::Client::connect(&c.url(), postgres::NoTls).expect("connect")
-}
-
 /// (statements run, transactions committed) so far.
 fn db_counts(admin: &mut postgres::Client) -> (i64, i64) {
-    let statements: i64 = admin
-        .query_one(
-            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE query NOT LIKE '%pg_stat%'",
-            &[],
-        )
-        .expect("statements")
-        .get(0);
+    let statements = common::pg::statements(admin);
     // The statistics of other backends reach the view when they report.
     admin
         .batch_execute("SELECT pg_stat_clear_snapshot()")
@@ -80,13 +69,6 @@ fn db_counts(admin: &mut postgres::Client) -> (i64, i64) {
         .expect("xact_commit")
         .get(0);
     (statements, commits)
-}
-
-/// S3 requests moto logged so far: (PUT, HEAD, GET).
-fn s3_counts(s3: &S3Server) -> (usize, usize, usize) {
-    let log = s3.log_text();
-    let n = |m: &str| log.matches(&format!("\"{m} /")).count();
-    (n("PUT"), n("HEAD"), n("GET"))
 }
 
 /// alice's messages in the database.
@@ -103,28 +85,19 @@ fn stored(admin: &mut postgres::Client) -> i64 {
 
 fn pg_run(c: &PgCluster, s3: &S3Server, replicas: usize, bucket: &str) {
     let secrets = tempfile::tempdir().expect("tempdir");
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").expect("secret");
-    let extra = format!(
-        "[store]\nbackend = \"postgres\"\n[postgres]\nurl = \"{}\"\nmax_connections = 8\n\
-         [s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\naccess_key = \"testing\"\n\
-         secret_key_file = \"{}\"\n",
-        c.url(),
-        s3.endpoint,
-        secret.display()
-    );
+    let extra = s3.store_config(&c.url(), bucket, secrets.path());
     let daemons: Vec<Daemon> = (0..replicas)
         .map(|_| Daemon::start_with(SMTP, "", &extra))
         .collect();
     let addrs: Vec<_> = daemons.iter().map(|d| d.addrs[0]).collect();
-    let mut admin = admin(c);
+    let mut admin = c.admin();
     let before_all = stored(&mut admin);
     send(&addrs, WARM_UP);
     admin
         .batch_execute("SELECT pg_stat_statements_reset()")
         .expect("reset");
     let (st0, tx0) = db_counts(&mut admin);
-    let (put0, head0, get0) = s3_counts(s3);
+    let (put0, head0, get0) = s3.requests();
     let took = send(&addrs, MESSAGES);
     // A backend reports its statistics when it ends at the latest: stop
     // the replicas and wait (bounded) until their connections are gone.
@@ -144,7 +117,7 @@ fn pg_run(c: &PgCluster, s3: &S3Server, replicas: usize, bucket: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let (st1, tx1) = db_counts(&mut admin);
-    let (put1, head1, get1) = s3_counts(s3);
+    let (put1, head1, get1) = s3.requests();
     let got = stored(&mut admin) - before_all;
     let m = MESSAGES as f64;
     println!(
@@ -168,7 +141,7 @@ fn main() {
     }
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    admin(&c)
+    c.admin()
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .expect("pg_stat_statements");
     println!(

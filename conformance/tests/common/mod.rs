@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod dns;
+pub mod imap_load;
 pub mod pg;
 pub mod smarthost;
 
@@ -313,6 +314,15 @@ pub fn wait_for_port_or_show(port: u16, what: &str, log: Option<&Path>) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The fields of `/proc/PID/stat` after the command name: `[0]` the
+/// state, `[1]` the parent, `[11]` and `[12]` user and system CPU time in
+/// clock ticks, `[13]` and `[14]` those of its waited-for children.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = text.get(text.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
 /// Runs a Python script; fails the test unless it succeeds; returns stdout.

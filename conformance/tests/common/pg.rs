@@ -193,10 +193,36 @@ impl PgCluster {
     /// The connection string of the superuser `postern` to database
     /// `postgres`.
     pub fn url(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postern dbname=postgres",
-            self.port
-        )
+        self.url_of("postgres")
+    }
+
+    /// The connection string of the superuser `postern` to database `db`.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("host=127.0.0.1 port={} user=postern dbname={db}", self.port)
+    }
+
+    /// A connection of the superuser to database `postgres`.
+    pub fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect")
+    }
+
+    /// The server's processes: the postmaster and its children (the
+    /// backends, the writers, autovacuum).
+    pub fn pids(&self) -> Vec<u32> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap_or_default();
+        let Some(main) = text.lines().next().and_then(|l| l.trim().parse().ok()) else {
+            return Vec::new();
+        };
+        let mut out = vec![main];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if super::proc_stat(pid).and_then(|f| f.get(1)?.parse().ok()) == Some(main) {
+                out.push(pid);
+            }
+        }
+        out
     }
 }
 
@@ -294,6 +320,33 @@ impl S3Server {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
+
+    /// The S3 requests it logged so far: (PUT, HEAD, GET).
+    pub fn requests(&self) -> (usize, usize, usize) {
+        let log = self.log_text();
+        let n = |m: &str| log.matches(&format!("\"{m} /")).count();
+        (n("PUT"), n("HEAD"), n("GET"))
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The `[store]`, `[postgres]` and `[s3]` tables of a daemon on the
+    /// database at `url` (8 connections) and `bucket` of this server; the
+    /// secret is written into `dir`.
+    pub fn store_config(&self, url: &str, bucket: &str, dir: &std::path::Path) -> String {
+        let secret = dir.join("s3-secret");
+        std::fs::write(&secret, "testing\n").expect("secret");
+        format!(
+            "[store]\nbackend = \"postgres\"\n[postgres]\nurl = \"{url}\"\nmax_connections = 8\n\
+             [s3]\nendpoint = \"{}\"\nbucket = \"{bucket}\"\naccess_key = \"testing\"\n\
+             secret_key_file = \"{}\"\n",
+            self.endpoint,
+            secret.display()
+        )
+    }
 }
 
 impl Drop for S3Server {
@@ -305,14 +358,21 @@ impl Drop for S3Server {
 
 /// Statements the server ran since the last reset (pg_stat_statements;
 /// statements are prepared once per connection, so one statement is one
-/// round trip; BEGIN and COMMIT count).
+/// round trip; BEGIN and COMMIT count; the statistics queries do not).
 pub fn statements(admin: &mut postgres::Client) -> i64 {
-    admin
+    round_trips(admin).0
+}
+
+/// (statements, explicit transactions: COMMITs) since the last reset, as
+/// [`statements`] counts them.
+pub fn round_trips(admin: &mut postgres::Client) -> (i64, i64) {
+    let row = admin
         .query_one(
-            "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements \
-             WHERE query NOT LIKE '%pg_stat_statements%'",
+            "SELECT COALESCE(sum(calls), 0)::bigint, \
+             COALESCE(sum(calls) FILTER (WHERE upper(query) LIKE 'COMMIT%'), 0)::bigint \
+             FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%'",
             &[],
         )
-        .unwrap()
-        .get(0)
+        .unwrap();
+    (row.get(0), row.get(1))
 }
