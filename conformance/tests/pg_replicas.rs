@@ -291,3 +291,87 @@ fn killing_a_replica_mid_delivery_loses_no_acknowledged_message() {
         exists - acked.len()
     );
 }
+
+/// The lines up to and with the reply tagged `tag` (whatever it says).
+fn tagged(c: &mut Client, tag: &str, cmd: &str) -> Vec<String> {
+    c.send(format!("{tag} {cmd}\r\n").as_bytes()).unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let l = c
+            .line()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} after {lines:#?}"));
+        let done = l.starts_with(&format!("{tag} "));
+        lines.push(l);
+        if done {
+            return lines;
+        }
+        assert!(lines.len() < 1000, "{cmd}: {lines:#?}");
+    }
+}
+
+/// One message to alice through `addr`: the first reply that is not 2xx
+/// or 3xx, or the final reply.
+fn deliver_once(addr: std::net::SocketAddr, subject: &str, body: &str) -> String {
+    let mut smtp = Client::connect(addr).unwrap();
+    assert!(smtp.reply().unwrap().starts_with("220"));
+    let data = format!(
+        "From: <sender@example.net>\r\nTo: <alice@example.com>\r\nSubject: {subject}\r\n\r\n{body}\r\n."
+    );
+    for cmd in [
+        "EHLO client.example.net",
+        "MAIL FROM:<sender@example.net>",
+        "RCPT TO:<alice@example.com>",
+        "DATA",
+        data.as_str(),
+    ] {
+        let r = smtp.cmd(cmd).unwrap();
+        if !(r.starts_with('2') || r.starts_with('3')) || cmd == data {
+            let _ = smtp.cmd("QUIT");
+            return r;
+        }
+    }
+    unreachable!("the loop returns at the message's end")
+}
+
+/// Polls `d`'s log (bounded: 30 s) until it contains `what`.
+fn log_shows(d: &Daemon, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !d.log_text().contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log lacks {what:?}:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_store_failure_is_logged_and_refused() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let a = Daemon::start_with(LISTENERS, "", &store_toml(&c, &s3, &secret));
+    let accepted = deliver_once(a.addrs[0], "before", "the database is up");
+    assert!(accepted.starts_with("250"), "{accepted}");
+    let mut session = login(a.addrs[1]);
+    imap(&mut session, "s", "SELECT INBOX");
+
+    // The database goes away under the running daemon.
+    c.stop();
+    let status = tagged(&mut session, "t", "STATUS INBOX (MESSAGES)");
+    let last = status.last().cloned().unwrap_or_default();
+    assert!(last.starts_with("t NO"), "{status:#?}");
+    log_shows(
+        &a,
+        "mailbox store: STATUS \"INBOX\" of alice@example.com failed: postgres",
+    );
+    let refused = deliver_once(a.addrs[0], "after", "the database is down");
+    assert!(refused.starts_with('4'), "{refused}");
+    log_shows(&a, "local delivery to alice@example.com failed");
+    let log = a.log_text();
+    assert!(!log.contains("the database is down"), "no contents: {log}");
+    assert!(!log.contains("alice-pw"), "no passwords: {log}");
+}

@@ -84,7 +84,8 @@ pub fn open(
     let mailbox = Arc::new(
         PgMailbox::new(PgMail::new(pg.clone(), blobs, Arc::new(SystemClock)))
             .with_quota(quota, quotas)
-            .with_mime(mime),
+            .with_mime(mime)
+            .with_warn(Arc::new(|m: &str| tracing::warn!("{m}"))),
     );
     tracing::info!(
         "store: PostgreSQL {} and bucket {}",

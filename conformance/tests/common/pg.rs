@@ -190,6 +190,23 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a
+    /// crashed database; the test fails if it does not stop.
+    pub fn stop(&self) {
+        let data = self.data();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
     /// The connection string of the superuser `postern` to database
     /// `postgres`.
     pub fn url(&self) -> String {
