@@ -375,3 +375,94 @@ fn a_store_failure_is_logged_and_refused() {
     assert!(!log.contains("the database is down"), "no contents: {log}");
     assert!(!log.contains("alice-pw"), "no passwords: {log}");
 }
+
+/// Python helpers: mail to alice through an SMTP port, an IMAP session
+/// (plain LOGIN on loopback), a search by subject.
+fn python_prelude() -> &'static str {
+    r#"
+import imaplib, smtplib, re
+def send(port, subject, body):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+    msg = ("From: sender@example.net\r\nTo: alice@example.com\r\nSubject: " + subject + "\r\n"
+           + "Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
+           + "\r\n" + body + "\r\n")
+    try:
+        s.sendmail("sender@example.net", ["alice@example.com"], msg.encode())
+    finally:
+        s.quit()
+def imap(port):
+    b = imaplib.IMAP4("127.0.0.1", port)
+    typ, _ = b.login("alice@example.com", "alice-pw"); assert typ == "OK"
+    return b
+def find(b, folder, subject):
+    typ, _ = b.select(folder); assert typ == "OK", folder
+    typ, data = b.uid("SEARCH", None, "SUBJECT", '"' + subject + '"'); assert typ == "OK"
+    return data[0].decode().split()
+spam = "Cheap replica watches and designer handbags, huge discount offer, click now, limited stock, order today and win a bonus gift"
+ham = "Here are the notes of the project meeting: agenda for the quarterly review, budget figures, and the action items for next week"
+"#
+}
+
+#[test]
+fn junk_learned_on_one_replica_files_the_next_spam_on_the_other() {
+    if !common::peer("python3") {
+        return;
+    }
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let extra = store_toml(&c, &s3, &secret);
+    let a = Daemon::start_with(LISTENERS, "", &extra);
+    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let script = format!(
+        r#"{prelude}
+(a_smtp, a_imap, b_smtp, b_imap) = ({}, {}, {}, {})
+# B scores a first message with alice's (untrained) classifier: it keeps a copy.
+send(b_smtp, "probe one offer", spam + " probe")
+ia = imap(a_imap)
+assert find(ia, "INBOX", "probe one") != [], "untrained: INBOX"
+for i in range(10):
+    send(a_smtp, "offer number %d" % i, spam + " variant %d" % i)
+    send(b_smtp, "meeting notes %d" % i, ham + " variant %d" % i)
+# On A: the spam moved into Junk, the ham marked $NotJunk (kept).
+uids = find(ia, "INBOX", "offer number")
+assert len(uids) == 10, uids
+typ, _ = ia.uid("MOVE", ",".join(uids), "Junk"); assert typ == "OK"
+uids = find(ia, "INBOX", "meeting notes")
+assert len(uids) == 10, uids
+typ, _ = ia.uid("STORE", ",".join(uids), "+FLAGS", "($NotJunk)"); assert typ == "OK"
+# At once, through B: the next similar spam lands in Junk, ham in INBOX.
+send(b_smtp, "probe two offer", spam + " probe two")
+send(b_smtp, "meeting notes late", ham + " late")
+ib = imap(b_imap)
+assert find(ib, "INBOX", "probe two") == [], "trained on A: not in B's INBOX"
+assert len(find(ib, "Junk", "probe two")) == 1, "in Junk on B"
+assert len(find(ia, "Junk", "probe two")) == 1, "in Junk on A"
+assert find(ib, "INBOX", "meeting notes late") != [], "ham in INBOX"
+print("learned across replicas")
+"#,
+        a.addrs[0].port(),
+        a.addrs[1].port(),
+        b.addrs[0].port(),
+        b.addrs[1].port(),
+        prelude = python_prelude()
+    );
+    assert_eq!(
+        common::python(&script).trim(),
+        "learned across replicas",
+        "A:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("learned 10 message(s) as Spam; now 10 spam, 0 ham"),
+        "{log}"
+    );
+    assert!(
+        log.contains("learned 10 message(s) as Ham; now 10 spam, 10 ham"),
+        "{log}"
+    );
+}

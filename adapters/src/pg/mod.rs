@@ -49,6 +49,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_mailbox_store.sql")),
     (3, include_str!("migrations/0003_queue_folders.sql")),
     (4, include_str!("migrations/0004_spam.sql")),
+    (5, include_str!("migrations/0005_spam_version.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
