@@ -185,10 +185,14 @@ impl Blobs {
         self.puts.load(Ordering::Relaxed)
     }
 
-    /// (size, references) of the body `hash`, if indexed.
+    /// (size, references) of the body `hash`, if indexed: the messages
+    /// that point at it, counted.
     pub fn refs(&self, hash: &str) -> Result<Option<(i64, i64)>, PgError> {
         self.pg.with(|c| {
-            let s = c.stmt("SELECT size, refs FROM blobs WHERE hash = $1")?;
+            let s = c.stmt(
+                "SELECT b.size, (SELECT count(*) FROM messages m WHERE m.blob = b.hash) \
+                 FROM blobs b WHERE b.hash = $1",
+            )?;
             Ok::<_, PgError>(
                 c.client()
                     .query_opt(&s, &[&hash])?

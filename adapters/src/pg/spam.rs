@@ -89,7 +89,7 @@ impl SpamBackend for PgSpam {
         f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
     ) -> io::Result<Option<u64>> {
         self.pg
-            .with(|c| -> Result<_, PgError> {
+            .transact(|c| -> Result<_, PgError> {
                 let make = c.stmt(
                     "INSERT INTO spam_classifiers (account, data, updated) \
                      VALUES ($1, ''::bytea, $2) ON CONFLICT (account) DO NOTHING",
