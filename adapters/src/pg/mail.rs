@@ -55,7 +55,7 @@ impl PgMail {
     }
 
     /// The body store.
-    pub(crate) fn blobs(&self) -> &Arc<Blobs> {
+    pub fn blobs(&self) -> &Arc<Blobs> {
         &self.blobs
     }
 

@@ -21,11 +21,12 @@
 //!   flags + mod-sequence in one statement, COMMIT); 4 when nothing changes.
 //! - EXPUNGE: 4 (BEGIN, lock, read the `\Deleted`, COMMIT); 5 when
 //!   messages go (+1 when the tombstones pass their bound and are trimmed).
-//! - APPEND: 6 (the body lookup, + a PUT when new; BEGIN, lock, index the
-//!   body, insert + UIDNEXT in one statement, COMMIT); +1 under a quota.
+//! - APPEND: 6 (the body lookup, + a PUT when new; BEGIN, index the body,
+//!   lock, insert + UIDNEXT in one statement, COMMIT); +1 under a quota.
 //! - COPY: 5 (BEGIN, lock both, read, insert + UIDNEXT, COMMIT); MOVE: 6
 //!   (+ expunge with tombstones); +1 for COPY under a quota.
-//! - delivery: 6 for one recipient with a new body (`PgMail::deliver`).
+//! - delivery: 6 for a batch with a new body, whatever its number of
+//!   recipients (`PgMail::deliver`).
 //!
 //! `conformance/tests/pg_mailbox.rs` measures these (pg_stat_statements).
 //!

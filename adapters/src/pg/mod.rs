@@ -23,6 +23,7 @@ mod blobs;
 mod cache;
 mod counters;
 pub mod export;
+pub mod gc;
 pub mod import;
 mod mail;
 mod mailbox;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("migrations/0004_spam.sql")),
     (5, include_str!("migrations/0005_spam_version.sql")),
     (6, include_str!("migrations/0006_blob_refs_counted.sql")),
+    (7, include_str!("migrations/0007_blob_touched.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
