@@ -1,8 +1,12 @@
 //! Two `postern` daemon processes on one PostgreSQL cluster and one S3
 //! bucket (moto), as two replicas of a deployment: mail accepted by SMTP
 //! on replica A wakes an IMAP IDLE on replica B, which fetches the body;
-//! a STORE on B wakes an IDLE on A and is seen by a new SELECT on A. The
-//! waits are bounded reads (socket timeouts), never sleeps.
+//! a STORE on B wakes an IDLE on A and is seen by a new SELECT on A;
+//! killing A mid-delivery loses no acknowledged message; spam moved into
+//! Junk on A files the next similar spam through B into Junk; and with
+//! the database stopped under a daemon, its failures are logged and
+//! answered NO / 4xx. The waits are bounded reads (socket timeouts) and
+//! bounded polls, never sleeps as synchronisation.
 
 mod common;
 
@@ -55,6 +59,19 @@ fn until(c: &mut Client, prefix: &str, what: &str) -> Vec<String> {
     }
 }
 
+/// A PostgreSQL cluster, an S3 server, the folder of the bucket's
+/// secret and `N` daemons on both (None: a peer is missing, skip).
+fn replicas<const N: usize>() -> Option<(PgCluster, S3Server, tempfile::TempDir, [Daemon; N])> {
+    let c = PgCluster::start()?;
+    let s3 = S3Server::start()?;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let extra = store_toml(&c, &s3, &secret);
+    let daemons = std::array::from_fn(|_| Daemon::start_with(LISTENERS, "", &extra));
+    Some((c, s3, secrets, daemons))
+}
+
 fn login(addr: std::net::SocketAddr) -> Client {
     let mut c = Client::connect(addr).unwrap();
     let greeting = c.line().unwrap();
@@ -65,14 +82,9 @@ fn login(addr: std::net::SocketAddr) -> Client {
 
 #[test]
 fn two_replicas_share_mail_idle_and_flags() {
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
-    let a = Daemon::start_with(LISTENERS, "", &extra);
-    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let Some((_c, _s3, _secrets, [a, b])) = replicas() else {
+        return;
+    };
     for d in [&a, &b] {
         assert!(
             d.log_text().contains("store: PostgreSQL"),
@@ -195,14 +207,9 @@ fn sender(
 
 #[test]
 fn killing_a_replica_mid_delivery_loses_no_acknowledged_message() {
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
-    let mut a = Daemon::start_with(LISTENERS, "", &extra);
-    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let Some((_c, _s3, _secrets, [mut a, b])) = replicas() else {
+        return;
+    };
     let (a_smtp, b_imap) = (a.addrs[0], b.addrs[1]);
 
     // Four clients send to A; A is killed once 40 messages got their 250
@@ -348,12 +355,9 @@ fn log_shows(d: &Daemon, what: &str) {
 
 #[test]
 fn a_store_failure_is_logged_and_refused() {
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let a = Daemon::start_with(LISTENERS, "", &store_toml(&c, &s3, &secret));
+    let Some((c, _s3, _secrets, [a])) = replicas() else {
+        return;
+    };
     let accepted = deliver_once(a.addrs[0], "before", "the database is up");
     assert!(accepted.starts_with("250"), "{accepted}");
     let mut session = login(a.addrs[1]);
@@ -408,14 +412,9 @@ fn junk_learned_on_one_replica_files_the_next_spam_on_the_other() {
     if !common::peer("python3") {
         return;
     }
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
-    let a = Daemon::start_with(LISTENERS, "", &extra);
-    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let Some((_c, _s3, _secrets, [a, b])) = replicas() else {
+        return;
+    };
     let script = format!(
         r#"{prelude}
 (a_smtp, a_imap, b_smtp, b_imap) = ({}, {}, {}, {})

@@ -65,6 +65,9 @@ fn s3(what: &str, e: impl std::fmt::Display) -> PgError {
     PgError::S3(format!("{what}: {e}"))
 }
 
+/// A page of a listing: (hash, size) of its bodies, the next page's token.
+pub(crate) type Listing = (Vec<(String, i64)>, Option<String>);
+
 /// The largest listing page read (1,000 keys take about 300 KiB).
 const MAX_LISTING: u64 = 16 << 20;
 
@@ -95,7 +98,7 @@ fn unescape(s: &str) -> String {
 
 /// A ListObjectsV2 reply: (hash, size) of every `bodies/<hash>` object,
 /// and the next page's token when the listing is truncated.
-fn parse_listing(xml: &str) -> (Vec<(String, i64)>, Option<String>) {
+fn parse_listing(xml: &str) -> Listing {
     let mut bodies = Vec::new();
     for item in elements(xml, "Contents") {
         let key = elements(item, "Key").first().map(|k| unescape(k));
@@ -267,10 +270,7 @@ impl Blobs {
     /// (`None`: that was the last). rusty-s3 signs a GET of the bucket
     /// with the ListObjectsV2 parameters (its own action needs an XML
     /// crate more); the few elements read are found in the reply's text.
-    pub(crate) fn list(
-        &self,
-        token: Option<&str>,
-    ) -> Result<(Vec<(String, i64)>, Option<String>), PgError> {
+    pub(crate) fn list(&self, token: Option<&str>) -> Result<Listing, PgError> {
         let mut action = self.bucket.get_object(Some(&self.creds), "");
         let q = action.query_mut();
         q.insert("list-type", "2");
