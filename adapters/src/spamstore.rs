@@ -7,9 +7,14 @@
 //! replaced by an empty classifier and reported once through the warning
 //! hook; it never blocks a delivery. Loaded classifiers are kept in a
 //! bounded cache, so a learned move counts for the very next message; a
-//! backend shared by several replicas has its cached classifiers read
-//! again after [`SHARED_FRESH`], and learning reads, changes and writes the
-//! stored one in one step (no replica overwrites another's learning).
+//! backend shared by several replicas keeps a version per classifier
+//! ([`SpamBackend::stamp`]): each use of a cached classifier first asks
+//! for the stored version (one small read) and reads it again when
+//! another replica learned since, so a move learned on one replica
+//! counts for the very next message on every replica (a backend without
+//! versions has its cached classifiers read again after
+//! [`SHARED_FRESH`]); learning reads, changes and writes the stored one
+//! in one step (no replica overwrites another's learning).
 
 use postern_core::spam::bayes::{Class, Classifier, Learned};
 use std::collections::HashMap;
@@ -38,15 +43,25 @@ pub trait SpamBackend: Send + Sync {
     fn load(&self, user: &str) -> io::Result<Option<Vec<u8>>>;
     /// Read-modify-write: `f` gets the stored bytes and returns the bytes
     /// to store (`None`: nothing changed), atomically against every other
-    /// writer of the same user, other processes included.
+    /// writer of the same user, other processes included. Returns the
+    /// stored version after it ([`SpamBackend::stamp`]).
     fn update(
         &self,
         user: &str,
         f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
-    ) -> io::Result<()>;
+    ) -> io::Result<Option<u64>>;
     /// Stores `bytes` as `user`'s classifier (what the one writer learned).
     fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
-        self.update(user, &mut |_| Some(bytes.to_vec()))
+        self.update(user, &mut |_| Some(bytes.to_vec())).map(|_| ())
+    }
+    /// The version of `user`'s stored classifier, which changes with
+    /// every write (one small read); `None` when the backend keeps none.
+    fn stamp(&self, _user: &str) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
+    /// [`SpamBackend::load`] with the version of what it read.
+    fn load_stamped(&self, user: &str) -> io::Result<(Option<Vec<u8>>, Option<u64>)> {
+        Ok((self.load(user)?, None))
     }
     /// Where `user`'s classifier lives, for messages.
     fn describe(&self, user: &str) -> String;
@@ -99,11 +114,11 @@ impl SpamBackend for FileSpam {
         &self,
         user: &str,
         f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<u64>> {
         let stored = self.load(user).unwrap_or(None);
         match f(stored) {
-            Some(bytes) => write_durably(&self.file(user)?, &bytes),
-            None => Ok(()),
+            Some(bytes) => write_durably(&self.file(user)?, &bytes).map(|()| None),
+            None => Ok(None),
         }
     }
 
@@ -119,8 +134,8 @@ impl SpamBackend for FileSpam {
     }
 }
 
-/// A cached classifier and when it was read.
-type Cached = Arc<Mutex<(Classifier, Instant)>>;
+/// A cached classifier, when it was read and its stored version.
+type Cached = Arc<Mutex<(Classifier, Instant, Option<u64>)>>;
 
 /// The classifiers of every user.
 pub struct SpamStore {
@@ -195,9 +210,14 @@ impl SpamStore {
         if let Some(c) = self.cache.lock().ok()?.get(&key) {
             return Some(c.clone());
         }
+        let (stored, stamp) = match self.backend.load_stamped(&key) {
+            Ok((b, s)) => (Ok(b), s),
+            Err(e) => (Err(e), None),
+        };
         let c = Arc::new(Mutex::new((
-            self.parse(&key, self.backend.load(&key)),
+            self.parse(&key, stored),
             Instant::now(),
+            stamp,
         )));
         let mut cache = self.cache.lock().ok()?;
         if cache.len() >= MAX_CACHED {
@@ -216,19 +236,36 @@ impl SpamStore {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if self.backend.shared() && g.1.elapsed() >= SHARED_FRESH {
-            // Another replica may have learned: read it again (on a
-            // failed read the copy in hand serves until the next try).
-            let key = user.to_lowercase();
-            match self.backend.load(&key) {
-                Ok(stored) => *g = (self.parse(&key, Ok(stored)), Instant::now()),
-                Err(e) => {
-                    (self.warn)(&format!("cannot read {}: {e}", self.backend.describe(user)));
-                    g.1 = Instant::now();
-                }
-            }
+        if self.backend.shared() {
+            self.refresh(user, &mut g);
         }
         f(&g.0)
+    }
+
+    /// Reads a shared backend's classifier again when another replica
+    /// changed it since (its version moved; without versions, when the
+    /// copy is [`SHARED_FRESH`] old). On a failed read the copy in hand
+    /// serves, with a warning.
+    fn refresh(&self, user: &str, g: &mut (Classifier, Instant, Option<u64>)) {
+        let key = user.to_lowercase();
+        let stale = match self.backend.stamp(&key) {
+            Ok(Some(now)) => g.2 != Some(now),
+            Ok(None) => g.1.elapsed() >= SHARED_FRESH,
+            Err(e) => {
+                (self.warn)(&format!("cannot read {}: {e}", self.backend.describe(user)));
+                false
+            }
+        };
+        if !stale {
+            return;
+        }
+        match self.backend.load_stamped(&key) {
+            Ok((stored, stamp)) => *g = (self.parse(&key, Ok(stored)), Instant::now(), stamp),
+            Err(e) => {
+                (self.warn)(&format!("cannot read {}: {e}", self.backend.describe(user)));
+                g.1 = Instant::now();
+            }
+        }
     }
 
     /// Learns a message for `user` and stores the classifier durably when
@@ -255,19 +292,22 @@ impl SpamStore {
         }
         let mut learned = Learned::Unchanged;
         let mut result: Option<Classifier> = None;
-        let r = self.backend.update(&account, &mut |stored| {
+        let stamp = self.backend.update(&account, &mut |stored| {
             let mut cl = self.parse(&account, Ok(stored));
             learned = cl.learn(key, tokens, class);
             let bytes = (learned != Learned::Unchanged).then(|| cl.to_bytes());
             result = Some(cl);
             bytes
         });
-        if let Err(e) = r {
-            (self.warn)(&format!("cannot save {}: {e}", self.backend.describe(user)));
-            return Err(e);
-        }
+        let stamp = match stamp {
+            Ok(s) => s,
+            Err(e) => {
+                (self.warn)(&format!("cannot save {}: {e}", self.backend.describe(user)));
+                return Err(e);
+            }
+        };
         if let Some(cl) = result {
-            *g = (cl, Instant::now());
+            *g = (cl, Instant::now(), stamp);
         }
         Ok(learned)
     }

@@ -81,6 +81,7 @@ fn the_postgres_overlay_builds_validates_and_runs_replicas_on_the_database() {
         "poddisruptionbudget/mailserver ",
         "configmap/postern-config-",
         "secret/postern-store ",
+        "cronjob/postern-store-gc ",
     ] {
         assert!(
             all.contains(&format!("passed for resource {resource}")),
@@ -148,6 +149,30 @@ fn the_postgres_overlay_builds_validates_and_runs_replicas_on_the_database() {
             "{rel:?} not an item of the Secret"
         );
     }
+    // The daily collector runs `store gc` on the same configuration and
+    // secrets as the replicas.
+    let gc = &find(&docs, "CronJob", "postern-store-gc")["spec"]["jobTemplate"]["spec"]["template"]
+        ["spec"];
+    let args = gc["containers"][0]["args"].as_array().unwrap();
+    assert_eq!(args.first().unwrap(), "store");
+    assert_eq!(args.last().unwrap(), "gc");
+    let gc_volumes = gc["volumes"].as_array().unwrap();
+    let gc_config = gc_volumes.iter().find(|v| v["name"] == "config").unwrap();
+    assert_eq!(
+        gc_config["configMap"]["name"], cm["metadata"]["name"],
+        "the generated ConfigMap"
+    );
+    assert_eq!(
+        gc_volumes.iter().find(|v| v["name"] == "store").unwrap(),
+        store
+    );
+    let gc_mount = gc["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "store")
+        .unwrap();
+    assert_eq!(gc_mount["mountPath"], mount["mountPath"]);
     // The rest is the base configuration.
     let base = Config::load(&overlay().join("../../kubernetes/postern.toml")).unwrap();
     assert_eq!(cfg.hostname, base.hostname);

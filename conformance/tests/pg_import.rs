@@ -5,7 +5,9 @@
 //! command line, twice: the second run copies nothing and the UIDs,
 //! UIDVALIDITY, flags and keywords are Dovecot's. And back:
 //! `postern store export-maildir` after flag changes over IMAP on a
-//! daemon of the database backend, read by the Maildir store.
+//! daemon of the database backend, read by the Maildir store. And
+//! `postern store gc`: bodies no message refers to leave the bucket once
+//! their grace period is over, never one a delivery still wants.
 
 mod common;
 
@@ -429,4 +431,127 @@ fn an_export_after_imap_flag_changes_opens_in_the_maildir_store_with_the_same_ui
     // A second export into the same folder is refused.
     let (ok, again) = postern_status(&["store", "--config", &cfgs, "export-maildir", &outs]);
     assert!(!ok && again.contains("is not empty"), "{again}");
+}
+
+fn gc(cfg: &Path, grace: Option<&str>) -> String {
+    let cfg = cfg.to_string_lossy();
+    let mut args = vec!["store", "--config", &cfg, "gc"];
+    if let Some(g) = grace {
+        args.extend(["--grace-secs", g]);
+    }
+    postern(&args)
+}
+
+#[test]
+fn store_gc_removes_unreferenced_bodies_after_their_grace_period() {
+    use postern_adapters::pg::content_hash;
+    use postern_adapters::store::{Delivery, SystemClock};
+    use postern_core::imap::event::StoreMode;
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &c, &s3);
+    let pg = Arc::new(Pg::connect(&c.url(), 2).unwrap());
+    let blobs = s3.blobs(pg.clone(), "postern-import");
+    blobs.create_bucket().unwrap();
+    let store = PgMailbox::new(PgMail::new(pg, blobs.clone(), Arc::new(SystemClock)));
+    let body = |name: &str| Arc::new(format!("Subject: {name}\r\n\r\n{name}\r\n").into_bytes());
+    let deliver = |b: &Arc<Vec<u8>>| {
+        let d = Delivery {
+            user: "alice@example.com".into(),
+            prefix: vec![],
+            message: b.clone(),
+            folder: None,
+        };
+        assert!(store.deliver(&[d])[0].is_ok());
+    };
+    let expunge_all = || {
+        let uids = view(&store, "INBOX")
+            .messages
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        let flagged = store.answer(
+            "alice@example.com",
+            MailboxRequest::Store {
+                mailbox: "INBOX".into(),
+                uids,
+                mode: StoreMode::Add,
+                flags: vec!["\\Deleted".into()],
+                unchanged_since: None,
+            },
+        );
+        assert!(
+            matches!(flagged, MailboxAnswer::Flags { .. }),
+            "{flagged:?}"
+        );
+        let gone = store.answer(
+            "alice@example.com",
+            MailboxRequest::Expunge {
+                mailbox: "INBOX".into(),
+                uids: None,
+            },
+        );
+        assert!(matches!(gone, MailboxAnswer::Expunged(_)), "{gone:?}");
+    };
+    // Expunged: "gone" and "again"; kept: "kept"; "orphan" was written by
+    // a delivery that failed before its commit (no row).
+    let (gone, again, kept, orphan) = (body("gone"), body("again"), body("kept"), body("orphan"));
+    deliver(&gone);
+    deliver(&again);
+    expunge_all();
+    deliver(&kept);
+    blobs.ensure(&orphan).unwrap();
+    let hash = |b: &Arc<Vec<u8>>| content_hash(b);
+    let stored = |b: &Arc<Vec<u8>>| blobs.fetch(&hash(b)).is_ok();
+    assert!([&gone, &again, &kept, &orphan].iter().all(|b| stored(b)));
+
+    // Within the grace period (a day by default) nothing goes; the
+    // orphan is indexed.
+    let first = gc(&cfg, None);
+    assert!(
+        first.contains("gc: 4 bodies listed, 1 indexed, 0 removed, 0 kept"),
+        "{first}"
+    );
+    assert!([&gone, &again, &kept, &orphan].iter().all(|b| stored(b)));
+
+    // Two days later (the rows aged by hand), a delivery of "again" has
+    // looked its body up (found: not written again) and not yet
+    // committed when the collector runs.
+    let mut admin = postgres::Client::connect(&c.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute("UPDATE blobs SET touched = touched - 2 * 86400")
+        .unwrap();
+    let puts = blobs.puts();
+    assert_eq!(blobs.ensure(&again).unwrap(), hash(&again));
+    assert_eq!(blobs.puts(), puts, "found stored, not written again");
+    let second = gc(&cfg, None);
+    assert!(
+        second.contains("gc: 4 bodies listed, 0 indexed, 2 removed, 0 kept"),
+        "{second}"
+    );
+    assert!(!stored(&gone), "unreferenced, past its grace: removed");
+    assert!(!stored(&orphan), "never committed, past its grace: removed");
+    assert!(stored(&kept), "referenced: kept");
+    assert!(stored(&again), "wanted by a delivery: kept");
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM blobs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2);
+    // The delivery commits and its message reads whole.
+    deliver(&again);
+    let (validity, uids) = store.mail().uids("alice@example.com", "INBOX").unwrap();
+    assert!(validity > 0);
+    let last = *uids.last().unwrap();
+    let read = store
+        .mail()
+        .fetch("alice@example.com", "INBOX", last)
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, *again);
+    // With no grace at all, still nothing referenced goes.
+    let third = gc(&cfg, Some("0"));
+    assert!(third.contains("0 removed"), "{third}");
+    assert!(stored(&kept) && stored(&again));
 }

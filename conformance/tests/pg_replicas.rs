@@ -1,8 +1,12 @@
 //! Two `postern` daemon processes on one PostgreSQL cluster and one S3
 //! bucket (moto), as two replicas of a deployment: mail accepted by SMTP
 //! on replica A wakes an IMAP IDLE on replica B, which fetches the body;
-//! a STORE on B wakes an IDLE on A and is seen by a new SELECT on A. The
-//! waits are bounded reads (socket timeouts), never sleeps.
+//! a STORE on B wakes an IDLE on A and is seen by a new SELECT on A;
+//! killing A mid-delivery loses no acknowledged message; spam moved into
+//! Junk on A files the next similar spam through B into Junk; and with
+//! the database stopped under a daemon, its failures are logged and
+//! answered NO / 4xx. The waits are bounded reads (socket timeouts) and
+//! bounded polls, never sleeps as synchronisation.
 
 mod common;
 
@@ -55,6 +59,19 @@ fn until(c: &mut Client, prefix: &str, what: &str) -> Vec<String> {
     }
 }
 
+/// A PostgreSQL cluster, an S3 server, the folder of the bucket's
+/// secret and `N` daemons on both (None: a peer is missing, skip).
+fn replicas<const N: usize>() -> Option<(PgCluster, S3Server, tempfile::TempDir, [Daemon; N])> {
+    let c = PgCluster::start()?;
+    let s3 = S3Server::start()?;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let extra = store_toml(&c, &s3, &secret);
+    let daemons = std::array::from_fn(|_| Daemon::start_with(LISTENERS, "", &extra));
+    Some((c, s3, secrets, daemons))
+}
+
 fn login(addr: std::net::SocketAddr) -> Client {
     let mut c = Client::connect(addr).unwrap();
     let greeting = c.line().unwrap();
@@ -65,14 +82,9 @@ fn login(addr: std::net::SocketAddr) -> Client {
 
 #[test]
 fn two_replicas_share_mail_idle_and_flags() {
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
-    let a = Daemon::start_with(LISTENERS, "", &extra);
-    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let Some((_c, _s3, _secrets, [a, b])) = replicas() else {
+        return;
+    };
     for d in [&a, &b] {
         assert!(
             d.log_text().contains("store: PostgreSQL"),
@@ -195,14 +207,9 @@ fn sender(
 
 #[test]
 fn killing_a_replica_mid_delivery_loses_no_acknowledged_message() {
-    let Some(c) = PgCluster::start() else { return };
-    let Some(s3) = S3Server::start() else { return };
-    let secrets = tempfile::tempdir().unwrap();
-    let secret = secrets.path().join("s3-secret");
-    std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
-    let mut a = Daemon::start_with(LISTENERS, "", &extra);
-    let b = Daemon::start_with(LISTENERS, "", &extra);
+    let Some((_c, _s3, _secrets, [mut a, b])) = replicas() else {
+        return;
+    };
     let (a_smtp, b_imap) = (a.addrs[0], b.addrs[1]);
 
     // Four clients send to A; A is killed once 40 messages got their 250
@@ -289,5 +296,172 @@ fn killing_a_replica_mid_delivery_loses_no_acknowledged_message() {
         "B holds {exists} messages: {} acknowledged, {} delivered without an acknowledgement",
         acked.len(),
         exists - acked.len()
+    );
+}
+
+/// The lines up to and with the reply tagged `tag` (whatever it says).
+fn tagged(c: &mut Client, tag: &str, cmd: &str) -> Vec<String> {
+    c.send(format!("{tag} {cmd}\r\n").as_bytes()).unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let l = c
+            .line()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} after {lines:#?}"));
+        let done = l.starts_with(&format!("{tag} "));
+        lines.push(l);
+        if done {
+            return lines;
+        }
+        assert!(lines.len() < 1000, "{cmd}: {lines:#?}");
+    }
+}
+
+/// One message to alice through `addr`: the first reply that is not 2xx
+/// or 3xx, or the final reply.
+fn deliver_once(addr: std::net::SocketAddr, subject: &str, body: &str) -> String {
+    let mut smtp = Client::connect(addr).unwrap();
+    assert!(smtp.reply().unwrap().starts_with("220"));
+    let data = format!(
+        "From: <sender@example.net>\r\nTo: <alice@example.com>\r\nSubject: {subject}\r\n\r\n{body}\r\n."
+    );
+    for cmd in [
+        "EHLO client.example.net",
+        "MAIL FROM:<sender@example.net>",
+        "RCPT TO:<alice@example.com>",
+        "DATA",
+        data.as_str(),
+    ] {
+        let r = smtp.cmd(cmd).unwrap();
+        if !(r.starts_with('2') || r.starts_with('3')) || cmd == data {
+            let _ = smtp.cmd("QUIT");
+            return r;
+        }
+    }
+    unreachable!("the loop returns at the message's end")
+}
+
+/// Polls `d`'s log (bounded: 30 s) until it contains `what`.
+fn log_shows(d: &Daemon, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !d.log_text().contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log lacks {what:?}:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_store_failure_is_logged_and_refused() {
+    let Some((c, _s3, _secrets, [a])) = replicas() else {
+        return;
+    };
+    let accepted = deliver_once(a.addrs[0], "before", "the database is up");
+    assert!(accepted.starts_with("250"), "{accepted}");
+    let mut session = login(a.addrs[1]);
+    imap(&mut session, "s", "SELECT INBOX");
+
+    // The database goes away under the running daemon.
+    c.stop();
+    let status = tagged(&mut session, "t", "STATUS INBOX (MESSAGES)");
+    let last = status.last().cloned().unwrap_or_default();
+    assert!(last.starts_with("t NO"), "{status:#?}");
+    log_shows(
+        &a,
+        "mailbox store: STATUS \"INBOX\" of alice@example.com failed: postgres",
+    );
+    let refused = deliver_once(a.addrs[0], "after", "the database is down");
+    assert!(refused.starts_with('4'), "{refused}");
+    log_shows(&a, "local delivery to alice@example.com failed");
+    let log = a.log_text();
+    assert!(!log.contains("the database is down"), "no contents: {log}");
+    assert!(!log.contains("alice-pw"), "no passwords: {log}");
+}
+
+/// Python helpers: mail to alice through an SMTP port, an IMAP session
+/// (plain LOGIN on loopback), a search by subject.
+fn python_prelude() -> &'static str {
+    r#"
+import imaplib, smtplib, re
+def send(port, subject, body):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=20)
+    msg = ("From: sender@example.net\r\nTo: alice@example.com\r\nSubject: " + subject + "\r\n"
+           + "Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
+           + "\r\n" + body + "\r\n")
+    try:
+        s.sendmail("sender@example.net", ["alice@example.com"], msg.encode())
+    finally:
+        s.quit()
+def imap(port):
+    b = imaplib.IMAP4("127.0.0.1", port)
+    typ, _ = b.login("alice@example.com", "alice-pw"); assert typ == "OK"
+    return b
+def find(b, folder, subject):
+    typ, _ = b.select(folder); assert typ == "OK", folder
+    typ, data = b.uid("SEARCH", None, "SUBJECT", '"' + subject + '"'); assert typ == "OK"
+    return data[0].decode().split()
+spam = "Cheap replica watches and designer handbags, huge discount offer, click now, limited stock, order today and win a bonus gift"
+ham = "Here are the notes of the project meeting: agenda for the quarterly review, budget figures, and the action items for next week"
+"#
+}
+
+#[test]
+fn junk_learned_on_one_replica_files_the_next_spam_on_the_other() {
+    if !common::peer("python3") {
+        return;
+    }
+    let Some((_c, _s3, _secrets, [a, b])) = replicas() else {
+        return;
+    };
+    let script = format!(
+        r#"{prelude}
+(a_smtp, a_imap, b_smtp, b_imap) = ({}, {}, {}, {})
+# B scores a first message with alice's (untrained) classifier: it keeps a copy.
+send(b_smtp, "probe one offer", spam + " probe")
+ia = imap(a_imap)
+assert find(ia, "INBOX", "probe one") != [], "untrained: INBOX"
+for i in range(10):
+    send(a_smtp, "offer number %d" % i, spam + " variant %d" % i)
+    send(b_smtp, "meeting notes %d" % i, ham + " variant %d" % i)
+# On A: the spam moved into Junk, the ham marked $NotJunk (kept).
+uids = find(ia, "INBOX", "offer number")
+assert len(uids) == 10, uids
+typ, _ = ia.uid("MOVE", ",".join(uids), "Junk"); assert typ == "OK"
+uids = find(ia, "INBOX", "meeting notes")
+assert len(uids) == 10, uids
+typ, _ = ia.uid("STORE", ",".join(uids), "+FLAGS", "($NotJunk)"); assert typ == "OK"
+# At once, through B: the next similar spam lands in Junk, ham in INBOX.
+send(b_smtp, "probe two offer", spam + " probe two")
+send(b_smtp, "meeting notes late", ham + " late")
+ib = imap(b_imap)
+assert find(ib, "INBOX", "probe two") == [], "trained on A: not in B's INBOX"
+assert len(find(ib, "Junk", "probe two")) == 1, "in Junk on B"
+assert len(find(ia, "Junk", "probe two")) == 1, "in Junk on A"
+assert find(ib, "INBOX", "meeting notes late") != [], "ham in INBOX"
+print("learned across replicas")
+"#,
+        a.addrs[0].port(),
+        a.addrs[1].port(),
+        b.addrs[0].port(),
+        b.addrs[1].port(),
+        prelude = python_prelude()
+    );
+    assert_eq!(
+        common::python(&script).trim(),
+        "learned across replicas",
+        "A:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    let log = a.log_text();
+    assert!(
+        log.contains("learned 10 message(s) as Spam; now 10 spam, 0 ham"),
+        "{log}"
+    );
+    assert!(
+        log.contains("learned 10 message(s) as Ham; now 10 spam, 10 ham"),
+        "{log}"
     );
 }

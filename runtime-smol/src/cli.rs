@@ -32,6 +32,10 @@ const USAGE: &str = "usage:
                                  write every account of [store] backend = \"postgres\"
                                  into a Maildir tree at DIR (absent or empty), keeping
                                  UIDVALIDITY, UIDs, flags and keywords
+  postern store --config FILE gc [--grace-secs N]
+                                 remove from the bucket the message bodies of [store]
+                                 backend = \"postgres\" that no message refers to and
+                                 nobody wanted for N seconds (default 86400)
   postern probe --config FILE    send a marked message, find it over IMAP, delete it,
                                  push the result to a Pushgateway (exit 1 on failure)
 environment: POSTERN_LOG=error|warn|info|debug (default info)
@@ -162,6 +166,17 @@ pub fn main(args: &[String]) -> ExitCode {
         | ["store", "-c", file, "export-maildir", dir] => {
             crate::pgstore::export_main(Path::new(file), Path::new(dir))
         }
+        ["store", "--config", file, "gc"] | ["store", "-c", file, "gc"] => {
+            crate::pgstore::gc_main(Path::new(file), crate::pgstore::GC_GRACE_SECS)
+        }
+        ["store", "--config", file, "gc", "--grace-secs", secs]
+        | ["store", "-c", file, "gc", "--grace-secs", secs] => match secs.parse::<u64>() {
+            Ok(s) => crate::pgstore::gc_main(Path::new(file), s),
+            Err(_) => {
+                eprintln!("postern: --grace-secs wants a number of seconds, not {secs:?}");
+                ExitCode::from(2)
+            }
+        },
         ["probe", "--config", file] | ["probe", "-c", file] => crate::probe::main(Path::new(file)),
         ["--version"] | ["-V"] => {
             println!("postern {}", env!("CARGO_PKG_VERSION"));

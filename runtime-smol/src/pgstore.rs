@@ -84,7 +84,8 @@ pub fn open(
     let mailbox = Arc::new(
         PgMailbox::new(PgMail::new(pg.clone(), blobs, Arc::new(SystemClock)))
             .with_quota(quota, quotas)
-            .with_mime(mime),
+            .with_mime(mime)
+            .with_warn(Arc::new(|m: &str| tracing::warn!("{m}"))),
     );
     tracing::info!(
         "store: PostgreSQL {} and bucket {}",
@@ -221,6 +222,35 @@ pub fn export_main(config: &std::path::Path, dir: &std::path::Path) -> std::proc
         }
         Err(e) => {
             eprintln!("postern: export {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How long an unreferenced body is kept after it was last wanted,
+/// unless `--grace-secs` says otherwise: a day.
+pub const GC_GRACE_SECS: u64 = 86_400;
+
+/// `postern store --config FILE gc [--grace-secs N]`: removes from the
+/// bucket (and the database) the bodies no message refers to that
+/// nobody wanted for `grace_secs` (`pg::gc`); prints what it did. Exit 1
+/// on failure.
+pub fn gc_main(config: &std::path::Path, grace_secs: u64) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let Some(stores) = open_for_cli(config) else {
+        return ExitCode::from(1);
+    };
+    let mut progress = |line: &str| println!("{line}");
+    match pg::gc::collect(stores.mailbox.mail().blobs(), grace_secs, &mut progress) {
+        Ok(r) => {
+            println!(
+                "gc: {} bodies listed, {} indexed, {} removed, {} kept",
+                r.listed, r.indexed, r.removed, r.kept
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postern: store gc: {e}");
             ExitCode::from(1)
         }
     }

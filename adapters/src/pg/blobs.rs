@@ -2,7 +2,8 @@
 //! distinct content: the key is `bodies/<SHA-256 hex>`, so a message for
 //! many recipients (or delivered twice) is stored once. A `blobs` row
 //! (written in the transaction of the messages that use it) says the
-//! object exists: the object is always written first.
+//! object exists: the object is always written first. Bodies no message
+//! refers to any more are removed by `postern store gc` (`gc.rs`).
 
 use super::{Pg, PgError};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -45,7 +46,7 @@ impl std::fmt::Debug for S3Config {
 
 /// The body store.
 pub struct Blobs {
-    pg: Arc<Pg>,
+    pub(crate) pg: Arc<Pg>,
     bucket: Bucket,
     creds: Credentials,
     agent: ureq::Agent,
@@ -62,6 +63,63 @@ impl std::fmt::Debug for Blobs {
 
 fn s3(what: &str, e: impl std::fmt::Display) -> PgError {
     PgError::S3(format!("{what}: {e}"))
+}
+
+/// A page of a listing: (hash, size) of its bodies, the next page's token.
+pub(crate) type Listing = (Vec<(String, i64)>, Option<String>);
+
+/// The largest listing page read (1,000 keys take about 300 KiB).
+const MAX_LISTING: u64 = 16 << 20;
+
+/// The text of each `<name>...</name>` in `xml`, in order.
+fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else {
+            break;
+        };
+        out.push(&after[..j]);
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+/// XML's five escapes undone (a continuation token may hold them).
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// A ListObjectsV2 reply: (hash, size) of every `bodies/<hash>` object,
+/// and the next page's token when the listing is truncated.
+fn parse_listing(xml: &str) -> Listing {
+    let mut bodies = Vec::new();
+    for item in elements(xml, "Contents") {
+        let key = elements(item, "Key").first().map(|k| unescape(k));
+        let size = elements(item, "Size")
+            .first()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if let Some(hash) = key.as_deref().and_then(|k| k.strip_prefix("bodies/")) {
+            if hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                bodies.push((hash.to_owned(), size));
+            }
+        }
+    }
+    let truncated = elements(xml, "IsTruncated")
+        .first()
+        .is_some_and(|t| t.trim() == "true");
+    let next = elements(xml, "NextContinuationToken")
+        .first()
+        .map(|t| unescape(t))
+        .filter(|t| truncated && !t.is_empty());
+    (bodies, next)
 }
 
 /// The content address of `data`: SHA-256, lower-case hex.
@@ -119,11 +177,20 @@ impl Blobs {
     }
 
     /// Makes sure the object for `data` exists; returns its hash. One
-    /// database round trip; one PUT when the content is new.
+    /// database round trip; one PUT when the content is new. A body found
+    /// indexed is marked wanted now (its row's `touched`), so that the
+    /// collector (`gc.rs`) leaves it alone for its grace period, however
+    /// long ago its last message went: the message about to be stored
+    /// needs the object that this call did not write again. A collector
+    /// removing the body right now holds its row: this waits, finds no
+    /// row, and writes the object again.
     pub fn ensure(&self, data: &[u8]) -> Result<String, PgError> {
         let hash = content_hash(data);
         let known = self.pg.with(|c| {
-            let s = c.stmt("SELECT 1 FROM blobs WHERE hash = $1")?;
+            let s = c.stmt(
+                "UPDATE blobs SET touched = GREATEST(touched, extract(epoch FROM now())::bigint) \
+                 WHERE hash = $1 RETURNING 1",
+            )?;
             Ok::<_, PgError>(c.client().query_opt(&s, &[&hash])?.is_some())
         })?;
         if !known {
@@ -180,20 +247,101 @@ impl Blobs {
         Ok(body)
     }
 
+    /// Removes the object of `hash` (one already gone is fine).
+    pub(crate) fn delete(&self, hash: &str) -> Result<(), PgError> {
+        let key = Self::key(hash);
+        let url = self
+            .bucket
+            .delete_object(Some(&self.creds), &key)
+            .sign(SIGN_FOR);
+        let r = self
+            .agent
+            .delete(url.as_str())
+            .call()
+            .map_err(|e| s3("delete", e))?;
+        match r.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            s => Err(s3("delete", format!("{key}: HTTP {s}"))),
+        }
+    }
+
+    /// One page of the bucket's bodies (at most 1,000): (hash, size) of
+    /// each object named like a body, and the token of the next page
+    /// (`None`: that was the last). rusty-s3 signs a GET of the bucket
+    /// with the ListObjectsV2 parameters (its own action needs an XML
+    /// crate more); the few elements read are found in the reply's text.
+    pub(crate) fn list(&self, token: Option<&str>) -> Result<Listing, PgError> {
+        let mut action = self.bucket.get_object(Some(&self.creds), "");
+        let q = action.query_mut();
+        q.insert("list-type", "2");
+        q.insert("prefix", "bodies/");
+        q.insert("max-keys", "1000");
+        if let Some(t) = token {
+            q.insert("continuation-token", t.to_owned());
+        }
+        let url = action.sign(SIGN_FOR);
+        let mut r = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| s3("list", e))?;
+        if !r.status().is_success() {
+            return Err(s3("list", format!("HTTP {}", r.status())));
+        }
+        let text = r
+            .body_mut()
+            .with_config()
+            .limit(MAX_LISTING)
+            .read_to_string()
+            .map_err(|e| s3("list", e))?;
+        Ok(parse_listing(&text))
+    }
+
     /// Objects this process has written (PUTs that succeeded).
     pub fn puts(&self) -> u64 {
         self.puts.load(Ordering::Relaxed)
     }
 
-    /// (size, references) of the body `hash`, if indexed.
+    /// (size, references) of the body `hash`, if indexed: the messages
+    /// that point at it, counted.
     pub fn refs(&self, hash: &str) -> Result<Option<(i64, i64)>, PgError> {
         self.pg.with(|c| {
-            let s = c.stmt("SELECT size, refs FROM blobs WHERE hash = $1")?;
+            let s = c.stmt(
+                "SELECT b.size, (SELECT count(*) FROM messages m WHERE m.blob = b.hash) \
+                 FROM blobs b WHERE b.hash = $1",
+            )?;
             Ok::<_, PgError>(
                 c.client()
                     .query_opt(&s, &[&hash])?
                     .map(|r| (r.get(0), r.get(1))),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_gives_the_bodies_and_the_next_page() {
+        let h = "a".repeat(64);
+        let xml = format!(
+            "<ListBucketResult><IsTruncated>true</IsTruncated>\
+             <Contents><Key>bodies/{h}</Key><Size>12</Size></Contents>\
+             <Contents><Key>bodies/not-a-hash</Key><Size>1</Size></Contents>\
+             <Contents><Key>other/{h}</Key><Size>1</Size></Contents>\
+             <NextContinuationToken>a&amp;b</NextContinuationToken></ListBucketResult>"
+        );
+        let (bodies, next) = parse_listing(&xml);
+        assert_eq!(bodies, vec![(h, 12)]);
+        assert_eq!(next.as_deref(), Some("a&b"));
+        let (none, last) = parse_listing(
+            "<ListBucketResult><IsTruncated>false</IsTruncated>\
+             <NextContinuationToken>x</NextContinuationToken></ListBucketResult>",
+        );
+        assert!(none.is_empty());
+        assert_eq!(last, None);
+        assert_eq!(parse_listing("<Contents><Key>bodies/").0, vec![]);
     }
 }

@@ -234,9 +234,14 @@ fn copy_chunk(
     rows: &[(&MessageMeta, String, i64)],
 ) -> Result<(), PgError> {
     let now = store.mail.clock().now();
-    store.mail.pg().with(|c| {
+    // The bodies' rows first, by hash, then the messages (the lock order
+    // of every transaction: bodies, then mailboxes).
+    let mut bodies: Vec<(&String, &i64)> = rows.iter().map(|(_, h, s)| (h, s)).collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    store.mail.pg().transact(|c| {
         let blob = c.stmt(
-            "INSERT INTO blobs (hash, size, refs, created) VALUES ($1, $2, 0, $3) \
+            "INSERT INTO blobs (hash, size, created) VALUES ($1, $2, $3) \
              ON CONFLICT (hash) DO NOTHING",
         )?;
         let add = c.stmt(
@@ -244,8 +249,10 @@ fn copy_chunk(
              VALUES ($1, $2, $3, ''::bytea, $4, $5, $6, $7) ON CONFLICT (mailbox, uid) DO NOTHING",
         )?;
         let mut tx = c.client().transaction()?;
+        for (hash, size) in &bodies {
+            tx.execute(&blob, &[*hash, *size, &now])?;
+        }
         for (m, hash, size) in rows {
-            tx.execute(&blob, &[hash, size, &now])?;
             tx.execute(
                 &add,
                 &[

@@ -15,6 +15,15 @@ pub const DEFAULT_FOLDERS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Tras
 /// forgotten account costs one more round trip).
 const MAX_KNOWN_ACCOUNTS: usize = 100_000;
 
+/// The size of body `hash` among (`hashes`, `sizes`), sorted by hash.
+fn sizes_of(hashes: &[String], sizes: &[i64], hash: &str) -> Result<i64, PgError> {
+    hashes
+        .binary_search_by(|h| h.as_str().cmp(hash))
+        .ok()
+        .and_then(|i| sizes.get(i).copied())
+        .ok_or_else(|| PgError::Invalid("body index".into()))
+}
+
 /// Mailboxes and messages in the database, bodies in [`Blobs`].
 #[derive(Debug)]
 pub struct PgMail {
@@ -46,7 +55,7 @@ impl PgMail {
     }
 
     /// The body store.
-    pub(crate) fn blobs(&self) -> &Arc<Blobs> {
+    pub fn blobs(&self) -> &Arc<Blobs> {
         &self.blobs
     }
 
@@ -70,7 +79,7 @@ impl PgMail {
             .iter()
             .map(|n| i64::from(self.clock.uid_validity(&MailboxId::new(user, n))))
             .collect();
-        self.pg.with(|c| {
+        self.pg.transact(|c| {
             let exists = c.stmt("SELECT 1 FROM accounts WHERE account = $1")?;
             if c.client().query_opt(&exists, &[&user])?.is_some() {
                 return Ok(());
@@ -111,12 +120,19 @@ impl PgMail {
     /// Delivers a batch to INBOXes (or the delivery's folder, made if
     /// missing): each distinct body (by `Arc`, then by content hash) is
     /// written to the object store first, then one transaction indexes
-    /// the bodies, allocates each recipient's UID on its mailbox row
-    /// (locked until commit, taken in account order so two replicas
-    /// cannot deadlock) and inserts the messages. `Ok` only after the
-    /// commit; if the transaction fails, every delivery of the batch
-    /// fails (and is answered 4xx). An account seen for the first time is
-    /// made first, with its default folders.
+    /// the bodies (by hash), locks every target mailbox row (by id: the
+    /// order COPY and MOVE take them in too, so neither waits for the
+    /// other in a circle), allocates each mailbox's UIDs and inserts the
+    /// messages in one statement. `Ok` only after the commit; if the
+    /// transaction fails, every delivery of the batch fails (and is
+    /// answered 4xx); one the database gave up to break a deadlock is run
+    /// again (`Pg::transact`). An account seen for the first time is made
+    /// first, with its default folders.
+    ///
+    /// Round trips: the body look-up (+ a PUT when new), then BEGIN, the
+    /// bodies, the locks, the messages, COMMIT (+2 when a folder is
+    /// made): 6 for one recipient with a new body, whatever the number of
+    /// recipients.
     pub fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
         if let Some(d) = batch.iter().find(|d| {
             d.folder
@@ -146,72 +162,101 @@ impl PgMail {
 
     fn deliver_all(&self, batch: &[Delivery]) -> Result<(), PgError> {
         // Distinct bodies: the recipients of one transaction share an Arc.
-        let mut by_ptr: HashMap<*const Vec<u8>, usize> = HashMap::new();
-        let mut bodies: Vec<(String, i64, i64)> = Vec::new();
-        let mut body_of = Vec::with_capacity(batch.len());
+        let mut by_ptr: HashMap<*const Vec<u8>, String> = HashMap::new();
+        let mut sizes: HashMap<String, i64> = HashMap::new();
+        let mut hash_of = Vec::with_capacity(batch.len());
         for d in batch {
             let ptr = Arc::as_ptr(&d.message);
-            let i = match by_ptr.get(&ptr) {
-                Some(i) => *i,
+            let hash = match by_ptr.get(&ptr) {
+                Some(h) => h.clone(),
                 None => {
-                    let hash = self.blobs.ensure(&d.message)?;
-                    let i = match bodies.iter().position(|b| b.0 == hash) {
-                        Some(i) => i,
-                        None => {
-                            bodies.push((hash, big(d.message.len() as u64)?, 0));
-                            bodies.len() - 1
-                        }
-                    };
-                    by_ptr.insert(ptr, i);
-                    i
+                    let h = self.blobs.ensure(&d.message)?;
+                    by_ptr.insert(ptr, h.clone());
+                    h
                 }
             };
-            if let Some(b) = bodies.get_mut(i) {
-                b.2 += 1;
-            }
-            body_of.push(i);
+            sizes.insert(hash.clone(), big(d.message.len() as u64)?);
+            hash_of.push(hash);
         }
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|i| {
-            let d = &batch[*i];
-            (d.user.to_lowercase(), d.folder.clone().unwrap_or_default())
-        });
+        let mut bodies: Vec<(String, i64)> = sizes.into_iter().collect();
+        bodies.sort_unstable();
+        let (hashes, body_sizes): (Vec<String>, Vec<i64>) = bodies.into_iter().unzip();
+        // The target mailboxes, (account, folder), distinct.
+        let target = |d: &Delivery| {
+            (
+                d.user.to_lowercase(),
+                d.folder.clone().unwrap_or_else(|| "INBOX".to_owned()),
+            )
+        };
+        let mut targets: Vec<(String, String)> = batch.iter().map(target).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let (accounts, names): (Vec<String>, Vec<String>) = targets.iter().cloned().unzip();
+        let validities: Vec<i64> = targets
+            .iter()
+            .map(|(u, f)| i64::from(self.clock.uid_validity(&MailboxId::new(u, f))))
+            .collect();
         let now = self.clock.now();
-        self.pg.with(|c| {
-            let up_blob = c.stmt(
-                "INSERT INTO blobs (hash, size, refs, created) VALUES ($1, $2, 0, $3) \
+        self.pg.transact(|c| {
+            let up_blobs = c.stmt(
+                "INSERT INTO blobs (hash, size, created) \
+                 SELECT h, s, $3 FROM unnest($1::text[], $2::bigint[]) AS x(h, s) \
                  ON CONFLICT (hash) DO NOTHING",
             )?;
-            let alloc = c.stmt(
-                "INSERT INTO mailboxes (account, name, uidvalidity, uidnext, highestmodseq) \
-                 VALUES ($1, $3, $2, 2, 2) ON CONFLICT (account, name) DO UPDATE \
-                 SET uidnext = mailboxes.uidnext + 1, highestmodseq = mailboxes.highestmodseq + 1 \
-                 RETURNING id, uidnext - 1, highestmodseq",
+            let lock = c.stmt(
+                "SELECT b.id, b.account, b.name FROM mailboxes b \
+                 JOIN unnest($1::text[], $2::text[]) AS x(a, n) ON b.account = x.a AND b.name = x.n \
+                 ORDER BY b.id FOR UPDATE OF b",
             )?;
-            let insert = c.stmt(
-                "INSERT INTO messages (mailbox, uid, blob, prefix, size, internaldate, modseq) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            let make = c.stmt(
+                "INSERT INTO mailboxes (account, name, uidvalidity) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+                 ON CONFLICT (account, name) DO NOTHING",
+            )?;
+            let add = c.stmt(
+                "WITH p AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
+                 $4::bytea[], $5::bigint[]) AS p(mb, k, blob, prefix, size)), \
+                 n AS (SELECT mb, count(*) AS n FROM p GROUP BY mb), \
+                 u AS (UPDATE mailboxes m SET uidnext = m.uidnext + n.n, \
+                 highestmodseq = m.highestmodseq + n.n FROM n WHERE m.id = n.mb \
+                 RETURNING m.id, m.uidnext - n.n AS uid0, m.highestmodseq - n.n AS ms0) \
+                 INSERT INTO messages (mailbox, uid, blob, prefix, size, internaldate, modseq) \
+                 SELECT p.mb, u.uid0 + p.k, p.blob, p.prefix, p.size, $6, u.ms0 + 1 + p.k \
+                 FROM p JOIN u ON u.id = p.mb",
             )?;
             let mut tx = c.client().transaction()?;
-            for (hash, size, _) in &bodies {
-                tx.execute(&up_blob, &[hash, size, &now])?;
+            tx.execute(&up_blobs, &[&hashes, &body_sizes, &now])?;
+            let mut rows = tx.query(&lock, &[&accounts, &names])?;
+            if rows.len() < targets.len() {
+                // A folder to make (a new row: its id is above those locked).
+                tx.execute(&make, &[&accounts, &names, &validities])?;
+                rows = tx.query(&lock, &[&accounts, &names])?;
             }
-            for i in order {
-                let d = &batch[i];
-                let user = d.user.to_lowercase();
-                let folder = d.folder.as_deref().unwrap_or("INBOX");
-                let validity = i64::from(self.clock.uid_validity(&MailboxId::new(&user, folder)));
-                let row = tx.query_one(&alloc, &[&user, &validity, &folder])?;
-                let (mailbox, uid, modseq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-                let Some((hash, size, _)) = bodies.get(body_of[i]) else {
-                    return Err(PgError::Invalid("body index".into()));
+            let mut ids: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                ids.insert((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?);
+            }
+            let mut next: HashMap<i64, i64> = HashMap::new();
+            let n = batch.len();
+            let (mut mb, mut k, mut prefix, mut size) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (d, hash) in batch.iter().zip(&hash_of) {
+                let Some(id) = ids.get(&target(d)) else {
+                    return Err(PgError::Invalid("a delivery's mailbox is missing".into()));
                 };
-                let total = size.saturating_add(big(d.prefix.len() as u64)?);
-                tx.execute(
-                    &insert,
-                    &[&mailbox, &uid, hash, &d.prefix, &total, &now, &modseq],
-                )?;
+                let slot = next.entry(*id).or_insert(0);
+                mb.push(*id);
+                k.push(*slot);
+                *slot += 1;
+                prefix.push(d.prefix.clone());
+                let body = sizes_of(&hashes, &body_sizes, hash)?;
+                size.push(body.saturating_add(big(d.prefix.len() as u64)?));
             }
+            tx.execute(&add, &[&mb, &k, &hash_of, &prefix, &size, &now])?;
             tx.commit()?;
             Ok(())
         })

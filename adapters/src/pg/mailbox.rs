@@ -21,11 +21,12 @@
 //!   flags + mod-sequence in one statement, COMMIT); 4 when nothing changes.
 //! - EXPUNGE: 4 (BEGIN, lock, read the `\Deleted`, COMMIT); 5 when
 //!   messages go (+1 when the tombstones pass their bound and are trimmed).
-//! - APPEND: 6 (the body lookup, + a PUT when new; BEGIN, lock, index the
-//!   body, insert + UIDNEXT in one statement, COMMIT); +1 under a quota.
+//! - APPEND: 6 (the body lookup, + a PUT when new; BEGIN, index the body,
+//!   lock, insert + UIDNEXT in one statement, COMMIT); +1 under a quota.
 //! - COPY: 5 (BEGIN, lock both, read, insert + UIDNEXT, COMMIT); MOVE: 6
 //!   (+ expunge with tombstones); +1 for COPY under a quota.
-//! - delivery: 6 for one recipient with a new body (`PgMail::deliver`).
+//! - delivery: 6 for a batch with a new body, whatever its number of
+//!   recipients (`PgMail::deliver`).
 //!
 //! `conformance/tests/pg_mailbox.rs` measures these (pg_stat_statements).
 //!
@@ -34,6 +35,7 @@
 
 use super::cache::Bounded;
 use super::{big, unsigned, PgError, PgMail};
+use crate::spamstore::Warn;
 use crate::store::{ChangeListener, Delivery, MailboxId, MailboxStore, StoreError, Version};
 use postern_core::imap::event::{
     Code, ListEntry, MailboxAnswer, MailboxRequest, MailboxView, MessageMeta, StatusCounts, Summary,
@@ -118,6 +120,7 @@ pub struct PgMailbox {
     views: Bounded<(String, String), ViewStamp>,
     listener: OnceLock<ChangeListener>,
     last_error: Mutex<Option<String>>,
+    warn: Option<Warn>,
 }
 
 impl std::fmt::Debug for PgMailbox {
@@ -141,7 +144,16 @@ impl PgMailbox {
             views: Bounded::new(VIEW_ENTRIES, VIEW_BYTES),
             listener: OnceLock::new(),
             last_error: Mutex::new(None),
+            warn: None,
         }
+    }
+
+    /// Sets the hook told of every failed request, once each: the
+    /// operation, the account and the mailbox, and why (never message
+    /// contents or passwords). The daemon logs them.
+    pub fn with_warn(mut self, warn: Warn) -> Self {
+        self.warn = Some(warn);
+        self
     }
 
     /// Sets the storage limit: `default` for every account, `per_user`
@@ -628,9 +640,51 @@ impl PgMailbox {
         Ok(MailboxAnswer::Summaries(out))
     }
 
-    fn fail(&self, e: &PgError) -> MailboxAnswer {
+    /// Records and reports a failure (`what`: the operation and
+    /// mailbox, from [`describe`]).
+    fn fail(&self, user: &str, what: &str, e: &PgError) -> MailboxAnswer {
+        self.report(&format!("mailbox store: {what} of {user} failed: {e}"));
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
         rules::refuse(Code::ServerBug, "Mailbox store unavailable")
+    }
+
+    /// Tells the warning hook, if there is one.
+    fn report(&self, line: &str) {
+        if let Some(w) = &self.warn {
+            w(line);
+        }
+    }
+}
+
+/// A request's operation and mailbox, for a failure's report (names
+/// only: no flags, no message data).
+fn describe(req: &MailboxRequest) -> String {
+    use MailboxRequest as R;
+    match req {
+        R::List { .. } => "LIST".into(),
+        R::Select { mailbox, .. } => format!("SELECT {mailbox:?}"),
+        R::Poll { mailbox, .. } => format!("poll {mailbox:?}"),
+        R::Vanished { mailbox, .. } => format!("VANISHED {mailbox:?}"),
+        R::Status { mailbox } => format!("STATUS {mailbox:?}"),
+        R::Quota => "QUOTA".into(),
+        R::Subscribe { mailbox, .. } => format!("SUBSCRIBE {mailbox:?}"),
+        R::Bodies { mailbox, .. } => format!("FETCH (bodies) {mailbox:?}"),
+        R::Summaries { mailbox, .. } => format!("FETCH (summaries) {mailbox:?}"),
+        R::Create { mailbox } => format!("CREATE {mailbox:?}"),
+        R::Delete { mailbox } => format!("DELETE {mailbox:?}"),
+        R::Rename { from, to } => format!("RENAME {from:?} to {to:?}"),
+        R::Store { mailbox, .. } => format!("STORE {mailbox:?}"),
+        R::Expunge { mailbox, .. } => format!("EXPUNGE {mailbox:?}"),
+        R::Append { mailbox, .. } => format!("APPEND {mailbox:?}"),
+        R::Copy {
+            mailbox,
+            to,
+            moving,
+            ..
+        } => format!(
+            "{} {mailbox:?} to {to:?}",
+            if *moving { "MOVE" } else { "COPY" }
+        ),
     }
 }
 
@@ -645,6 +699,7 @@ impl MailboxStore for PgMailbox {
         }
         let user = user.to_lowercase();
         let poll = matches!(request, MailboxRequest::Poll { .. });
+        let what = describe(&request);
         let r = self
             .mail
             .ensure_account(&user)
@@ -659,7 +714,7 @@ impl MailboxStore for PgMailbox {
                     other => other,
                 }
             }
-            Err(e) => self.fail(&e),
+            Err(e) => self.fail(&user, &what, &e),
         }
     }
 
@@ -669,8 +724,13 @@ impl MailboxStore for PgMailbox {
             return false;
         };
         // A store that cannot tell answers false.
-        self.used(&user)
-            .is_ok_and(|used| rules::quota_full(used, Some(limit)))
+        match self.used(&user) {
+            Ok(used) => rules::quota_full(used, Some(limit)),
+            Err(e) => {
+                self.report(&format!("mailbox store: quota of {user} failed: {e}"));
+                false
+            }
+        }
     }
 
     fn version(&self, mailbox: &MailboxId) -> Option<Version> {

@@ -4,6 +4,13 @@
 //! order), so UIDs and mod-sequences are handed out under the lock and
 //! two replicas never give out the same one. The decisions are core's
 //! (`imap::rules`), as in the other stores.
+//!
+//! Lock order, the same in every transaction (deliveries included, see
+//! `mail.rs`): first the body rows it inserts (by hash), then the
+//! mailbox rows (by id); no transaction waits for a body row while it
+//! holds a mailbox row. A transaction the database still gives up (a
+//! deadlock with something else, a serialization conflict) is run again,
+//! at most `ATTEMPTS` times in all (`Pg::transact`).
 
 use super::mailbox::{box_row, small, uids64, BoxRow, PgMailbox, MAX_MAILBOXES, USED};
 use super::{big, unsigned, PgError};
@@ -116,7 +123,7 @@ impl PgMailbox {
         flags: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<Outcome, PgError> {
-        self.mail.pg().with(|c| {
+        self.mail.pg().transact(|c| {
             let lock = c.stmt(LOCK)?;
             let read = c.stmt(
                 "SELECT uid, flags, modseq FROM messages WHERE mailbox = $1 AND uid = ANY ($2) \
@@ -192,7 +199,7 @@ impl PgMailbox {
         mailbox: &str,
         only: Option<&[u32]>,
     ) -> Result<Outcome, PgError> {
-        self.mail.pg().with(|c| {
+        self.mail.pg().transact(|c| {
             let lock = c.stmt(LOCK)?;
             let read = c.stmt(
                 "SELECT uid, flags FROM messages WHERE mailbox = $1 AND $2 = ANY (flags) \
@@ -242,11 +249,11 @@ impl PgMailbox {
         let hash = self.mail.blobs().ensure(&data)?;
         let now = self.mail.clock().now();
         let date = date.unwrap_or(now);
-        self.mail.pg().with(|c| {
+        self.mail.pg().transact(|c| {
             let lock = c.stmt(LOCK)?;
             let used = c.stmt(USED)?;
             let blob = c.stmt(
-                "INSERT INTO blobs (hash, size, refs, created) VALUES ($1, $2, 0, $3) \
+                "INSERT INTO blobs (hash, size, created) VALUES ($1, $2, $3) \
                  ON CONFLICT (hash) DO NOTHING",
             )?;
             let add = c.stmt(
@@ -256,6 +263,9 @@ impl PgMailbox {
                  UPDATE mailboxes SET uidnext = $8, highestmodseq = $7, keywords = $9 WHERE id = $1",
             )?;
             let mut tx = c.client().transaction()?;
+            // The body's row before the mailbox's (the order every
+            // transaction takes its locks in: bodies, then mailboxes).
+            tx.execute(&blob, &[&hash, &size, &now])?;
             let Some(row) = tx.query_opt(&lock, &[&user, &mailbox])? else {
                 return Ok((rules::missing(true), Vec::new()));
             };
@@ -266,7 +276,6 @@ impl PgMailbox {
                     return Ok((rules::over_quota(), Vec::new()));
                 }
             }
-            tx.execute(&blob, &[&hash, &size, &now])?;
             let mut keywords = b.keywords.clone();
             let flags = rules::canonical_flags(flags, &mut keywords);
             let mut uid_next = b.uid_next;
@@ -311,7 +320,7 @@ impl PgMailbox {
         moving: bool,
     ) -> Result<Outcome, PgError> {
         let limit = self.limit(user);
-        self.mail.pg().with(|c| {
+        self.mail.pg().transact(|c| {
             let lock = c.stmt(concat!(
                 "SELECT ",
                 box_cols!(),

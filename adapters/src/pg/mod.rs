@@ -23,6 +23,7 @@ mod blobs;
 mod cache;
 mod counters;
 pub mod export;
+pub mod gc;
 pub mod import;
 mod mail;
 mod mailbox;
@@ -49,6 +50,9 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_mailbox_store.sql")),
     (3, include_str!("migrations/0003_queue_folders.sql")),
     (4, include_str!("migrations/0004_spam.sql")),
+    (5, include_str!("migrations/0005_spam_version.sql")),
+    (6, include_str!("migrations/0006_blob_refs_counted.sql")),
+    (7, include_str!("migrations/0007_blob_touched.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
@@ -59,7 +63,7 @@ const MIGRATION_LOCK: i64 = 0x0070_6f73_7465_726e;
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// The database refused or the connection broke.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", db_text(.0))]
     Db(#[from] postgres::Error),
     /// The connection settings are unusable.
     #[error("postgres settings: {0}")]
@@ -79,6 +83,33 @@ pub enum PgError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// A database error with the server's code and message (the client's
+/// own text is only "db error").
+fn db_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl PgError {
+    /// Whether the database gave up the transaction to break a deadlock
+    /// or a serialization conflict: run again, it may well succeed.
+    pub fn retryable(&self) -> bool {
+        use postgres::error::SqlState;
+        match self {
+            PgError::Db(e) => e.code().is_some_and(|c| {
+                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// How often a transaction the database gave up ([`PgError::retryable`])
+/// is run in all.
+pub(crate) const ATTEMPTS: usize = 3;
 
 impl From<PgError> for std::io::Error {
     fn from(e: PgError) -> Self {
@@ -194,6 +225,22 @@ impl Pg {
         drop(pool);
         self.freed.notify_one();
         r
+    }
+
+    /// [`Pg::with`] for a transaction: run again (at most [`ATTEMPTS`]
+    /// times in all) when the database gave it up to break a deadlock or
+    /// a serialization conflict; nothing of a failed attempt was kept.
+    pub(crate) fn transact<T>(
+        &self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, PgError>,
+    ) -> Result<T, PgError> {
+        let mut attempt = 1;
+        loop {
+            match self.with(&mut f) {
+                Err(e) if e.retryable() && attempt < ATTEMPTS => attempt += 1,
+                r => return r,
+            }
+        }
     }
 
     fn take(&self) -> Result<Conn, PgError> {

@@ -190,6 +190,27 @@ impl PgCluster {
         );
     }
 
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a
+    /// crashed database; the test fails if it does not stop.
+    pub fn stop(&self) {
+        let out = self.stop_command().output().expect("pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl stop -m immediate`, waiting until the server is gone.
+    fn stop_command(&self) -> Command {
+        let mut c = self.command("pg_ctl");
+        c.arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .current_dir(self.dir.path());
+        c
+    }
+
     /// The connection string of the superuser `postern` to database
     /// `postgres`.
     pub fn url(&self) -> String {
@@ -228,17 +249,8 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let data = self.data();
         let _ = self
-            .command("pg_ctl")
-            .args([
-                "-D",
-                &data.to_string_lossy(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
+            .stop_command()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
