@@ -61,6 +61,9 @@ impl std::fmt::Debug for Blobs {
     }
 }
 
+/// Tries of a PUT the object store answers 500 or 503.
+const PUT_TRIES: u64 = 3;
+
 fn s3(what: &str, e: impl std::fmt::Display) -> PgError {
     PgError::S3(format!("{what}: {e}"))
 }
@@ -201,17 +204,29 @@ impl Blobs {
 
     fn put(&self, hash: &str, data: &[u8]) -> Result<(), PgError> {
         let key = Self::key(hash);
-        let url = self
-            .bucket
-            .put_object(Some(&self.creds), &key)
-            .sign(SIGN_FOR);
-        let r = self
-            .agent
-            .put(url.as_str())
-            .send(data)
-            .map_err(|e| s3("put", e))?;
-        if !r.status().is_success() {
-            return Err(s3("put", format!("{key}: HTTP {}", r.status())));
+        // S3 asks clients to retry a 500 or 503 (and the same body PUT
+        // by several deliveries at once can meet one): a few tries, a
+        // short pause between, on this blocking thread.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let url = self
+                .bucket
+                .put_object(Some(&self.creds), &key)
+                .sign(SIGN_FOR);
+            let r = self
+                .agent
+                .put(url.as_str())
+                .send(data)
+                .map_err(|e| s3("put", e))?;
+            let status = r.status();
+            if status.is_success() {
+                break;
+            }
+            if tries >= PUT_TRIES || !matches!(status.as_u16(), 500 | 503) {
+                return Err(s3("put", format!("{key}: HTTP {status}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * tries));
         }
         self.puts.fetch_add(1, Ordering::Relaxed);
         Ok(())

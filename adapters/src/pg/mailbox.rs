@@ -101,6 +101,69 @@ pub(super) fn uids64(uids: &[u32]) -> Vec<i64> {
 /// A mailbox's messages, as a view shares them.
 type Messages = Arc<Vec<MessageMeta>>;
 
+/// The most changed or expunged messages read to bring a cached mailbox
+/// up to date; past it the whole mailbox is read again.
+const DELTA_ROWS: i64 = 10_000;
+
+/// What a cached mailbox view costs the cache, roughly in bytes.
+fn view_cost(messages: &[MessageMeta]) -> usize {
+    64 + messages
+        .iter()
+        .map(|m| 48 + m.flags.len() * 16)
+        .sum::<usize>()
+}
+
+/// The message in the columns from `at` (uid, flags, size, internal date,
+/// mod-sequence): `None` for a missing row (no UID) or a tombstone (no
+/// size).
+fn message_at(r: &Row, at: usize) -> Result<Option<MessageMeta>, PgError> {
+    let Some(uid) = r.try_get::<_, Option<i64>>(at)? else {
+        return Ok(None);
+    };
+    let Some(size) = r.try_get::<_, Option<i64>>(at + 2)? else {
+        return Ok(None);
+    };
+    Ok(Some(MessageMeta {
+        uid: small(uid)?,
+        flags: r
+            .try_get::<_, Option<Vec<String>>>(at + 1)?
+            .unwrap_or_default(),
+        size: unsigned(size)?,
+        internal_date: r.try_get::<_, Option<i64>>(at + 3)?.unwrap_or_default(),
+        modseq: unsigned(r.try_get::<_, Option<i64>>(at + 4)?.unwrap_or_default())?,
+    }))
+}
+
+/// `old` with the changes of a delta read (columns from 9: a changed or
+/// new message, or an expunged UID) applied, in UID order.
+fn merge(old: &[MessageMeta], rows: &[Row]) -> Result<Vec<MessageMeta>, PgError> {
+    let mut changed: HashMap<u32, Option<MessageMeta>> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        if let Some(uid) = r.try_get::<_, Option<i64>>(9)? {
+            changed.insert(small(uid)?, message_at(r, 9)?);
+        }
+    }
+    let mut out = Vec::with_capacity(old.len() + changed.len());
+    for m in old {
+        match changed.remove(&m.uid) {
+            None => out.push(m.clone()),
+            Some(Some(new)) => out.push(new),
+            Some(None) => {}
+        }
+    }
+    let mut added: Vec<MessageMeta> = changed.into_values().flatten().collect();
+    added.sort_unstable_by_key(|m| m.uid);
+    let sorted = match (out.last(), added.first()) {
+        (Some(a), Some(b)) => a.uid < b.uid,
+        _ => true,
+    };
+    out.extend(added);
+    if !sorted {
+        out.sort_unstable_by_key(|m| m.uid);
+    }
+    Ok(out)
+}
+
 /// The messages of a mailbox and the row values they were read at.
 type ViewStamp = ((i64, u32, u32, u64), Messages);
 
@@ -409,10 +472,13 @@ impl PgMailbox {
     }
 
     /// The mailbox row and its messages. When this process read the
-    /// mailbox's messages before, the row alone (one small statement)
-    /// tells whether they are still what it read: every change to a
-    /// mailbox's messages moves its UIDNEXT or HIGHESTMODSEQ. Else one
-    /// statement reads both (one snapshot) and the messages are cached.
+    /// mailbox's messages before, one statement reads the row and what
+    /// changed since: the messages with a higher mod-sequence and the
+    /// UIDs expunged (tombstones); every change to a mailbox's messages
+    /// moves its UIDNEXT or HIGHESTMODSEQ and gives what it touched that
+    /// mod-sequence. Else (or when the tombstones since were trimmed, or
+    /// the merged copy's count disagrees) one statement reads the row and
+    /// every message (one snapshot), and the messages are cached.
     fn read_view(&self, user: &str, mailbox: &str) -> Result<Option<(BoxRow, Messages)>, PgError> {
         let key = (user.to_owned(), mailbox.to_owned());
         if let Some((stamp, messages)) = self.views.get(&key) {
@@ -420,16 +486,45 @@ impl PgMailbox {
                 concat!(
                     "SELECT ",
                     box_cols!(),
-                    " FROM mailboxes b WHERE b.account = $1 AND b.name = $2"
+                    ", b.tomb_floor, CASE WHEN b.uidnext <> $4 OR b.highestmodseq <> $3 \
+                     THEN (SELECT count(*) FROM messages c WHERE c.mailbox = b.id) END, \
+                     d.uid, d.flags, d.size, d.internaldate, d.modseq \
+                     FROM mailboxes b LEFT JOIN LATERAL ( \
+                     SELECT m.uid, m.flags, m.size, m.internaldate, m.modseq FROM messages m \
+                     WHERE m.mailbox = b.id AND m.modseq > $3 AND b.highestmodseq <> $3 \
+                     UNION ALL SELECT t.uid, NULL::text[], NULL::bigint, NULL::bigint, NULL::bigint \
+                     FROM tombstones t WHERE t.mailbox = b.id AND t.modseq > $3) d ON true \
+                     WHERE b.account = $1 AND b.name = $2 LIMIT $5"
                 ),
-                &[&user, &mailbox],
+                &[
+                    &user,
+                    &mailbox,
+                    &big(stamp.3)?,
+                    &i64::from(stamp.2),
+                    &(DELTA_ROWS + 1),
+                ],
             )?;
             let Some(row) = rows.first() else {
                 return Ok(None);
             };
             let b = box_row(row)?;
-            if stamp == (b.id, b.uid_validity, b.uid_next, b.highest_modseq) {
+            let now = (b.id, b.uid_validity, b.uid_next, b.highest_modseq);
+            if stamp == now {
                 return Ok(Some((b, messages)));
+            }
+            let floor = unsigned(row.try_get(7)?)?;
+            let count: Option<i64> = row.try_get(8)?;
+            if (b.id, b.uid_validity) == (stamp.0, stamp.1)
+                && floor <= stamp.3
+                && rows.len() as i64 <= DELTA_ROWS
+            {
+                let merged = merge(&messages, &rows)?;
+                if count == Some(merged.len() as i64) {
+                    let messages = Arc::new(merged);
+                    self.views
+                        .put(key, (now, messages.clone()), view_cost(&messages));
+                    return Ok(Some((b, messages)));
+                }
             }
         }
         let rows = self.query(
@@ -453,25 +548,14 @@ impl PgMailbox {
         let b = box_row(first)?;
         let mut messages = Vec::with_capacity(rows.len());
         for r in &rows {
-            let Some(uid) = r.try_get::<_, Option<i64>>(7)? else {
-                continue;
-            };
-            messages.push(MessageMeta {
-                uid: small(uid)?,
-                flags: r.try_get(8)?,
-                size: unsigned(r.try_get(9)?)?,
-                internal_date: r.try_get(10)?,
-                modseq: unsigned(r.try_get(11)?)?,
-            });
+            if let Some(m) = message_at(r, 7)? {
+                messages.push(m);
+            }
         }
-        let cost = 64
-            + messages
-                .iter()
-                .map(|m| 48 + m.flags.len() * 16)
-                .sum::<usize>();
         let messages = Arc::new(messages);
         let stamp = (b.id, b.uid_validity, b.uid_next, b.highest_modseq);
-        self.views.put(key, (stamp, messages.clone()), cost);
+        self.views
+            .put(key, (stamp, messages.clone()), view_cost(&messages));
         Ok(Some((b, messages)))
     }
 

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("migrations/0005_spam_version.sql")),
     (6, include_str!("migrations/0006_blob_refs_counted.sql")),
     (7, include_str!("migrations/0007_blob_touched.sql")),
+    (8, include_str!("migrations/0008_messages_modseq.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
