@@ -133,9 +133,6 @@ sign!(phrases_4, "BULK_PHRASES_4",
 sign!(phrases_7, "BULK_PHRASES_7",
     yes: (&[], "Click here, act now: limited time, no obligation, risk free, money back, order today.\r\n"),
     no: (&[], "Click here, act now: limited time, no obligation.\r\n"));
-sign!(remove_phrase, "REMOVE_PHRASE",
-    yes: (&[], "To be removed from our list, reply.\r\n"),
-    no: (&[], "The old server was removed from the rack.\r\n"));
 sign!(ip_url, "URL_IP_HOST",
     yes: (&[], "See http://192.0.2.7/offer now\r\n"),
     no: (&[], "See http://www.example.org/offer now\r\n"));
@@ -210,6 +207,18 @@ fn no_single_sign_junks_a_message() {
         );
         assert!(pts >= 0.0, "{name}");
     }
+}
+
+#[test]
+fn an_opt_out_sentence_is_a_token_without_points() {
+    let mut t = crate::spam::tokens::Tokens::new();
+    t.tagged("sign", "REMOVE_PHRASE");
+    let sign = t.finish()[0];
+    let yes = msg(&[], "To be removed from our list, reply.\r\n");
+    let no = msg(&[], "The old server was removed from the rack.\r\n");
+    assert!(analyze(yes.as_bytes()).tokens.contains(&sign));
+    assert!(!analyze(no.as_bytes()).tokens.contains(&sign));
+    assert!(!fires(&yes, "REMOVE_PHRASE"));
 }
 
 #[test]
