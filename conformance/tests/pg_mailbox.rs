@@ -906,3 +906,58 @@ fn a_replica_behind_reads_only_what_changed_and_agrees_with_the_database() {
     assert_eq!(full_reads(&mut admin), 0, "whole-mailbox reads");
     assert!(a.last_error().is_none(), "{:?}", a.last_error());
 }
+
+#[test]
+fn a_header_fetch_is_answered_from_the_database_without_the_object_store() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else { return };
+    let writer = mailbox_store(&c, &s3, 1);
+    let user = "erin@example.com";
+    let body =
+        "From: a@example.org\r\nSubject: list me\r\n\r\nthe body, not wanted by a message list\r\n";
+    writer.deliver(&[Delivery {
+        user: user.into(),
+        prefix: b"Received: from mx by postern\r\nX-Spam-Status: No\r\n".to_vec(),
+        message: Arc::new(body.as_bytes().to_vec()),
+        folder: None,
+    }])[0]
+        .as_ref()
+        .unwrap();
+    writer.answer(
+        user,
+        append("INBOX", "Subject: appended\r\n\r\nsecond body\r\n"),
+    );
+    // Another replica: nothing cached. Then the object store goes away.
+    let reader = mailbox_store(&c, &s3, 1);
+    drop(s3);
+    let fetch = |header_only| {
+        reader.answer(
+            user,
+            MailboxRequest::Bodies {
+                mailbox: "INBOX".into(),
+                uids: vec![1, 2],
+                header_only,
+            },
+        )
+    };
+    let MailboxAnswer::Bodies(headers) = fetch(true) else {
+        panic!("a header fetch needed the object store")
+    };
+    let expected = [
+        "Received: from mx by postern\r\nX-Spam-Status: No\r\nFrom: a@example.org\r\nSubject: list me\r\n\r\n",
+        "Subject: appended\r\n\r\n",
+    ];
+    let got: Vec<(u32, String)> = headers
+        .iter()
+        .map(|(u, h)| (*u, String::from_utf8_lossy(h).into_owned()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, expected[0].to_owned()), (2, expected[1].to_owned())]
+    );
+    // A whole message still needs the bucket: refused while it is away.
+    assert!(
+        !matches!(fetch(false), MailboxAnswer::Bodies(_)),
+        "bodies without the object store"
+    );
+}

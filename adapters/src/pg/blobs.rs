@@ -126,6 +126,16 @@ fn parse_listing(xml: &str) -> Listing {
 }
 
 /// The content address of `data`: SHA-256, lower-case hex.
+/// The longest header section kept beside a body's row.
+pub(super) const MAX_HEADER: usize = 64 * 1024;
+
+/// A body's header section (through the empty line), the one a header
+/// fetch answers, when it is at most [`MAX_HEADER`] bytes.
+pub(super) fn header_of(data: &[u8]) -> Option<Vec<u8>> {
+    let n = postern_core::imap::fetch::header_len(data);
+    (n <= MAX_HEADER).then(|| data[..n].to_vec())
+}
+
 pub fn content_hash(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
     let mut hex = String::with_capacity(64);

@@ -202,7 +202,8 @@ fn import_folder(
                 continue;
             };
             let hash = store.mail.blobs().ensure(data)?;
-            rows.push((*m, hash, big(data.len() as u64)?));
+            let header = super::blobs::header_of(data);
+            rows.push((*m, hash, big(data.len() as u64)?, header));
         }
         copy_chunk(store, id, &rows)?;
         report.copied += rows.len();
@@ -231,17 +232,18 @@ fn import_folder(
 fn copy_chunk(
     store: &PgMailbox,
     mailbox: i64,
-    rows: &[(&MessageMeta, String, i64)],
+    rows: &[(&MessageMeta, String, i64, Option<Vec<u8>>)],
 ) -> Result<(), PgError> {
     let now = store.mail.clock().now();
     // The bodies' rows first, by hash, then the messages (the lock order
     // of every transaction: bodies, then mailboxes).
-    let mut bodies: Vec<(&String, &i64)> = rows.iter().map(|(_, h, s)| (h, s)).collect();
+    let mut bodies: Vec<(&String, &i64, &Option<Vec<u8>>)> =
+        rows.iter().map(|(_, h, s, hd)| (h, s, hd)).collect();
     bodies.sort_unstable();
     bodies.dedup();
     store.mail.pg().transact(|c| {
         let blob = c.stmt(
-            "INSERT INTO blobs (hash, size, created) VALUES ($1, $2, $3) \
+            "INSERT INTO blobs (hash, size, created, header) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (hash) DO NOTHING",
         )?;
         let add = c.stmt(
@@ -249,10 +251,10 @@ fn copy_chunk(
              VALUES ($1, $2, $3, ''::bytea, $4, $5, $6, $7) ON CONFLICT (mailbox, uid) DO NOTHING",
         )?;
         let mut tx = c.client().transaction()?;
-        for (hash, size) in &bodies {
-            tx.execute(&blob, &[*hash, *size, &now])?;
+        for (hash, size, header) in &bodies {
+            tx.execute(&blob, &[*hash, *size, &now, *header])?;
         }
-        for (m, hash, size) in rows {
+        for (m, hash, size, _) in rows {
             tx.execute(
                 &add,
                 &[

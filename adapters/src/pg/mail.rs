@@ -163,7 +163,7 @@ impl PgMail {
     fn deliver_all(&self, batch: &[Delivery]) -> Result<(), PgError> {
         // Distinct bodies: the recipients of one transaction share an Arc.
         let mut by_ptr: HashMap<*const Vec<u8>, String> = HashMap::new();
-        let mut sizes: HashMap<String, i64> = HashMap::new();
+        let mut sizes: HashMap<String, (i64, Option<Vec<u8>>)> = HashMap::new();
         let mut hash_of = Vec::with_capacity(batch.len());
         for d in batch {
             let ptr = Arc::as_ptr(&d.message);
@@ -175,12 +175,22 @@ impl PgMail {
                     h
                 }
             };
-            sizes.insert(hash.clone(), big(d.message.len() as u64)?);
+            if !sizes.contains_key(&hash) {
+                let header = super::blobs::header_of(&d.message);
+                sizes.insert(hash.clone(), (big(d.message.len() as u64)?, header));
+            }
             hash_of.push(hash);
         }
-        let mut bodies: Vec<(String, i64)> = sizes.into_iter().collect();
+        let mut bodies: Vec<(String, (i64, Option<Vec<u8>>))> = sizes.into_iter().collect();
         bodies.sort_unstable();
-        let (hashes, body_sizes): (Vec<String>, Vec<i64>) = bodies.into_iter().unzip();
+        let mut hashes = Vec::with_capacity(bodies.len());
+        let mut body_sizes = Vec::with_capacity(bodies.len());
+        let mut headers = Vec::with_capacity(bodies.len());
+        for (h, (s, hd)) in bodies {
+            hashes.push(h);
+            body_sizes.push(s);
+            headers.push(hd);
+        }
         // The target mailboxes, (account, folder), distinct.
         let target = |d: &Delivery| {
             (
@@ -199,8 +209,8 @@ impl PgMail {
         let now = self.clock.now();
         self.pg.transact(|c| {
             let up_blobs = c.stmt(
-                "INSERT INTO blobs (hash, size, created) \
-                 SELECT h, s, $3 FROM unnest($1::text[], $2::bigint[]) AS x(h, s) \
+                "INSERT INTO blobs (hash, size, created, header) \
+                 SELECT h, s, $3, hd FROM unnest($1::text[], $2::bigint[], $4::bytea[]) AS x(h, s, hd) \
                  ON CONFLICT (hash) DO NOTHING",
             )?;
             let lock = c.stmt(
@@ -225,7 +235,7 @@ impl PgMail {
                  FROM p JOIN u ON u.id = p.mb",
             )?;
             let mut tx = c.client().transaction()?;
-            tx.execute(&up_blobs, &[&hashes, &body_sizes, &now])?;
+            tx.execute(&up_blobs, &[&hashes, &body_sizes, &now, &headers])?;
             let mut rows = tx.query(&lock, &[&accounts, &names])?;
             if rows.len() < targets.len() {
                 // A folder to make (a new row: its id is above those locked).

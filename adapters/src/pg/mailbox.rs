@@ -168,7 +168,15 @@ fn merge(old: &[MessageMeta], rows: &[Row]) -> Result<Vec<MessageMeta>, PgError>
 type ViewStamp = ((i64, u32, u32, u64), Messages);
 
 /// A mailbox's id and, by UID, a message's (trace prefix, body hash).
-type Located = (i64, HashMap<u32, (Vec<u8>, String)>);
+type Located = (i64, HashMap<u32, Stored>);
+
+/// Where a message is: its trace prefix, its body's hash and, when kept
+/// in the database, the body's header section.
+struct Stored {
+    prefix: Vec<u8>,
+    hash: String,
+    header: Option<Vec<u8>>,
+}
 
 /// The mailbox store of every account on PostgreSQL + S3.
 pub struct PgMailbox {
@@ -641,8 +649,9 @@ impl PgMailbox {
     /// hash); None if there is no such mailbox.
     fn locate(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Option<Located>, PgError> {
         let rows = self.query(
-            "SELECT b.id, m.uid, m.prefix, m.blob FROM mailboxes b \
+            "SELECT b.id, m.uid, m.prefix, m.blob, bl.header FROM mailboxes b \
              LEFT JOIN messages m ON m.mailbox = b.id AND m.uid = ANY ($3) \
+             LEFT JOIN blobs bl ON bl.hash = m.blob \
              WHERE b.account = $1 AND b.name = $2 LIMIT $4",
             &[&user, &mailbox, &uids64(uids), &(uids.len() as i64 + 1)],
         )?;
@@ -653,7 +662,12 @@ impl PgMailbox {
         let mut found = HashMap::new();
         for r in &rows {
             if let Some(u) = r.try_get::<_, Option<i64>>(1)? {
-                found.insert(small(u)?, (r.try_get(2)?, r.try_get(3)?));
+                let stored = Stored {
+                    prefix: r.try_get(2)?,
+                    hash: r.try_get(3)?,
+                    header: r.try_get(4)?,
+                };
+                found.insert(small(u)?, stored);
             }
         }
         Ok(Some((id, found)))
@@ -687,13 +701,22 @@ impl PgMailbox {
         };
         let mut out = Vec::new();
         for u in uids {
-            if let Some((prefix, hash)) = found.get(u) {
-                let mut data = self.message(prefix, hash)?;
-                if header_only {
-                    data.truncate(postern_core::imap::fetch::header_len(&data));
+            let Some(s) = found.get(u) else {
+                continue;
+            };
+            // A header fetch from the database when the header is kept
+            // there (the trace prefix is header lines: it comes first).
+            let data = match (&s.header, header_only) {
+                (Some(h), true) => [s.prefix.as_slice(), h].concat(),
+                _ => {
+                    let mut data = self.message(&s.prefix, &s.hash)?;
+                    if header_only {
+                        data.truncate(postern_core::imap::fetch::header_len(&data));
+                    }
+                    data
                 }
-                out.push((*u, data));
-            }
+            };
+            out.push((*u, data));
         }
         Ok(MailboxAnswer::Bodies(out))
     }
@@ -704,7 +727,7 @@ impl PgMailbox {
         };
         let mut out = Vec::new();
         for u in uids {
-            let Some((prefix, hash)) = found.get(u) else {
+            let Some(Stored { prefix, hash, .. }) = found.get(u) else {
                 continue;
             };
             let s = match self.summaries.get(&(id, *u)) {

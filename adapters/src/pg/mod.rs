@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (6, include_str!("migrations/0006_blob_refs_counted.sql")),
     (7, include_str!("migrations/0007_blob_touched.sql")),
     (8, include_str!("migrations/0008_messages_modseq.sql")),
+    (9, include_str!("migrations/0009_blob_header.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
