@@ -15,6 +15,9 @@ pub const DEFAULT_FOLDERS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Tras
 /// forgotten account costs one more round trip).
 const MAX_KNOWN_ACCOUNTS: usize = 100_000;
 
+/// A body's size and header section, as its row keeps them.
+type BodyRow = (i64, Option<Vec<u8>>);
+
 /// The size of body `hash` among (`hashes`, `sizes`), sorted by hash.
 fn sizes_of(hashes: &[String], sizes: &[i64], hash: &str) -> Result<i64, PgError> {
     hashes
@@ -163,7 +166,7 @@ impl PgMail {
     fn deliver_all(&self, batch: &[Delivery]) -> Result<(), PgError> {
         // Distinct bodies: the recipients of one transaction share an Arc.
         let mut by_ptr: HashMap<*const Vec<u8>, String> = HashMap::new();
-        let mut sizes: HashMap<String, (i64, Option<Vec<u8>>)> = HashMap::new();
+        let mut sizes: HashMap<String, BodyRow> = HashMap::new();
         let mut hash_of = Vec::with_capacity(batch.len());
         for d in batch {
             let ptr = Arc::as_ptr(&d.message);
@@ -181,7 +184,7 @@ impl PgMail {
             }
             hash_of.push(hash);
         }
-        let mut bodies: Vec<(String, (i64, Option<Vec<u8>>))> = sizes.into_iter().collect();
+        let mut bodies: Vec<(String, BodyRow)> = sizes.into_iter().collect();
         bodies.sort_unstable();
         let mut hashes = Vec::with_capacity(bodies.len());
         let mut body_sizes = Vec::with_capacity(bodies.len());
