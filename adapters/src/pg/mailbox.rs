@@ -7,14 +7,16 @@
 //!
 //! Database round trips per request (statements prepared once per
 //! connection; BEGIN and COMMIT are one each):
-//! - Poll (NOOP, IDLE wake, after each command): 1 when nothing changed
-//!   since this process last read the mailbox (its row only: the messages
-//!   are cached), 2 when something did (the row, then row + messages in
-//!   one statement), 1 the first time; +1 taking `\Recent`.
+//! - Poll (NOOP, IDLE wake, after each command): 1, whether or not
+//!   something changed since this process last read the mailbox (the row
+//!   and what changed since: messages with a higher mod-sequence and the
+//!   tombstones, merged into the cached messages), 1 the first time (the
+//!   row and every message); +1 taking `\Recent`.
 //! - SELECT: 1 (the names) + a Poll's.
 //! - STATUS, Vanished, Quota, Subscribe, version: 1.
 //! - LIST: 1; +1 with STATUS; +1 for LSUB/`(SUBSCRIBED)`.
-//! - FETCH bodies: 1, and one object-store GET per body not cached;
+//! - FETCH bodies: 1, and one object-store GET per body not cached (none
+//!   for a header fetch: the header section is in the body's row);
 //!   summaries: 1, and a GET per summary not cached.
 //! - CREATE, DELETE: 2; RENAME: 2.
 //! - STORE: 5 (BEGIN, lock the mailbox row, read the messages, write
