@@ -908,7 +908,7 @@ fn a_replica_behind_reads_only_what_changed_and_agrees_with_the_database() {
 }
 
 #[test]
-fn a_header_fetch_is_answered_from_the_database_without_the_object_store() {
+fn header_and_summary_fetches_are_answered_from_the_database_without_the_object_store() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
     let writer = mailbox_store(&c, &s3, 1);
@@ -955,6 +955,27 @@ fn a_header_fetch_is_answered_from_the_database_without_the_object_store() {
         got,
         vec![(1, expected[0].to_owned()), (2, expected[1].to_owned())]
     );
+    // ENVELOPE, BODYSTRUCTURE and the SORT keys too, as computed from
+    // the whole message.
+    let MailboxAnswer::Summaries(sums) = reader.answer(
+        user,
+        MailboxRequest::Summaries {
+            mailbox: "INBOX".into(),
+            uids: vec![1, 2],
+        },
+    ) else {
+        panic!("summaries needed the object store")
+    };
+    let whole = [
+        format!("Received: from mx by postern\r\nX-Spam-Status: No\r\n{body}"),
+        "Subject: appended\r\n\r\nsecond body\r\n".to_owned(),
+    ];
+    for ((u, s), w) in sums.iter().zip(&whole) {
+        let expected = postern_core::imap::mime::summary_with(w.as_bytes(), Default::default());
+        assert_eq!(s, &expected, "uid {u}");
+        assert!(s.envelope.contains("list me") || s.envelope.contains("appended"));
+    }
+    assert_eq!(sums.len(), 2);
     // A whole message still needs the bucket: refused while it is away.
     assert!(
         !matches!(fetch(false), MailboxAnswer::Bodies(_)),

@@ -20,7 +20,7 @@ fn pool(c: &PgCluster) -> Arc<Pg> {
 }
 
 /// The schema version of this build (`pg/migrations/`).
-const SCHEMA: i32 = 9;
+const SCHEMA: i32 = 10;
 
 #[test]
 fn migrations_apply_once_and_a_newer_schema_is_refused() {

@@ -136,6 +136,15 @@ pub(super) fn header_of(data: &[u8]) -> Option<Vec<u8>> {
     (n <= MAX_HEADER).then(|| data[..n].to_vec())
 }
 
+/// A body's parsed summary as its row keeps it (`summary.rs`), with the
+/// default MIME limits.
+pub(super) fn summary_of(data: &[u8]) -> Option<Vec<u8>> {
+    super::summary::encode(&postern_core::imap::mime::summary_with(
+        data,
+        Default::default(),
+    ))
+}
+
 pub fn content_hash(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
     let mut hex = String::with_capacity(64);

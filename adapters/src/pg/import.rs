@@ -202,8 +202,11 @@ fn import_folder(
                 continue;
             };
             let hash = store.mail.blobs().ensure(data)?;
-            let header = super::blobs::header_of(data);
-            rows.push((*m, hash, big(data.len() as u64)?, header));
+            let extra = (
+                super::blobs::header_of(data),
+                super::blobs::summary_of(data),
+            );
+            rows.push((*m, hash, big(data.len() as u64)?, extra));
         }
         copy_chunk(store, id, &rows)?;
         report.copied += rows.len();
@@ -228,22 +231,25 @@ fn import_folder(
     Ok(None)
 }
 
+/// A body's header section and summary image, as its row keeps them.
+type BodyExtra = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// One chunk of messages in one transaction (a UID present is skipped).
 fn copy_chunk(
     store: &PgMailbox,
     mailbox: i64,
-    rows: &[(&MessageMeta, String, i64, Option<Vec<u8>>)],
+    rows: &[(&MessageMeta, String, i64, BodyExtra)],
 ) -> Result<(), PgError> {
     let now = store.mail.clock().now();
     // The bodies' rows first, by hash, then the messages (the lock order
     // of every transaction: bodies, then mailboxes).
-    let mut bodies: Vec<(&String, &i64, &Option<Vec<u8>>)> =
-        rows.iter().map(|(_, h, s, hd)| (h, s, hd)).collect();
+    let mut bodies: Vec<(&String, &i64, &BodyExtra)> =
+        rows.iter().map(|(_, h, s, x)| (h, s, x)).collect();
     bodies.sort_unstable();
     bodies.dedup();
     store.mail.pg().transact(|c| {
         let blob = c.stmt(
-            "INSERT INTO blobs (hash, size, created, header) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO blobs (hash, size, created, header, summary) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (hash) DO NOTHING",
         )?;
         let add = c.stmt(
@@ -251,8 +257,8 @@ fn copy_chunk(
              VALUES ($1, $2, $3, ''::bytea, $4, $5, $6, $7) ON CONFLICT (mailbox, uid) DO NOTHING",
         )?;
         let mut tx = c.client().transaction()?;
-        for (hash, size, header) in &bodies {
-            tx.execute(&blob, &[*hash, *size, &now, *header])?;
+        for (hash, size, (header, summary)) in &bodies {
+            tx.execute(&blob, &[*hash, *size, &now, header, summary])?;
         }
         for (m, hash, size, _) in rows {
             tx.execute(

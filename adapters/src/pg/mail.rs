@@ -15,8 +15,8 @@ pub const DEFAULT_FOLDERS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Tras
 /// forgotten account costs one more round trip).
 const MAX_KNOWN_ACCOUNTS: usize = 100_000;
 
-/// A body's size and header section, as its row keeps them.
-type BodyRow = (i64, Option<Vec<u8>>);
+/// A body's size, header section and summary, as its row keeps them.
+type BodyRow = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// The size of body `hash` among (`hashes`, `sizes`), sorted by hash.
 fn sizes_of(hashes: &[String], sizes: &[i64], hash: &str) -> Result<i64, PgError> {
@@ -180,7 +180,11 @@ impl PgMail {
             };
             if !sizes.contains_key(&hash) {
                 let header = super::blobs::header_of(&d.message);
-                sizes.insert(hash.clone(), (big(d.message.len() as u64)?, header));
+                let summary = super::blobs::summary_of(&d.message);
+                sizes.insert(
+                    hash.clone(),
+                    (big(d.message.len() as u64)?, header, summary),
+                );
             }
             hash_of.push(hash);
         }
@@ -189,10 +193,12 @@ impl PgMail {
         let mut hashes = Vec::with_capacity(bodies.len());
         let mut body_sizes = Vec::with_capacity(bodies.len());
         let mut headers = Vec::with_capacity(bodies.len());
-        for (h, (s, hd)) in bodies {
+        let mut summaries = Vec::with_capacity(bodies.len());
+        for (h, (s, hd, sm)) in bodies {
             hashes.push(h);
             body_sizes.push(s);
             headers.push(hd);
+            summaries.push(sm);
         }
         // The target mailboxes, (account, folder), distinct.
         let target = |d: &Delivery| {
@@ -212,8 +218,9 @@ impl PgMail {
         let now = self.clock.now();
         self.pg.transact(|c| {
             let up_blobs = c.stmt(
-                "INSERT INTO blobs (hash, size, created, header) \
-                 SELECT h, s, $3, hd FROM unnest($1::text[], $2::bigint[], $4::bytea[]) AS x(h, s, hd) \
+                "INSERT INTO blobs (hash, size, created, header, summary) \
+                 SELECT h, s, $3, hd, sm \
+                 FROM unnest($1::text[], $2::bigint[], $4::bytea[], $5::bytea[]) AS x(h, s, hd, sm) \
                  ON CONFLICT (hash) DO NOTHING",
             )?;
             let lock = c.stmt(
@@ -238,7 +245,10 @@ impl PgMail {
                  FROM p JOIN u ON u.id = p.mb",
             )?;
             let mut tx = c.client().transaction()?;
-            tx.execute(&up_blobs, &[&hashes, &body_sizes, &now, &headers])?;
+            tx.execute(
+                &up_blobs,
+                &[&hashes, &body_sizes, &now, &headers, &summaries],
+            )?;
             let mut rows = tx.query(&lock, &[&accounts, &names])?;
             if rows.len() < targets.len() {
                 // A folder to make (a new row: its id is above those locked).

@@ -17,7 +17,7 @@
 //! - LIST: 1; +1 with STATUS; +1 for LSUB/`(SUBSCRIBED)`.
 //! - FETCH bodies: 1, and one object-store GET per body not cached (none
 //!   for a header fetch: the header section is in the body's row);
-//!   summaries: 1, and a GET per summary not cached.
+//!   summaries: 1 (the parsed summary is in the body's row too).
 //! - CREATE, DELETE: 2; RENAME: 2.
 //! - STORE: 5 (BEGIN, lock the mailbox row, read the messages, write
 //!   flags + mod-sequence in one statement, COMMIT); 4 when nothing changes.
@@ -173,11 +173,12 @@ type ViewStamp = ((i64, u32, u32, u64), Messages);
 type Located = (i64, HashMap<u32, Stored>);
 
 /// Where a message is: its trace prefix, its body's hash and, when kept
-/// in the database, the body's header section.
+/// in the database, the body's header section and summary image.
 struct Stored {
     prefix: Vec<u8>,
     hash: String,
     header: Option<Vec<u8>>,
+    summary: Option<Vec<u8>>,
 }
 
 /// The mailbox store of every account on PostgreSQL + S3.
@@ -651,7 +652,7 @@ impl PgMailbox {
     /// hash); None if there is no such mailbox.
     fn locate(&self, user: &str, mailbox: &str, uids: &[u32]) -> Result<Option<Located>, PgError> {
         let rows = self.query(
-            "SELECT b.id, m.uid, m.prefix, m.blob, bl.header FROM mailboxes b \
+            "SELECT b.id, m.uid, m.prefix, m.blob, bl.header, bl.summary FROM mailboxes b \
              LEFT JOIN messages m ON m.mailbox = b.id AND m.uid = ANY ($3) \
              LEFT JOIN blobs bl ON bl.hash = m.blob \
              WHERE b.account = $1 AND b.name = $2 LIMIT $4",
@@ -668,6 +669,7 @@ impl PgMailbox {
                     prefix: r.try_get(2)?,
                     hash: r.try_get(3)?,
                     header: r.try_get(4)?,
+                    summary: r.try_get(5)?,
                 };
                 found.insert(small(u)?, stored);
             }
@@ -729,16 +731,25 @@ impl PgMailbox {
         };
         let mut out = Vec::new();
         for u in uids {
-            let Some(Stored { prefix, hash, .. }) = found.get(u) else {
+            let Some(stored) = found.get(u) else {
                 continue;
             };
             let s = match self.summaries.get(&(id, *u)) {
                 Some(s) => s,
                 None => {
-                    let s = postern_core::imap::mime::summary_with(
-                        &self.message(prefix, hash)?,
-                        self.mime,
-                    );
+                    // The row's summary was made with the default limits.
+                    let kept = stored
+                        .summary
+                        .as_deref()
+                        .filter(|_| self.mime == MimeLimits::default())
+                        .and_then(super::summary::decode);
+                    let s = match kept {
+                        Some(s) => s,
+                        None => postern_core::imap::mime::summary_with(
+                            &self.message(&stored.prefix, &stored.hash)?,
+                            self.mime,
+                        ),
+                    };
                     let cost = 64 + s.envelope.len() + s.body.len() + s.bodystructure.len();
                     self.summaries.put((id, *u), s.clone(), cost);
                     s

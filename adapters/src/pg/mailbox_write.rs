@@ -248,13 +248,15 @@ impl PgMailbox {
         let size = big(data.len() as u64)?;
         let hash = self.mail.blobs().ensure(&data)?;
         let header = super::blobs::header_of(&data);
+        let summary = super::blobs::summary_of(&data);
         let now = self.mail.clock().now();
         let date = date.unwrap_or(now);
         self.mail.pg().transact(|c| {
             let lock = c.stmt(LOCK)?;
             let used = c.stmt(USED)?;
             let blob = c.stmt(
-                "INSERT INTO blobs (hash, size, created, header) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO blobs (hash, size, created, header, summary) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (hash) DO NOTHING",
             )?;
             let add = c.stmt(
@@ -266,7 +268,7 @@ impl PgMailbox {
             let mut tx = c.client().transaction()?;
             // The body's row before the mailbox's (the order every
             // transaction takes its locks in: bodies, then mailboxes).
-            tx.execute(&blob, &[&hash, &size, &now, &header])?;
+            tx.execute(&blob, &[&hash, &size, &now, &header, &summary])?;
             let Some(row) = tx.query_opt(&lock, &[&user, &mailbox])? else {
                 return Ok((rules::missing(true), Vec::new()));
             };

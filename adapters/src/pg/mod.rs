@@ -31,6 +31,7 @@ mod mailbox_write;
 pub mod notify;
 mod queue;
 mod spam;
+mod summary;
 
 pub use blobs::{content_hash, Blobs, S3Config};
 pub use counters::PgCounters;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("migrations/0007_blob_touched.sql")),
     (8, include_str!("migrations/0008_messages_modseq.sql")),
     (9, include_str!("migrations/0009_blob_header.sql")),
+    (10, include_str!("migrations/0010_blob_summary.sql")),
 ];
 
 /// The advisory lock key under which a schema is applied (any constant
