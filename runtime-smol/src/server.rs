@@ -58,6 +58,9 @@ pub struct Server {
     /// The users' spam classifiers: beside their Maildirs, or in the
     /// database with `[store] backend = "postgres"`.
     pub spam: Arc<postern_adapters::spamstore::SpamStore>,
+    /// Some account may have a storage limit (`[imap] quota_mib` or a
+    /// quotas file line): without one, RCPT asks the store nothing.
+    pub quotas: bool,
     ids: AtomicU64,
     connections: Mutex<ConnectionTable>,
     auth: Mutex<AuthThrottle>,
@@ -235,6 +238,7 @@ impl Server {
             }
             None => std::collections::HashMap::new(),
         };
+        let any_quota = config.quota.is_some() || !quotas.is_empty();
         let (mailstore, queue, counters, maintenance, pg): Backend = match &config.store {
             crate::config::store::StoreBackend::Maildir => {
                 // The queue always exists: it holds remote recipients for
@@ -346,6 +350,7 @@ impl Server {
             srs,
             verifier,
             spam,
+            quotas: any_quota,
             ids: AtomicU64::new(0),
             connections: Mutex::new(ConnectionTable::new(admission)),
             auth: Mutex::new(AuthThrottle::new(AuthThrottleConfig {

@@ -243,7 +243,8 @@ async fn answer(
                 Resolution::Unknown => (Destination::Unknown, Vec::new()),
                 Resolution::Remote => (Destination::Remote, Vec::new()),
             };
-            let over_quota = if mailboxes.is_empty() {
+            // No limit anywhere: no trip to the store's blocking thread.
+            let over_quota = if mailboxes.is_empty() || !srv.quotas {
                 false
             } else {
                 let store = srv.mailstore.clone();
