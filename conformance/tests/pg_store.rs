@@ -597,3 +597,34 @@ fn spam_classifiers_in_the_database_keep_what_two_replicas_learn() {
     );
     assert_eq!(replica().with("u@example.com", |c| c.counts()), (1, 0));
 }
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_given_ca() {
+    let Some(c) = PgCluster::start_tls() else {
+        return;
+    };
+    let (ca, other) = c.ca_pem();
+    let url = format!("{} sslmode=require", c.url());
+    let tls = postern_adapters::pg::PgTls::from_pem(&ca).unwrap();
+    let pg = Pg::connect_tls(&url, 2, None, Some(tls)).unwrap();
+    assert_eq!(pg.schema_version().unwrap(), SCHEMA);
+    // The server saw TLS on every connection Postern opened.
+    let mut admin = c.admin();
+    let row = admin
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'postern'",
+            &[],
+        )
+        .unwrap();
+    let (all, tls_on): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 1 && tls_on == all, "{tls_on} of {all} over TLS");
+    // A server whose certificate another CA signed is refused, as is
+    // sslmode=require without TLS.
+    let wrong = postern_adapters::pg::PgTls::from_pem(&other).unwrap();
+    let e = Pg::connect_tls(&url, 1, None, Some(wrong)).unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    assert!(Pg::connect_tls(&url, 1, None, None).is_err());
+    // Garbage is not a CA file.
+    assert!(postern_adapters::pg::PgTls::from_pem(b"not a certificate").is_err());
+}

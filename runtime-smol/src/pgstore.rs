@@ -42,7 +42,18 @@ fn connect(s: &PostgresSettings, max: usize) -> Result<Arc<Pg>, StartError> {
         ),
         None => None,
     };
-    Pg::connect_with(&s.url, max, password.as_deref())
+    let tls = match &s.ca_file {
+        Some(f) => {
+            let pem =
+                std::fs::read(f).map_err(|e| StartError::Store(format!("{}: {e}", f.display())))?;
+            Some(
+                pg::PgTls::from_pem(&pem)
+                    .map_err(|e| StartError::Store(format!("{}: {e}", f.display())))?,
+            )
+        }
+        None => None,
+    };
+    Pg::connect_tls(&s.url, max, password.as_deref(), tls)
         .map(Arc::new)
         .map_err(|e| StartError::Store(format!("{}: {e}", redact(&s.url))))
 }

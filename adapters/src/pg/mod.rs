@@ -93,7 +93,12 @@ pub enum PgError {
 fn db_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // The cause too: "error performing TLS handshake: invalid peer
+        // certificate: UnknownIssuer".
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -147,9 +152,39 @@ impl Conn {
     }
 }
 
+/// TLS to the database: the server's certificate verified against the
+/// given certificate authorities and its name (libpq's `verify-full`).
+#[derive(Clone)]
+pub struct PgTls(tokio_postgres_rustls::MakeRustlsConnect);
+
+impl PgTls {
+    /// Trusts the certificates in `pem` (one or more PEM blocks).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, PgError> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(pem) {
+            let c = c.map_err(|e| PgError::Config(format!("CA certificates: {e}")))?;
+            roots
+                .add(c)
+                .map_err(|e| PgError::Config(format!("CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(PgError::Config("no CA certificate in the file".into()));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PgError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+}
+
 /// A bounded pool of connections to one database.
 pub struct Pg {
     config: postgres::Config,
+    tls: Option<PgTls>,
     idle: Mutex<Pool>,
     freed: Condvar,
     wait: Duration,
@@ -183,6 +218,18 @@ impl Pg {
         max_conns: usize,
         password: Option<&str>,
     ) -> Result<Self, PgError> {
+        Self::connect_tls(url, max_conns, password, None)
+    }
+
+    /// [`Pg::connect_with`], over TLS verified by `tls` when given (as
+    /// the URL's `sslmode` asks: `require` refuses a server without TLS;
+    /// the default, `prefer`, falls back to plain text).
+    pub fn connect_tls(
+        url: &str,
+        max_conns: usize,
+        password: Option<&str>,
+        tls: Option<PgTls>,
+    ) -> Result<Self, PgError> {
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e: postgres::Error| PgError::Config(e.to_string()))?;
@@ -195,6 +242,7 @@ impl Pg {
             .application_name("postern");
         let pg = Self {
             config,
+            tls,
             idle: Mutex::new(Pool {
                 conns: Vec::new(),
                 open: 0,
@@ -257,7 +305,7 @@ impl Pg {
             if pool.open < pool.max {
                 pool.open += 1;
                 drop(pool);
-                return match self.config.connect(NoTls) {
+                return match self.open() {
                     Ok(client) => Ok(Conn {
                         client,
                         prepared: HashMap::new(),
@@ -265,7 +313,7 @@ impl Pg {
                     Err(e) => {
                         self.pool().open -= 1;
                         self.freed.notify_one();
-                        Err(e.into())
+                        Err(e)
                     }
                 };
             }
@@ -286,7 +334,14 @@ impl Pg {
 
     /// A connection outside the pool (a LISTENer).
     pub(crate) fn connect_one(&self) -> Result<Client, PgError> {
-        Ok(self.config.connect(NoTls)?)
+        self.open()
+    }
+
+    fn open(&self) -> Result<Client, PgError> {
+        Ok(match &self.tls {
+            Some(t) => self.config.connect(t.0.clone())?,
+            None => self.config.connect(NoTls)?,
+        })
     }
 
     /// The schema version the database holds.

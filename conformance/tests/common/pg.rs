@@ -73,6 +73,112 @@ pub struct PgCluster {
 impl PgCluster {
     /// Makes and starts a cluster; `None` (skip) if PostgreSQL is missing.
     pub fn start() -> Option<PgCluster> {
+        Self::start_with(false)
+    }
+
+    /// [`PgCluster::start`] with TLS on: a certificate for 127.0.0.1 and
+    /// `localhost` signed by a test CA ([`PgCluster::ca_pem`]); plain
+    /// connections are still accepted.
+    pub fn start_tls() -> Option<PgCluster> {
+        if !super::peer("openssl") {
+            require("openssl");
+            return None;
+        }
+        Self::start_with(true)
+    }
+
+    /// The test CA that signed the server's certificate (with
+    /// [`PgCluster::start_tls`]), and another that did not.
+    pub fn ca_pem(&self) -> (Vec<u8>, Vec<u8>) {
+        let read = |n: &str| std::fs::read(self.dir.path().join(n)).expect("CA file");
+        (read("ca.crt"), read("other-ca.crt"))
+    }
+
+    /// A CA, another CA and the server's certificate and key in the data
+    /// folder, with openssl.
+    fn make_certs(&self) {
+        let d = self.dir.path();
+        let data = self.data();
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .expect("ext");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for ca in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=postern test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(d.join(f), data.join(f)).expect("copy");
+            let mut cmd = Command::new("chmod");
+            cmd.arg("0600").arg(data.join(f));
+            assert!(cmd.status().expect("chmod").success());
+            if let Some(u) = self.user {
+                let ok = Command::new("chown")
+                    .arg(format!("{u}:"))
+                    .arg(data.join(f))
+                    .status()
+                    .expect("chown");
+                assert!(ok.success());
+            }
+        }
+    }
+
+    fn start_with(tls: bool) -> Option<PgCluster> {
         let Some(bin) = pg_bin() else {
             require("PostgreSQL (initdb, pg_ctl)");
             return None;
@@ -111,14 +217,18 @@ impl PgCluster {
                 "--no-instructions",
             ],
         );
+        if tls {
+            c.make_certs();
+        }
         // The port is free when asked; another process may take it before
         // the server binds: then try another.
         for _ in 0..5 {
             c.port = free_port();
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=60 -c shared_buffers=16MB -c shared_preload_libraries=pg_stat_statements",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=60 -c shared_buffers=16MB -c shared_preload_libraries=pg_stat_statements{}",
                 c.port,
-                c.dir.path().display()
+                c.dir.path().display(),
+                if tls { " -c ssl=on" } else { "" }
             );
             if c.try_run(
                 "pg_ctl",

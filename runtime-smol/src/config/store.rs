@@ -9,6 +9,9 @@
 //! url = "host=db.example.net user=postern dbname=postern"
 //! max_connections = 16                         # per replica, 1 to 1,000
 //! password_file = "/run/secrets/pg-password"   # optional: the password, in a file
+//! ca_file = "/etc/postern/pg-ca.crt"           # optional: TLS, the server verified against
+//!                                              # these CAs and its name; add sslmode=require
+//!                                              # to the url to refuse a server without TLS
 //!
 //! [s3]                                         # only with backend = "postgres"
 //! endpoint = "https://s3.example.net"          # path-style requests
@@ -40,6 +43,7 @@ pub(super) struct RawPostgres {
     url: Spanned<String>,
     max_connections: Option<Spanned<u64>>,
     password_file: Option<Spanned<PathBuf>>,
+    ca_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +76,9 @@ pub struct PostgresSettings {
     /// The file holding the database password, if not in `url` (read at
     /// start, never logged).
     pub password_file: Option<PathBuf>,
+    /// Certificate authorities (PEM) that make connections TLS, the
+    /// server's certificate and name verified.
+    pub ca_file: Option<PathBuf>,
     /// `http(s)://host[:port]` of the object store.
     pub s3_endpoint: String,
     /// The bucket.
@@ -197,26 +204,24 @@ pub(super) fn parse(
         ));
     }
     let secret = s.secret_key_file.get_ref();
+    // A relative file name is relative to the configuration file.
+    let absolute = |f: &PathBuf| {
+        if f.is_absolute() {
+            f.clone()
+        } else {
+            base.join(f)
+        }
+    };
     let settings = PostgresSettings {
         url: url.to_owned(),
         max_connections: usize::try_from(max_connections).unwrap_or(16),
-        password_file: p.password_file.as_ref().map(|f| {
-            let f = f.get_ref();
-            if f.is_absolute() {
-                f.clone()
-            } else {
-                base.join(f)
-            }
-        }),
+        password_file: p.password_file.as_ref().map(|f| absolute(f.get_ref())),
+        ca_file: p.ca_file.as_ref().map(|f| absolute(f.get_ref())),
         s3_endpoint: endpoint.to_owned(),
         s3_bucket: bucket.to_owned(),
         s3_region: region.to_owned(),
         s3_access_key: key.to_owned(),
-        s3_secret_key_file: if secret.is_absolute() {
-            secret.clone()
-        } else {
-            base.join(secret)
-        },
+        s3_secret_key_file: absolute(secret),
     };
     Ok(StoreBackend::Postgres(settings))
 }
@@ -273,11 +278,17 @@ mod tests {
         assert_eq!(p.url, "postgresql://postern:hunter2@db:5432/postern");
         assert_eq!(p.max_connections, 16);
         assert_eq!(p.password_file, None);
-        let c = parse_text(&PG.replace("[s3]", "password_file = \"pg-pw\"\n[s3]")).unwrap();
+        assert_eq!(p.ca_file, None);
+        let c = parse_text(&PG.replace(
+            "[s3]",
+            "password_file = \"pg-pw\"\nca_file = \"pg-ca.crt\"\n[s3]",
+        ))
+        .unwrap();
         let StoreBackend::Postgres(p) = c.store else {
             panic!("{:?}", c.store)
         };
         assert_eq!(p.password_file.as_deref(), Some(Path::new("/etc/pg-pw")));
+        assert_eq!(p.ca_file.as_deref(), Some(Path::new("/etc/pg-ca.crt")));
         assert_eq!(p.s3_bucket, "postern-mail");
         assert_eq!(p.s3_region, "us-east-1");
         assert_eq!(p.s3_secret_key_file, Path::new("/etc/s3-secret"));
