@@ -465,3 +465,42 @@ print("learned across replicas")
         "{log}"
     );
 }
+
+#[test]
+fn a_replica_reaches_the_database_over_verified_tls() {
+    let Some(c) = PgCluster::start_tls() else {
+        return;
+    };
+    let Some(s3) = S3Server::start() else { return };
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("s3-secret");
+    std::fs::write(&secret, "testing\n").unwrap();
+    let ca = secrets.path().join("pg-ca.crt");
+    std::fs::write(&ca, c.ca_pem().0).unwrap();
+    let extra = store_toml(&c, &s3, &secret)
+        .replace(
+            &format!("url = \"{}\"", c.url()),
+            &format!("url = \"{} sslmode=require\"", c.url()),
+        )
+        .replace(
+            "max_connections = 4\n",
+            &format!("max_connections = 4\nca_file = \"{}\"\n", ca.display()),
+        );
+    assert!(extra.contains("sslmode=require") && extra.contains("ca_file"));
+    let d = Daemon::start_with(LISTENERS, "", &extra);
+    let accepted = deliver_once(d.addrs[0], "over tls", "through a verified connection");
+    assert!(accepted.starts_with("250"), "{accepted}");
+    let row = c
+        .admin()
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'postern'",
+            &[],
+        )
+        .unwrap();
+    let (all, tls): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        all >= 2 && tls == all,
+        "{tls} of {all} connections over TLS"
+    );
+}
