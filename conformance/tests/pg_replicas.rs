@@ -490,15 +490,7 @@ fn a_replica_reaches_the_database_over_verified_tls() {
     let d = Daemon::start_with(LISTENERS, "", &extra);
     let accepted = deliver_once(d.addrs[0], "over tls", "through a verified connection");
     assert!(accepted.starts_with("250"), "{accepted}");
-    let row = c
-        .admin()
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
-             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'postern'",
-            &[],
-        )
-        .unwrap();
-    let (all, tls): (i64, i64) = (row.get(0), row.get(1));
+    let (all, tls) = c.postern_tls_connections();
     assert!(
         all >= 2 && tls == all,
         "{tls} of {all} connections over TLS"

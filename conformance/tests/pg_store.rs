@@ -609,15 +609,7 @@ fn tls_to_the_database_is_verified_against_the_given_ca() {
     let pg = Pg::connect_tls(&url, 2, None, Some(tls)).unwrap();
     assert_eq!(pg.schema_version().unwrap(), SCHEMA);
     // The server saw TLS on every connection Postern opened.
-    let mut admin = c.admin();
-    let row = admin
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
-             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'postern'",
-            &[],
-        )
-        .unwrap();
-    let (all, tls_on): (i64, i64) = (row.get(0), row.get(1));
+    let (all, tls_on) = c.postern_tls_connections();
     assert!(all >= 1 && tls_on == all, "{tls_on} of {all} over TLS");
     // A server whose certificate another CA signed is refused, as is
     // sslmode=require without TLS.

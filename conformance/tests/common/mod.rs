@@ -379,3 +379,78 @@ impl Drop for HaProxy {
         let _ = self.child.wait();
     }
 }
+
+/// A private CA (`ca.crt`, `ca.key`) and a server certificate it signed
+/// (`server.crt`, `server.key`, EC P-256) for `subject` and the names in
+/// `san` (`DNS:x,IP:127.0.0.1`), made in `dir` with openssl.
+pub fn test_pki(dir: &Path, subject: &str, san: &str) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new(tool("openssl"))
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Test Private CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&ca);
+    let mut req = vec!["req", "-new"];
+    req.extend(ec);
+    req.extend([
+        "-subj",
+        subject,
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&req);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"),
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}

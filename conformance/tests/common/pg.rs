@@ -87,6 +87,20 @@ impl PgCluster {
         Self::start_with(true)
     }
 
+    /// Postern's open connections (application `postern`) and how many
+    /// of them are over TLS, as the server sees them.
+    pub fn postern_tls_connections(&self) -> (i64, i64) {
+        let row = self
+            .admin()
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'postern'",
+                &[],
+            )
+            .expect("pg_stat_ssl");
+        (row.get(0), row.get(1))
+    }
+
     /// The test CA that signed the server's certificate (with
     /// [`PgCluster::start_tls`]), and another that did not.
     pub fn ca_pem(&self) -> (Vec<u8>, Vec<u8>) {
@@ -99,69 +113,11 @@ impl PgCluster {
     fn make_certs(&self) {
         let d = self.dir.path();
         let data = self.data();
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .expect("ext");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        for ca in ["ca", "other-ca"] {
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=postern test {ca}"),
-                "-keyout",
-                &format!("{ca}.key"),
-                "-out",
-                &format!("{ca}.crt"),
-            ]);
-        }
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.crt",
-        ]);
+        super::test_pki(d, "/CN=localhost", "IP:127.0.0.1,DNS:localhost");
+        let other = d.join("other");
+        std::fs::create_dir_all(&other).expect("mkdir");
+        super::test_pki(&other, "/CN=localhost", "IP:127.0.0.1,DNS:localhost");
+        std::fs::copy(other.join("ca.crt"), d.join("other-ca.crt")).expect("copy");
         for f in ["server.crt", "server.key"] {
             std::fs::copy(d.join(f), data.join(f)).expect("copy");
             let mut cmd = Command::new("chmod");

@@ -62,60 +62,11 @@ impl Smarthost {
         run(Command::new("chown").args(["postfix", &format!("{s}/data")]));
         run(Command::new("chown").args(["65534:65534", &format!("{s}/mail")]));
         let pki = st.join("pki");
-        run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=Test Private CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]));
-        run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
+        super::test_pki(
+            &pki,
             "/CN=smarthost.test",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ]));
-        std::fs::write(pki.join("ext.cnf"), "subjectAltName=DNS:smarthost.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n").expect("ext");
-        run(Command::new(tool("openssl")).current_dir(&pki).args([
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-out",
-            "server.crt",
-            "-extfile",
-            "ext.cnf",
-        ]));
+            "DNS:smarthost.test,IP:127.0.0.1",
+        );
         let port = free_port();
         let main_cf = format!(
             "compatibility_level = 3.6\nqueue_directory = {s}/queue\ndata_directory = {s}/data\nmail_owner = postfix\n\
