@@ -119,6 +119,35 @@ fn uids_of(store: &PgMailbox, user: &str, mailbox: &str) -> Vec<u32> {
     }
 }
 
+/// An admin connection with pg_stat_statements on (statements counted).
+fn counting_admin(c: &PgCluster) -> postgres::Client {
+    let mut admin = admin(c);
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .unwrap();
+    admin
+}
+
+/// One thread per replica (its index and store), each starting when all
+/// `barrier`'s threads are ready.
+fn on_each_replica(
+    stores: [&Arc<PgMailbox>; 2],
+    barrier: &Arc<Barrier>,
+    work: impl Fn(usize, &PgMailbox) + Clone + Send + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    stores
+        .into_iter()
+        .enumerate()
+        .map(|(r, store)| {
+            let (store, barrier, work) = (store.clone(), barrier.clone(), work.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(r, &store);
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn two_replicas_appending_copying_and_delivering_at_once_give_uids_without_gaps() {
     let Some(c) = PgCluster::start() else { return };
@@ -147,32 +176,27 @@ fn two_replicas_appending_copying_and_delivering_at_once_give_uids_without_gaps(
     }
     let per = 20;
     let barrier = Arc::new(Barrier::new(3));
-    let mut handles = Vec::new();
-    for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
-        let barrier = barrier.clone();
-        handles.push(std::thread::spawn(move || {
-            barrier.wait();
-            for i in 0..per {
-                let got = if i % 2 == 0 {
-                    store.answer(
-                        user,
-                        append("INBOX", &format!("Subject: {r}-{i}\r\n\r\nx\r\n")),
-                    )
-                } else {
-                    store.answer(
-                        user,
-                        MailboxRequest::Copy {
-                            mailbox: "Archive".into(),
-                            uids: vec![1, 2, 3],
-                            to: "INBOX".into(),
-                            moving: false,
-                        },
-                    )
-                };
-                assert!(matches!(got, MailboxAnswer::Uids { .. }), "{got:?}");
-            }
-        }));
-    }
+    let mut handles = on_each_replica([&a, &b], &barrier, move |r, store| {
+        for i in 0..per {
+            let got = if i % 2 == 0 {
+                store.answer(
+                    user,
+                    append("INBOX", &format!("Subject: {r}-{i}\r\n\r\nx\r\n")),
+                )
+            } else {
+                store.answer(
+                    user,
+                    MailboxRequest::Copy {
+                        mailbox: "Archive".into(),
+                        uids: vec![1, 2, 3],
+                        to: "INBOX".into(),
+                        moving: false,
+                    },
+                )
+            };
+            assert!(matches!(got, MailboxAnswer::Uids { .. }), "{got:?}");
+        }
+    });
     let store = b.clone();
     handles.push(std::thread::spawn(move || {
         barrier.wait();
@@ -349,10 +373,7 @@ fn a_change_on_one_replica_is_seen_by_the_other_and_bodies_are_shared() {
 fn round_trips_per_imap_request() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = admin(&c);
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .unwrap();
+    let mut admin = counting_admin(&c);
     let store = mailbox_store(&c, &s3, 1);
     let u = "carol@example.com";
     let inbox = || "INBOX".to_string();
@@ -593,67 +614,57 @@ fn deliveries_to_two_folders_and_moves_between_them_never_deadlock() {
     }
     let rounds = 60;
     let barrier = Arc::new(Barrier::new(4));
-    let mut handles = Vec::new();
     // Two delivering replicas: each batch puts one body into amy's Bulk
     // and INBOX and bob's INBOX (one transaction).
-    for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
-        let barrier = barrier.clone();
-        handles.push(std::thread::spawn(move || {
-            barrier.wait();
-            for i in 0..rounds {
-                // One body for all (a list's message): every delivery and
-                // copy refers to the same stored object.
-                let body = Arc::new(b"Subject: the list\r\n\r\nx\r\n".to_vec());
-                let _ = (r, i);
-                let to = |user: &str, folder: Option<&str>| Delivery {
-                    user: user.into(),
-                    prefix: vec![],
-                    message: body.clone(),
-                    folder: folder.map(Into::into),
-                };
-                let batch = [to(amy, Some("Bulk")), to(amy, None), to(bob, None)];
-                for (n, got) in store.deliver(&batch).into_iter().enumerate() {
-                    assert!(got.is_ok(), "round {i}, delivery {n}: {got:?}");
-                }
+    let mut handles = on_each_replica([&a, &b], &barrier, move |_, store| {
+        for i in 0..rounds {
+            // One body for all (a list's message): every delivery and
+            // copy refers to the same stored object.
+            let body = Arc::new(b"Subject: the list\r\n\r\nx\r\n".to_vec());
+            let to = |user: &str, folder: Option<&str>| Delivery {
+                user: user.into(),
+                prefix: vec![],
+                message: body.clone(),
+                folder: folder.map(Into::into),
+            };
+            let batch = [to(amy, Some("Bulk")), to(amy, None), to(bob, None)];
+            for (n, got) in store.deliver(&batch).into_iter().enumerate() {
+                assert!(got.is_ok(), "round {i}, delivery {n}: {got:?}");
             }
-        }));
-    }
+        }
+    });
     // Two moving replicas: everything from INBOX to Bulk and back (amy),
     // and bob's INBOX copied into his Bulk.
-    for (r, store) in [a.clone(), b.clone()].into_iter().enumerate() {
-        let barrier = barrier.clone();
-        handles.push(std::thread::spawn(move || {
-            barrier.wait();
-            for i in 0..rounds {
-                let (from, to) = if (i + r) % 2 == 0 {
-                    ("INBOX", "Bulk")
+    handles.extend(on_each_replica([&a, &b], &barrier, move |r, store| {
+        for i in 0..rounds {
+            let (from, to) = if (i + r) % 2 == 0 {
+                ("INBOX", "Bulk")
+            } else {
+                ("Bulk", "INBOX")
+            };
+            for (user, moving) in [(amy, true), (bob, false)] {
+                let (from, to) = if moving {
+                    (from, to)
                 } else {
-                    ("Bulk", "INBOX")
+                    ("INBOX", "Bulk")
                 };
-                for (user, moving) in [(amy, true), (bob, false)] {
-                    let (from, to) = if moving {
-                        (from, to)
-                    } else {
-                        ("INBOX", "Bulk")
-                    };
-                    let got = store.answer(
-                        user,
-                        MailboxRequest::Copy {
-                            mailbox: from.into(),
-                            uids: (1..=400).collect(),
-                            to: to.into(),
-                            moving,
-                        },
-                    );
-                    assert!(
-                        matches!(got, MailboxAnswer::Uids { .. }),
-                        "round {i} {user}: {got:?} ({:?})",
-                        store.last_error()
-                    );
-                }
+                let got = store.answer(
+                    user,
+                    MailboxRequest::Copy {
+                        mailbox: from.into(),
+                        uids: (1..=400).collect(),
+                        to: to.into(),
+                        moving,
+                    },
+                );
+                assert!(
+                    matches!(got, MailboxAnswer::Uids { .. }),
+                    "round {i} {user}: {got:?} ({:?})",
+                    store.last_error()
+                );
             }
-        }));
-    }
+        }
+    }));
     let started = std::time::Instant::now();
     for h in handles {
         h.join().unwrap();
@@ -815,10 +826,7 @@ fn full_reads(admin: &mut postgres::Client) -> i64 {
 fn a_replica_behind_reads_only_what_changed_and_agrees_with_the_database() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = admin(&c);
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .unwrap();
+    let mut admin = counting_admin(&c);
     let (a, b) = (mailbox_store(&c, &s3, 1), mailbox_store(&c, &s3, 1));
     let user = "dave@example.com";
     for i in 0..40 {
