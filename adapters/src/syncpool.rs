@@ -51,8 +51,9 @@ fn work(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// fsyncs every file, on the pool's threads when there are several, and
-/// answers in the same order. A file the pool cannot take is synced here.
+/// fsyncs every file, the first on this thread and the others on the
+/// pool's threads at the same time, and answers in the same order. A
+/// file the pool cannot take is synced here.
 pub fn sync_many(files: &[&File]) -> Vec<io::Result<()>> {
     let pool = match pool() {
         Some(p) if files.len() > 1 => p,
@@ -61,7 +62,9 @@ pub fn sync_many(files: &[&File]) -> Vec<io::Result<()>> {
     let (reply, answers) = channel();
     let mut out: Vec<Option<io::Result<()>>> = files.iter().map(|_| None).collect();
     let mut sent = 0;
-    for (index, f) in files.iter().enumerate() {
+    // The first file is synced here while the threads sync the others:
+    // one wake-up fewer per commit.
+    for (index, f) in files.iter().enumerate().skip(1) {
         // A second descriptor of the same open file: fsync reaches the
         // same inode, and the job owns what it holds.
         let file = match f.try_clone() {
@@ -82,6 +85,9 @@ pub fn sync_many(files: &[&File]) -> Vec<io::Result<()>> {
         }
     }
     drop(reply);
+    if let (Some(slot), Some(first)) = (out.first_mut(), files.first()) {
+        *slot = Some(fsync(first));
+    }
     for _ in 0..sent {
         match answers.recv() {
             Ok((index, r)) => {
