@@ -295,11 +295,60 @@ fn header_end(raw: &[u8]) -> Option<usize> {
     }
 }
 
+/// The first [`MAX_SCAN_TEXT`] characters of `s`, ASCII letters in
+/// lower case (other characters unchanged).
 fn lower_ascii(s: &str) -> String {
-    s.chars()
-        .take(MAX_SCAN_TEXT)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    let end = s
+        .char_indices()
+        .nth(MAX_SCAN_TEXT)
+        .map_or(s.len(), |(i, _)| i);
+    s[..end].to_ascii_lowercase()
+}
+
+/// Bit `i` of an entry is set when phrase `i` starts with the entry's
+/// byte: [`PHRASES`] take bits 0 to 63 and [`REMOVE`] bits 64 up, so one
+/// pass over the text finds both ([`phrases_in`]).
+const PHRASE_INDEX: [u128; 256] = {
+    assert!(PHRASES.len() <= REMOVE_BIT as usize && REMOVE.len() <= 128 - REMOVE_BIT as usize);
+    let mut index = [0u128; 256];
+    let mut i = 0;
+    while i < PHRASES.len() {
+        index[PHRASES[i].as_bytes()[0] as usize] |= 1 << i;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < REMOVE.len() {
+        index[REMOVE[j].as_bytes()[0] as usize] |= 1 << (REMOVE_BIT as usize + j);
+        j += 1;
+    }
+    index
+};
+
+/// The bit of [`PHRASE_INDEX`] where [`REMOVE`] starts.
+const REMOVE_BIT: u32 = 64;
+
+/// Which phrases of [`PHRASES`] and [`REMOVE`] occur in `text` (a set of
+/// [`PHRASE_INDEX`] bits), in one pass: at each byte only the phrases
+/// starting with it are compared. The same as asking `contains` of each
+/// (the phrases are ASCII, which never matches inside a UTF-8 sequence).
+fn phrases_in(text: &[u8]) -> u128 {
+    let mut found = 0u128;
+    for (at, b) in text.iter().enumerate() {
+        let mut candidates = PHRASE_INDEX[usize::from(*b)] & !found;
+        while candidates != 0 {
+            let k = candidates.trailing_zeros();
+            candidates &= candidates - 1;
+            let phrase = if k < REMOVE_BIT {
+                PHRASES.get(k as usize)
+            } else {
+                REMOVE.get((k - REMOVE_BIT) as usize)
+            };
+            if phrase.is_some_and(|p| text[at..].starts_with(p.as_bytes())) {
+                found |= 1 << k;
+            }
+        }
+    }
+    found
 }
 
 /// The header signs.
@@ -451,14 +500,22 @@ pub fn text(t: &str, s: &mut Signs, letters: &mut (usize, usize)) {
     } else {
         t
     };
-    for c in t.chars().filter(|c| c.is_alphabetic()) {
-        letters.0 += 1;
-        letters.1 += usize::from(c.is_uppercase());
+    if t.is_ascii() {
+        for b in t.bytes().filter(u8::is_ascii_alphabetic) {
+            letters.0 += 1;
+            letters.1 += usize::from(b.is_ascii_uppercase());
+        }
+    } else {
+        for c in t.chars().filter(|c| c.is_alphabetic()) {
+            letters.0 += 1;
+            letters.1 += usize::from(c.is_uppercase());
+        }
     }
-    let lower = lower_ascii(t);
-    let n = PHRASES.iter().filter(|p| lower.contains(*p)).count();
+    let found = phrases_in(lower_ascii(t).as_bytes());
+    let phrases = found & ((1u128 << REMOVE_BIT) - 1);
+    let n = phrases.count_ones();
     s.phrases = s.phrases.saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
-    s.remove_phrase |= REMOVE.iter().any(|p| lower.contains(p));
+    s.remove_phrase |= found >> REMOVE_BIT != 0;
 }
 
 /// The signs of the URL hosts found in a message.

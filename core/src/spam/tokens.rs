@@ -31,6 +31,17 @@ pub fn tagged_hash(tag: &str, value: &str) -> u64 {
     h
 }
 
+/// A word's token: `tag`, a space, and the word's (lower-case) bytes.
+fn word_hash(tag: &str, lower: impl Iterator<Item = u8>) -> u64 {
+    let mut h = hash(tag.as_bytes());
+    h ^= 0x20;
+    for b in lower {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Collects the tokens of one message.
 #[derive(Debug, Default)]
 pub struct Tokens {
@@ -65,7 +76,8 @@ impl Tokens {
                 return;
             }
             let w = raw.trim_matches(|c: char| "'-_!".contains(c));
-            let n = w.chars().count();
+            let ascii = w.is_ascii();
+            let n = if ascii { w.len() } else { w.chars().count() };
             if n < 2 {
                 continue;
             }
@@ -74,15 +86,12 @@ impl Tokens {
                 self.tagged(tag, &format!("skip:{first}{}", n / 10 * 10));
                 prev = None;
                 continue;
+            } else if ascii {
+                // The same hash as below without the allocation: an ASCII
+                // word's lower case is its ASCII lower case.
+                word_hash(tag, w.bytes().map(|b| b.to_ascii_lowercase()))
             } else {
-                let lower = w.to_lowercase();
-                let mut h = hash(tag.as_bytes());
-                h ^= 0x20;
-                for b in lower.as_bytes() {
-                    h ^= u64::from(*b);
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
-                h
+                word_hash(tag, w.to_lowercase().bytes())
             };
             self.out.push(h);
             if let Some(p) = prev {
