@@ -231,3 +231,33 @@ fn the_signs_become_classifier_tokens() {
     assert!(caps.tokens.contains(&sign));
     assert!(!plain.tokens.contains(&sign));
 }
+
+mod phrase_search {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass phrase search finds exactly what a substring search
+        /// of each phrase finds, wherever the phrases sit among other text.
+        #[test]
+        fn one_pass_phrase_search_equals_a_search_per_phrase(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    (0..super::super::PHRASES.len()).prop_map(|i| super::super::PHRASES[i].to_owned()),
+                    (0..super::super::REMOVE.len()).prop_map(|i| super::super::REMOVE[i].to_owned()),
+                    "[a-z $%'\"-.é]{0,12}",
+                ],
+                0..12,
+            )
+        ) {
+            let text: String = pieces.concat();
+            let found = super::super::phrases_in(text.as_bytes());
+            for (i, p) in super::super::PHRASES.iter().enumerate() {
+                prop_assert_eq!(found >> i & 1 == 1, text.contains(p), "{:?} in {:?}", p, text);
+            }
+            for (j, p) in super::super::REMOVE.iter().enumerate() {
+                let bit = super::super::REMOVE_BIT as usize + j;
+                prop_assert_eq!(found >> bit & 1 == 1, text.contains(p), "{:?} in {:?}", p, text);
+            }
+        }
+    }
+}
