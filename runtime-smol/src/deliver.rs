@@ -160,18 +160,24 @@ pub async fn deliver(
         let (srv2, id2) = (srv.clone(), id.clone());
         let (r, msg) =
             smol::unblock(move || (queue_forwards(&srv2, &msg, &id2, &forwards), msg)).await;
-        if let Err(e) = r {
-            tracing::warn!(id = %id, "cannot queue the forwarded copies: {e}");
-            outcome.queued = false;
+        match r {
+            Ok(()) => wake_relay(&srv),
+            Err(e) => {
+                tracing::warn!(id = %id, "cannot queue the forwarded copies: {e}");
+                outcome.queued = false;
+            }
         }
         msg
     };
     let msg = if has_remote {
         let (srv2, id2) = (srv.clone(), id.clone());
         let (r, msg) = smol::unblock(move || (queue_outbound(&srv2, &msg, &id2), msg)).await;
-        if let Err(e) = r {
-            tracing::warn!(id = %id, "cannot queue for the relay: {e}");
-            outcome.queued = false;
+        match r {
+            Ok(_) => wake_relay(&srv),
+            Err(e) => {
+                tracing::warn!(id = %id, "cannot queue for the relay: {e}");
+                outcome.queued = false;
+            }
         }
         msg
     } else {
@@ -221,13 +227,19 @@ pub async fn deliver(
                 tracing::info!(id = %id, "{n} local copies kept in the queue for retry as {retry_id}");
                 outcome.kept = n;
                 outcome.failed = 0;
-                let _ = srv.relay_wake.try_send(());
+                wake_relay(&srv);
             }
             Err(e) => tracing::warn!(id = %id, "cannot queue the failed local copies: {e}"),
         }
         return (outcome, m);
     }
     (outcome, msg)
+}
+
+/// Tells the relay worker that the queue has something new (it scans the
+/// queue when woken; a message delivered only locally does not wake it).
+fn wake_relay(srv: &Server) {
+    let _ = srv.relay_wake.try_send(());
 }
 
 /// A local copy that failed and is kept for retry.

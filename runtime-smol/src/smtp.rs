@@ -303,7 +303,6 @@ async fn answer(
             let (outcome, msg) = deliver::deliver(srv2, msg, id2, folder, screened).await;
             let remote = msg.envelope.rcpt_to.iter().filter(|r| !r.local).count();
             srv.metrics.delivered(&outcome, remote);
-            let _ = srv.relay_wake.try_send(());
             match store_verdict(outcome) {
                 Ok(()) => {
                     let from = msg
