@@ -520,10 +520,20 @@ fn urls(s: &str, t: &mut Tokens, signs: &mut signs::Signs) {
 
 /// Words written with a separator between single letters (`v.i.a.g.r.a`).
 fn spaced_words(s: &str) -> usize {
-    s.split_whitespace()
+    // ASCII text splits on bytes: the same words (the ASCII white space
+    // is tab to carriage return and space), without decoding characters.
+    let words: Box<dyn Iterator<Item = &[u8]>> = if s.is_ascii() {
+        Box::new(
+            s.as_bytes()
+                .split(|b| matches!(b, b'\t'..=b'\r' | b' '))
+                .filter(|w| !w.is_empty()),
+        )
+    } else {
+        Box::new(s.split_whitespace().map(str::as_bytes))
+    };
+    words
         .take(20_000)
-        .filter(|w| {
-            let b = w.as_bytes();
+        .filter(|b| {
             b.len() >= 7
                 && b.len() <= 40
                 && b.iter().step_by(2).all(u8::is_ascii_alphabetic)

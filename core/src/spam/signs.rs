@@ -298,10 +298,14 @@ fn header_end(raw: &[u8]) -> Option<usize> {
 /// The first [`MAX_SCAN_TEXT`] characters of `s`, ASCII letters in
 /// lower case (other characters unchanged).
 fn lower_ascii(s: &str) -> String {
-    let end = s
-        .char_indices()
-        .nth(MAX_SCAN_TEXT)
-        .map_or(s.len(), |(i, _)| i);
+    // No more characters than bytes: a short text needs no counting.
+    let end = if s.len() <= MAX_SCAN_TEXT {
+        s.len()
+    } else {
+        s.char_indices()
+            .nth(MAX_SCAN_TEXT)
+            .map_or(s.len(), |(i, _)| i)
+    };
     s[..end].to_ascii_lowercase()
 }
 
@@ -324,17 +328,41 @@ const PHRASE_INDEX: [u128; 256] = {
     index
 };
 
+/// The first two bytes of every phrase, as a set of 65,536 bits: most
+/// places in a text start no phrase, and this says so without comparing.
+const PAIR_SET: [u64; 1024] = {
+    let mut set = [0u64; 1024];
+    let mut i = 0;
+    while i < PHRASES.len() + REMOVE.len() {
+        let p = if i < PHRASES.len() {
+            PHRASES[i].as_bytes()
+        } else {
+            REMOVE[i - PHRASES.len()].as_bytes()
+        };
+        assert!(p.len() >= 2);
+        let pair = (p[0] as usize) << 8 | p[1] as usize;
+        set[pair / 64] |= 1 << (pair % 64);
+        i += 1;
+    }
+    set
+};
+
 /// The bit of [`PHRASE_INDEX`] where [`REMOVE`] starts.
 const REMOVE_BIT: u32 = 64;
 
 /// Which phrases of [`PHRASES`] and [`REMOVE`] occur in `text` (a set of
 /// [`PHRASE_INDEX`] bits), in one pass: at each byte only the phrases
-/// starting with it are compared. The same as asking `contains` of each
+/// starting with it and the next are compared (every phrase has two
+/// bytes or more). The same as asking `contains` of each
 /// (the phrases are ASCII, which never matches inside a UTF-8 sequence).
 fn phrases_in(text: &[u8]) -> u128 {
     let mut found = 0u128;
-    for (at, b) in text.iter().enumerate() {
-        let mut candidates = PHRASE_INDEX[usize::from(*b)] & !found;
+    for (at, pair) in text.windows(2).enumerate() {
+        let key = usize::from(pair[0]) << 8 | usize::from(pair[1]);
+        if PAIR_SET[key / 64] >> (key % 64) & 1 == 0 {
+            continue;
+        }
+        let mut candidates = PHRASE_INDEX[usize::from(pair[0])] & !found;
         while candidates != 0 {
             let k = candidates.trailing_zeros();
             candidates &= candidates - 1;
