@@ -1,9 +1,12 @@
 //! Postern beside Postfix on the same loopback and disk, in one run:
 //! `smtp-source -s 10 -m 5000 -l 4096` against each, both delivering to a
-//! virtual Maildir with fsync; messages per second and the ratio. Postfix
-//! runs twice (after the first Postern run and last), and the better of
-//! its runs is compared; no server's files are removed before the end. Then
-//! Postern's resident memory idle and with 1,000 idle connections.
+//! virtual Maildir with fsync; messages per second and the ratio. Postern
+//! and Postfix each run twice, first and last of the sitting for Postern,
+//! second and second-to-last for Postfix, and the better run of each is
+//! compared: whichever server runs first pays for the file removals of
+//! whatever ran on the machine just before (see [`plain_postern`]). No
+//! server's files are removed before the end. Then Postern's resident
+//! memory idle and with 1,000 idle connections.
 //!
 //! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
 //! (needs smtp-source and postfix: `conformance/install-peers`).
@@ -250,25 +253,8 @@ fn main() {
     println!("SMTP daemon: smtp-source -s 10 -m {MESSAGES} -l 4096 after {WARM_UP} untimed to each server, delivery to a virtual Maildir with fsync, same disk");
 
     // Postern.
-    let d = Daemon::start(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n",
-        "",
-    );
+    let (first_postern, d, idle_rss) = plain_postern(" (first run)");
     let pid = d.pid();
-    let idle_rss = rss_kib(pid);
-    let port = d.addrs[0].port();
-    let inbox = d.dir.path().join("mail/example.com/alice/new");
-    warm_up(port, &inbox);
-    let t = smtp_source(port);
-    assert!(
-        wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
-        "postern: not all delivered"
-    );
-    let postern_rate = MESSAGES as f64 / t.as_secs_f64();
-    println!(
-        "  Postern: {MESSAGES} accepted and delivered in {:.2} s = {postern_rate:>7.0} msg/s",
-        t.as_secs_f64()
-    );
 
     // Postfix, between the Postern runs, and again after them. No
     // server's files are removed before the end of the sitting: ext4
@@ -299,9 +285,8 @@ fn main() {
     );
     let hardened_rate = MESSAGES as f64 / th.as_secs_f64();
     println!(
-        "  Postern with rates, postscreen and syslog logging: {MESSAGES} in {:.2} s = {hardened_rate:>7.0} msg/s ({:+.1}% against without)",
+        "  Postern with rates, postscreen and syslog logging: {MESSAGES} in {:.2} s = {hardened_rate:>7.0} msg/s",
         th.as_secs_f64(),
-        (hardened_rate / postern_rate - 1.0) * 100.0
     );
 
     // Postern with message authentication: SPF, DKIM, DMARC and ARC on
@@ -316,6 +301,14 @@ fn main() {
     let second = pf2.measure(pport2, " (second run)");
     pf2.stop();
     let (accept_rate, deliver_rate) = if second.0 > first.0 { second } else { first };
+
+    // Postern again, last: the better of its two runs is the one compared.
+    let (second_postern, _d2, _) = plain_postern(" (second run)");
+    let postern_rate = first_postern.max(second_postern);
+    println!(
+        "  Postern with its defences against without: {:+.1}% (the better plain run)",
+        (hardened_rate / postern_rate - 1.0) * 100.0
+    );
     println!(
         "  ratio Postern/Postfix: {:.2}x accepted (Postern's accepted is already delivered), {:.2}x delivered   target 2x",
         postern_rate / accept_rate,
@@ -350,6 +343,35 @@ fn main() {
         busy_rss as f64 / 1024.0
     );
     drop(conns);
+}
+
+/// One timed run of Postern with its defaults, after its warm-up: the
+/// rate, the daemon (its files stay until the end of the sitting), and its
+/// resident memory before the first message (KiB). Run first and last:
+/// ext4 without a journal (this machine's) passes over the inodes freed in
+/// the last minutes whenever it makes a file, so the first server of a
+/// sitting that follows many removals (a test run, an earlier sitting)
+/// was measured up to 2x slower than the same server minutes later.
+fn plain_postern(label: &str) -> (f64, Daemon, u64) {
+    let d = Daemon::start(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n",
+        "",
+    );
+    let idle_rss = rss_kib(d.pid());
+    let port = d.addrs[0].port();
+    let inbox = d.dir.path().join("mail/example.com/alice/new");
+    warm_up(port, &inbox);
+    let t = smtp_source(port);
+    assert!(
+        wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
+        "postern: not all delivered"
+    );
+    let rate = MESSAGES as f64 / t.as_secs_f64();
+    println!(
+        "  Postern{label}: {MESSAGES} accepted and delivered in {:.2} s = {rate:>7.0} msg/s",
+        t.as_secs_f64()
+    );
+    (rate, d, idle_rss)
 }
 
 /// Messages per second through an MX listener with `[auth]` on, or `None`
