@@ -6,7 +6,7 @@
 mod common;
 mod sink;
 
-use common::{free_port, peer, queue_cli, tool, Daemon};
+use common::{peer, queue_cli, tool, Daemon};
 use sink::{relay_to, Sink};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -63,6 +63,18 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A smarthost port where nothing listens: port 1 (tcpmux, served by
+/// nobody here), not a free port from the OS, which a test running beside
+/// could be given for its own listener (once a TLS listener of another
+/// test answered where a refused connection was expected).
+fn unreachable_port() -> u16 {
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:1").is_err(),
+        "something listens on 127.0.0.1:1"
+    );
+    1
 }
 
 #[test]
@@ -264,7 +276,7 @@ fn smarthost_faults_retry_or_bounce_and_the_queue_survives_sigkill() {
         return;
     }
     // Nothing listens on the smarthost port yet: everything is deferred.
-    let port = free_port();
+    let port = unreachable_port();
     let mut d = Daemon::start_with(SUBMISSION, "", &relay_to(port));
     for i in 0..10 {
         let (ok, out) = submit(d.addrs[0], "friend@remote.example", &format!("queued {i}"));
@@ -574,7 +586,7 @@ fn daily_cap_defers_and_expired_messages_bounce() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&env, old + "\n").expect("env");
-    set_relay_port(&d, free_port(), true);
+    set_relay_port(&d, unreachable_port(), true);
     d.spawn();
     queue_cli(&d, &["retry", &id]);
     wait_until("the expiry bounce", Duration::from_secs(20), || {
