@@ -276,13 +276,7 @@ fn main() {
          [postscreen]\npipelining_enable = true\nnon_smtp_command_enable = true\nbare_newline_enable = true\n\
          [log]\nformat = \"syslog\"\nfile = \"maillog\"\n",
     );
-    let hinbox = hardened.dir.path().join("mail/example.com/alice/new");
-    warm_up(hardened.addrs[0].port(), &hinbox);
-    let th = smtp_source(hardened.addrs[0].port());
-    assert!(
-        wait_for(&hinbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
-        "postern (defences on): not all delivered"
-    );
+    let th = timed_postern(&hardened, "postern (defences on)");
     let hardened_rate = MESSAGES as f64 / th.as_secs_f64();
     println!(
         "  Postern with rates, postscreen and syslog logging: {MESSAGES} in {:.2} s = {hardened_rate:>7.0} msg/s",
@@ -345,6 +339,20 @@ fn main() {
     drop(conns);
 }
 
+/// Warms `d` up, then sends it the timed messages: how long smtp-source
+/// took (each message is in the Maildir when it is accepted; checked).
+fn timed_postern(d: &Daemon, what: &str) -> Duration {
+    let port = d.addrs[0].port();
+    let inbox = d.dir.path().join("mail/example.com/alice/new");
+    warm_up(port, &inbox);
+    let t = smtp_source(port);
+    assert!(
+        wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
+        "{what}: not all delivered"
+    );
+    t
+}
+
 /// One timed run of Postern with its defaults, after its warm-up: the
 /// rate, the daemon (its files stay until the end of the sitting), and its
 /// resident memory before the first message (KiB). Run first and last:
@@ -358,14 +366,7 @@ fn plain_postern(label: &str) -> (f64, Daemon, u64) {
         "",
     );
     let idle_rss = rss_kib(d.pid());
-    let port = d.addrs[0].port();
-    let inbox = d.dir.path().join("mail/example.com/alice/new");
-    warm_up(port, &inbox);
-    let t = smtp_source(port);
-    assert!(
-        wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
-        "postern: not all delivered"
-    );
+    let t = timed_postern(&d, "postern");
     let rate = MESSAGES as f64 / t.as_secs_f64();
     println!(
         "  Postern{label}: {MESSAGES} accepted and delivered in {:.2} s = {rate:>7.0} msg/s",
