@@ -105,6 +105,42 @@ pub fn scan(html: &str) -> HtmlFacts {
     f
 }
 
+/// `html` without its `<style>` and `<script>` elements: what a reader
+/// never sees (style sheets, code) is not text to score or learn. An
+/// element left open runs to the end, as a browser reads it. One pass.
+pub fn without_style_and_script(html: &str) -> std::borrow::Cow<'_, str> {
+    let lower = html.to_ascii_lowercase();
+    let mut out = String::new();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(i) = lower[at..].find('<') {
+        let start = at + i;
+        let rest = &lower[start + 1..];
+        let name = ["style", "script"].into_iter().find(|n| {
+            rest.strip_prefix(n).is_some_and(|after| {
+                after.starts_with(|c: char| c == '>' || c == '/' || c.is_ascii_whitespace())
+            })
+        });
+        let Some(name) = name else {
+            at = start + 1;
+            continue;
+        };
+        let close = format!("</{name}");
+        let end = lower[start..]
+            .find(&close)
+            .and_then(|c| lower[start + c..].find('>').map(|e| start + c + e + 1))
+            .unwrap_or(lower.len());
+        out.push_str(&html[copied..start]);
+        out.push(' ');
+        copied = end;
+        at = end;
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(html);
+    }
+    out.push_str(&html[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// At most `n` bytes of `s` from `at` (cut back to a character boundary).
 fn window(s: &str, at: usize, n: usize) -> &str {
     let mut end = at.saturating_add(n).min(s.len());
@@ -242,5 +278,24 @@ mod tests {
         }
         let big = "<a href=http://x.com>y.org</a>".repeat(10_000);
         assert_eq!(scan(&big).mismatched_links, MAX_ANCHORS);
+    }
+
+    #[test]
+    fn style_and_script_are_not_text() {
+        let h = "<HTML><STYLE type=\"text/css\">.Big {color:#FF0000}</Style><p>Hello</p>\
+                 <script>var click = 'here';</SCRIPT >\u{e9}t\u{e9}<styles>kept</styles><style>open";
+        let v = without_style_and_script(h);
+        assert_eq!(
+            v, "<HTML> <p>Hello</p> \u{e9}t\u{e9}<styles>kept</styles> ",
+            "an element left open runs to the end; <styles> is not <style>"
+        );
+        let plain = "<p>No style here, <b>only</b> text</p>";
+        assert!(matches!(
+            without_style_and_script(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for s in ["<", "<style", "<script>", "</style>", "<style>x</style"] {
+            let _ = without_style_and_script(s);
+        }
     }
 }

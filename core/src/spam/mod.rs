@@ -463,7 +463,8 @@ fn parts(m: &Message<'_>, depth: usize, f: &mut Facts, t: &mut Tokens, body: &mu
                     t.tagged("url", &html::registrable(host));
                 }
                 f.signs.userinfo_url |= facts.userinfo_links > 0;
-                let text = mail_parser::decoders::html::html_to_text(h);
+                let visible = html::without_style_and_script(h);
+                let text = mail_parser::decoders::html::html_to_text(&visible);
                 let text = cut(&text, MAX_TEXT);
                 f.gtube |= memmem::find(text.as_bytes(), GTUBE).is_some();
                 body.spaced_words += spaced_words(text);

@@ -277,3 +277,29 @@ fn a_senders_history_with_the_user_counts_unless_forged() {
     assert_eq!(points(&c, &spammer(9), &none, "SENDER_SPAM_HISTORY"), None);
     assert_eq!(points(&c, &spammer(9), &none, "SENDER_HAM_HISTORY"), None);
 }
+
+#[test]
+fn a_style_sheet_is_neither_phrases_nor_words() {
+    let html = |style: &str| {
+        format!(
+            "From: Alice <alice@example.org>\r\nTo: bob@example.test\r\nSubject: Lunch\r\n\
+             Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n\
+             <html><body>{style}<p>Shall we meet for lunch tomorrow?</p></body></html>\r\n"
+        )
+    };
+    let bare = analyze(html("").as_bytes());
+    let styled = analyze(
+        // An unquoted `type=text/css`, as Outlook and MSN wrote it: the
+        // HTML-to-text conversion alone keeps such a style sheet as text.
+        html("<STYLE type=text/css>/* click here, act now, order today, buy now, risk free */ .Offer {color:red}</STYLE>")
+            .as_bytes(),
+    );
+    let r = report(&styled, &AuthInput::default(), None);
+    assert!(
+        !names(&r).iter().any(|n| n.starts_with("BULK_PHRASES")),
+        "{:?}",
+        r.rules
+    );
+    assert_eq!(styled.tokens, bare.tokens, "the style sheet gave tokens");
+}
