@@ -309,21 +309,34 @@ fn lower_ascii(s: &str) -> String {
     s[..end].to_ascii_lowercase()
 }
 
-/// Bit `i` of an entry is set when phrase `i` starts with the entry's
-/// byte: [`PHRASES`] take bits 0 to 63 and [`REMOVE`] bits 64 up, so one
-/// pass over the text finds both ([`phrases_in`]).
+/// The bit of a phrase set where [`REMOVE`] starts: [`PHRASES`] take
+/// bits 0 to 63, so one pass over the text finds both ([`phrases_in`]).
+const REMOVE_BIT: u32 = 64;
+
+/// The phrase of bit `k` of a phrase set.
+const fn phrase_at(k: u32) -> Option<&'static str> {
+    let (list, i) = if k < REMOVE_BIT {
+        (PHRASES, k as usize)
+    } else {
+        (REMOVE, (k - REMOVE_BIT) as usize)
+    };
+    if i < list.len() {
+        Some(list[i])
+    } else {
+        None
+    }
+}
+
+/// Per first byte, the phrases (bits) starting with it.
 const PHRASE_INDEX: [u128; 256] = {
     assert!(PHRASES.len() <= REMOVE_BIT as usize && REMOVE.len() <= 128 - REMOVE_BIT as usize);
     let mut index = [0u128; 256];
-    let mut i = 0;
-    while i < PHRASES.len() {
-        index[PHRASES[i].as_bytes()[0] as usize] |= 1 << i;
-        i += 1;
-    }
-    let mut j = 0;
-    while j < REMOVE.len() {
-        index[REMOVE[j].as_bytes()[0] as usize] |= 1 << (REMOVE_BIT as usize + j);
-        j += 1;
+    let mut k = 0;
+    while k < 128 {
+        if let Some(p) = phrase_at(k) {
+            index[p.as_bytes()[0] as usize] |= 1 << k;
+        }
+        k += 1;
     }
     index
 };
@@ -332,26 +345,21 @@ const PHRASE_INDEX: [u128; 256] = {
 /// places in a text start no phrase, and this says so without comparing.
 const PAIR_SET: [u64; 1024] = {
     let mut set = [0u64; 1024];
-    let mut i = 0;
-    while i < PHRASES.len() + REMOVE.len() {
-        let p = if i < PHRASES.len() {
-            PHRASES[i].as_bytes()
-        } else {
-            REMOVE[i - PHRASES.len()].as_bytes()
-        };
-        assert!(p.len() >= 2);
-        let pair = (p[0] as usize) << 8 | p[1] as usize;
-        set[pair / 64] |= 1 << (pair % 64);
-        i += 1;
+    let mut k = 0;
+    while k < 128 {
+        if let Some(p) = phrase_at(k) {
+            let p = p.as_bytes();
+            assert!(p.len() >= 2);
+            let pair = (p[0] as usize) << 8 | p[1] as usize;
+            set[pair / 64] |= 1 << (pair % 64);
+        }
+        k += 1;
     }
     set
 };
 
-/// The bit of [`PHRASE_INDEX`] where [`REMOVE`] starts.
-const REMOVE_BIT: u32 = 64;
-
 /// Which phrases of [`PHRASES`] and [`REMOVE`] occur in `text` (a set of
-/// [`PHRASE_INDEX`] bits), in one pass: at each byte only the phrases
+/// bits, see [`phrase_at`]), in one pass: at each byte only the phrases
 /// starting with it and the next are compared (every phrase has two
 /// bytes or more). The same as asking `contains` of each
 /// (the phrases are ASCII, which never matches inside a UTF-8 sequence).
@@ -366,12 +374,7 @@ fn phrases_in(text: &[u8]) -> u128 {
         while candidates != 0 {
             let k = candidates.trailing_zeros();
             candidates &= candidates - 1;
-            let phrase = if k < REMOVE_BIT {
-                PHRASES.get(k as usize)
-            } else {
-                REMOVE.get((k - REMOVE_BIT) as usize)
-            };
-            if phrase.is_some_and(|p| text[at..].starts_with(p.as_bytes())) {
+            if phrase_at(k).is_some_and(|p| text[at..].starts_with(p.as_bytes())) {
                 found |= 1 << k;
             }
         }

@@ -12,9 +12,13 @@ const MAX_WORD: usize = 24;
 /// FNV-1a, 64 bits: stable across builds and machines (the stored
 /// classifier depends on it).
 pub fn hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv_on(0xcbf2_9ce4_8422_2325, bytes.iter().copied())
+}
+
+/// FNV-1a continued from `h` over `bytes`.
+fn fnv_on(mut h: u64, bytes: impl Iterator<Item = u8>) -> u64 {
     for b in bytes {
-        h ^= u64::from(*b);
+        h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
@@ -22,24 +26,12 @@ pub fn hash(bytes: &[u8]) -> u64 {
 
 /// The token [`Tokens::tagged`] adds for `tag` and `value`.
 pub fn tagged_hash(tag: &str, value: &str) -> u64 {
-    let mut h = hash(tag.as_bytes());
-    h ^= 0x3a;
-    for b in value.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv_on(hash(tag.as_bytes()) ^ 0x3a, value.bytes())
 }
 
 /// A word's token: `tag`, a space, and the word's (lower-case) bytes.
 fn word_hash(tag: &str, lower: impl Iterator<Item = u8>) -> u64 {
-    let mut h = hash(tag.as_bytes());
-    h ^= 0x20;
-    for b in lower {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv_on(hash(tag.as_bytes()) ^ 0x20, lower)
 }
 
 /// Collects the tokens of one message.
