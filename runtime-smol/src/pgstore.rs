@@ -252,7 +252,7 @@ pub fn gc_main(config: &std::path::Path, grace_secs: u64) -> std::process::ExitC
         return ExitCode::from(1);
     };
     let mut progress = |line: &str| println!("{line}");
-    match pg::gc::collect(stores.mailbox.mail().blobs(), grace_secs, &mut progress) {
+    match pg::gc::collect(&stores.mailbox, grace_secs, &mut progress) {
         Ok(r) => {
             println!(
                 "gc: {} bodies listed, {} indexed, {} removed, {} kept",

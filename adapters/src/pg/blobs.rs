@@ -46,7 +46,7 @@ impl std::fmt::Debug for S3Config {
 
 /// The body store.
 pub struct Blobs {
-    pub(crate) pg: Arc<Pg>,
+    pg: Arc<Pg>,
     bucket: Bucket,
     creds: Credentials,
     agent: ureq::Agent,
@@ -125,26 +125,37 @@ fn parse_listing(xml: &str) -> Listing {
     (bodies, next)
 }
 
-/// The content address of `data`: SHA-256, lower-case hex.
+/// A body [`Blobs::ensure`] made sure of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBody {
+    /// Its content address ([`content_hash`]).
+    pub hash: String,
+    /// For a new body, its header section for the row (`header_of`).
+    pub header: Option<Vec<u8>>,
+    /// For a new body, its parsed summary for the row (`summary_of`).
+    pub summary: Option<Vec<u8>>,
+}
+
 /// The longest header section kept beside a body's row.
 pub(super) const MAX_HEADER: usize = 64 * 1024;
 
 /// A body's header section (through the empty line), the one a header
 /// fetch answers, when it is at most [`MAX_HEADER`] bytes.
-pub(super) fn header_of(data: &[u8]) -> Option<Vec<u8>> {
+fn header_of(data: &[u8]) -> Option<Vec<u8>> {
     let n = postern_core::imap::fetch::header_len(data);
     (n <= MAX_HEADER).then(|| data[..n].to_vec())
 }
 
 /// A body's parsed summary as its row keeps it (`summary.rs`), with the
 /// default MIME limits.
-pub(super) fn summary_of(data: &[u8]) -> Option<Vec<u8>> {
+fn summary_of(data: &[u8]) -> Option<Vec<u8>> {
     super::summary::encode(&postern_core::imap::mime::summary_with(
         data,
         Default::default(),
     ))
 }
 
+/// The content address of `data`: SHA-256, lower-case hex.
 pub fn content_hash(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
     let mut hex = String::with_capacity(64);
@@ -198,7 +209,10 @@ impl Blobs {
         format!("bodies/{hash}")
     }
 
-    /// Makes sure the object for `data` exists; returns its hash. One
+    /// Makes sure the object for `data` exists; returns its hash, and for
+    /// a body new to the store the header section and summary its row
+    /// keeps (a body already stored has its row: they are not computed).
+    /// One
     /// database round trip; one PUT when the content is new. A body found
     /// indexed is marked wanted now (its row's `touched`), so that the
     /// collector (`gc.rs`) leaves it alone for its grace period, however
@@ -206,7 +220,7 @@ impl Blobs {
     /// needs the object that this call did not write again. A collector
     /// removing the body right now holds its row: this waits, finds no
     /// row, and writes the object again.
-    pub fn ensure(&self, data: &[u8]) -> Result<String, PgError> {
+    pub fn ensure(&self, data: &[u8]) -> Result<StoredBody, PgError> {
         let hash = content_hash(data);
         let known = self.pg.with(|c| {
             let s = c.stmt(
@@ -215,10 +229,19 @@ impl Blobs {
             )?;
             Ok::<_, PgError>(c.client().query_opt(&s, &[&hash])?.is_some())
         })?;
-        if !known {
-            self.put(&hash, data)?;
+        if known {
+            return Ok(StoredBody {
+                hash,
+                header: None,
+                summary: None,
+            });
         }
-        Ok(hash)
+        self.put(&hash, data)?;
+        Ok(StoredBody {
+            hash,
+            header: header_of(data),
+            summary: summary_of(data),
+        })
     }
 
     fn put(&self, hash: &str, data: &[u8]) -> Result<(), PgError> {

@@ -21,7 +21,7 @@
 //! the default is a day). One run at a time (an advisory lock): two runs
 //! could otherwise index an object the other just removed.
 
-use super::{Blobs, PgError};
+use super::{Blobs, PgError, PgMailbox};
 
 /// The advisory lock key of a collection run ("gc" after "postern").
 const GC_LOCK: i64 = 0x0070_6f73_7465_6763;
@@ -42,15 +42,16 @@ pub struct GcReport {
     pub kept: u64,
 }
 
-/// One run over `blobs`' bucket and rows: bodies unreferenced and not
-/// wanted for `grace_secs` go. `progress` hears a line per step.
+/// One run over `store`'s bucket and body rows: bodies unreferenced and
+/// not wanted for `grace_secs` go. `progress` hears a line per step.
 pub fn collect(
-    blobs: &Blobs,
+    store: &PgMailbox,
     grace_secs: u64,
     progress: &mut dyn FnMut(&str),
 ) -> Result<GcReport, PgError> {
     let grace = super::big(grace_secs)?;
-    blobs.pg.with(|c| {
+    let blobs = store.mail.blobs();
+    store.mail.pg().with(|c| {
         let lock = c.stmt("SELECT pg_try_advisory_lock($1)")?;
         let locked: bool = c.client().query_one(&lock, &[&GC_LOCK])?.try_get(0)?;
         if !locked {

@@ -201,12 +201,8 @@ fn import_folder(
             let Some(m) = chunk.iter().find(|m| m.uid == *uid) else {
                 continue;
             };
-            let hash = store.mail.blobs().ensure(data)?;
-            let extra = (
-                super::blobs::header_of(data),
-                super::blobs::summary_of(data),
-            );
-            rows.push((*m, hash, big(data.len() as u64)?, extra));
+            let b = store.mail.blobs().ensure(data)?;
+            rows.push((*m, b.hash, big(data.len() as u64)?, (b.header, b.summary)));
         }
         copy_chunk(store, id, &rows)?;
         report.copied += rows.len();

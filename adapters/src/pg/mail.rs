@@ -58,7 +58,7 @@ impl PgMail {
     }
 
     /// The body store.
-    pub fn blobs(&self) -> &Arc<Blobs> {
+    pub(crate) fn blobs(&self) -> &Arc<Blobs> {
         &self.blobs
     }
 
@@ -173,19 +173,15 @@ impl PgMail {
             let hash = match by_ptr.get(&ptr) {
                 Some(h) => h.clone(),
                 None => {
-                    let h = self.blobs.ensure(&d.message)?;
-                    by_ptr.insert(ptr, h.clone());
-                    h
+                    let b = self.blobs.ensure(&d.message)?;
+                    by_ptr.insert(ptr, b.hash.clone());
+                    if !sizes.contains_key(&b.hash) {
+                        let size = big(d.message.len() as u64)?;
+                        sizes.insert(b.hash.clone(), (size, b.header, b.summary));
+                    }
+                    b.hash
                 }
             };
-            if !sizes.contains_key(&hash) {
-                let header = super::blobs::header_of(&d.message);
-                let summary = super::blobs::summary_of(&d.message);
-                sizes.insert(
-                    hash.clone(),
-                    (big(d.message.len() as u64)?, header, summary),
-                );
-            }
             hash_of.push(hash);
         }
         let mut bodies: Vec<(String, BodyRow)> = sizes.into_iter().collect();

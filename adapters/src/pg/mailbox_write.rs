@@ -246,9 +246,11 @@ impl PgMailbox {
     ) -> Result<Outcome, PgError> {
         let limit = self.limit(user);
         let size = big(data.len() as u64)?;
-        let hash = self.mail.blobs().ensure(&data)?;
-        let header = super::blobs::header_of(&data);
-        let summary = super::blobs::summary_of(&data);
+        let super::blobs::StoredBody {
+            hash,
+            header,
+            summary,
+        } = self.mail.blobs().ensure(&data)?;
         let now = self.mail.clock().now();
         let date = date.unwrap_or(now);
         self.mail.pg().transact(|c| {

@@ -33,7 +33,7 @@ mod queue;
 mod spam;
 mod summary;
 
-pub use blobs::{content_hash, Blobs, S3Config};
+pub use blobs::{content_hash, Blobs, S3Config, StoredBody};
 pub use counters::PgCounters;
 pub use mail::{PgMail, DEFAULT_FOLDERS};
 pub use mailbox::{PgMailbox, MAX_MAILBOXES, MAX_MESSAGES};
@@ -208,20 +208,11 @@ impl Pg {
     /// to date. Statements time out after 30 seconds, a connection
     /// attempt after 10.
     pub fn connect(url: &str, max_conns: usize) -> Result<Self, PgError> {
-        Self::connect_with(url, max_conns, None)
+        Self::connect_tls(url, max_conns, None, None)
     }
 
     /// [`Pg::connect`] with the password given apart from `url` (read
-    /// from a mounted secret).
-    pub fn connect_with(
-        url: &str,
-        max_conns: usize,
-        password: Option<&str>,
-    ) -> Result<Self, PgError> {
-        Self::connect_tls(url, max_conns, password, None)
-    }
-
-    /// [`Pg::connect_with`], over TLS verified by `tls` when given (as
+    /// from a mounted secret), over TLS verified by `tls` when given (as
     /// the URL's `sslmode` asks: `require` refuses a server without TLS;
     /// the default, `prefer`, falls back to plain text).
     pub fn connect_tls(
