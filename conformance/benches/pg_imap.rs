@@ -340,10 +340,7 @@ fn main() {
     }
     let Some(pg) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = pg.admin();
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .expect("pg_stat_statements");
+    let admin = pg.counting_admin();
     let ticks = Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -141,9 +141,7 @@ fn main() {
     }
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    c.admin()
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .expect("pg_stat_statements");
+    c.counting_admin();
     println!(
         "smtp-source -s 10 -m {MESSAGES} -l 4096 (after {WARM_UP} to warm up), {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -68,16 +68,7 @@ assert not errors, errors
         per = PER_CLIENT,
         clients = CLIENTS
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::python(&script);
 }
 
 fn wait_for(dir: &Path, n: usize) -> bool {

@@ -518,7 +518,7 @@ fn store_gc_removes_unreferenced_bodies_after_their_grace_period() {
     // Two days later (the rows aged by hand), a delivery of "again" has
     // looked its body up (found: not written again) and not yet
     // committed when the collector runs.
-    let mut admin = postgres::Client::connect(&c.url(), postgres::NoTls).unwrap();
+    let mut admin = c.admin();
     admin
         .batch_execute("UPDATE blobs SET touched = touched - 2 * 86400")
         .unwrap();

@@ -32,10 +32,6 @@ fn transcripts() -> Vec<(String, transcript::Transcript)> {
     out
 }
 
-fn admin(c: &PgCluster) -> postgres::Client {
-    postgres::Client::connect(&c.url(), postgres::NoTls).unwrap()
-}
-
 /// Empties the mailbox store's tables (a fresh store for the next
 /// transcript; quicker than a database each).
 fn empty(admin: &mut postgres::Client) {
@@ -51,7 +47,7 @@ fn empty(admin: &mut postgres::Client) {
 fn every_imap_transcript_gives_the_same_session_on_postgres() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = admin(&c);
+    let mut admin = c.admin();
     let backend = Backend::Postgres {
         url: c.url(),
         endpoint: s3.endpoint.clone(),
@@ -117,15 +113,6 @@ fn uids_of(store: &PgMailbox, user: &str, mailbox: &str) -> Vec<u32> {
         MailboxAnswer::View(v) => v.messages.iter().map(|m| m.uid).collect(),
         other => panic!("{other:?}"),
     }
-}
-
-/// An admin connection with pg_stat_statements on (statements counted).
-fn counting_admin(c: &PgCluster) -> postgres::Client {
-    let mut admin = admin(c);
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .unwrap();
-    admin
 }
 
 /// One thread per replica (its index and store), each starting when all
@@ -290,7 +277,7 @@ fn a_change_on_one_replica_is_seen_by_the_other_and_bodies_are_shared() {
     };
     assert!(v.recent.is_empty());
     // A copy shares the body; expunging both drops its references.
-    let mut admin = admin(&c);
+    let mut admin = c.admin();
     let refs = |admin: &mut postgres::Client| -> i64 {
         admin
             .query_one(
@@ -373,7 +360,7 @@ fn a_change_on_one_replica_is_seen_by_the_other_and_bodies_are_shared() {
 fn round_trips_per_imap_request() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = counting_admin(&c);
+    let mut admin = c.counting_admin();
     let store = mailbox_store(&c, &s3, 1);
     let u = "carol@example.com";
     let inbox = || "INBOX".to_string();
@@ -681,7 +668,7 @@ fn deliveries_to_two_folders_and_moves_between_them_never_deadlock() {
 
 /// Deadlocks the database detected so far.
 fn deadlocks(c: &PgCluster) -> i64 {
-    admin(c)
+    c.admin()
         .query_one(
             "SELECT COALESCE(sum(deadlocks), 0)::bigint FROM pg_stat_database",
             &[],
@@ -692,7 +679,7 @@ fn deadlocks(c: &PgCluster) -> i64 {
 
 /// Polls (bounded: 30 s) until `n` Postern statements wait for a lock.
 fn waiting_for_locks(c: &PgCluster, n: i64) {
-    let mut watch = admin(c);
+    let mut watch = c.admin();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let w: i64 = watch
@@ -720,7 +707,7 @@ fn a_move_and_a_delivery_queued_on_one_mailbox_take_their_locks_in_one_order() {
     let b = Arc::new(mailbox_store(&c, &s3, 2));
     // An account whose INBOX was made after its Archive (as an import
     // may make them): by id Archive comes first, by name INBOX.
-    admin(&c)
+    c.admin()
         .batch_execute(
             "INSERT INTO accounts (account, created) VALUES ('amy@example.com', 1); \
              INSERT INTO mailboxes (account, name, uidvalidity) VALUES \
@@ -736,7 +723,7 @@ fn a_move_and_a_delivery_queued_on_one_mailbox_take_their_locks_in_one_order() {
     // then a delivery to INBOX and Archive. When the Archive is let go,
     // the MOVE has it first: had the delivery taken the INBOX before
     // queueing for the Archive, each would wait for the other.
-    let mut holder = admin(&c);
+    let mut holder = c.admin();
     let mut tx = holder.transaction().unwrap();
     tx.query(
         "SELECT 1 FROM mailboxes WHERE account = $1 AND name = 'Archive' FOR UPDATE",
@@ -826,7 +813,7 @@ fn full_reads(admin: &mut postgres::Client) -> i64 {
 fn a_replica_behind_reads_only_what_changed_and_agrees_with_the_database() {
     let Some(c) = PgCluster::start() else { return };
     let Some(s3) = S3Server::start() else { return };
-    let mut admin = counting_admin(&c);
+    let mut admin = c.counting_admin();
     let (a, b) = (mailbox_store(&c, &s3, 1), mailbox_store(&c, &s3, 1));
     let user = "dave@example.com";
     for i in 0..40 {

@@ -17,15 +17,16 @@ use common::{Client, Daemon};
 const LISTENERS: &str = "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"none\"\n\
 [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"none\"\nallow_plaintext_auth = true\n";
 
-fn store_toml(c: &PgCluster, s3: &S3Server, secret: &std::path::Path) -> String {
+/// The store settings of the replicas: PostgreSQL at `url` (with the
+/// `[postgres]` lines `postgres_extra`), the bucket on `s3`.
+fn store_toml(url: &str, postgres_extra: &str, s3: &S3Server, secret: &std::path::Path) -> String {
     // IDLE looks at the store by itself only hourly: what wakes it in
     // this test is the change notification.
     format!(
         "[imap]\nidle_poll_secs = 3600\n[store]\nbackend = \"postgres\"\n\
-         [postgres]\nurl = \"{}\"\nmax_connections = 4\n\
+         [postgres]\nurl = \"{url}\"\nmax_connections = 4\n{postgres_extra}\
          [s3]\nendpoint = \"{}\"\nbucket = \"postern-replicas\"\naccess_key = \"testing\"\n\
          secret_key_file = \"{}\"\n",
-        c.url(),
         s3.endpoint,
         secret.display()
     )
@@ -67,7 +68,7 @@ fn replicas<const N: usize>() -> Option<(PgCluster, S3Server, tempfile::TempDir,
     let secrets = tempfile::tempdir().unwrap();
     let secret = secrets.path().join("s3-secret");
     std::fs::write(&secret, "testing\n").unwrap();
-    let extra = store_toml(&c, &s3, &secret);
+    let extra = store_toml(&c.url(), "", &s3, &secret);
     let daemons = std::array::from_fn(|_| Daemon::start_with(LISTENERS, "", &extra));
     Some((c, s3, secrets, daemons))
 }
@@ -477,15 +478,12 @@ fn a_replica_reaches_the_database_over_verified_tls() {
     std::fs::write(&secret, "testing\n").unwrap();
     let ca = secrets.path().join("pg-ca.crt");
     std::fs::write(&ca, c.ca_pem().0).unwrap();
-    let extra = store_toml(&c, &s3, &secret)
-        .replace(
-            &format!("url = \"{}\"", c.url()),
-            &format!("url = \"{} sslmode=require\"", c.url()),
-        )
-        .replace(
-            "max_connections = 4\n",
-            &format!("max_connections = 4\nca_file = \"{}\"\n", ca.display()),
-        );
+    let extra = store_toml(
+        &format!("{} sslmode=require", c.url()),
+        &format!("ca_file = \"{}\"\n", ca.display()),
+        &s3,
+        &secret,
+    );
     assert!(extra.contains("sslmode=require") && extra.contains("ca_file"));
     let d = Daemon::start_with(LISTENERS, "", &extra);
     let accepted = deliver_once(d.addrs[0], "over tls", "through a verified connection");

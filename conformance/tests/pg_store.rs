@@ -31,9 +31,7 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let b = pool(&c);
     assert_eq!(b.schema_version().unwrap(), SCHEMA);
     // Two replicas starting at once: the advisory lock applies it once.
-    postgres_client(&c)
-        .batch_execute("CREATE DATABASE fresh")
-        .unwrap();
+    c.admin().batch_execute("CREATE DATABASE fresh").unwrap();
     let url = c.url().replace("dbname=postgres", "dbname=fresh");
     let handles: Vec<_> = (0..2)
         .map(|_| {
@@ -45,16 +43,12 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
         assert_eq!(h.join().unwrap().unwrap(), SCHEMA);
     }
     // A schema from a later Postern: refused, not half-used.
-    let mut admin = postgres_client(&c);
+    let mut admin = c.admin();
     admin
         .batch_execute("INSERT INTO postern_schema (version) VALUES (99)")
         .unwrap();
     let e = Pg::connect(&c.url(), 1).unwrap_err().to_string();
     assert!(e.contains("99") && e.contains("newer"), "{e}");
-}
-
-fn postgres_client(c: &PgCluster) -> postgres::Client {
-    postgres::Client::connect(&c.url(), postgres::NoTls).unwrap()
 }
 
 #[test]
@@ -290,7 +284,7 @@ fn the_database_queue_keeps_the_queue_contract() {
     let q = PgQueue::new(pool(&c));
     queue_contract(&q);
     // A row queued before the folders column (NULL): every copy to INBOX.
-    postgres_client(&c)
+    c.admin()
         .batch_execute(
             "INSERT INTO queue (id, sender, created, next_attempt, rcpts, status, replies, data) \
              VALUES ('old1', 'a@x.org', 1, 1, '{b@y.org,c@y.org}', '{pending,pending}', '{\"\",\"\"}', '\\x00')",
@@ -415,10 +409,7 @@ fn round_trips_per_operation() {
     let Some(s3) = S3Server::start() else {
         return;
     };
-    let mut admin = postgres_client(&c);
-    admin
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        .unwrap();
+    let mut admin = c.counting_admin();
     let pg = Arc::new(Pg::connect(&c.url(), 1).unwrap());
     let counters = PgCounters::new(pg.clone());
     let queue = PgQueue::new(pg.clone());
@@ -585,7 +576,7 @@ fn spam_classifiers_in_the_database_keep_what_two_replicas_learn() {
     assert!(a.learn("nobody", 1, &[1], Class::Spam).is_err());
     assert_eq!(warned.load(Ordering::SeqCst), 0);
     // A damaged row: an empty classifier and one warning; learning works.
-    postgres_client(&c)
+    c.admin()
         .batch_execute("UPDATE spam_classifiers SET data = '\\x0102'::bytea")
         .unwrap();
     let fresh = replica();

@@ -225,21 +225,26 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
-/// test unless it succeeds; returns what it printed.
-pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
-        .args(["queue", "--config"])
-        .arg(&d.config)
-        .args(args)
-        .output()
-        .expect("queue cli");
+/// Runs `cmd`; fails the test (with the command and what it printed)
+/// unless it succeeds; returns its standard output.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{}",
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
+/// test unless it succeeds; returns what it printed.
+pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
+    run(Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
+        .args(["queue", "--config"])
+        .arg(&d.config)
+        .args(args))
 }
 
 /// A minimal SMTP client for tests that need exact control.
@@ -327,18 +332,7 @@ pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
 
 /// Runs a Python script; fails the test unless it succeeds; returns stdout.
 pub fn python(script: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(Command::new("python3").arg("-c").arg(script))
 }
 
 /// HAProxy on a free loopback port forwarding to `backend` with
@@ -385,16 +379,7 @@ impl Drop for HaProxy {
 /// `san` (`DNS:x,IP:127.0.0.1`), made in `dir` with openssl.
 pub fn test_pki(dir: &Path, subject: &str, san: &str) {
     let openssl = |args: &[&str]| {
-        let out = std::process::Command::new(tool("openssl"))
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run(Command::new(tool("openssl")).current_dir(dir).args(args));
     };
     let ec = [
         "-newkey",

@@ -5,7 +5,7 @@
 //! moto's S3 server. Both are stopped when dropped. Missing tools: a skip,
 //! or a failure under `POSTERN_REQUIRE_PEERS=1`.
 
-use super::free_port;
+use super::{free_port, run};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,16 +120,9 @@ impl PgCluster {
         std::fs::copy(other.join("ca.crt"), d.join("other-ca.crt")).expect("copy");
         for f in ["server.crt", "server.key"] {
             std::fs::copy(d.join(f), data.join(f)).expect("copy");
-            let mut cmd = Command::new("chmod");
-            cmd.arg("0600").arg(data.join(f));
-            assert!(cmd.status().expect("chmod").success());
+            run(Command::new("chmod").arg("0600").arg(data.join(f)));
             if let Some(u) = self.user {
-                let ok = Command::new("chown")
-                    .arg(format!("{u}:"))
-                    .arg(data.join(f))
-                    .status()
-                    .expect("chown");
-                assert!(ok.success());
+                run(Command::new("chown").arg(format!("{u}:")).arg(data.join(f)));
             }
         }
     }
@@ -242,29 +235,13 @@ impl PgCluster {
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
-        let out = self
-            .command(tool)
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect(tool);
-        assert!(
-            out.status.success(),
-            "{tool}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run(self.command(tool).args(args).current_dir(self.dir.path()));
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`), as a
     /// crashed database; the test fails if it does not stop.
     pub fn stop(&self) {
-        let out = self.stop_command().output().expect("pg_ctl");
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run(&mut self.stop_command());
     }
 
     /// `pg_ctl stop -m immediate`, waiting until the server is gone.
@@ -291,6 +268,16 @@ impl PgCluster {
     /// A connection of the superuser to database `postgres`.
     pub fn admin(&self) -> postgres::Client {
         postgres::Client::connect(&self.url(), postgres::NoTls).expect("connect")
+    }
+
+    /// [`PgCluster::admin`] with the pg_stat_statements extension made
+    /// (statements counted; the library is preloaded by every cluster).
+    pub fn counting_admin(&self) -> postgres::Client {
+        let mut admin = self.admin();
+        admin
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .expect("pg_stat_statements");
+        admin
     }
 
     /// The server's processes: the postmaster and its children (the

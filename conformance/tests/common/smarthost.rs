@@ -3,7 +3,7 @@
 //! Dovecot auth server) before relaying, delivering every message into one
 //! Maildir. Foreground processes in a private folder, stopped by PID.
 
-use super::{free_port, tool};
+use super::{free_port, run, tool};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,15 +20,6 @@ pub struct Smarthost {
     pub ca: PathBuf,
     postfix: Child,
     dovecot: Child,
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl Smarthost {
