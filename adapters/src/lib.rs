@@ -11,3 +11,4 @@ pub mod spamstore;
 pub mod spool;
 pub mod store;
 pub mod syncpool;
+pub mod tls_client;

@@ -118,7 +118,6 @@ impl Config {
                     return Err(err("relay.sasl_passwd", e.to_string()))
                 }
                 Err(e @ RelayError::Ca(_)) => return Err(err("relay.ca_file", e.to_string())),
-                Err(e) => return Err(err("relay", e.to_string())),
             }
         }
         if let Some(d) = &self.dkim {

@@ -50,8 +50,7 @@
 use postern_core::probe::{self as text, Report, Url};
 use postern_core::smtp::client::{ClientConfig, ClientOutput, Job, RcptOutcome, SmtpClient};
 use postern_core::Secret;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -347,26 +346,9 @@ fn nonce() -> u64 {
 }
 
 fn tls_config(ca_file: Option<&Path>) -> R<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(ca) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("{}: {e}", ca.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{}: {e}", ca.display()))?;
-            for c in certs {
-                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let c = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(c))
+    Ok(Arc::new(postern_adapters::tls_client::client_config_from(
+        ca_file,
+    )?))
 }
 
 /// A connection, plain or TLS.

@@ -5,8 +5,6 @@ use crate::config::RelayConfig;
 use futures_rustls::TlsConnector;
 use postern_core::policy::queue::RetryPolicy;
 use postern_core::smtp::client::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
 
 /// The relay's settings made ready: TLS client, credentials, retry schedule.
@@ -27,12 +25,9 @@ pub enum RelayError {
     /// The credentials file could not be read or has no entry.
     #[error("relay credentials: {0}")]
     Credentials(String),
-    /// The CA file is unusable.
+    /// The CA file is unusable (or rustls refused the configuration).
     #[error("relay CA file: {0}")]
     Ca(String),
-    /// rustls refused the configuration.
-    #[error("relay TLS: {0}")]
-    Tls(#[from] rustls::Error),
 }
 
 impl Relay {
@@ -55,26 +50,8 @@ impl Relay {
             )?;
             client.credentials = Some((c.user, c.password));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        match &cfg.ca_file {
-            Some(ca) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
-                for c in certs {
-                    roots
-                        .add(c)
-                        .map_err(|e| RelayError::Ca(format!("{}: {e}", ca.display())))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = postern_adapters::tls_client::client_config_from(cfg.ca_file.as_deref())
+            .map_err(RelayError::Ca)?;
         Ok(Self {
             cfg,
             client: Arc::new(client),

@@ -161,22 +161,11 @@ impl PgTls {
     /// Trusts the certificates in `pem` (one or more PEM blocks).
     pub fn from_pem(pem: &[u8]) -> Result<Self, PgError> {
         use rustls::pki_types::{pem::PemObject, CertificateDer};
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(pem) {
-            let c = c.map_err(|e| PgError::Config(format!("CA certificates: {e}")))?;
-            roots
-                .add(c)
-                .map_err(|e| PgError::Config(format!("CA certificate: {e}")))?;
-        }
-        if roots.is_empty() {
+        if CertificateDer::pem_slice_iter(pem).next().is_none() {
             return Err(PgError::Config("no CA certificate in the file".into()));
         }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| PgError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::tls_client::client_config(Some(pem))
+            .map_err(|e| PgError::Config(format!("CA certificates: {e}")))?;
         Ok(Self(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
     }
 }
