@@ -294,7 +294,7 @@ async fn answer(
             }
             let id = srv.next_queue_id();
             let (srv2, id2) = (srv.clone(), id.clone());
-            let screened = crate::spam::screen(srv, listener.role, &msg, spam_auth).await;
+            let screened = crate::spam::screen(srv, listener.role, &msg, &id, spam_auth).await;
             if screened.refuse {
                 info!(client = %client, id = %id, "{id}: rejected as spam");
                 session.answer_message(Instant::now(), StoreAnswer::Refuse(MessageRefusal::Spam));

@@ -12,6 +12,7 @@ use postern_core::imap::event::{MailboxAnswer, MailboxRequest};
 use postern_core::policy::spam::{
     learn_request, refuse_message, spam_action, spam_headers, SpamAction,
 };
+use postern_core::smtp::received::scoring_prefix;
 use postern_core::smtp::{Message, Role};
 use postern_core::spam::bayes::Class;
 use postern_core::spam::{analyze, report, Analysis, AuthInput, MAX_SCAN};
@@ -44,10 +45,17 @@ impl Screened {
     }
 }
 
-/// Scores `msg` for each local mailbox it goes to. `auth` is what the
+/// Scores `msg` (queue id `id`, whose `Received:` it is scored with) for
+/// each local mailbox it goes to. `auth` is what the
 /// message-authentication checks found (left at its default until they
 /// run at end of DATA).
-pub async fn screen(srv: &Arc<Server>, role: Role, msg: &Message, auth: AuthInput) -> Screened {
+pub async fn screen(
+    srv: &Arc<Server>,
+    role: Role,
+    msg: &Message,
+    id: &str,
+    auth: AuthInput,
+) -> Screened {
     let settings = &srv.config.spam;
     if !settings.enabled || role != Role::Mx || msg.envelope.authenticated.is_some() {
         return Screened::default();
@@ -63,8 +71,12 @@ pub async fn screen(srv: &Arc<Server>, role: Role, msg: &Message, auth: AuthInpu
     if users.is_empty() {
         return Screened::default();
     }
-    // Only the scored prefix (one byte more tells it was cut) goes along.
-    let data = msg.data[..msg.data.len().min(MAX_SCAN + 1)].to_vec();
+    // The message as its copies will be stored (our trace lines first),
+    // and only the scored prefix of it (one byte more tells it was cut).
+    let date = crate::clock::date_now();
+    let mut data = scoring_prefix(&msg.envelope, &srv.config.hostname, id, &date).into_bytes();
+    let rest = (MAX_SCAN + 1).saturating_sub(data.len());
+    data.extend_from_slice(&msg.data[..msg.data.len().min(rest)]);
     let srv2 = srv.clone();
     smol::unblock(move || {
         let s = &srv2.config.spam;

@@ -48,6 +48,17 @@ pub fn return_path(env: &Envelope) -> String {
     }
 }
 
+/// The trace lines every local copy gets before the message whatever its
+/// recipient: `Return-Path:` and the `Received:` (without `for`). The spam
+/// scorer reads the message with these before it, so that a message is
+/// scored with the header fields it is later learned with from the
+/// user's mailbox, and its Date is compared with our own receipt.
+pub fn scoring_prefix(env: &Envelope, hostname: &str, id: &str, date: &str) -> String {
+    let mut p = return_path(env);
+    p.push_str(&received(env, hostname, id, None, date));
+    p
+}
+
 /// One local copy to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalCopy<M> {
@@ -201,5 +212,12 @@ mod tests {
             "{second}"
         );
         assert!(second.contains("for <alias@example.com>;"), "{second}");
+        // What the scorer reads: the same lines but the recipient's own.
+        let scored = scoring_prefix(&e, "mx.example.com", "Q1", "Tue, 1 Dec 2026 00:00:00 +0000");
+        let stored = first.replace("Delivered-To: x@example.com\r\n", "");
+        assert_eq!(
+            scored,
+            stored.replace("\r\n\tfor <x@example.com>; ", ";\r\n\t")
+        );
     }
 }

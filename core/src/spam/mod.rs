@@ -137,8 +137,12 @@ pub struct Report {
     pub gtube: bool,
 }
 
+/// `Received:` fields whose host names become tokens, from the newest: the
+/// whole path a message usually takes, not a forged chain's tail.
+const MAX_RECEIVED_TOKENIZED: usize = 12;
+
 /// Points of the classifier at full weight: most for spam, least for ham.
-const BAYES_SPAM_MAX: f64 = 12.0;
+const BAYES_SPAM_MAX: f64 = 10.0;
 const BAYES_HAM_MAX: f64 = -5.0;
 
 /// The rules' points.
@@ -328,6 +332,12 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) -> Option<u64> {
                 mid = true;
                 if let Some(d) = domain_of(&value()) {
                     t.tagged("mid", &d);
+                    t.tagged("midr", &html::registrable(&d));
+                }
+            }
+            "return-path" => {
+                if let Some(d) = domain_of(&value()) {
+                    t.tagged("rpd", &html::registrable(&d));
                 }
             }
             "subject" => {
@@ -374,10 +384,13 @@ fn headers(m: &Message<'_>, f: &mut Facts, t: &mut Tokens) -> Option<u64> {
                 if !v.contains(';') || !(by || comment_only) {
                     f.forged_received = true;
                 }
-                if received <= 3 {
+                if received <= MAX_RECEIVED_TOKENIZED {
                     for w in v.split(|c: char| c.is_whitespace() || "()[];".contains(c)) {
                         if w.contains('.') && w.len() <= 64 && !w.contains('@') {
                             t.tagged("r", w);
+                            if w.bytes().any(|b| b.is_ascii_alphabetic()) {
+                                t.tagged("rd", &html::registrable(w));
+                            }
                         }
                     }
                 }

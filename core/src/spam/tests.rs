@@ -303,3 +303,32 @@ fn a_style_sheet_is_neither_phrases_nor_words() {
     );
     assert_eq!(styled.tokens, bare.tokens, "the style sheet gave tokens");
 }
+
+#[test]
+fn the_senders_domains_are_tokens_along_the_whole_path() {
+    // Five hops: the sender's own two are the fourth and fifth from the top.
+    let mut m = String::new();
+    for (i, host) in ["mx.example.org", "relay.example.org", "filter.example.org"]
+        .iter()
+        .enumerate()
+    {
+        m.push_str(&format!(
+            "Received: from h{i} by {host} with ESMTP id {i}; Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+        ));
+    }
+    m.push_str("Received: from mail-ems-101.shop.example.co.uk by mm-out-7.shop.example.co.uk with SMTP; Tue, 1 Dec 2026 09:59:00 +0000\r\n");
+    m.push_str(
+        "Received: by mail-ems-101.shop.example.co.uk id 42; Tue, 1 Dec 2026 09:58:00 +0000\r\n",
+    );
+    m.push_str("Return-Path: <bounce+x1@bounces.shop.example.co.uk>\r\n");
+    m.push_str("Message-ID: <42.1@mail-ems-101.shop.example.co.uk>\r\n");
+    m.push_str(PLAIN);
+    let a = analyze(m.as_bytes());
+    let has = |tag: &str, v: &str| a.tokens.contains(&tokens::tagged_hash(tag, v));
+    assert!(has("r", "mm-out-7.shop.example.co.uk"));
+    assert!(has("rd", "example.co.uk"));
+    assert!(has("rd", "example.org"));
+    assert!(has("rpd", "example.co.uk"));
+    assert!(has("midr", "example.co.uk"));
+    assert!(!has("rd", "co.uk"));
+}
