@@ -43,7 +43,7 @@ pub const LOGISTIC_FULL_AT: u32 = 200;
 /// The logistic model's learning rate.
 const LOGISTIC_RATE: f64 = 0.03;
 /// The logistic model learns a message only when its probability is
-/// further than this from the message's class (0 spam, 1 ham).
+/// further than this from the message's class (1 spam, 0 ham).
 const LOGISTIC_MARGIN: f64 = 0.2;
 /// A logistic weight's bound (and the bias's), so that no token decides
 /// alone and the stored image stays finite.
