@@ -304,7 +304,7 @@ fn main() {
         (hardened_rate / postern_rate - 1.0) * 100.0
     );
     println!(
-        "  ratio Postern/Postfix: {:.2}x accepted (Postern's accepted is already delivered), {:.2}x delivered   target 2x",
+        "  ratio Postern/Postfix: {:.2}x accepted (Postern's accepted is already delivered), {:.2}x delivered   target 5x",
         postern_rate / accept_rate,
         postern_rate / deliver_rate
     );
