@@ -242,6 +242,20 @@ impl SpamStore {
         f(&g.0)
     }
 
+    /// Runs `f` on `user`'s classifier only when that needs no waiting:
+    /// it is in memory, its backend is not shared with other replicas (no
+    /// freshness to check), and nobody holds it (a learning request may be
+    /// writing it out). None otherwise: then [`Self::with`], off the
+    /// executor, does it.
+    pub fn try_with<R>(&self, user: &str, f: impl FnOnce(&Classifier) -> R) -> Option<R> {
+        if self.backend.shared() {
+            return None;
+        }
+        let c = self.cache.lock().ok()?.get(&user.to_lowercase())?.clone();
+        let g = c.try_lock().ok()?;
+        Some(f(&g.0))
+    }
+
     /// Reads a shared backend's classifier again when another replica
     /// changed it since (its version moved; without versions, when the
     /// copy is [`SHARED_FRESH`] old). On a failed read the copy in hand
@@ -375,6 +389,25 @@ mod tests {
         assert!(s3.learn("a@x.test", 8, &[4], Class::Ham).is_ok());
         assert!(s3.path("../x@y").is_none() || s3.path("a@..").is_none());
         assert!(s3.path("nobody").is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn try_with_never_reads_or_waits() {
+        let dir = std::env::temp_dir().join(format!("postern-spamtry-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let s = SpamStore::new(&dir, Arc::new(|_| {}));
+        assert!(s.learn("a@x.test", 1, &[1, 2], Class::Spam).is_ok());
+        // A restart: on disk, not yet in memory, so not without reading.
+        let s = SpamStore::new(&dir, Arc::new(|_| {}));
+        assert_eq!(s.try_with("a@x.test", |c| c.counts()), None);
+        assert_eq!(s.with("A@x.test", |c| c.counts()), (1, 0));
+        assert_eq!(s.try_with("A@X.test", |c| c.counts()), Some((1, 0)));
+        // Held by someone else (here: `with` itself): not without waiting.
+        assert_eq!(
+            s.with("a@x.test", |_| s.try_with("a@x.test", |c| c.counts())),
+            None
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }
