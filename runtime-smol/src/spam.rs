@@ -81,17 +81,18 @@ pub async fn screen(
     let mut data = scoring_prefix(&msg.envelope, &srv.config.hostname, id, &date).into_bytes();
     let rest = (MAX_SCAN + 1).saturating_sub(data.len());
     data.extend_from_slice(&msg.data[..msg.data.len().min(rest)]);
-    // A message of usual size is scored on the executor when every
-    // recipient's classifier is in memory and free: a few hundred
-    // microseconds, less than the two thread hand-offs of the blocking
-    // pool. A big one, or a classifier to read or wait for, goes there.
-    if data.len() <= INLINE_SCAN {
-        let a = analyze(&data);
+    // A message of usual size is analysed on the executor, and scored
+    // there too when every recipient's classifier is in memory and free:
+    // a few hundred microseconds, less than the two thread hand-offs of
+    // the blocking pool. A big message, or a classifier to read or wait
+    // for, goes there (with the analysis when it is done).
+    let analysed = (data.len() <= INLINE_SCAN).then(|| analyze(&data));
+    if let Some(a) = &analysed {
         let inline: Option<Vec<(String, Report)>> = users
             .iter()
             .map(|u| {
                 srv.spam
-                    .try_with(u, |c| report(&a, &auth, Some(c)))
+                    .try_with(u, |c| report(a, &auth, Some(c)))
                     .map(|r| (u.clone(), r))
             })
             .collect();
@@ -101,7 +102,7 @@ pub async fn screen(
     }
     let srv2 = srv.clone();
     smol::unblock(move || {
-        let a = analyze(&data);
+        let a = analysed.unwrap_or_else(|| analyze(&data));
         let reports = users
             .into_iter()
             .map(|u| {
