@@ -5,8 +5,10 @@
 //! second and second-to-last for Postfix, and the better run of each is
 //! compared: whichever server runs first pays for the file removals of
 //! whatever ran on the machine just before (see [`plain_postern`]). No
-//! server's files are removed before the end. Then Postern's resident
-//! memory idle and with 1,000 idle connections.
+//! server's files are removed before the end. Then the bounds the machine
+//! sets: the same load against Postfix's smtp-sink (a server that stores
+//! nothing) and against Postern with every sync skipped. Last, Postern's
+//! resident memory idle and with 1,000 idle connections.
 //!
 //! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
 //! (needs smtp-source and postfix: `conformance/install-peers`).
@@ -299,6 +301,24 @@ fn main() {
     // Postern again, last: the better of its two runs is the one compared.
     let (second_postern, _d2, _) = plain_postern(" (second run)");
     let postern_rate = first_postern.max(second_postern);
+
+    // What this machine allows, in the same sitting: the same load against
+    // a server that answers and stores nothing, and Postern with every
+    // sync skipped. Neither is a mail server anyone should run; they are
+    // the bounds a durable server works under here.
+    let sink_rate = smtp_sink_rate();
+    let nosync = Daemon::start_with_env(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n",
+        "",
+        "",
+        &[("POSTERN_TEST_SKIP_SYNC", "1")],
+    );
+    let tn = timed_postern(&nosync, "postern (syncs skipped)");
+    let nosync_rate = MESSAGES as f64 / tn.as_secs_f64();
+    println!(
+        "  Postern with every sync skipped (its test switch; not durable): {MESSAGES} in {:.2} s = {nosync_rate:>7.0} msg/s",
+        tn.as_secs_f64(),
+    );
     println!(
         "  Postern with its defences against without: {:+.1}% (the better plain run)",
         (hardened_rate / postern_rate - 1.0) * 100.0
@@ -313,6 +333,14 @@ fn main() {
         hardened_rate / accept_rate,
         hardened_rate / deliver_rate
     );
+
+    if let Some(r) = sink_rate {
+        println!(
+            "  bounds of this machine/Postfix: {:.2}x with smtp-sink (no server work), {:.2}x with Postern's syncs skipped",
+            r / accept_rate,
+            nosync_rate / accept_rate
+        );
+    }
 
     if let Some(r) = auth_rate {
         println!(
@@ -373,6 +401,45 @@ fn plain_postern(label: &str) -> (f64, Daemon, u64) {
         t.as_secs_f64()
     );
     (rate, d, idle_rss)
+}
+
+/// Messages per second from smtp-source into Postfix's smtp-sink, which
+/// answers every command and stores nothing: what the load generator
+/// reaches on this machine when the server costs almost nothing. `None`
+/// without smtp-sink.
+fn smtp_sink_rate() -> Option<f64> {
+    if !tool("smtp-sink").is_file() {
+        println!("  (smtp-sink is needed for the machine's bound; not measured)");
+        return None;
+    }
+    let port = free_port();
+    let mut cmd = Command::new(tool("smtp-sink"));
+    // smtp-sink refuses to run as root without a user to switch to.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        cmd.args(["-u", "nobody"]);
+    }
+    let mut sink = cmd
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("256")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink");
+    common::wait_for_port(port, "smtp-sink");
+    smtp_source_with(port, "sender@example.net", None, WARM_UP);
+    let t = smtp_source(port);
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let rate = MESSAGES as f64 / t.as_secs_f64();
+    println!(
+        "  smtp-sink (answers, stores nothing): {MESSAGES} in {:.2} s = {rate:>7.0} msg/s",
+        t.as_secs_f64()
+    );
+    Some(rate)
 }
 
 /// Messages per second through an MX listener with `[auth]` on, or `None`

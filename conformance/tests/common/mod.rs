@@ -64,6 +64,7 @@ pub struct Daemon {
     pub log: PathBuf,
     pub addrs: Vec<SocketAddr>,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -75,6 +76,17 @@ impl Daemon {
 
     /// Like [`Daemon::start`], with more TOML tables appended (`[relay]`).
     pub fn start_with(listeners: &str, virtual_aliases: &str, extra: &str) -> Daemon {
+        Self::start_with_env(listeners, virtual_aliases, extra, &[])
+    }
+
+    /// Like [`Daemon::start_with`], with these environment variables set
+    /// for the process (and its restarts).
+    pub fn start_with_env(
+        listeners: &str,
+        virtual_aliases: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("postern-test-")
             .tempdir()
@@ -116,6 +128,10 @@ impl Daemon {
             addrs: Vec::new(),
             child: None,
             dir,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         d
@@ -136,6 +152,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("POSTERN_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().expect("clone")))
             .stderr(Stdio::from(log))
             .spawn()
