@@ -6,7 +6,8 @@
 //! classifier that cannot be read back (torn, damaged, another format) is
 //! replaced by an empty classifier and reported once through the warning
 //! hook; it never blocks a delivery. Loaded classifiers are kept in a
-//! bounded cache, so a learned move counts for the very next message; a
+//! cache bounded in count and in bytes ([`MAX_CACHED_BYTES`]), so a
+//! learned move counts for the very next message; a
 //! backend shared by several replicas keeps a version per classifier
 //! ([`SpamBackend::stamp`]): each use of a cached classifier first asks
 //! for the stored version (one small read) and reads it again when
@@ -30,6 +31,12 @@ pub const FILE_NAME: &str = "postern-spam";
 pub const MAX_BYTES: u64 = 16 << 20;
 /// Classifiers kept in memory at once.
 const MAX_CACHED: usize = 256;
+/// Bytes of classifiers kept in memory at once. A classifier with the
+/// most tokens it keeps holds about 8 MiB, so without this the count
+/// alone would allow 2 GiB, far beyond the pod's 256 MiB limit; this
+/// keeps eight of the largest, or hundreds of young ones. The one being
+/// loaded is always kept, whatever its size.
+pub const MAX_CACHED_BYTES: usize = 64 << 20;
 /// How long a classifier of a shared backend is used before it is read
 /// again (another replica may have learned meanwhile).
 pub const SHARED_FRESH: Duration = Duration::from_secs(60);
@@ -137,11 +144,18 @@ impl SpamBackend for FileSpam {
 /// A cached classifier, when it was read and its stored version.
 type Cached = Arc<Mutex<(Classifier, Instant, Option<u64>)>>;
 
+/// A cache entry: the classifier and its size when last seen unheld.
+struct Entry {
+    classifier: Cached,
+    bytes: usize,
+}
+
 /// The classifiers of every user.
 pub struct SpamStore {
     backend: Arc<dyn SpamBackend>,
     files: Option<FileSpam>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<String, Entry>>,
+    cache_bytes: usize,
     warn: Warn,
 }
 
@@ -169,8 +183,23 @@ impl SpamStore {
             backend,
             files: None,
             cache: Mutex::new(HashMap::new()),
+            cache_bytes: MAX_CACHED_BYTES,
             warn,
         }
+    }
+
+    /// The same store keeping at most `bytes` of classifiers in memory
+    /// (default [`MAX_CACHED_BYTES`]).
+    pub fn with_cache_budget(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Classifiers in memory and about how many bytes they hold.
+    pub fn cached(&self) -> (usize, usize) {
+        self.cache
+            .lock()
+            .map_or((0, 0), |c| (c.len(), c.values().map(|e| e.bytes).sum()))
     }
 
     /// The file of `user` (`local@domain`) with the file backend; None
@@ -207,23 +236,60 @@ impl SpamStore {
         if !valid(&key) || (self.files.is_some() && self.path(&key).is_none()) {
             return None;
         }
-        if let Some(c) = self.cache.lock().ok()?.get(&key) {
-            return Some(c.clone());
+        if let Some(e) = self.cache.lock().ok()?.get(&key) {
+            return Some(e.classifier.clone());
         }
         let (stored, stamp) = match self.backend.load_stamped(&key) {
             Ok((b, s)) => (Ok(b), s),
             Err(e) => (Err(e), None),
         };
-        let c = Arc::new(Mutex::new((
-            self.parse(&key, stored),
-            Instant::now(),
-            stamp,
-        )));
+        let parsed = self.parse(&key, stored);
+        let bytes = parsed.memory_bytes();
+        let c = Arc::new(Mutex::new((parsed, Instant::now(), stamp)));
         let mut cache = self.cache.lock().ok()?;
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
+        if let Some(e) = cache.get(&key) {
+            // Another thread loaded it meanwhile.
+            return Some(e.classifier.clone());
         }
-        Some(cache.entry(key).or_insert(c).clone())
+        self.make_room(&mut cache, bytes);
+        cache.insert(
+            key,
+            Entry {
+                classifier: c.clone(),
+                bytes,
+            },
+        );
+        Some(c)
+    }
+
+    /// Drops cached classifiers, those read longest ago first, until one
+    /// more of `incoming` bytes fits both the count and the byte budget.
+    /// A classifier in use (held by a scoring or a learning request) is
+    /// counted at its size when last seen and kept: a learning request
+    /// may be writing it out, and a copy read again meanwhile would miss
+    /// what it learned. So the budget can be passed by as many
+    /// classifiers as are in use at once, a number the threads bound.
+    fn make_room(&self, cache: &mut HashMap<String, Entry>, incoming: usize) {
+        let mut total = incoming;
+        let mut ages: Vec<(Instant, String)> = Vec::with_capacity(cache.len());
+        for (key, e) in cache.iter_mut() {
+            if let Ok(g) = e.classifier.try_lock() {
+                e.bytes = g.0.memory_bytes();
+                ages.push((g.1, key.clone()));
+            }
+            total = total.saturating_add(e.bytes);
+        }
+        ages.sort_unstable();
+        let mut count = cache.len() + 1;
+        for (_, key) in ages {
+            if count <= MAX_CACHED && total <= self.cache_bytes {
+                break;
+            }
+            if let Some(e) = cache.remove(&key) {
+                total = total.saturating_sub(e.bytes);
+                count -= 1;
+            }
+        }
     }
 
     /// Runs `f` on `user`'s classifier (an empty one when the user has
@@ -251,7 +317,13 @@ impl SpamStore {
         if self.backend.shared() {
             return None;
         }
-        let c = self.cache.lock().ok()?.get(&user.to_lowercase())?.clone();
+        let c = self
+            .cache
+            .lock()
+            .ok()?
+            .get(&user.to_lowercase())?
+            .classifier
+            .clone();
         let g = c.try_lock().ok()?;
         Some(f(&g.0))
     }
@@ -389,6 +461,40 @@ mod tests {
         assert!(s3.learn("a@x.test", 8, &[4], Class::Ham).is_ok());
         assert!(s3.path("../x@y").is_none() || s3.path("a@..").is_none());
         assert!(s3.path("nobody").is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cache_keeps_to_its_byte_budget_and_never_drops_a_classifier_in_use() {
+        let dir = std::env::temp_dir().join(format!("postern-spambudget-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        const BUDGET: usize = 1 << 20;
+        let s = SpamStore::new(&dir, Arc::new(|_| {})).with_cache_budget(BUDGET);
+        // Each user's classifier holds 4,000 tokens, over 100 KB.
+        let tokens = |u: u64| (0..4000u64).map(move |t| u << 32 | t).collect::<Vec<_>>();
+        let mut largest = 0;
+        for u in 0..30u64 {
+            let user = format!("u{u}@x.test");
+            assert!(s.learn(&user, u, &tokens(u), Class::Spam).is_ok());
+            let bytes = s.with(&user, |c| c.memory_bytes());
+            assert!(bytes > 100_000, "{bytes}");
+            largest = largest.max(bytes);
+            let (n, held) = s.cached();
+            assert!(held <= BUDGET, "{n} classifiers, {held} bytes");
+        }
+        // Without the budget all 30 would be kept.
+        assert!(30 * largest > 2 * BUDGET);
+        assert!(s.cached().0 < 30);
+        // One dropped from memory is read back whole.
+        assert_eq!(s.try_with("u0@x.test", |c| c.counts()), None);
+        assert_eq!(s.with("u0@x.test", |c| c.token_count()), 4000);
+        // A classifier in use stays in memory while others come and go.
+        s.with("u1@x.test", |_| {
+            for u in 2..30u64 {
+                s.with(&format!("u{u}@x.test"), |c| assert_eq!(c.counts(), (1, 0)));
+            }
+        });
+        assert_eq!(s.try_with("u1@x.test", |c| c.counts()), Some((1, 0)));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -134,6 +134,17 @@ impl Classifier {
         self.tokens.len()
     }
 
+    /// About how many bytes of memory the classifier holds: its tables'
+    /// capacities (a hash table entry also costs a control byte), not
+    /// counting the allocator's own overhead.
+    pub fn memory_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(u64, Stat)>() + 1;
+        let remembered = std::mem::size_of::<(u64, Class)>();
+        std::mem::size_of::<Self>()
+            .saturating_add(self.tokens.capacity().saturating_mul(entry))
+            .saturating_add(self.remembered.capacity().saturating_mul(remembered))
+    }
+
     /// How much the classifier counts, 0 to 1: grows with the smaller of
     /// the two classes' examples and is full at [`FULL_WEIGHT_AT`].
     pub fn weight(&self) -> f64 {
