@@ -144,10 +144,12 @@ impl SpamBackend for FileSpam {
 /// A cached classifier, when it was read and its stored version.
 type Cached = Arc<Mutex<(Classifier, Instant, Option<u64>)>>;
 
-/// A cache entry: the classifier and its size when last seen unheld.
+/// A cache entry: the classifier, its size when last seen unheld, and
+/// when it was last asked for.
 struct Entry {
     classifier: Cached,
     bytes: usize,
+    used: Instant,
 }
 
 /// The classifiers of every user.
@@ -236,7 +238,8 @@ impl SpamStore {
         if !valid(&key) || (self.files.is_some() && self.path(&key).is_none()) {
             return None;
         }
-        if let Some(e) = self.cache.lock().ok()?.get(&key) {
+        if let Some(e) = self.cache.lock().ok()?.get_mut(&key) {
+            e.used = Instant::now();
             return Some(e.classifier.clone());
         }
         let (stored, stamp) = match self.backend.load_stamped(&key) {
@@ -257,12 +260,13 @@ impl SpamStore {
             Entry {
                 classifier: c.clone(),
                 bytes,
+                used: Instant::now(),
             },
         );
         Some(c)
     }
 
-    /// Drops cached classifiers, those read longest ago first, until one
+    /// Drops cached classifiers, those unused longest first, until one
     /// more of `incoming` bytes fits both the count and the byte budget.
     /// A classifier in use (held by a scoring or a learning request) is
     /// counted at its size when last seen and kept: a learning request
@@ -275,7 +279,7 @@ impl SpamStore {
         for (key, e) in cache.iter_mut() {
             if let Ok(g) = e.classifier.try_lock() {
                 e.bytes = g.0.memory_bytes();
-                ages.push((g.1, key.clone()));
+                ages.push((e.used, key.clone()));
             }
             total = total.saturating_add(e.bytes);
         }
@@ -317,13 +321,12 @@ impl SpamStore {
         if self.backend.shared() {
             return None;
         }
-        let c = self
-            .cache
-            .lock()
-            .ok()?
-            .get(&user.to_lowercase())?
-            .classifier
-            .clone();
+        let c = {
+            let mut cache = self.cache.lock().ok()?;
+            let e = cache.get_mut(&user.to_lowercase())?;
+            e.used = Instant::now();
+            e.classifier.clone()
+        };
         let g = c.try_lock().ok()?;
         Some(f(&g.0))
     }
@@ -481,13 +484,17 @@ mod tests {
             largest = largest.max(bytes);
             let (n, held) = s.cached();
             assert!(held <= BUDGET, "{n} classifiers, {held} bytes");
+            // u0 is asked for after every other: the last to go.
+            s.with("u0@x.test", |c| assert_eq!(c.counts(), (1, 0)));
         }
         // Without the budget all 30 would be kept.
         assert!(30 * largest > 2 * BUDGET);
         assert!(s.cached().0 < 30);
-        // One dropped from memory is read back whole.
-        assert_eq!(s.try_with("u0@x.test", |c| c.counts()), None);
-        assert_eq!(s.with("u0@x.test", |c| c.token_count()), 4000);
+        // The one in steady use stayed; one unused was dropped from
+        // memory, and is read back whole.
+        assert_eq!(s.try_with("u0@x.test", |c| c.counts()), Some((1, 0)));
+        assert_eq!(s.try_with("u2@x.test", |c| c.counts()), None);
+        assert_eq!(s.with("u2@x.test", |c| c.token_count()), 4000);
         // A classifier in use stays in memory while others come and go.
         s.with("u1@x.test", |_| {
             for u in 2..30u64 {
