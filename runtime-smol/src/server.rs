@@ -324,13 +324,19 @@ impl Server {
         // The spam classifiers: files beside the Maildirs, or the
         // database's table with the database backend (shared by replicas).
         let warn: postern_adapters::spamstore::Warn = Arc::new(|m: &str| tracing::warn!("{m}"));
-        let spam = Arc::new(match &pg {
-            Some(p) => postern_adapters::spamstore::SpamStore::with_backend(
-                Arc::new(postern_adapters::pg::PgSpam::new(p.pg.clone())),
-                warn,
+        let spam = Arc::new(
+            match &pg {
+                Some(p) => postern_adapters::spamstore::SpamStore::with_backend(
+                    Arc::new(postern_adapters::pg::PgSpam::new(p.pg.clone())),
+                    warn,
+                ),
+                None => postern_adapters::spamstore::SpamStore::new(&config.data_dir, warn),
+            }
+            .with_cache_budget(
+                usize::try_from(config.spam.cache_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
             ),
-            None => postern_adapters::spamstore::SpamStore::new(&config.data_dir, warn),
-        });
+        );
         Ok(Arc::new(Self {
             imap: Arc::new(imap),
             mailstore,

@@ -24,6 +24,8 @@ pub struct SpamSettings {
     pub add_headers: bool,
     /// Learn from the users' moves and keywords.
     pub learn: bool,
+    /// MiB of the users' classifiers kept in memory at once.
+    pub cache_mib: u64,
 }
 
 impl Default for SpamSettings {
@@ -34,6 +36,7 @@ impl Default for SpamSettings {
             reject_score: 15.0,
             add_headers: true,
             learn: true,
+            cache_mib: 64,
         }
     }
 }

@@ -92,6 +92,7 @@
 //! | `imap.mime_max_parts`             | 1000     | 1 to 100,000            |
 //! | `imap.mime_max_depth`             | 50       | 1 to 100                |
 //! | `imap.summary_cache_mib`          | 32       | 1 to 4,096              |
+//! | `spam.cache_mib`                  | 64       | 1 to 4,096              |
 //! | `tls.reload_check_secs`           | 10       | 1 to 86,400             |
 //! | `shutdown_grace_secs`             | 30       | 0 to 3,600              |
 //! | `auth_failure_delay_ms`           | 1000     | 0 to 60,000             |

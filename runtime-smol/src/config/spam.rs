@@ -8,6 +8,7 @@
 //! reject_score = 15.0   # at or above: refused at end of DATA (554 5.7.1)
 //! add_headers = true    # X-Spam, X-Spam-Score, X-Spam-Status
 //! learn = true          # MOVE/COPY into or out of Junk, $Junk/$NotJunk train the user's classifier
+//! cache_mib = 64        # classifiers kept in memory (1 to 4,096; the largest takes about 8 MiB)
 //! ```
 
 use super::{ConfigError, Range};
@@ -24,6 +25,7 @@ pub(super) struct RawSpam {
     reject_score: Option<Spanned<f64>>,
     add_headers: Option<bool>,
     learn: Option<bool>,
+    cache_mib: Option<Spanned<u64>>,
 }
 
 type At<'a> = &'a dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError;
@@ -43,12 +45,15 @@ pub(super) fn settings(raw: &RawSpam, at: At<'_>) -> Result<SpamSettings, Config
             format!("{reject_score} is below spam.junk_score ({junk_score})"),
         ));
     }
+    let cache_mib =
+        Range("spam.cache_mib", d.cache_mib, 1, 4096).get(raw.cache_mib.as_ref(), at)?;
     Ok(SpamSettings {
         enabled: raw.enabled.unwrap_or(d.enabled),
         junk_score,
         reject_score,
         add_headers: raw.add_headers.unwrap_or(d.add_headers),
         learn: raw.learn.unwrap_or(d.learn),
+        cache_mib,
     })
 }
 
@@ -78,6 +83,8 @@ mod tests {
         assert!(check("junk_score = 8.0\nreject_score = 7.0\n")
             .is_err_and(|e| e.contains("spam.reject_score")));
         assert!(check("junk_score = 5000.0\n").is_err_and(|e| e.contains("spam.junk_score")));
+        assert_eq!(check("cache_mib = 8\n").map(|s| s.cache_mib), Ok(8));
+        assert!(check("cache_mib = 0\n").is_err_and(|e| e.contains("spam.cache_mib")));
         assert!(check("bogus = 1\n").is_err());
     }
 }
