@@ -22,11 +22,17 @@ fn daemon(dns: &DnsServer, auth: &str) -> Daemon {
     )
 }
 
-/// A message From `from`, with `extra` header lines first.
+/// A message From `from`, with `extra` header lines first. Dated now:
+/// a fixed date would, days later, score DATE_IN_PAST and tip mail whose
+/// checks fail near the Junk threshold over it.
 fn message(from: &str, extra: &str) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     format!(
         "{extra}From: Sender <{from}>\r\nTo: alice@example.com\r\nSubject: test from {from}\r\n\
-         Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{}@test>\r\n\r\nHello.\r\n",
+         Date: {}\r\nMessage-ID: <{}@test>\r\n\r\nHello.\r\n",
+        postern_core::datetime::rfc5322(now),
         from.replace('@', ".")
     )
     .into_bytes()
@@ -284,7 +290,10 @@ fn unreachable_dns_is_temperror_and_delivered_within_the_budget() {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("took_ms");
-    assert!((2900..4000).contains(&ms), "{line}");
+    // At the budget, not at the resolver's own timeouts (3 s, twice, for
+    // each of several queries); above it only by how late a loaded
+    // machine ran the timer.
+    assert!((2900..8000).contains(&ms), "{line}");
     let ar = our_results(&stored(&d, "")[0]);
     assert!(ar.contains("spf=temperror"), "{ar}");
     assert!(ar.contains("dmarc=temperror"), "{ar}");
@@ -305,6 +314,7 @@ fn slow_dns_blocks_no_executor_thread() {
         .collect();
     // Meanwhile other clients are served at once, again and again.
     let mut rounds = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !senders.iter().all(|t| t.is_finished()) {
         let start = Instant::now();
         let mut c = Client::connect(d.addrs[0]).expect("connect");
@@ -317,7 +327,7 @@ fn slow_dns_blocks_no_executor_thread() {
             "a session waited {took:?}"
         );
         rounds += 1;
-        assert!(rounds < 10_000, "the senders never finished");
+        assert!(Instant::now() < deadline, "the senders never finished");
     }
     assert!(rounds >= 3, "{rounds}");
     for t in senders {

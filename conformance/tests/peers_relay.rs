@@ -239,12 +239,23 @@ print("ok")
     );
     // Local recipients are delivered locally, not relayed.
     assert_eq!(d.new_mail("bob", "example.com").len(), 5);
+    // The sink makes its file at MAIL FROM and writes it at the end of
+    // DATA: wait for every message's text, then for an empty queue (no
+    // second attempt can still be under way).
     wait_until(
         "5 messages at the smarthost",
         Duration::from_secs(20),
-        || sink.texts().len() >= 5,
+        || {
+            let got = sink.texts();
+            (0..5).all(|i| {
+                got.iter()
+                    .any(|m| m.contains(&format!("Subject: roundcube {i}\n")))
+            })
+        },
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("an empty queue", Duration::from_secs(10), || {
+        queue_cli(&d, &["list"]).contains("-- 0 queued")
+    });
     let got = sink.texts();
     assert_eq!(got.len(), 5, "each relayed message arrives once");
     for i in 0..5 {

@@ -385,11 +385,11 @@ fn a_store_failure_is_logged_and_refused() {
 /// (plain LOGIN on loopback), a search by subject.
 fn python_prelude() -> &'static str {
     r#"
-import imaplib, smtplib, re
+import imaplib, smtplib, re, email.utils
 def send(port, subject, body):
     s = smtplib.SMTP("127.0.0.1", port, timeout=20)
     msg = ("From: sender@example.net\r\nTo: alice@example.com\r\nSubject: " + subject + "\r\n"
-           + "Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
+           + "Date: " + email.utils.formatdate() + "\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
            + "\r\n" + body + "\r\n")
     try:
         s.sendmail("sender@example.net", ["alice@example.com"], msg.encode())

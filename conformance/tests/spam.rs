@@ -17,12 +17,12 @@ const LISTENERS: &str =
 fn prelude(mx: u16, imaps: u16) -> String {
     format!(
         r#"
-import imaplib, smtplib, ssl, re
+import imaplib, smtplib, ssl, re, email.utils
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 def send(subject, body, extra=""):
     s = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
     msg = ("From: sender@example.net\r\nTo: alice@example.com\r\nSubject: " + subject + "\r\n"
-           + "Date: Tue, 1 Dec 2026 10:00:00 +0000\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
+           + "Date: " + email.utils.formatdate() + "\r\nMessage-ID: <" + re.sub(r"\W", "", subject) + "@example.net>\r\n"
            + extra + "\r\n" + body + "\r\n")
     try:
         s.sendmail("sender@example.net", ["alice@example.com"], msg.encode())

@@ -26,7 +26,7 @@ impl DnsServer {
     /// The daemon's `[dns]` section pointing at this server.
     pub fn config(&self) -> String {
         format!(
-            "[dns]\nservers = [\"{}\"]\ntimeout_ms = 1000\nattempts = 1\n",
+            "[dns]\nservers = [\"{}\"]\ntimeout_ms = 3000\nattempts = 2\n",
             self.addr
         )
     }
