@@ -20,22 +20,22 @@
 use postern_core::spam::bayes::{Class, Classifier, Learned};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The file name beside each Maildir.
 pub const FILE_NAME: &str = "postern-spam";
-/// Largest classifier read (a full classifier is about 2 MiB).
+/// Largest classifier read (a full one, 300,000 tokens, is about 6 MB).
 pub const MAX_BYTES: u64 = 16 << 20;
 /// Classifiers kept in memory at once.
 const MAX_CACHED: usize = 256;
 /// Bytes of classifiers kept in memory at once. A classifier with the
-/// most tokens it keeps holds about 8 MiB, so without this the count
-/// alone would allow 2 GiB, far beyond the pod's 256 MiB limit; this
-/// keeps eight of the largest, or hundreds of young ones. The one being
-/// loaded is always kept, whatever its size.
+/// most tokens it keeps holds about 11 MiB, so without this the count
+/// alone would allow nearly 3 GiB, far beyond the pod's 256 MiB limit;
+/// this keeps five of the largest, or hundreds of young ones. The one
+/// being loaded is always kept, whatever its size.
 pub const MAX_CACHED_BYTES: usize = 64 << 20;
 /// How long a classifier of a shared backend is used before it is read
 /// again (another replica may have learned meanwhile).
@@ -110,11 +110,25 @@ impl FileSpam {
 impl SpamBackend for FileSpam {
     fn load(&self, user: &str) -> io::Result<Option<Vec<u8>>> {
         let path = self.file(user)?;
-        match fs::metadata(&path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Ok(m) if m.len() > MAX_BYTES => Err(io::Error::other("file too large")),
-            _ => fs::read(&path).map(Some),
+        // Only a regular file, never followed through a link (a FIFO would
+        // block the open, a device would never end), and read through a
+        // limit: the size seen first may not be the size read.
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(m) if !m.is_file() => return Err(io::Error::other("not a regular file")),
+            Ok(_) => {}
         }
+        let f = fs::File::open(&path)?;
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        io::Read::take(f, MAX_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err(io::Error::other("file too large"));
+        }
+        Ok(Some(bytes))
     }
 
     fn update(
@@ -122,7 +136,9 @@ impl SpamBackend for FileSpam {
         user: &str,
         f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
     ) -> io::Result<Option<u64>> {
-        let stored = self.load(user).unwrap_or(None);
+        // A read error stops the update: writing what was learned on an
+        // empty classifier would replace everything the user taught.
+        let stored = self.load(user)?;
         match f(stored) {
             Some(bytes) => write_durably(&self.file(user)?, &bytes).map(|()| None),
             None => Ok(None),
@@ -211,12 +227,12 @@ impl SpamStore {
     }
 
     /// Parses stored bytes; damaged ones give an empty classifier and a
-    /// warning.
-    fn parse(&self, user: &str, stored: io::Result<Option<Vec<u8>>>) -> Classifier {
-        let r = stored.map_err(|e| e.to_string()).and_then(|b| match b {
+    /// warning (the next learning replaces them).
+    fn parse(&self, user: &str, stored: Option<Vec<u8>>) -> Classifier {
+        let r = match stored {
             None => Ok(Classifier::new()),
             Some(b) => Classifier::from_bytes(&b).map_err(|e| e.to_string()),
-        });
+        };
         match r {
             Ok(c) => c,
             Err(e) => {
@@ -229,30 +245,33 @@ impl SpamStore {
         }
     }
 
-    fn classifier(&self, user: &str) -> Option<Cached> {
+    /// `user`'s classifier, from the cache or read; `Ok(None)` for a
+    /// malformed address. A read that fails (not a damaged file: the
+    /// file system or database failing) is an error and nothing is
+    /// cached, so no learning is ever written over a classifier that
+    /// could not be read.
+    fn classifier(&self, user: &str) -> io::Result<Option<Cached>> {
         let key = user.to_lowercase();
         let valid = |k: &str| {
             k.rsplit_once('@')
                 .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
         };
         if !valid(&key) || (self.files.is_some() && self.path(&key).is_none()) {
-            return None;
+            return Ok(None);
         }
-        if let Some(e) = self.cache.lock().ok()?.get_mut(&key) {
+        let poisoned = || io::Error::other("spam classifier cache lock poisoned");
+        if let Some(e) = self.cache.lock().map_err(|_| poisoned())?.get_mut(&key) {
             e.used = Instant::now();
-            return Some(e.classifier.clone());
+            return Ok(Some(e.classifier.clone()));
         }
-        let (stored, stamp) = match self.backend.load_stamped(&key) {
-            Ok((b, s)) => (Ok(b), s),
-            Err(e) => (Err(e), None),
-        };
+        let (stored, stamp) = self.backend.load_stamped(&key)?;
         let parsed = self.parse(&key, stored);
         let bytes = parsed.memory_bytes();
         let c = Arc::new(Mutex::new((parsed, Instant::now(), stamp)));
-        let mut cache = self.cache.lock().ok()?;
+        let mut cache = self.cache.lock().map_err(|_| poisoned())?;
         if let Some(e) = cache.get(&key) {
             // Another thread loaded it meanwhile.
-            return Some(e.classifier.clone());
+            return Ok(Some(e.classifier.clone()));
         }
         self.make_room(&mut cache, bytes);
         cache.insert(
@@ -263,23 +282,27 @@ impl SpamStore {
                 used: Instant::now(),
             },
         );
-        Some(c)
+        Ok(Some(c))
     }
 
     /// Drops cached classifiers, those unused longest first, until one
     /// more of `incoming` bytes fits both the count and the byte budget.
-    /// A classifier in use (held by a scoring or a learning request) is
-    /// counted at its size when last seen and kept: a learning request
-    /// may be writing it out, and a copy read again meanwhile would miss
-    /// what it learned. So the budget can be passed by as many
-    /// classifiers as are in use at once, a number the threads bound.
+    /// A classifier in use (handed out to a scoring or a learning request,
+    /// which clone it under the cache's lock, or held by one) is counted
+    /// at its size when last seen and kept: a learning request may be
+    /// about to change it, and a copy read again meanwhile would miss
+    /// what it learned, then be written over it. So the budget can be
+    /// passed by as many classifiers as are in use at once, a number the
+    /// threads bound.
     fn make_room(&self, cache: &mut HashMap<String, Entry>, incoming: usize) {
         let mut total = incoming;
         let mut ages: Vec<(Instant, String)> = Vec::with_capacity(cache.len());
         for (key, e) in cache.iter_mut() {
-            if let Ok(g) = e.classifier.try_lock() {
-                e.bytes = g.0.memory_bytes();
-                ages.push((e.used, key.clone()));
+            if Arc::strong_count(&e.classifier) == 1 {
+                if let Ok(g) = e.classifier.try_lock() {
+                    e.bytes = g.0.memory_bytes();
+                    ages.push((e.used, key.clone()));
+                }
             }
             total = total.saturating_add(e.bytes);
         }
@@ -299,8 +322,16 @@ impl SpamStore {
     /// Runs `f` on `user`'s classifier (an empty one when the user has
     /// none or the address is malformed).
     pub fn with<R>(&self, user: &str, f: impl FnOnce(&Classifier) -> R) -> R {
-        let Some(c) = self.classifier(user) else {
-            return f(&Classifier::new());
+        let c = match self.classifier(user) {
+            Ok(Some(c)) => c,
+            Ok(None) => return f(&Classifier::new()),
+            Err(e) => {
+                (self.warn)(&format!(
+                    "cannot read {} ({e}): this message is scored without it",
+                    self.backend.describe(user)
+                ));
+                return f(&Classifier::new());
+            }
         };
         let mut g = match c.lock() {
             Ok(g) => g,
@@ -349,7 +380,7 @@ impl SpamStore {
             return;
         }
         match self.backend.load_stamped(&key) {
-            Ok((stored, stamp)) => *g = (self.parse(&key, Ok(stored)), Instant::now(), stamp),
+            Ok((stored, stamp)) => *g = (self.parse(&key, stored), Instant::now(), stamp),
             Err(e) => {
                 (self.warn)(&format!("cannot read {}: {e}", self.backend.describe(user)));
                 g.1 = Instant::now();
@@ -361,30 +392,54 @@ impl SpamStore {
     /// anything changed (learning on what is stored now: with a shared
     /// backend, what other replicas learned is kept).
     pub fn learn(&self, user: &str, key: u64, tokens: &[u64], class: Class) -> io::Result<Learned> {
+        let mut learned = self.learn_all(user, &[(key, tokens)], class)?;
+        Ok(learned.pop().unwrap_or(Learned::Unchanged))
+    }
+
+    /// Learns several messages (one IMAP MOVE's) as `class` under one lock
+    /// and stores the classifier once: a move of hundreds of messages
+    /// writes it once, not once per message. One result per message, in
+    /// order; nothing is stored when a read or the write fails.
+    pub fn learn_all(
+        &self,
+        user: &str,
+        messages: &[(u64, &[u64])],
+        class: Class,
+    ) -> io::Result<Vec<Learned>> {
         let c = self
-            .classifier(user)
+            .classifier(user)?
             .ok_or_else(|| io::Error::other(format!("bad account address {user:?}")))?;
         let mut g = c
             .lock()
             .map_err(|_| io::Error::other("spam classifier lock poisoned"))?;
         let account = user.to_lowercase();
+        let learn_into = |cl: &mut Classifier| -> Vec<Learned> {
+            messages
+                .iter()
+                .map(|(key, tokens)| cl.learn(*key, tokens, class))
+                .collect()
+        };
+        let changed = |l: &[Learned]| l.iter().any(|x| *x != Learned::Unchanged);
         if !self.backend.shared() {
-            // The one writer: learn in place, store when changed.
-            let learned = g.0.learn(key, tokens, class);
-            if learned != Learned::Unchanged {
-                if let Err(e) = self.backend.save(&account, &g.0.to_bytes()) {
+            // The one writer: learn on a copy, store it when changed, and
+            // keep it only once stored (memory never runs ahead of disk).
+            let mut cl = g.0.clone();
+            let learned = learn_into(&mut cl);
+            if changed(&learned) {
+                if let Err(e) = self.backend.save(&account, &cl.to_bytes()) {
                     (self.warn)(&format!("cannot save {}: {e}", self.backend.describe(user)));
                     return Err(e);
                 }
+                g.0 = cl;
             }
             return Ok(learned);
         }
-        let mut learned = Learned::Unchanged;
+        let mut learned = Vec::new();
         let mut result: Option<Classifier> = None;
         let stamp = self.backend.update(&account, &mut |stored| {
-            let mut cl = self.parse(&account, Ok(stored));
-            learned = cl.learn(key, tokens, class);
-            let bytes = (learned != Learned::Unchanged).then(|| cl.to_bytes());
+            let mut cl = self.parse(&account, stored);
+            learned = learn_into(&mut cl);
+            let bytes = changed(&learned).then(|| cl.to_bytes());
             result = Some(cl);
             bytes
         });
@@ -507,6 +562,135 @@ mod tests {
             }
         });
         assert_eq!(s.try_with("u1@x.test", |c| c.counts()), Some((1, 0)));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A backend over files that can be made to fail its reads, and that
+    /// counts its writes.
+    struct Flaky {
+        files: FileSpam,
+        fail_reads: std::sync::atomic::AtomicBool,
+        saves: AtomicUsize,
+    }
+
+    impl SpamBackend for Flaky {
+        fn load(&self, user: &str) -> io::Result<Option<Vec<u8>>> {
+            if self.fail_reads.load(Ordering::SeqCst) {
+                return Err(io::Error::from_raw_os_error(24)); // EMFILE
+            }
+            self.files.load(user)
+        }
+        fn update(
+            &self,
+            user: &str,
+            f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+        ) -> io::Result<Option<u64>> {
+            let stored = self.load(user)?;
+            match f(stored) {
+                Some(bytes) => self.save(user, &bytes).map(|()| None),
+                None => Ok(None),
+            }
+        }
+        fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
+            self.saves.fetch_add(1, Ordering::SeqCst);
+            self.files.save(user, bytes)
+        }
+        fn describe(&self, user: &str) -> String {
+            self.files.describe(user)
+        }
+    }
+
+    #[test]
+    fn a_failed_read_is_never_written_over_and_a_move_is_stored_once() {
+        let dir = std::env::temp_dir().join(format!("postern-spamflaky-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let backend = Arc::new(Flaky {
+            files: FileSpam::new(&dir),
+            fail_reads: false.into(),
+            saves: AtomicUsize::new(0),
+        });
+        let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+        let w = warnings.clone();
+        let warn: Warn = Arc::new(move |m| {
+            if let Ok(mut w) = w.lock() {
+                w.push(m.to_owned());
+            }
+        });
+        let s = SpamStore::with_backend(backend.clone(), warn.clone());
+        // One move of 50 messages: learned together, stored once.
+        let tokens: Vec<Vec<u64>> = (0..50u64).map(|m| vec![m, m + 100, 7]).collect();
+        let moved: Vec<(u64, &[u64])> = (0..50u64)
+            .map(|m| (m, tokens[m as usize].as_slice()))
+            .collect();
+        let learned = s.learn_all("u@x.test", &moved, Class::Spam).expect("learn");
+        assert_eq!(learned.len(), 50);
+        assert!(learned.iter().all(|l| *l != Learned::Unchanged));
+        assert_eq!(backend.saves.load(Ordering::SeqCst), 1);
+
+        // A restart, and the first read fails (too many open files).
+        let s = SpamStore::with_backend(backend.clone(), warn);
+        backend.fail_reads.store(true, Ordering::SeqCst);
+        assert_eq!(s.with("u@x.test", |c| c.counts()), (0, 0));
+        assert!(
+            warnings
+                .lock()
+                .map(|w| w.iter().any(|m| m.contains("cannot read")))
+                .unwrap_or(false),
+            "{warnings:?}"
+        );
+        assert!(s.learn("u@x.test", 99, &[1, 2], Class::Ham).is_err());
+        assert_eq!(backend.saves.load(Ordering::SeqCst), 1, "nothing written");
+        // Once reads work again, everything taught is there.
+        backend.fail_reads.store(false, Ordering::SeqCst);
+        assert_eq!(s.with("u@x.test", |c| c.counts()), (50, 0));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_classifier_handed_out_is_never_dropped_from_memory() {
+        let dir = std::env::temp_dir().join(format!("postern-spamheld-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let s = SpamStore::new(&dir, Arc::new(|_| {})).with_cache_budget(1);
+        // Handed out (as `learn` has it between the cache and its lock),
+        // not locked: others coming in over the budget leave it cached.
+        let held = s.classifier("a@x.test").expect("read").expect("valid");
+        for u in 0..5 {
+            assert!(s
+                .learn(&format!("b{u}@x.test"), u, &[u], Class::Ham)
+                .is_ok());
+        }
+        let again = s.classifier("a@x.test").expect("read").expect("valid");
+        assert!(Arc::ptr_eq(&held, &again));
+        drop((held, again));
+        // Not handed out any more: the next one in over the budget drops it.
+        assert!(s.learn("c@x.test", 1, &[1], Class::Ham).is_ok());
+        assert_eq!(s.try_with("a@x.test", |_| ()), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_never_past_the_limit() {
+        let dir = std::env::temp_dir().join(format!("postern-spamfifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let files = FileSpam::new(&dir);
+        let path = files.path("a@x.test").expect("path");
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        // A FIFO would block an open for reading until a writer came.
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mkfifo");
+        assert!(files.load("a@x.test").is_err());
+        fs::remove_file(&path).expect("rm fifo");
+        // A link to a device that never ends.
+        std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink");
+        assert!(files.load("a@x.test").is_err());
+        fs::remove_file(&path).expect("rm link");
+        // A file over the limit.
+        let f = fs::File::create(&path).expect("create");
+        f.set_len(MAX_BYTES + 1).expect("grow");
+        assert!(files.load("a@x.test").is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -203,16 +203,20 @@ pub async fn after_request(
     let srv2 = srv.clone();
     let user = user.to_owned();
     smol::unblock(move || {
-        let mut n = 0usize;
-        for (uid, a) in &p.messages {
-            if done.as_ref().is_some_and(|d| !d.contains(uid)) {
-                continue;
+        // The whole request is learned under one lock and stored once.
+        let messages: Vec<(u64, &[u64])> = p
+            .messages
+            .iter()
+            .filter(|(uid, _)| done.as_ref().is_none_or(|d| d.contains(uid)))
+            .map(|(_, a)| (a.key, a.tokens.as_slice()))
+            .collect();
+        let n = match srv2.spam.learn_all(&user, &messages, p.class) {
+            Ok(learned) => learned.len(),
+            Err(e) => {
+                tracing::warn!(user = %user, "cannot learn {} message(s): {e}", messages.len());
+                0
             }
-            match srv2.spam.learn(&user, a.key, &a.tokens, p.class) {
-                Ok(_) => n += 1,
-                Err(e) => tracing::warn!(user = %user, "cannot learn message {uid}: {e}"),
-            }
-        }
+        };
         let (spams, hams) = srv2.spam.with(&user, |c| c.counts());
         tracing::info!(
             user = %user,

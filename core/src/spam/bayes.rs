@@ -395,7 +395,9 @@ impl Classifier {
         if ntok > MAX_TOKENS * 2 {
             return Err(DecodeError::Bounds);
         }
-        let mut tokens = HashMap::with_capacity(ntok);
+        // Reserved by what the bytes can hold, not by what the header says.
+        let per_token = if v1 { 16 } else { 20 };
+        let mut tokens = HashMap::with_capacity(ntok.min(r.left() / per_token));
         for _ in 0..ntok {
             let k = r.u64()?;
             let spam = r.u32()?;
@@ -407,14 +409,18 @@ impl Classifier {
         if nrem > MAX_REMEMBERED * 2 {
             return Err(DecodeError::Bounds);
         }
-        let mut remembered = Vec::with_capacity(nrem);
+        let mut remembered = Vec::with_capacity(nrem.min(r.left() / 9));
         for _ in 0..nrem {
             let k = r.u64()?;
             let c = match r.take(1)?[0] {
                 1 => Class::Spam,
-                _ => Class::Ham,
+                0 => Class::Ham,
+                _ => return Err(DecodeError::Bounds),
             };
             remembered.push((k, c));
+        }
+        if r.left() != 0 {
+            return Err(DecodeError::Bounds);
         }
         Ok(Self {
             spams,
@@ -432,6 +438,11 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Bytes not read yet.
+    fn left(&self) -> usize {
+        self.b.len().saturating_sub(self.at)
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         let end = self.at.checked_add(n).ok_or(DecodeError::Truncated)?;
         let s = self.b.get(self.at..end).ok_or(DecodeError::Truncated)?;
@@ -658,6 +669,43 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_header_reserves_only_what_the_bytes_hold_and_strays_are_refused() {
+        // A header claiming 600,000 tokens with none after it: refused,
+        // and the table reserved for it is sized by the bytes present.
+        let mut v2 = MAGIC.to_vec();
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.extend_from_slice(&1u32.to_le_bytes());
+        v2.extend_from_slice(&0f32.to_le_bytes());
+        v2.extend_from_slice(&600_000u32.to_le_bytes());
+        assert_eq!(
+            Classifier::from_bytes(&sealed(v2)),
+            Err(DecodeError::Truncated)
+        );
+        // A remembered class other than 0 or 1, or bytes after the last
+        // field, make an image that was not written by to_bytes.
+        let mut c = Classifier::new();
+        c.learn(9, &[1, 2], Class::Spam);
+        let good = c.to_bytes();
+        assert_eq!(Classifier::from_bytes(&good), Ok(c.clone()));
+        let body = &good[..good.len() - 4];
+        let mut bad_class = body.to_vec();
+        if let Some(last) = bad_class.last_mut() {
+            assert_eq!(*last, 1, "the image ends with the class byte");
+            *last = 7;
+        }
+        assert_eq!(
+            Classifier::from_bytes(&sealed(bad_class)),
+            Err(DecodeError::Bounds)
+        );
+        let mut trailing = body.to_vec();
+        trailing.extend_from_slice(&[0; 30]);
+        assert_eq!(
+            Classifier::from_bytes(&sealed(trailing)),
+            Err(DecodeError::Bounds)
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! reject_score = 15.0   # at or above: refused at end of DATA (554 5.7.1)
 //! add_headers = true    # X-Spam, X-Spam-Score, X-Spam-Status
 //! learn = true          # MOVE/COPY into or out of Junk, $Junk/$NotJunk train the user's classifier
-//! cache_mib = 64        # classifiers kept in memory (1 to 4,096; the largest takes about 8 MiB)
+//! cache_mib = 64        # classifiers kept in memory (1 to 4,096; the largest takes about 11 MiB)
 //! ```
 
 use super::{ConfigError, Range};
