@@ -136,13 +136,7 @@ impl SpamBackend for FileSpam {
         user: &str,
         f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
     ) -> io::Result<Option<u64>> {
-        // A read error stops the update: writing what was learned on an
-        // empty classifier would replace everything the user taught.
-        let stored = self.load(user)?;
-        match f(stored) {
-            Some(bytes) => write_durably(&self.file(user)?, &bytes).map(|()| None),
-            None => Ok(None),
-        }
+        read_modify_write(self, user, f)
     }
 
     fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
@@ -457,6 +451,21 @@ impl SpamStore {
     }
 }
 
+/// [`SpamBackend::update`] for a backend with one writer: load, change,
+/// save. A read error stops it: writing what was learned on an empty
+/// classifier would replace everything the user taught.
+fn read_modify_write(
+    backend: &dyn SpamBackend,
+    user: &str,
+    f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
+) -> io::Result<Option<u64>> {
+    let stored = backend.load(user)?;
+    match f(stored) {
+        Some(bytes) => backend.save(user, &bytes).map(|()| None),
+        None => Ok(None),
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file, fsync and rename,
 /// then fsyncs the folder.
 fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -585,11 +594,7 @@ mod tests {
             user: &str,
             f: &mut dyn FnMut(Option<Vec<u8>>) -> Option<Vec<u8>>,
         ) -> io::Result<Option<u64>> {
-            let stored = self.load(user)?;
-            match f(stored) {
-                Some(bytes) => self.save(user, &bytes).map(|()| None),
-                None => Ok(None),
-            }
+            read_modify_write(self, user, f)
         }
         fn save(&self, user: &str, bytes: &[u8]) -> io::Result<()> {
             self.saves.fetch_add(1, Ordering::SeqCst);

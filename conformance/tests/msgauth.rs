@@ -581,15 +581,7 @@ fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
     // The worker's first attempt (woken at once) fails while Junk is
     // blocked; wait until it is recorded, so that its update cannot
     // overwrite the retry.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !queue_cli(&d, &["list"]).contains("attempts 1") {
-        assert!(
-            Instant::now() < deadline,
-            "no first attempt:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_queue_listing(&d, "attempts 1");
     // Junk usable again; the retry is made due and the worker scans at start.
     std::fs::remove_file(&junk).expect("unblock");
     let _ = queue_cli(&d, &["retry", "all"]);

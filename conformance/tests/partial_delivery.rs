@@ -65,15 +65,7 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
     // The worker's first attempt (woken at once) fails while bob's
     // mailbox is blocked; wait until it is recorded, so that its update
     // cannot overwrite the retry below.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !queue_cli(&d, &["list"]).contains("attempts 1") {
-        assert!(
-            Instant::now() < deadline,
-            "no first attempt:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_queue_listing(&d, "attempts 1");
     // The mailbox works again; the retry is made due and the worker scans
     // at start.
     std::fs::remove_file(&bob).expect("unblock bob");

@@ -257,6 +257,21 @@ pub fn run(cmd: &mut Command) -> String {
 
 /// Runs `postern queue --config <the daemon's config> ARGS`; fails the
 /// test unless it succeeds; returns what it printed.
+/// Waits (at most 20 s) until `postern queue list` shows `needle`: the
+/// relay worker's first attempt (`attempts 1`) is recorded, so that its
+/// update cannot overwrite a `queue retry` that follows.
+pub fn wait_for_queue_listing(d: &Daemon, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !queue_cli(d, &["list"]).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the queue:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
     run(Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
         .args(["queue", "--config"])
