@@ -424,6 +424,60 @@ impl Spool {
         self.write_atomic(&format!("{}.env", msg.id), encode(msg).as_bytes(), true)
     }
 
+    /// Runs `f` holding the spool's lock (`.lock`, an advisory lock that
+    /// `postern queue` and the daemon both take for a read-modify-write
+    /// of one message's state).
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, SpoolError>) -> Result<T, SpoolError> {
+        let path = self.dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| SpoolError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        lock.lock()
+            .map_err(|source| SpoolError::Write { path, source })?;
+        let r = f();
+        // Closing the file gives the lock back as well.
+        let _ = lock.unlock();
+        r
+    }
+
+    /// Writes the state a worker settled on after an attempt, keeping what
+    /// someone else changed meanwhile: a `next_attempt` other than the one
+    /// the worker loaded (`postern queue retry`) stays, and a message
+    /// removed meanwhile (`postern queue delete`) stays removed.
+    pub fn settle(&self, msg: &QueuedMessage, loaded_next_attempt: u64) -> Result<(), SpoolError> {
+        checked_id(&msg.id)?;
+        self.locked(|| {
+            let current = match self.load(&msg.id) {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if current.next_attempt == loaded_next_attempt {
+                return self.update(msg);
+            }
+            let mut kept = msg.clone();
+            kept.next_attempt = current.next_attempt;
+            self.update(&kept)
+        })
+    }
+
+    /// Makes a message due now (`postern queue retry`), in turn with the
+    /// worker's [`Self::settle`].
+    pub fn retry_now(&self, id: &str) -> Result<(), SpoolError> {
+        checked_id(id)?;
+        self.locked(|| {
+            let mut m = self.load(id)?;
+            m.next_attempt = 0;
+            self.update(&m)
+        })
+    }
+
     /// A message's state.
     pub fn load(&self, id: &str) -> Result<QueuedMessage, SpoolError> {
         checked_id(id)?;

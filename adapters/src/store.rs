@@ -166,6 +166,14 @@ pub trait Queue: Send + Sync {
     ) -> Result<QueuedMessage, QueueError>;
     /// Rewrites a message's state durably.
     fn update(&self, message: &QueuedMessage) -> Result<(), QueueError>;
+    /// Writes the state a worker settled on after an attempt on a message
+    /// it loaded with `loaded_next_attempt`, atomically against
+    /// [`Self::retry_now`]: a `next_attempt` changed meanwhile (a retry
+    /// asked for during the attempt) is kept, and a message removed
+    /// meanwhile stays removed.
+    fn settle(&self, message: &QueuedMessage, loaded_next_attempt: u64) -> Result<(), QueueError>;
+    /// Makes a message due now (`postern queue retry`).
+    fn retry_now(&self, id: &str) -> Result<(), QueueError>;
     /// A message's state.
     fn load(&self, id: &str) -> Result<QueuedMessage, QueueError>;
     /// A message's bytes.
@@ -255,6 +263,17 @@ impl Queue for Spool {
             return Err(QueueError::BadId(message.id.clone()));
         }
         Ok(Spool::update(self, message)?)
+    }
+
+    fn settle(&self, message: &QueuedMessage, loaded_next_attempt: u64) -> Result<(), QueueError> {
+        queue_io(
+            &message.id,
+            Spool::settle(self, message, loaded_next_attempt),
+        )
+    }
+
+    fn retry_now(&self, id: &str) -> Result<(), QueueError> {
+        queue_io(id, Spool::retry_now(self, id))
     }
 
     fn load(&self, id: &str) -> Result<QueuedMessage, QueueError> {

@@ -579,8 +579,8 @@ fn a_quarantined_copy_kept_for_retry_is_retried_into_junk() {
     );
 
     // The worker's first attempt (woken at once) fails while Junk is
-    // blocked; wait until it is recorded, so that its update cannot
-    // overwrite the retry.
+    // blocked; wait until it is recorded, so the retry below follows a
+    // failure.
     common::wait_for_queue_listing(&d, "attempts 1");
     // Junk usable again; the retry is made due and the worker scans at start.
     std::fs::remove_file(&junk).expect("unblock");

@@ -63,8 +63,9 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
     assert!(!listed.contains("alice@example.com"), "{listed}");
 
     // The worker's first attempt (woken at once) fails while bob's
-    // mailbox is blocked; wait until it is recorded, so that its update
-    // cannot overwrite the retry below.
+    // mailbox is blocked; wait until it is recorded, so the retry below
+    // follows a failure (a retry asked for during an attempt is kept too:
+    // `Queue::settle`).
     common::wait_for_queue_listing(&d, "attempts 1");
     // The mailbox works again; the retry is made due and the worker scans
     // at start.

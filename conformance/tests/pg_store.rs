@@ -217,6 +217,32 @@ fn queue_contract(q: &dyn Queue) {
     assert_eq!(q.load("abc1").unwrap(), m2);
     assert_eq!(q.stats(20).unwrap().deferred, 1);
 
+    // A worker settles what it loaded: its own schedule when nobody
+    // changed the message meanwhile...
+    let mut tried = m2.clone();
+    tried.attempts = 2;
+    tried.next_attempt = 130;
+    q.settle(&tried, 70).unwrap();
+    assert_eq!(q.load("abc1").unwrap(), tried);
+    // ...but `postern queue retry` during its attempt stays: due now,
+    // with the attempt's other results recorded.
+    q.retry_now("abc1").unwrap();
+    let mut again = tried.clone();
+    again.attempts = 3;
+    again.next_attempt = 250;
+    q.settle(&again, 130).unwrap();
+    let kept = q.load("abc1").unwrap();
+    assert_eq!((kept.attempts, kept.next_attempt), (3, 0));
+    q.update(&m2).unwrap();
+    assert!(matches!(q.retry_now("nope"), Err(QueueError::NotFound(_))));
+    // A message removed during an attempt is not brought back.
+    q.enqueue("abc7", "a@x.org", &["b@y.org".into()], b"x\r\n", 12)
+        .unwrap();
+    let gone = q.load("abc7").unwrap();
+    q.remove("abc7").unwrap();
+    q.settle(&gone, 12).unwrap();
+    assert!(matches!(q.load("abc7"), Err(QueueError::NotFound(_))));
+
     // Oldest first; a bounce (empty sender) is a message like any other.
     q.enqueue("abc0", "", &["a@x.org".into()], b"bounce\r\n", 5)
         .unwrap();

@@ -441,16 +441,10 @@ fn queue(config: &Path, args: &[&str]) -> ExitCode {
                 vec![(*which).to_owned()]
             };
             for id in ids {
-                match spool.load(&id) {
-                    Ok(mut m) => {
-                        m.next_attempt = 0;
-                        if let Err(e) = spool.update(&m) {
-                            return fail(e);
-                        }
-                        println!("{id}: due now (the daemon retries at its next queue scan)");
-                    }
-                    Err(e) => return fail(e),
+                if let Err(e) = spool.retry_now(&id) {
+                    return fail(e);
                 }
+                println!("{id}: due now (the daemon retries at its next queue scan)");
             }
             ExitCode::SUCCESS
         }

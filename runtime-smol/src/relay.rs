@@ -140,6 +140,8 @@ async fn attempt(
     mut msg: QueuedMessage,
     stop: Receiver<()>,
 ) {
+    // What `postern queue retry` changes: kept if it changes meanwhile.
+    let loaded_next = msg.next_attempt;
     let now = unix_now();
     let (day, sent) = sent_today(&srv, now).await;
     let limit = relay.as_ref().map_or(0, |r| r.cfg.daily_limit);
@@ -152,7 +154,7 @@ async fn attempt(
         warn!(id = %msg.id, "daily relay limit of {limit} reached; deferred to the next UTC day");
         let sp = spool.clone();
         let m = msg.clone();
-        if let Err(e) = smol::unblock(move || sp.update(&m)).await {
+        if let Err(e) = smol::unblock(move || sp.settle(&m, loaded_next)).await {
             error!(id = %msg.id, "cannot update the queue: {e}");
         }
         return;
@@ -268,7 +270,7 @@ async fn attempt(
     let result = if msg.pending().next().is_none() {
         smol::unblock(move || sp.remove(&m.id)).await
     } else {
-        smol::unblock(move || sp.update(&m)).await
+        smol::unblock(move || sp.settle(&m, loaded_next)).await
     };
     if let Err(e) = result {
         error!(id = %msg.id, "cannot update the queue: {e}");

@@ -116,6 +116,39 @@ fn check_worker(worker: &str) -> Result<(), QueueError> {
 }
 
 impl PgQueue {
+    /// Writes `m`'s state; with `loaded`, a `next_attempt` no longer equal
+    /// to it (changed since the worker loaded the message) is kept. The
+    /// rows written.
+    fn write(&self, m: &QueuedMessage, loaded: Option<u64>) -> Result<u64, QueueError> {
+        checked(&m.id)?;
+        let rcpts: Vec<&str> = m.rcpts.iter().map(|r| r.address.as_str()).collect();
+        let status: Vec<&str> = m.rcpts.iter().map(|r| status_str(r.status)).collect();
+        let replies: Vec<&str> = m.rcpts.iter().map(|r| r.last_reply.as_str()).collect();
+        let folders = rcpt_folders(m);
+        let (created, next) = (big(m.created)?, big(m.next_attempt)?);
+        let attempts = i64::from(m.attempts);
+        let loaded = loaded.map(big).transpose()?;
+        let n = self.pg.with(|c| {
+            let s = c
+                .stmt(
+                    "UPDATE queue SET sender = $2, created = $3, attempts = $4, next_attempt = CASE WHEN $10::BIGINT IS NULL OR next_attempt = $10 THEN $5 \
+                     ELSE next_attempt END, \
+                     rcpts = $6, status = $7, replies = $8, folders = $9 WHERE id = $1",
+                )
+                .map_err(db)?;
+            c.client()
+                .execute(
+                    &s,
+                    &[
+                        &m.id, &m.from, &created, &attempts, &next, &rcpts, &status, &replies,
+                        &folders, &loaded,
+                    ],
+                )
+                .map_err(db)
+        })?;
+        Ok(n)
+    }
+
     /// The queue in `pg`'s database.
     pub fn new(pg: Arc<Pg>) -> Self {
         Self { pg }
@@ -202,32 +235,27 @@ impl Queue for PgQueue {
     }
 
     fn update(&self, m: &QueuedMessage) -> Result<(), QueueError> {
-        checked(&m.id)?;
-        let rcpts: Vec<&str> = m.rcpts.iter().map(|r| r.address.as_str()).collect();
-        let status: Vec<&str> = m.rcpts.iter().map(|r| status_str(r.status)).collect();
-        let replies: Vec<&str> = m.rcpts.iter().map(|r| r.last_reply.as_str()).collect();
-        let folders = rcpt_folders(m);
-        let (created, next) = (big(m.created)?, big(m.next_attempt)?);
-        let attempts = i64::from(m.attempts);
+        if self.write(m, None)? == 0 {
+            return Err(QueueError::NotFound(m.id.clone()));
+        }
+        Ok(())
+    }
+
+    fn settle(&self, m: &QueuedMessage, loaded_next_attempt: u64) -> Result<(), QueueError> {
+        // No row: removed meanwhile (`postern queue delete`), and so it stays.
+        self.write(m, Some(loaded_next_attempt)).map(|_| ())
+    }
+
+    fn retry_now(&self, id: &str) -> Result<(), QueueError> {
+        checked(id)?;
         let n = self.pg.with(|c| {
             let s = c
-                .stmt(
-                    "UPDATE queue SET sender = $2, created = $3, attempts = $4, next_attempt = $5, \
-                     rcpts = $6, status = $7, replies = $8, folders = $9 WHERE id = $1",
-                )
+                .stmt("UPDATE queue SET next_attempt = 0 WHERE id = $1")
                 .map_err(db)?;
-            c.client()
-                .execute(
-                    &s,
-                    &[
-                        &m.id, &m.from, &created, &attempts, &next, &rcpts, &status, &replies,
-                        &folders,
-                    ],
-                )
-                .map_err(db)
+            c.client().execute(&s, &[&id]).map_err(db)
         })?;
         if n == 0 {
-            return Err(QueueError::NotFound(m.id.clone()));
+            return Err(QueueError::NotFound(id.to_owned()));
         }
         Ok(())
     }

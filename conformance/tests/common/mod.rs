@@ -255,11 +255,8 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
-/// test unless it succeeds; returns what it printed.
-/// Waits (at most 20 s) until `postern queue list` shows `needle`: the
-/// relay worker's first attempt (`attempts 1`) is recorded, so that its
-/// update cannot overwrite a `queue retry` that follows.
+/// Waits (at most 20 s) until `postern queue list` shows `needle` (the
+/// relay worker's first attempt recorded: `attempts 1`).
 pub fn wait_for_queue_listing(d: &Daemon, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !queue_cli(d, &["list"]).contains(needle) {
@@ -272,6 +269,8 @@ pub fn wait_for_queue_listing(d: &Daemon, needle: &str) {
     }
 }
 
+/// Runs `postern queue --config <the daemon's config> ARGS`; fails the
+/// test unless it succeeds; returns what it printed.
 pub fn queue_cli(d: &Daemon, args: &[&str]) -> String {
     run(Command::new(env!("CARGO_BIN_EXE_postern-test-daemon"))
         .args(["queue", "--config"])
