@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// The most recipients one queued message may have.
-const MAX_RCPTS: usize = 10_000;
+pub const MAX_RCPTS: usize = 10_000;
 /// The largest envelope file read.
 const MAX_ENV: u64 = 4 << 20;
 
@@ -412,6 +412,10 @@ impl Spool {
         let msg = QueuedMessage::with_folders(id, from, rcpts, folders, now);
         self.write_atomic(&format!("{id}.msg"), data, false)?;
         if let Err(e) = self.write_atomic(&format!("{id}.env"), encode(&msg).as_bytes(), true) {
+            // The envelope may be in place already (the folder's sync is
+            // what failed): an entry the caller was told failed must not
+            // stay, least of all without its message.
+            let _ = fs::remove_file(self.dir.join(format!("{id}.env")));
             let _ = fs::remove_file(self.dir.join(format!("{id}.msg")));
             return Err(e);
         }

@@ -41,7 +41,7 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
         .starts_with("250"));
     assert!(c.cmd("DATA").expect("data").starts_with("354"));
     let done = c
-        .cmd("Subject: partial\r\n\r\nhello both\r\n.")
+        .cmd("X-Spam: Yes\r\nSubject: partial\r\n\r\nhello both\r\n.")
         .expect("end of data");
     assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
     let id = done
@@ -93,6 +93,12 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
         "{text}"
     );
     assert!(text.contains("hello both"), "{text}");
+    // The X-Spam field the sender wrote is gone from the copy kept for
+    // retry, as from the one stored at once; ours is there.
+    assert!(!text.contains("X-Spam: Yes"), "{text}");
+    assert!(text.contains("X-Spam-Status: No"), "{text}");
+    let alices = d.new_mail("alice", "example.com");
+    assert!(!String::from_utf8_lossy(&alices[0].1).contains("X-Spam: Yes"));
     assert!(
         text.contains(&format!(" id {id};")),
         "the trace names the acknowledged id {id}: {text}"
@@ -110,4 +116,80 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The daemon with `fwd@example.com` leading to alice's mailbox and to an
+/// outside address (a forward, queued for a relay nobody answers on), and
+/// alice's mailbox folder a plain file unless `alice_works`.
+fn forwarding_daemon(alice_works: bool) -> Daemon {
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:1").is_err(),
+        "something listens on 127.0.0.1:1"
+    );
+    let d = Daemon::start_with(
+        SMTP,
+        "fwd@example.com alice@example.com,friend@remote.example\n",
+        "[relay]\nhost = \"127.0.0.1\"\nport = 1\nrequire_tls = false\nscan_interval_secs = 3600\n",
+    );
+    if !alice_works {
+        let alice = d.dir.path().join("mail/example.com/alice");
+        let _ = std::fs::remove_dir_all(&alice);
+        std::fs::create_dir_all(alice.parent().expect("parent")).expect("domain folder");
+        std::fs::write(&alice, b"not a folder").expect("block alice");
+    }
+    d
+}
+
+/// One message to fwd@example.com; the reply to the end of DATA.
+fn send_to_fwd(d: &Daemon) -> String {
+    let mut c = Client::connect(d.addrs[0]).expect("connect");
+    assert!(c.reply().expect("greeting").starts_with("220 "));
+    assert!(c
+        .cmd("EHLO client.example.net")
+        .expect("ehlo")
+        .starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<sender@example.net>")
+        .expect("mail")
+        .starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO:<fwd@example.com>")
+        .expect("rcpt")
+        .starts_with("250"));
+    assert!(c.cmd("DATA").expect("data").starts_with("354"));
+    let done = c
+        .cmd("Subject: forwarded\r\n\r\nhello\r\n.")
+        .expect("end of data");
+    let _ = c.cmd("QUIT");
+    done
+}
+
+#[test]
+fn a_queued_forward_is_durable_so_a_failed_local_copy_is_kept_not_refused() {
+    let d = forwarding_daemon(false);
+    let done = send_to_fwd(&d);
+    // The forward is in the queue: a 452 would have the client send again
+    // and queue the forward twice.
+    assert!(done.starts_with("250 "), "{done}\n{}", d.log_text());
+    let listed = queue_cli(&d, &["list"]);
+    assert_eq!(
+        listed.matches("friend@remote.example").count(),
+        1,
+        "{listed}"
+    );
+    assert!(listed.contains("pending alice@example.com"), "{listed}");
+}
+
+#[test]
+fn a_queue_that_cannot_be_written_leaves_nothing_behind_its_452() {
+    let d = forwarding_daemon(true);
+    // The queue folder becomes a plain file: no entry can be written.
+    let queue = d.dir.path().join("mail/.postern-queue");
+    std::fs::rename(&queue, d.dir.path().join("queue-away")).expect("move the queue");
+    std::fs::write(&queue, b"not a folder").expect("block the queue");
+    let done = send_to_fwd(&d);
+    assert!(done.starts_with("452 "), "{done}");
+    // alice's copy was not stored either: the client's retry must not
+    // give her a second one.
+    assert!(d.new_mail("alice", "example.com").is_empty());
 }

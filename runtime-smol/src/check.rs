@@ -365,10 +365,10 @@ tls = "starttls"
     fn sizes_and_counts_within_sane_maximums() {
         let e = limit_error("smtp", "max_message_size = 99999999999999");
         assert_at(&e, 20, "smtp.max_message_size", "1073741824");
-        let ok = format!("{FULL}[smtp]\nmax_message_size = 1073741824\nmax_recipients = 100000\n");
+        let ok = format!("{FULL}[smtp]\nmax_message_size = 1073741824\nmax_recipients = 10000\n");
         assert!(Config::parse(&ok, Path::new("p.toml"), Path::new("/etc")).is_ok());
         assert_at(
-            &limit_error("smtp", "max_recipients = 100001"),
+            &limit_error("smtp", "max_recipients = 10001"),
             20,
             "smtp.max_recipients",
             "out of range",

@@ -117,7 +117,7 @@ fn forward_sender(srv: &Server, from: Option<&postern_core::smtp::Address>) -> S
 
 /// Queues the forwarded copies (alias targets outside, reversed SRS
 /// addresses) under `<id>F`, with the rewritten envelope sender.
-fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> io::Result<()> {
+fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> io::Result<String> {
     let env = &msg.envelope;
     let data = outbound_bytes(env, &srv.config.hostname, id, &date_now(), &msg.data);
     let data = outbound_filter(srv, id, data);
@@ -125,7 +125,7 @@ fn queue_forwards(srv: &Server, msg: &Message, id: &str, targets: &[String]) -> 
     let qid = format!("{id}F");
     srv.queue.enqueue(&qid, &from, targets, &data, unix_now())?;
     tracing::info!(id = %id, "{id}: forwarded as {qid} from=<{from}> to {targets:?}");
-    Ok(())
+    Ok(qid)
 }
 
 /// Delivers an accepted message: remote recipients into the queue, local
@@ -145,6 +145,17 @@ pub async fn deliver(
         queued: true,
         ..Outcome::default()
     };
+    // The local copies are prepared first: a message whose copies cannot
+    // be (an SRS address that expired since RCPT) is refused before
+    // anything of it is queued.
+    let jobs = match local_jobs(&srv, &msg, &id, folder, &spam) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::warn!(id = %id, "{e}");
+            outcome.failed += 1;
+            return (outcome, msg);
+        }
+    };
     let has_remote = msg.envelope.rcpt_to.iter().any(|r| !r.local);
     let mut forwards = Vec::new();
     for r in msg.envelope.rcpt_to.iter().filter(|r| r.local) {
@@ -154,45 +165,49 @@ pub async fn deliver(
     }
     forwards.sort();
     forwards.dedup();
-    let msg = if forwards.is_empty() {
-        msg
-    } else {
-        let (srv2, id2) = (srv.clone(), id.clone());
-        let (r, msg) =
-            smol::unblock(move || (queue_forwards(&srv2, &msg, &id2, &forwards), msg)).await;
-        match r {
-            Ok(()) => wake_relay(&srv),
-            Err(e) => {
-                tracing::warn!(id = %id, "cannot queue the forwarded copies: {e}");
-                outcome.queued = false;
+    // The queue entries: the forwarded copies, then the remote recipients.
+    // Either both are queued or, when one fails, neither stays: a 452
+    // must leave nothing durable, or the client's retry duplicates it.
+    let (srv2, id2) = (srv.clone(), id.clone());
+    let (queued, msg) = smol::unblock(move || {
+        let mut queued: Vec<String> = Vec::new();
+        let mut failure = None;
+        if !forwards.is_empty() {
+            match queue_forwards(&srv2, &msg, &id2, &forwards) {
+                Ok(qid) => queued.push(qid),
+                Err(e) => failure = Some(format!("cannot queue the forwarded copies: {e}")),
             }
         }
-        msg
-    };
-    let msg = if has_remote {
-        let (srv2, id2) = (srv.clone(), id.clone());
-        let (r, msg) = smol::unblock(move || (queue_outbound(&srv2, &msg, &id2), msg)).await;
-        match r {
-            Ok(_) => wake_relay(&srv),
-            Err(e) => {
-                tracing::warn!(id = %id, "cannot queue for the relay: {e}");
-                outcome.queued = false;
+        if failure.is_none() && has_remote {
+            match queue_outbound(&srv2, &msg, &id2) {
+                Ok(_) => queued.push(id2.clone()),
+                Err(e) => failure = Some(format!("cannot queue for the relay: {e}")),
             }
         }
-        msg
-    } else {
-        msg
-    };
-    let jobs = match local_jobs(&srv, &msg, &id, folder, &spam) {
-        Ok(j) => j,
-        Err(e) => {
-            tracing::warn!(id = %id, "{e}");
-            outcome.failed += 1;
-            return (outcome, msg);
+        if let Some(why) = failure {
+            tracing::warn!(id = %id2, "{why}");
+            for qid in queued {
+                if let Err(e) = srv2.queue.remove(&qid) {
+                    tracing::error!(id = %id2, "cannot take back {qid} from the queue (a retry by the client duplicates it): {e}");
+                }
+            }
+            return (None, msg);
         }
+        (Some(queued), msg)
+    })
+    .await;
+    let Some(queued) = queued else {
+        outcome.queued = false;
+        return (outcome, msg);
     };
+    let anything_queued = !queued.is_empty();
+    if anything_queued {
+        wake_relay(&srv);
+    }
     // Each copy's account, folder and spam headers: a copy kept for retry
-    // keeps all three.
+    // keeps all three, and the message as the copies have it (without the
+    // X-Spam fields it arrived with).
+    let data = jobs.first().map(|j| j.message.clone());
     let targets: Vec<RetryCopy> = jobs
         .iter()
         .map(|j| RetryCopy {
@@ -212,13 +227,13 @@ pub async fn deliver(
         }
     }
     outcome.failed = failed_users.len();
-    let remote_queued = has_remote && outcome.queued;
-    if keep_failed_for_retry(outcome.stored, outcome.failed, remote_queued) {
+    if keep_failed_for_retry(outcome.stored, outcome.failed, anything_queued) {
         let retry_id = format!("{id}L");
         let (srv2, rid) = (srv.clone(), retry_id.clone());
         let id2 = id.clone();
+        let data = data.unwrap_or_else(|| Arc::new(msg.data.clone()));
         let (r, m) = smol::unblock(move || {
-            let r = queue_local_retry(&srv2, &msg, &id2, &rid, &failed_users);
+            let r = queue_local_retry(&srv2, &msg, &data, &id2, &rid, &failed_users);
             (r, msg)
         })
         .await;
@@ -260,6 +275,7 @@ struct RetryCopy {
 fn queue_local_retry(
     srv: &Server,
     msg: &Message,
+    data: &[u8],
     id: &str,
     queue_id: &str,
     targets: &[RetryCopy],
@@ -283,16 +299,26 @@ fn queue_local_retry(
         }
     }
     let mut queued = 0;
+    let mut ids: Vec<String> = Vec::new();
     for (n, (headers, users, folders)) in groups.into_iter().enumerate() {
         let mut body = headers.to_vec();
-        body.extend_from_slice(&msg.data);
-        let data = received_bytes(env, &srv.config.hostname, id, &date_now(), &body);
+        body.extend_from_slice(data);
+        let bytes = received_bytes(env, &srv.config.hostname, id, &date_now(), &body);
         let qid = match n {
             0 => queue_id.to_owned(),
             n => format!("{queue_id}{}", n + 1),
         };
-        srv.queue
-            .enqueue_with_folders(&qid, &from, &users, &folders, &data, unix_now())?;
+        if let Err(e) =
+            srv.queue
+                .enqueue_with_folders(&qid, &from, &users, &folders, &bytes, unix_now())
+        {
+            // All or none: the client is told to retry every copy.
+            for q in &ids {
+                let _ = srv.queue.remove(q);
+            }
+            return Err(e.into());
+        }
+        ids.push(qid);
         queued += users.len();
     }
     Ok(queued)

@@ -78,7 +78,7 @@
 //! | key                               | default  | allowed                 |
 //! |-----------------------------------|----------|-------------------------|
 //! | `smtp.max_message_size`           | 10240000 | 1024 to 1 GiB           |
-//! | `smtp.max_recipients`             | 1000     | 1 to 100,000            |
+//! | `smtp.max_recipients`             | 1000     | 1 to 10,000             |
 //! | `smtp.max_line`                   | 2048     | 512 to 65,536           |
 //! | `smtp.hard_error_limit`           | 20       | 1 to 1,000              |
 //! | `smtp.command_timeout_secs`       | 300      | 1 to 3,600              |
@@ -446,8 +446,10 @@ impl<T: Copy + PartialOrd + fmt::Display> Range<T> {
 
 /// Most bytes in a message (`smtp.max_message_size`): 1 GiB.
 pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
-/// Most recipients of a message (`smtp.max_recipients`).
-pub const MAX_RECIPIENTS: usize = 100_000;
+/// Most recipients of a message (`smtp.max_recipients`): as many as one
+/// queue entry holds, so that a message whose recipients are all remote
+/// (or whose failed local copies are all kept for retry) can be queued.
+pub const MAX_RECIPIENTS: usize = postern_adapters::spool::MAX_RCPTS;
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
