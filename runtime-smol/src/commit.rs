@@ -61,6 +61,14 @@ pub fn clean(maildir: &Maildir, spool: Option<&Spool>) {
     }
 }
 
+/// Runs the idle-time cleaning; a panic in it is logged, not the end of
+/// the delivery thread.
+fn run_maintenance(maintenance: &(dyn Fn() + Send)) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(maintenance)).is_err() {
+        tracing::error!("the cleaning of leftover files panicked; deliveries go on");
+    }
+}
+
 impl Committer {
     /// Starts the writer thread for `store`; `maintenance` runs when the
     /// thread is idle (at start, then at most hourly).
@@ -81,7 +89,7 @@ impl Committer {
                     let first = match rx.recv_timeout(wait) {
                         Ok(r) => r,
                         Err(RecvTimeoutError::Timeout) => {
-                            maintenance();
+                            run_maintenance(&*maintenance);
                             last_clean = Some(Instant::now());
                             continue;
                         }
@@ -89,7 +97,7 @@ impl Committer {
                     };
                     if last_clean.is_some_and(|t| t.elapsed() >= 2 * CLEAN_EVERY) {
                         // Never idle for two hours: clean between batches.
-                        maintenance();
+                        run_maintenance(&*maintenance);
                         last_clean = Some(Instant::now());
                     }
                     let mut requests = vec![first];
@@ -107,7 +115,21 @@ impl Committer {
                         .iter()
                         .flat_map(|r| r.deliveries.iter().cloned())
                         .collect();
-                    let mut results = store.deliver(&all).into_iter();
+                    // A bug in the store must fail its batch, not stop
+                    // every later delivery with the thread.
+                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store.deliver(&all)
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(
+                            "the store panicked delivering {} message copies; they failed",
+                            all.len()
+                        );
+                        all.iter()
+                            .map(|_| Err(StoreError::Unavailable("the store failed".into())))
+                            .collect()
+                    });
+                    let mut results = results.into_iter();
                     for r in requests {
                         let mine: Results = results.by_ref().take(r.deliveries.len()).collect();
                         let _ = r.reply.try_send(mine);
@@ -132,5 +154,62 @@ impl Committer {
             Ok(r) => r,
             Err(_) => (0..n).map(|_| Err(gone())).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_adapters::store::{ChangeListener, MailboxId, Version};
+    use postern_core::imap::event::{MailboxAnswer, MailboxRequest};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A store whose first delivery panics (a bug), and that works after.
+    struct Fragile {
+        panics: AtomicUsize,
+    }
+
+    impl MailboxStore for Fragile {
+        fn answer(&self, _: &str, _: MailboxRequest) -> MailboxAnswer {
+            MailboxAnswer::Ok
+        }
+        fn over_quota(&self, _: &str) -> bool {
+            false
+        }
+        fn version(&self, _: &MailboxId) -> Option<Version> {
+            None
+        }
+        fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
+            if self.panics.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a bug in the store");
+            }
+            batch.iter().map(|_| Ok(())).collect()
+        }
+        fn on_change(&self, _: ChangeListener) {}
+    }
+
+    fn one() -> Vec<Delivery> {
+        vec![Delivery {
+            user: "a@x.test".into(),
+            prefix: Vec::new(),
+            message: Arc::new(b"m\r\n".to_vec()),
+            folder: None,
+        }]
+    }
+
+    #[test]
+    fn a_panicking_store_fails_its_batch_and_the_next_is_delivered() {
+        let store = Arc::new(Fragile {
+            panics: AtomicUsize::new(0),
+        });
+        let c =
+            Committer::start(store, Box::new(|| panic!("a bug in the cleaning"))).expect("thread");
+        let first = smol::block_on(c.deliver(one()));
+        assert!(matches!(
+            first.as_slice(),
+            [Err(StoreError::Unavailable(_))]
+        ));
+        let second = smol::block_on(c.deliver(one()));
+        assert!(matches!(second.as_slice(), [Ok(())]), "{second:?}");
     }
 }
