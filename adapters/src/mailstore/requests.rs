@@ -382,12 +382,38 @@ impl MailStore {
                 let mut validity = 0;
                 // The copy keeps the INTERNALDATE (RFC 9051 6.4.7).
                 for (uid, name, flags, _, mtime) in &picked {
-                    let data = match read_message(&src.join("cur").join(name)) {
+                    // A flag change in another session renames the file
+                    // meanwhile: look its name (and flags) up again, a
+                    // bounded number of times. Only a message expunged
+                    // meanwhile is left out; one that is still there and
+                    // cannot be read fails the command.
+                    let mut current = (name.clone(), flags.clone());
+                    let mut read = read_message(&src.join("cur").join(&current.0));
+                    for _ in 0..3 {
+                        match &read {
+                            Err(e) if e.is_not_found() => {}
+                            _ => break,
+                        }
+                        let now = self.with(&src, |f| {
+                            Ok(f.index_of(*uid)
+                                .map(|i| (f.entries[i].name.clone(), f.entries[i].flags.clone())))
+                        })?;
+                        let Some(now) = now else { break };
+                        current = now;
+                        read = read_message(&src.join("cur").join(&current.0));
+                    }
+                    let data = match read {
                         Ok(d) => d,
-                        Err(e) if e.is_not_found() => continue,
+                        Err(e) if e.is_not_found() => {
+                            let gone = self.with(&src, |f| Ok(f.index_of(*uid).is_none()))?;
+                            if gone {
+                                continue;
+                            }
+                            return Err(e);
+                        }
                         Err(e) => return Err(e),
                     };
-                    let (v, u) = self.append(&dst, flags, &data, Some(*mtime))?;
+                    let (v, u) = self.append(&dst, &current.1, &data, Some(*mtime))?;
                     validity = v;
                     from.push(*uid);
                     new.push(u);

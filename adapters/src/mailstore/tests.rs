@@ -617,3 +617,75 @@ fn deliveries_before_the_first_look_are_recent() {
     assert_eq!(v.recent, vec![1, 2]);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_copy_takes_every_message_while_another_session_changes_their_flags() {
+    let (s, dir) = store();
+    let s = Arc::new(s);
+    let u = "alice@example.com";
+    const N: u32 = 200;
+    for i in 0..N {
+        let a = s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: Vec::new(),
+                data: format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes(),
+                date: None,
+            },
+        );
+        assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    }
+    // Another session marks messages read and unread again and again
+    // (each a rename of the file) while this one copies them all.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, stop2) = (s.clone(), stop.clone());
+    let toggler = std::thread::spawn(move || {
+        let mut n = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let uid = n % N + 1;
+            let mode = if n / N % 2 == 0 {
+                StoreMode::Add
+            } else {
+                StoreMode::Remove
+            };
+            let a = s2.answer(
+                u,
+                MailboxRequest::Store {
+                    mailbox: "INBOX".into(),
+                    uids: vec![uid],
+                    mode,
+                    flags: vec!["\\Seen".into()],
+                    unchanged_since: None,
+                },
+            );
+            assert!(matches!(a, MailboxAnswer::Flags { .. }), "{a:?}");
+            n += 1;
+        }
+        n
+    });
+    let copied = s.answer(
+        u,
+        MailboxRequest::Copy {
+            mailbox: "INBOX".into(),
+            uids: (1..=N).collect(),
+            to: "Trash".into(),
+            moving: false,
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let renames = toggler.join().expect("toggler");
+    let MailboxAnswer::Uids { from, to, .. } = copied else {
+        panic!("{copied:?}")
+    };
+    assert_eq!(
+        (from.len(), to.len()),
+        (N as usize, N as usize),
+        "{renames} renames"
+    );
+    let in_trash = fs::read_dir(dir.join("example.com/alice/.Trash/cur"))
+        .expect("Trash")
+        .count();
+    assert_eq!(in_trash, N as usize);
+    fs::remove_dir_all(&dir).expect("clean");
+}
