@@ -644,7 +644,7 @@ fn a_copy_takes_every_message_while_another_session_changes_their_flags() {
         let mut n = 0u32;
         while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
             let uid = n % N + 1;
-            let mode = if n / N % 2 == 0 {
+            let mode = if (n / N).is_multiple_of(2) {
                 StoreMode::Add
             } else {
                 StoreMode::Remove
