@@ -80,6 +80,19 @@ pub(super) fn lf_to_crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The length of [`lf_to_crlf`]'s result, without making it.
+pub(super) fn crlf_len(raw: &[u8]) -> usize {
+    let mut prev = 0u8;
+    let mut n = raw.len();
+    for &b in raw {
+        if b == b'\n' && prev != b'\r' {
+            n += 1;
+        }
+        prev = b;
+    }
+    n
+}
+
 /// A message as IMAP serves it: CRLF line ends.
 pub(super) fn read_message(path: &Path) -> Result<Vec<u8>, MailStoreError> {
     let size = fs::metadata(path)?.len();

@@ -1,7 +1,9 @@
 //! The answers to the IMAP session's requests, and message bodies and
 //! APPEND on disk.
 
-use super::files::{list_folders, read_header, read_message, read_subscriptions, write_atomic};
+use super::files::{
+    crlf_len, list_folders, read_header, read_message, read_subscriptions, write_atomic,
+};
 use super::flags::{flag_info, parse_info, write_keywords};
 use super::index::{Entry, Folder};
 use super::{MailStore, MailStoreError};
@@ -495,6 +497,10 @@ impl MailStore {
     ) -> io::Result<(u32, u32)> {
         let mut body = Vec::with_capacity(data.len());
         crlf_to_lf(&mut body, data);
+        // The size IMAP reports (RFC822.SIZE, `W=`) is that of what FETCH
+        // serves: the stored text with CRLF line ends. An APPEND with bare
+        // LF line ends is longer served than sent.
+        let served = crlf_len(&body);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -506,7 +512,7 @@ impl MailStore {
             now.subsec_micros(),
             std::process::id(),
             body.len(),
-            data.len()
+            served
         );
         let tmp = dir.join("tmp").join(&base);
         // INTERNALDATE is the file's modification time, as in Dovecot.
@@ -537,7 +543,7 @@ impl MailStore {
             tmp: tmp.clone(),
             base,
             flags: flags.to_vec(),
-            size: data.len() as u64,
+            size: served as u64,
             mtime,
             done: OnceLock::new(),
         });

@@ -689,3 +689,38 @@ fn a_copy_takes_every_message_while_another_session_changes_their_flags() {
     assert_eq!(in_trash, N as usize);
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn an_append_with_bare_line_feeds_reports_the_size_it_serves() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let a = s.answer(
+        u,
+        MailboxRequest::Append {
+            mailbox: "INBOX".into(),
+            flags: Vec::new(),
+            data: b"Subject: lf\n\nline one\nline two\r\n".to_vec(),
+            date: None,
+        },
+    );
+    assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: false,
+        },
+    ) else {
+        panic!()
+    };
+    let served = b"Subject: lf\r\n\r\nline one\r\nline two\r\n".len() as u64;
+    assert_eq!(v.messages[0].size, served);
+    let name = fs::read_dir(dir.join("example.com/alice/cur"))
+        .expect("cur")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a file");
+    assert!(name.contains(&format!(",W={served}")), "{name}");
+    fs::remove_dir_all(&dir).expect("clean");
+}
