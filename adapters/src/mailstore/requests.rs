@@ -185,20 +185,33 @@ impl MailStore {
                     // A directory without `cur/`: not a mailbox, but in the way.
                     return Ok(rules::refuse(Code::AlreadyExists, "Target mailbox exists"));
                 }
-                // Children move with their parent: `.A.x` -> `.B.x`.
+                // Children move with their parent: `.A.x` -> `.B.x`. Every
+                // new name is checked before anything moves, so that a
+                // rename refused is refused whole, not half done.
                 let prefix = format!(".{}.", from.replace('/', "."));
                 let target = format!(".{}.", to.replace('/', "."));
+                let mut children = Vec::new();
                 for e in fs::read_dir(root)?.filter_map(Result::ok) {
                     let n = e.file_name().to_string_lossy().into_owned();
                     if let Some(rest) = n.strip_prefix(&prefix) {
-                        // Its UID list first: a mailbox keeps its
-                        // UIDVALIDITY under the new name.
-                        if e.path().join("cur").is_dir() {
-                            self.with(&e.path(), |_| Ok(()))?;
+                        let new = root.join(format!("{target}{rest}"));
+                        if new.exists() {
+                            return Ok(rules::refuse(
+                                Code::AlreadyExists,
+                                "A subfolder of the target mailbox exists",
+                            ));
                         }
-                        self.forget(&e.path());
-                        fs::rename(e.path(), root.join(format!("{target}{rest}")))?;
+                        children.push((e.path(), new));
                     }
+                }
+                for (old, new) in children {
+                    // Its UID list first: a mailbox keeps its UIDVALIDITY
+                    // under the new name.
+                    if old.join("cur").is_dir() {
+                        self.with(&old, |_| Ok(()))?;
+                    }
+                    self.forget(&old);
+                    fs::rename(&old, &new)?;
                 }
                 self.with(&a, |_| Ok(()))?;
                 self.forget(&a);

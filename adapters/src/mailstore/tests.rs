@@ -724,3 +724,37 @@ fn an_append_with_bare_line_feeds_reports_the_size_it_serves() {
     assert!(name.contains(&format!(",W={served}")), "{name}");
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn a_rename_that_cannot_move_every_child_moves_none() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    for f in ["A", "A/x", "A/y", "A/z", "B/x"] {
+        let a = s.answer(u, MailboxRequest::Create { mailbox: f.into() });
+        assert!(matches!(a, MailboxAnswer::Ok), "{f}: {a:?}");
+    }
+    // `B` itself does not exist, but `B/x` does: A/x has nowhere to go.
+    let _ = fs::remove_dir_all(dir.join("example.com/alice/.B"));
+    let a = s.answer(
+        u,
+        MailboxRequest::Rename {
+            from: "A".into(),
+            to: "B".into(),
+        },
+    );
+    assert!(!matches!(a, MailboxAnswer::Ok), "{a:?}");
+    let MailboxAnswer::List(l) = s.answer(
+        u,
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only: false,
+            with_status: false,
+        },
+    ) else {
+        panic!()
+    };
+    let mut names: Vec<&str> = l.iter().map(|e| e.name.as_str()).collect();
+    names.retain(|n| n.starts_with('A') || n.starts_with('B'));
+    assert_eq!(names, vec!["A", "A/x", "A/y", "A/z", "B/x"]);
+    fs::remove_dir_all(&dir).expect("clean");
+}
