@@ -619,6 +619,17 @@ impl AppendJob {
 /// Files waiting APPENDs into `cur/` under the folder's lock: renames,
 /// one directory sync, UIDs in order, one UID list sync. Each job gets
 /// its answer only once its message and UID are durable.
+/// Takes back messages renamed into `cur/` whose APPEND fails: their
+/// files and their index entries (their UIDs stay used).
+fn unfile(dir: &Path, f: &mut Folder, filed: &[(&Arc<AppendJob>, String, String)]) {
+    for (_, name, _) in filed {
+        let _ = fs::remove_file(dir.join("cur").join(name));
+    }
+    f.entries
+        .retain(|e| !filed.iter().any(|(_, name, _)| *name == e.name));
+    let _ = sync_dir(&dir.join("cur"));
+}
+
 fn commit_appends(dir: &Path, f: &mut Folder, jobs: &[Arc<AppendJob>]) {
     let mut filed: Vec<(&Arc<AppendJob>, String, String)> = Vec::with_capacity(jobs.len());
     for j in jobs.iter().filter(|j| j.done.get().is_none()) {
@@ -641,6 +652,7 @@ fn commit_appends(dir: &Path, f: &mut Folder, jobs: &[Arc<AppendJob>]) {
         return;
     }
     if let Err(e) = sync_dir(&dir.join("cur")) {
+        unfile(dir, f, &filed);
         for (j, _, _) in &filed {
             j.fail(&e);
         }
@@ -666,6 +678,11 @@ fn commit_appends(dir: &Path, f: &mut Folder, jobs: &[Arc<AppendJob>]) {
     let r = f
         .append_uidlist(dir, &uids)
         .and_then(|()| f.log_modseqs(dir, &log));
+    if r.is_err() {
+        // Answered NO, so not filed: a client saving to Sent or Drafts
+        // tries again, and must not find the first attempt there too.
+        unfile(dir, f, &filed);
+    }
     f.touched(dir);
     for ((j, _, _), uid) in filed.iter().zip(uids) {
         let _ = j.done.set(match &r {

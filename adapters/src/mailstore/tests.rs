@@ -758,3 +758,45 @@ fn a_rename_that_cannot_move_every_child_moves_none() {
     assert_eq!(names, vec!["A", "A/x", "A/y", "A/z", "B/x"]);
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn an_append_answered_no_leaves_no_message_behind() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let append = |text: &str| {
+        s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: Vec::new(),
+                data: text.as_bytes().to_vec(),
+                date: None,
+            },
+        )
+    };
+    assert!(matches!(
+        append("Subject: one\r\n\r\nx\r\n"),
+        MailboxAnswer::Uids { .. }
+    ));
+    // The folder's own log cannot be written any more (a directory is in
+    // its place): the APPEND fails after its file was renamed into cur/.
+    let inbox = dir.join("example.com/alice");
+    let log = inbox.join("postern-modseq");
+    let _ = fs::remove_file(&log);
+    fs::create_dir(&log).expect("block the log");
+    let a = append("Subject: two\r\n\r\ny\r\n");
+    assert!(!matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    let files = fs::read_dir(inbox.join("cur")).expect("cur").count();
+    assert_eq!(files, 1, "the refused message is not in cur/");
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: false,
+        },
+    ) else {
+        panic!()
+    };
+    assert_eq!(v.messages.len(), 1);
+    fs::remove_dir_all(&dir).expect("clean");
+}
