@@ -166,7 +166,7 @@ impl Folder {
         let mut uidlist = None;
         let mut logged: HashMap<u32, u64> = HashMap::new();
         if !self.loaded {
-            let existing = read_uidlist(dir);
+            let existing = read_uidlist(dir)?;
             // UIDs clients may have cached, but no mod-sequences of ours
             // (a Maildir taken over from Dovecot, or a lost log): start
             // above any number a client can hold, so CONDSTORE clients
