@@ -426,6 +426,22 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
     }
+
+    /// The time, but never one handed out before by this process: a
+    /// folder deleted and made again in the same second (or the default
+    /// folders, made together) must not get the UIDVALIDITY of the old
+    /// one, whose messages clients keep cached under it.
+    fn uid_validity(&self, _mailbox: &MailboxId) -> u32 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static LAST: AtomicU32 = AtomicU32::new(0);
+        let now = u32::try_from(self.now()).unwrap_or(1).max(1);
+        let previous = LAST
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or(0);
+        now.max(previous.saturating_add(1))
+    }
 }
 
 /// A clock that stands still, for tests and transcripts. UIDVALIDITY is

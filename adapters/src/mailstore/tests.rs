@@ -800,3 +800,43 @@ fn an_append_answered_no_leaves_no_message_behind() {
     assert_eq!(v.messages.len(), 1);
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn a_folder_made_again_never_gets_the_old_uidvalidity() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    let validity = |s: &MailStore| {
+        let MailboxAnswer::View(v) = s.answer(
+            u,
+            MailboxRequest::Select {
+                mailbox: "Work".into(),
+                take_recent: false,
+            },
+        ) else {
+            panic!()
+        };
+        v.uid_validity
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let a = s.answer(
+            u,
+            MailboxRequest::Create {
+                mailbox: "Work".into(),
+            },
+        );
+        assert!(matches!(a, MailboxAnswer::Ok), "{a:?}");
+        seen.push(validity(&s));
+        let a = s.answer(
+            u,
+            MailboxRequest::Delete {
+                mailbox: "Work".into(),
+            },
+        );
+        assert!(matches!(a, MailboxAnswer::Ok), "{a:?}");
+    }
+    // Within a second or two, three different values.
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    fs::remove_dir_all(&dir).expect("clean");
+}
