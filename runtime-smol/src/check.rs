@@ -364,8 +364,8 @@ tls = "starttls"
     #[test]
     fn sizes_and_counts_within_sane_maximums() {
         let e = limit_error("smtp", "max_message_size = 99999999999999");
-        assert_at(&e, 20, "smtp.max_message_size", "1073741824");
-        let ok = format!("{FULL}[smtp]\nmax_message_size = 1073741824\nmax_recipients = 10000\n");
+        assert_at(&e, 20, "smtp.max_message_size", "67108864");
+        let ok = format!("{FULL}[smtp]\nmax_message_size = 67108864\nmax_recipients = 10000\n");
         assert!(Config::parse(&ok, Path::new("p.toml"), Path::new("/etc")).is_ok());
         assert_at(
             &limit_error("smtp", "max_recipients = 10001"),

@@ -417,18 +417,32 @@ impl MailStore {
                         current = now;
                         read = read_message(&src.join("cur").join(&current.0));
                     }
-                    let data = match read {
-                        Ok(d) => d,
+                    let appended = match read {
+                        Ok(d) => self
+                            .append(&dst, &current.1, &d, Some(*mtime))
+                            .map_err(MailStoreError::from),
                         Err(e) if e.is_not_found() => {
                             let gone = self.with(&src, |f| Ok(f.index_of(*uid).is_none()))?;
                             if gone {
                                 continue;
                             }
+                            Err(e)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let (v, u) = match appended {
+                        Ok(vu) => vu,
+                        Err(e) => {
+                            // A failed COPY leaves the destination as it
+                            // was (RFC 9051 6.4.7): the copies made so far
+                            // go, or a client's retry would double them.
+                            if !new.is_empty() {
+                                let _ = self.with(&dst, |f| f.remove(&dst, &new));
+                                self.maildir.changed(&dst);
+                            }
                             return Err(e);
                         }
-                        Err(e) => return Err(e),
                     };
-                    let (v, u) = self.append(&dst, &current.1, &data, Some(*mtime))?;
                     validity = v;
                     from.push(*uid);
                     new.push(u);

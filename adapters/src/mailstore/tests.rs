@@ -840,3 +840,61 @@ fn a_folder_made_again_never_gets_the_old_uidvalidity() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+#[test]
+fn a_copy_that_fails_part_way_leaves_the_destination_as_it_was() {
+    let (s, dir) = store();
+    let u = "alice@example.com";
+    for i in 1..=3 {
+        let a = s.answer(
+            u,
+            MailboxRequest::Append {
+                mailbox: "INBOX".into(),
+                flags: Vec::new(),
+                data: format!("Subject: m{i}\r\n\r\nbody\r\n").into_bytes(),
+                date: Some(1_795_588_686 + i),
+            },
+        );
+        assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    }
+    // The second message's file cannot be read (a folder in its place).
+    let cur = dir.join("example.com/alice/cur");
+    let mut names: Vec<PathBuf> = fs::read_dir(&cur)
+        .expect("cur")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    let second = names
+        .iter()
+        .find(|p| fs::read_to_string(p).is_ok_and(|t| t.contains("m2")))
+        .expect("m2")
+        .clone();
+    fs::remove_file(&second).expect("rm");
+    fs::create_dir(&second).expect("in the way");
+    let a = s.answer(
+        u,
+        MailboxRequest::Copy {
+            mailbox: "INBOX".into(),
+            uids: vec![1, 2, 3],
+            to: "Trash".into(),
+            moving: false,
+        },
+    );
+    assert!(!matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    let MailboxAnswer::View(v) = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "Trash".into(),
+            take_recent: false,
+        },
+    ) else {
+        panic!()
+    };
+    assert!(v.messages.is_empty(), "{:?}", v.messages);
+    let left = fs::read_dir(dir.join("example.com/alice/.Trash/cur"))
+        .expect("Trash")
+        .count();
+    assert_eq!(left, 0);
+    let _ = fs::remove_dir_all(&dir);
+}

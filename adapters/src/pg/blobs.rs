@@ -15,7 +15,8 @@ use std::time::Duration;
 
 /// How long a signed request stays valid.
 const SIGN_FOR: Duration = Duration::from_secs(300);
-/// The largest body fetched (a message is at most 1 GiB in the config).
+/// The largest body fetched (a message is at most 64 MiB in the config;
+/// older bodies may be bigger).
 const MAX_BODY: u64 = 1 << 30;
 
 /// Where the object store is and how to sign for it.

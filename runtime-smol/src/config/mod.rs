@@ -77,7 +77,7 @@
 //!
 //! | key                               | default  | allowed                 |
 //! |-----------------------------------|----------|-------------------------|
-//! | `smtp.max_message_size`           | 10240000 | 1024 to 1 GiB           |
+//! | `smtp.max_message_size`           | 10240000 | 1024 to 64 MiB          |
 //! | `smtp.max_recipients`             | 1000     | 1 to 10,000             |
 //! | `smtp.max_line`                   | 2048     | 512 to 65,536           |
 //! | `smtp.hard_error_limit`           | 20       | 1 to 1,000              |
@@ -444,8 +444,10 @@ impl<T: Copy + PartialOrd + fmt::Display> Range<T> {
     }
 }
 
-/// Most bytes in a message (`smtp.max_message_size`): 1 GiB.
-pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
+/// Most bytes in a message (`smtp.max_message_size`): 64 MiB, the most
+/// the Maildir store reads back for FETCH (a message stored bigger could
+/// never be read), and a quarter of the pod's memory limit.
+pub const MAX_MESSAGE_SIZE: u64 = 64 << 20;
 /// Most recipients of a message (`smtp.max_recipients`): as many as one
 /// queue entry holds, so that a message whose recipients are all remote
 /// (or whose failed local copies are all kept for retry) can be queued.
