@@ -237,7 +237,7 @@ async fn attempt(
         .iter()
         .any(|(i, o)| indices.contains(i) && matches!(o, RcptOutcome::Delivered(_)));
     msg.attempts += 1;
-    let settled = settle(
+    let mut settled = settle(
         &mut rcpts,
         &outcomes,
         msg.attempts,
@@ -247,6 +247,19 @@ async fn attempt(
             .as_ref()
             .map_or_else(Default::default, |r| r.policy.clone()),
     );
+    if !settled.bounce.is_empty() && !msg.from.is_empty() {
+        if let Err(e) = bounce(&srv, &msg, &settled.bounce, &job.data).await {
+            // The recipients delivered are recorded as such below; those
+            // whose bounce is owed wait in the queue to be bounced again.
+            error!(id = %msg.id, "cannot queue the bounce: {e}; tried again later");
+            settled.next_attempt = Some(policy::bounce_not_queued(
+                &mut rcpts,
+                &settled.bounce,
+                settled.next_attempt,
+                unix_now(),
+            ));
+        }
+    }
     for (p, r) in rcpts.iter().zip(msg.rcpts.iter_mut()) {
         from_policy(p, r);
     }
@@ -258,12 +271,6 @@ async fn attempt(
     }
     if settled.expired {
         warn!(id = %msg.id, "expired in the queue after {} attempts", msg.attempts);
-    }
-    if !settled.bounce.is_empty() && !msg.from.is_empty() {
-        if let Err(e) = bounce(&srv, &msg, &settled.bounce, &job.data).await {
-            error!(id = %msg.id, "cannot queue the bounce: {e}");
-            return;
-        }
     }
     let sp = spool.clone();
     let m = msg.clone();

@@ -165,9 +165,57 @@ pub fn settle(
     }
 }
 
+/// How long after a bounce that could not be queued its recipients are
+/// tried (and bounced) again.
+pub const BOUNCE_RETRY_SECS: u64 = 300;
+
+/// When the bounce reporting `bounce` could not be queued: its recipients
+/// go back to pending, so the message stays and they are tried again (and
+/// bounced again) at the returned time; the recipients delivered stay
+/// delivered, and are never sent twice. `next_attempt` is what
+/// [`settle`] chose for the others.
+pub fn bounce_not_queued(
+    rcpts: &mut [QueuedRcpt],
+    bounce: &[FailedRecipient],
+    next_attempt: Option<u64>,
+    now: u64,
+) -> u64 {
+    for r in rcpts
+        .iter_mut()
+        .filter(|r| r.state == RcptState::Failed && bounce.iter().any(|b| b.address == r.address))
+    {
+        r.state = RcptState::Pending;
+    }
+    let again = now.saturating_add(BOUNCE_RETRY_SECS);
+    next_attempt.map_or(again, |t| t.min(again))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounce_not_queued_keeps_its_recipients_and_never_the_delivered() {
+        let mut rcpts = vec![rcpt("a@x.example"), rcpt("b@x.example")];
+        let outcomes = vec![
+            (0, RcptOutcome::Delivered(Reply::new(250, "2.0.0", "ok"))),
+            (
+                1,
+                RcptOutcome::Failed(Reply::new(550, "5.1.1", "no such user")),
+            ),
+        ];
+        let s = settle(&mut rcpts, &outcomes, 1, 0, 100, &RetryPolicy::default());
+        assert_eq!(s.bounce.len(), 1);
+        let t = bounce_not_queued(&mut rcpts, &s.bounce, s.next_attempt, 100);
+        assert_eq!(t, 100 + BOUNCE_RETRY_SECS);
+        assert_eq!(rcpts[0].state, RcptState::Delivered);
+        assert_eq!(rcpts[1].state, RcptState::Pending);
+        // Sooner when the others are due sooner.
+        assert_eq!(
+            bounce_not_queued(&mut rcpts, &s.bounce, Some(150), 100),
+            150
+        );
+    }
 
     fn rcpt(a: &str) -> QueuedRcpt {
         QueuedRcpt {
