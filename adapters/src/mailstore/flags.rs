@@ -27,9 +27,16 @@ pub(super) fn split_name(name: &str) -> (usize, &str) {
 }
 
 /// `dovecot-keywords`: `<index> <keyword>` lines; index 0 is letter `a`.
-pub(super) fn read_keywords(dir: &Path) -> Vec<String> {
+/// An error when the file is there but cannot be read now: a table read
+/// as empty would hand the letters of existing keywords to new ones.
+pub(super) fn read_keywords(dir: &Path) -> io::Result<Vec<String>> {
     let mut out: BTreeMap<usize, String> = BTreeMap::new();
-    if let Ok(t) = fs::read_to_string(dir.join("dovecot-keywords")) {
+    let text = match fs::read(dir.join("dovecot-keywords")) {
+        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(t) = text {
         for l in t.lines() {
             if let Some((i, k)) = l.split_once(' ') {
                 if let Ok(i) = i.parse::<usize>() {
@@ -41,9 +48,9 @@ pub(super) fn read_keywords(dir: &Path) -> Vec<String> {
         }
     }
     let n = out.keys().next_back().map_or(0, |m| m + 1);
-    (0..n)
+    Ok((0..n)
         .map(|i| out.get(&i).cloned().unwrap_or_default())
-        .collect()
+        .collect())
 }
 
 pub(super) fn write_keywords(dir: &Path, keywords: &[String]) -> io::Result<()> {

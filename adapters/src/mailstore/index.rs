@@ -180,7 +180,7 @@ impl Folder {
             let list = existing.unwrap_or_else(|| new_uidlist((clock.validity)()));
             self.validity = list.validity;
             self.next = list.next.max(1);
-            self.keywords = read_keywords(dir);
+            self.keywords = read_keywords(dir)?;
             let log = read_modlog(dir, self.validity, fresh_base);
             self.modlog_lines = log.lines;
             self.modseq_base = log.base;
@@ -193,9 +193,11 @@ impl Folder {
             logged = log.map;
             uidlist = Some(list.uids);
         } else {
-            let kw = read_keywords(dir);
-            if kw != self.keywords {
-                self.keywords = kw;
+            // Unreadable now: the table in memory stays.
+            if let Ok(kw) = read_keywords(dir) {
+                if kw != self.keywords {
+                    self.keywords = kw;
+                }
             }
         }
         let old: HashMap<&str, usize> = self

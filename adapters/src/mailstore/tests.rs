@@ -898,3 +898,23 @@ fn a_copy_that_fails_part_way_leaves_the_destination_as_it_was() {
     assert_eq!(left, 0);
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_keywords_file_that_cannot_be_read_is_an_error_not_an_empty_table() {
+    let dir = std::env::temp_dir().join(format!("postern-keywords-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    assert_eq!(
+        super::flags::read_keywords(&dir).expect("none"),
+        Vec::<String>::new()
+    );
+    fs::write(dir.join("dovecot-keywords"), "0 $Work\n2 $Late\n").expect("write");
+    assert_eq!(
+        super::flags::read_keywords(&dir).expect("read"),
+        vec!["$Work".to_owned(), String::new(), "$Late".to_owned()]
+    );
+    fs::remove_file(dir.join("dovecot-keywords")).expect("rm");
+    fs::create_dir(dir.join("dovecot-keywords")).expect("in the way");
+    assert!(super::flags::read_keywords(&dir).is_err());
+    let _ = fs::remove_dir_all(&dir);
+}
