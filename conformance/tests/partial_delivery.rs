@@ -21,34 +21,16 @@ fn a_failed_local_copy_beside_a_durable_one_is_acknowledged_and_retried_from_the
     std::fs::create_dir_all(bob.parent().expect("parent")).expect("domain folder");
     std::fs::write(&bob, b"not a folder").expect("block bob");
 
-    let mut c = Client::connect(d.addrs[0]).expect("connect");
-    assert!(c.reply().expect("greeting").starts_with("220 "));
-    assert!(c
-        .cmd("EHLO client.example.net")
-        .expect("ehlo")
-        .starts_with("250"));
-    assert!(c
-        .cmd("MAIL FROM:<sender@example.net>")
-        .expect("mail")
-        .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<alice@example.com>")
-        .expect("rcpt")
-        .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<bob@example.com>")
-        .expect("rcpt")
-        .starts_with("250"));
-    assert!(c.cmd("DATA").expect("data").starts_with("354"));
-    let done = c
-        .cmd("X-Spam: Yes\r\nSubject: partial\r\n\r\nhello both\r\n.")
-        .expect("end of data");
+    let done = send(
+        &d,
+        &["alice@example.com", "bob@example.com"],
+        "X-Spam: Yes\r\nSubject: partial\r\n\r\nhello both\r\n",
+    );
     assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
     let id = done
         .trim_start_matches("250 2.0.0 Ok: queued as ")
         .trim()
         .to_owned();
-    let _ = c.cmd("QUIT");
 
     assert_eq!(
         d.new_mail("alice", "example.com").len(),
@@ -142,6 +124,16 @@ fn forwarding_daemon(alice_works: bool) -> Daemon {
 
 /// One message to fwd@example.com; the reply to the end of DATA.
 fn send_to_fwd(d: &Daemon) -> String {
+    send(
+        d,
+        &["fwd@example.com"],
+        "Subject: forwarded\r\n\r\nhello\r\n",
+    )
+}
+
+/// Sends `text` (CRLF lines) from sender@example.net to `rcpts`; the
+/// reply to the end of DATA.
+fn send(d: &Daemon, rcpts: &[&str], text: &str) -> String {
     let mut c = Client::connect(d.addrs[0]).expect("connect");
     assert!(c.reply().expect("greeting").starts_with("220 "));
     assert!(c
@@ -152,14 +144,12 @@ fn send_to_fwd(d: &Daemon) -> String {
         .cmd("MAIL FROM:<sender@example.net>")
         .expect("mail")
         .starts_with("250"));
-    assert!(c
-        .cmd("RCPT TO:<fwd@example.com>")
-        .expect("rcpt")
-        .starts_with("250"));
+    for r in rcpts {
+        let reply = c.cmd(&format!("RCPT TO:<{r}>")).expect("rcpt");
+        assert!(reply.starts_with("250"), "{reply}");
+    }
     assert!(c.cmd("DATA").expect("data").starts_with("354"));
-    let done = c
-        .cmd("Subject: forwarded\r\n\r\nhello\r\n.")
-        .expect("end of data");
+    let done = c.cmd(&format!("{text}.")).expect("end of data");
     let _ = c.cmd("QUIT");
     done
 }

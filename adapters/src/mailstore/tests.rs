@@ -618,6 +618,33 @@ fn deliveries_before_the_first_look_are_recent() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// SELECTs alice's `mailbox`: its view.
+fn select(s: &MailStore, mailbox: &str) -> postern_core::imap::event::MailboxView {
+    match s.answer(
+        "alice@example.com",
+        MailboxRequest::Select {
+            mailbox: mailbox.into(),
+            take_recent: false,
+        },
+    ) {
+        MailboxAnswer::View(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// APPENDs `text` to alice's `mailbox` with no flags.
+fn append(s: &MailStore, mailbox: &str, text: &str, date: Option<i64>) -> MailboxAnswer {
+    s.answer(
+        "alice@example.com",
+        MailboxRequest::Append {
+            mailbox: mailbox.into(),
+            flags: Vec::new(),
+            data: text.as_bytes().to_vec(),
+            date,
+        },
+    )
+}
+
 #[test]
 fn a_copy_takes_every_message_while_another_session_changes_their_flags() {
     let (s, dir) = store();
@@ -625,14 +652,11 @@ fn a_copy_takes_every_message_while_another_session_changes_their_flags() {
     let u = "alice@example.com";
     const N: u32 = 200;
     for i in 0..N {
-        let a = s.answer(
-            u,
-            MailboxRequest::Append {
-                mailbox: "INBOX".into(),
-                flags: Vec::new(),
-                data: format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes(),
-                date: None,
-            },
+        let a = append(
+            &s,
+            "INBOX",
+            &format!("Subject: m{i}\r\n\r\nbody {i}\r\n"),
+            None,
         );
         assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
     }
@@ -704,15 +728,7 @@ fn an_append_with_bare_line_feeds_reports_the_size_it_serves() {
         },
     );
     assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
-    let MailboxAnswer::View(v) = s.answer(
-        u,
-        MailboxRequest::Select {
-            mailbox: "INBOX".into(),
-            take_recent: false,
-        },
-    ) else {
-        panic!()
-    };
+    let v = select(&s, "INBOX");
     let served = b"Subject: lf\r\n\r\nline one\r\nline two\r\n".len() as u64;
     assert_eq!(v.messages[0].size, served);
     let name = fs::read_dir(dir.join("example.com/alice/cur"))
@@ -788,15 +804,7 @@ fn an_append_answered_no_leaves_no_message_behind() {
     assert!(!matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
     let files = fs::read_dir(inbox.join("cur")).expect("cur").count();
     assert_eq!(files, 1, "the refused message is not in cur/");
-    let MailboxAnswer::View(v) = s.answer(
-        u,
-        MailboxRequest::Select {
-            mailbox: "INBOX".into(),
-            take_recent: false,
-        },
-    ) else {
-        panic!()
-    };
+    let v = select(&s, "INBOX");
     assert_eq!(v.messages.len(), 1);
     fs::remove_dir_all(&dir).expect("clean");
 }
@@ -846,14 +854,11 @@ fn a_copy_that_fails_part_way_leaves_the_destination_as_it_was() {
     let (s, dir) = store();
     let u = "alice@example.com";
     for i in 1..=3 {
-        let a = s.answer(
-            u,
-            MailboxRequest::Append {
-                mailbox: "INBOX".into(),
-                flags: Vec::new(),
-                data: format!("Subject: m{i}\r\n\r\nbody\r\n").into_bytes(),
-                date: Some(1_795_588_686 + i),
-            },
+        let a = append(
+            &s,
+            "INBOX",
+            &format!("Subject: m{i}\r\n\r\nbody\r\n"),
+            Some(1_795_588_686 + i),
         );
         assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
     }
@@ -882,15 +887,7 @@ fn a_copy_that_fails_part_way_leaves_the_destination_as_it_was() {
         },
     );
     assert!(!matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
-    let MailboxAnswer::View(v) = s.answer(
-        u,
-        MailboxRequest::Select {
-            mailbox: "Trash".into(),
-            take_recent: false,
-        },
-    ) else {
-        panic!()
-    };
+    let v = select(&s, "Trash");
     assert!(v.messages.is_empty(), "{:?}", v.messages);
     let left = fs::read_dir(dir.join("example.com/alice/.Trash/cur"))
         .expect("Trash")
