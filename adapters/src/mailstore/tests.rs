@@ -915,3 +915,38 @@ fn a_keywords_file_that_cannot_be_read_is_an_error_not_an_empty_table() {
     assert!(super::flags::read_keywords(&dir).is_err());
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn idle_is_woken_once_a_stamp_scanned_young_has_settled() {
+    let (s, dir) = store();
+    let a = append(&s, "INBOX", "Subject: a\r\n\r\nx\r\n", None);
+    assert!(matches!(a, MailboxAnswer::Uids { .. }), "{a:?}");
+    assert_eq!(select(&s, "INBOX").messages.len(), 1);
+    // The folder's times three seconds back: its stamp has settled. The
+    // index is made to have scanned that stamp while it was young, as
+    // when a delivery lands in the same tick of a coarse clock (Linux
+    // before 6.13) as a scan, and leaves the stamp as it was.
+    let inbox = dir.join("example.com/alice");
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3);
+    for sub in ["new", "cur"] {
+        std::fs::File::open(inbox.join(sub))
+            .and_then(|f| f.set_modified(past))
+            .expect("set the folder's time");
+    }
+    let st = index::stamp(&inbox).expect("stamp");
+    {
+        let f = s.state(&inbox);
+        let mut g = lock(&f);
+        g.stamp = Some(st);
+        g.verified = false;
+    }
+    let id = MailboxId::new("alice@example.com", "INBOX");
+    let to_look_again = s.version(&id);
+    // IDLE sees the version move, asks, and the index looks once more;
+    // then the version is the stamp's own again.
+    assert_eq!(select(&s, "INBOX").messages.len(), 1);
+    let looked = s.version(&id);
+    assert_ne!(to_look_again, looked);
+    assert_eq!(s.version(&id), looked);
+    fs::remove_dir_all(&dir).expect("clean");
+}
