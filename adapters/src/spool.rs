@@ -462,12 +462,11 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if current.next_attempt == loaded_next_attempt {
-                return self.update(msg);
+            let mut settled = msg.clone();
+            if current.next_attempt != loaded_next_attempt {
+                settled.next_attempt = current.next_attempt;
             }
-            let mut kept = msg.clone();
-            kept.next_attempt = current.next_attempt;
-            self.update(&kept)
+            self.update(&settled)
         })
     }
 

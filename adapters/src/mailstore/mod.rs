@@ -157,17 +157,19 @@ impl MailStore {
     /// Whether the folder's index matches `st` but scanned it while it was
     /// young, and `st` has settled since (its next use scans once more).
     fn to_verify(&self, dir: &Path, st: index::Stamp) -> bool {
-        let state = {
-            let l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-            match l.get(dir) {
-                Some(f) => f.clone(),
-                None => return false,
-            }
+        let Some(state) = self.loaded_state(dir) else {
+            return false;
         };
         let Ok(g) = state.try_lock() else {
             return false;
         };
         g.loaded && g.stamp == Some(st) && !g.verified && index::settled(Some(st))
+    }
+
+    /// A folder's index state if one was made (without making one).
+    fn loaded_state(&self, dir: &Path) -> Option<Arc<Mutex<Folder>>> {
+        let l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        l.get(dir).cloned()
     }
 
     /// Runs `f` on a folder's up-to-date index, under its lock.
@@ -190,10 +192,7 @@ impl MailStore {
     /// not loaded, is busy (another request holds its lock, maybe for
     /// disk work), or the directory changed and needs a scan.
     fn with_current<T>(&self, dir: &Path, f: impl FnOnce(&mut Folder) -> Option<T>) -> Option<T> {
-        let state = {
-            let l = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-            l.get(dir)?.clone()
-        };
+        let state = self.loaded_state(dir)?;
         let mut g = match state.try_lock() {
             Ok(g) => g,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),

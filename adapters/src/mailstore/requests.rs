@@ -630,9 +630,6 @@ impl AppendJob {
     }
 }
 
-/// Files waiting APPENDs into `cur/` under the folder's lock: renames,
-/// one directory sync, UIDs in order, one UID list sync. Each job gets
-/// its answer only once its message and UID are durable.
 /// Takes back messages renamed into `cur/` whose APPEND fails: their
 /// files and their index entries (their UIDs stay used).
 fn unfile(dir: &Path, f: &mut Folder, filed: &[(&Arc<AppendJob>, String, String)]) {
@@ -644,6 +641,10 @@ fn unfile(dir: &Path, f: &mut Folder, filed: &[(&Arc<AppendJob>, String, String)
     let _ = sync_dir(&dir.join("cur"));
 }
 
+/// Files waiting APPENDs into `cur/` under the folder's lock: renames,
+/// one directory sync, UIDs in order, one UID list sync. Each job gets
+/// its answer only once its message and UID are durable; a job that
+/// fails after its rename is taken back ([`unfile`]).
 fn commit_appends(dir: &Path, f: &mut Folder, jobs: &[Arc<AppendJob>]) {
     let mut filed: Vec<(&Arc<AppendJob>, String, String)> = Vec::with_capacity(jobs.len());
     for j in jobs.iter().filter(|j| j.done.get().is_none()) {

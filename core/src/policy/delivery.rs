@@ -27,16 +27,18 @@ pub struct Outcome {
     pub kept: usize,
     /// Local copies that failed and are nowhere.
     pub failed: usize,
-    /// The remote recipients were queued (or there were none).
+    /// The queue entries (remote recipients, forwarded copies) were
+    /// queued, or there were none.
     pub queued: bool,
 }
 
 /// Whether the local copies that failed should go into the durable queue
-/// for retry: yes once anything of the message is durable (a copy, or the
-/// remote recipients' queue entry), so the client gets its 250 and retries
-/// nothing (a retry would duplicate the durable copies).
-pub fn keep_failed_for_retry(stored: usize, failed: usize, remote_queued: bool) -> bool {
-    failed > 0 && (stored > 0 || remote_queued)
+/// for retry: yes once anything of the message is durable (a copy, or a
+/// queue entry: the remote recipients', the forwarded copies'), so the
+/// client gets its 250 and retries nothing (a retry would duplicate
+/// what is durable).
+pub fn keep_failed_for_retry(stored: usize, failed: usize, entry_queued: bool) -> bool {
+    failed > 0 && (stored > 0 || entry_queued)
 }
 
 /// The answer to the client once the deliveries were tried: acknowledged
