@@ -108,17 +108,22 @@ pub(super) fn read_message(path: &Path) -> Result<Vec<u8>, MailStoreError> {
 
 /// Subscribed folders; before the account ever changed them, INBOX and
 /// the special-use folders (as docker-mailserver's `auto = subscribe`).
-pub(super) fn read_subscriptions(root: &Path) -> Vec<String> {
+/// A file that cannot be read is an error, not the defaults: a later
+/// SUBSCRIBE would write the defaults over the account's own list.
+pub(super) fn read_subscriptions(root: &Path) -> io::Result<Vec<String>> {
     match fs::read_to_string(root.join("subscriptions")) {
-        Ok(t) => t
+        Ok(t) => Ok(t
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with("V\t"))
             .map(|l| l.replace('\t', "/"))
-            .collect(),
-        Err(_) => ["INBOX", "Drafts", "Sent", "Junk", "Trash"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Ok(["INBOX", "Drafts", "Sent", "Junk", "Trash"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect())
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -67,6 +67,10 @@ pub struct MailStore {
     /// Counts summaries into memory over all folders: their age, for
     /// evicting the oldest first.
     summary_clock: std::sync::atomic::AtomicU64,
+    /// Held while a subscriptions file is read, changed and written back:
+    /// two sessions of one account subscribing at once must not lose one
+    /// of the changes.
+    subscriptions: Mutex<()>,
 }
 
 fn lock(f: &Mutex<Folder>) -> std::sync::MutexGuard<'_, Folder> {
@@ -85,6 +89,7 @@ impl MailStore {
             clock: Arc::new(SystemClock),
             summary_limits: SummaryCacheLimits::default(),
             summary_clock: std::sync::atomic::AtomicU64::new(0),
+            subscriptions: Mutex::new(()),
         }
     }
 

@@ -53,7 +53,7 @@ impl MailStore {
                 subscribed_only,
                 with_status,
             } => {
-                let subs = read_subscriptions(root);
+                let subs = read_subscriptions(root)?;
                 let names = list_folders(root)?;
                 let mut out = Vec::new();
                 for n in &names {
@@ -220,7 +220,8 @@ impl MailStore {
                 Ok(MailboxAnswer::Ok)
             }
             R::Subscribe { mailbox, on } => {
-                let mut subs = read_subscriptions(root);
+                let _one_writer = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+                let mut subs = read_subscriptions(root)?;
                 if on {
                     if !subs.contains(&mailbox) {
                         subs.push(mailbox);

@@ -950,3 +950,100 @@ fn idle_is_woken_once_a_stamp_scanned_young_has_settled() {
     assert_eq!(s.version(&id), looked);
     fs::remove_dir_all(&dir).expect("clean");
 }
+
+fn subscribed(s: &MailStore, u: &str) -> Vec<String> {
+    let answer = s.answer(
+        u,
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only: true,
+            with_status: false,
+        },
+    );
+    let MailboxAnswer::List(l) = answer else {
+        panic!("{answer:?}")
+    };
+    l.into_iter().map(|e| e.name).collect()
+}
+
+#[test]
+fn concurrent_subscriptions_of_one_account_lose_none() {
+    let (s, dir) = store();
+    let s = Arc::new(s);
+    let u = "dave@example.com";
+    // The account exists before the sessions start.
+    let opened = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: false,
+        },
+    );
+    assert!(matches!(opened, MailboxAnswer::View(_)), "{opened:?}");
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|i| {
+                        s.answer(
+                            u,
+                            MailboxRequest::Subscribe {
+                                mailbox: format!("List-{t}-{i}"),
+                                on: true,
+                            },
+                        )
+                    })
+                    .filter(|a| !matches!(a, MailboxAnswer::Ok))
+                    .count()
+            })
+        })
+        .collect();
+    let refused: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert_eq!(refused, 0, "every SUBSCRIBE is answered OK");
+    let subs = subscribed(&s, u);
+    for t in 0..6 {
+        for i in 0..15 {
+            let name = format!("List-{t}-{i}");
+            assert!(subs.contains(&name), "{name} lost: {subs:?}");
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_subscriptions_file_that_cannot_be_read_is_not_written_over() {
+    let (s, dir) = store();
+    let u = "erin@example.com";
+    let opened = s.answer(
+        u,
+        MailboxRequest::Select {
+            mailbox: "INBOX".into(),
+            take_recent: false,
+        },
+    );
+    assert!(matches!(opened, MailboxAnswer::View(_)), "{opened:?}");
+    let file = dir.join("example.com/erin/subscriptions");
+    // Not UTF-8: the list cannot be read as text.
+    let kept = b"INBOX\nArchiv-\xff\nWork\n".to_vec();
+    fs::write(&file, &kept).expect("write");
+    let answer = s.answer(
+        u,
+        MailboxRequest::Subscribe {
+            mailbox: "Later".into(),
+            on: true,
+        },
+    );
+    assert!(matches!(answer, MailboxAnswer::No { .. }), "{answer:?}");
+    assert_eq!(fs::read(&file).expect("read"), kept);
+    let listed = s.answer(
+        u,
+        MailboxRequest::List {
+            patterns: vec!["*".into()],
+            subscribed_only: true,
+            with_status: false,
+        },
+    );
+    assert!(matches!(listed, MailboxAnswer::No { .. }), "{listed:?}");
+    let _ = fs::remove_dir_all(&dir);
+}
