@@ -91,6 +91,10 @@ pub enum StoreError {
     /// The store's backend is down or refused (a later database backend).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The account has no room for the message under its quota (checked
+    /// at delivery; a later attempt may find room).
+    #[error("mailbox of {0} is full")]
+    Full(String),
 }
 
 impl From<StoreError> for std::io::Error {

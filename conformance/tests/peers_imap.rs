@@ -500,3 +500,44 @@ print("enforced", used)
         .log_text()
         .contains("552 5.2.2 <alice@example.com>: Mailbox full"));
 }
+
+/// The quota holds at delivery too: a message that would bring the
+/// account more than a tenth over its limit (Dovecot's `quota_grace`)
+/// gets 452 4.2.2 at the end of DATA although RCPT found room, and
+/// leaves nothing in the mailbox; a smaller one is delivered.
+#[test]
+fn a_message_too_big_for_the_room_left_is_deferred_at_data() {
+    if !peer("python3") {
+        return;
+    }
+    let d = Daemon::start_with(LISTENERS, "", "[imap]\nquota_mib = 1\n");
+    let (mx, imaps) = (d.addrs[0], d.addrs[1]);
+    let script = format!(
+        r#"
+import imaplib, smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+smtp = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
+big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1300
+try:
+    smtp.sendmail("bob@example.net", ["alice@example.com"], big)
+    raise SystemExit("accepted beyond the grace")
+except smtplib.SMTPDataError as e:
+    assert e.smtp_code == 452 and e.smtp_error.startswith(b"4.2.2"), e
+smtp.sendmail("bob@example.net", ["alice@example.com"], b"Subject: small\r\n\r\nx\r\n")
+smtp.quit()
+m = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
+m.login("alice@example.com", "alice-pw")
+typ, data = m.select("INBOX"); assert typ == "OK" and data == [b"1"], data
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert b"Subject: small" in data[0][1], data
+m.logout()
+print("deferred")
+"#,
+        imaps = imaps.port(),
+        mx = mx.port()
+    );
+    assert_eq!(python(&script).trim(), "deferred");
+    assert!(d
+        .log_text()
+        .contains("mailbox of alice@example.com is full"));
+}

@@ -977,3 +977,51 @@ fn header_and_summary_fetches_are_answered_from_the_database_without_the_object_
         "bodies without the object store"
     );
 }
+
+/// Delivery into PostgreSQL keeps the quota as the Maildir store does (a
+/// tenth of grace, counted through the batch), and a delivery that cannot
+/// go in (a folder no mailbox can be named) fails alone: the others of
+/// its batch are delivered.
+#[test]
+fn deliveries_fail_one_by_one_for_quota_or_a_bad_folder() {
+    let Some(c) = PgCluster::start() else { return };
+    let Some(s3) = S3Server::start() else {
+        return;
+    };
+    let store = mailbox_store(&c, &s3, 2).with_quota(
+        None,
+        std::collections::HashMap::from([("hal@example.com".to_owned(), 1_000)]),
+    );
+    let of = |user: &str, size: usize, folder: Option<&str>| {
+        let mut text = format!("Subject: {size}\r\n\r\n").into_bytes();
+        text.resize(size, b'x');
+        Delivery {
+            user: user.into(),
+            prefix: Vec::new(),
+            message: Arc::new(text),
+            folder: folder.map(str::to_owned),
+        }
+    };
+    let r = store.deliver(&[
+        of("hal@example.com", 400, None),
+        of("ivy@example.com", 50, Some("../x")),
+        of("hal@example.com", 400, None),
+        of("hal@example.com", 400, None),
+        of("ivy@example.com", 60, None),
+    ]);
+    let ok: Vec<bool> = r.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, vec![true, false, true, false, true], "{r:?}");
+    assert!(
+        matches!(&r[3], Err(postern_adapters::store::StoreError::Full(_))),
+        "{r:?}"
+    );
+    assert_eq!(uids_of(&store, "hal@example.com", "INBOX"), vec![1, 2]);
+    assert_eq!(uids_of(&store, "ivy@example.com", "INBOX"), vec![1]);
+    // A later batch counts what the database holds: 800 + 250 fits.
+    let r = store.deliver(&[
+        of("hal@example.com", 250, None),
+        of("hal@example.com", 10, None),
+    ]);
+    let ok: Vec<bool> = r.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, vec![true, false], "{r:?}");
+}

@@ -222,6 +222,9 @@ pub async fn deliver(
             Ok(()) => outcome.stored += 1,
             Err(e) => {
                 tracing::warn!(id = %id, "local delivery to {} failed: {e}", target.user);
+                if matches!(e, postern_adapters::store::StoreError::Full(_)) {
+                    outcome.full += 1;
+                }
                 failed_users.push(target);
             }
         }

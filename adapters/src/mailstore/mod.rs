@@ -298,6 +298,33 @@ impl MailStore {
             .or(self.quota)
     }
 
+    /// Whether the delivery fits its account's quota (Dovecot's rule, see
+    /// [`postern_core::imap::rules::delivery_allowed`]); `usage` carries
+    /// each account's use through a batch.
+    fn room_for(&self, d: &Delivery, usage: &mut HashMap<String, u64>) -> Result<(), StoreError> {
+        let Some(limit) = self.limit(&d.user) else {
+            return Ok(());
+        };
+        let key = d.user.to_lowercase();
+        let used = match usage.get(&key) {
+            Some(&u) => u,
+            None => match self.account(&d.user) {
+                Some(root) => self.used(&root).map_err(|source| StoreError::Io {
+                    op: "quota",
+                    source,
+                })?,
+                None => 0,
+            },
+        };
+        let adding = (d.prefix.len() + d.message.len()) as u64;
+        if !postern_core::imap::rules::delivery_allowed(used, adding, Some(limit)) {
+            usage.insert(key, used);
+            return Err(StoreError::Full(d.user.clone()));
+        }
+        usage.insert(key, used.saturating_add(adding));
+        Ok(())
+    }
+
     fn used(&self, root: &Path) -> io::Result<u64> {
         let mut used = 0;
         for name in list_folders(root)? {
@@ -346,7 +373,14 @@ impl MailboxStore for MailStore {
         let mut jobs = Vec::with_capacity(batch.len());
         let mut at = Vec::with_capacity(batch.len());
         let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        // Each account's use, once per batch, counting what the batch
+        // adds before each message.
+        let mut usage: HashMap<String, u64> = HashMap::new();
         for d in batch {
+            if let Err(e) = self.room_for(d, &mut usage) {
+                out.push(Err(e));
+                continue;
+            }
             match d.user.rsplit_once('@') {
                 Some((local, domain)) => {
                     at.push(out.len());

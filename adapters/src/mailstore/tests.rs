@@ -1047,3 +1047,44 @@ fn a_subscriptions_file_that_cannot_be_read_is_not_written_over() {
     assert!(matches!(listed, MailboxAnswer::No { .. }), "{listed:?}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deliveries_stop_at_the_quota_with_a_tenth_of_grace_also_within_one_batch() {
+    use crate::store::{Delivery, MailboxStore, StoreError};
+    let (s, dir) = store();
+    let s = s.with_quota(
+        None,
+        std::collections::HashMap::from([("frank@example.com".to_owned(), 1_000)]),
+    );
+    let of = |user: &str, size: usize| {
+        let mut text = b"Subject: q\r\n\r\n".to_vec();
+        text.resize(size, b'x');
+        Delivery {
+            user: user.into(),
+            prefix: Vec::new(),
+            message: Arc::new(text),
+            folder: None,
+        }
+    };
+    let u = "Frank@example.com";
+    // One batch: 0 -> 400 -> 800; the third would reach 1,200 (over the
+    // 1,100 the grace allows); another account has no limit.
+    let first = s.deliver(&[
+        of(u, 400),
+        of(u, 400),
+        of(u, 400),
+        of("gina@example.com", 5_000),
+    ]);
+    let verdicts: Vec<bool> = first.iter().map(Result::is_ok).collect();
+    assert_eq!(verdicts, vec![true, true, false, true], "{first:?}");
+    assert!(matches!(&first[2], Err(StoreError::Full(_))), "{first:?}");
+    // A later batch counts what is on disk: 800 + 250 fits the grace.
+    let second = s.deliver(&[of(u, 250), of(u, 10)]);
+    let verdicts: Vec<bool> = second.iter().map(Result::is_ok).collect();
+    assert_eq!(verdicts, vec![true, false], "{second:?}");
+    let inbox = dir.join("example.com/frank");
+    let files = |sub: &str| fs::read_dir(inbox.join(sub)).expect("folder").count();
+    assert_eq!(files("new") + files("cur"), 3);
+    assert!(s.over_quota(u));
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -137,30 +137,42 @@ impl PgMail {
     /// made): 6 for one recipient with a new body, whatever the number of
     /// recipients.
     pub fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
-        if let Some(d) = batch.iter().find(|d| {
-            d.folder
+        // A delivery that cannot go in (a folder name no mailbox can have,
+        // an account that cannot be made) fails on its own; the others go
+        // into one transaction, which succeeds or fails as a whole.
+        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        let mut good: Vec<Delivery> = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        for d in batch {
+            let bad_folder = d
+                .folder
                 .as_deref()
-                .is_some_and(|f| !postern_core::imap::rules::storable_name(f))
-        }) {
-            let m = format!("folder {:?} is not a mailbox name", d.folder);
-            return batch
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(m.clone())))
-                .collect();
+                .is_some_and(|f| !postern_core::imap::rules::storable_name(f));
+            let r = if bad_folder {
+                Err(StoreError::Unavailable(format!(
+                    "folder {:?} is not a mailbox name",
+                    d.folder
+                )))
+            } else {
+                self.ensure_account(&d.user.to_lowercase())
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))
+            };
+            if r.is_ok() {
+                at.push(out.len());
+                good.push(d.clone());
+            }
+            out.push(r);
         }
-        let made = batch
-            .iter()
-            .try_for_each(|d| self.ensure_account(&d.user.to_lowercase()));
-        match made.and_then(|()| self.deliver_all(batch)) {
-            Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-            Err(e) => {
-                let m = e.to_string();
-                batch
-                    .iter()
-                    .map(|_| Err(StoreError::Unavailable(m.clone())))
-                    .collect()
+        if good.is_empty() {
+            return out;
+        }
+        if let Err(e) = self.deliver_all(&good) {
+            let m = e.to_string();
+            for i in at {
+                out[i] = Err(StoreError::Unavailable(m.clone()));
             }
         }
+        out
     }
 
     fn deliver_all(&self, batch: &[Delivery]) -> Result<(), PgError> {

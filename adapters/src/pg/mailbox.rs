@@ -865,8 +865,48 @@ impl MailboxStore for PgMailbox {
         Some(Version(((v as u64) << 40) ^ (m as u64)))
     }
 
+    /// Deliveries that fit their account's quota (Dovecot's rule, see
+    /// [`rules::delivery_allowed`]; each account's use asked once per
+    /// batch and counted on through it) go into one transaction; the
+    /// others fail on their own. Another replica delivering to the same
+    /// account at the same moment can add its own batch beside this one.
     fn deliver(&self, batch: &[Delivery]) -> Vec<Result<(), StoreError>> {
-        let out = self.mail.deliver(batch);
+        let mut out: Vec<Result<(), StoreError>> = Vec::with_capacity(batch.len());
+        let mut usage: HashMap<String, u64> = HashMap::new();
+        let mut fitting: Vec<Delivery> = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        for d in batch {
+            let user = d.user.to_lowercase();
+            if let Some(limit) = self.limit(&user) {
+                let used = match usage.get(&user) {
+                    Some(&u) => u,
+                    None => match self.used(&user) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            out.push(Err(StoreError::Unavailable(format!(
+                                "quota of {user}: {e}"
+                            ))));
+                            continue;
+                        }
+                    },
+                };
+                let adding = (d.prefix.len() + d.message.len()) as u64;
+                if !rules::delivery_allowed(used, adding, Some(limit)) {
+                    usage.insert(user, used);
+                    out.push(Err(StoreError::Full(d.user.clone())));
+                    continue;
+                }
+                usage.insert(user, used.saturating_add(adding));
+            }
+            at.push(out.len());
+            out.push(Ok(()));
+            fitting.push(d.clone());
+        }
+        if !fitting.is_empty() {
+            for (i, r) in at.into_iter().zip(self.mail.deliver(&fitting)) {
+                out[i] = r;
+            }
+        }
         for (d, r) in batch.iter().zip(&out) {
             if r.is_ok() {
                 self.changed(&d.user, d.folder.as_deref().unwrap_or("INBOX"));

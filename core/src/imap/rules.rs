@@ -159,6 +159,16 @@ pub fn quota_allows(used: u64, adding: u64, limit: Option<u64>) -> bool {
     limit.is_none_or(|l| used.saturating_add(adding) <= l)
 }
 
+/// Whether a delivered message of `adding` bytes may go into an account
+/// that uses `used`: only while the account is under its limit, and the
+/// message may bring it over by at most a tenth of the limit (Dovecot's
+/// default `quota_grace`). RCPT already refused a full account; this is
+/// the check at delivery, where sessions accepted at once would
+/// otherwise each add a message to an account with room for one.
+pub fn delivery_allowed(used: u64, adding: u64, limit: Option<u64>) -> bool {
+    limit.is_none_or(|l| used < l && used.saturating_add(adding) <= l.saturating_add(l / 10))
+}
+
 /// Whether an account that uses `used` is full (SMTP RCPT answers 552).
 pub fn quota_full(used: u64, limit: Option<u64>) -> bool {
     limit.is_some_and(|l| used >= l)
@@ -449,5 +459,16 @@ mod tests {
         let mut h = 4;
         assert_eq!(next_modseq(&mut h), 5);
         assert_eq!(h, 5);
+    }
+
+    #[test]
+    fn a_delivery_may_overshoot_the_limit_by_a_tenth_only_from_below_it() {
+        assert!(delivery_allowed(0, 5_000, None));
+        assert!(delivery_allowed(900, 200, Some(1_000)));
+        assert!(delivery_allowed(999, 101, Some(1_000)));
+        assert!(!delivery_allowed(999, 102, Some(1_000)));
+        assert!(!delivery_allowed(1_000, 1, Some(1_000)));
+        assert!(delivery_allowed(0, 1_100, Some(1_000)));
+        assert!(!delivery_allowed(0, 1_101, Some(1_000)));
     }
 }

@@ -11,6 +11,10 @@ pub enum MessageRefusal {
     /// It could not be made durable now; the client should retry
     /// (`452 4.3.1`). No copy was acknowledged.
     TempFail,
+    /// Every copy that failed found its mailbox full (`452 4.2.2`); the
+    /// client may retry once the owner makes room. No copy was
+    /// acknowledged.
+    MailboxFull,
     /// The spam verdict refuses it (`554 5.7.1`).
     Spam,
     /// The From domain's DMARC policy is `reject` and the message failed
@@ -27,6 +31,8 @@ pub struct Outcome {
     pub kept: usize,
     /// Local copies that failed and are nowhere.
     pub failed: usize,
+    /// Of those, the copies whose mailbox had no room under its quota.
+    pub full: usize,
     /// The queue entries (remote recipients, forwarded copies) were
     /// queued, or there were none.
     pub queued: bool,
@@ -47,6 +53,8 @@ pub fn keep_failed_for_retry(stored: usize, failed: usize, entry_queued: bool) -
 pub fn store_verdict(o: Outcome) -> Result<(), MessageRefusal> {
     if o.failed == 0 && o.queued {
         Ok(())
+    } else if o.queued && o.full > 0 && o.full == o.failed {
+        Err(MessageRefusal::MailboxFull)
     } else {
         Err(MessageRefusal::TempFail)
     }
@@ -62,6 +70,7 @@ mod tests {
             stored,
             kept,
             failed,
+            full: 0,
             queued,
         };
         assert_eq!(store_verdict(o(2, 0, 0, true)), Ok(()));
@@ -74,6 +83,23 @@ mod tests {
             store_verdict(o(1, 0, 0, false)),
             Err(MessageRefusal::TempFail)
         );
+    }
+
+    #[test]
+    fn a_full_mailbox_is_named_only_when_it_is_every_failure() {
+        let o = |failed, full, queued| Outcome {
+            failed,
+            full,
+            queued,
+            ..Outcome::default()
+        };
+        assert_eq!(
+            store_verdict(o(1, 1, true)),
+            Err(MessageRefusal::MailboxFull)
+        );
+        assert_eq!(store_verdict(o(2, 1, true)), Err(MessageRefusal::TempFail));
+        assert_eq!(store_verdict(o(1, 1, false)), Err(MessageRefusal::TempFail));
+        assert_eq!(store_verdict(o(0, 0, true)), Ok(()));
     }
 
     #[test]

@@ -347,6 +347,7 @@ pub fn rcpt_refused(to: &Address, refusal: &RcptRefusal) -> Reply {
 pub fn message_refused(refusal: &MessageRefusal) -> Reply {
     match refusal {
         MessageRefusal::TempFail => STORAGE_TEMPFAIL,
+        MessageRefusal::MailboxFull => fixed(452, "4.2.2", "Mailbox full, try again later"),
         MessageRefusal::Spam => fixed(554, "5.7.1", "Message rejected as spam"),
         MessageRefusal::DmarcReject => fixed(
             550,

@@ -632,7 +632,10 @@ impl SmtpSession {
             }
             StoreAnswer::Refuse(refusal) => {
                 let reply = replies::message_refused(&refusal);
-                if refusal != MessageRefusal::TempFail {
+                if !matches!(
+                    refusal,
+                    MessageRefusal::TempFail | MessageRefusal::MailboxFull
+                ) {
                     self.notice(Notice::MessageRejected(reply.clone()));
                 }
                 self.reply(&reply);
