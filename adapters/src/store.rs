@@ -95,6 +95,10 @@ pub enum StoreError {
     /// at delivery; a later attempt may find room).
     #[error("mailbox of {0} is full")]
     Full(String),
+    /// The message is larger than the account's quota allows even when
+    /// empty: no later attempt can deliver it.
+    #[error("message too big for the quota of {0}")]
+    TooBig(String),
 }
 
 impl From<StoreError> for std::io::Error {

@@ -183,3 +183,43 @@ fn a_queue_that_cannot_be_written_leaves_nothing_behind_its_452() {
     // give her a second one.
     assert!(d.new_mail("alice", "example.com").is_empty());
 }
+
+/// A copy whose mailbox has no room left (RCPT found it under its
+/// quota; the message would bring it more than a tenth over) waits in
+/// the queue as a full mailbox, `452 4.2.2`, beside the copy delivered.
+#[test]
+fn a_copy_for_a_full_mailbox_waits_in_the_queue_as_full() {
+    let d = Daemon::start_with(SMTP, "", "[imap]\nquota_mib = 1\n");
+    // bob has used 1,000,000 of his 1,048,576 bytes.
+    let cur = d.dir.path().join("mail/example.com/bob/cur");
+    std::fs::create_dir_all(&cur).expect("bob's cur/");
+    for sub in ["new", "tmp"] {
+        std::fs::create_dir_all(cur.with_file_name(sub)).expect("bob's folders");
+    }
+    let mut old = b"Subject: old\n\n".to_vec();
+    old.resize(1_000_000, b'x');
+    std::fs::write(cur.join("1700000000.M1P1.host,S=1000000:2,S"), old).expect("bob's mail");
+    let mut text = "Subject: sizeable\r\n\r\n".to_owned();
+    for _ in 0..200 {
+        text.push_str(&"y".repeat(998));
+        text.push_str("\r\n");
+    }
+    let done = send(&d, &["alice@example.com", "bob@example.com"], &text);
+    assert!(done.starts_with("250 2.0.0 Ok: queued as "), "{done}");
+    assert_eq!(d.new_mail("alice", "example.com").len(), 1);
+    common::wait_for_queue_listing(&d, "attempts 1");
+    let listed = queue_cli(&d, &["list"]);
+    let id = listed
+        .lines()
+        .find(|l| l.contains("bob@example.com"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("bob's copy is queued:\n{listed}"))
+        .to_owned();
+    let shown = queue_cli(&d, &["show", &id]);
+    assert!(
+        shown.contains(
+            "<bob@example.com> 452 4.2.2 mailbox full: mailbox of bob@example.com is full"
+        ),
+        "{shown}"
+    );
+}

@@ -503,8 +503,9 @@ print("enforced", used)
 
 /// The quota holds at delivery too: a message that would bring the
 /// account more than a tenth over its limit (Dovecot's `quota_grace`)
-/// gets 452 4.2.2 at the end of DATA although RCPT found room, and
-/// leaves nothing in the mailbox; a smaller one is delivered.
+/// gets 452 4.2.2 at the end of DATA although RCPT found room, one that
+/// no room could hold 552 5.2.2, and neither leaves anything in the
+/// mailbox; a smaller one is delivered.
 #[test]
 fn a_message_too_big_for_the_room_left_is_deferred_at_data() {
     if !peer("python3") {
@@ -516,20 +517,28 @@ fn a_message_too_big_for_the_room_left_is_deferred_at_data() {
         r#"
 import imaplib, smtplib, ssl
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def of(subject, lines):
+    return ("Subject: %s\r\n\r\n" % subject).encode() + (b"x" * 998 + b"\r\n") * lines
+def refused(smtp, text):
+    try:
+        smtp.sendmail("bob@example.net", ["alice@example.com"], text)
+    except smtplib.SMTPDataError as e:
+        return e.smtp_code, e.smtp_error[:5]
+    raise SystemExit("accepted")
 smtp = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
-big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1300
-try:
-    smtp.sendmail("bob@example.net", ["alice@example.com"], big)
-    raise SystemExit("accepted beyond the grace")
-except smtplib.SMTPDataError as e:
-    assert e.smtp_code == 452 and e.smtp_error.startswith(b"4.2.2"), e
+# 1.3 MB can never fit 1 MiB and its tenth of grace.
+assert refused(smtp, of("huge", 1300)) == (552, b"5.2.2")
+# 1.0 MB fits; RCPT then still finds room, but 0.2 MB more would not.
+smtp.sendmail("bob@example.net", ["alice@example.com"], of("first", 1000))
+assert refused(smtp, of("second", 200)) == (452, b"4.2.2")
 smtp.sendmail("bob@example.net", ["alice@example.com"], b"Subject: small\r\n\r\nx\r\n")
 smtp.quit()
 m = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx)
 m.login("alice@example.com", "alice-pw")
-typ, data = m.select("INBOX"); assert typ == "OK" and data == [b"1"], data
-typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-assert b"Subject: small" in data[0][1], data
+typ, data = m.select("INBOX"); assert typ == "OK" and data == [b"2"], data
+typ, data = m.fetch("1:2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+subjects = [p[1].strip() for p in data if isinstance(p, tuple)]
+assert subjects == [b"Subject: first", b"Subject: small"], subjects
 m.logout()
 print("deferred")
 "#,
@@ -537,7 +546,13 @@ print("deferred")
         mx = mx.port()
     );
     assert_eq!(python(&script).trim(), "deferred");
-    assert!(d
-        .log_text()
-        .contains("mailbox of alice@example.com is full"));
+    let log = d.log_text();
+    assert!(
+        log.contains("mailbox of alice@example.com is full"),
+        "{log}"
+    );
+    assert!(
+        log.contains("message too big for the quota of alice@example.com"),
+        "{log}"
+    );
 }

@@ -631,3 +631,52 @@ fn set_relay_port(d: &Daemon, port: u16, uncapped: bool) {
         .collect();
     std::fs::write(&d.config, cfg.join("\n") + "\n").expect("cfg");
 }
+
+/// A bounce for a sender whose mailbox is full is dropped, as Postfix
+/// drops a bounce it cannot deliver: the queue is left empty, and the
+/// refused recipient is not sent the message again every few minutes.
+#[test]
+fn a_bounce_to_a_full_mailbox_is_dropped_not_retried() {
+    if !peer("smtp-sink") || !peer("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let hard = Sink::start_with(dir.path(), &["-f", "RCPT"]);
+    let d = Daemon::start_with(
+        SUBMISSION,
+        "",
+        &format!("{}[imap]\nquota_mib = 1\n", relay_to(hard.port)),
+    );
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=20)
+s.starttls(context=ctx)
+s.login("alice@example.com", "alice-pw")
+# 1.1 MB: within the tenth of grace of an empty 1 MiB account, and then full.
+s.sendmail("alice@example.com", ["alice@example.com"],
+           b"Subject: fill\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1100)
+s.sendmail("alice@example.com", ["ghost@remote.example"], b"Subject: will bounce\r\n\r\nx\r\n")
+s.quit()
+print("sent")
+"#,
+        port = d.addrs[0].port()
+    );
+    assert_eq!(common::python(&script).trim(), "sent");
+    wait_until("the bounce dropped", Duration::from_secs(20), || {
+        d.log_text().contains("bounce to alice@example.com dropped")
+    });
+    wait_until("an empty queue", Duration::from_secs(10), || {
+        queue_cli(&d, &["list"]).contains("-- 0 queued")
+    });
+    let log = d.log_text();
+    assert!(
+        log.contains("mailbox of alice@example.com is full"),
+        "{log}"
+    );
+    // The quota's count of the account may have moved the fill to cur/.
+    let inbox = d.dir.path().join("mail/example.com/alice");
+    let files = |sub: &str| std::fs::read_dir(inbox.join(sub)).map_or(0, Iterator::count);
+    assert_eq!(files("new") + files("cur"), 1, "only the fill");
+}

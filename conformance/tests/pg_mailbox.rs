@@ -1017,6 +1017,14 @@ fn deliveries_fail_one_by_one_for_quota_or_a_bad_folder() {
     );
     assert_eq!(uids_of(&store, "hal@example.com", "INBOX"), vec![1, 2]);
     assert_eq!(uids_of(&store, "ivy@example.com", "INBOX"), vec![1]);
+    let huge = store.deliver(&[of("hal@example.com", 1_101, None)]);
+    assert!(
+        matches!(
+            &huge[0],
+            Err(postern_adapters::store::StoreError::TooBig(_))
+        ),
+        "{huge:?}"
+    );
     // A later batch counts what the database holds: 800 + 250 fits.
     let r = store.deliver(&[
         of("hal@example.com", 250, None),

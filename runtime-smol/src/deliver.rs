@@ -7,7 +7,7 @@
 use crate::clock::{date_now, unix_now};
 use crate::server::Server;
 use postern_adapters::directory::Resolution;
-use postern_adapters::store::Delivery;
+use postern_adapters::store::{Delivery, StoreError};
 use postern_core::policy::delivery::{keep_failed_for_retry, Outcome};
 use postern_core::smtp::received::{bounce_prefix, local_copies, outbound_bytes, received_bytes};
 use postern_core::smtp::Message;
@@ -222,8 +222,13 @@ pub async fn deliver(
             Ok(()) => outcome.stored += 1,
             Err(e) => {
                 tracing::warn!(id = %id, "local delivery to {} failed: {e}", target.user);
-                if matches!(e, postern_adapters::store::StoreError::Full(_)) {
-                    outcome.full += 1;
+                match e {
+                    StoreError::Full(_) => outcome.full += 1,
+                    StoreError::TooBig(_) => {
+                        outcome.full += 1;
+                        outcome.too_big += 1;
+                    }
+                    _ => {}
                 }
                 failed_users.push(target);
             }
@@ -383,8 +388,17 @@ pub fn deliver_bounce(srv: &Server, to: &str, id: &str, bytes: &[u8]) -> io::Res
                     folder: None,
                 })
                 .collect();
-            for r in srv.mailstore.deliver(&deliveries) {
-                r?;
+            for (d, r) in deliveries.iter().zip(srv.mailstore.deliver(&deliveries)) {
+                match r {
+                    Ok(()) => {}
+                    // As Postfix drops a bounce that cannot be delivered
+                    // (no bounce of a bounce): retrying it would send the
+                    // original's other recipients their copies again.
+                    Err(e @ (StoreError::Full(_) | StoreError::TooBig(_))) => {
+                        tracing::warn!(id = %id, "{id}: bounce to {} dropped: {e}", d.user);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(())
         }

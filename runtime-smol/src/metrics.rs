@@ -31,7 +31,7 @@
 //! | `postern_build_info` | gauge | `version` |
 
 use postern_core::policy::admission::{Refusal, Service};
-use postern_core::policy::delivery::{store_verdict, Outcome};
+use postern_core::policy::delivery::{store_verdict, MessageRefusal, Outcome};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -319,7 +319,7 @@ impl Metrics {
     }
 
     /// `n` deliveries to `destination` (`mailbox`, `queue`, `relay`) with
-    /// `result` (`ok`, `failed`, `deferred`, `bounced`).
+    /// `result` (`ok`, `failed`, `full`: the mailbox had no room, `deferred`, `bounced`).
     pub fn deliveries(&self, destination: &'static str, result: &'static str, n: u64) {
         if n > 0 {
             self.deliveries
@@ -433,11 +433,18 @@ impl Metrics {
     pub fn delivered(&self, outcome: &Outcome, remote: usize) {
         self.deliveries("mailbox", "ok", outcome.stored as u64);
         self.deliveries("mailbox", "deferred", outcome.kept as u64);
-        self.deliveries("mailbox", "failed", outcome.failed as u64);
+        // A full mailbox is the owner's to empty, not a failing store:
+        // counted apart, so that store alerts do not fire on it.
+        let full = outcome.full.min(outcome.failed);
+        self.deliveries("mailbox", "failed", (outcome.failed - full) as u64);
+        self.deliveries("mailbox", "full", full as u64);
         let queued = if outcome.queued { "ok" } else { "failed" };
         self.deliveries("queue", queued, remote as u64);
         match store_verdict(*outcome) {
             Ok(()) => self.message("accepted", "stored"),
+            Err(MessageRefusal::MailboxFull | MessageRefusal::TooBigForMailbox) => {
+                self.message("failed", "mailbox_full")
+            }
             Err(_) => self.message("failed", "store_failed"),
         }
     }

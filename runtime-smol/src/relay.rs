@@ -8,7 +8,7 @@ use crate::server::{Server, RELAY_COUNTER};
 use crate::smarthost::Relay;
 use postern_adapters::directory::Resolution;
 use postern_adapters::spool::{QueuedMessage, QueuedRcpt, RcptStatus};
-use postern_adapters::store::{Delivery, Queue, Window};
+use postern_adapters::store::{Delivery, Queue, StoreError, Window};
 use postern_core::datetime::rfc5322;
 use postern_core::policy::queue::{dsn, Bounce, FailedRecipient};
 use postern_core::policy::relay::{self as policy, daily_cap, settle, CapVerdict, RcptState};
@@ -315,10 +315,15 @@ async fn deliver_local(
         }
     }
     let results = srv.committer.deliver(deliveries).await;
-    let mut failed: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    let mut failed: std::collections::HashMap<usize, RcptOutcome> =
+        std::collections::HashMap::new();
     for (i, r) in owners.iter().zip(results) {
         if let Err(e) = r {
-            failed.entry(*i).or_insert_with(|| e.to_string());
+            failed.entry(*i).or_insert_with(|| match &e {
+                StoreError::Full(_) => policy::local_mailbox_full(e.to_string()),
+                StoreError::TooBig(_) => policy::local_too_big(e.to_string()),
+                _ => policy::local_deferred(e.to_string()),
+            });
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -326,7 +331,7 @@ async fn deliver_local(
         .into_iter()
         .filter(|i| seen.insert(*i))
         .map(|i| match failed.remove(&i) {
-            Some(e) => (i, policy::local_deferred(e)),
+            Some(outcome) => (i, outcome),
             None => (i, policy::local_delivered()),
         })
         .collect()

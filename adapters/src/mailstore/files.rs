@@ -106,25 +106,44 @@ pub(super) fn read_message(path: &Path) -> Result<Vec<u8>, MailStoreError> {
     Ok(lf_to_crlf(&raw))
 }
 
-/// Subscribed folders; before the account ever changed them, INBOX and
-/// the special-use folders (as docker-mailserver's `auto = subscribe`).
-/// A file that cannot be read is an error, not the defaults: a later
-/// SUBSCRIBE would write the defaults over the account's own list.
-pub(super) fn read_subscriptions(root: &Path) -> io::Result<Vec<String>> {
-    match fs::read_to_string(root.join("subscriptions")) {
-        Ok(t) => Ok(t
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with("V\t"))
-            .map(|l| l.replace('\t', "/"))
+/// The folders an account starts subscribed to, until it changes them
+/// (as docker-mailserver's `auto = subscribe`).
+const DEFAULT_SUBSCRIPTIONS: [&str; 5] = ["INBOX", "Drafts", "Sent", "Junk", "Trash"];
+
+/// The subscriptions file's names, as bytes: a line that is not UTF-8
+/// (written by another program) is kept as it is, not lost when the
+/// file is written back. Dovecot's `V\t2` header is left out and its tab
+/// hierarchy separator read as `/`. The defaults when the account never
+/// changed them; a file that cannot be read is an error, not the
+/// defaults (a later SUBSCRIBE would write them over the account's own
+/// list).
+pub(super) fn subscription_lines(root: &Path) -> io::Result<Vec<Vec<u8>>> {
+    match fs::read(root.join("subscriptions")) {
+        Ok(bytes) => Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"V\t"))
+            .map(|l| {
+                l.iter()
+                    .map(|&b| if b == b'\t' { b'/' } else { b })
+                    .collect()
+            })
             .collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Ok(["INBOX", "Drafts", "Sent", "Junk", "Trash"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect())
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DEFAULT_SUBSCRIPTIONS
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect()),
         Err(e) => Err(e),
     }
+}
+
+/// Subscribed folders, for LIST: a line that is not UTF-8 is read with
+/// replacement characters (it matches no folder), so it costs LIST
+/// nothing more than itself.
+pub(super) fn read_subscriptions(root: &Path) -> io::Result<Vec<String>> {
+    Ok(subscription_lines(root)?
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect())
 }
 
 pub(super) fn list_folders(root: &Path) -> io::Result<Vec<String>> {

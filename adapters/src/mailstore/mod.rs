@@ -317,6 +317,10 @@ impl MailStore {
             },
         };
         let adding = (d.prefix.len() + d.message.len()) as u64;
+        if !postern_core::imap::rules::delivery_ever_fits(adding, Some(limit)) {
+            usage.insert(key, used);
+            return Err(StoreError::TooBig(d.user.clone()));
+        }
         if !postern_core::imap::rules::delivery_allowed(used, adding, Some(limit)) {
             usage.insert(key, used);
             return Err(StoreError::Full(d.user.clone()));

@@ -2,7 +2,8 @@
 //! APPEND on disk.
 
 use super::files::{
-    crlf_len, list_folders, read_header, read_message, read_subscriptions, write_atomic,
+    crlf_len, list_folders, read_header, read_message, read_subscriptions, subscription_lines,
+    write_atomic,
 };
 use super::flags::{flag_info, parse_info, write_keywords};
 use super::index::{Entry, Folder};
@@ -221,20 +222,21 @@ impl MailStore {
             }
             R::Subscribe { mailbox, on } => {
                 let _one_writer = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
-                let mut subs = read_subscriptions(root)?;
+                let mut subs = subscription_lines(root)?;
+                let name = mailbox.into_bytes();
                 if on {
-                    if !subs.contains(&mailbox) {
-                        subs.push(mailbox);
+                    if !subs.contains(&name) {
+                        subs.push(name);
                     }
                 } else {
-                    subs.retain(|s| s != &mailbox);
+                    subs.retain(|s| s != &name);
                 }
-                let mut text = String::new();
+                let mut text = Vec::new();
                 for s in &subs {
-                    text.push_str(s);
-                    text.push('\n');
+                    text.extend_from_slice(s);
+                    text.push(b'\n');
                 }
-                write_atomic(&root.join("subscriptions"), text.as_bytes())?;
+                write_atomic(&root.join("subscriptions"), &text)?;
                 Ok(MailboxAnswer::Ok)
             }
             R::Bodies {

@@ -1012,7 +1012,7 @@ fn concurrent_subscriptions_of_one_account_lose_none() {
 }
 
 #[test]
-fn a_subscriptions_file_that_cannot_be_read_is_not_written_over() {
+fn a_subscriptions_line_not_in_utf8_is_kept_and_costs_list_nothing_else() {
     let (s, dir) = store();
     let u = "erin@example.com";
     let opened = s.answer(
@@ -1024,9 +1024,8 @@ fn a_subscriptions_file_that_cannot_be_read_is_not_written_over() {
     );
     assert!(matches!(opened, MailboxAnswer::View(_)), "{opened:?}");
     let file = dir.join("example.com/erin/subscriptions");
-    // Not UTF-8: the list cannot be read as text.
-    let kept = b"INBOX\nArchiv-\xff\nWork\n".to_vec();
-    fs::write(&file, &kept).expect("write");
+    // Written by another program: one line is not UTF-8.
+    fs::write(&file, b"INBOX\nArchiv-\xff\nWork\n").expect("write");
     let answer = s.answer(
         u,
         MailboxRequest::Subscribe {
@@ -1034,17 +1033,27 @@ fn a_subscriptions_file_that_cannot_be_read_is_not_written_over() {
             on: true,
         },
     );
-    assert!(matches!(answer, MailboxAnswer::No { .. }), "{answer:?}");
-    assert_eq!(fs::read(&file).expect("read"), kept);
-    let listed = s.answer(
+    assert!(matches!(answer, MailboxAnswer::Ok), "{answer:?}");
+    assert_eq!(
+        fs::read(&file).expect("read"),
+        b"INBOX\nArchiv-\xff\nWork\nLater\n".to_vec()
+    );
+    let subs = subscribed(&s, u);
+    for name in ["INBOX", "Work", "Later"] {
+        assert!(subs.contains(&name.to_owned()), "{name}: {subs:?}");
+    }
+    // A file that cannot be read at all is an error, and stays as it was.
+    fs::remove_file(&file).expect("rm");
+    fs::create_dir(&file).expect("in the way");
+    let answer = s.answer(
         u,
-        MailboxRequest::List {
-            patterns: vec!["*".into()],
-            subscribed_only: true,
-            with_status: false,
+        MailboxRequest::Subscribe {
+            mailbox: "Other".into(),
+            on: true,
         },
     );
-    assert!(matches!(listed, MailboxAnswer::No { .. }), "{listed:?}");
+    assert!(matches!(answer, MailboxAnswer::No { .. }), "{answer:?}");
+    assert!(file.is_dir());
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -1078,6 +1087,10 @@ fn deliveries_stop_at_the_quota_with_a_tenth_of_grace_also_within_one_batch() {
     let verdicts: Vec<bool> = first.iter().map(Result::is_ok).collect();
     assert_eq!(verdicts, vec![true, true, false, true], "{first:?}");
     assert!(matches!(&first[2], Err(StoreError::Full(_))), "{first:?}");
+    // Larger than the limit and its grace: it could never fit.
+    let huge = s.deliver(&[of("gina@example.com", 10), of(u, 1_101)]);
+    assert!(huge[0].is_ok(), "{huge:?}");
+    assert!(matches!(&huge[1], Err(StoreError::TooBig(_))), "{huge:?}");
     // A later batch counts what is on disk: 800 + 250 fits the grace.
     let second = s.deliver(&[of(u, 250), of(u, 10)]);
     let verdicts: Vec<bool> = second.iter().map(Result::is_ok).collect();

@@ -891,6 +891,11 @@ impl MailboxStore for PgMailbox {
                     },
                 };
                 let adding = (d.prefix.len() + d.message.len()) as u64;
+                if !rules::delivery_ever_fits(adding, Some(limit)) {
+                    usage.insert(user, used);
+                    out.push(Err(StoreError::TooBig(d.user.clone())));
+                    continue;
+                }
                 if !rules::delivery_allowed(used, adding, Some(limit)) {
                     usage.insert(user, used);
                     out.push(Err(StoreError::Full(d.user.clone())));

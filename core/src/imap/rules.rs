@@ -169,6 +169,13 @@ pub fn delivery_allowed(used: u64, adding: u64, limit: Option<u64>) -> bool {
     limit.is_none_or(|l| used < l && used.saturating_add(adding) <= l.saturating_add(l / 10))
 }
 
+/// Whether a message of `adding` bytes could ever be delivered under
+/// `limit`, into an empty account: a larger one is refused for good
+/// (552), not deferred.
+pub fn delivery_ever_fits(adding: u64, limit: Option<u64>) -> bool {
+    limit.is_none_or(|l| adding <= l.saturating_add(l / 10))
+}
+
 /// Whether an account that uses `used` is full (SMTP RCPT answers 552).
 pub fn quota_full(used: u64, limit: Option<u64>) -> bool {
     limit.is_some_and(|l| used >= l)
@@ -470,5 +477,7 @@ mod tests {
         assert!(!delivery_allowed(1_000, 1, Some(1_000)));
         assert!(delivery_allowed(0, 1_100, Some(1_000)));
         assert!(!delivery_allowed(0, 1_101, Some(1_000)));
+        assert!(delivery_ever_fits(1_100, Some(1_000)) && delivery_ever_fits(9, None));
+        assert!(!delivery_ever_fits(1_101, Some(1_000)));
     }
 }

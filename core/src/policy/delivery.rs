@@ -15,6 +15,9 @@ pub enum MessageRefusal {
     /// client may retry once the owner makes room. No copy was
     /// acknowledged.
     MailboxFull,
+    /// Every copy that failed is larger than its account's quota allows
+    /// even when empty (`552 5.2.2`): no retry can deliver it.
+    TooBigForMailbox,
     /// The spam verdict refuses it (`554 5.7.1`).
     Spam,
     /// The From domain's DMARC policy is `reject` and the message failed
@@ -33,6 +36,8 @@ pub struct Outcome {
     pub failed: usize,
     /// Of those, the copies whose mailbox had no room under its quota.
     pub full: usize,
+    /// Of those, the copies that no room under the quota could hold.
+    pub too_big: usize,
     /// The queue entries (remote recipients, forwarded copies) were
     /// queued, or there were none.
     pub queued: bool,
@@ -53,6 +58,8 @@ pub fn keep_failed_for_retry(stored: usize, failed: usize, entry_queued: bool) -
 pub fn store_verdict(o: Outcome) -> Result<(), MessageRefusal> {
     if o.failed == 0 && o.queued {
         Ok(())
+    } else if o.queued && o.too_big > 0 && o.too_big == o.failed {
+        Err(MessageRefusal::TooBigForMailbox)
     } else if o.queued && o.full > 0 && o.full == o.failed {
         Err(MessageRefusal::MailboxFull)
     } else {
@@ -71,6 +78,7 @@ mod tests {
             kept,
             failed,
             full: 0,
+            too_big: 0,
             queued,
         };
         assert_eq!(store_verdict(o(2, 0, 0, true)), Ok(()));
@@ -100,6 +108,21 @@ mod tests {
         assert_eq!(store_verdict(o(2, 1, true)), Err(MessageRefusal::TempFail));
         assert_eq!(store_verdict(o(1, 1, false)), Err(MessageRefusal::TempFail));
         assert_eq!(store_verdict(o(0, 0, true)), Ok(()));
+        let big = |failed, full, too_big| Outcome {
+            failed,
+            full,
+            too_big,
+            queued: true,
+            ..Outcome::default()
+        };
+        assert_eq!(
+            store_verdict(big(1, 1, 1)),
+            Err(MessageRefusal::TooBigForMailbox)
+        );
+        assert_eq!(
+            store_verdict(big(2, 2, 1)),
+            Err(MessageRefusal::MailboxFull)
+        );
     }
 
     #[test]

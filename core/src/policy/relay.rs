@@ -93,6 +93,18 @@ pub fn local_deferred(text: String) -> RcptOutcome {
     ))
 }
 
+/// The outcome of a queued local copy whose mailbox is full (retried
+/// later, bounced at expiry as a full mailbox).
+pub fn local_mailbox_full(text: String) -> RcptOutcome {
+    RcptOutcome::Deferred(Reply::new(452, "4.2.2", format!("mailbox full: {text}")))
+}
+
+/// The outcome of a queued local copy larger than its account's quota
+/// allows even when empty: bounced now.
+pub fn local_too_big(text: String) -> RcptOutcome {
+    RcptOutcome::Failed(Reply::new(552, "5.2.2", format!("mailbox full: {text}")))
+}
+
 /// The outcome of a queued remote recipient when no smarthost is configured.
 pub fn no_smarthost() -> RcptOutcome {
     RcptOutcome::Deferred(Reply::new(451, "4.3.5", "no smarthost is configured"))

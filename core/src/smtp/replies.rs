@@ -348,6 +348,11 @@ pub fn message_refused(refusal: &MessageRefusal) -> Reply {
     match refusal {
         MessageRefusal::TempFail => STORAGE_TEMPFAIL,
         MessageRefusal::MailboxFull => fixed(452, "4.2.2", "Mailbox full, try again later"),
+        MessageRefusal::TooBigForMailbox => fixed(
+            552,
+            "5.2.2",
+            "Message too big for the recipient's mailbox quota",
+        ),
         MessageRefusal::Spam => fixed(554, "5.7.1", "Message rejected as spam"),
         MessageRefusal::DmarcReject => fixed(
             550,
