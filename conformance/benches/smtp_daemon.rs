@@ -7,8 +7,11 @@
 //! whatever ran on the machine just before (see [`plain_postern`]). No
 //! server's files are removed before the end. Then the bounds the machine
 //! sets: the same load against Postfix's smtp-sink (a server that stores
-//! nothing) and against Postern with every sync skipped. Last, Postern's
-//! resident memory idle and with 1,000 idle connections.
+//! nothing) and against Postern with every sync skipped, and the CPU per
+//! message of Postern (its own code, the kernel's work for it) and of
+//! smtp-source, with the ceiling those two kernel-and-client costs leave
+//! the machine's cores. Last, Postern's resident memory idle and with
+//! 1,000 idle connections.
 //!
 //! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
 //! (needs smtp-source and postfix: `conformance/install-peers`).
@@ -255,7 +258,7 @@ fn main() {
     println!("SMTP daemon: smtp-source -s 10 -m {MESSAGES} -l 4096 after {WARM_UP} untimed to each server, delivery to a virtual Maildir with fsync, same disk");
 
     // Postern.
-    let (first_postern, d, idle_rss) = plain_postern(" (first run)");
+    let (first_postern, d, idle_rss, first_cpu) = plain_postern(" (first run)");
     let pid = d.pid();
 
     // Postfix, between the Postern runs, and again after them. No
@@ -299,8 +302,13 @@ fn main() {
     let (accept_rate, deliver_rate) = if second.0 > first.0 { second } else { first };
 
     // Postern again, last: the better of its two runs is the one compared.
-    let (second_postern, _d2, _) = plain_postern(" (second run)");
+    let (second_postern, _d2, _, second_cpu) = plain_postern(" (second run)");
     let postern_rate = first_postern.max(second_postern);
+    let cpu = if second_postern > first_postern {
+        second_cpu
+    } else {
+        first_cpu
+    };
 
     // What this machine allows, in the same sitting: the same load against
     // a server that answers and stores nothing, and Postern with every
@@ -342,6 +350,24 @@ fn main() {
         );
     }
 
+    // Where the CPU goes, in the better plain run: what the kernel does
+    // for Postern (sockets, files, syncs) and smtp-source's own work set
+    // a ceiling on this machine's cores that no change to Postern's own
+    // code can lift.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) as f64;
+    println!(
+        "  CPU per message (better plain run): Postern {:.0} us in user space + {:.0} us in the kernel, smtp-source {:.0} us",
+        cpu.postern_user, cpu.postern_system, cpu.source
+    );
+    let floor = cpu.postern_system + cpu.source;
+    if floor > 0.0 {
+        let ceiling = cores * 1e6 / floor;
+        println!(
+            "  ceiling of these {cores:.0} cores with Postern's user-space work free: {ceiling:.0} msg/s = {:.2}x Postfix",
+            ceiling / accept_rate
+        );
+    }
+
     if let Some(r) = auth_rate {
         println!(
             "  ratio Postern with SPF+DKIM+DMARC+ARC/Postfix without checks: {:.2}x accepted, {:.2}x delivered   target 2x",
@@ -370,15 +396,68 @@ fn main() {
 /// Warms `d` up, then sends it the timed messages: how long smtp-source
 /// took (each message is in the Maildir when it is accepted; checked).
 fn timed_postern(d: &Daemon, what: &str) -> Duration {
+    timed_postern_cpu(d, what).0
+}
+
+/// CPU time per message of one timed run, in microseconds: Postern's in
+/// user space and in the kernel, and smtp-source's (both).
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuUse {
+    postern_user: f64,
+    postern_system: f64,
+    source: f64,
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Fields 14 to 17 of /proc/PID/stat: utime, stime, and the times of the
+/// children waited for (cutime, cstime), in clock ticks.
+fn cpu_ticks(pid: &str) -> [u64; 4] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: count the fields after its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match f.as_slice() {
+        [a, b, c, d] => [*a, *b, *c, *d],
+        _ => [0; 4],
+    }
+}
+
+/// As [`timed_postern`], with the CPU the daemon and smtp-source used.
+fn timed_postern_cpu(d: &Daemon, what: &str) -> (Duration, CpuUse) {
     let port = d.addrs[0].port();
     let inbox = d.dir.path().join("mail/example.com/alice/new");
     warm_up(port, &inbox);
+    let pid = d.pid().to_string();
+    let (daemon0, me0) = (cpu_ticks(&pid), cpu_ticks("self"));
     let t = smtp_source(port);
+    let (daemon1, me1) = (cpu_ticks(&pid), cpu_ticks("self"));
     assert!(
         wait_for(&inbox, WARM_UP + MESSAGES, Duration::from_secs(60)),
         "{what}: not all delivered"
     );
-    t
+    let per = |ticks: u64| ticks as f64 / clock_ticks() * 1e6 / MESSAGES as f64;
+    let cpu = CpuUse {
+        postern_user: per(daemon1[0].saturating_sub(daemon0[0])),
+        postern_system: per(daemon1[1].saturating_sub(daemon0[1])),
+        // smtp-source is this process's child, waited for: its CPU is in
+        // the children's times once it has exited.
+        source: per((me1[2] + me1[3]).saturating_sub(me0[2] + me0[3])),
+    };
+    (t, cpu)
 }
 
 /// One timed run of Postern with its defaults, after its warm-up: the
@@ -388,19 +467,19 @@ fn timed_postern(d: &Daemon, what: &str) -> Duration {
 /// the last minutes whenever it makes a file, so the first server of a
 /// sitting that follows many removals (a test run, an earlier sitting)
 /// was measured up to 2x slower than the same server minutes later.
-fn plain_postern(label: &str) -> (f64, Daemon, u64) {
+fn plain_postern(label: &str) -> (f64, Daemon, u64, CpuUse) {
     let d = Daemon::start(
         "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n",
         "",
     );
     let idle_rss = rss_kib(d.pid());
-    let t = timed_postern(&d, "postern");
+    let (t, cpu) = timed_postern_cpu(&d, "postern");
     let rate = MESSAGES as f64 / t.as_secs_f64();
     println!(
         "  Postern{label}: {MESSAGES} accepted and delivered in {:.2} s = {rate:>7.0} msg/s",
         t.as_secs_f64()
     );
-    (rate, d, idle_rss)
+    (rate, d, idle_rss, cpu)
 }
 
 /// Messages per second from smtp-source into Postfix's smtp-sink, which
