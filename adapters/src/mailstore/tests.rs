@@ -1101,3 +1101,42 @@ fn deliveries_stop_at_the_quota_with_a_tenth_of_grace_also_within_one_batch() {
     assert!(s.over_quota(u));
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn quota_checks_reuse_the_counted_use_until_an_imap_change_forgets_it() {
+    use crate::store::{Delivery, MailboxStore};
+    let (s, dir) = store();
+    let u = "ivan@example.com";
+    let s = s.with_quota(
+        None,
+        std::collections::HashMap::from([(u.to_owned(), 10_000)]),
+    );
+    let mut text = b"Subject: q\r\n\r\n".to_vec();
+    text.resize(1_000, b'x');
+    let d = Delivery {
+        user: u.into(),
+        prefix: Vec::new(),
+        message: Arc::new(text),
+        folder: None,
+    };
+    assert!(s.deliver(std::slice::from_ref(&d))[0].is_ok());
+    assert!(!s.over_quota(u));
+    // Another program adds 9,500 bytes: the count the checks trust (one
+    // listing per account, not one per message) does not see them yet...
+    let cur = dir.join("example.com/ivan/cur");
+    let mut other = b"Subject: other\n\n".to_vec();
+    other.resize(9_500, b'y');
+    fs::write(cur.join("1700000000.M1P1.host,S=9500:2,"), other).expect("write");
+    assert!(!s.over_quota(u), "the counted use is reused");
+    // ...until an IMAP request that adds or removes messages forgets it.
+    let expunged = s.answer(
+        u,
+        MailboxRequest::Expunge {
+            mailbox: "INBOX".into(),
+            uids: None,
+        },
+    );
+    assert!(!matches!(expunged, MailboxAnswer::No { .. }), "{expunged:?}");
+    assert!(s.over_quota(u), "counted again: 10,500 of 10,000 bytes");
+    let _ = fs::remove_dir_all(&dir);
+}
