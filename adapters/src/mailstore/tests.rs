@@ -620,8 +620,13 @@ fn deliveries_before_the_first_look_are_recent() {
 
 /// SELECTs alice's `mailbox`: its view.
 fn select(s: &MailStore, mailbox: &str) -> postern_core::imap::event::MailboxView {
+    select_as(s, "alice@example.com", mailbox)
+}
+
+/// SELECTs `mailbox` of `user` (making the account on first use).
+fn select_as(s: &MailStore, user: &str, mailbox: &str) -> postern_core::imap::event::MailboxView {
     match s.answer(
-        "alice@example.com",
+        user,
         MailboxRequest::Select {
             mailbox: mailbox.into(),
             take_recent: false,
@@ -972,14 +977,7 @@ fn concurrent_subscriptions_of_one_account_lose_none() {
     let s = Arc::new(s);
     let u = "dave@example.com";
     // The account exists before the sessions start.
-    let opened = s.answer(
-        u,
-        MailboxRequest::Select {
-            mailbox: "INBOX".into(),
-            take_recent: false,
-        },
-    );
-    assert!(matches!(opened, MailboxAnswer::View(_)), "{opened:?}");
+    select_as(&s, u, "INBOX");
     let threads: Vec<_> = (0..6)
         .map(|t| {
             let s = s.clone();
@@ -1015,14 +1013,7 @@ fn concurrent_subscriptions_of_one_account_lose_none() {
 fn a_subscriptions_line_not_in_utf8_is_kept_and_costs_list_nothing_else() {
     let (s, dir) = store();
     let u = "erin@example.com";
-    let opened = s.answer(
-        u,
-        MailboxRequest::Select {
-            mailbox: "INBOX".into(),
-            take_recent: false,
-        },
-    );
-    assert!(matches!(opened, MailboxAnswer::View(_)), "{opened:?}");
+    select_as(&s, u, "INBOX");
     let file = dir.join("example.com/erin/subscriptions");
     // Written by another program: one line is not UTF-8.
     fs::write(&file, b"INBOX\nArchiv-\xff\nWork\n").expect("write");
@@ -1136,7 +1127,10 @@ fn quota_checks_reuse_the_counted_use_until_an_imap_change_forgets_it() {
             uids: None,
         },
     );
-    assert!(!matches!(expunged, MailboxAnswer::No { .. }), "{expunged:?}");
+    assert!(
+        !matches!(expunged, MailboxAnswer::No { .. }),
+        "{expunged:?}"
+    );
     assert!(s.over_quota(u), "counted again: 10,500 of 10,000 bytes");
     let _ = fs::remove_dir_all(&dir);
 }
