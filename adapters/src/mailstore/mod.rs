@@ -78,7 +78,17 @@ pub struct MailStore {
     /// was 4 ms of CPU per message. Deliveries add to it; an IMAP request
     /// that adds or removes messages forgets it; after [`USAGE_TTL`] it
     /// is counted again (changes by other programs).
-    usage: Mutex<HashMap<PathBuf, (u64, Instant)>>,
+    usage: Mutex<Usage>,
+}
+
+/// The counted storage use of accounts (see [`MailStore::counted_use`]).
+#[derive(Debug, Default)]
+struct Usage {
+    /// Bytes and when counted, by account folder.
+    counts: HashMap<PathBuf, (u64, Instant)>,
+    /// How many counts were forgotten: a count that was under way while
+    /// one was forgotten may predate the change, and is not kept.
+    forgotten: u64,
 }
 
 /// How long a counted storage use is trusted for the quota checks.
@@ -101,7 +111,7 @@ impl MailStore {
             summary_limits: SummaryCacheLimits::default(),
             summary_clock: std::sync::atomic::AtomicU64::new(0),
             subscriptions: Mutex::new(()),
-            usage: Mutex::new(HashMap::new()),
+            usage: Mutex::new(Usage::default()),
         }
     }
 
@@ -294,9 +304,11 @@ impl MailStore {
             Ok(a) => a,
             Err(e) => no(Code::ServerBug, format!("Internal error: {e}")),
         };
-        // After the change: a count taken during it is forgotten too.
+        // After the change; a count under way meanwhile is not kept.
         if resizes {
-            self.usage_lock().remove(&root);
+            let mut usage = self.usage_lock();
+            usage.counts.remove(&root);
+            usage.forgotten += 1;
         }
         answer
     }
@@ -334,29 +346,37 @@ impl MailStore {
         let Some(root) = self.account(&d.user) else {
             return Ok(None);
         };
-        let used = self.counted_use(&root).map_err(|source| StoreError::Io {
+        let counted = self.counted_use(&root).map_err(|source| StoreError::Io {
             op: "quota",
             source,
         })?;
         let adding = (d.prefix.len() + d.message.len()) as u64;
+        // Checked and added under one lock: two deliveries at once (the
+        // group commit and a bounce) cannot both take the last room.
+        let mut usage = self.usage_lock();
+        let entry = usage.counts.get_mut(&root);
+        let used = entry.as_ref().map_or(counted, |e| e.0);
         if !postern_core::imap::rules::delivery_ever_fits(adding, Some(limit)) {
             return Err(StoreError::TooBig(d.user.clone()));
         }
         if !postern_core::imap::rules::delivery_allowed(used, adding, Some(limit)) {
             return Err(StoreError::Full(d.user.clone()));
         }
-        self.add_use(&root, adding, true);
+        if let Some(e) = entry {
+            e.0 = e.0.saturating_add(adding);
+        }
+        drop(usage);
         Ok(Some((root, adding)))
     }
 
-    fn usage_lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (u64, Instant)>> {
+    fn usage_lock(&self) -> std::sync::MutexGuard<'_, Usage> {
         self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The account's storage use as last counted, counted again when
     /// there is none younger than [`USAGE_TTL`].
     fn counted_use(&self, root: &Path) -> io::Result<u64> {
-        if let Some(&(used, at)) = self.usage_lock().get(root) {
+        if let Some(&(used, at)) = self.usage_lock().counts.get(root) {
             if at.elapsed() < USAGE_TTL {
                 return Ok(used);
             }
@@ -364,28 +384,27 @@ impl MailStore {
         self.used(root)
     }
 
-    /// Adds `bytes` to (or takes them from) a counted use, if there is one.
-    fn add_use(&self, root: &Path, bytes: u64, adding: bool) {
-        if let Some((used, _)) = self.usage_lock().get_mut(root) {
-            *used = if adding {
-                used.saturating_add(bytes)
-            } else {
-                used.saturating_sub(bytes)
-            };
+    /// Takes `bytes` a failed delivery added back from a counted use.
+    fn take_back_use(&self, root: &Path, bytes: u64) {
+        if let Some((used, _)) = self.usage_lock().counts.get_mut(root) {
+            *used = used.saturating_sub(bytes);
         }
     }
 
     /// Counts the account's storage use (every folder's messages) and
     /// keeps the count for the quota checks.
     fn used(&self, root: &Path) -> io::Result<u64> {
+        let (started, forgotten) = (Instant::now(), self.usage_lock().forgotten);
         let mut used = 0;
         for name in list_folders(root)? {
             if let Some(dir) = Self::folder(root, &name) {
                 used += self.with(&dir, |f| Ok(f.entries.iter().map(|e| e.size).sum::<u64>()))?;
             }
         }
-        self.usage_lock()
-            .insert(root.to_owned(), (used, Instant::now()));
+        let mut usage = self.usage_lock();
+        if usage.forgotten == forgotten {
+            usage.counts.insert(root.to_owned(), (used, started));
+        }
         Ok(used)
     }
 }
@@ -494,7 +513,7 @@ impl MailboxStore for MailStore {
         // What failed takes no room after all.
         for (r, room) in out.iter().zip(counted) {
             if let (Err(_), Some((root, bytes))) = (r, room) {
-                self.add_use(&root, bytes, false);
+                self.take_back_use(&root, bytes);
             }
         }
         out
