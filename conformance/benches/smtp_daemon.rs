@@ -10,8 +10,9 @@
 //! nothing) and against Postern with every sync skipped, and the CPU per
 //! message of Postern (its own code, the kernel's work for it) and of
 //! smtp-source, with the ceiling those two kernel-and-client costs leave
-//! the machine's cores. Last, Postern's resident memory idle and with
-//! 1,000 idle connections.
+//! the machine's cores. Then Postern with a quota into an INBOX of
+//! 10,000 messages, alone and with a client in IDLE on it. Last,
+//! Postern's resident memory idle and with 1,000 idle connections.
 //!
 //! Run: `cargo bench -p postern-conformance --bench smtp_daemon`
 //! (needs smtp-source and postfix: `conformance/install-peers`).
@@ -376,6 +377,16 @@ fn main() {
         );
     }
 
+    // An INBOX of 10,000 messages under a quota, alone and with a client
+    // in IDLE on it. Measured last: these runs leave their own files.
+    if let Some((alone, idling)) = big_inbox_rates() {
+        println!(
+            "  Postern with a quota, {BIG_INBOX} messages already in the INBOX: {alone:.0} msg/s; with a client in IDLE on that INBOX {idling:.0} msg/s ({:.2}x and {:.2}x Postfix without either)",
+            alone / accept_rate,
+            idling / accept_rate
+        );
+    }
+
     // Memory.
     let mut conns = Vec::new();
     for _ in 0..1000 {
@@ -391,6 +402,85 @@ fn main() {
         busy_rss as f64 / 1024.0
     );
     drop(conns);
+}
+
+/// Messages in the INBOX before the big-INBOX runs ([`big_inbox_rates`]).
+const BIG_INBOX: usize = 10_000;
+
+/// Files in the INBOX's `new/` and `cur/` (a quota count or a session
+/// moves delivered files to `cur/`).
+fn inbox_files(d: &Daemon) -> usize {
+    let inbox = d.dir.path().join("mail/example.com/alice");
+    count_files(&inbox.join("new")) + count_files(&inbox.join("cur"))
+}
+
+/// Holds an IMAP session in IDLE on alice's INBOX until killed; prints
+/// `idling` once the server has answered IDLE, then counts EXISTS.
+const IDLE_CLIENT: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=120), server_hostname="x")
+f = s.makefile("rwb")
+def cmd(tag, line):
+    f.write(tag + b" " + line + b"\r\n"); f.flush()
+    while True:
+        l = f.readline()
+        if not l or l.startswith(tag + b" "): return l
+f.readline()
+assert cmd(b"a", b"LOGIN alice@example.com alice-pw").startswith(b"a OK")
+assert cmd(b"b", b"SELECT INBOX").startswith(b"b OK")
+f.write(b"c IDLE\r\n"); f.flush()
+assert f.readline().startswith(b"+")
+print("idling", flush=True)
+while f.readline(): pass
+"#;
+
+/// Postern with a quota (`[imap] quota_mib`), into an INBOX that already
+/// holds [`BIG_INBOX`] messages: alone, and with an IMAP client in IDLE
+/// on that INBOX (a phone), as (msg/s, msg/s). The quota is checked at
+/// RCPT and at delivery; the IDLE session's folder is looked at again
+/// after each delivery.
+fn big_inbox_rates() -> Option<(f64, f64)> {
+    if !tool("python3").is_file() {
+        println!("  (python3 is needed for the IDLE client; big INBOX not measured)");
+        return None;
+    }
+    let d = Daemon::start_with(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"smtp\"\ntls = \"starttls\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"imap\"\ntls = \"implicit\"\n",
+        "",
+        "[imap]\nquota_mib = 2000\n",
+    );
+    let (mx, imaps) = (d.addrs[0].port(), d.addrs[1].port());
+    smtp_source_with(mx, "sender@example.net", None, BIG_INBOX);
+    let filled = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while inbox_files(&d) < n {
+            assert!(Instant::now() < deadline, "big INBOX: not all delivered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    filled(BIG_INBOX);
+    let alone = MESSAGES as f64 / smtp_source(mx).as_secs_f64();
+    filled(BIG_INBOX + MESSAGES);
+    let mut idle = Command::new(tool("python3"))
+        .arg("-c")
+        .arg(IDLE_CLIENT)
+        .arg(imaps.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = [0u8; 7];
+    let ready = idle
+        .stdout
+        .as_mut()
+        .is_some_and(|o| o.read_exact(&mut line).is_ok() && &line == b"idling\n");
+    assert!(ready, "the IDLE client did not start");
+    let idling = MESSAGES as f64 / smtp_source(mx).as_secs_f64();
+    filled(BIG_INBOX + 2 * MESSAGES);
+    let _ = idle.kill();
+    let _ = idle.wait();
+    Some((alone, idling))
 }
 
 /// Warms `d` up, then sends it the timed messages: how long smtp-source
