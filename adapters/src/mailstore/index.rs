@@ -17,7 +17,7 @@ use std::io;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// A message file as found on disk.
 #[derive(Clone, Debug)]
@@ -85,6 +85,11 @@ pub(super) struct Folder {
     /// oldest first: the eviction order. May name UIDs already gone.
     pub(super) summary_order: VecDeque<(u64, u32)>,
     pub(super) summary_lines: usize,
+    /// When `cur/` was last listed whole: between listings, a scan after
+    /// which only `new/` changed moves its files without listing `cur/`
+    /// again (a delivery to an INBOX of 10,000 messages with a client in
+    /// IDLE listed them all each time).
+    pub(super) listed_at: Option<std::time::Instant>,
 }
 
 /// What a folder needs to start a UID list: the time, and a UIDVALIDITY
@@ -143,20 +148,36 @@ impl Folder {
     }
 
     pub(super) fn rescan(&mut self, dir: &Path, clock: &NewList<'_>) -> io::Result<()> {
+        // Only new/ changed since the last scan (cur/ and the UID list
+        // as they were), and cur/ was listed whole a moment ago: the
+        // files moved from new/ are all that is new in cur/. A change by
+        // another program at the same moment shows at the next whole
+        // listing: within STAMP_SETTLE under load, or when the stamp has
+        // settled.
+        let before = stamp(dir);
+        let only_new = self.loaded
+            && before.is_some_and(|b| {
+                self.stamp
+                    .is_some_and(|p| p != b && p.1 == b.1 && p.2 == b.2)
+            })
+            && self.listed_at.is_some_and(|t| t.elapsed() < STAMP_SETTLE);
         // new/ -> cur/. Which session sees them as \Recent is the
         // folder's mark (`first_recent`), not the directory: a first load
         // without a mark makes the messages found in new/ the recent ones.
         let mut from_new: HashSet<String> = HashSet::new();
+        let mut moved: Vec<String> = Vec::new();
         if let Ok(rd) = fs::read_dir(dir.join("new")) {
             for e in rd.filter_map(Result::ok) {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.starts_with('.') {
                     continue;
                 }
-                if fs::rename(e.path(), dir.join("cur").join(format!("{n}:2,"))).is_ok()
-                    && !self.loaded
-                {
-                    from_new.insert(n);
+                let to = format!("{n}:2,");
+                if fs::rename(e.path(), dir.join("cur").join(&to)).is_ok() {
+                    if !self.loaded {
+                        from_new.insert(n);
+                    }
+                    moved.push(to);
                 }
             }
         }
@@ -200,64 +221,64 @@ impl Folder {
                 }
             }
         }
-        let old: HashMap<&str, usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.base(), i))
-            .collect();
-        let mut keep: Vec<Option<Entry>> = vec![None; self.entries.len()];
         let mut fresh: Vec<Entry> = Vec::new();
         let mut flag_changes: Vec<u32> = Vec::new();
-        for e in fs::read_dir(dir.join("cur"))?.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
+        let (mut entries, removed_uids) = if only_new {
+            for name in &moved {
+                let path = dir.join("cur").join(name);
+                // Gone already (taken by another program): the next
+                // whole listing tells.
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                fresh.push(self.new_entry(name, &path, &meta, 0));
             }
-            let (base_len, info) = split_name(&name);
-            let base = &name[..base_len];
-            if let Some(&i) = old.get(base) {
-                let mut entry = self.entries[i].clone();
-                if entry.name != name {
-                    // Flags changed by someone else.
-                    entry.flags = parse_info(info, &self.keywords);
-                    entry.name = name.clone();
-                    entry.base_len = base_len;
-                    flag_changes.push(entry.uid);
+            (std::mem::take(&mut self.entries), Vec::new())
+        } else {
+            let listing = Instant::now();
+            let old: HashMap<&str, usize> = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.base(), i))
+                .collect();
+            let mut keep: Vec<Option<Entry>> = vec![None; self.entries.len()];
+            for e in fs::read_dir(dir.join("cur"))?.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
                 }
-                keep[i] = Some(entry);
-                continue;
+                let (base_len, info) = split_name(&name);
+                let base = &name[..base_len];
+                if let Some(&i) = old.get(base) {
+                    let mut entry = self.entries[i].clone();
+                    if entry.name != name {
+                        // Flags changed by someone else.
+                        entry.flags = parse_info(info, &self.keywords);
+                        entry.name = name.clone();
+                        entry.base_len = base_len;
+                        flag_changes.push(entry.uid);
+                    }
+                    keep[i] = Some(entry);
+                    continue;
+                }
+                let meta = e.metadata()?;
+                let uid = uidlist
+                    .as_ref()
+                    .and_then(|l| l.get(base).copied())
+                    .unwrap_or(0);
+                fresh.push(self.new_entry(&name, &e.path(), &meta, uid));
             }
-            let meta = e.metadata()?;
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            let size =
-                size_from_name(base).unwrap_or_else(|| crlf_size(&e.path()).unwrap_or(meta.len()));
-            let uid = uidlist
-                .as_ref()
-                .and_then(|l| l.get(base).copied())
-                .unwrap_or(0);
-            fresh.push(Entry {
-                uid,
-                flags: parse_info(info, &self.keywords),
-                name: name.clone(),
-                base_len,
-                size,
-                mtime,
-                modseq: 0,
-            });
-        }
-        let removed_uids: Vec<u32> = keep
-            .iter()
-            .zip(&self.entries)
-            .filter(|(k, _)| k.is_none())
-            .map(|(_, e)| e.uid)
-            .collect();
+            let removed_uids: Vec<u32> = keep
+                .iter()
+                .zip(&self.entries)
+                .filter(|(k, _)| k.is_none())
+                .map(|(_, e)| e.uid)
+                .collect();
+            self.listed_at = Some(listing);
+            (keep.into_iter().flatten().collect(), removed_uids)
+        };
         let removed = removed_uids.len();
-        let mut entries: Vec<Entry> = keep.into_iter().flatten().collect();
         // Newcomers without a UID get one in the order they arrived (the
         // name starts with the time).
         fresh.sort_by(|a, b| arrival_key(a.base()).cmp(&arrival_key(b.base())));
@@ -357,6 +378,27 @@ impl Folder {
         });
         self.verified = settled(st);
         Ok(())
+    }
+
+    /// The entry of a message file found in `cur/` (UID 0: none yet).
+    fn new_entry(&self, name: &str, path: &Path, meta: &fs::Metadata, uid: u32) -> Entry {
+        let (base_len, info) = split_name(name);
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let size = size_from_name(&name[..base_len])
+            .unwrap_or_else(|| crlf_size(path).unwrap_or(meta.len()));
+        Entry {
+            uid,
+            flags: parse_info(info, &self.keywords),
+            name: name.to_owned(),
+            base_len,
+            size,
+            mtime,
+            modseq: 0,
+        }
     }
 
     /// After a change of our own: the index is right; remember the stamp.

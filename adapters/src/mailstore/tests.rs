@@ -1134,3 +1134,60 @@ fn quota_checks_reuse_the_counted_use_until_an_imap_change_forgets_it() {
     assert!(s.over_quota(u), "counted again: 10,500 of 10,000 bytes");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_scan_after_only_new_changed_moves_without_listing_cur_until_cur_changes() {
+    let (s, dir) = store();
+    assert_eq!(select(&s, "INBOX").messages.len(), 0);
+    let inbox = dir.join("example.com/alice");
+    // Folder times set by hand, each step a distinct second: a change is
+    // seen whatever the file system's clock granularity.
+    let mut second = 0;
+    let mut touch = |sub: &str| {
+        second += 1;
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000 + second);
+        std::fs::File::open(inbox.join(sub))
+            .and_then(|f| f.set_modified(t))
+            .expect("set the folder's time");
+    };
+    let put = |sub: &str, n: u32| {
+        let name = format!("17000000{n:02}.M{n}P1.host,S=20");
+        let name = if sub == "cur" {
+            format!("{name}:2,S")
+        } else {
+            name
+        };
+        fs::write(
+            inbox.join(sub).join(name),
+            format!("Subject: {n}\n\nbody\n"),
+        )
+        .expect("put");
+    };
+    let listed_at = |s: &MailStore| lock(&s.state(&inbox)).listed_at;
+    let uids =
+        |s: &MailStore| -> Vec<u32> { select(s, "INBOX").messages.iter().map(|m| m.uid).collect() };
+    for n in 1..=3 {
+        put("new", n);
+    }
+    touch("new");
+    assert_eq!(uids(&s), vec![1, 2, 3]);
+    let first = listed_at(&s).expect("cur/ listed");
+    // Deliveries to new/ only: moved and numbered, cur/ not listed again.
+    put("new", 4);
+    touch("new");
+    assert_eq!(uids(&s), vec![1, 2, 3, 4]);
+    assert_eq!(listed_at(&s), Some(first), "cur/ was listed again");
+    // Another program adds to cur/ and removes from it: listed again,
+    // and both changes are seen.
+    put("cur", 5);
+    let gone = fs::read_dir(inbox.join("cur"))
+        .expect("cur/")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("1700000002."))
+        .expect("message 2");
+    fs::remove_file(gone.path()).expect("remove");
+    touch("cur");
+    assert_eq!(uids(&s), vec![1, 3, 4, 5]);
+    assert_ne!(listed_at(&s), Some(first), "cur/ changed: listed whole");
+    fs::remove_dir_all(&dir).expect("clean");
+}
