@@ -505,14 +505,20 @@ impl ImapSession {
     /// Without `expunge`, messages gone from the store stay in the view
     /// (with their last flags) until a command that may report them.
     pub(super) fn sync_view(&mut self, new: MailboxView, expunge: bool) -> String {
+        // Both lists are in UID order: one walk finds what is gone.
         let gone: Vec<u32> = match self.view() {
             Some(_) if !expunge => Vec::new(),
-            Some(v) => v
-                .messages
-                .iter()
-                .map(|m| m.uid)
-                .filter(|u| new.messages.binary_search_by_key(u, |n| n.uid).is_err())
-                .collect(),
+            Some(v) => {
+                let mut rest = new.messages.iter().map(|n| n.uid).peekable();
+                let mut gone = Vec::new();
+                for m in v.messages.iter() {
+                    while rest.next_if(|&u| u < m.uid).is_some() {}
+                    if rest.peek() != Some(&m.uid) {
+                        gone.push(m.uid);
+                    }
+                }
+                gone
+            }
             None => return String::new(),
         };
         let mut lines = self.remove_uids(&gone);
@@ -521,14 +527,10 @@ impl ImapSession {
             .is_some_and(|v| Arc::ptr_eq(&v.messages, &new.messages));
         let mut used: Vec<String> = new.keywords.clone();
         if !same {
-            for m in new.messages.iter() {
-                used.extend(
-                    m.flags
-                        .iter()
-                        .filter(|f| !used.contains(f))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
+            for f in new.messages.iter().flat_map(|m| m.flags.iter()) {
+                if !used.contains(f) {
+                    used.push(f.clone());
+                }
             }
         }
         lines.push_str(&self.announce_keywords(&used));
@@ -545,9 +547,16 @@ impl ImapSession {
             let recent = &s.view.recent;
             let old_max = s.view.messages.last().map_or(0, |m| m.uid);
             let same = Arc::ptr_eq(&s.view.messages, &new.messages);
+            let known = s.view.messages.len();
             if same || *s.view.messages == *new.messages {
                 // Nothing changed: keep sharing the store's copy.
                 s.view.messages = new.messages.clone();
+            } else if new.messages.get(..known) == Some(&s.view.messages[..]) {
+                // Only messages added after the known ones (a delivery):
+                // share the store's copy instead of copying the view.
+                s.view.messages = new.messages.clone();
+                let _ = write!(lines, "* {} EXISTS\r\n", s.view.messages.len());
+                exists = true;
             } else {
                 let messages = Arc::make_mut(&mut s.view.messages);
                 for (i, m) in messages.iter_mut().enumerate() {
