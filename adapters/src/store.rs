@@ -101,6 +101,22 @@ pub enum StoreError {
     TooBig(String),
 }
 
+impl StoreError {
+    /// The quota's verdict on a delivery to `user`
+    /// ([`postern_core::imap::rules::delivery_room`]) as a store result.
+    pub fn from_room(
+        room: postern_core::imap::rules::DeliveryRoom,
+        user: &str,
+    ) -> Result<(), StoreError> {
+        use postern_core::imap::rules::DeliveryRoom as R;
+        match room {
+            R::Fits => Ok(()),
+            R::Full => Err(StoreError::Full(user.to_owned())),
+            R::NeverFits => Err(StoreError::TooBig(user.to_owned())),
+        }
+    }
+}
+
 impl From<StoreError> for std::io::Error {
     fn from(e: StoreError) -> Self {
         match e {

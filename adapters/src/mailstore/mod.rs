@@ -335,7 +335,7 @@ impl MailStore {
     }
 
     /// Whether the delivery fits its account's quota (Dovecot's rule, see
-    /// [`postern_core::imap::rules::delivery_allowed`]); when it does, its
+    /// [`postern_core::imap::rules::delivery_room`]); when it does, its
     /// bytes are added to the account's counted use at once, so the next
     /// delivery of the batch sees them. Returns the account folder and the
     /// bytes added, to take back if the delivery fails.
@@ -356,12 +356,8 @@ impl MailStore {
         let mut usage = self.usage_lock();
         let entry = usage.counts.get_mut(&root);
         let used = entry.as_ref().map_or(counted, |e| e.0);
-        if !postern_core::imap::rules::delivery_ever_fits(adding, Some(limit)) {
-            return Err(StoreError::TooBig(d.user.clone()));
-        }
-        if !postern_core::imap::rules::delivery_allowed(used, adding, Some(limit)) {
-            return Err(StoreError::Full(d.user.clone()));
-        }
+        let room = postern_core::imap::rules::delivery_room(used, adding, Some(limit));
+        StoreError::from_room(room, &d.user)?;
         if let Some(e) = entry {
             e.0 = e.0.saturating_add(adding);
         }

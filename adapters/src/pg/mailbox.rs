@@ -866,7 +866,7 @@ impl MailboxStore for PgMailbox {
     }
 
     /// Deliveries that fit their account's quota (Dovecot's rule, see
-    /// [`rules::delivery_allowed`]; each account's use asked once per
+    /// [`rules::delivery_room`]; each account's use asked once per
     /// batch and counted on through it) go into one transaction; the
     /// others fail on their own. Another replica delivering to the same
     /// account at the same moment can add its own batch beside this one.
@@ -891,14 +891,10 @@ impl MailboxStore for PgMailbox {
                     },
                 };
                 let adding = (d.prefix.len() + d.message.len()) as u64;
-                if !rules::delivery_ever_fits(adding, Some(limit)) {
+                let room = rules::delivery_room(used, adding, Some(limit));
+                if let Err(e) = StoreError::from_room(room, &d.user) {
                     usage.insert(user, used);
-                    out.push(Err(StoreError::TooBig(d.user.clone())));
-                    continue;
-                }
-                if !rules::delivery_allowed(used, adding, Some(limit)) {
-                    usage.insert(user, used);
-                    out.push(Err(StoreError::Full(d.user.clone())));
+                    out.push(Err(e));
                     continue;
                 }
                 usage.insert(user, used.saturating_add(adding));

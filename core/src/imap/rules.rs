@@ -176,6 +176,29 @@ pub fn delivery_ever_fits(adding: u64, limit: Option<u64>) -> bool {
     limit.is_none_or(|l| adding <= l.saturating_add(l / 10))
 }
 
+/// Where a delivered message stands under its account's quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryRoom {
+    /// It goes in.
+    Fits,
+    /// Not now: the account has no room for it ([`delivery_allowed`]).
+    Full,
+    /// Never: not even an empty account could take it
+    /// ([`delivery_ever_fits`]).
+    NeverFits,
+}
+
+/// The quota's verdict on one delivery, both checks in one.
+pub fn delivery_room(used: u64, adding: u64, limit: Option<u64>) -> DeliveryRoom {
+    if !delivery_ever_fits(adding, limit) {
+        DeliveryRoom::NeverFits
+    } else if !delivery_allowed(used, adding, limit) {
+        DeliveryRoom::Full
+    } else {
+        DeliveryRoom::Fits
+    }
+}
+
 /// Whether an account that uses `used` is full (SMTP RCPT answers 552).
 pub fn quota_full(used: u64, limit: Option<u64>) -> bool {
     limit.is_some_and(|l| used >= l)
@@ -479,5 +502,11 @@ mod tests {
         assert!(!delivery_allowed(0, 1_101, Some(1_000)));
         assert!(delivery_ever_fits(1_100, Some(1_000)) && delivery_ever_fits(9, None));
         assert!(!delivery_ever_fits(1_101, Some(1_000)));
+        assert_eq!(delivery_room(900, 200, Some(1_000)), DeliveryRoom::Fits);
+        assert_eq!(delivery_room(999, 102, Some(1_000)), DeliveryRoom::Full);
+        assert_eq!(
+            delivery_room(0, 1_101, Some(1_000)),
+            DeliveryRoom::NeverFits
+        );
     }
 }
