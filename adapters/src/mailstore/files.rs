@@ -59,11 +59,9 @@ pub(super) fn size_from_name(base: &str) -> Option<u64> {
         .and_then(|w| w.parse().ok())
 }
 
+/// The size IMAP serves for a stored file: [`crlf_len`] of its bytes.
 pub(super) fn crlf_size(path: &Path) -> io::Result<u64> {
-    let b = fs::read(path)?;
-    let lfs = b.iter().filter(|&&c| c == b'\n').count() as u64;
-    let crlfs = b.windows(2).filter(|w| w == b"\r\n").count() as u64;
-    Ok(b.len() as u64 + lfs - crlfs)
+    Ok(crlf_len(&fs::read(path)?) as u64)
 }
 
 /// Bytes with LF line ends (as stored) with CRLF ones (as served).
