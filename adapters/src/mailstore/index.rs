@@ -89,7 +89,7 @@ pub(super) struct Folder {
     /// which only `new/` changed moves its files without listing `cur/`
     /// again (a delivery to an INBOX of 10,000 messages with a client in
     /// IDLE listed them all each time).
-    pub(super) listed_at: Option<std::time::Instant>,
+    pub(super) listed_at: Option<Instant>,
 }
 
 /// What a folder needs to start a UID list: the time, and a UIDVALIDITY
